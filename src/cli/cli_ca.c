@@ -1,0 +1,738 @@
+/* `certgate ca ...` and `certgate crl ...`: the CA certificate chain table. */
+#include "config.h"
+
+#include <getopt.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "cli/cli_int.h"
+
+/* A CA expiring within this many days is flagged by `ca list`. */
+#define EXPIRY_WARN_DAYS 30
+
+static int ca_add(struct cli_ctx *ctx, int argc, char **argv);
+static int ca_list(struct cli_ctx *ctx, int argc, char **argv);
+static int ca_show(struct cli_ctx *ctx, int argc, char **argv);
+static int ca_disable(struct cli_ctx *ctx, int argc, char **argv);
+static int ca_enable(struct cli_ctx *ctx, int argc, char **argv);
+static int ca_delete(struct cli_ctx *ctx, int argc, char **argv);
+static int crl_add(struct cli_ctx *ctx, int argc, char **argv);
+static int crl_list(struct cli_ctx *ctx, int argc, char **argv);
+
+const struct cli_command cli_ca_commands[] = {
+    {.group = "ca", .name = "add", .run = ca_add,
+     .usage = "ca add FILE.pem [--name NAME] [--allow-expired]",
+     .help = "add the root and intermediate CAs of a PEM bundle (one transaction)"},
+    {.group = "ca", .name = "list", .run = ca_list, .usage = "ca list",
+     .help = "list the CA certificate chain table"},
+    {.group = "ca", .name = "show", .run = ca_show, .usage = "ca show ID|FINGERPRINT",
+     .help = "show one CA, its place in the chain and its CRL"},
+    {.group = "ca", .name = "disable", .run = ca_disable, .usage = "ca disable ID|FINGERPRINT",
+     .help = "stop trusting a CA (applies to open connections within a second)"},
+    {.group = "ca", .name = "enable", .run = ca_enable, .usage = "ca enable ID|FINGERPRINT",
+     .help = "trust a disabled CA again"},
+    {.group = "ca", .name = "delete", .run = ca_delete,
+     .usage = "ca delete ID|FINGERPRINT [--force]",
+     .help = "delete a CA (--force also deletes the rules bound to it)"},
+    {.group = "crl", .name = "add", .run = crl_add, .usage = "crl add FILE.pem",
+     .help = "load a CRL issued by a CA in the table"},
+    {.group = "crl", .name = "list", .run = crl_list, .usage = "crl list",
+     .help = "list loaded CRLs"},
+    {0},
+};
+
+/* All CAs of the table with their parsed certificates, for chain display. */
+struct ca_set {
+    struct store_ca *cas;    /* records */
+    struct pki_cert *certs;  /* parsed DER, same index; der == NULL if it failed */
+    size_t n;                /* count */
+};
+
+static void ca_set_free(struct ca_set *set)
+{
+    for (size_t i = 0; set->certs && i < set->n; i++)
+        pki_cert_free(&set->certs[i]);
+    free(set->certs);
+    store_ca_list_free(set->cas, set->n);
+    memset(set, 0, sizeof(*set));
+}
+
+static int ca_set_load(const struct cli_ctx *ctx, struct store *s, struct ca_set *set)
+{
+    struct cg_err err = {""};
+
+    memset(set, 0, sizeof(*set));
+    if (store_ca_list(s, &set->cas, &set->n, &err))
+        return cli_fail(ctx, "%s", err.msg);
+    set->certs = calloc(set->n ? set->n : 1, sizeof(*set->certs));
+    if (!set->certs) {
+        ca_set_free(set);
+        return cli_fail(ctx, "out of memory");
+    }
+    for (size_t i = 0; i < set->n; i++) {
+        if (pki_cert_from_der(set->cas[i].der, set->cas[i].der_len, &set->certs[i]))
+            memset(&set->certs[i], 0, sizeof(set->certs[i]));
+    }
+    return CLI_OK;
+}
+
+/* Index in @p set of the CA that issued @p cert (not itself), or -1. */
+static long find_issuer(const struct ca_set *set, const struct pki_cert *cert)
+{
+    for (size_t i = 0; i < set->n; i++) {
+        if (!set->certs[i].der || strcmp(set->certs[i].fingerprint, cert->fingerprint) == 0)
+            continue;
+        if (pki_cert_issued_by(cert, &set->certs[i]))
+            return (long)i;
+    }
+    return -1;
+}
+
+static const char *ca_kind(const struct store_ca *ca)
+{
+    return ca->is_root ? "root" : "intermediate";
+}
+
+static json_t *ca_json(const struct store_ca *ca)
+{
+    char nb[21], na[21];
+
+    return json_pack("{s:I, s:s?, s:s, s:s, s:s, s:s, s:s, s:s, s:I, s:s, s:b, s:s, s:s}",
+                     "id", (json_int_t)ca->id, "name", ca->name, "subject", ca->subject,
+                     "issuer", ca->issuer, "serial", ca->serial, "fingerprint", ca->fingerprint,
+                     "not_before", cli_time(ca->not_before, nb), "not_after",
+                     cli_time(ca->not_after, na), "days_until_expiry",
+                     (json_int_t)cli_days_until(ca->not_after), "kind", ca_kind(ca), "active",
+                     ca->is_active, "created_on", ca->created_on, "updated_on", ca->updated_on);
+}
+
+static void ca_from_cert(const struct pki_cert *c, char *pem, const char *name,
+                         struct store_ca *out)
+{
+    memset(out, 0, sizeof(*out));
+    out->name = (char *)name;
+    out->subject = c->subject;
+    out->issuer = c->issuer;
+    out->serial = (char *)c->serial;
+    snprintf(out->fingerprint, sizeof(out->fingerprint), "%s", c->fingerprint);
+    snprintf(out->spki_sha256, sizeof(out->spki_sha256), "%s", c->spki_sha256);
+    snprintf(out->ski, sizeof(out->ski), "%s", c->ski);
+    snprintf(out->aki, sizeof(out->aki), "%s", c->aki);
+    out->not_before = c->not_before;
+    out->not_after = c->not_after;
+    out->is_root = c->is_self_signed;
+    out->path_len = c->path_len;
+    out->der = c->der;
+    out->der_len = c->der_len;
+    out->pem = pem;
+    out->is_active = true;
+}
+
+/* Whether the issuer of bundle[i] is in the bundle or the table. */
+static bool issuer_known(const struct pki_cert_list *bundle, size_t i, const struct ca_set *table)
+{
+    const struct pki_cert *c = &bundle->items[i];
+
+    if (c->is_self_signed)
+        return true;
+    for (size_t j = 0; j < bundle->n; j++) {
+        if (j != i && pki_cert_issued_by(c, &bundle->items[j]))
+            return true;
+    }
+    return find_issuer(table, c) >= 0;
+}
+
+static int ca_add(struct cli_ctx *ctx, int argc, char **argv)
+{
+    static const struct option opts[] = {
+        {"name", required_argument, NULL, 'n'},
+        {"allow-expired", no_argument, NULL, 'e'},
+        {0, 0, 0, 0},
+    };
+    const char *usage = cli_ca_commands[0].usage;
+    struct pki_cert_list bundle = {NULL, 0};
+    struct ca_set table = {NULL, NULL, 0};
+    struct store *s = NULL;
+    struct cg_err err = {""};
+    const char *name = NULL, *path;
+    bool allow_expired = false, in_tx = false;
+    int64_t now = cg_now(), *ids = NULL;
+    json_t *out = NULL;
+    int opt, rc = CLI_FAIL;
+
+    while ((opt = getopt_long(argc, argv, "", opts, NULL)) != -1) {
+        if (opt == 'n')
+            name = optarg;
+        else if (opt == 'e')
+            allow_expired = true;
+        else
+            return cli_usage(ctx, usage);
+    }
+    if (optind != argc - 1)
+        return cli_usage(ctx, usage);
+    path = argv[optind];
+    if (name && (!*name || strlen(name) > 200))
+        return cli_fail(ctx, "--name must be 1 to 200 characters");
+    if (cli_read_bundle(ctx, path, &bundle))
+        return CLI_FAIL;
+    s = cli_open_store(ctx);
+    if (!s)
+        goto out;
+    if (ca_set_load(ctx, s, &table))
+        goto out;
+
+    /* Check every certificate before writing anything: one bad certificate
+     * adds nothing. */
+    for (size_t i = 0; i < bundle.n; i++) {
+        const struct pki_cert *c = &bundle.items[i];
+        struct store_ca existing;
+
+        if (!c->is_ca) {
+            cli_fail(ctx, "%s: certificate %zu (%s) is not a CA certificate (basicConstraints "
+                          "CA:TRUE is missing): add only root and intermediate CAs here; map "
+                          "client certificates with certgate cert map",
+                     path, i + 1, c->subject);
+            goto out;
+        }
+        if (c->not_after < now && !allow_expired) {
+            char t[21];
+
+            cli_fail(ctx, "%s: certificate %zu (%s) expired on %s: it cannot validate any "
+                          "client (use --allow-expired to store it anyway)",
+                     path, i + 1, c->subject, cli_time(c->not_after, t));
+            goto out;
+        }
+        if (c->is_self_issued && !c->is_self_signed) {
+            cli_fail(ctx, "%s: certificate %zu (%s) names itself as issuer but its signature "
+                          "does not verify with its own key",
+                     path, i + 1, c->subject);
+            goto out;
+        }
+        for (size_t j = 0; j < i; j++) {
+            if (strcmp(bundle.items[j].fingerprint, c->fingerprint) == 0) {
+                cli_fail(ctx, "%s: certificate %zu (%s) appears twice in the file (also "
+                              "certificate %zu)",
+                         path, i + 1, c->subject, j + 1);
+                goto out;
+            }
+        }
+        memset(&existing, 0, sizeof(existing));
+        rc = store_ca_get_by_fingerprint(s, c->fingerprint, &existing, &err);
+        if (rc == CG_OK) {
+            cli_fail(ctx, "%s: certificate %zu (%s) is already in the CA table as id %lld",
+                     path, i + 1, c->subject, (long long)existing.id);
+            store_ca_free(&existing);
+            rc = CLI_FAIL;
+            goto out;
+        }
+        if (rc != CG_ENOTFOUND) {
+            cli_fail(ctx, "%s", err.msg);
+            rc = CLI_FAIL;
+            goto out;
+        }
+        rc = CLI_FAIL;
+    }
+
+    ids = calloc(bundle.n, sizeof(*ids));
+    if (!ids) {
+        cli_fail(ctx, "out of memory");
+        goto out;
+    }
+    if (store_begin(s, &err)) {
+        cli_fail(ctx, "%s", err.msg);
+        goto out;
+    }
+    in_tx = true;
+    for (size_t i = 0; i < bundle.n; i++) {
+        struct store_ca rec;
+        char *pem = pki_cert_pem(&bundle.items[i]);
+
+        if (!pem) {
+            cli_fail(ctx, "out of memory");
+            goto out;
+        }
+        ca_from_cert(&bundle.items[i], pem, name, &rec);
+        rc = store_ca_insert(s, &rec, &err);
+        free(pem);
+        if (rc) {
+            cli_fail(ctx, "%s: certificate %zu (%s): %s", path, i + 1, bundle.items[i].subject,
+                     err.msg);
+            rc = CLI_FAIL;
+            goto out;
+        }
+        ids[i] = rec.id;
+    }
+    if (store_commit(s, &err)) {
+        cli_fail(ctx, "%s", err.msg);
+        goto out;
+    }
+    in_tx = false;
+
+    out = ctx->json ? json_array() : NULL;
+    for (size_t i = 0; i < bundle.n; i++) {
+        const struct pki_cert *c = &bundle.items[i];
+        char t[21];
+
+        if (!issuer_known(&bundle, i, &table))
+            cli_warn("%s (id %lld) is an intermediate whose issuer '%s' is not in the CA table "
+                     "yet: add its root first (certgate ca add ROOT.pem), or clients chaining "
+                     "to it are refused",
+                     c->subject, (long long)ids[i], c->issuer);
+        if (c->not_before > now)
+            cli_warn("%s (id %lld) is not valid before %s", c->subject, (long long)ids[i],
+                     cli_time(c->not_before, t));
+        if (out) {
+            json_array_append_new(
+                out, json_pack("{s:I, s:s, s:s, s:s, s:s}", "id", (json_int_t)ids[i], "subject",
+                               c->subject, "kind", c->is_self_signed ? "root" : "intermediate",
+                               "fingerprint", c->fingerprint, "not_after",
+                               cli_time(c->not_after, t)));
+        } else {
+            printf("added CA %lld: %s (%s, expires %s, SHA-256 %s)\n", (long long)ids[i],
+                   c->subject, c->is_self_signed ? "root" : "intermediate",
+                   cli_time(c->not_after, t), c->fingerprint);
+        }
+    }
+    if (out)
+        cli_print_json(json_pack("{s:o}", "added", out));
+    rc = CLI_OK;
+out:
+    if (in_tx)
+        store_rollback(s);
+    free(ids);
+    ca_set_free(&table);
+    pki_cert_list_free(&bundle);
+    store_close(s);
+    return rc;
+}
+
+/* The newest CRL of a CA, or NULL. */
+static const struct store_crl *crl_of(const struct store_crl *crls, size_t n, int64_t ca_id)
+{
+    const struct store_crl *best = NULL;
+
+    for (size_t i = 0; i < n; i++) {
+        if (crls[i].ca_id == ca_id && (!best || crls[i].this_update > best->this_update))
+            best = &crls[i];
+    }
+    return best;
+}
+
+static bool crl_is_stale(const struct store_crl *crl)
+{
+    return crl && crl->next_update && crl->next_update < cg_now();
+}
+
+static int ca_list(struct cli_ctx *ctx, int argc, char **argv)
+{
+    struct store_ca *cas = NULL;
+    struct store_crl *crls = NULL;
+    size_t n = 0, n_crls = 0;
+    struct store *s = NULL;
+    struct cg_err err = {""};
+    int rc = CLI_FAIL;
+
+    (void)argv;
+    if (argc != 1)
+        return cli_usage(ctx, "ca list");
+    s = cli_open_store(ctx);
+    if (!s)
+        return CLI_FAIL;
+    if (store_ca_list(s, &cas, &n, &err) || store_crl_list(s, &crls, &n_crls, &err)) {
+        cli_fail(ctx, "%s", err.msg);
+        goto out;
+    }
+    if (ctx->json) {
+        json_t *arr = json_array();
+
+        for (size_t i = 0; i < n; i++) {
+            const struct store_crl *crl = crl_of(crls, n_crls, cas[i].id);
+            json_t *o = ca_json(&cas[i]);
+            long days = cli_days_until(cas[i].not_after);
+
+            json_object_set_new(o, "expires_soon",
+                                json_boolean(days >= 0 && days < EXPIRY_WARN_DAYS));
+            json_object_set_new(o, "expired", json_boolean(cas[i].not_after < cg_now()));
+            json_object_set_new(o, "crl", crl ? json_pack("{s:I, s:I, s:b}", "id",
+                                                          (json_int_t)crl->id, "revoked",
+                                                          (json_int_t)crl->revoked_count,
+                                                          "stale", crl_is_stale(crl))
+                                              : json_null());
+            json_array_append_new(arr, o);
+        }
+        cli_print_json(arr);
+        rc = CLI_OK;
+        goto out;
+    }
+    if (n == 0) {
+        printf("the CA certificate chain table is empty: add your root and intermediate CAs "
+               "with certgate ca add FILE.pem\n");
+        rc = CLI_OK;
+        goto out;
+    }
+    printf("%-4s %-8s %-12s %-20s %-6s %-14s %s\n", "ID", "STATUS", "KIND", "EXPIRES", "DAYS",
+           "CRL", "SUBJECT");
+    for (size_t i = 0; i < n; i++) {
+        const struct store_crl *crl = crl_of(crls, n_crls, cas[i].id);
+        long days = cli_days_until(cas[i].not_after);
+        char t[21], crlbuf[48], flag[64] = "";
+
+        if (cas[i].not_after < cg_now())
+            snprintf(flag, sizeof(flag), "  [EXPIRED]");
+        else if (days < EXPIRY_WARN_DAYS)
+            snprintf(flag, sizeof(flag), "  [EXPIRES IN %ld DAYS]", days);
+        if (!crl)
+            snprintf(crlbuf, sizeof(crlbuf), "-");
+        else
+            snprintf(crlbuf, sizeof(crlbuf), "%lld revoked%s", (long long)crl->revoked_count,
+                     crl_is_stale(crl) ? " STALE" : "");
+        printf("%-4lld %-8s %-12s %-20s %-6ld %-14s %s%s\n", (long long)cas[i].id,
+               cas[i].is_active ? "active" : "disabled", ca_kind(&cas[i]),
+               cli_time(cas[i].not_after, t), days, crlbuf, cas[i].subject, flag);
+        if (crl_is_stale(crl))
+            cli_warn("the CRL of CA %lld is past its next update (%s); it still applies: load "
+                     "a fresh one with certgate crl add",
+                     (long long)cas[i].id, cli_time(crl->next_update, t));
+    }
+    rc = CLI_OK;
+out:
+    store_ca_list_free(cas, n);
+    store_crl_list_free(crls, n_crls);
+    store_close(s);
+    return rc;
+}
+
+static int find_ca(const struct cli_ctx *ctx, struct store *s, const char *key,
+                   struct store_ca *out)
+{
+    struct cg_err err = {""};
+    int rc;
+
+    memset(out, 0, sizeof(*out));
+    rc = store_ca_find(s, key, out, &err);
+    if (rc == CG_ENOTFOUND)
+        return cli_fail(ctx, "no CA with id or fingerprint '%s' (certgate ca list shows them)",
+                        key);
+    if (rc)
+        return cli_fail(ctx, "%s", err.msg);
+    return CLI_OK;
+}
+
+static int ca_show(struct cli_ctx *ctx, int argc, char **argv)
+{
+    struct store_crl *crls = NULL;
+    struct ca_set set = {NULL, NULL, 0};
+    struct store_ca ca;
+    struct store *s = NULL;
+    struct cg_err err = {""};
+    size_t n_crls = 0, self = 0;
+    int64_t rules = 0, maps = 0;
+    const struct store_crl *crl;
+    long issuer = -1;
+    int rc = CLI_FAIL;
+    char t1[21], t2[21];
+
+    memset(&ca, 0, sizeof(ca));
+    if (argc != 2)
+        return cli_usage(ctx, "ca show ID|FINGERPRINT");
+    s = cli_open_store(ctx);
+    if (!s)
+        return CLI_FAIL;
+    if (find_ca(ctx, s, argv[1], &ca) || ca_set_load(ctx, s, &set))
+        goto out;
+    if (store_crl_list(s, &crls, &n_crls, &err) ||
+        store_ca_dependents(s, ca.id, &rules, &maps, &err)) {
+        cli_fail(ctx, "%s", err.msg);
+        goto out;
+    }
+    for (size_t i = 0; i < set.n; i++) {
+        if (set.cas[i].id == ca.id)
+            self = i;
+    }
+    if (set.certs[self].der && !ca.is_root)
+        issuer = find_issuer(&set, &set.certs[self]);
+    crl = crl_of(crls, n_crls, ca.id);
+
+    if (ctx->json) {
+        json_t *o = ca_json(&ca), *children = json_array();
+
+        for (size_t i = 0; i < set.n; i++) {
+            if (i != self && set.certs[i].der && set.certs[self].der &&
+                pki_cert_issued_by(&set.certs[i], &set.certs[self]))
+                json_array_append_new(children, json_pack("{s:I, s:s}", "id",
+                                                          (json_int_t)set.cas[i].id, "subject",
+                                                          set.cas[i].subject));
+        }
+        json_object_set_new(o, "issuer_record",
+                            ca.is_root ? json_string("self")
+                            : issuer >= 0
+                                ? json_pack("{s:I, s:s}", "id", (json_int_t)set.cas[issuer].id,
+                                            "subject", set.cas[issuer].subject)
+                                : json_null());
+        json_object_set_new(o, "children", children);
+        json_object_set_new(o, "rules", json_integer(rules));
+        json_object_set_new(o, "mapped_certificates", json_integer(maps));
+        json_object_set_new(o, "crl",
+                            crl ? json_pack("{s:I, s:s, s:s, s:I, s:b}", "id", (json_int_t)crl->id,
+                                            "this_update", cli_time(crl->this_update, t1),
+                                            "next_update",
+                                            crl->next_update ? cli_time(crl->next_update, t2) : "",
+                                            "revoked", (json_int_t)crl->revoked_count, "stale",
+                                            crl_is_stale(crl))
+                                : json_null());
+        cli_print_json(o);
+        rc = CLI_OK;
+        goto out;
+    }
+    printf("CA %lld%s%s%s\n", (long long)ca.id, ca.name ? " (" : "", ca.name ? ca.name : "",
+           ca.name ? ")" : "");
+    printf("  subject:      %s\n", ca.subject);
+    printf("  issuer:       %s\n", ca.issuer);
+    printf("  serial:       %s\n", ca.serial);
+    printf("  valid:        %s to %s\n", cli_time(ca.not_before, t1), cli_time(ca.not_after, t2));
+    if (ca.not_after < cg_now())
+        printf("  expiry:       EXPIRED %ld days ago\n", -cli_days_until(ca.not_after));
+    else
+        printf("  expiry:       %ld days left%s\n", cli_days_until(ca.not_after),
+               cli_days_until(ca.not_after) < EXPIRY_WARN_DAYS ? " [EXPIRES SOON]" : "");
+    printf("  SHA-256:      %s\n", ca.fingerprint);
+    printf("  status:       %s\n", ca.is_active ? "active" : "disabled");
+    printf("  kind:         %s%s\n", ca_kind(&ca),
+           ca.path_len >= 0 ? "" : "");
+    if (ca.path_len >= 0)
+        printf("  path length:  %d\n", ca.path_len);
+    if (ca.is_root)
+        printf("  issued by:    itself (self-signed root)\n");
+    else if (issuer >= 0)
+        printf("  issued by:    CA %lld %s (%s)\n", (long long)set.cas[issuer].id,
+               set.cas[issuer].subject, set.cas[issuer].is_active ? "active" : "disabled");
+    else
+        printf("  issued by:    %s, NOT IN THE TABLE: add it with certgate ca add\n", ca.issuer);
+    for (size_t i = 0; i < set.n; i++) {
+        if (i != self && set.certs[i].der && set.certs[self].der &&
+            pki_cert_issued_by(&set.certs[i], &set.certs[self]))
+            printf("  issues:       CA %lld %s\n", (long long)set.cas[i].id, set.cas[i].subject);
+    }
+    if (crl)
+        printf("  CRL:          %lld revoked, this update %s, next update %s%s\n",
+               (long long)crl->revoked_count, cli_time(crl->this_update, t1),
+               crl->next_update ? cli_time(crl->next_update, t2) : "none",
+               crl_is_stale(crl) ? " [STALE: still applied; load a fresh CRL]" : "");
+    else
+        printf("  CRL:          none loaded\n");
+    printf("  depends on it: %lld rules, %lld mapped certificates\n", (long long)rules,
+           (long long)maps);
+    printf("  added:        %s, updated %s\n", ca.created_on, ca.updated_on);
+    rc = CLI_OK;
+out:
+    store_ca_free(&ca);
+    ca_set_free(&set);
+    store_crl_list_free(crls, n_crls);
+    store_close(s);
+    return rc;
+}
+
+static int set_active(struct cli_ctx *ctx, int argc, char **argv, bool active)
+{
+    struct store *s = NULL;
+    struct store_ca ca;
+    struct cg_err err = {""};
+    int rc = CLI_FAIL;
+
+    memset(&ca, 0, sizeof(ca));
+    if (argc != 2)
+        return cli_usage(ctx, active ? "ca enable ID|FINGERPRINT" : "ca disable ID|FINGERPRINT");
+    s = cli_open_store(ctx);
+    if (!s)
+        return CLI_FAIL;
+    if (find_ca(ctx, s, argv[1], &ca))
+        goto out;
+    if (store_ca_set_active(s, ca.id, active, &err)) {
+        cli_fail(ctx, "%s", err.msg);
+        goto out;
+    }
+    if (ctx->json)
+        cli_print_json(json_pack("{s:I, s:s, s:b}", "id", (json_int_t)ca.id, "subject",
+                                 ca.subject, "active", active));
+    else
+        printf("CA %lld (%s) is now %s\n", (long long)ca.id, ca.subject,
+               active ? "active" : "disabled");
+    rc = CLI_OK;
+out:
+    store_ca_free(&ca);
+    store_close(s);
+    return rc;
+}
+
+static int ca_disable(struct cli_ctx *ctx, int argc, char **argv)
+{
+    return set_active(ctx, argc, argv, false);
+}
+
+static int ca_enable(struct cli_ctx *ctx, int argc, char **argv)
+{
+    return set_active(ctx, argc, argv, true);
+}
+
+static int ca_delete(struct cli_ctx *ctx, int argc, char **argv)
+{
+    static const struct option opts[] = {
+        {"force", no_argument, NULL, 'f'},
+        {0, 0, 0, 0},
+    };
+    struct store *s = NULL;
+    struct store_ca ca;
+    struct cg_err err = {""};
+    bool force = false;
+    int opt, rc = CLI_FAIL;
+
+    memset(&ca, 0, sizeof(ca));
+    while ((opt = getopt_long(argc, argv, "", opts, NULL)) != -1) {
+        if (opt == 'f')
+            force = true;
+        else
+            return cli_usage(ctx, "ca delete ID|FINGERPRINT [--force]");
+    }
+    if (optind != argc - 1)
+        return cli_usage(ctx, "ca delete ID|FINGERPRINT [--force]");
+    s = cli_open_store(ctx);
+    if (!s)
+        return CLI_FAIL;
+    if (find_ca(ctx, s, argv[optind], &ca))
+        goto out;
+    if (store_ca_delete(s, ca.id, force, &err)) {
+        cli_fail(ctx, "%s", err.msg);
+        goto out;
+    }
+    if (ctx->json)
+        cli_print_json(json_pack("{s:I, s:s, s:b}", "deleted", (json_int_t)ca.id, "subject",
+                                 ca.subject, "forced", force));
+    else
+        printf("deleted CA %lld (%s)\n", (long long)ca.id, ca.subject);
+    rc = CLI_OK;
+out:
+    store_ca_free(&ca);
+    store_close(s);
+    return rc;
+}
+
+static int crl_add(struct cli_ctx *ctx, int argc, char **argv)
+{
+    struct ca_set set = {NULL, NULL, 0};
+    struct store *s = NULL;
+    struct pki_crl crl;
+    struct store_crl rec;
+    struct cg_err err = {""};
+    char *data = NULL;
+    size_t len = 0;
+    long signer = -1;
+    int rc = CLI_FAIL;
+    char t[21];
+
+    memset(&crl, 0, sizeof(crl));
+    if (argc != 2)
+        return cli_usage(ctx, "crl add FILE.pem");
+    if (cg_read_file(argv[1], 16 * 1024 * 1024, &data, &len, &err))
+        return cli_fail(ctx, "%s", err.msg);
+    if (pki_parse_crl(data, len, &crl, &err)) {
+        cli_fail(ctx, "%s: %s", argv[1], err.msg[0] ? err.msg : "not a CRL");
+        goto out;
+    }
+    s = cli_open_store(ctx);
+    if (!s)
+        goto out;
+    if (ca_set_load(ctx, s, &set))
+        goto out;
+    for (size_t i = 0; i < set.n; i++) {
+        if (set.certs[i].der && pki_crl_signed_by(&crl, &set.certs[i])) {
+            signer = (long)i;
+            break;
+        }
+    }
+    if (signer < 0) {
+        cli_fail(ctx, "%s: the CRL's issuer '%s' is not a CA in the table, or its signature "
+                      "does not verify with that CA's key: add the issuing CA first",
+                 argv[1], crl.issuer);
+        goto out;
+    }
+    memset(&rec, 0, sizeof(rec));
+    rec.ca_id = set.cas[signer].id;
+    rec.issuer = crl.issuer;
+    snprintf(rec.fingerprint, sizeof(rec.fingerprint), "%s", crl.fingerprint);
+    rec.this_update = crl.this_update;
+    rec.next_update = crl.next_update;
+    rec.revoked_count = (int64_t)crl.n_revoked;
+    rec.der = crl.der;
+    rec.der_len = crl.der_len;
+    if (store_crl_insert(s, &rec, &err)) {
+        cli_fail(ctx, "%s: %s", argv[1], err.msg);
+        goto out;
+    }
+    if (crl.next_update && crl.next_update < cg_now())
+        cli_warn("this CRL is past its next update (%s): certgate still applies it, but load a "
+                 "fresh one from the CA",
+                 cli_time(crl.next_update, t));
+    if (ctx->json)
+        cli_print_json(json_pack("{s:I, s:I, s:s, s:I}", "id", (json_int_t)rec.id, "ca_id",
+                                 (json_int_t)rec.ca_id, "issuer", crl.issuer, "revoked",
+                                 (json_int_t)crl.n_revoked));
+    else
+        printf("added CRL %lld from CA %lld (%s): %zu revoked certificates\n",
+               (long long)rec.id, (long long)rec.ca_id, crl.issuer, crl.n_revoked);
+    rc = CLI_OK;
+out:
+    free(data);
+    pki_crl_free(&crl);
+    ca_set_free(&set);
+    store_close(s);
+    return rc;
+}
+
+static int crl_list(struct cli_ctx *ctx, int argc, char **argv)
+{
+    struct store_crl *crls = NULL;
+    struct store *s = NULL;
+    struct cg_err err = {""};
+    size_t n = 0;
+    int rc = CLI_FAIL;
+    char t1[21], t2[21];
+
+    (void)argv;
+    if (argc != 1)
+        return cli_usage(ctx, "crl list");
+    s = cli_open_store(ctx);
+    if (!s)
+        return CLI_FAIL;
+    if (store_crl_list(s, &crls, &n, &err)) {
+        cli_fail(ctx, "%s", err.msg);
+        goto out;
+    }
+    if (ctx->json) {
+        json_t *arr = json_array();
+
+        for (size_t i = 0; i < n; i++)
+            json_array_append_new(
+                arr, json_pack("{s:I, s:I, s:s, s:s, s:s, s:I, s:b}", "id", (json_int_t)crls[i].id,
+                               "ca_id", (json_int_t)crls[i].ca_id, "issuer", crls[i].issuer,
+                               "this_update", cli_time(crls[i].this_update, t1), "next_update",
+                               crls[i].next_update ? cli_time(crls[i].next_update, t2) : "",
+                               "revoked", (json_int_t)crls[i].revoked_count, "stale",
+                               crl_is_stale(&crls[i])));
+        cli_print_json(arr);
+    } else {
+        printf("%-4s %-5s %-20s %-20s %-8s %s\n", "ID", "CA", "THIS UPDATE", "NEXT UPDATE",
+               "REVOKED", "ISSUER");
+        for (size_t i = 0; i < n; i++)
+            printf("%-4lld %-5lld %-20s %-20s %-8lld %s%s\n", (long long)crls[i].id,
+                   (long long)crls[i].ca_id, cli_time(crls[i].this_update, t1),
+                   crls[i].next_update ? cli_time(crls[i].next_update, t2) : "none",
+                   (long long)crls[i].revoked_count, crls[i].issuer,
+                   crl_is_stale(&crls[i]) ? "  [STALE]" : "");
+    }
+    rc = CLI_OK;
+out:
+    store_crl_list_free(crls, n);
+    store_close(s);
+    return rc;
+}

@@ -1,0 +1,87 @@
+/*
+ * cli internals: what the command files (ca, crl, user, cert) share: the
+ * global options, output helpers and the command table entry type. Not used
+ * outside src/cli/.
+ */
+#ifndef CG_CLI_INT_H
+#define CG_CLI_INT_H
+
+#include <jansson.h>
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "pki.h"
+#include "store.h"
+#include "util.h"
+
+/** Exit statuses. */
+enum cli_exit {
+    CLI_OK = 0,      /* success */
+    CLI_FAIL = 1,    /* refused or failed; a one-line reason is on stderr */
+    CLI_USAGE = 2,   /* bad command line */
+};
+
+/** Options every command takes. */
+struct cli_ctx {
+    const char *db_path;     /* --db, $CERTGATE_DB or ./certgate.db */
+    bool json;               /* --json: machine-readable output */
+    const char *cmd;         /* "ca add", "user list", ... for messages */
+};
+
+/** One sub-command: "ca add" is group "ca", name "add". */
+struct cli_command {
+    const char *group;       /* first word, or NULL for a top-level command */
+    const char *name;        /* second word (or the command for top-level ones) */
+    int (*run)(struct cli_ctx *ctx, int argc, char **argv); /* argv[0] is the name */
+    const char *usage;       /* one usage line after "certgate " */
+    const char *help;        /* what it does, one line */
+};
+
+extern const struct cli_command cli_ca_commands[];
+extern const struct cli_command cli_user_commands[];
+extern const struct cli_command cli_cert_commands[];
+extern const struct cli_command cli_table_commands[];
+extern const struct cli_command cli_resource_commands[];
+
+/**
+ * Print "certgate: CMD: message" on stderr.
+ * @return CLI_FAIL, so callers can `return cli_fail(...)`
+ */
+int cli_fail(const struct cli_ctx *ctx, const char *fmt, ...)
+    __attribute__((format(printf, 2, 3)));
+
+/** Print "certgate: CMD: usage: certgate USAGE" on stderr. @return CLI_USAGE */
+int cli_usage(const struct cli_ctx *ctx, const char *usage);
+
+/** Print "warning: ..." on stderr. */
+void cli_warn(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+
+/**
+ * Open the database for a command (existing, upgraded if older).
+ * @return the store or NULL after printing the reason
+ */
+struct store *cli_open_store(const struct cli_ctx *ctx);
+
+/** Print a JSON value on stdout (pretty, sorted as built) and free it. */
+void cli_print_json(json_t *v);
+
+/** Days from now until @p t (negative when past). */
+long cli_days_until(int64_t t);
+
+/** "2026-11-24T22:23:42Z" for a time; buffer of 21. */
+const char *cli_time(int64_t t, char buf[static 21]);
+
+/**
+ * Parse a positive decimal id.
+ * @return true when @p s is a decimal number > 0
+ */
+bool cli_parse_id(const char *s, int64_t *out_id);
+
+/**
+ * Read and parse a PEM/DER certificate file, refusing with a message naming
+ * the file, position, subject and reason.
+ * @return CG_OK or an error (already printed)
+ */
+int cli_read_bundle(const struct cli_ctx *ctx, const char *path, struct pki_cert_list *out_list);
+
+#endif

@@ -1,0 +1,17 @@
+/*
+ * daemon: `certgate serve`, the HTTPS gateway. Relies on every module before
+ * it. Does not parse the global command line beyond its own flags.
+ */
+#ifndef CG_DAEMON_H
+#define CG_DAEMON_H
+
+/**
+ * Run `certgate serve` until SIGTERM/SIGINT.
+ * @param db_path database file
+ * @param argc arguments after "serve"
+ * @param argv their values
+ * @return process exit status
+ */
+int daemon_main(const char *db_path, int argc, char **argv);
+
+#endif

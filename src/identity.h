@@ -1,0 +1,102 @@
+/*
+ * identity: decides who the caller is, from verified certificate facts or
+ * from HTTP Basic credentials, against a trust snapshot. Relies on pki
+ * (pki_verify) and trust. Does not know about HTTP or GnuTLS and does not
+ * authorise (roles per resource are checked by the request pipeline).
+ */
+#ifndef CG_IDENTITY_H
+#define CG_IDENTITY_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "pki.h"
+#include "trust.h"
+
+/** Stable refusal reasons of design section 5 (X-Certgate-Reason, logs, check --json). */
+enum auth_reason {
+    AUTH_OK = 0,
+    AUTH_NO_CREDENTIALS,
+    AUTH_UNTRUSTED_ISSUER,
+    AUTH_MISSING_INTERMEDIATE,
+    AUTH_EXPIRED,
+    AUTH_NOT_YET_VALID,
+    AUTH_REVOKED,
+    AUTH_SELF_SIGNED,
+    AUTH_BAD_KEY_USAGE,
+    AUTH_CA_DISABLED,
+    AUTH_NOT_MAPPED,
+    AUTH_USER_LOCKED,
+    AUTH_BAD_PASSWORD,
+    AUTH_CERT_REQUIRED,
+    AUTH_ROLE_MISSING,
+};
+
+/** How the caller authenticated. */
+enum auth_method {
+    AUTH_METHOD_NONE,  /* not authenticated */
+    AUTH_METHOD_CERT,  /* client certificate */
+    AUTH_METHOD_BASIC, /* HTTP Basic */
+};
+
+/** Who the caller is, or why not. */
+struct identity {
+    enum auth_reason reason;  /* AUTH_OK when authenticated */
+    char detail[512];         /* the reason in words an integrator can act on */
+    enum auth_method method;  /* how it authenticated */
+    int64_t user_id;          /* sys_user id, 0 when none */
+    char *user;               /* user name, NULL when none */
+    char **roles;             /* sorted role names */
+    size_t n_roles;           /* count */
+    bool has_cert;            /* a certificate was presented */
+    struct pki_cert cert;     /* the leaf's facts when has_cert */
+    int64_t mapping_id;       /* sys_user_certificate id that matched, 0 when none */
+    const char *mapping_kind; /* "cert", "pinned", "rule" or NULL (static string) */
+    int64_t issuer_ca_id;     /* CA table id of the leaf's issuer, 0 when none */
+    bool crl_stale;           /* a CRL used was past its next update */
+    int64_t trust_version;    /* snapshot version this was decided at */
+};
+
+/** Reason code as in design section 5 ("no_credentials", ...); "ok" for AUTH_OK. */
+const char *auth_reason_code(enum auth_reason reason);
+
+/** Name of a method: "certificate", "basic", "none". */
+const char *auth_method_name(enum auth_method method);
+
+/**
+ * Resolve a client certificate: verify the chain (pki_verify, through the
+ * snapshot's verdict cache keyed by the leaf's fingerprint, validity still
+ * checked at @p now), accept a self-signed leaf only when pinned, then map it:
+ * exact fingerprint mapping first, then rules bound to the issuing CA (cn, dn,
+ * email, dns, uri, spki); the user must exist, be active and not locked.
+ * @param snap trust snapshot
+ * @param leaf the client's leaf
+ * @param sent other certificates the client sent (may be NULL)
+ * @param n_sent their number
+ * @param now validation time
+ * @param out_id the identity or the refusal (free with identity_free)
+ * @return CG_OK when a decision was made (see out_id->reason), negative on internal failure
+ */
+int identity_from_cert(const struct trust_snapshot *snap, const struct pki_cert *leaf,
+                       const struct pki_cert *sent, size_t n_sent, int64_t now,
+                       struct identity *out_id);
+
+/**
+ * Resolve HTTP Basic credentials: the user must exist, have a password, be
+ * active and not locked, and the password must verify (constant time).
+ * @return CG_OK when a decision was made, negative on internal failure
+ */
+int identity_from_basic(const struct trust_snapshot *snap, const char *user,
+                        const char *password, size_t password_len, struct identity *out_id);
+
+/** Whether the identity holds at least one of @p roles (none listed: true). */
+bool identity_has_any_role(const struct identity *id, char *const *roles, size_t n_roles);
+
+/** Deep-copy an identity. @return CG_OK or CG_ENOMEM */
+int identity_copy(const struct identity *src, struct identity *out_id);
+
+/** Free the members of an identity. */
+void identity_free(struct identity *id);
+
+#endif

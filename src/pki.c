@@ -1,0 +1,1054 @@
+#include "config.h"
+#include "pki.h"
+
+#include <gnutls/abstract.h>
+#include <gnutls/crypto.h>
+#include <gnutls/gnutls.h>
+#include <gnutls/x509.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <stdarg.h>
+
+/* A bundle larger than this is not a client's or a CA's chain. */
+#define MAX_BUNDLE_CERTS 64
+/* Longest chain the verifier builds, leaf included. */
+#define MAX_CHAIN 8
+
+/* ---- small helpers ---- */
+
+static char *datum_str(gnutls_datum_t *d)
+{
+    char *s = malloc(d->size + 1);
+
+    if (s) {
+        memcpy(s, d->data, d->size);
+        s[d->size] = '\0';
+    }
+    gnutls_free(d->data);
+    d->data = NULL;
+    return s;
+}
+
+static void sha256_hex(const void *data, size_t len, char out[65])
+{
+    unsigned char h[32];
+
+    if (gnutls_hash_fast(GNUTLS_DIG_SHA256, data, len, h) < 0) {
+        out[0] = '\0';
+        return;
+    }
+    cg_hex(h, sizeof(h), out);
+}
+
+/* Serial numbers as lower-case hex without leading zero bytes, so a serial
+ * from a CRL entry and from a certificate compare equal. */
+static void serial_hex(const unsigned char *s, size_t len, char *out, size_t outlen)
+{
+    while (len > 1 && s[0] == 0) {
+        s++;
+        len--;
+    }
+    if (len * 2 + 1 > outlen)
+        len = (outlen - 1) / 2;
+    cg_hex(s, len, out);
+}
+
+static int strv_push(char ***v, size_t *n, const char *s, size_t len)
+{
+    char **nv = realloc(*v, (*n + 1) * sizeof(**v));
+
+    if (!nv)
+        return CG_ENOMEM;
+    *v = nv;
+    nv[*n] = strndup(s, len);
+    if (!nv[*n])
+        return CG_ENOMEM;
+    (*n)++;
+    return CG_OK;
+}
+
+static int import_der(gnutls_x509_crt_t *out, const unsigned char *der, size_t len)
+{
+    gnutls_datum_t d = {(unsigned char *)der, (unsigned)len};
+
+    if (gnutls_x509_crt_init(out) < 0)
+        return CG_ENOMEM;
+    if (gnutls_x509_crt_import(*out, &d, GNUTLS_X509_FMT_DER) < 0) {
+        gnutls_x509_crt_deinit(*out);
+        *out = NULL;
+        return CG_EPARSE;
+    }
+    return CG_OK;
+}
+
+/* The TBSCertificate (or TBSCertList) bytes of a DER SEQUENCE { tbs, alg, sig }. */
+static int der_tbs(const unsigned char *der, size_t len, gnutls_datum_t *out)
+{
+    size_t pos = 0, hdr, body;
+
+    for (int level = 0; level < 2; level++) {
+        size_t l, n;
+
+        if (pos + 2 > len || der[pos] != 0x30)
+            return CG_EPARSE;
+        hdr = 2;
+        l = der[pos + 1];
+        if (l & 0x80) {
+            n = l & 0x7f;
+            if (n == 0 || n > 4 || pos + 2 + n > len)
+                return CG_EPARSE;
+            l = 0;
+            for (size_t i = 0; i < n; i++)
+                l = (l << 8) | der[pos + 2 + i];
+            hdr += n;
+        }
+        body = l;
+        if (pos + hdr + body > len)
+            return CG_EPARSE;
+        if (level == 0) {
+            pos += hdr;
+        } else {
+            out->data = (unsigned char *)der + pos;
+            out->size = (unsigned)(hdr + body);
+        }
+    }
+    return CG_OK;
+}
+
+/* ---- certificate facts ---- */
+
+static int fill_sans(gnutls_x509_crt_t crt, struct pki_cert *c)
+{
+    for (unsigned i = 0; i < 256; i++) {
+        unsigned type = 0;
+        char buf[1024];
+        size_t size = sizeof(buf) - 1;
+        int rc = gnutls_x509_crt_get_subject_alt_name2(crt, i, buf, &size, &type, NULL);
+
+        if (rc == GNUTLS_E_REQUESTED_DATA_NOT_AVAILABLE)
+            break;
+        if (rc < 0)
+            continue; /* too long or unparsable: not usable for matching */
+        if (rc == GNUTLS_SAN_RFC822NAME)
+            rc = strv_push(&c->san_email, &c->n_san_email, buf, size);
+        else if (rc == GNUTLS_SAN_DNSNAME)
+            rc = strv_push(&c->san_dns, &c->n_san_dns, buf, size);
+        else if (rc == GNUTLS_SAN_URI)
+            rc = strv_push(&c->san_uri, &c->n_san_uri, buf, size);
+        else
+            rc = CG_OK;
+        if (rc)
+            return rc;
+    }
+    return CG_OK;
+}
+
+static int fill_key(gnutls_x509_crt_t crt, struct pki_cert *c)
+{
+    gnutls_pubkey_t pub = NULL;
+    gnutls_datum_t spki = {NULL, 0};
+    unsigned bits = 0;
+    int algo, rc = CG_EPARSE;
+    char buf[64];
+
+    if (gnutls_pubkey_init(&pub) < 0)
+        return CG_ENOMEM;
+    if (gnutls_pubkey_import_x509(pub, crt, 0) < 0)
+        goto out;
+    if (gnutls_pubkey_export2(pub, GNUTLS_X509_FMT_DER, &spki) < 0)
+        goto out;
+    sha256_hex(spki.data, spki.size, c->spki_sha256);
+    algo = gnutls_x509_crt_get_pk_algorithm(crt, &bits);
+    if (algo == GNUTLS_PK_EC) {
+        gnutls_ecc_curve_t curve = GNUTLS_ECC_CURVE_INVALID;
+
+        gnutls_pubkey_export_ecc_raw(pub, &curve, NULL, NULL);
+        snprintf(buf, sizeof(buf), "EC %s", gnutls_ecc_curve_get_name(curve)
+                                                ? gnutls_ecc_curve_get_name(curve)
+                                                : "unknown curve");
+    } else {
+        const char *name = gnutls_pk_algorithm_get_name((gnutls_pk_algorithm_t)algo);
+
+        snprintf(buf, sizeof(buf), "%s %u", name ? name : "unknown", bits);
+    }
+    c->key_type = strdup(buf);
+    rc = c->key_type ? CG_OK : CG_ENOMEM;
+out:
+    gnutls_free(spki.data);
+    gnutls_pubkey_deinit(pub);
+    return rc;
+}
+
+static int fill_cert(gnutls_x509_crt_t crt, struct pki_cert *c)
+{
+    gnutls_datum_t d = {NULL, 0};
+    unsigned char buf[256];
+    char text[256];
+    size_t size;
+    unsigned ca = 0, ku = 0;
+    int pathlen = -1, rc, sig;
+
+    memset(c, 0, sizeof(*c));
+    c->path_len = -1;
+    if (gnutls_x509_crt_export2(crt, GNUTLS_X509_FMT_DER, &d) < 0)
+        return CG_EPARSE;
+    c->der = malloc(d.size);
+    if (!c->der) {
+        gnutls_free(d.data);
+        return CG_ENOMEM;
+    }
+    memcpy(c->der, d.data, d.size);
+    c->der_len = d.size;
+    gnutls_free(d.data);
+    sha256_hex(c->der, c->der_len, c->fingerprint);
+
+    if (gnutls_x509_crt_get_dn3(crt, &d, 0) < 0)
+        goto parse;
+    c->subject = datum_str(&d);
+    if (gnutls_x509_crt_get_issuer_dn3(crt, &d, 0) < 0)
+        goto parse;
+    c->issuer = datum_str(&d);
+    if (!c->subject || !c->issuer)
+        goto nomem;
+    size = sizeof(text) - 1;
+    if (gnutls_x509_crt_get_dn_by_oid(crt, GNUTLS_OID_X520_COMMON_NAME, 0, 0, text, &size) >= 0) {
+        text[size] = '\0';
+        c->cn = strdup(text);
+        if (!c->cn)
+            goto nomem;
+    }
+    size = sizeof(buf);
+    if (gnutls_x509_crt_get_serial(crt, buf, &size) < 0 || size == 0)
+        goto parse;
+    serial_hex(buf, size, c->serial, sizeof(c->serial));
+    size = sizeof(buf);
+    if (gnutls_x509_crt_get_subject_key_id(crt, buf, &size, NULL) >= 0 && size <= 64)
+        cg_hex(buf, size, c->ski);
+    size = sizeof(buf);
+    if (gnutls_x509_crt_get_authority_key_id(crt, buf, &size, NULL) >= 0 && size <= 64)
+        cg_hex(buf, size, c->aki);
+    c->not_before = (int64_t)gnutls_x509_crt_get_activation_time(crt);
+    c->not_after = (int64_t)gnutls_x509_crt_get_expiration_time(crt);
+    if (c->not_before == -1 || c->not_after == -1)
+        goto parse;
+
+    rc = gnutls_x509_crt_get_basic_constraints(crt, NULL, &ca, &pathlen);
+    if (rc >= 0) {
+        c->is_ca = ca != 0;
+        c->path_len = c->is_ca && pathlen >= 0 ? pathlen : -1;
+    }
+    if (gnutls_x509_crt_get_key_usage(crt, &ku, NULL) >= 0) {
+        c->has_key_usage = true;
+        c->key_usage = ku & 0xff;
+    }
+    for (unsigned i = 0;; i++) {
+        size = sizeof(text) - 1;
+        rc = gnutls_x509_crt_get_key_purpose_oid(crt, i, text, &size, NULL);
+        if (rc == GNUTLS_E_REQUESTED_DATA_NOT_AVAILABLE)
+            break;
+        if (rc < 0)
+            goto parse;
+        c->has_eku = true;
+        if (strcmp(text, GNUTLS_KP_TLS_WWW_CLIENT) == 0)
+            c->eku_client_auth = true;
+        else if (strcmp(text, GNUTLS_KP_ANY) == 0)
+            c->eku_any = true;
+    }
+    rc = fill_sans(crt, c);
+    if (rc)
+        goto fail;
+    rc = fill_key(crt, c);
+    if (rc)
+        goto fail;
+    sig = gnutls_x509_crt_get_signature_algorithm(crt);
+    c->sig_algo = strdup(gnutls_sign_get_name((gnutls_sign_algorithm_t)sig)
+                             ? gnutls_sign_get_name((gnutls_sign_algorithm_t)sig)
+                             : "unknown");
+    if (!c->sig_algo)
+        goto nomem;
+    c->is_self_issued = gnutls_x509_crt_check_issuer(crt, crt) != 0;
+    c->is_self_signed = c->is_self_issued && pki_cert_issued_by(c, c);
+    return CG_OK;
+parse:
+    rc = CG_EPARSE;
+    goto fail;
+nomem:
+    rc = CG_ENOMEM;
+fail:
+    pki_cert_free(c);
+    return rc;
+}
+
+int pki_cert_from_der(const unsigned char *der, size_t len, struct pki_cert *out_cert)
+{
+    gnutls_x509_crt_t crt = NULL;
+    int rc;
+
+    memset(out_cert, 0, sizeof(*out_cert));
+    if (!der || len == 0 || len > 1024 * 1024)
+        return CG_EPARSE;
+    rc = import_der(&crt, der, len);
+    if (rc)
+        return rc;
+    rc = fill_cert(crt, out_cert);
+    gnutls_x509_crt_deinit(crt);
+    return rc;
+}
+
+static int strv_copy(char **src, size_t n, char ***out)
+{
+    *out = NULL;
+    if (n == 0)
+        return CG_OK;
+    *out = calloc(n, sizeof(char *));
+    if (!*out)
+        return CG_ENOMEM;
+    for (size_t i = 0; i < n; i++) {
+        (*out)[i] = strdup(src[i]);
+        if (!(*out)[i])
+            return CG_ENOMEM;
+    }
+    return CG_OK;
+}
+
+int pki_cert_copy(const struct pki_cert *src, struct pki_cert *out_cert)
+{
+    struct pki_cert *c = out_cert;
+
+    *c = *src;
+    c->der = NULL;
+    c->subject = c->issuer = c->cn = c->key_type = c->sig_algo = NULL;
+    c->san_email = c->san_dns = c->san_uri = NULL;
+    c->n_san_email = c->n_san_dns = c->n_san_uri = 0;
+    c->der = malloc(src->der_len ? src->der_len : 1);
+    if (!c->der)
+        goto nomem;
+    memcpy(c->der, src->der, src->der_len);
+    c->subject = cg_strdup(src->subject);
+    c->issuer = cg_strdup(src->issuer);
+    c->cn = cg_strdup(src->cn);
+    c->key_type = cg_strdup(src->key_type);
+    c->sig_algo = cg_strdup(src->sig_algo);
+    if ((src->subject && !c->subject) || (src->issuer && !c->issuer) || (src->cn && !c->cn) ||
+        (src->key_type && !c->key_type) || (src->sig_algo && !c->sig_algo))
+        goto nomem;
+    c->n_san_email = src->n_san_email;
+    c->n_san_dns = src->n_san_dns;
+    c->n_san_uri = src->n_san_uri;
+    if (strv_copy(src->san_email, src->n_san_email, &c->san_email) ||
+        strv_copy(src->san_dns, src->n_san_dns, &c->san_dns) ||
+        strv_copy(src->san_uri, src->n_san_uri, &c->san_uri))
+        goto nomem;
+    return CG_OK;
+nomem:
+    pki_cert_free(c);
+    return CG_ENOMEM;
+}
+
+char *pki_cert_pem(const struct pki_cert *cert)
+{
+    gnutls_datum_t in = {cert->der, (unsigned)cert->der_len}, out = {NULL, 0};
+
+    if (gnutls_pem_base64_encode2("CERTIFICATE", &in, &out) < 0)
+        return NULL;
+    return datum_str(&out);
+}
+
+static void strv_free(char **v, size_t n)
+{
+    for (size_t i = 0; v && i < n; i++)
+        free(v[i]);
+    free(v);
+}
+
+void pki_cert_free(struct pki_cert *cert)
+{
+    if (!cert)
+        return;
+    free(cert->der);
+    free(cert->subject);
+    free(cert->issuer);
+    free(cert->cn);
+    free(cert->key_type);
+    free(cert->sig_algo);
+    strv_free(cert->san_email, cert->n_san_email);
+    strv_free(cert->san_dns, cert->n_san_dns);
+    strv_free(cert->san_uri, cert->n_san_uri);
+    memset(cert, 0, sizeof(*cert));
+    cert->path_len = -1;
+}
+
+void pki_cert_list_free(struct pki_cert_list *list)
+{
+    if (!list)
+        return;
+    for (size_t i = 0; i < list->n; i++)
+        pki_cert_free(&list->items[i]);
+    free(list->items);
+    list->items = NULL;
+    list->n = 0;
+}
+
+/* ---- PEM bundles ---- */
+
+static void perr(struct pki_parse_error *e, size_t pos, const char *subject, const char *reason)
+{
+    if (!e)
+        return;
+    e->position = pos;
+    snprintf(e->subject, sizeof(e->subject), "%s", subject ? subject : "");
+    snprintf(e->reason, sizeof(e->reason), "%s", reason);
+}
+
+static const char *memfind(const char *hay, size_t hlen, const char *needle)
+{
+    size_t nlen = strlen(needle);
+
+    if (nlen > hlen)
+        return NULL;
+    for (size_t i = 0; i + nlen <= hlen; i++) {
+        if (hay[i] == needle[0] && memcmp(hay + i, needle, nlen) == 0)
+            return hay + i;
+    }
+    return NULL;
+}
+
+static int list_push(struct pki_cert_list *list, gnutls_x509_crt_t crt)
+{
+    struct pki_cert *n = realloc(list->items, (list->n + 1) * sizeof(*n));
+    int rc;
+
+    if (!n)
+        return CG_ENOMEM;
+    list->items = n;
+    rc = fill_cert(crt, &list->items[list->n]);
+    if (rc)
+        return rc;
+    list->n++;
+    return CG_OK;
+}
+
+int pki_parse_bundle(const char *data, size_t len, struct pki_cert_list *out_list,
+                     struct pki_parse_error *out_err)
+{
+    static const char begin[] = "-----BEGIN ";
+    const char *p = data, *end = data + len;
+    size_t block = 0;
+    int rc = CG_OK;
+
+    out_list->items = NULL;
+    out_list->n = 0;
+    if (!data || len == 0) {
+        perr(out_err, 0, NULL, "the file is empty: no certificate found");
+        return CG_EPARSE;
+    }
+    if (!memfind(data, len, begin)) {
+        gnutls_x509_crt_t crt = NULL;
+
+        /* No PEM block: a single DER certificate, or nothing usable. */
+        if ((unsigned char)data[0] == 0x30 &&
+            import_der(&crt, (const unsigned char *)data, len) == CG_OK) {
+            rc = list_push(out_list, crt);
+            gnutls_x509_crt_deinit(crt);
+            if (rc)
+                perr(out_err, 1, NULL, "the DER certificate could not be read");
+            return rc;
+        }
+        perr(out_err, 0, NULL, "no certificate found (expected PEM blocks "
+                               "-----BEGIN CERTIFICATE----- or one DER certificate)");
+        return CG_EPARSE;
+    }
+    while (p < end) {
+        const char *b = memfind(p, (size_t)(end - p), begin), *label, *label_end, *e;
+        char lbl[64], endmark[96];
+        gnutls_x509_crt_t crt = NULL;
+        gnutls_datum_t d;
+        size_t llen;
+
+        if (!b)
+            break;
+        block++;
+        label = b + sizeof(begin) - 1;
+        label_end = memfind(label, (size_t)(end - label), "-----");
+        if (!label_end || label_end - label >= (long)sizeof(lbl)) {
+            perr(out_err, block, NULL, "malformed PEM header");
+            rc = CG_EPARSE;
+            goto fail;
+        }
+        llen = (size_t)(label_end - label);
+        memcpy(lbl, label, llen);
+        lbl[llen] = '\0';
+        snprintf(endmark, sizeof(endmark), "-----END %s-----", lbl);
+        e = memfind(label_end, (size_t)(end - label_end), endmark);
+        if (strstr(lbl, "PRIVATE KEY")) {
+            perr(out_err, block, NULL,
+                 "the file holds a private key: attach only the certificate, never the key");
+            rc = CG_EDENIED;
+            goto fail;
+        }
+        if (!e) {
+            perr(out_err, block, NULL, "PEM block has no END line");
+            rc = CG_EPARSE;
+            goto fail;
+        }
+        p = e + strlen(endmark);
+        if (strcmp(lbl, "CERTIFICATE") != 0 && strcmp(lbl, "X509 CERTIFICATE") != 0) {
+            char msg[160];
+
+            snprintf(msg, sizeof(msg), "PEM block '%s' is not a certificate", lbl);
+            perr(out_err, block, NULL, msg);
+            rc = CG_EPARSE;
+            goto fail;
+        }
+        if (out_list->n >= MAX_BUNDLE_CERTS) {
+            perr(out_err, block, NULL, "more than 64 certificates in one file");
+            rc = CG_EPARSE;
+            goto fail;
+        }
+        d.data = (unsigned char *)b;
+        d.size = (unsigned)(p - b);
+        if (gnutls_x509_crt_init(&crt) < 0) {
+            rc = CG_ENOMEM;
+            goto fail;
+        }
+        if (gnutls_x509_crt_import(crt, &d, GNUTLS_X509_FMT_PEM) < 0) {
+            gnutls_x509_crt_deinit(crt);
+            perr(out_err, block, NULL, "the certificate is not valid PEM/DER (unparsable)");
+            rc = CG_EPARSE;
+            goto fail;
+        }
+        rc = list_push(out_list, crt);
+        gnutls_x509_crt_deinit(crt);
+        if (rc) {
+            perr(out_err, block, NULL, "the certificate could not be read");
+            goto fail;
+        }
+    }
+    if (out_list->n == 0) {
+        perr(out_err, 0, NULL, "no certificate found");
+        rc = CG_EPARSE;
+        goto fail;
+    }
+    return CG_OK;
+fail:
+    pki_cert_list_free(out_list);
+    return rc;
+}
+
+/* ---- signatures ---- */
+
+static bool signed_by_key(const unsigned char *der, size_t len, int sig_algo,
+                          const gnutls_datum_t *sig, gnutls_x509_crt_t issuer)
+{
+    gnutls_pubkey_t pub = NULL;
+    gnutls_datum_t tbs;
+    bool ok = false;
+
+    if (der_tbs(der, len, &tbs))
+        return false;
+    if (gnutls_pubkey_init(&pub) < 0)
+        return false;
+    if (gnutls_pubkey_import_x509(pub, issuer, 0) >= 0)
+        ok = gnutls_pubkey_verify_data2(pub, (gnutls_sign_algorithm_t)sig_algo,
+                                        GNUTLS_VERIFY_ALLOW_SIGN_WITH_SHA1, &tbs, sig) >= 0;
+    gnutls_pubkey_deinit(pub);
+    return ok;
+}
+
+static bool crt_signed_by(gnutls_x509_crt_t crt, const struct pki_cert *c, gnutls_x509_crt_t iss)
+{
+    unsigned char sigbuf[1024];
+    size_t size = sizeof(sigbuf);
+    gnutls_datum_t sig;
+    int algo = gnutls_x509_crt_get_signature_algorithm(crt);
+
+    if (algo < 0 || gnutls_x509_crt_get_signature(crt, (char *)sigbuf, &size) < 0)
+        return false;
+    sig.data = sigbuf;
+    sig.size = (unsigned)size;
+    return signed_by_key(c->der, c->der_len, algo, &sig, iss);
+}
+
+bool pki_cert_issued_by(const struct pki_cert *cert, const struct pki_cert *issuer)
+{
+    gnutls_x509_crt_t c = NULL, i = NULL;
+    bool ok = false;
+
+    if (!cert->der || !issuer->der)
+        return false;
+    if (cert->aki[0] && issuer->ski[0] && strcmp(cert->aki, issuer->ski) != 0)
+        return false;
+    if (import_der(&c, cert->der, cert->der_len))
+        return false;
+    if (import_der(&i, issuer->der, issuer->der_len))
+        goto out;
+    if (!gnutls_x509_crt_check_issuer(c, i))
+        goto out;
+    ok = crt_signed_by(c, cert, i);
+out:
+    if (i)
+        gnutls_x509_crt_deinit(i);
+    gnutls_x509_crt_deinit(c);
+    return ok;
+}
+
+/* ---- CRLs ---- */
+
+int pki_parse_crl(const char *data, size_t len, struct pki_crl *out_crl, struct cg_err *err)
+{
+    gnutls_x509_crl_t crl = NULL;
+    gnutls_datum_t d = {(unsigned char *)data, (unsigned)len}, der = {NULL, 0};
+    unsigned char buf[128];
+    size_t size;
+    time_t t;
+    int n, rc = CG_EPARSE;
+
+    memset(out_crl, 0, sizeof(*out_crl));
+    if (!data || len == 0) {
+        cg_err_set(err, "the file is empty: no CRL found");
+        return CG_EPARSE;
+    }
+    if (len > 64 * 1024 * 1024) {
+        cg_err_set(err, "the CRL is too large");
+        return CG_EPARSE;
+    }
+    if (memfind(data, len, "PRIVATE KEY-----")) {
+        cg_err_set(err, "the file holds a private key: never hand private keys to certgate");
+        return CG_EDENIED;
+    }
+    if (gnutls_x509_crl_init(&crl) < 0)
+        return CG_ENOMEM;
+    if (memfind(data, len, "-----BEGIN X509 CRL-----")) {
+        if (gnutls_x509_crl_import(crl, &d, GNUTLS_X509_FMT_PEM) < 0) {
+            cg_err_set(err, "the CRL is not valid PEM/DER (unparsable)");
+            goto out;
+        }
+    } else if (memfind(data, len, "-----BEGIN ")) {
+        cg_err_set(err, "no CRL found (expected a -----BEGIN X509 CRL----- block)");
+        goto out;
+    } else if (gnutls_x509_crl_import(crl, &d, GNUTLS_X509_FMT_DER) < 0) {
+        cg_err_set(err, "no CRL found (neither PEM nor DER)");
+        goto out;
+    }
+    if (gnutls_x509_crl_export2(crl, GNUTLS_X509_FMT_DER, &der) < 0) {
+        cg_err_set(err, "the CRL could not be encoded");
+        goto out;
+    }
+    out_crl->der = malloc(der.size);
+    if (!out_crl->der) {
+        rc = CG_ENOMEM;
+        goto out;
+    }
+    memcpy(out_crl->der, der.data, der.size);
+    out_crl->der_len = der.size;
+    sha256_hex(out_crl->der, out_crl->der_len, out_crl->fingerprint);
+    {
+        gnutls_datum_t dn = {NULL, 0};
+
+        if (gnutls_x509_crl_get_issuer_dn3(crl, &dn, 0) < 0) {
+            cg_err_set(err, "the CRL has no readable issuer");
+            goto out;
+        }
+        out_crl->issuer = datum_str(&dn);
+        if (!out_crl->issuer) {
+            rc = CG_ENOMEM;
+            goto out;
+        }
+    }
+    size = sizeof(buf);
+    if (gnutls_x509_crl_get_authority_key_id(crl, buf, &size, NULL) >= 0 && size <= 64)
+        cg_hex(buf, size, out_crl->aki);
+    t = gnutls_x509_crl_get_this_update(crl);
+    if (t == (time_t)-1) {
+        cg_err_set(err, "the CRL has no this-update time");
+        goto out;
+    }
+    out_crl->this_update = (int64_t)t;
+    t = gnutls_x509_crl_get_next_update(crl);
+    out_crl->next_update = t == (time_t)-1 ? 0 : (int64_t)t;
+    n = gnutls_x509_crl_get_crt_count(crl);
+    if (n < 0) {
+        cg_err_set(err, "the CRL's revoked list is unreadable");
+        goto out;
+    }
+    if (n > 0) {
+        out_crl->revoked_serials = calloc((size_t)n, sizeof(char *));
+        if (!out_crl->revoked_serials) {
+            rc = CG_ENOMEM;
+            goto out;
+        }
+    }
+    for (int i = 0; i < n; i++) {
+        char hex[80];
+
+        size = sizeof(buf);
+        if (gnutls_x509_crl_get_crt_serial(crl, (unsigned)i, buf, &size, NULL) < 0) {
+            cg_err_set(err, "revoked entry %d of the CRL is unreadable", i + 1);
+            goto out;
+        }
+        serial_hex(buf, size, hex, sizeof(hex));
+        out_crl->revoked_serials[i] = strdup(hex);
+        if (!out_crl->revoked_serials[i]) {
+            rc = CG_ENOMEM;
+            goto out;
+        }
+        out_crl->n_revoked++;
+    }
+    rc = CG_OK;
+out:
+    gnutls_free(der.data);
+    gnutls_x509_crl_deinit(crl);
+    if (rc)
+        pki_crl_free(out_crl);
+    return rc;
+}
+
+bool pki_crl_signed_by(const struct pki_crl *crl, const struct pki_cert *ca)
+{
+    gnutls_x509_crl_t c = NULL;
+    gnutls_x509_crt_t i = NULL;
+    gnutls_datum_t d = {crl->der, (unsigned)crl->der_len};
+    unsigned status = 0;
+    bool ok = false;
+
+    if (!crl->der || !ca->der)
+        return false;
+    if (crl->aki[0] && ca->ski[0] && strcmp(crl->aki, ca->ski) != 0)
+        return false;
+    if (gnutls_x509_crl_init(&c) < 0)
+        return false;
+    if (gnutls_x509_crl_import(c, &d, GNUTLS_X509_FMT_DER) < 0)
+        goto out;
+    if (import_der(&i, ca->der, ca->der_len))
+        goto out;
+    if (!gnutls_x509_crl_check_issuer(c, i))
+        goto out;
+    /* A CA whose key usage excludes cRLSign may not sign CRLs. */
+    if (ca->has_key_usage && !(ca->key_usage & PKI_KU_CRL_SIGN))
+        goto out;
+    /* Only the signature matters here; time and freshness are judged by
+     * the verifier, which applies a CRL past its next update and flags it. */
+    if (gnutls_x509_crl_verify(c, &i, 1, GNUTLS_VERIFY_DISABLE_TIME_CHECKS, &status) < 0)
+        goto out;
+    status &= ~(unsigned)(GNUTLS_CERT_REVOCATION_DATA_SUPERSEDED |
+                          GNUTLS_CERT_REVOCATION_DATA_ISSUED_IN_FUTURE | GNUTLS_CERT_EXPIRED |
+                          GNUTLS_CERT_NOT_ACTIVATED);
+    /* GNUTLS_CERT_INVALID accompanies any other bit: alone it meant only the
+     * time conditions masked above. */
+    ok = (status & ~(unsigned)GNUTLS_CERT_INVALID) == 0;
+out:
+    if (i)
+        gnutls_x509_crt_deinit(i);
+    gnutls_x509_crl_deinit(c);
+    return ok;
+}
+
+void pki_crl_free(struct pki_crl *crl)
+{
+    if (!crl)
+        return;
+    free(crl->der);
+    free(crl->issuer);
+    strv_free(crl->revoked_serials, crl->n_revoked);
+    memset(crl, 0, sizeof(*crl));
+}
+
+/* ---- verification ---- */
+
+static const char *const reason_codes[] = {
+    [PKI_OK] = "ok",
+    [PKI_UNTRUSTED_ISSUER] = "untrusted_issuer",
+    [PKI_MISSING_INTERMEDIATE] = "missing_intermediate",
+    [PKI_EXPIRED] = "expired",
+    [PKI_NOT_YET_VALID] = "not_yet_valid",
+    [PKI_REVOKED] = "revoked",
+    [PKI_SELF_SIGNED] = "self_signed",
+    [PKI_BAD_KEY_USAGE] = "bad_key_usage",
+    [PKI_CA_DISABLED] = "ca_disabled",
+};
+
+const char *pki_reason_code(enum pki_reason reason)
+{
+    return (unsigned)reason < sizeof(reason_codes) / sizeof(reason_codes[0])
+               ? reason_codes[reason]
+               : "unknown";
+}
+
+/* One certificate on the path being built. */
+struct link {
+    const struct pki_cert *cert;      /* the certificate */
+    const struct pki_trust_ca *ca;    /* its table record, NULL if only sent */
+};
+
+static int refuse(struct pki_verdict *v, enum pki_reason reason, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+
+static int refuse(struct pki_verdict *v, enum pki_reason reason, const char *fmt, ...)
+{
+    va_list ap;
+
+    v->reason = reason;
+    va_start(ap, fmt);
+    vsnprintf(v->detail, sizeof(v->detail), fmt, ap);
+    va_end(ap);
+    return CG_OK;
+}
+
+static const char *when(int64_t t, char buf[static 21])
+{
+    cg_time_iso(t, buf);
+    return buf;
+}
+
+static bool weak_sig(const struct pki_cert *c)
+{
+    gnutls_sign_algorithm_t s = gnutls_sign_get_id(c->sig_algo ? c->sig_algo : "");
+
+    return s == GNUTLS_SIGN_UNKNOWN || !gnutls_sign_is_secure2(s, GNUTLS_SIGN_FLAG_SECURE_FOR_CERTS);
+}
+
+static bool in_chain(const struct link *chain, size_t n, const struct pki_cert *c)
+{
+    for (size_t i = 0; i < n; i++) {
+        if (strcmp(chain[i].cert->fingerprint, c->fingerprint) == 0)
+            return true;
+    }
+    return false;
+}
+
+static const struct pki_trust_ca *table_record(const struct pki_trust *t, const struct pki_cert *c)
+{
+    for (size_t i = 0; i < t->n_cas; i++) {
+        if (strcmp(t->cas[i].cert.fingerprint, c->fingerprint) == 0)
+            return &t->cas[i];
+    }
+    return NULL;
+}
+
+/*
+ * Finds the issuer of @p cur: table CAs first (active before disabled), then
+ * what the client sent. A candidate must carry cur's issuer name, match its
+ * AKI when both have one, and verify cur's signature.
+ */
+static bool find_issuer(const struct pki_trust *t, const struct pki_cert *sent, size_t n_sent,
+                        const struct link *chain, size_t n_chain, struct link *out)
+{
+    const struct pki_cert *cur = chain[n_chain - 1].cert;
+
+    for (int pass = 0; pass < 3; pass++) {
+        size_t n = pass < 2 ? t->n_cas : n_sent;
+
+        for (size_t i = 0; i < n; i++) {
+            const struct pki_cert *cand = pass < 2 ? &t->cas[i].cert : &sent[i];
+
+            if (pass < 2 && t->cas[i].is_active != (pass == 0))
+                continue;
+            if (!cand->subject || strcmp(cand->subject, cur->issuer) != 0)
+                continue;
+            if (in_chain(chain, n_chain, cand) &&
+                !(cand == cur && cur->is_self_signed))
+                continue;
+            if (!pki_cert_issued_by(cur, cand))
+                continue;
+            out->cert = cand;
+            out->ca = pass < 2 ? &t->cas[i] : table_record(t, cand);
+            return true;
+        }
+    }
+    return false;
+}
+
+/* Whether a CRL of the table, issued by @p issuer, lists @p cert. */
+static bool revoked(const struct pki_trust *t, const struct link *issuer,
+                    const struct pki_cert *cert, int64_t now, struct pki_verdict *v)
+{
+    for (size_t i = 0; i < t->n_crls; i++) {
+        const struct pki_trust_crl *tc = &t->crls[i];
+        bool applies;
+
+        if (issuer->ca)
+            applies = tc->ca_id == issuer->ca->id;
+        else
+            applies = tc->crl.issuer && strcmp(tc->crl.issuer, cert->issuer) == 0 &&
+                      pki_crl_signed_by(&tc->crl, issuer->cert);
+        if (!applies)
+            continue;
+        if (tc->crl.next_update && tc->crl.next_update < now && !v->crl_stale) {
+            v->crl_stale = true;
+            snprintf(v->stale_crl_issuer, sizeof(v->stale_crl_issuer), "%s", tc->crl.issuer);
+        }
+        for (size_t j = 0; j < tc->crl.n_revoked; j++) {
+            if (strcmp(tc->crl.revoked_serials[j], cert->serial) == 0)
+                return true;
+        }
+    }
+    return false;
+}
+
+static bool ca_allows_client_auth(const struct pki_cert *c)
+{
+    return !c->has_eku || c->eku_client_auth || c->eku_any;
+}
+
+static int check_validity(const struct pki_cert *c, bool is_leaf, int64_t now,
+                          struct pki_verdict *v)
+{
+    char t[21];
+
+    if (now > c->not_after)
+        return refuse(v, PKI_EXPIRED,
+                      is_leaf ? "the client certificate '%s' expired on %s: the client needs a "
+                                "renewed certificate"
+                              : "the CA certificate '%s' in the client's chain expired on %s: "
+                                "renew that CA and add the new one with certgate ca add",
+                      c->subject, when(c->not_after, t)),
+               1;
+    if (now < c->not_before)
+        return refuse(v, PKI_NOT_YET_VALID,
+                      is_leaf ? "the client certificate '%s' is not valid before %s: check the "
+                                "clocks, or wait"
+                              : "the CA certificate '%s' in the client's chain is not valid "
+                                "before %s",
+                      c->subject, when(c->not_before, t)),
+               1;
+    return 0;
+}
+
+int pki_verify(const struct pki_trust *trust, const struct pki_cert *leaf,
+               const struct pki_cert *sent, size_t n_sent, int64_t now,
+               struct pki_verdict *out_verdict)
+{
+    struct pki_verdict *v = out_verdict;
+    struct link chain[MAX_CHAIN];
+    size_t n = 1, non_self_issued = 0;
+
+    memset(v, 0, sizeof(*v));
+    if (!leaf || !leaf->der)
+        return CG_EINVAL;
+    chain[0].cert = leaf;
+    chain[0].ca = NULL;
+    v->chain_len = 1;
+    snprintf(v->chain[0], sizeof(v->chain[0]), "%s", leaf->subject);
+
+    if (check_validity(leaf, true, now, v))
+        return CG_OK;
+    if (leaf->has_key_usage && !(leaf->key_usage & PKI_KU_DIGITAL_SIGNATURE))
+        return refuse(v, PKI_BAD_KEY_USAGE,
+                      "the key usage of the client certificate '%s' does not allow digital "
+                      "signatures, so it cannot authenticate a TLS client: issue a certificate "
+                      "with digitalSignature",
+                      leaf->subject);
+    if (leaf->has_eku && !leaf->eku_client_auth && !leaf->eku_any)
+        return refuse(v, PKI_BAD_KEY_USAGE,
+                      "the extended key usage of the client certificate '%s' does not include "
+                      "TLS client authentication (clientAuth): issue a client certificate",
+                      leaf->subject);
+    if (leaf->is_self_signed)
+        return refuse(v, PKI_SELF_SIGNED,
+                      "the certificate '%s' is self-signed; certgate accepts a self-signed "
+                      "certificate only when an admin pins it: certgate cert map USER FILE "
+                      "--pinned",
+                      leaf->subject);
+
+    for (;;) {
+        struct link *cur = &chain[n - 1], next;
+
+        if (n >= MAX_CHAIN)
+            return refuse(v, PKI_UNTRUSTED_ISSUER,
+                          "the chain from '%s' is longer than %d certificates", leaf->subject,
+                          MAX_CHAIN);
+        if (!find_issuer(trust, sent, n_sent, chain, n, &next)) {
+            if (n == 1)
+                return refuse(v, PKI_UNTRUSTED_ISSUER,
+                              "the issuer '%s' of the certificate is not in the CA certificate "
+                              "chain table and was not sent by the client: add that CA (and "
+                              "its root) with certgate ca add",
+                              leaf->issuer);
+            if (cur->cert->is_self_signed)
+                return refuse(v, PKI_UNTRUSTED_ISSUER,
+                              "the chain ends at the root '%s', which is not in the CA "
+                              "certificate chain table: add it with certgate ca add if you "
+                              "trust it",
+                              cur->cert->subject);
+            if (cur->ca)
+                return refuse(v, PKI_UNTRUSTED_ISSUER,
+                              "the CA '%s' is in the CA certificate chain table but its issuer "
+                              "'%s' is not: add the root CA with certgate ca add",
+                              cur->cert->subject, cur->cert->issuer);
+            return refuse(v, PKI_MISSING_INTERMEDIATE,
+                          "the intermediate CA '%s' sent by the client was issued by '%s', "
+                          "which is neither in the CA certificate chain table nor sent by the "
+                          "client: add the missing intermediate with certgate ca add",
+                          cur->cert->subject, cur->cert->issuer);
+        }
+        /* The issuer's own properties. */
+        if (check_validity(next.cert, false, now, v))
+            return CG_OK;
+        if (!next.cert->is_ca)
+            return refuse(v, PKI_UNTRUSTED_ISSUER,
+                          "the certificate '%s' that signed '%s' is not a CA (basicConstraints), "
+                          "so it may not issue certificates",
+                          next.cert->subject, cur->cert->subject);
+        if (next.cert->has_key_usage && !(next.cert->key_usage & PKI_KU_KEY_CERT_SIGN))
+            return refuse(v, PKI_UNTRUSTED_ISSUER,
+                          "the key usage of the CA '%s' does not allow signing certificates "
+                          "(keyCertSign)",
+                          next.cert->subject);
+        if (!ca_allows_client_auth(next.cert))
+            return refuse(v, PKI_BAD_KEY_USAGE,
+                          "the extended key usage of the CA '%s' does not allow TLS client "
+                          "authentication, so certificates it issues cannot be client "
+                          "certificates",
+                          next.cert->subject);
+        if (weak_sig(cur->cert))
+            return refuse(v, PKI_UNTRUSTED_ISSUER,
+                          "the certificate '%s' is signed with %s, which is not secure enough "
+                          "(SHA-1 and weaker are refused): reissue it with SHA-256 or better",
+                          cur->cert->subject, cur->cert->sig_algo ? cur->cert->sig_algo : "?");
+        /* Path length counts the non-self-issued intermediates below a CA. */
+        if (n >= 2 && !cur->cert->is_self_issued)
+            non_self_issued++;
+        if (next.cert->path_len >= 0 && non_self_issued > (size_t)next.cert->path_len)
+            return refuse(v, PKI_UNTRUSTED_ISSUER,
+                          "the CA '%s' allows %d intermediate CA%s below it (pathLenConstraint) "
+                          "but the chain has %zu",
+                          next.cert->subject, next.cert->path_len,
+                          next.cert->path_len == 1 ? "" : "s", non_self_issued);
+        if (revoked(trust, &next, cur->cert, now, v))
+            return refuse(v, PKI_REVOKED,
+                          "the certificate '%s' (serial %s) is revoked by the CRL of '%s'%s",
+                          cur->cert->subject, cur->cert->serial, next.cert->subject,
+                          n == 1 ? ": the client needs a new certificate" : "");
+        if (n == 1)
+            v->issuer_ca_id = next.ca ? next.ca->id : 0;
+        if (next.ca && !next.ca->is_active)
+            return refuse(v, PKI_CA_DISABLED,
+                          "the CA '%s' is disabled in the CA certificate chain table: run "
+                          "certgate ca enable %lld, or have the client use a certificate from an "
+                          "active CA",
+                          next.cert->subject, (long long)next.ca->id);
+        if (next.cert == cur->cert)
+            break; /* a self-signed table root issued itself: done below */
+        chain[n++] = next;
+        if (v->chain_len < sizeof(v->chain) / sizeof(v->chain[0]))
+            snprintf(v->chain[v->chain_len], sizeof(v->chain[0]), "%s", next.cert->subject);
+        v->chain_len = n;
+        if (next.cert->is_self_signed) {
+            if (!next.ca)
+                return refuse(v, PKI_UNTRUSTED_ISSUER,
+                              "the chain ends at the root '%s', which is not in the CA "
+                              "certificate chain table: add it with certgate ca add if you "
+                              "trust it",
+                              next.cert->subject);
+            v->root_ca_id = next.ca->id;
+            v->reason = PKI_OK;
+            snprintf(v->detail, sizeof(v->detail), "the certificate chains to the root '%s' "
+                                                   "of the CA certificate chain table",
+                     next.cert->subject);
+            return CG_OK;
+        }
+    }
+    return refuse(v, PKI_UNTRUSTED_ISSUER, "no chain to a root of the CA table");
+}

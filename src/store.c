@@ -1,0 +1,1532 @@
+#include "config.h"
+#include "store.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <sqlite3.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+extern const char *const cg_schema_sql[];
+
+/* Statements prepared once per connection, by index. */
+enum stmt_id {
+    ST_TRUST_VERSION,
+    ST_CA_INSERT,
+    ST_CA_BY_ID,
+    ST_CA_BY_FP,
+    ST_CA_BY_FP_PREFIX,
+    ST_CA_LIST,
+    ST_CA_SET_ACTIVE,
+    ST_CA_DEP_RULES,
+    ST_CA_DEP_MAPS,
+    ST_CA_DELETE,
+    ST_CA_DELETE_RULES,
+    ST_CRL_NEWER,
+    ST_CRL_DELETE_OLDER,
+    ST_CRL_INSERT,
+    ST_CRL_LIST,
+    ST_USER_INSERT,
+    ST_USER_BY_NAME,
+    ST_USER_BY_ID,
+    ST_USER_LIST,
+    ST_USER_ROLES,
+    ST_ROLE_INSERT,
+    ST_ROLE_CLEAR,
+    ST_USER_SET_LOCKED,
+    ST_USER_SET_PASSWORD,
+    ST_USER_TOUCH,
+    ST_USER_DELETE,
+    ST_MAP_INSERT,
+    ST_MAP_BY_ID,
+    ST_MAP_BY_FP,
+    ST_MAP_LIST,
+    ST_MAP_LIST_USER,
+    ST_MAP_DELETE,
+    ST_MAP_RULE_EXISTS,
+    ST_COUNT,
+};
+
+#define CA_COLS                                                                                  \
+    "id, name, subject, issuer, serial, fingerprint, spki_sha256, ski, aki, not_before, "        \
+    "not_after, is_root, path_len, der, pem, active, created_on, updated_on"
+#define MAP_COLS                                                                                 \
+    "m.id, m.user_id, u.name, m.kind, m.name, m.fingerprint, m.subject, m.issuer, m.serial, "    \
+    "m.not_before, m.not_after, m.der, m.ca_id, m.match_field, m.match_value, m.active, "         \
+    "m.created_on"
+
+static const char *const stmt_sql[ST_COUNT] = {
+    [ST_TRUST_VERSION] = "SELECT value FROM sys_meta WHERE key = 'trust_version'",
+    [ST_CA_INSERT] = "INSERT INTO sys_ca_certificate (name, subject, issuer, serial, fingerprint, "
+                     "spki_sha256, ski, aki, not_before, not_after, is_root, path_len, der, pem, "
+                     "active, created_on, updated_on) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
+    [ST_CA_BY_ID] = "SELECT " CA_COLS " FROM sys_ca_certificate WHERE id = ?",
+    [ST_CA_BY_FP] = "SELECT " CA_COLS " FROM sys_ca_certificate WHERE fingerprint = ?",
+    [ST_CA_BY_FP_PREFIX] = "SELECT " CA_COLS " FROM sys_ca_certificate "
+                           "WHERE substr(fingerprint, 1, length(?1)) = ?1 ORDER BY id LIMIT 2",
+    [ST_CA_LIST] = "SELECT " CA_COLS " FROM sys_ca_certificate ORDER BY id",
+    [ST_CA_SET_ACTIVE] = "UPDATE sys_ca_certificate SET active = ?, updated_on = ? WHERE id = ?",
+    [ST_CA_DEP_RULES] = "SELECT count(*) FROM sys_user_certificate WHERE kind = 'rule' AND "
+                        "ca_id = ?",
+    [ST_CA_DEP_MAPS] = "SELECT count(*) FROM sys_user_certificate m, sys_ca_certificate c "
+                       "WHERE c.id = ? AND m.kind <> 'rule' AND m.issuer = c.subject",
+    [ST_CA_DELETE] = "DELETE FROM sys_ca_certificate WHERE id = ?",
+    [ST_CA_DELETE_RULES] = "DELETE FROM sys_user_certificate WHERE kind = 'rule' AND ca_id = ?",
+    [ST_CRL_NEWER] = "SELECT count(*) FROM sys_crl WHERE ca_id = ? AND this_update >= ?",
+    [ST_CRL_DELETE_OLDER] = "DELETE FROM sys_crl WHERE ca_id = ? AND this_update < ?",
+    [ST_CRL_INSERT] = "INSERT INTO sys_crl (ca_id, issuer, fingerprint, this_update, next_update, "
+                      "revoked_count, der, created_on) VALUES (?,?,?,?,?,?,?,?)",
+    [ST_CRL_LIST] = "SELECT id, ca_id, issuer, fingerprint, this_update, next_update, "
+                    "revoked_count, der, created_on FROM sys_crl ORDER BY id",
+    [ST_USER_INSERT] = "INSERT INTO sys_user (name, password_hash, created_on, updated_on) "
+                       "VALUES (?,?,?,?)",
+    [ST_USER_BY_NAME] = "SELECT id, name, active, locked, password_hash, created_on, updated_on "
+                        "FROM sys_user WHERE name = ?",
+    [ST_USER_BY_ID] = "SELECT id, name, active, locked, password_hash, created_on, updated_on "
+                      "FROM sys_user WHERE id = ?",
+    [ST_USER_LIST] = "SELECT id, name, active, locked, password_hash, created_on, updated_on "
+                     "FROM sys_user ORDER BY name",
+    [ST_USER_ROLES] = "SELECT role FROM sys_user_role WHERE user_id = ? ORDER BY role",
+    [ST_ROLE_INSERT] = "INSERT OR IGNORE INTO sys_user_role (user_id, role) VALUES (?,?)",
+    [ST_ROLE_CLEAR] = "DELETE FROM sys_user_role WHERE user_id = ?",
+    [ST_USER_SET_LOCKED] = "UPDATE sys_user SET locked = ?, updated_on = ? WHERE name = ?",
+    [ST_USER_SET_PASSWORD] = "UPDATE sys_user SET password_hash = ?, updated_on = ? "
+                             "WHERE name = ?",
+    [ST_USER_TOUCH] = "UPDATE sys_user SET updated_on = ? WHERE id = ?",
+    [ST_USER_DELETE] = "DELETE FROM sys_user WHERE name = ?",
+    [ST_MAP_INSERT] = "INSERT INTO sys_user_certificate (user_id, kind, name, fingerprint, "
+                      "subject, issuer, serial, not_before, not_after, der, ca_id, match_field, "
+                      "match_value, active, created_on) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
+    [ST_MAP_BY_ID] = "SELECT " MAP_COLS " FROM sys_user_certificate m JOIN sys_user u "
+                     "ON u.id = m.user_id WHERE m.id = ?",
+    [ST_MAP_BY_FP] = "SELECT " MAP_COLS " FROM sys_user_certificate m JOIN sys_user u "
+                     "ON u.id = m.user_id WHERE m.fingerprint = ?",
+    [ST_MAP_LIST] = "SELECT " MAP_COLS " FROM sys_user_certificate m JOIN sys_user u "
+                    "ON u.id = m.user_id ORDER BY m.id",
+    [ST_MAP_LIST_USER] = "SELECT " MAP_COLS " FROM sys_user_certificate m JOIN sys_user u "
+                         "ON u.id = m.user_id WHERE u.name = ? ORDER BY m.id",
+    [ST_MAP_DELETE] = "DELETE FROM sys_user_certificate WHERE id = ?",
+    [ST_MAP_RULE_EXISTS] = "SELECT m.id, u.name FROM sys_user_certificate m JOIN sys_user u ON "
+                           "u.id = m.user_id WHERE m.kind = 'rule' AND m.ca_id = ? AND "
+                           "m.match_field = ? AND m.match_value = ?",
+};
+
+struct store {
+    sqlite3 *db;                   /* the connection */
+    char *path;                    /* file name, for messages */
+    sqlite3_stmt *stmt[ST_COUNT];  /* prepared on first use */
+};
+
+int store_schema_latest(void)
+{
+    int n = 0;
+
+    while (cg_schema_sql[n])
+        n++;
+    return n;
+}
+
+static int db_fail(struct store *s, struct cg_err *err, const char *what)
+{
+    cg_err_set(err, "database %s: %s: %s", s->path, what, sqlite3_errmsg(s->db));
+    return CG_EDB;
+}
+
+/* A prepared statement, reset and unbound, ready to bind. */
+static sqlite3_stmt *stmt(struct store *s, enum stmt_id id, struct cg_err *err)
+{
+    if (!s->stmt[id]) {
+        if (sqlite3_prepare_v3(s->db, stmt_sql[id], -1, SQLITE_PREPARE_PERSISTENT, &s->stmt[id],
+                               NULL) != SQLITE_OK) {
+            db_fail(s, err, "prepare");
+            return NULL;
+        }
+    }
+    sqlite3_reset(s->stmt[id]);
+    sqlite3_clear_bindings(s->stmt[id]);
+    return s->stmt[id];
+}
+
+static void done(sqlite3_stmt *st)
+{
+    if (st) {
+        sqlite3_reset(st);
+        sqlite3_clear_bindings(st);
+    }
+}
+
+static int exec(struct store *s, const char *sql, struct cg_err *err)
+{
+    char *msg = NULL;
+
+    if (sqlite3_exec(s->db, sql, NULL, NULL, &msg) != SQLITE_OK) {
+        cg_err_set(err, "database %s: %s", s->path, msg ? msg : sqlite3_errmsg(s->db));
+        sqlite3_free(msg);
+        return CG_EDB;
+    }
+    return CG_OK;
+}
+
+static int pragma_int(struct store *s, const char *sql, int *out)
+{
+    sqlite3_stmt *st = NULL;
+    int rc = CG_EDB;
+
+    if (sqlite3_prepare_v2(s->db, sql, -1, &st, NULL) != SQLITE_OK)
+        return CG_EDB;
+    if (sqlite3_step(st) == SQLITE_ROW) {
+        *out = sqlite3_column_int(st, 0);
+        rc = CG_OK;
+    }
+    sqlite3_finalize(st);
+    return rc;
+}
+
+static int count_tables(struct store *s, int *out)
+{
+    return pragma_int(s, "SELECT count(*) FROM sqlite_master", out);
+}
+
+/* Applies the migrations after @p from in one transaction. */
+static int migrate(struct store *s, int from, struct cg_err *err)
+{
+    int latest = store_schema_latest(), rc;
+    char sql[64];
+
+    rc = exec(s, "BEGIN IMMEDIATE", err);
+    if (rc)
+        return rc;
+    /* Another process may have upgraded it meanwhile. */
+    rc = pragma_int(s, "PRAGMA user_version", &from);
+    if (rc) {
+        db_fail(s, err, "read the schema version");
+        goto out;
+    }
+    for (int v = from + 1; v <= latest; v++) {
+        rc = exec(s, cg_schema_sql[v - 1], err);
+        if (rc)
+            goto out;
+    }
+    snprintf(sql, sizeof(sql), "PRAGMA user_version = %d", latest);
+    rc = exec(s, sql, err);
+    if (rc)
+        goto out;
+    rc = exec(s, "COMMIT", err);
+out:
+    if (rc)
+        sqlite3_exec(s->db, "ROLLBACK", NULL, NULL, NULL);
+    return rc;
+}
+
+int store_open(const char *path, enum store_mode mode, struct store **out_store,
+               struct cg_err *err)
+{
+    struct store *s = NULL;
+    struct stat st;
+    int flags, version = 0, tables = 0, latest = store_schema_latest(), rc = CG_EDB;
+    bool is_new = false;
+
+    if (!path || !*path) {
+        cg_err_set(err, "no database file given");
+        return CG_EINVAL;
+    }
+    if (stat(path, &st) != 0) {
+        if (mode != STORE_OPEN_INIT) {
+            cg_err_set(err, "database %s does not exist: run certgate init", path);
+            return CG_ENOTFOUND;
+        }
+        is_new = true;
+    } else if (!S_ISREG(st.st_mode)) {
+        cg_err_set(err, "%s is not a certgate database (not a regular file)", path);
+        return CG_EINVAL;
+    }
+    s = calloc(1, sizeof(*s));
+    if (!s)
+        return CG_ENOMEM;
+    s->path = strdup(path);
+    if (!s->path) {
+        rc = CG_ENOMEM;
+        goto out;
+    }
+    if (is_new) {
+        /* Create it 0600 ourselves: it holds password hashes. */
+        int fd = open(path, O_WRONLY | O_CREAT | O_EXCL, 0600);
+
+        if (fd < 0 && errno != EEXIST) {
+            cg_err_set(err, "cannot create database %s: %s", path, strerror(errno));
+            rc = CG_EIO;
+            goto out;
+        }
+        if (fd >= 0)
+            close(fd);
+    }
+    flags = mode == STORE_OPEN_READONLY ? SQLITE_OPEN_READONLY : SQLITE_OPEN_READWRITE;
+    flags |= SQLITE_OPEN_NOMUTEX;
+    if (sqlite3_open_v2(path, &s->db, flags, NULL) != SQLITE_OK) {
+        cg_err_set(err, "cannot open database %s: %s", path,
+                   s->db ? sqlite3_errmsg(s->db) : "out of memory");
+        goto out;
+    }
+    sqlite3_extended_result_codes(s->db, 1);
+    sqlite3_busy_timeout(s->db, 5000);
+    if (count_tables(s, &tables)) {
+        cg_err_set(err, "%s is not a certgate database (%s)", path, sqlite3_errmsg(s->db));
+        rc = CG_EINVAL;
+        goto out;
+    }
+    if (pragma_int(s, "PRAGMA user_version", &version)) {
+        db_fail(s, err, "read the schema version");
+        goto out;
+    }
+    if (version == 0 && tables > 0) {
+        cg_err_set(err, "%s is not a certgate database (it has tables but no certgate schema)",
+                   path);
+        rc = CG_EINVAL;
+        goto out;
+    }
+    if (version > latest) {
+        cg_err_set(err, "database %s has schema version %d, newer than this certgate (%d): "
+                        "upgrade certgate",
+                   path, version, latest);
+        rc = CG_EVERSION;
+        goto out;
+    }
+    if (mode == STORE_OPEN_READONLY) {
+        if (version < latest) {
+            cg_err_set(err, "database %s has schema version %d, older than this certgate (%d): "
+                            "run certgate init to upgrade it",
+                       path, version, latest);
+            rc = CG_EVERSION;
+            goto out;
+        }
+    } else {
+        rc = exec(s, "PRAGMA journal_mode = WAL", err);
+        if (rc)
+            goto out;
+        if (version < latest) {
+            if (version == 0 && mode != STORE_OPEN_INIT) {
+                cg_err_set(err, "%s is not a certgate database: run certgate init", path);
+                rc = CG_EINVAL;
+                goto out;
+            }
+            rc = migrate(s, version, err);
+            if (rc)
+                goto out;
+        }
+    }
+    rc = exec(s, "PRAGMA foreign_keys = ON", err);
+    if (rc)
+        goto out;
+    rc = exec(s, "PRAGMA synchronous = FULL", err);
+    if (rc)
+        goto out;
+    *out_store = s;
+    return CG_OK;
+out:
+    store_close(s);
+    if (is_new && rc != CG_OK)
+        unlink(path);
+    return rc == CG_OK ? CG_EDB : rc;
+}
+
+void store_close(struct store *s)
+{
+    if (!s)
+        return;
+    for (int i = 0; i < ST_COUNT; i++)
+        sqlite3_finalize(s->stmt[i]);
+    sqlite3_close(s->db);
+    free(s->path);
+    free(s);
+}
+
+int store_schema_version(struct store *s)
+{
+    int v = -1;
+
+    if (pragma_int(s, "PRAGMA user_version", &v))
+        return -1;
+    return v;
+}
+
+int store_trust_version(struct store *s, int64_t *out_version)
+{
+    sqlite3_stmt *st = stmt(s, ST_TRUST_VERSION, NULL);
+    int rc = CG_EDB;
+
+    if (!st)
+        return CG_EDB;
+    if (sqlite3_step(st) == SQLITE_ROW) {
+        *out_version = sqlite3_column_int64(st, 0);
+        rc = CG_OK;
+    }
+    done(st);
+    return rc;
+}
+
+int store_begin(struct store *s, struct cg_err *err)
+{
+    return exec(s, "BEGIN IMMEDIATE", err);
+}
+
+int store_commit(struct store *s, struct cg_err *err)
+{
+    return exec(s, "COMMIT", err);
+}
+
+void store_rollback(struct store *s)
+{
+    if (s && !sqlite3_get_autocommit(s->db))
+        sqlite3_exec(s->db, "ROLLBACK", NULL, NULL, NULL);
+}
+
+/* ---- helpers ---- */
+
+static char *col_str(sqlite3_stmt *st, int i)
+{
+    const unsigned char *t = sqlite3_column_text(st, i);
+
+    return t ? strdup((const char *)t) : NULL;
+}
+
+static void col_buf(sqlite3_stmt *st, int i, char *buf, size_t size)
+{
+    const unsigned char *t = sqlite3_column_text(st, i);
+
+    snprintf(buf, size, "%s", t ? (const char *)t : "");
+}
+
+static unsigned char *col_blob(sqlite3_stmt *st, int i, size_t *out_len)
+{
+    const void *b = sqlite3_column_blob(st, i);
+    int n = sqlite3_column_bytes(st, i);
+    unsigned char *copy;
+
+    *out_len = 0;
+    if (!b || n <= 0)
+        return NULL;
+    copy = malloc((size_t)n);
+    if (!copy)
+        return NULL;
+    memcpy(copy, b, (size_t)n);
+    *out_len = (size_t)n;
+    return copy;
+}
+
+static void now_iso(char out[static 21])
+{
+    cg_time_iso(cg_now(), out);
+}
+
+static int bind_text(sqlite3_stmt *st, int i, const char *v)
+{
+    return v ? sqlite3_bind_text(st, i, v, -1, SQLITE_TRANSIENT) : sqlite3_bind_null(st, i);
+}
+
+static int step_done(struct store *s, sqlite3_stmt *st, struct cg_err *err, const char *what)
+{
+    int rc = sqlite3_step(st);
+
+    if (rc == SQLITE_DONE)
+        return CG_OK;
+    if ((rc & 0xff) == SQLITE_CONSTRAINT) {
+        cg_err_set(err, "%s: %s", what, sqlite3_errmsg(s->db));
+        return CG_EEXIST;
+    }
+    return db_fail(s, err, what);
+}
+
+/* ---- CA certificate chain table ---- */
+
+static int read_ca(sqlite3_stmt *st, struct store_ca *ca)
+{
+    memset(ca, 0, sizeof(*ca));
+    ca->id = sqlite3_column_int64(st, 0);
+    ca->name = col_str(st, 1);
+    ca->subject = col_str(st, 2);
+    ca->issuer = col_str(st, 3);
+    ca->serial = col_str(st, 4);
+    col_buf(st, 5, ca->fingerprint, sizeof(ca->fingerprint));
+    col_buf(st, 6, ca->spki_sha256, sizeof(ca->spki_sha256));
+    col_buf(st, 7, ca->ski, sizeof(ca->ski));
+    col_buf(st, 8, ca->aki, sizeof(ca->aki));
+    ca->not_before = sqlite3_column_int64(st, 9);
+    ca->not_after = sqlite3_column_int64(st, 10);
+    ca->is_root = sqlite3_column_int(st, 11) != 0;
+    ca->path_len = sqlite3_column_int(st, 12);
+    ca->der = col_blob(st, 13, &ca->der_len);
+    ca->pem = col_str(st, 14);
+    ca->is_active = sqlite3_column_int(st, 15) != 0;
+    col_buf(st, 16, ca->created_on, sizeof(ca->created_on));
+    col_buf(st, 17, ca->updated_on, sizeof(ca->updated_on));
+    if (!ca->subject || !ca->issuer || !ca->serial || !ca->der || !ca->pem) {
+        store_ca_free(ca);
+        return CG_ENOMEM;
+    }
+    return CG_OK;
+}
+
+int store_ca_insert(struct store *s, struct store_ca *ca, struct cg_err *err)
+{
+    sqlite3_stmt *st = stmt(s, ST_CA_INSERT, err);
+    char now[21];
+    int rc;
+
+    if (!st)
+        return CG_EDB;
+    now_iso(now);
+    bind_text(st, 1, ca->name);
+    bind_text(st, 2, ca->subject);
+    bind_text(st, 3, ca->issuer);
+    bind_text(st, 4, ca->serial);
+    bind_text(st, 5, ca->fingerprint);
+    bind_text(st, 6, ca->spki_sha256);
+    bind_text(st, 7, ca->ski);
+    bind_text(st, 8, ca->aki);
+    sqlite3_bind_int64(st, 9, ca->not_before);
+    sqlite3_bind_int64(st, 10, ca->not_after);
+    sqlite3_bind_int(st, 11, ca->is_root ? 1 : 0);
+    sqlite3_bind_int(st, 12, ca->path_len);
+    sqlite3_bind_blob(st, 13, ca->der, (int)ca->der_len, SQLITE_TRANSIENT);
+    bind_text(st, 14, ca->pem);
+    sqlite3_bind_int(st, 15, ca->is_active ? 1 : 0);
+    bind_text(st, 16, now);
+    bind_text(st, 17, now);
+    rc = step_done(s, st, err, "add CA");
+    if (rc == CG_EEXIST)
+        cg_err_set(err, "a CA with fingerprint %s is already in the table", ca->fingerprint);
+    if (rc == CG_OK) {
+        ca->id = sqlite3_last_insert_rowid(s->db);
+        snprintf(ca->created_on, sizeof(ca->created_on), "%s", now);
+        snprintf(ca->updated_on, sizeof(ca->updated_on), "%s", now);
+    }
+    done(st);
+    return rc;
+}
+
+static int ca_one(struct store *s, sqlite3_stmt *st, struct store_ca *out, struct cg_err *err)
+{
+    int rc = sqlite3_step(st);
+
+    if (rc == SQLITE_ROW)
+        rc = read_ca(st, out);
+    else if (rc == SQLITE_DONE)
+        rc = CG_ENOTFOUND;
+    else
+        rc = db_fail(s, err, "read CA");
+    done(st);
+    if (rc == CG_ENOTFOUND)
+        cg_err_set(err, "no such CA");
+    return rc;
+}
+
+int store_ca_get_by_fingerprint(struct store *s, const char *fingerprint,
+                                struct store_ca *out_ca, struct cg_err *err)
+{
+    sqlite3_stmt *st = stmt(s, ST_CA_BY_FP, err);
+
+    if (!st)
+        return CG_EDB;
+    bind_text(st, 1, fingerprint);
+    return ca_one(s, st, out_ca, err);
+}
+
+int store_ca_find(struct store *s, const char *id_or_fp, struct store_ca *out_ca,
+                  struct cg_err *err)
+{
+    sqlite3_stmt *st;
+    char hex[65];
+    size_t n = 0;
+    int rc;
+
+    if (!id_or_fp || !*id_or_fp) {
+        cg_err_set(err, "no CA id or fingerprint given");
+        return CG_EINVAL;
+    }
+    if (strspn(id_or_fp, "0123456789") == strlen(id_or_fp) && strlen(id_or_fp) < 16) {
+        st = stmt(s, ST_CA_BY_ID, err);
+        if (!st)
+            return CG_EDB;
+        sqlite3_bind_int64(st, 1, strtoll(id_or_fp, NULL, 10));
+        return ca_one(s, st, out_ca, err);
+    }
+    for (const char *p = id_or_fp; *p; p++) {
+        char c = *p;
+
+        if (c == ':')
+            continue;
+        if (c >= 'A' && c <= 'F')
+            c = (char)(c - 'A' + 'a');
+        if (!((c >= '0' && c <= '9') || (c >= 'a' && c <= 'f')) || n >= 64) {
+            cg_err_set(err, "'%s' is neither a CA id nor a SHA-256 fingerprint", id_or_fp);
+            return CG_ENOTFOUND;
+        }
+        hex[n++] = c;
+    }
+    hex[n] = '\0';
+    if (n < 8) {
+        cg_err_set(err, "a fingerprint prefix needs at least 8 hex digits");
+        return CG_ENOTFOUND;
+    }
+    st = stmt(s, ST_CA_BY_FP_PREFIX, err);
+    if (!st)
+        return CG_EDB;
+    bind_text(st, 1, hex);
+    rc = sqlite3_step(st);
+    if (rc == SQLITE_DONE) {
+        done(st);
+        cg_err_set(err, "no CA with fingerprint %s", hex);
+        return CG_ENOTFOUND;
+    }
+    if (rc != SQLITE_ROW) {
+        done(st);
+        return db_fail(s, err, "find CA");
+    }
+    rc = read_ca(st, out_ca);
+    if (rc == CG_OK && sqlite3_step(st) == SQLITE_ROW) {
+        store_ca_free(out_ca);
+        cg_err_set(err, "fingerprint prefix %s matches more than one CA: give more digits", hex);
+        rc = CG_EINVAL;
+    }
+    done(st);
+    return rc;
+}
+
+int store_ca_list(struct store *s, struct store_ca **out_cas, size_t *out_n, struct cg_err *err)
+{
+    sqlite3_stmt *st = stmt(s, ST_CA_LIST, err);
+    struct store_ca *cas = NULL;
+    size_t n = 0;
+    int rc;
+
+    *out_cas = NULL;
+    *out_n = 0;
+    if (!st)
+        return CG_EDB;
+    for (;;) {
+        struct store_ca *nc;
+
+        rc = sqlite3_step(st);
+        if (rc != SQLITE_ROW)
+            break;
+        nc = realloc(cas, (n + 1) * sizeof(*cas));
+        if (!nc) {
+            rc = CG_ENOMEM;
+            goto fail;
+        }
+        cas = nc;
+        if (read_ca(st, &cas[n])) {
+            rc = CG_ENOMEM;
+            goto fail;
+        }
+        n++;
+    }
+    if (rc != SQLITE_DONE) {
+        rc = db_fail(s, err, "list CAs");
+        goto fail;
+    }
+    done(st);
+    *out_cas = cas;
+    *out_n = n;
+    return CG_OK;
+fail:
+    done(st);
+    store_ca_list_free(cas, n);
+    return rc;
+}
+
+int store_ca_set_active(struct store *s, int64_t id, bool is_active, struct cg_err *err)
+{
+    sqlite3_stmt *st = stmt(s, ST_CA_SET_ACTIVE, err);
+    char now[21];
+    int rc;
+
+    if (!st)
+        return CG_EDB;
+    now_iso(now);
+    sqlite3_bind_int(st, 1, is_active ? 1 : 0);
+    bind_text(st, 2, now);
+    sqlite3_bind_int64(st, 3, id);
+    rc = step_done(s, st, err, "update CA");
+    if (rc == CG_OK && sqlite3_changes(s->db) == 0) {
+        cg_err_set(err, "no CA with id %lld", (long long)id);
+        rc = CG_ENOTFOUND;
+    }
+    done(st);
+    return rc;
+}
+
+static int count(struct store *s, enum stmt_id id, int64_t arg, int64_t *out, struct cg_err *err)
+{
+    sqlite3_stmt *st = stmt(s, id, err);
+    int rc = CG_OK;
+
+    if (!st)
+        return CG_EDB;
+    sqlite3_bind_int64(st, 1, arg);
+    if (sqlite3_step(st) == SQLITE_ROW)
+        *out = sqlite3_column_int64(st, 0);
+    else
+        rc = db_fail(s, err, "count");
+    done(st);
+    return rc;
+}
+
+int store_ca_dependents(struct store *s, int64_t id, int64_t *out_rules, int64_t *out_mappings,
+                        struct cg_err *err)
+{
+    int rc = count(s, ST_CA_DEP_RULES, id, out_rules, err);
+
+    if (rc)
+        return rc;
+    return count(s, ST_CA_DEP_MAPS, id, out_mappings, err);
+}
+
+int store_ca_delete(struct store *s, int64_t id, bool force, struct cg_err *err)
+{
+    sqlite3_stmt *st;
+    int64_t rules = 0, maps = 0;
+    int rc;
+
+    rc = store_begin(s, err);
+    if (rc)
+        return rc;
+    rc = store_ca_dependents(s, id, &rules, &maps, err);
+    if (rc)
+        goto out;
+    if ((rules || maps) && !force) {
+        cg_err_set(err, "CA %lld has %lld rule%s and %lld mapped certificate%s depending on it: "
+                        "use --force to delete it and its rules",
+                   (long long)id, (long long)rules, rules == 1 ? "" : "s", (long long)maps,
+                   maps == 1 ? "" : "s");
+        rc = CG_EDEPEND;
+        goto out;
+    }
+    st = stmt(s, ST_CA_DELETE_RULES, err);
+    if (!st) {
+        rc = CG_EDB;
+        goto out;
+    }
+    sqlite3_bind_int64(st, 1, id);
+    rc = step_done(s, st, err, "delete rules");
+    done(st);
+    if (rc)
+        goto out;
+    st = stmt(s, ST_CA_DELETE, err);
+    if (!st) {
+        rc = CG_EDB;
+        goto out;
+    }
+    sqlite3_bind_int64(st, 1, id);
+    rc = step_done(s, st, err, "delete CA");
+    if (rc == CG_OK && sqlite3_changes(s->db) == 0) {
+        cg_err_set(err, "no CA with id %lld", (long long)id);
+        rc = CG_ENOTFOUND;
+    }
+    done(st);
+    if (rc)
+        goto out;
+    rc = store_commit(s, err);
+out:
+    if (rc)
+        store_rollback(s);
+    return rc;
+}
+
+void store_ca_free(struct store_ca *ca)
+{
+    if (!ca)
+        return;
+    free(ca->name);
+    free(ca->subject);
+    free(ca->issuer);
+    free(ca->serial);
+    free(ca->der);
+    free(ca->pem);
+    memset(ca, 0, sizeof(*ca));
+}
+
+void store_ca_list_free(struct store_ca *cas, size_t n)
+{
+    for (size_t i = 0; cas && i < n; i++)
+        store_ca_free(&cas[i]);
+    free(cas);
+}
+
+/* ---- CRLs ---- */
+
+int store_crl_insert(struct store *s, struct store_crl *crl, struct cg_err *err)
+{
+    sqlite3_stmt *st;
+    int64_t newer = 0;
+    char now[21];
+    int rc;
+
+    rc = store_begin(s, err);
+    if (rc)
+        return rc;
+    /* Only ever move forward: an older CRL would un-revoke certificates. */
+    st = stmt(s, ST_CRL_NEWER, err);
+    if (!st) {
+        rc = CG_EDB;
+        goto out;
+    }
+    sqlite3_bind_int64(st, 1, crl->ca_id);
+    sqlite3_bind_int64(st, 2, crl->this_update);
+    if (sqlite3_step(st) == SQLITE_ROW)
+        newer = sqlite3_column_int64(st, 0);
+    done(st);
+    if (newer) {
+        cg_err_set(err, "a CRL from this CA issued at the same time or later is already loaded "
+                        "(certgate crl list): load only a newer CRL");
+        rc = CG_EEXIST;
+        goto out;
+    }
+    st = stmt(s, ST_CRL_DELETE_OLDER, err);
+    if (!st) {
+        rc = CG_EDB;
+        goto out;
+    }
+    sqlite3_bind_int64(st, 1, crl->ca_id);
+    sqlite3_bind_int64(st, 2, crl->this_update);
+    rc = step_done(s, st, err, "replace CRL");
+    done(st);
+    if (rc)
+        goto out;
+    st = stmt(s, ST_CRL_INSERT, err);
+    if (!st) {
+        rc = CG_EDB;
+        goto out;
+    }
+    now_iso(now);
+    sqlite3_bind_int64(st, 1, crl->ca_id);
+    bind_text(st, 2, crl->issuer);
+    bind_text(st, 3, crl->fingerprint);
+    sqlite3_bind_int64(st, 4, crl->this_update);
+    sqlite3_bind_int64(st, 5, crl->next_update);
+    sqlite3_bind_int64(st, 6, crl->revoked_count);
+    sqlite3_bind_blob(st, 7, crl->der, (int)crl->der_len, SQLITE_TRANSIENT);
+    bind_text(st, 8, now);
+    rc = step_done(s, st, err, "add CRL");
+    if (rc == CG_EEXIST)
+        cg_err_set(err, "this CRL is already loaded");
+    if (rc == CG_OK) {
+        crl->id = sqlite3_last_insert_rowid(s->db);
+        snprintf(crl->created_on, sizeof(crl->created_on), "%s", now);
+    }
+    done(st);
+    if (rc)
+        goto out;
+    rc = store_commit(s, err);
+out:
+    if (rc)
+        store_rollback(s);
+    return rc;
+}
+
+int store_crl_list(struct store *s, struct store_crl **out_crls, size_t *out_n,
+                   struct cg_err *err)
+{
+    sqlite3_stmt *st = stmt(s, ST_CRL_LIST, err);
+    struct store_crl *crls = NULL;
+    size_t n = 0;
+    int rc;
+
+    *out_crls = NULL;
+    *out_n = 0;
+    if (!st)
+        return CG_EDB;
+    for (;;) {
+        struct store_crl *nc, *c;
+
+        rc = sqlite3_step(st);
+        if (rc != SQLITE_ROW)
+            break;
+        nc = realloc(crls, (n + 1) * sizeof(*crls));
+        if (!nc) {
+            rc = CG_ENOMEM;
+            goto fail;
+        }
+        crls = nc;
+        c = &crls[n++];
+        memset(c, 0, sizeof(*c));
+        c->id = sqlite3_column_int64(st, 0);
+        c->ca_id = sqlite3_column_int64(st, 1);
+        c->issuer = col_str(st, 2);
+        col_buf(st, 3, c->fingerprint, sizeof(c->fingerprint));
+        c->this_update = sqlite3_column_int64(st, 4);
+        c->next_update = sqlite3_column_int64(st, 5);
+        c->revoked_count = sqlite3_column_int64(st, 6);
+        c->der = col_blob(st, 7, &c->der_len);
+        col_buf(st, 8, c->created_on, sizeof(c->created_on));
+        if (!c->issuer || !c->der) {
+            rc = CG_ENOMEM;
+            goto fail;
+        }
+    }
+    if (rc != SQLITE_DONE) {
+        rc = db_fail(s, err, "list CRLs");
+        goto fail;
+    }
+    done(st);
+    *out_crls = crls;
+    *out_n = n;
+    return CG_OK;
+fail:
+    done(st);
+    store_crl_list_free(crls, n);
+    return rc;
+}
+
+void store_crl_free(struct store_crl *crl)
+{
+    if (!crl)
+        return;
+    free(crl->issuer);
+    free(crl->der);
+    memset(crl, 0, sizeof(*crl));
+}
+
+void store_crl_list_free(struct store_crl *crls, size_t n)
+{
+    for (size_t i = 0; crls && i < n; i++)
+        store_crl_free(&crls[i]);
+    free(crls);
+}
+
+/* ---- users and roles ---- */
+
+static int check_roles(char *const *roles, size_t n, struct cg_err *err)
+{
+    for (size_t i = 0; i < n; i++) {
+        if (!cg_valid_name(roles[i])) {
+            cg_err_set(err, "invalid role name '%s'", roles[i] ? roles[i] : "");
+            return CG_EINVAL;
+        }
+    }
+    return CG_OK;
+}
+
+static int insert_roles(struct store *s, int64_t user_id, char *const *roles, size_t n,
+                        struct cg_err *err)
+{
+    for (size_t i = 0; i < n; i++) {
+        sqlite3_stmt *st = stmt(s, ST_ROLE_INSERT, err);
+        int rc;
+
+        if (!st)
+            return CG_EDB;
+        sqlite3_bind_int64(st, 1, user_id);
+        bind_text(st, 2, roles[i]);
+        rc = step_done(s, st, err, "add role");
+        done(st);
+        if (rc)
+            return rc;
+    }
+    return CG_OK;
+}
+
+int store_user_add(struct store *s, const char *name, char *const *roles, size_t n_roles,
+                   const char *password_hash, int64_t *out_id, struct cg_err *err)
+{
+    sqlite3_stmt *st;
+    char now[21];
+    int64_t id;
+    int rc;
+
+    if (!cg_valid_name(name)) {
+        cg_err_set(err, "invalid user name '%s'", name ? name : "");
+        return CG_EINVAL;
+    }
+    rc = check_roles(roles, n_roles, err);
+    if (rc)
+        return rc;
+    rc = store_begin(s, err);
+    if (rc)
+        return rc;
+    st = stmt(s, ST_USER_INSERT, err);
+    if (!st) {
+        rc = CG_EDB;
+        goto out;
+    }
+    now_iso(now);
+    bind_text(st, 1, name);
+    bind_text(st, 2, password_hash);
+    bind_text(st, 3, now);
+    bind_text(st, 4, now);
+    rc = step_done(s, st, err, "add user");
+    done(st);
+    if (rc == CG_EEXIST)
+        cg_err_set(err, "user '%s' already exists", name);
+    if (rc)
+        goto out;
+    id = sqlite3_last_insert_rowid(s->db);
+    rc = insert_roles(s, id, roles, n_roles, err);
+    if (rc)
+        goto out;
+    rc = store_commit(s, err);
+    if (rc == CG_OK && out_id)
+        *out_id = id;
+out:
+    if (rc)
+        store_rollback(s);
+    return rc;
+}
+
+static int read_roles(struct store *s, struct store_user *u, struct cg_err *err)
+{
+    sqlite3_stmt *st = stmt(s, ST_USER_ROLES, err);
+    int rc;
+
+    if (!st)
+        return CG_EDB;
+    sqlite3_bind_int64(st, 1, u->id);
+    for (;;) {
+        char **nr;
+
+        rc = sqlite3_step(st);
+        if (rc != SQLITE_ROW)
+            break;
+        nr = realloc(u->roles, (u->n_roles + 1) * sizeof(*nr));
+        if (!nr) {
+            done(st);
+            return CG_ENOMEM;
+        }
+        u->roles = nr;
+        u->roles[u->n_roles] = col_str(st, 0);
+        if (!u->roles[u->n_roles]) {
+            done(st);
+            return CG_ENOMEM;
+        }
+        u->n_roles++;
+    }
+    done(st);
+    return rc == SQLITE_DONE ? CG_OK : db_fail(s, err, "read roles");
+}
+
+static int read_user_row(sqlite3_stmt *st, struct store_user *u)
+{
+    memset(u, 0, sizeof(*u));
+    u->id = sqlite3_column_int64(st, 0);
+    u->name = col_str(st, 1);
+    u->is_active = sqlite3_column_int(st, 2) != 0;
+    u->is_locked = sqlite3_column_int(st, 3) != 0;
+    u->password_hash = col_str(st, 4);
+    col_buf(st, 5, u->created_on, sizeof(u->created_on));
+    col_buf(st, 6, u->updated_on, sizeof(u->updated_on));
+    return u->name ? CG_OK : CG_ENOMEM;
+}
+
+static int user_one(struct store *s, sqlite3_stmt *st, struct store_user *out,
+                    struct cg_err *err)
+{
+    int rc = sqlite3_step(st);
+
+    if (rc == SQLITE_ROW) {
+        rc = read_user_row(st, out);
+    } else if (rc == SQLITE_DONE) {
+        cg_err_set(err, "no such user");
+        rc = CG_ENOTFOUND;
+    } else {
+        rc = db_fail(s, err, "read user");
+    }
+    done(st);
+    if (rc == CG_OK)
+        rc = read_roles(s, out, err);
+    if (rc && rc != CG_ENOTFOUND)
+        store_user_free(out);
+    return rc;
+}
+
+int store_user_get(struct store *s, const char *name, struct store_user *out_user,
+                   struct cg_err *err)
+{
+    sqlite3_stmt *st = stmt(s, ST_USER_BY_NAME, err);
+
+    if (!st)
+        return CG_EDB;
+    bind_text(st, 1, name);
+    return user_one(s, st, out_user, err);
+}
+
+int store_user_get_by_id(struct store *s, int64_t id, struct store_user *out_user,
+                         struct cg_err *err)
+{
+    sqlite3_stmt *st = stmt(s, ST_USER_BY_ID, err);
+
+    if (!st)
+        return CG_EDB;
+    sqlite3_bind_int64(st, 1, id);
+    return user_one(s, st, out_user, err);
+}
+
+int store_user_list(struct store *s, struct store_user **out_users, size_t *out_n,
+                    struct cg_err *err)
+{
+    sqlite3_stmt *st = stmt(s, ST_USER_LIST, err);
+    struct store_user *users = NULL;
+    size_t n = 0;
+    int rc;
+
+    *out_users = NULL;
+    *out_n = 0;
+    if (!st)
+        return CG_EDB;
+    for (;;) {
+        struct store_user *nu;
+
+        rc = sqlite3_step(st);
+        if (rc != SQLITE_ROW)
+            break;
+        nu = realloc(users, (n + 1) * sizeof(*users));
+        if (!nu) {
+            rc = CG_ENOMEM;
+            goto fail;
+        }
+        users = nu;
+        if (read_user_row(st, &users[n])) {
+            rc = CG_ENOMEM;
+            goto fail;
+        }
+        n++;
+    }
+    done(st);
+    if (rc != SQLITE_DONE) {
+        rc = db_fail(s, err, "list users");
+        goto fail;
+    }
+    /* Roles after the list statement is reset: one statement at a time. */
+    for (size_t i = 0; i < n; i++) {
+        rc = read_roles(s, &users[i], err);
+        if (rc)
+            goto fail;
+    }
+    *out_users = users;
+    *out_n = n;
+    return CG_OK;
+fail:
+    done(st);
+    store_user_list_free(users, n);
+    return rc;
+}
+
+static int update_user(struct store *s, enum stmt_id id, const char *name, int flag,
+                       const char *text, bool use_text, struct cg_err *err)
+{
+    sqlite3_stmt *st = stmt(s, id, err);
+    char now[21];
+    int rc;
+
+    if (!st)
+        return CG_EDB;
+    now_iso(now);
+    if (use_text)
+        bind_text(st, 1, text);
+    else
+        sqlite3_bind_int(st, 1, flag);
+    bind_text(st, 2, now);
+    bind_text(st, 3, name);
+    rc = step_done(s, st, err, "update user");
+    if (rc == CG_OK && sqlite3_changes(s->db) == 0) {
+        cg_err_set(err, "no user named '%s'", name);
+        rc = CG_ENOTFOUND;
+    }
+    done(st);
+    return rc;
+}
+
+int store_user_set_locked(struct store *s, const char *name, bool is_locked, struct cg_err *err)
+{
+    return update_user(s, ST_USER_SET_LOCKED, name, is_locked ? 1 : 0, NULL, false, err);
+}
+
+int store_user_set_password(struct store *s, const char *name, const char *password_hash,
+                            struct cg_err *err)
+{
+    return update_user(s, ST_USER_SET_PASSWORD, name, 0, password_hash, true, err);
+}
+
+int store_user_set_roles(struct store *s, const char *name, char *const *roles, size_t n_roles,
+                         struct cg_err *err)
+{
+    struct store_user u;
+    sqlite3_stmt *st;
+    char now[21];
+    int rc;
+
+    rc = check_roles(roles, n_roles, err);
+    if (rc)
+        return rc;
+    rc = store_begin(s, err);
+    if (rc)
+        return rc;
+    rc = store_user_get(s, name, &u, err);
+    if (rc) {
+        if (rc == CG_ENOTFOUND)
+            cg_err_set(err, "no user named '%s'", name);
+        goto out;
+    }
+    st = stmt(s, ST_ROLE_CLEAR, err);
+    if (!st) {
+        rc = CG_EDB;
+        goto out_user;
+    }
+    sqlite3_bind_int64(st, 1, u.id);
+    rc = step_done(s, st, err, "clear roles");
+    done(st);
+    if (rc)
+        goto out_user;
+    rc = insert_roles(s, u.id, roles, n_roles, err);
+    if (rc)
+        goto out_user;
+    st = stmt(s, ST_USER_TOUCH, err);
+    if (!st) {
+        rc = CG_EDB;
+        goto out_user;
+    }
+    now_iso(now);
+    bind_text(st, 1, now);
+    sqlite3_bind_int64(st, 2, u.id);
+    rc = step_done(s, st, err, "update user");
+    done(st);
+    if (rc)
+        goto out_user;
+    rc = store_commit(s, err);
+out_user:
+    store_user_free(&u);
+out:
+    if (rc)
+        store_rollback(s);
+    return rc;
+}
+
+int store_user_delete(struct store *s, const char *name, struct cg_err *err)
+{
+    sqlite3_stmt *st = stmt(s, ST_USER_DELETE, err);
+    int rc;
+
+    if (!st)
+        return CG_EDB;
+    bind_text(st, 1, name);
+    rc = step_done(s, st, err, "delete user");
+    if (rc == CG_OK && sqlite3_changes(s->db) == 0) {
+        cg_err_set(err, "no user named '%s'", name);
+        rc = CG_ENOTFOUND;
+    }
+    done(st);
+    return rc;
+}
+
+void store_user_free(struct store_user *user)
+{
+    if (!user)
+        return;
+    free(user->name);
+    free(user->password_hash);
+    cg_strv_free(user->roles, user->n_roles);
+    memset(user, 0, sizeof(*user));
+}
+
+void store_user_list_free(struct store_user *users, size_t n)
+{
+    for (size_t i = 0; users && i < n; i++)
+        store_user_free(&users[i]);
+    free(users);
+}
+
+/* ---- user-to-certificate mappings ---- */
+
+static const char *const kind_names[] = {
+    [STORE_MAP_CERT] = "cert",
+    [STORE_MAP_PINNED] = "pinned",
+    [STORE_MAP_RULE] = "rule",
+};
+
+const char *store_map_kind_name(enum store_map_kind kind)
+{
+    return (unsigned)kind < sizeof(kind_names) / sizeof(kind_names[0]) ? kind_names[kind]
+                                                                         : "unknown";
+}
+
+static enum store_map_kind kind_of(const char *name)
+{
+    if (name && strcmp(name, "pinned") == 0)
+        return STORE_MAP_PINNED;
+    if (name && strcmp(name, "rule") == 0)
+        return STORE_MAP_RULE;
+    return STORE_MAP_CERT;
+}
+
+static int read_map(sqlite3_stmt *st, struct store_map *m)
+{
+    memset(m, 0, sizeof(*m));
+    m->id = sqlite3_column_int64(st, 0);
+    m->user_id = sqlite3_column_int64(st, 1);
+    m->user_name = col_str(st, 2);
+    m->kind = kind_of((const char *)sqlite3_column_text(st, 3));
+    m->name = col_str(st, 4);
+    col_buf(st, 5, m->fingerprint, sizeof(m->fingerprint));
+    m->subject = col_str(st, 6);
+    m->issuer = col_str(st, 7);
+    m->serial = col_str(st, 8);
+    m->not_before = sqlite3_column_int64(st, 9);
+    m->not_after = sqlite3_column_int64(st, 10);
+    m->der = col_blob(st, 11, &m->der_len);
+    m->ca_id = sqlite3_column_int64(st, 12);
+    m->match_field = col_str(st, 13);
+    m->match_value = col_str(st, 14);
+    m->is_active = sqlite3_column_int(st, 15) != 0;
+    col_buf(st, 16, m->created_on, sizeof(m->created_on));
+    if (!m->user_name || (m->kind == STORE_MAP_RULE && (!m->match_field || !m->match_value)) ||
+        (m->kind != STORE_MAP_RULE && (!m->subject || !m->der))) {
+        store_map_free(m);
+        return CG_ENOMEM;
+    }
+    return CG_OK;
+}
+
+int store_map_insert(struct store *s, struct store_map *map, struct cg_err *err)
+{
+    bool rule = map->kind == STORE_MAP_RULE;
+    struct store_user u;
+    sqlite3_stmt *st;
+    char now[21], key[24];
+    int rc;
+
+    if (rule && (!map->ca_id || !map->match_field || !map->match_value)) {
+        cg_err_set(err, "a rule needs a CA, a field and a value");
+        return CG_EINVAL;
+    }
+    if (!rule && (!map->fingerprint[0] || !map->der || !map->subject)) {
+        cg_err_set(err, "a certificate mapping needs the certificate");
+        return CG_EINVAL;
+    }
+    rc = store_begin(s, err);
+    if (rc)
+        return rc;
+    if (rule) {
+        struct store_ca ca;
+
+        snprintf(key, sizeof(key), "%lld", (long long)map->ca_id);
+        rc = store_ca_find(s, key, &ca, err);
+        if (rc) {
+            if (rc == CG_ENOTFOUND)
+                cg_err_set(err, "no CA with id %lld", (long long)map->ca_id);
+            goto out;
+        }
+        store_ca_free(&ca);
+        st = stmt(s, ST_MAP_RULE_EXISTS, err);
+        if (!st) {
+            rc = CG_EDB;
+            goto out;
+        }
+        sqlite3_bind_int64(st, 1, map->ca_id);
+        bind_text(st, 2, map->match_field);
+        bind_text(st, 3, map->match_value);
+        if (sqlite3_step(st) == SQLITE_ROW) {
+            cg_err_set(err, "the same rule already exists for user %s (mapping %lld)",
+                       sqlite3_column_text(st, 1), (long long)sqlite3_column_int64(st, 0));
+            rc = CG_EEXIST;
+        }
+        done(st);
+        if (rc)
+            goto out;
+    } else {
+        struct store_map old;
+
+        rc = store_map_get_by_fingerprint(s, map->fingerprint, &old, err);
+        if (rc == CG_OK) {
+            cg_err_set(err, "certificate %s is already mapped to user %s (mapping %lld)",
+                       map->fingerprint, old.user_name, (long long)old.id);
+            store_map_free(&old);
+            rc = CG_EEXIST;
+            goto out;
+        }
+        if (rc != CG_ENOTFOUND)
+            goto out;
+    }
+    rc = store_user_get_by_id(s, map->user_id, &u, err);
+    if (rc) {
+        if (rc == CG_ENOTFOUND)
+            cg_err_set(err, "no user with id %lld", (long long)map->user_id);
+        goto out;
+    }
+    store_user_free(&u);
+    st = stmt(s, ST_MAP_INSERT, err);
+    if (!st) {
+        rc = CG_EDB;
+        goto out;
+    }
+    now_iso(now);
+    sqlite3_bind_int64(st, 1, map->user_id);
+    bind_text(st, 2, store_map_kind_name(map->kind));
+    bind_text(st, 3, map->name);
+    if (rule) {
+        for (int i = 4; i <= 10; i++)
+            sqlite3_bind_null(st, i);
+        sqlite3_bind_int64(st, 11, map->ca_id);
+        bind_text(st, 12, map->match_field);
+        bind_text(st, 13, map->match_value);
+    } else {
+        bind_text(st, 4, map->fingerprint);
+        bind_text(st, 5, map->subject);
+        bind_text(st, 6, map->issuer);
+        bind_text(st, 7, map->serial);
+        sqlite3_bind_int64(st, 8, map->not_before);
+        sqlite3_bind_int64(st, 9, map->not_after);
+        sqlite3_bind_blob(st, 10, map->der, (int)map->der_len, SQLITE_TRANSIENT);
+        for (int i = 11; i <= 13; i++)
+            sqlite3_bind_null(st, i);
+    }
+    sqlite3_bind_int(st, 14, map->is_active ? 1 : 0);
+    bind_text(st, 15, now);
+    rc = step_done(s, st, err, "add mapping");
+    if (rc == CG_OK) {
+        map->id = sqlite3_last_insert_rowid(s->db);
+        snprintf(map->created_on, sizeof(map->created_on), "%s", now);
+    }
+    done(st);
+    if (rc)
+        goto out;
+    rc = store_commit(s, err);
+out:
+    if (rc)
+        store_rollback(s);
+    return rc;
+}
+
+static int map_one(struct store *s, sqlite3_stmt *st, struct store_map *out, struct cg_err *err)
+{
+    int rc = sqlite3_step(st);
+
+    if (rc == SQLITE_ROW) {
+        rc = read_map(st, out);
+    } else if (rc == SQLITE_DONE) {
+        cg_err_set(err, "no such mapping");
+        rc = CG_ENOTFOUND;
+    } else {
+        rc = db_fail(s, err, "read mapping");
+    }
+    done(st);
+    return rc;
+}
+
+int store_map_get(struct store *s, int64_t id, struct store_map *out_map, struct cg_err *err)
+{
+    sqlite3_stmt *st = stmt(s, ST_MAP_BY_ID, err);
+
+    if (!st)
+        return CG_EDB;
+    sqlite3_bind_int64(st, 1, id);
+    return map_one(s, st, out_map, err);
+}
+
+int store_map_get_by_fingerprint(struct store *s, const char *fingerprint,
+                                 struct store_map *out_map, struct cg_err *err)
+{
+    sqlite3_stmt *st = stmt(s, ST_MAP_BY_FP, err);
+
+    if (!st)
+        return CG_EDB;
+    bind_text(st, 1, fingerprint);
+    return map_one(s, st, out_map, err);
+}
+
+int store_map_list(struct store *s, const char *user_name, struct store_map **out_maps,
+                   size_t *out_n, struct cg_err *err)
+{
+    struct store_map *maps = NULL;
+    struct store_user u;
+    sqlite3_stmt *st;
+    size_t n = 0;
+    int rc;
+
+    *out_maps = NULL;
+    *out_n = 0;
+    if (user_name) {
+        rc = store_user_get(s, user_name, &u, err);
+        if (rc) {
+            if (rc == CG_ENOTFOUND)
+                cg_err_set(err, "no user named '%s'", user_name);
+            return rc;
+        }
+        store_user_free(&u);
+    }
+    st = stmt(s, user_name ? ST_MAP_LIST_USER : ST_MAP_LIST, err);
+    if (!st)
+        return CG_EDB;
+    if (user_name)
+        bind_text(st, 1, user_name);
+    for (;;) {
+        struct store_map *nm;
+
+        rc = sqlite3_step(st);
+        if (rc != SQLITE_ROW)
+            break;
+        nm = realloc(maps, (n + 1) * sizeof(*maps));
+        if (!nm) {
+            rc = CG_ENOMEM;
+            goto fail;
+        }
+        maps = nm;
+        if (read_map(st, &maps[n])) {
+            rc = CG_ENOMEM;
+            goto fail;
+        }
+        n++;
+    }
+    if (rc != SQLITE_DONE) {
+        rc = db_fail(s, err, "list mappings");
+        goto fail;
+    }
+    done(st);
+    *out_maps = maps;
+    *out_n = n;
+    return CG_OK;
+fail:
+    done(st);
+    store_map_list_free(maps, n);
+    return rc;
+}
+
+int store_map_delete(struct store *s, int64_t id, struct cg_err *err)
+{
+    sqlite3_stmt *st = stmt(s, ST_MAP_DELETE, err);
+    int rc;
+
+    if (!st)
+        return CG_EDB;
+    sqlite3_bind_int64(st, 1, id);
+    rc = step_done(s, st, err, "delete mapping");
+    if (rc == CG_OK && sqlite3_changes(s->db) == 0) {
+        cg_err_set(err, "no mapping with id %lld", (long long)id);
+        rc = CG_ENOTFOUND;
+    }
+    done(st);
+    return rc;
+}
+
+void store_map_free(struct store_map *map)
+{
+    if (!map)
+        return;
+    free(map->user_name);
+    free(map->name);
+    free(map->subject);
+    free(map->issuer);
+    free(map->serial);
+    free(map->der);
+    free(map->match_field);
+    free(map->match_value);
+    memset(map, 0, sizeof(*map));
+}
+
+void store_map_list_free(struct store_map *maps, size_t n)
+{
+    for (size_t i = 0; maps && i < n; i++)
+        store_map_free(&maps[i]);
+    free(maps);
+}

@@ -1,0 +1,80 @@
+#!/bin/sh
+# certgate ca add/list/show/disable/enable/delete against a real test PKI.
+. "$TESTS_SRCDIR/lib.sh"
+need sqlite3 python3
+make_pki
+cg init
+
+expect_refused "an empty file is refused" "empty.pem: .*no certificate" ca add "$PKI/empty.pem"
+expect_refused "a file with no PEM block is refused" "text.pem: .*no certificate" \
+    ca add "$PKI/text.pem"
+expect_refused "garbage inside a PEM block is refused, naming the block" \
+    "garbage.pem: block 1" ca add "$PKI/garbage.pem"
+expect_refused "a private key in the file is refused" "private key" ca add "$PKI/with-key.pem"
+expect_refused "a client (non-CA) certificate is refused" \
+    "certificate 1 \\(.*integrator1.*\\) is not a CA certificate" ca add "$PKI/leaf-as-ca.pem"
+expect_refused "an expired CA is refused" "expired on .*--allow-expired" \
+    ca add "$PKI/expired-ca.pem"
+expect_refused "a missing file is refused" "nope.pem: No such file" ca add "$PKI/nope.pem"
+expect_refused "a directory is refused" "is a directory" ca add "$PKI"
+cat "$PKI/root.pem" "$PKI/client.pem" >"$T/mixed.pem"
+expect_refused "one bad certificate in a bundle adds nothing" \
+    "certificate 2 .*is not a CA certificate" ca add "$T/mixed.pem"
+
+expect_ok "a root and an intermediate as one bundle" ca add "$PKI/chain.pem" --name "Test PKI"
+expect_out "ca add prints what it added" "added CA 1: .*Issuing CA.*intermediate"
+expect_out "ca add prints the root" "added CA 2: .*Root CA.*root"
+n=$(sqlite3 "$DB" 'SELECT count(*) FROM sys_ca_certificate')
+[ "$n" = 2 ] && pass "two records" || fail "$n records"
+expect_refused "a certificate already in the table is refused" "already in the CA table as id 2" \
+    ca add "$PKI/root.pem"
+cat "$PKI/foreign-root.pem" "$PKI/foreign-root.pem" >"$T/twice.pem"
+expect_refused "a bundle repeating a certificate is refused" "appears twice" \
+    ca add "$T/twice.pem"
+
+# One by one, intermediate first: warns to add its root.
+rm -f "$DB"; cg init
+expect_ok "an intermediate alone is accepted" ca add "$PKI/int.pem"
+expect_err "it warns that its root is missing" "add its root first"
+expect_ok "then its root" ca add "$PKI/root.pem"
+expect_ok "a reversed bundle (root first) is fine" ca add "$PKI/foreign-chain.pem"
+expect_ok "an expired CA with --allow-expired" ca add "$PKI/expired-ca.pem" --allow-expired
+
+expect_ok "ca list" ca list
+expect_out "ca list shows the root" "root .*certgate Test Root CA"
+expect_out "ca list flags an expired CA" "\\[EXPIRED\\]"
+expect_ok "ca list --json" ca list --json
+expect_json "ca list --json has 5 records" "len(j)" 5
+expect_json "the first record is the intermediate" "j[0]['kind']" intermediate
+
+fp=$(sqlite3 "$DB" 'SELECT fingerprint FROM sys_ca_certificate WHERE id = 1')
+expect_ok "ca show by id" ca show 1
+expect_out "ca show: subject" "subject: +CN=certgate Test Issuing CA"
+expect_out "ca show: issuer record" "issued by: +CA 2 .*Root CA"
+expect_out "ca show: fingerprint" "SHA-256: +$fp"
+expect_out "ca show: days left" "[0-9]+ days left"
+expect_out "ca show: status" "status: +active"
+expect_ok "ca show of the root lists its child" ca show 2
+expect_out "the root issues the intermediate" "issues: +CA 1 .*Issuing CA"
+expect_ok "ca show by fingerprint prefix with colons" ca show \
+    "$(echo "$fp" | cut -c1-12 | sed 's/../&:/g;s/:$//')"
+expect_out "found by prefix" "CA 1"
+expect_ok "ca show --json" ca show 1 --json
+expect_json "json issuer record" "j['issuer_record']['id']" 2
+expect_refused "ca show of an unknown id" "no CA with id" ca show 99
+
+expect_ok "ca disable" ca disable 2
+expect_out "disabled" "is now disabled"
+s=$(sqlite3 "$DB" 'SELECT active FROM sys_ca_certificate WHERE id = 2')
+[ "$s" = 0 ] && pass "stored as inactive" || fail "active=$s"
+expect_ok "ca enable" ca enable 2
+expect_refused "ca disable of an unknown id" "no CA" ca disable 42
+
+cg user add alice
+cg cert rule alice --ca 1 --match cn=integrator1
+expect_refused "ca delete refuses a CA a rule depends on" "1 rule.*--force" ca delete 1
+expect_ok "ca delete --force" ca delete 1 --force
+n=$(sqlite3 "$DB" 'SELECT count(*) FROM sys_user_certificate')
+[ "$n" = 0 ] && pass "its rules went with it" || fail "$n rules left"
+expect_ok "ca delete of an unused CA" ca delete 3
+done_testing

@@ -1,0 +1,80 @@
+#!/bin/sh
+# certgate cert map/rule/list/show/unmap.
+. "$TESTS_SRCDIR/lib.sh"
+need sqlite3 python3
+make_pki
+cg init
+cg ca add "$PKI/chain.pem"
+cg user add integrator1 --roles push
+cg user add other
+
+expect_refused "mapping to an unknown user is refused" "no user named 'ghost'" \
+    cert map ghost "$PKI/client.pem"
+expect_refused "a file holding a private key is refused" \
+    "attach only the certificate" cert map integrator1 "$PKI/with-key.pem"
+expect_refused "a CA certificate is refused" "is a CA certificate" \
+    cert map integrator1 "$PKI/int.pem"
+expect_refused "a self-signed certificate is refused without --pinned" \
+    "self-signed.*--pinned" cert map integrator1 "$PKI/selfsigned.pem"
+expect_refused "--pinned on a CA-issued certificate is refused" \
+    "only for self-signed" cert map integrator1 "$PKI/client.pem" --pinned
+cat "$PKI/client.pem" "$PKI/client2.pem" >"$T/two-leaves.pem"
+expect_refused "two client certificates in one file are refused" "2 client certificates" \
+    cert map integrator1 "$T/two-leaves.pem"
+cat "$PKI/client.pem" "$PKI/foreign-root.pem" >"$T/other-chain.pem"
+expect_refused "a CA that is not the leaf's chain is refused" "not part of the chain" \
+    cert map integrator1 "$T/other-chain.pem"
+expect_refused "garbage is refused" "garbage.pem" cert map integrator1 "$PKI/garbage.pem"
+
+expect_ok "map the leaf" cert map integrator1 "$PKI/client.pem" --name laptop
+expect_out "it prints the mapping" "integrator1.*mapping 1"
+if grep -q "warning" "$T/err"; then
+    fail "a trusted certificate gave a warning: $(cat "$T/err")"
+else
+    pass "no warning for a certificate that chains to the table"
+fi
+expect_refused "the same certificate twice is refused" "already mapped" \
+    cert map other "$PKI/client.pem"
+cat "$PKI/client2.pem" "$PKI/int.pem" "$PKI/root.pem" >"$T/client2-chain.pem"
+n=$(sqlite3 "$DB" "SELECT count(*) FROM sys_user_certificate")
+expect_ok "a leaf followed by its own chain" cert map other "$T/client2-chain.pem"
+n2=$(sqlite3 "$DB" "SELECT count(*) FROM sys_user_certificate")
+[ "$n2" -eq $((n + 1)) ] && pass "only the leaf is mapped" || fail "$n -> $n2 records"
+expect_out "the mapped certificate is the leaf" "integrator2"
+expect_ok "an untrusted certificate maps with a warning" cert map other "$PKI/foreign-client.pem"
+expect_err "the warning says what the server would do" "warning: .*untrusted_issuer"
+expect_ok "a pinned self-signed certificate" cert map other "$PKI/selfsigned.pem" --pinned
+expect_out "pinned" "\\(pinned\\)"
+
+expect_refused "a rule with an unknown field is refused" "unknown match field" \
+    cert rule integrator1 --ca 1 --match serial=1
+expect_refused "a rule without FIELD=VALUE is refused" "FIELD=VALUE" \
+    cert rule integrator1 --ca 1 --match cn
+expect_refused "a rule for an unknown CA is refused" "no CA" \
+    cert rule integrator1 --ca 77 --match cn=integrator1
+expect_refused "a bad spki value is refused" "64 hex" \
+    cert rule integrator1 --ca 1 --match spki=abc
+expect_ok "a cn rule" cert rule integrator1 --ca 1 --match cn=integrator1
+expect_refused "the same rule twice is refused" "." \
+    cert rule integrator1 --ca 1 --match cn=integrator1
+expect_ok "an email rule" cert rule integrator1 --ca 1 --match email=integrator1@example.com
+expect_ok "a root-bound rule warns" cert rule integrator1 --ca 2 --match cn=x
+expect_err "warning about the root" "is a root"
+
+expect_ok "cert list" cert list
+expect_out "cert list shows the rule" "rule +- +cn=integrator1 issued by CA 1"
+expect_ok "cert list --user" cert list --user other --json
+expect_json "other has three mappings" "len(j)" 3
+expect_refused "cert list --user of an unknown user" "no user named" cert list --user ghost
+expect_ok "cert show" cert show 1
+expect_out "cert show: subject" "subject: +CN=integrator1"
+expect_out "cert show: days left" "[0-9]+ days left"
+expect_ok "cert show --json" cert show 1 --json
+expect_json "json fingerprint" "len(j['fingerprint'])" 64
+expect_refused "cert show of a bad id" "not a mapping id" cert show abc
+expect_ok "cert unmap" cert unmap 1
+expect_refused "cert unmap twice" "no mapping with id 1" cert unmap 1
+expect_ok "user delete removes its mappings" user delete other
+n=$(sqlite3 "$DB" "SELECT count(*) FROM sys_user_certificate WHERE user_id NOT IN (SELECT id FROM sys_user)")
+[ "$n" = 0 ] && pass "no orphan mapping" || fail "$n orphans"
+done_testing

@@ -1,0 +1,50 @@
+#!/bin/sh
+# certgate init and the database checks every command makes.
+. "$TESTS_SRCDIR/lib.sh"
+need sqlite3 python3
+
+expect_refused "a command on a missing database is refused" "does not exist.*certgate init" \
+    ca list
+[ ! -e "$DB" ] && pass "the refused command did not create the file" || fail "file created"
+
+expect_ok "init creates the database" init
+expect_out "init names the database and the version" "ready \\(schema version 1\\)"
+mode=$(stat -c %a "$DB")
+[ "$mode" = 600 ] && pass "a new database is readable by its owner only" \
+    || fail "database mode is $mode"
+expect_ok "init again is harmless" init
+expect_ok "init --json" --json init
+expect_json "init --json reports the schema version" "j['schema_version']" 1
+mode=$(sqlite3 "$DB" 'PRAGMA journal_mode')
+[ "$mode" = wal ] && pass "the database is in WAL mode" || fail "journal mode $mode"
+for t in sys_ca_certificate sys_crl sys_user sys_user_role sys_user_certificate; do
+    n=$(sqlite3 "$DB" "SELECT count(*) FROM sqlite_master WHERE type='table' AND name='$t'")
+    [ "$n" = 1 ] && pass "table $t exists" || fail "table $t missing"
+done
+
+expect_ok "--db in front of the command" --db "$DB" user list
+expect_ok "--db after the command" user list --db "$DB"
+CERTGATE_DB="$T/other.db" cg init
+[ -f "$T/other.db" ] && pass "\$CERTGATE_DB names the database" || fail "CERTGATE_DB ignored"
+
+sqlite3 "$DB" 'PRAGMA user_version = 42'
+expect_refused "a database from a newer certgate is refused" \
+    "schema version 42.*newer" user list
+sqlite3 "$DB" 'PRAGMA user_version = 1'
+
+echo "this is not a database" >"$T/text.db"
+expect_refused "a file that is not a database is refused" "not a certgate database" \
+    --db "$T/text.db" user list
+
+expect_ok "--help on a command" ca add --help
+expect_out "--help prints the usage" "usage: certgate ca add FILE.pem"
+cg frobnicate
+[ "$RC" -eq 2 ] && pass "an unknown command is a usage error" || fail "exit $RC"
+cg ca frobnicate
+[ "$RC" -eq 2 ] && pass "an unknown sub-command is a usage error" || fail "exit $RC"
+cg ca add
+[ "$RC" -eq 2 ] && pass "a missing argument is a usage error" || fail "exit $RC"
+expect_err "the usage error says how to call it" "usage: certgate ca add"
+cg --db
+[ "$RC" -eq 2 ] && pass "--db without a value is a usage error" || fail "exit $RC"
+done_testing

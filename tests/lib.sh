@@ -1,0 +1,163 @@
+# Shared helpers for the shell tests: a temp dir with a test PKI made by
+# tests/pki/mkpki.sh, a database, the real certgate binary, and assertions.
+# Source it with: . "$TESTS_SRCDIR/lib.sh"
+# Every assertion prints "ok - ..." or "not ok - ..."; the script's exit
+# status is the number of failures (capped), 77 when a prerequisite is missing.
+
+set -u
+
+: "${CERTGATE:?CERTGATE must point at the certgate binary (make check sets it)}"
+: "${TESTS_SRCDIR:=$(cd "$(dirname "$0")/.." && pwd)}"
+
+T=$(mktemp -d "${TMPDIR:-/tmp}/certgate-test.XXXXXX")
+PKI="$T/pki"
+DB="$T/certgate.db"
+export CERTGATE_DB="$DB"
+FAILED=0
+PASSED=0
+CLEANUP_HOOKS=""
+
+cleanup() {
+    for hook in $CLEANUP_HOOKS; do
+        "$hook" || true
+    done
+    if [ "$FAILED" -eq 0 ]; then
+        rm -rf "$T"
+    else
+        echo "# test files kept in $T"
+    fi
+}
+trap cleanup EXIT
+trap 'exit 130' INT TERM
+
+need() {
+    for tool in "$@"; do
+        if ! command -v "$tool" >/dev/null 2>&1; then
+            echo "SKIP: $tool is not installed"
+            exit 77
+        fi
+    done
+}
+
+# make_pki: the test PKI in $PKI (root, intermediate, clients, CRLs...).
+make_pki() {
+    need certtool
+    mkdir -p "$PKI"
+    if ! sh "$TESTS_SRCDIR/pki/mkpki.sh" "$PKI" >"$T/mkpki.log" 2>&1; then
+        cat "$T/mkpki.log"
+        echo "Bail out! mkpki.sh failed"
+        exit 99
+    fi
+}
+
+pass() {
+    PASSED=$((PASSED + 1))
+    echo "ok $((PASSED + FAILED)) - $*"
+}
+
+fail() {
+    FAILED=$((FAILED + 1))
+    echo "not ok $((PASSED + FAILED)) - $*"
+}
+
+# run CMD...: run a command, stdout in $T/out, stderr in $T/err, status in $RC.
+run() {
+    "$@" >"$T/out" 2>"$T/err"
+    RC=$?
+    return 0
+}
+
+# cg ARGS...: run certgate the same way.
+cg() {
+    run "$CERTGATE" "$@"
+}
+
+# RUNNER: what expect_ok and expect_refused call (cg, or run for a shell line).
+RUNNER=cg
+
+# db_state: a dump of the database, to prove a refused command changed nothing.
+db_state() {
+    if [ -f "$DB" ]; then
+        sqlite3 "$DB" .dump 2>/dev/null | md5sum
+    else
+        echo "no database"
+    fi
+}
+
+# expect_ok DESCRIPTION ARGS...: the command succeeds.
+expect_ok() {
+    desc=$1
+    shift
+    $RUNNER "$@"
+    if [ "$RC" -eq 0 ]; then
+        pass "$desc"
+    else
+        fail "$desc: exit $RC, stderr: $(cat "$T/err")"
+    fi
+}
+
+# expect_refused DESCRIPTION PATTERN ARGS...: the command fails (exit 1), its
+# stderr matches the extended regex PATTERN, and the database is unchanged.
+expect_refused() {
+    desc=$1
+    pattern=$2
+    shift 2
+    before=$(db_state)
+    $RUNNER "$@"
+    after=$(db_state)
+    if [ "$RC" -eq 0 ]; then
+        fail "$desc: succeeded but should be refused; stdout: $(cat "$T/out")"
+    elif [ "$RC" -ge 128 ]; then
+        fail "$desc: crashed with exit $RC: $(cat "$T/err")"
+    elif ! grep -Eq -- "$pattern" "$T/err"; then
+        fail "$desc: stderr does not match /$pattern/: $(cat "$T/err")"
+    elif [ "$(wc -l <"$T/err")" -lt 1 ]; then
+        fail "$desc: no reason on stderr"
+    elif [ "$before" != "$after" ]; then
+        fail "$desc: the database changed although the command was refused"
+    else
+        pass "$desc"
+    fi
+}
+
+# expect_out DESCRIPTION PATTERN: the last command's stdout matches PATTERN.
+expect_out() {
+    if grep -Eq -- "$2" "$T/out"; then
+        pass "$1"
+    else
+        fail "$1: stdout does not match /$2/: $(head -c 2000 "$T/out")"
+    fi
+}
+
+# expect_err DESCRIPTION PATTERN: the last command's stderr matches PATTERN.
+expect_err() {
+    if grep -Eq -- "$2" "$T/err"; then
+        pass "$1"
+    else
+        fail "$1: stderr does not match /$2/: $(cat "$T/err")"
+    fi
+}
+
+# json_get EXPR: evaluate a python expression on the last stdout parsed as JSON
+# (bound to `j`), print the result.
+json_get() {
+    python3 -c 'import json,sys; j=json.load(open(sys.argv[1])); print(eval(sys.argv[2]))' \
+        "$T/out" "$1"
+}
+
+# expect_json DESCRIPTION EXPR EXPECTED: json_get EXPR equals EXPECTED.
+expect_json() {
+    got=$(json_get "$2" 2>&1)
+    if [ "$got" = "$3" ]; then
+        pass "$1"
+    else
+        fail "$1: $2 is '$got', expected '$3'"
+    fi
+}
+
+# done_testing: print the summary line and exit with the failure count.
+done_testing() {
+    echo "$PASSED passed, $FAILED failed"
+    [ "$FAILED" -gt 100 ] && FAILED=100
+    exit "$FAILED"
+}
