@@ -181,6 +181,106 @@ out:
     return rc;
 }
 
+static bool valid_dns_name(const char *n)
+{
+    size_t label = 0;
+
+    if (!*n || strlen(n) > 253)
+        return false;
+    for (const char *p = n; *p; p++) {
+        char ch = *p;
+
+        if (ch == '.') {
+            if (label == 0)
+                return false;
+            label = 0;
+            continue;
+        }
+        /* A wildcard only as a whole left-most label. */
+        if (ch == '*' && p == n && (p[1] == '.' || !p[1])) {
+            label++;
+            continue;
+        }
+        if (!((ch >= 'a' && ch <= 'z') || (ch >= 'A' && ch <= 'Z') || (ch >= '0' && ch <= '9') ||
+              ch == '-'))
+            return false;
+        if (++label > 63)
+            return false;
+    }
+    return label > 0;
+}
+
+/*
+ * RFC 5280 rules GnuTLS's path validation does not enforce, checked once at
+ * parse time; the verifier refuses a chain holding a certificate with a defect.
+ */
+static const char *find_defect(gnutls_x509_crt_t crt, const struct pki_cert *c)
+{
+    unsigned bc_critical = 0, ca = 0;
+    int pathlen = -1;
+
+    for (unsigned i = 0; i < 64; i++) {
+        char oid[128];
+        size_t size = sizeof(oid);
+        unsigned critical = 0;
+        int rc = gnutls_x509_crt_get_extension_info(crt, i, oid, &size, &critical);
+
+        if (rc == GNUTLS_E_REQUESTED_DATA_NOT_AVAILABLE)
+            break;
+        if (rc < 0)
+            return "an extension cannot be read";
+        if (strcmp(oid, "1.3.6.1.5.5.7.1.1") == 0) {
+            gnutls_datum_t d = {NULL, 0};
+
+            if (critical)
+                return "its authorityInfoAccess extension is marked critical";
+            rc = gnutls_x509_crt_get_authority_info_access(crt, 0, GNUTLS_IA_ACCESSMETHOD_OID, &d,
+                                                           NULL);
+            gnutls_free(d.data);
+            if (rc < 0 && rc != GNUTLS_E_REQUESTED_DATA_NOT_AVAILABLE)
+                return "its authorityInfoAccess extension is malformed";
+        } else if (strcmp(oid, "2.5.29.35") == 0 && critical) {
+            return "its authorityKeyIdentifier extension is marked critical";
+        } else if (strcmp(oid, "2.5.29.30") == 0) {
+            unsigned char raw[2048];
+            size_t rlen = sizeof(raw), pos;
+            bool empty = true;
+
+            if (!c->is_ca)
+                return "it carries name constraints but is not a CA";
+            if (!critical)
+                return "its nameConstraints extension is not marked critical";
+            if (gnutls_x509_crt_get_extension_data(crt, i, raw, &rlen) < 0 || rlen < 2 ||
+                raw[0] != 0x30 || raw[1] >= 0x80)
+                continue; /* long or unusual encodings: GnuTLS's validation judges them */
+            /* NameConstraints ::= SEQUENCE { [0] permitted, [1] excluded }: at
+             * least one of them must hold a subtree (RFC 5280 4.2.1.10). */
+            for (pos = 2; pos + 1 < rlen; pos += 2 + raw[pos + 1]) {
+                if (raw[pos + 1] != 0)
+                    empty = false;
+                if (raw[pos + 1] >= 0x80)
+                    break;
+            }
+            if (empty)
+                return "its nameConstraints extension lists no subtrees";
+        }
+    }
+    if (gnutls_x509_crt_get_basic_constraints(crt, &bc_critical, &ca, &pathlen) >= 0 && ca &&
+        !bc_critical)
+        return "it is a CA whose basicConstraints extension is not marked critical";
+    if (c->is_ca && !c->ski[0])
+        return "it is a CA without a subjectKeyIdentifier";
+    if (!c->is_ca && c->has_key_usage && (c->key_usage & PKI_KU_KEY_CERT_SIGN))
+        return "its key usage allows signing certificates (keyCertSign) but it is not a CA";
+    if (gnutls_x509_crt_get_pk_algorithm(crt, NULL) == GNUTLS_PK_DSA)
+        return "it has a DSA key, which certgate does not accept";
+    for (size_t i = 0; i < c->n_san_dns; i++) {
+        if (!valid_dns_name(c->san_dns[i]))
+            return "a DNS name in its subjectAltName is not a valid host name";
+    }
+    return NULL;
+}
+
 static int fill_cert(gnutls_x509_crt_t crt, struct pki_cert *c)
 {
     gnutls_datum_t d = {NULL, 0};
@@ -256,6 +356,15 @@ static int fill_cert(gnutls_x509_crt_t crt, struct pki_cert *c)
         else if (strcmp(text, GNUTLS_KP_ANY) == 0)
             c->eku_any = true;
     }
+    {
+        /* An extendedKeyUsage extension that lists nothing allows nothing. */
+        char ext[8];
+        size_t esize = sizeof(ext);
+
+        if (gnutls_x509_crt_get_extension_by_oid(crt, "2.5.29.37", 0, ext, &esize, NULL) !=
+            GNUTLS_E_REQUESTED_DATA_NOT_AVAILABLE)
+            c->has_eku = true;
+    }
     rc = fill_sans(crt, c);
     if (rc)
         goto fail;
@@ -268,7 +377,16 @@ static int fill_cert(gnutls_x509_crt_t crt, struct pki_cert *c)
                              : "unknown");
     if (!c->sig_algo)
         goto nomem;
-    c->is_self_issued = gnutls_x509_crt_check_issuer(crt, crt) != 0;
+    c->defect = find_defect(crt, c);
+    {
+        gnutls_datum_t sdn = {NULL, 0}, idn = {NULL, 0};
+
+        c->is_self_issued = gnutls_x509_crt_get_raw_dn(crt, &sdn) >= 0 &&
+                            gnutls_x509_crt_get_raw_issuer_dn(crt, &idn) >= 0 &&
+                            sdn.size == idn.size && memcmp(sdn.data, idn.data, sdn.size) == 0;
+        gnutls_free(sdn.data);
+        gnutls_free(idn.data);
+    }
     c->is_self_signed = c->is_self_issued && pki_cert_issued_by(c, c);
     return CG_OK;
 parse:
@@ -660,6 +778,22 @@ int pki_parse_crl(const char *data, size_t len, struct pki_crl *out_crl, struct 
     size = sizeof(buf);
     if (gnutls_x509_crl_get_authority_key_id(crl, buf, &size, NULL) >= 0 && size <= 64)
         cg_hex(buf, size, out_crl->aki);
+    {
+        unsigned char num[64];
+        size_t nsize = sizeof(num);
+        unsigned critical = 0;
+
+        /* RFC 5280 5.2.3: conforming CRL issuers MUST include a non-critical
+         * CRL number; without it "newer" cannot be told from "older". */
+        if (gnutls_x509_crl_get_number(crl, num, &nsize, &critical) < 0) {
+            cg_err_set(err, "the CRL has no CRL number (RFC 5280 5.2.3 requires one)");
+            goto out;
+        }
+        if (critical) {
+            cg_err_set(err, "the CRL number extension of the CRL is marked critical");
+            goto out;
+        }
+    }
     t = gnutls_x509_crl_get_this_update(crl);
     if (t == (time_t)-1) {
         cg_err_set(err, "the CRL has no this-update time");
@@ -916,6 +1050,74 @@ static int check_validity(const struct pki_cert *c, bool is_leaf, int64_t now,
     return 0;
 }
 
+/*
+ * Runs GnuTLS's own RFC 5280 path validation over the chain built above,
+ * with its root as the only anchor: name constraints, unknown critical
+ * extensions, key strength (the "medium" profile) and the clientAuth purpose.
+ * Times are checked by the caller (at the caller's `now`), not here.
+ */
+static int gnutls_path_check(const struct link *chain, size_t n, struct pki_verdict *v)
+{
+    gnutls_x509_crt_t crts[MAX_CHAIN], anchor = NULL;
+    gnutls_x509_trust_list_t tl = NULL;
+    gnutls_typed_vdata_st vdata = {GNUTLS_DT_KEY_PURPOSE_OID,
+                                   (unsigned char *)GNUTLS_KP_TLS_WWW_CLIENT, 0};
+    unsigned flags = GNUTLS_VERIFY_DISABLE_TIME_CHECKS |
+                     GNUTLS_VERIFY_DISABLE_TRUSTED_TIME_CHECKS |
+                     GNUTLS_PROFILE_TO_VFLAGS(GNUTLS_PROFILE_MEDIUM);
+    unsigned status = 0;
+    size_t imported = 0;
+    int rc = CG_ENOMEM;
+
+    for (; imported < n; imported++) {
+        if (import_der(&crts[imported], chain[imported].cert->der,
+                       chain[imported].cert->der_len))
+            goto out;
+    }
+    if (import_der(&anchor, chain[n - 1].cert->der, chain[n - 1].cert->der_len))
+        goto out;
+    if (gnutls_x509_trust_list_init(&tl, 0) < 0)
+        goto out;
+    /* The list owns the anchor from here on. */
+    if (gnutls_x509_trust_list_add_cas(tl, &anchor, 1, 0) != 1)
+        goto out;
+    anchor = NULL;
+    if (gnutls_x509_trust_list_verify_crt2(tl, crts, (unsigned)n, &vdata, 1, flags, &status,
+                                           NULL) < 0) {
+        refuse(v, PKI_UNTRUSTED_ISSUER, "the chain could not be validated");
+        rc = CG_OK;
+        goto out;
+    }
+    rc = CG_OK;
+    if (status == 0)
+        goto out;
+    if (status & GNUTLS_CERT_PURPOSE_MISMATCH)
+        refuse(v, PKI_BAD_KEY_USAGE, "a certificate of the chain does not allow TLS client "
+                                     "authentication (extended key usage)");
+    else if (status & GNUTLS_CERT_SIGNER_CONSTRAINTS_FAILURE)
+        refuse(v, PKI_UNTRUSTED_ISSUER, "the chain violates the constraints of a CA in it "
+                                        "(name constraints or path length)");
+    else if (status & GNUTLS_CERT_INSECURE_ALGORITHM)
+        refuse(v, PKI_UNTRUSTED_ISSUER, "a certificate of the chain uses an insecure algorithm "
+                                        "or a key that is too weak");
+    else {
+        gnutls_datum_t txt = {NULL, 0};
+
+        gnutls_certificate_verification_status_print(status, GNUTLS_CRT_X509, &txt, 0);
+        refuse(v, PKI_UNTRUSTED_ISSUER, "the chain is not valid: %s",
+               txt.data ? (const char *)txt.data : "rejected by RFC 5280 path validation");
+        gnutls_free(txt.data);
+    }
+out:
+    if (anchor)
+        gnutls_x509_crt_deinit(anchor);
+    if (tl)
+        gnutls_x509_trust_list_deinit(tl, 1);
+    for (size_t i = 0; i < imported; i++)
+        gnutls_x509_crt_deinit(crts[i]);
+    return rc;
+}
+
 int pki_verify(const struct pki_trust *trust, const struct pki_cert *leaf,
                const struct pki_cert *sent, size_t n_sent, int64_t now,
                struct pki_verdict *out_verdict)
@@ -934,6 +1136,9 @@ int pki_verify(const struct pki_trust *trust, const struct pki_cert *leaf,
 
     if (check_validity(leaf, true, now, v))
         return CG_OK;
+    if (leaf->defect)
+        return refuse(v, PKI_UNTRUSTED_ISSUER, "the client certificate '%s' breaks RFC 5280: %s",
+                      leaf->subject, leaf->defect);
     if (leaf->has_key_usage && !(leaf->key_usage & PKI_KU_DIGITAL_SIGNATURE))
         return refuse(v, PKI_BAD_KEY_USAGE,
                       "the key usage of the client certificate '%s' does not allow digital "
@@ -986,6 +1191,9 @@ int pki_verify(const struct pki_trust *trust, const struct pki_cert *leaf,
         /* The issuer's own properties. */
         if (check_validity(next.cert, false, now, v))
             return CG_OK;
+        if (next.cert->defect)
+            return refuse(v, PKI_UNTRUSTED_ISSUER, "the CA certificate '%s' breaks RFC 5280: %s",
+                          next.cert->subject, next.cert->defect);
         if (!next.cert->is_ca)
             return refuse(v, PKI_UNTRUSTED_ISSUER,
                           "the certificate '%s' that signed '%s' is not a CA (basicConstraints), "
@@ -1043,7 +1251,10 @@ int pki_verify(const struct pki_trust *trust, const struct pki_cert *leaf,
                               "trust it",
                               next.cert->subject);
             v->root_ca_id = next.ca->id;
-            v->reason = PKI_OK;
+            if (gnutls_path_check(chain, n, v))
+                return CG_ENOMEM;
+            if (v->reason != PKI_OK)
+                return CG_OK;
             snprintf(v->detail, sizeof(v->detail), "the certificate chains to the root '%s' "
                                                    "of the CA certificate chain table",
                      next.cert->subject);

@@ -51,6 +51,7 @@ struct pki_cert {
     size_t n_san_dns;       /* count */
     char **san_uri;         /* URI SANs */
     size_t n_san_uri;       /* count */
+    const char *defect;     /* why the certificate breaks RFC 5280, NULL when it does not */
     char *key_type;         /* "EC P-256", "RSA 2048", ... */
     char *sig_algo;         /* signature algorithm name, e.g. "ECDSA-SHA256" */
 };

@@ -6,6 +6,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "explain.h"
 #include "cli/cli_int.h"
 #include "daemon.h"
 
@@ -14,6 +15,7 @@
 
 static int run_init(struct cli_ctx *ctx, int argc, char **argv);
 static int run_serve(struct cli_ctx *ctx, int argc, char **argv);
+static int run_check(struct cli_ctx *ctx, int argc, char **argv);
 
 static const struct cli_command top_commands[] = {
     {.name = "init", .run = run_init, .usage = "init",
@@ -22,6 +24,8 @@ static const struct cli_command top_commands[] = {
      .usage = "serve --cert F --key F [--listen ADDR:PORT] [--threads N] "
               "[--client-cert request|require] [--config FILE] (see serve --help)",
      .help = "run the HTTPS gateway"},
+    {.name = "check", .run = run_check, .usage = "check CLIENT.pem [--chain F] [--at TIME]",
+     .help = "explain what the server would decide for this certificate"},
     {0},
 };
 
@@ -172,6 +176,11 @@ static int run_serve(struct cli_ctx *ctx, int argc, char **argv)
 }
 
 
+static int run_check(struct cli_ctx *ctx, int argc, char **argv)
+{
+    return explain_main(ctx->db_path, ctx->json, argc, argv);
+}
+
 static void print_help(FILE *f)
 {
     fprintf(f, "usage: certgate [--db PATH] [--json] COMMAND [ARGS]\n\n"
@@ -308,7 +317,7 @@ int cli_main(int argc, char **argv)
              cmd->group ? " " : "", cmd->name);
     ctx.cmd = cmdname;
     if (help) {
-        if (cmd->run == run_serve) {
+        if (cmd->run == run_serve || cmd->run == run_check) {
             /* They print their own full flag list. strip_globals removed
              * --help, so argv has room for it again before the NULL. */
             static char help_flag[] = "--help";

@@ -1,0 +1,302 @@
+#include "config.h"
+#include "identity.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <stdarg.h>
+#include <strings.h>
+
+#include "password.h"
+
+static const char *const reason_codes[] = {
+    [AUTH_OK] = "ok",
+    [AUTH_NO_CREDENTIALS] = "no_credentials",
+    [AUTH_UNTRUSTED_ISSUER] = "untrusted_issuer",
+    [AUTH_MISSING_INTERMEDIATE] = "missing_intermediate",
+    [AUTH_EXPIRED] = "expired",
+    [AUTH_NOT_YET_VALID] = "not_yet_valid",
+    [AUTH_REVOKED] = "revoked",
+    [AUTH_SELF_SIGNED] = "self_signed",
+    [AUTH_BAD_KEY_USAGE] = "bad_key_usage",
+    [AUTH_CA_DISABLED] = "ca_disabled",
+    [AUTH_NOT_MAPPED] = "not_mapped",
+    [AUTH_USER_LOCKED] = "user_locked",
+    [AUTH_BAD_PASSWORD] = "bad_password",
+    [AUTH_CERT_REQUIRED] = "cert_required",
+    [AUTH_ROLE_MISSING] = "role_missing",
+};
+
+const char *auth_reason_code(enum auth_reason reason)
+{
+    return (unsigned)reason < sizeof(reason_codes) / sizeof(reason_codes[0])
+               ? reason_codes[reason]
+               : "unknown";
+}
+
+const char *auth_method_name(enum auth_method method)
+{
+    switch (method) {
+    case AUTH_METHOD_CERT: return "certificate";
+    case AUTH_METHOD_BASIC: return "basic";
+    default: return "none";
+    }
+}
+
+static enum auth_reason from_pki(enum pki_reason r)
+{
+    switch (r) {
+    case PKI_OK: return AUTH_OK;
+    case PKI_UNTRUSTED_ISSUER: return AUTH_UNTRUSTED_ISSUER;
+    case PKI_MISSING_INTERMEDIATE: return AUTH_MISSING_INTERMEDIATE;
+    case PKI_EXPIRED: return AUTH_EXPIRED;
+    case PKI_NOT_YET_VALID: return AUTH_NOT_YET_VALID;
+    case PKI_REVOKED: return AUTH_REVOKED;
+    case PKI_SELF_SIGNED: return AUTH_SELF_SIGNED;
+    case PKI_BAD_KEY_USAGE: return AUTH_BAD_KEY_USAGE;
+    case PKI_CA_DISABLED: return AUTH_CA_DISABLED;
+    }
+    return AUTH_UNTRUSTED_ISSUER;
+}
+
+static int set_user(struct identity *id, const struct trust_user *u, enum auth_method method)
+{
+    id->method = method;
+    id->user_id = u->id;
+    id->user = strdup(u->name);
+    if (!id->user)
+        return CG_ENOMEM;
+    if (u->n_roles) {
+        id->roles = calloc(u->n_roles, sizeof(char *));
+        if (!id->roles)
+            return CG_ENOMEM;
+        for (size_t i = 0; i < u->n_roles; i++) {
+            id->roles[i] = strdup(u->roles[i]);
+            if (!id->roles[i])
+                return CG_ENOMEM;
+            id->n_roles++;
+        }
+    }
+    return CG_OK;
+}
+
+static void refuse(struct identity *id, enum auth_reason reason, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+
+static void refuse(struct identity *id, enum auth_reason reason, const char *fmt, ...)
+{
+    va_list ap;
+
+    id->reason = reason;
+    va_start(ap, fmt);
+    vsnprintf(id->detail, sizeof(id->detail), fmt, ap);
+    va_end(ap);
+}
+
+static bool any_eq(char *const *v, size_t n, const char *value, bool nocase)
+{
+    for (size_t i = 0; i < n; i++) {
+        if (nocase ? strcasecmp(v[i], value) == 0 : strcmp(v[i], value) == 0)
+            return true;
+    }
+    return false;
+}
+
+static bool rule_matches(const struct store_map *m, const struct pki_cert *c)
+{
+    const char *f = m->match_field, *v = m->match_value;
+
+    if (strcmp(f, "cn") == 0)
+        return c->cn && strcmp(c->cn, v) == 0;
+    if (strcmp(f, "dn") == 0)
+        return c->subject && strcmp(c->subject, v) == 0;
+    if (strcmp(f, "email") == 0)
+        return any_eq(c->san_email, c->n_san_email, v, true);
+    if (strcmp(f, "dns") == 0)
+        return any_eq(c->san_dns, c->n_san_dns, v, true);
+    if (strcmp(f, "uri") == 0)
+        return any_eq(c->san_uri, c->n_san_uri, v, false);
+    if (strcmp(f, "spki") == 0)
+        return strcasecmp(c->spki_sha256, v) == 0;
+    return false;
+}
+
+/* Exact mapping by fingerprint (kinds cert and pinned). */
+static const struct store_map *find_exact(const struct trust_snapshot *snap, const char *fp)
+{
+    for (size_t i = 0; i < snap->n_maps; i++) {
+        const struct store_map *m = &snap->maps[i];
+
+        if (m->kind != STORE_MAP_RULE && m->is_active && strcmp(m->fingerprint, fp) == 0)
+            return m;
+    }
+    return NULL;
+}
+
+static const struct store_map *find_rule(const struct trust_snapshot *snap, int64_t ca_id,
+                                         const struct pki_cert *c)
+{
+    if (!ca_id)
+        return NULL;
+    for (size_t i = 0; i < snap->n_maps; i++) {
+        const struct store_map *m = &snap->maps[i];
+
+        if (m->kind == STORE_MAP_RULE && m->is_active && m->ca_id == ca_id && rule_matches(m, c))
+            return m;
+    }
+    return NULL;
+}
+
+static int map_user(const struct trust_snapshot *snap, const struct store_map *m,
+                    struct identity *id)
+{
+    const struct trust_user *u = trust_find_user_id(snap, m->user_id);
+
+    if (!u) {
+        refuse(id, AUTH_NOT_MAPPED, "the certificate's user no longer exists");
+        return CG_OK;
+    }
+    id->mapping_id = m->id;
+    id->mapping_kind = store_map_kind_name(m->kind);
+    if (u->is_locked || !u->is_active) {
+        refuse(id, AUTH_USER_LOCKED, "user %s is locked: an admin can run certgate user unlock %s",
+               u->name, u->name);
+        return CG_OK;
+    }
+    id->reason = AUTH_OK;
+    snprintf(id->detail, sizeof(id->detail), "mapped to user %s", u->name);
+    return set_user(id, u, AUTH_METHOD_CERT);
+}
+
+int identity_from_cert(const struct trust_snapshot *snap, const struct pki_cert *leaf,
+                       const struct pki_cert *sent, size_t n_sent, int64_t now,
+                       struct identity *out_id)
+{
+    struct identity *id = out_id;
+    const struct store_map *m;
+    struct pki_verdict v;
+    int rc;
+
+    memset(id, 0, sizeof(*id));
+    id->trust_version = snap->version;
+    id->method = AUTH_METHOD_NONE;
+    rc = pki_cert_copy(leaf, &id->cert);
+    if (rc)
+        return rc;
+    id->has_cert = true;
+    rc = pki_verify(&snap->pki, leaf, sent, n_sent, now, &v);
+    if (rc)
+        return rc;
+    id->issuer_ca_id = v.issuer_ca_id;
+    id->crl_stale = v.crl_stale;
+    if (v.reason == PKI_SELF_SIGNED) {
+        m = find_exact(snap, leaf->fingerprint);
+        if (m && m->kind == STORE_MAP_PINNED)
+            return map_user(snap, m, id);
+        refuse(id, AUTH_SELF_SIGNED, "%s", v.detail);
+        return CG_OK;
+    }
+    if (v.reason != PKI_OK) {
+        refuse(id, from_pki(v.reason), "%s", v.detail);
+        return CG_OK;
+    }
+    m = find_exact(snap, leaf->fingerprint);
+    if (m && m->kind == STORE_MAP_PINNED)
+        m = NULL; /* a pinned mapping is for the self-signed path only */
+    if (!m)
+        m = find_rule(snap, v.issuer_ca_id, leaf);
+    if (!m) {
+        refuse(id, AUTH_NOT_MAPPED,
+               "the certificate '%s' (issuer '%s', SHA-256 %s) is trusted but not mapped to a "
+               "user: an admin can run certgate cert map USER CERT.pem, or certgate cert rule "
+               "USER --ca %lld --match cn=%s",
+               leaf->subject, leaf->issuer, leaf->fingerprint, (long long)v.issuer_ca_id,
+               leaf->cn ? leaf->cn : "...");
+        return CG_OK;
+    }
+    return map_user(snap, m, id);
+}
+
+int identity_from_basic(const struct trust_snapshot *snap, const char *user,
+                        const char *password, size_t password_len, struct identity *out_id)
+{
+    /* A hash of a random password, so unknown users cost the same time. */
+    static const char decoy[] = "pbkdf2-sha256$600000$c2VydGdhdGUtZGVjb3k0MQ==$"
+                                "3q2+7wAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA=";
+    const struct trust_user *u = user ? trust_find_user(snap, user) : NULL;
+    struct identity *id = out_id;
+    bool ok;
+
+    memset(id, 0, sizeof(*id));
+    id->trust_version = snap->version;
+    ok = password_verify(password, password_len, u && u->password_hash ? u->password_hash : decoy);
+    if (!u || !u->password_hash || !ok) {
+        refuse(id, AUTH_BAD_PASSWORD, "the user name or password is wrong");
+        return CG_OK;
+    }
+    if (u->is_locked || !u->is_active) {
+        refuse(id, AUTH_USER_LOCKED, "user %s is locked: an admin can run certgate user unlock %s",
+               u->name, u->name);
+        return CG_OK;
+    }
+    id->reason = AUTH_OK;
+    snprintf(id->detail, sizeof(id->detail), "user %s by password", u->name);
+    return set_user(id, u, AUTH_METHOD_BASIC);
+}
+
+bool identity_has_any_role(const struct identity *id, char *const *roles, size_t n_roles)
+{
+    if (n_roles == 0)
+        return true;
+    for (size_t i = 0; i < n_roles; i++) {
+        if (any_eq(id->roles, id->n_roles, roles[i], false))
+            return true;
+    }
+    return false;
+}
+
+int identity_copy(const struct identity *src, struct identity *out_id)
+{
+    *out_id = *src;
+    out_id->user = NULL;
+    out_id->roles = NULL;
+    out_id->n_roles = 0;
+    out_id->has_cert = false;
+    memset(&out_id->cert, 0, sizeof(out_id->cert));
+    if (src->user) {
+        out_id->user = strdup(src->user);
+        if (!out_id->user)
+            goto nomem;
+    }
+    if (src->n_roles) {
+        out_id->roles = calloc(src->n_roles, sizeof(char *));
+        if (!out_id->roles)
+            goto nomem;
+        for (size_t i = 0; i < src->n_roles; i++) {
+            out_id->roles[i] = strdup(src->roles[i]);
+            if (!out_id->roles[i])
+                goto nomem;
+            out_id->n_roles++;
+        }
+    }
+    if (src->has_cert) {
+        if (pki_cert_copy(&src->cert, &out_id->cert))
+            goto nomem;
+        out_id->has_cert = true;
+    }
+    return CG_OK;
+nomem:
+    identity_free(out_id);
+    return CG_ENOMEM;
+}
+
+void identity_free(struct identity *id)
+{
+    if (!id)
+        return;
+    free(id->user);
+    cg_strv_free(id->roles, id->n_roles);
+    if (id->has_cert)
+        pki_cert_free(&id->cert);
+    memset(id, 0, sizeof(*id));
+}
