@@ -1,13 +1,157 @@
 #include "config.h"
 #include "daemon.h"
 
+#include <gnutls/gnutls.h>
+#include <jansson.h>
+#include <signal.h>
 #include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <pthread.h>
+#include <time.h>
+
+#include "http.h"
+#include "log.h"
+#include "settings.h"
+#include "store.h"
+#include "tls.h"
+#include "trust.h"
+
+/* How long SIGTERM waits for requests in flight before it stops anyway. */
+#define DRAIN_SECONDS 30
+
+static void say(const char *what, const char *detail)
+{
+    log_event(what, json_pack("{s:s}", "detail", detail));
+}
+
+/* Waits for requests in flight, up to DRAIN_SECONDS. */
+static void drain(struct http_server *srv)
+{
+    for (int i = 0; i < DRAIN_SECONDS * 20 && http_active_requests(srv) > 0; i++) {
+        struct timespec ts = {0, 50 * 1000000L};
+
+        nanosleep(&ts, NULL);
+    }
+}
+
+static bool priority_ok(const char *priority)
+{
+    gnutls_priority_t p = NULL;
+
+    if (gnutls_priority_init(&p, priority, NULL) < 0)
+        return false;
+    gnutls_priority_deinit(p);
+    return true;
+}
 
 int daemon_main(const char *db_path, int argc, char **argv)
 {
-    (void)db_path;
-    (void)argc;
-    (void)argv;
-    fprintf(stderr, "certgate serve: not built yet\n");
-    return 2;
+    struct serve_config cfg;
+    struct trust_holder *trust = NULL;
+    struct tls_server *tls = NULL;
+    struct http_server *srv = NULL;
+    struct store *s = NULL;
+    struct cg_err err = {""};
+    sigset_t sigs;
+    bool help = false;
+    char addr[96];
+    int rc = 1, sig = 0;
+
+    settings_defaults(&cfg);
+    if (settings_parse(&cfg, argc, argv, &help, &err)) {
+        fprintf(stderr, "certgate: serve: %s\n", err.msg);
+        settings_free(&cfg);
+        return 2;
+    }
+    if (help) {
+        settings_usage(stdout);
+        settings_free(&cfg);
+        return 0;
+    }
+    if (cfg.log_file && log_open(cfg.log_file)) {
+        fprintf(stderr, "certgate: serve: --log-file %s: cannot open it\n", cfg.log_file);
+        settings_free(&cfg);
+        return 2;
+    }
+    /* The schema is checked (and an older one upgraded) before serving. */
+    if (store_open(db_path, STORE_OPEN_EXISTING, &s, &err)) {
+        fprintf(stderr, "certgate: serve: %s\n", err.msg);
+        goto out;
+    }
+    store_close(s);
+    s = NULL;
+    if (!priority_ok(cfg.tls_priority ? cfg.tls_priority : settings_default_priority)) {
+        fprintf(stderr, "certgate: serve: --tls-priority '%s' is not a valid GnuTLS priority "
+                        "string\n",
+                cfg.tls_priority);
+        rc = 2;
+        goto out;
+    }
+    if (tls_server_new(cfg.cert_file, cfg.key_file, cfg.client_cert == CLIENT_CERT_REQUIRE,
+                       cfg.send_ca_names, &tls, &err)) {
+        fprintf(stderr, "certgate: serve: %s\n", err.msg);
+        rc = 2;
+        goto out;
+    }
+    if (trust_holder_new(db_path, &trust, &err)) {
+        fprintf(stderr, "certgate: serve: %s\n", err.msg);
+        goto out;
+    }
+    /* Signals are taken by sigwait below; every thread started from here on
+     * inherits the blocked mask, so none of them is interrupted. */
+    sigemptyset(&sigs);
+    sigaddset(&sigs, SIGTERM);
+    sigaddset(&sigs, SIGINT);
+    sigaddset(&sigs, SIGHUP);
+    sigaddset(&sigs, SIGPIPE);
+    pthread_sigmask(SIG_BLOCK, &sigs, NULL);
+    if (http_start(&cfg, trust, tls, &srv, &err)) {
+        fprintf(stderr, "certgate: serve: %s\n", err.msg);
+        goto out;
+    }
+    {
+        const char *colon = strrchr(cfg.listen, ':');
+
+        snprintf(addr, sizeof(addr), "%.*s:%u", (int)(colon - cfg.listen), cfg.listen,
+                 (unsigned)http_port(srv));
+    }
+    log_event("listening",
+              json_pack("{s:s, s:s, s:s, s:s, s:b}", "address", addr, "version", PACKAGE_VERSION,
+                        "database", db_path, "client_cert",
+                        cfg.client_cert == CLIENT_CERT_REQUIRE ? "require" : "request",
+                        "basic_auth", cfg.basic_auth));
+    for (;;) {
+        if (sigwait(&sigs, &sig) != 0)
+            continue;
+        if (sig == SIGPIPE)
+            continue;
+        if (sig == SIGHUP) {
+            struct cg_err rerr = {""};
+
+            if (cfg.log_file)
+                log_open(cfg.log_file);
+            if (tls_server_reload(tls, cfg.cert_file, cfg.key_file, &rerr))
+                say("reload_failed", rerr.msg);
+            else
+                say("reloaded", "server certificate and key reloaded; new connections use them");
+            continue;
+        }
+        break;
+    }
+    say("stopping", sig == SIGINT ? "SIGINT: finishing requests in flight"
+                                  : "SIGTERM: finishing requests in flight");
+    http_quiesce(srv);
+    drain(srv);
+    rc = 0;
+out:
+    http_stop(srv);
+    trust_holder_free(trust);
+    tls_server_free(tls);
+    store_close(s);
+    if (rc == 0)
+        say("stopped", "all requests answered");
+    log_close();
+    settings_free(&cfg);
+    return rc;
 }

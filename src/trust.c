@@ -185,3 +185,149 @@ const struct trust_user *trust_find_user_id(const struct trust_snapshot *snap, i
     }
     return NULL;
 }
+
+/* ---- the holder: current snapshot, swapped when the database changes ---- */
+
+struct trust_holder {
+    char *db_path;                   /* database file */
+    struct store *store;             /* read-only connection of the poller */
+    pthread_mutex_t lock;            /* guards cur for acquire/swap (per connection, not request) */
+    struct trust_snapshot *cur;      /* current snapshot, one reference held by the holder */
+    int64_t version;                 /* cur->version, read lock-free (atomic) */
+    pthread_t thread;                /* the poller */
+    pthread_mutex_t stop_lock;       /* with stop_cond: wakes the poller at shutdown */
+    pthread_cond_t stop_cond;        /* signalled by trust_holder_free */
+    bool stopping;                   /* poller should exit */
+    bool has_thread;                 /* thread was started */
+    bool warned;                     /* a reload failure was already logged */
+};
+
+int64_t trust_holder_version(struct trust_holder *h)
+{
+    return __atomic_load_n(&h->version, __ATOMIC_ACQUIRE);
+}
+
+struct trust_snapshot *trust_holder_acquire(struct trust_holder *h)
+{
+    struct trust_snapshot *snap;
+
+    pthread_mutex_lock(&h->lock);
+    snap = h->cur;
+    __atomic_add_fetch(&snap->refs, 1, __ATOMIC_ACQ_REL);
+    pthread_mutex_unlock(&h->lock);
+    return snap;
+}
+
+int trust_holder_refresh(struct trust_holder *h, struct cg_err *err)
+{
+    struct trust_snapshot *snap = NULL, *old;
+    int64_t v = 0;
+    int rc;
+
+    rc = store_trust_version(h->store, &v);
+    if (rc) {
+        cg_err_set(err, "cannot read the trust version of %s", h->db_path);
+        return rc;
+    }
+    if (v == trust_holder_version(h))
+        return CG_OK;
+    rc = trust_load(h->store, &snap, err);
+    if (rc)
+        return rc;
+    pthread_mutex_lock(&h->lock);
+    old = h->cur;
+    h->cur = snap;
+    __atomic_store_n(&h->version, snap->version, __ATOMIC_RELEASE);
+    pthread_mutex_unlock(&h->lock);
+    trust_release(old);
+    return CG_OK;
+}
+
+static void *poller(void *arg)
+{
+    struct trust_holder *h = arg;
+
+    pthread_mutex_lock(&h->stop_lock);
+    while (!h->stopping) {
+        struct timespec until;
+        struct cg_err err = {""};
+
+        clock_gettime(CLOCK_REALTIME, &until);
+        until.tv_nsec += POLL_MS * 1000000L;
+        if (until.tv_nsec >= 1000000000L) {
+            until.tv_sec++;
+            until.tv_nsec -= 1000000000L;
+        }
+        pthread_cond_timedwait(&h->stop_cond, &h->stop_lock, &until);
+        if (h->stopping)
+            break;
+        pthread_mutex_unlock(&h->stop_lock);
+        if (trust_holder_refresh(h, &err)) {
+            /* Keep serving with the last good snapshot; say so once. */
+            if (!h->warned)
+                fprintf(stderr, "{\"event\":\"trust_reload_failed\",\"detail\":\"%s\"}\n",
+                        err.msg);
+            h->warned = true;
+        } else {
+            h->warned = false;
+        }
+        pthread_mutex_lock(&h->stop_lock);
+    }
+    pthread_mutex_unlock(&h->stop_lock);
+    return NULL;
+}
+
+int trust_holder_new(const char *db_path, struct trust_holder **out_holder, struct cg_err *err)
+{
+    struct trust_holder *h = calloc(1, sizeof(*h));
+    int rc;
+
+    if (!h)
+        return CG_ENOMEM;
+    pthread_mutex_init(&h->lock, NULL);
+    pthread_mutex_init(&h->stop_lock, NULL);
+    pthread_cond_init(&h->stop_cond, NULL);
+    h->db_path = strdup(db_path);
+    if (!h->db_path) {
+        rc = CG_ENOMEM;
+        goto fail;
+    }
+    rc = store_open(db_path, STORE_OPEN_READONLY, &h->store, err);
+    if (rc)
+        goto fail;
+    rc = trust_load(h->store, &h->cur, err);
+    if (rc)
+        goto fail;
+    h->version = h->cur->version;
+    if (pthread_create(&h->thread, NULL, poller, h) != 0) {
+        cg_err_set(err, "cannot start the trust poller thread");
+        rc = CG_ERR;
+        goto fail;
+    }
+    h->has_thread = true;
+    *out_holder = h;
+    return CG_OK;
+fail:
+    trust_holder_free(h);
+    return rc;
+}
+
+void trust_holder_free(struct trust_holder *h)
+{
+    if (!h)
+        return;
+    if (h->has_thread) {
+        pthread_mutex_lock(&h->stop_lock);
+        h->stopping = true;
+        pthread_cond_signal(&h->stop_cond);
+        pthread_mutex_unlock(&h->stop_lock);
+        pthread_join(h->thread, NULL);
+    }
+    trust_release(h->cur);
+    store_close(h->store);
+    free(h->db_path);
+    pthread_mutex_destroy(&h->lock);
+    pthread_mutex_destroy(&h->stop_lock);
+    pthread_cond_destroy(&h->stop_cond);
+    free(h);
+}

@@ -1,0 +1,39 @@
+#include "config.h"
+#include "error.h"
+
+#include <jansson.h>
+
+static const struct {
+    unsigned status;       /* HTTP status */
+    const char *message;   /* the fixed message */
+} registry[CG_ERROR_COUNT] = {
+#define CG_ERROR(name, st, msg) [CG_ERROR_##name] = {st, msg},
+#include "errors.def"
+#undef CG_ERROR
+};
+
+unsigned error_status(enum cg_error e)
+{
+    return (unsigned)e < CG_ERROR_COUNT ? registry[e].status : 500;
+}
+
+const char *error_message(enum cg_error e)
+{
+    return (unsigned)e < CG_ERROR_COUNT ? registry[e].message : "Internal server error";
+}
+
+char *error_body(enum cg_error e, const char *message, const char *detail)
+{
+    json_t *o;
+    char *text;
+
+    /* jansson keeps the key order we pack with JSON_PRESERVE_ORDER and
+     * escapes whatever the detail holds. */
+    o = json_pack("{s:{s:s, s:s}, s:s}", "error", "message", message ? message : error_message(e),
+                  "detail", detail ? detail : "", "status", "failure");
+    if (!o)
+        return NULL;
+    text = json_dumps(o, JSON_COMPACT | JSON_PRESERVE_ORDER);
+    json_decref(o);
+    return text;
+}

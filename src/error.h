@@ -1,0 +1,42 @@
+/*
+ * error: the registry of client-visible errors (errors.def) and the JSON
+ * body every error response carries. Relies on jansson. Does not send
+ * anything: http turns a registry entry into a response.
+ */
+#ifndef CG_ERROR_H
+#define CG_ERROR_H
+
+#include <stddef.h>
+
+/** Client-visible errors, expanded from errors.def. */
+enum cg_error {
+#define CG_ERROR(name, status, message) CG_ERROR_##name,
+#include "errors.def"
+#undef CG_ERROR
+    CG_ERROR_COUNT
+};
+
+/** The detail of the no-credentials 401, byte for byte as the design fixes it. */
+#define CG_DETAIL_NO_CREDENTIALS "Required to provide Auth information"
+
+/**
+ * HTTP status of an error.
+ * @return e.g. 401
+ */
+unsigned error_status(enum cg_error e);
+
+/**
+ * Message of an error ("User Not Authenticated").
+ * @return a static string
+ */
+const char *error_message(enum cg_error e);
+
+/**
+ * The error body {"error":{"message":M,"detail":D},"status":"failure"}.
+ * @param message the message (NULL: the registry's)
+ * @param detail the detail (NULL: empty)
+ * @return malloc'd compact JSON text, or NULL when out of memory
+ */
+char *error_body(enum cg_error e, const char *message, const char *detail);
+
+#endif

@@ -1,0 +1,738 @@
+#include "config.h"
+#include "http.h"
+
+#include <arpa/inet.h>
+#include <gnutls/crypto.h>
+#include <gnutls/gnutls.h>
+#include <jansson.h>
+#include <microhttpd.h>
+#include <netinet/in.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <sys/socket.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "error.h"
+#include "identity.h"
+#include "log.h"
+
+/* The longest Authorization header certgate reads. */
+#define MAX_AUTH_HEADER 4096
+
+struct http_server {
+    const struct serve_config *cfg;  /* settings */
+    struct trust_holder *trust;      /* trust snapshots */
+    struct tls_server *tls;          /* credentials */
+    struct MHD_Daemon *daemon;       /* libmicrohttpd */
+    int active;                      /* requests in flight (atomic) */
+    uint16_t port;                   /* bound port */
+    MHD_socket quiesced;             /* listen socket after quiesce, closed at stop */
+};
+
+/* What one TLS connection knows, kept across its keep-alive requests. */
+struct conn {
+    struct http_server *srv;         /* the server */
+    char remote[64];                 /* client address */
+    bool peer_read;                  /* peer certificates were read */
+    struct pki_cert_list peer;       /* leaf first; empty when none was sent */
+    bool has_cert_id;                /* cert_id holds a decision */
+    struct identity cert_id;         /* the certificate's identity or refusal */
+    bool has_basic;                  /* basic_id holds a decision */
+    unsigned char basic_key[32];     /* SHA-256 of the Authorization value it decided */
+    struct identity basic_id;        /* the Basic identity or refusal */
+};
+
+/* Outcome of a pipeline stage. */
+enum stage {
+    STAGE_CONTINUE, /* go on with the next stage */
+    STAGE_DONE,     /* a response was queued */
+};
+
+struct request;
+
+/* A route handler; it queues a response. */
+typedef enum stage (*handler_fn)(struct request *r);
+
+/* Who may call a route. */
+enum route_auth {
+    ROUTE_AUTH_ANY,  /* certificate or Basic */
+    ROUTE_AUTH_NONE, /* public */
+};
+
+struct route {
+    const char *path;        /* exact path */
+    const char *method;      /* GET, POST, ... */
+    enum route_auth auth;    /* authentication */
+    const char *role;        /* role required, NULL: any authenticated user */
+    handler_fn handler;      /* what it does */
+};
+
+/* One request, from the first access callback to the completion callback. */
+struct request {
+    struct conn *conn;               /* its connection */
+    struct MHD_Connection *mhd;      /* libmicrohttpd's connection */
+    char id[33];                     /* request id (X-Request-Id) */
+    struct timespec start;           /* when it arrived */
+    const char *method;              /* request method (MHD's storage) */
+    char *path;                      /* request path */
+    const struct route *route;       /* matched built-in route, NULL if none */
+    const struct identity *who;      /* the caller, NULL when unauthenticated */
+    char *body;                      /* request body */
+    size_t body_len;                 /* its length */
+    bool body_too_large;             /* the body went over the limit */
+    bool queued;                     /* a response was queued */
+    unsigned status;                 /* status sent */
+    size_t bytes;                    /* body bytes sent */
+    const char *reason;              /* refusal reason code, NULL if none */
+};
+
+static enum stage h_healthz(struct request *r);
+static enum stage h_whoami(struct request *r);
+static enum stage h_admin_trust(struct request *r);
+
+/* The built-in routes; scripted resources come after them (issue #5). */
+static const struct route routes[] = {
+    /* Liveness, no authentication. */
+    {.path = "/healthz", .method = "GET", .auth = ROUTE_AUTH_NONE, .handler = h_healthz},
+    /* The caller's identity: user, roles, how it authenticated, certificate facts. */
+    {.path = "/api/certgate/v1/whoami", .method = "GET", .auth = ROUTE_AUTH_ANY,
+     .handler = h_whoami},
+    /* Trust data summary for operators (role certgate_admin). */
+    {.path = "/api/certgate/v1/admin/trust", .method = "GET", .auth = ROUTE_AUTH_ANY,
+     .role = "certgate_admin", .handler = h_admin_trust},
+};
+
+/* ---- responses ---- */
+
+static void add_common_headers(struct request *r, struct MHD_Response *resp)
+{
+    MHD_add_response_header(resp, "X-Request-Id", r->id);
+    MHD_add_response_header(resp, "Strict-Transport-Security", "max-age=31536000");
+    MHD_add_response_header(resp, "X-Content-Type-Options", "nosniff");
+    MHD_add_response_header(resp, "Cache-Control", "no-store");
+}
+
+/* Queues @p text (taken over, malloc'd) with @p status as application/json. */
+static enum stage respond_text(struct request *r, unsigned status, char *text,
+                               const char *allow)
+{
+    struct MHD_Response *resp;
+    size_t len = text ? strlen(text) : 0;
+
+    if (!text) {
+        /* Out of memory while building the body: still answer. */
+        static const char oom[] = "{\"error\":{\"message\":\"Internal server error\","
+                                  "\"detail\":\"out of memory\"},\"status\":\"failure\"}";
+
+        status = 500;
+        resp = MHD_create_response_from_buffer(sizeof(oom) - 1, (void *)oom,
+                                               MHD_RESPMEM_PERSISTENT);
+        len = sizeof(oom) - 1;
+    } else {
+        resp = MHD_create_response_from_buffer(len, text, MHD_RESPMEM_MUST_FREE);
+    }
+    if (!resp) {
+        free(text);
+        return STAGE_DONE;
+    }
+    MHD_add_response_header(resp, MHD_HTTP_HEADER_CONTENT_TYPE, "application/json");
+    add_common_headers(r, resp);
+    if (r->reason)
+        MHD_add_response_header(resp, "X-Certgate-Reason", r->reason);
+    if (allow)
+        MHD_add_response_header(resp, "Allow", allow);
+    if (status == 401 && r->conn->srv->cfg->basic_auth)
+        MHD_add_response_header(resp, "WWW-Authenticate", "Basic realm=\"certgate\"");
+    MHD_queue_response(r->mhd, status, resp);
+    MHD_destroy_response(resp);
+    r->queued = true;
+    r->status = status;
+    r->bytes = len;
+    return STAGE_DONE;
+}
+
+static enum stage respond_json(struct request *r, unsigned status, json_t *body)
+{
+    char *text = body ? json_dumps(body, JSON_COMPACT | JSON_PRESERVE_ORDER) : NULL;
+
+    json_decref(body);
+    return respond_text(r, status, text, NULL);
+}
+
+static enum stage respond_error(struct request *r, enum cg_error e, const char *detail)
+{
+    return respond_text(r, error_status(e), error_body(e, NULL, detail), NULL);
+}
+
+/* ---- identity per connection ---- */
+
+static void conn_forget(struct conn *c)
+{
+    if (c->has_cert_id)
+        identity_free(&c->cert_id);
+    if (c->has_basic)
+        identity_free(&c->basic_id);
+    c->has_cert_id = c->has_basic = false;
+}
+
+static void log_refusal(struct request *r, const struct identity *id)
+{
+    json_t *o = json_pack("{s:s, s:s, s:s, s:s}", "request_id", r->id, "remote",
+                          r->conn->remote, "reason", auth_reason_code(id->reason), "detail",
+                          id->detail);
+
+    if (o && id->has_cert) {
+        json_object_set_new(o, "cert_subject", json_string(id->cert.subject));
+        json_object_set_new(o, "cert_fingerprint", json_string(id->cert.fingerprint));
+    }
+    log_event("auth_refused", o);
+}
+
+/* Reads the peer chain once per connection and decides its identity; redone
+ * only when the trust data version moved (a lock-free check per request). */
+static int resolve_cert(struct request *r)
+{
+    struct conn *c = r->conn;
+    struct http_server *srv = c->srv;
+    int64_t version = trust_holder_version(srv->trust);
+    struct trust_snapshot *snap;
+    const union MHD_ConnectionInfo *ci;
+    int rc;
+
+    if (!c->peer_read) {
+        ci = MHD_get_connection_info(r->mhd, MHD_CONNECTION_INFO_GNUTLS_SESSION);
+        c->peer_read = true;
+        if (ci && ci->tls_session) {
+            rc = tls_session_peer(ci->tls_session, &c->peer);
+            if (rc)
+                return rc;
+        }
+    }
+    if (c->peer.n == 0)
+        return CG_OK;
+    if (c->has_cert_id && c->cert_id.trust_version == version)
+        return CG_OK;
+    if (c->has_cert_id)
+        identity_free(&c->cert_id);
+    c->has_cert_id = false;
+    snap = trust_holder_acquire(srv->trust);
+    rc = identity_from_cert(snap, &c->peer.items[0], c->peer.items + 1, c->peer.n - 1, cg_now(),
+                            &c->cert_id);
+    trust_release(snap);
+    if (rc)
+        return rc;
+    c->has_cert_id = true;
+    return CG_OK;
+}
+
+static int resolve_basic(struct request *r, const char *header)
+{
+    struct conn *c = r->conn;
+    struct trust_snapshot *snap;
+    gnutls_datum_t in, out = {NULL, 0};
+    unsigned char key[32];
+    char *colon;
+    int rc;
+
+    if (gnutls_hash_fast(GNUTLS_DIG_SHA256, header, strlen(header), key) < 0)
+        return CG_ERR;
+    /* PBKDF2 is slow on purpose: keep-alive requests with the same header
+     * reuse the decision of the first one (same trust version only). */
+    if (c->has_basic && c->basic_id.trust_version == trust_holder_version(c->srv->trust) &&
+        cg_consttime_eq(key, c->basic_key, sizeof(key)))
+        return CG_OK;
+    if (c->has_basic)
+        identity_free(&c->basic_id);
+    c->has_basic = false;
+    in.data = (unsigned char *)header + 6;
+    in.size = (unsigned)strlen(header + 6);
+    memset(&c->basic_id, 0, sizeof(c->basic_id));
+    if (gnutls_base64_decode2(&in, &out) < 0 || !(colon = memchr(out.data, ':', out.size))) {
+        gnutls_free(out.data);
+        c->basic_id.reason = AUTH_BAD_PASSWORD;
+        snprintf(c->basic_id.detail, sizeof(c->basic_id.detail),
+                 "the Authorization header is not valid Basic credentials");
+        c->basic_id.trust_version = trust_holder_version(c->srv->trust);
+        memcpy(c->basic_key, key, sizeof(key));
+        c->has_basic = true;
+        return CG_OK;
+    }
+    *colon = '\0';
+    snap = trust_holder_acquire(c->srv->trust);
+    rc = identity_from_basic(snap, (const char *)out.data, colon + 1,
+                             out.size - (size_t)(colon + 1 - (char *)out.data), &c->basic_id);
+    trust_release(snap);
+    gnutls_memset(out.data, 0, out.size);
+    gnutls_free(out.data);
+    if (rc)
+        return rc;
+    memcpy(c->basic_key, key, sizeof(key));
+    c->has_basic = true;
+    return CG_OK;
+}
+
+/* ---- stages ---- */
+
+static enum stage refuse_auth(struct request *r, const struct identity *id)
+{
+    r->reason = auth_reason_code(id->reason);
+    log_refusal(r, id);
+    return respond_error(r, CG_ERROR_AUTH_REFUSED,
+                         r->conn->srv->cfg->generic_detail ? CG_DETAIL_NO_CREDENTIALS
+                                                           : id->detail);
+}
+
+/* Authentication: the certificate decides when one was presented; Basic
+ * only for clients that sent no certificate. */
+static enum stage stage_authenticate(struct request *r)
+{
+    struct conn *c = r->conn;
+    const char *auth;
+
+    if (r->route && r->route->auth == ROUTE_AUTH_NONE)
+        return STAGE_CONTINUE;
+    if (resolve_cert(r))
+        return respond_error(r, CG_ERROR_INTERNAL, r->id);
+    if (c->peer.n > 0) {
+        if (c->cert_id.reason != AUTH_OK)
+            return refuse_auth(r, &c->cert_id);
+        r->who = &c->cert_id;
+        return STAGE_CONTINUE;
+    }
+    auth = MHD_lookup_connection_value(r->mhd, MHD_HEADER_KIND, MHD_HTTP_HEADER_AUTHORIZATION);
+    if (auth && c->srv->cfg->basic_auth && strncasecmp(auth, "Basic ", 6) == 0 &&
+        strlen(auth) < MAX_AUTH_HEADER) {
+        if (resolve_basic(r, auth))
+            return respond_error(r, CG_ERROR_INTERNAL, r->id);
+        if (c->basic_id.reason != AUTH_OK)
+            return refuse_auth(r, &c->basic_id);
+        r->who = &c->basic_id;
+        return STAGE_CONTINUE;
+    }
+    r->reason = auth_reason_code(AUTH_NO_CREDENTIALS);
+    return respond_error(r, CG_ERROR_NO_CREDENTIALS, CG_DETAIL_NO_CREDENTIALS);
+}
+
+/* Routing: exact built-in paths; a known path with another method is a 405
+ * with Allow. Unknown /api paths are answered after authentication, so the
+ * route map is not revealed to strangers. */
+static enum stage stage_route(struct request *r, bool *out_method_mismatch, char *allow,
+                              size_t allow_len)
+{
+    *out_method_mismatch = false;
+    allow[0] = '\0';
+    for (size_t i = 0; i < sizeof(routes) / sizeof(routes[0]); i++) {
+        if (strcmp(routes[i].path, r->path) != 0)
+            continue;
+        if (strcmp(routes[i].method, r->method) == 0) {
+            r->route = &routes[i];
+            return STAGE_CONTINUE;
+        }
+        *out_method_mismatch = true;
+        snprintf(allow + strlen(allow), allow_len - strlen(allow), "%s%s", allow[0] ? ", " : "",
+                 routes[i].method);
+    }
+    return STAGE_CONTINUE;
+}
+
+static enum stage stage_authorise(struct request *r)
+{
+    char detail[160];
+    char *role;
+
+    if (!r->route || !r->route->role)
+        return STAGE_CONTINUE;
+    role = (char *)r->route->role;
+    if (identity_has_any_role(r->who, &role, 1))
+        return STAGE_CONTINUE;
+    r->reason = auth_reason_code(AUTH_ROLE_MISSING);
+    snprintf(detail, sizeof(detail), "the role '%s' is required", r->route->role);
+    {
+        json_t *o = json_pack("{s:s, s:s, s:s, s:s}", "request_id", r->id, "remote",
+                              r->conn->remote, "reason", r->reason, "detail", detail);
+
+        if (o)
+            json_object_set_new(o, "user", json_string(r->who->user));
+        log_event("auth_refused", o);
+    }
+    return respond_error(r, CG_ERROR_NOT_AUTHORIZED, detail);
+}
+
+/* Runs the stages that need no body, on the first callback of a request. */
+static enum stage pipeline_head(struct request *r)
+{
+    bool mismatch;
+    char allow[64];
+    const char *cl;
+
+    stage_route(r, &mismatch, allow, sizeof(allow));
+    if (!r->route && strncmp(r->path, "/api/", 5) != 0) {
+        if (mismatch)
+            return respond_text(r, 405, error_body(CG_ERROR_METHOD_NOT_ALLOWED, NULL, r->method),
+                                allow);
+        return respond_error(r, CG_ERROR_NOT_FOUND, r->path);
+    }
+    if (stage_authenticate(r) == STAGE_DONE)
+        return STAGE_DONE;
+    if (!r->route) {
+        if (mismatch)
+            return respond_text(r, 405, error_body(CG_ERROR_METHOD_NOT_ALLOWED, NULL, r->method),
+                                allow);
+        /* Scripted resources (issue #5) are looked up here. */
+        return respond_error(r, CG_ERROR_NOT_FOUND, r->path);
+    }
+    if (stage_authorise(r) == STAGE_DONE)
+        return STAGE_DONE;
+    cl = MHD_lookup_connection_value(r->mhd, MHD_HEADER_KIND, MHD_HTTP_HEADER_CONTENT_LENGTH);
+    if (cl && strtoull(cl, NULL, 10) > r->conn->srv->cfg->max_body_size) {
+        char detail[64];
+
+        snprintf(detail, sizeof(detail), "the limit is %zu bytes",
+                 r->conn->srv->cfg->max_body_size);
+        return respond_error(r, CG_ERROR_BODY_TOO_LARGE, detail);
+    }
+    return STAGE_CONTINUE;
+}
+
+/* ---- handlers ---- */
+
+static enum stage h_healthz(struct request *r)
+{
+    return respond_json(r, 200, json_pack("{s:s}", "status", "ok"));
+}
+
+static enum stage h_whoami(struct request *r)
+{
+    const struct identity *id = r->who;
+    json_t *roles = json_array(), *result;
+
+    for (size_t i = 0; i < id->n_roles; i++)
+        json_array_append_new(roles, json_string(id->roles[i]));
+    result = json_pack("{s:s, s:o, s:s}", "user", id->user, "roles", roles, "auth",
+                       auth_method_name(id->method));
+    if (result && id->has_cert) {
+        char nb[21], na[21];
+
+        cg_time_iso(id->cert.not_before, nb);
+        cg_time_iso(id->cert.not_after, na);
+        json_object_set_new(
+            result, "certificate",
+            json_pack("{s:s, s:s, s:s, s:s, s:s, s:s, s:I, s:s?}", "subject", id->cert.subject,
+                      "issuer", id->cert.issuer, "serial", id->cert.serial, "fingerprint",
+                      id->cert.fingerprint, "not_before", nb, "not_after", na, "mapping_id",
+                      (json_int_t)id->mapping_id, "mapping_kind", id->mapping_kind));
+    } else if (result) {
+        json_object_set_new(result, "certificate", json_null());
+    }
+    return respond_json(r, 200, json_pack("{s:o}", "result", result));
+}
+
+static enum stage h_admin_trust(struct request *r)
+{
+    struct trust_snapshot *snap = trust_holder_acquire(r->conn->srv->trust);
+    json_t *o = json_pack("{s:{s:I, s:I, s:I, s:I, s:I}}", "result", "trust_version",
+                          (json_int_t)snap->version, "cas", (json_int_t)snap->pki.n_cas, "crls",
+                          (json_int_t)snap->pki.n_crls, "users", (json_int_t)snap->n_users,
+                          "mappings", (json_int_t)snap->n_maps);
+
+    trust_release(snap);
+    return respond_json(r, 200, o);
+}
+
+/* ---- libmicrohttpd callbacks ---- */
+
+static void request_id(char out[33])
+{
+    unsigned char raw[16];
+
+    if (gnutls_rnd(GNUTLS_RND_NONCE, raw, sizeof(raw)) < 0)
+        memset(raw, 0, sizeof(raw));
+    cg_hex(raw, sizeof(raw), out);
+}
+
+static enum MHD_Result on_request(void *cls, struct MHD_Connection *mhd, const char *url,
+                                  const char *method, const char *version,
+                                  const char *upload_data, size_t *upload_data_size,
+                                  void **req_cls)
+{
+    struct http_server *srv = cls;
+    struct request *r = *req_cls;
+    const union MHD_ConnectionInfo *ci;
+
+    (void)version;
+    if (!r) {
+        r = calloc(1, sizeof(*r));
+        if (!r)
+            return MHD_NO;
+        *req_cls = r;
+        __atomic_add_fetch(&srv->active, 1, __ATOMIC_ACQ_REL);
+        clock_gettime(CLOCK_MONOTONIC, &r->start);
+        request_id(r->id);
+        r->mhd = mhd;
+        r->method = method;
+        r->path = strdup(url ? url : "/");
+        ci = MHD_get_connection_info(mhd, MHD_CONNECTION_INFO_SOCKET_CONTEXT);
+        r->conn = ci ? ci->socket_context : NULL;
+        if (!r->path || !r->conn)
+            return MHD_NO;
+        pipeline_head(r);
+        return MHD_YES;
+    }
+    if (*upload_data_size) {
+        size_t n = *upload_data_size;
+
+        *upload_data_size = 0;
+        if (r->queued || r->body_too_large)
+            return MHD_YES;
+        if (r->body_len + n > srv->cfg->max_body_size) {
+            r->body_too_large = true;
+            return MHD_YES;
+        }
+        {
+            char *nb = realloc(r->body, r->body_len + n + 1);
+
+            if (!nb)
+                return MHD_NO;
+            r->body = nb;
+        }
+        memcpy(r->body + r->body_len, upload_data, n);
+        r->body_len += n;
+        r->body[r->body_len] = '\0';
+        return MHD_YES;
+    }
+    if (r->queued)
+        return MHD_YES;
+    if (r->body_too_large) {
+        char detail[64];
+
+        snprintf(detail, sizeof(detail), "the limit is %zu bytes", srv->cfg->max_body_size);
+        respond_error(r, CG_ERROR_BODY_TOO_LARGE, detail);
+        return MHD_YES;
+    }
+    if (r->route)
+        r->route->handler(r);
+    if (!r->queued)
+        respond_error(r, CG_ERROR_INTERNAL, r->id);
+    return MHD_YES;
+}
+
+static void on_completed(void *cls, struct MHD_Connection *mhd, void **req_cls,
+                         enum MHD_RequestTerminationCode toe)
+{
+    struct http_server *srv = cls;
+    struct request *r = *req_cls;
+    struct timespec now;
+    long long us;
+    json_t *o;
+
+    (void)mhd;
+    if (!r)
+        return;
+    clock_gettime(CLOCK_MONOTONIC, &now);
+    us = (long long)(now.tv_sec - r->start.tv_sec) * 1000000 +
+         (now.tv_nsec - r->start.tv_nsec) / 1000;
+    o = json_pack("{s:s, s:s, s:s, s:s, s:i, s:I, s:I}", "request_id", r->id, "remote",
+                  r->conn ? r->conn->remote : "", "method", r->method ? r->method : "", "path",
+                  r->path ? r->path : "", "status", (int)r->status, "bytes", (json_int_t)r->bytes,
+                  "us", (json_int_t)us);
+    if (o) {
+        json_object_set_new(o, "user", r->who ? json_string(r->who->user) : json_null());
+        json_object_set_new(o, "auth", json_string(r->who ? auth_method_name(r->who->method)
+                                                          : "none"));
+        json_object_set_new(o, "cert_fingerprint",
+                            r->conn && r->conn->peer.n ? json_string(r->conn->peer.items[0]
+                                                                         .fingerprint)
+                                                       : json_null());
+        if (r->reason)
+            json_object_set_new(o, "reason", json_string(r->reason));
+        if (toe != MHD_REQUEST_TERMINATED_COMPLETED_OK)
+            json_object_set_new(o, "terminated", json_true());
+    }
+    log_event("request", o);
+    free(r->path);
+    free(r->body);
+    free(r);
+    *req_cls = NULL;
+    __atomic_sub_fetch(&srv->active, 1, __ATOMIC_ACQ_REL);
+}
+
+static void on_connection(void *cls, struct MHD_Connection *mhd, void **socket_context,
+                          enum MHD_ConnectionNotificationCode toe)
+{
+    struct http_server *srv = cls;
+    struct conn *c = *socket_context;
+
+    if (toe == MHD_CONNECTION_NOTIFY_STARTED) {
+        const union MHD_ConnectionInfo *ci;
+        struct trust_snapshot *snap;
+
+        c = calloc(1, sizeof(*c));
+        if (!c)
+            return;
+        c->srv = srv;
+        ci = MHD_get_connection_info(mhd, MHD_CONNECTION_INFO_CLIENT_ADDRESS);
+        if (ci && ci->client_addr) {
+            const struct sockaddr *sa = ci->client_addr;
+
+            if (sa->sa_family == AF_INET)
+                inet_ntop(AF_INET, &((const struct sockaddr_in *)(const void *)sa)->sin_addr,
+                          c->remote, sizeof(c->remote));
+            else if (sa->sa_family == AF_INET6)
+                inet_ntop(AF_INET6, &((const struct sockaddr_in6 *)(const void *)sa)->sin6_addr,
+                          c->remote, sizeof(c->remote));
+        }
+        /* Before the handshake: our credentials (fresh CA names), and the
+         * certificate request mode. */
+        ci = MHD_get_connection_info(mhd, MHD_CONNECTION_INFO_GNUTLS_SESSION);
+        if (ci && ci->tls_session) {
+            snap = trust_holder_acquire(srv->trust);
+            tls_session_setup(srv->tls, ci->tls_session, &snap->pki, snap->version);
+            trust_release(snap);
+        }
+        *socket_context = c;
+        return;
+    }
+    if (!c)
+        return;
+    conn_forget(c);
+    pki_cert_list_free(&c->peer);
+    free(c);
+    *socket_context = NULL;
+}
+
+static void on_mhd_log(void *cls, const char *fmt, va_list ap)
+{
+    char msg[512];
+    size_t n;
+
+    (void)cls;
+    vsnprintf(msg, sizeof(msg), fmt, ap);
+    n = strlen(msg);
+    while (n > 0 && (msg[n - 1] == '\n' || msg[n - 1] == ' '))
+        msg[--n] = '\0';
+    log_event("httpd", json_pack("{s:s}", "detail", msg));
+}
+
+/* Parses "ADDR:PORT" or "[V6]:PORT". */
+static int parse_listen(const char *s, struct sockaddr_storage *out, socklen_t *out_len)
+{
+    char host[INET6_ADDRSTRLEN + 2];
+    const char *colon = strrchr(s, ':');
+    unsigned long port;
+    char *end = NULL;
+    size_t hlen;
+
+    if (!colon || colon == s)
+        return -1;
+    port = strtoul(colon + 1, &end, 10);
+    if (!colon[1] || *end || port > 65535)
+        return -1;
+    hlen = (size_t)(colon - s);
+    if (s[0] == '[') {
+        if (hlen < 3 || s[hlen - 1] != ']' || hlen - 2 >= sizeof(host))
+            return -1;
+        memcpy(host, s + 1, hlen - 2);
+        host[hlen - 2] = '\0';
+    } else {
+        if (hlen >= sizeof(host))
+            return -1;
+        memcpy(host, s, hlen);
+        host[hlen] = '\0';
+    }
+    memset(out, 0, sizeof(*out));
+    if (inet_pton(AF_INET, host, &((struct sockaddr_in *)out)->sin_addr) == 1) {
+        ((struct sockaddr_in *)out)->sin_family = AF_INET;
+        ((struct sockaddr_in *)out)->sin_port = htons((uint16_t)port);
+        *out_len = sizeof(struct sockaddr_in);
+        return 0;
+    }
+    if (inet_pton(AF_INET6, host, &((struct sockaddr_in6 *)out)->sin6_addr) == 1) {
+        ((struct sockaddr_in6 *)out)->sin6_family = AF_INET6;
+        ((struct sockaddr_in6 *)out)->sin6_port = htons((uint16_t)port);
+        *out_len = sizeof(struct sockaddr_in6);
+        return 0;
+    }
+    return -1;
+}
+
+int http_start(const struct serve_config *cfg, struct trust_holder *trust, struct tls_server *tls,
+               struct http_server **out_srv, struct cg_err *err)
+{
+    struct http_server *srv = calloc(1, sizeof(*srv));
+    struct sockaddr_storage addr;
+    socklen_t addr_len = 0;
+    unsigned threads = cfg->threads;
+    const union MHD_DaemonInfo *di;
+    unsigned flags;
+
+    if (!srv)
+        return CG_ENOMEM;
+    srv->quiesced = MHD_INVALID_SOCKET;
+    srv->cfg = cfg;
+    srv->trust = trust;
+    srv->tls = tls;
+    if (parse_listen(cfg->listen, &addr, &addr_len)) {
+        cg_err_set(err, "--listen '%s' is not ADDRESS:PORT (127.0.0.1:8443 or [::1]:8443)",
+                   cfg->listen);
+        free(srv);
+        return CG_EINVAL;
+    }
+    if (threads == 0) {
+        long n = sysconf(_SC_NPROCESSORS_ONLN);
+
+        threads = n > 0 ? (unsigned)n : 1;
+    }
+    flags = MHD_USE_TLS | MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_EPOLL | MHD_USE_ERROR_LOG |
+            MHD_ALLOW_SUSPEND_RESUME;
+    srv->daemon = MHD_start_daemon(
+        flags, 0, NULL, NULL, on_request, srv, MHD_OPTION_EXTERNAL_LOGGER, on_mhd_log, srv,
+        MHD_OPTION_SOCK_ADDR, (struct sockaddr *)&addr,
+        MHD_OPTION_HTTPS_MEM_CERT, tls_server_cert_pem(tls), MHD_OPTION_HTTPS_MEM_KEY,
+        tls_server_key_pem(tls), MHD_OPTION_HTTPS_PRIORITIES,
+        cfg->tls_priority ? cfg->tls_priority : settings_default_priority,
+        MHD_OPTION_THREAD_POOL_SIZE, threads, MHD_OPTION_CONNECTION_LIMIT,
+        cfg->max_connections, MHD_OPTION_PER_IP_CONNECTION_LIMIT, cfg->max_per_ip,
+        MHD_OPTION_CONNECTION_TIMEOUT, cfg->idle_timeout, MHD_OPTION_CONNECTION_MEMORY_LIMIT,
+        (size_t)(cfg->max_header_size + 16 * 1024), MHD_OPTION_NOTIFY_CONNECTION, on_connection,
+        srv, MHD_OPTION_NOTIFY_COMPLETED, on_completed, srv, MHD_OPTION_END);
+    if (!srv->daemon) {
+        cg_err_set(err, "cannot listen on %s (address in use, not permitted, or the TLS priority "
+                        "string or certificate was refused; see the log)",
+                   cfg->listen);
+        free(srv);
+        return CG_ERR;
+    }
+    di = MHD_get_daemon_info(srv->daemon, MHD_DAEMON_INFO_BIND_PORT);
+    srv->port = di ? di->port : 0;
+    *out_srv = srv;
+    return CG_OK;
+}
+
+uint16_t http_port(struct http_server *srv)
+{
+    return srv->port;
+}
+
+void http_quiesce(struct http_server *srv)
+{
+    /* libmicrohttpd's threads may still look at it: close after stopping. */
+    srv->quiesced = MHD_quiesce_daemon(srv->daemon);
+}
+
+int http_active_requests(struct http_server *srv)
+{
+    return __atomic_load_n(&srv->active, __ATOMIC_ACQUIRE);
+}
+
+void http_stop(struct http_server *srv)
+{
+    if (!srv)
+        return;
+    MHD_stop_daemon(srv->daemon);
+    if (srv->quiesced != MHD_INVALID_SOCKET)
+        close(srv->quiesced);
+    free(srv);
+}

@@ -1,0 +1,43 @@
+/*
+ * http: the libmicrohttpd daemon and the request pipeline: per-connection
+ * identity (decided once per TLS connection, redone when trust data moved),
+ * the route table, authentication, authorisation, bodies, JSON responses and
+ * the access log. Relies on every module before it; the only module besides
+ * tls that sees libmicrohttpd or GnuTLS. Does not parse the command line.
+ */
+#ifndef CG_HTTP_H
+#define CG_HTTP_H
+
+#include <stdint.h>
+
+#include "settings.h"
+#include "tls.h"
+#include "trust.h"
+#include "util.h"
+
+struct http_server;
+
+/**
+ * Start serving.
+ * @param cfg settings (kept by pointer: must outlive the server)
+ * @param trust trust holder
+ * @param tls server credentials
+ * @param out_srv the running server (stop with http_stop)
+ * @return CG_OK or CG_ERR with a message
+ */
+int http_start(const struct serve_config *cfg, struct trust_holder *trust, struct tls_server *tls,
+               struct http_server **out_srv, struct cg_err *err);
+
+/** The port the server listens on (useful with port 0). */
+uint16_t http_port(struct http_server *srv);
+
+/** Stop accepting new connections; requests in flight go on. */
+void http_quiesce(struct http_server *srv);
+
+/** Requests received and not yet completed. */
+int http_active_requests(struct http_server *srv);
+
+/** Stop the daemon and free the server. */
+void http_stop(struct http_server *srv);
+
+#endif
