@@ -58,6 +58,15 @@ int daemon_main(const char *db_path, int argc, char **argv)
     char addr[96];
     int rc = 1, sig = 0;
 
+    /* Signals are taken by sigwait in this thread; blocked before any thread
+     * starts (the trust poller, libmicrohttpd's workers), which inherit the
+     * mask, so no signal ever lands in one of them. */
+    sigemptyset(&sigs);
+    sigaddset(&sigs, SIGTERM);
+    sigaddset(&sigs, SIGINT);
+    sigaddset(&sigs, SIGHUP);
+    sigaddset(&sigs, SIGPIPE);
+    pthread_sigmask(SIG_BLOCK, &sigs, NULL);
     settings_defaults(&cfg);
     if (settings_parse(&cfg, argc, argv, &help, &err)) {
         fprintf(stderr, "certgate: serve: %s\n", err.msg);
@@ -98,14 +107,6 @@ int daemon_main(const char *db_path, int argc, char **argv)
         fprintf(stderr, "certgate: serve: %s\n", err.msg);
         goto out;
     }
-    /* Signals are taken by sigwait below; every thread started from here on
-     * inherits the blocked mask, so none of them is interrupted. */
-    sigemptyset(&sigs);
-    sigaddset(&sigs, SIGTERM);
-    sigaddset(&sigs, SIGINT);
-    sigaddset(&sigs, SIGHUP);
-    sigaddset(&sigs, SIGPIPE);
-    pthread_sigmask(SIG_BLOCK, &sigs, NULL);
     if (http_start(&cfg, trust, tls, &srv, &err)) {
         fprintf(stderr, "certgate: serve: %s\n", err.msg);
         goto out;

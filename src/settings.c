@@ -17,6 +17,7 @@ const char settings_default_priority[] =
     "NONE:+VERS-TLS1.3:+VERS-TLS1.2:+ECDHE-ECDSA:+ECDHE-RSA:+AES-256-GCM:+AES-128-GCM:"
     "+CHACHA20-POLY1305:+AEAD:+GROUP-X25519:+GROUP-SECP256R1:+GROUP-SECP384R1:"
     "+SIGN-ECDSA-SECP256R1-SHA256:+SIGN-ECDSA-SECP384R1-SHA384:+SIGN-ECDSA-SECP521R1-SHA512:"
+    "+SIGN-ECDSA-SHA256:+SIGN-ECDSA-SHA384:+SIGN-ECDSA-SHA512:"
     "+SIGN-RSA-PSS-RSAE-SHA256:+SIGN-RSA-PSS-RSAE-SHA384:+SIGN-RSA-PSS-RSAE-SHA512:"
     "+SIGN-RSA-SHA256:+SIGN-RSA-SHA384:+SIGN-RSA-SHA512:+SIGN-EDDSA-ED25519:+COMP-NULL:"
     "+CTYPE-X509:%SERVER_PRECEDENCE:%SAFE_RENEGOTIATION";
@@ -248,6 +249,15 @@ fail:
     return 0;
 }
 
+static const char *option_name(int id)
+{
+    for (const struct option *o = long_opts; o->name; o++) {
+        if (o->val == id)
+            return o->name;
+    }
+    return "?";
+}
+
 int settings_parse(struct serve_config *c, int argc, char **argv, bool *out_help,
                  struct cg_err *err)
 {
@@ -279,7 +289,7 @@ int settings_parse(struct serve_config *c, int argc, char **argv, bool *out_help
             }
             if ((pass == 1) != (opt == K_CONFIG))
                 continue;
-            if (apply(c, opt, argv[optind - 1], optarg, &e)) {
+            if (apply(c, opt, option_name(opt), optarg, &e)) {
                 cg_err_set(err, "%s", e.msg[0] ? e.msg : "out of memory");
                 return CG_EINVAL;
             }

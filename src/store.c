@@ -118,6 +118,7 @@ struct store {
     sqlite3 *db;                   /* the connection */
     char *path;                    /* file name, for messages */
     sqlite3_stmt *stmt[ST_COUNT];  /* prepared on first use */
+    int depth;                     /* open transaction levels (savepoints inside) */
 };
 
 int store_schema_latest(void)
@@ -367,20 +368,60 @@ int store_trust_version(struct store *s, int64_t *out_version)
     return rc;
 }
 
+/* Transactions nest: the outermost level is BEGIN IMMEDIATE (the write lock
+ * at once, so a busy database waits in the busy handler instead of failing
+ * at commit), inner levels are savepoints. */
 int store_begin(struct store *s, struct cg_err *err)
 {
-    return exec(s, "BEGIN IMMEDIATE", err);
+    char sql[48];
+    int rc;
+
+    if (s->depth == 0)
+        rc = exec(s, "BEGIN IMMEDIATE", err);
+    else {
+        snprintf(sql, sizeof(sql), "SAVEPOINT cg_%d", s->depth);
+        rc = exec(s, sql, err);
+    }
+    if (rc == CG_OK)
+        s->depth++;
+    return rc;
 }
 
 int store_commit(struct store *s, struct cg_err *err)
 {
-    return exec(s, "COMMIT", err);
+    char sql[48];
+    int rc;
+
+    if (s->depth <= 0) {
+        cg_err_set(err, "commit without a transaction");
+        return CG_EDB;
+    }
+    if (s->depth == 1)
+        rc = exec(s, "COMMIT", err);
+    else {
+        snprintf(sql, sizeof(sql), "RELEASE cg_%d", s->depth - 1);
+        rc = exec(s, sql, err);
+    }
+    if (rc == CG_OK)
+        s->depth--;
+    return rc;
 }
 
 void store_rollback(struct store *s)
 {
-    if (s && !sqlite3_get_autocommit(s->db))
-        sqlite3_exec(s->db, "ROLLBACK", NULL, NULL, NULL);
+    char sql[80];
+
+    if (!s || s->depth <= 0)
+        return;
+    if (s->depth == 1) {
+        if (!sqlite3_get_autocommit(s->db))
+            sqlite3_exec(s->db, "ROLLBACK", NULL, NULL, NULL);
+    } else {
+        snprintf(sql, sizeof(sql), "ROLLBACK TO cg_%d; RELEASE cg_%d", s->depth - 1,
+                 s->depth - 1);
+        sqlite3_exec(s->db, sql, NULL, NULL, NULL);
+    }
+    s->depth--;
 }
 
 /* ---- helpers ---- */

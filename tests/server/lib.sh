@@ -27,7 +27,8 @@ setup_db() {
 # port; sets PORT and URL. Fails the script if it does not come up in 10 s.
 start_server() {
     : >"$SERVER_LOG"
-    "$CERTGATE" serve --cert "$PKI/server-fullchain.pem" --key "$PKI/server.key" \
+    "$CERTGATE" serve --cert "${SERVER_CERT:-$PKI/server-fullchain.pem}" \
+        --key "${SERVER_KEY:-$PKI/server.key}" \
         --listen 127.0.0.1:0 --log-file "$SERVER_LOG" "$@" >"$T/server.out" 2>&1 &
     SERVER_PID=$!
     PORT=""

@@ -1,0 +1,71 @@
+"""A TLS client for the scenarios curl cannot script: one keep-alive
+connection across a change made by the CLI, and a request whose body is
+still arriving when the server is told to stop.
+
+  client.py keepalive HOST PORT CA CERT KEY PATH -- CMD...
+      GET PATH, run CMD, wait 1.2 s, GET PATH again on the same connection;
+      prints "STATUS1 STATUS2 REASON2 same-connection|new-connection".
+  client.py slow HOST PORT CA CERT KEY PATH MARKER
+      sends the headers and half the body, creates MARKER, waits until
+      MARKER is removed (at most 20 s), sends the rest; prints the status.
+"""
+import http.client
+import os
+import socket
+import ssl
+import subprocess
+import sys
+import time
+
+
+def context(ca, cert, key):
+    ctx = ssl.create_default_context(cafile=ca)
+    ctx.load_cert_chain(cert, key)
+    return ctx
+
+
+def keepalive(host, port, ca, cert, key, path, cmd):
+    conn = http.client.HTTPSConnection(host, int(port), context=context(ca, cert, key),
+                                       timeout=20)
+    conn.request("GET", path)
+    r1 = conn.getresponse()
+    r1.read()
+    sock1 = conn.sock
+    subprocess.run(cmd, check=True, stdout=subprocess.DEVNULL)
+    time.sleep(1.2)
+    conn.request("GET", path)
+    same = "same-connection" if conn.sock is sock1 else "new-connection"
+    r2 = conn.getresponse()
+    r2.read()
+    print(r1.status, r2.status, r2.getheader("X-Certgate-Reason") or "-", same)
+
+
+def slow(host, port, ca, cert, key, path, marker):
+    raw = socket.create_connection((host, int(port)), timeout=30)
+    s = context(ca, cert, key).wrap_socket(raw, server_hostname="localhost")
+    body = b'{"x":"0123456789"}'
+    head = ("GET %s HTTP/1.1\r\nHost: localhost\r\nContent-Type: application/json\r\n"
+            "Content-Length: %d\r\n\r\n" % (path, len(body))).encode()
+    s.sendall(head + body[:5])
+    open(marker, "w").close()
+    for _ in range(200):
+        if not os.path.exists(marker):
+            break
+        time.sleep(0.1)
+    time.sleep(0.3)
+    s.sendall(body[5:])
+    data = b""
+    while b"\r\n\r\n" not in data:
+        chunk = s.recv(4096)
+        if not chunk:
+            break
+        data += chunk
+    print(data.split(b"\r\n")[0].decode() if data else "no answer")
+
+
+if __name__ == "__main__":
+    if sys.argv[1] == "keepalive":
+        sep = sys.argv.index("--")
+        keepalive(*sys.argv[2:sep], sys.argv[sep + 1:])
+    else:
+        slow(*sys.argv[2:9])

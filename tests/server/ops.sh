@@ -1,0 +1,137 @@
+#!/bin/sh
+# certgate serve: modes, limits, signals, reloads, configuration.
+. "$TESTS_SRCDIR/server/lib.sh"
+need openssl
+make_pki
+setup_db
+WHO=/api/certgate/v1/whoami
+CLIENT_PY="$TESTS_SRCDIR/server/client.py"
+
+# bad command lines and files are refused before anything listens
+cg serve --key "$PKI/server.key"
+[ "$RC" = 2 ] && pass "serve without --cert is a usage error" || fail "exit $RC"
+expect_err "and says what is missing" "--cert and --key are required"
+cg serve --cert "$PKI/server.pem" --key "$PKI/server.key" --threads lots
+[ "$RC" = 2 ] && pass "a bad --threads is refused" || fail "exit $RC"
+expect_err "naming the flag" "threads: 'lots' is not a number"
+cg serve --cert "$PKI/server.pem" --key "$PKI/client.key" --listen 127.0.0.1:0
+[ "$RC" = 2 ] && pass "a key that does not match the certificate is refused" || fail "exit $RC"
+expect_err "in words" "key does not belong to the certificate"
+cg serve --cert "$PKI/server.pem" --key "$PKI/server.key" --client-cert maybe
+[ "$RC" = 2 ] && pass "a bad --client-cert is refused" || fail "exit $RC"
+cg serve --cert "$PKI/server.pem" --key "$PKI/server.key" --listen nowhere
+[ "$RC" -ne 0 ] && pass "a bad --listen is refused" || fail "exit $RC"
+expect_err "naming the address" "--listen 'nowhere'"
+printf 'listen = 127.0.0.1:0\nbogus = 1\n' >"$T/bad.conf"
+cg serve --cert "$PKI/server.pem" --key "$PKI/server.key" --config "$T/bad.conf"
+[ "$RC" = 2 ] && pass "an unknown config key is refused" || fail "exit $RC"
+expect_err "naming file, key and line" "bad.conf: unknown key 'bogus' \\(line 2\\)"
+cg serve --config "$T/missing.conf"
+[ "$RC" = 2 ] && pass "a missing config file is refused" || fail "exit $RC"
+cg --db "$T/none.db" serve --cert "$PKI/server.pem" --key "$PKI/server.key"
+[ "$RC" -ne 0 ] && pass "a missing database is refused" || fail "exit $RC"
+expect_err "with the fix" "run certgate init"
+
+# require mode: no certificate, no handshake
+start_server --client-cert require
+req "$URL$WHO"
+[ "$STATUS" = 000 ] && [ "$CURL_RC" -ne 0 ] && pass "require: no certificate, handshake refused" ||
+    fail "require without certificate: status $STATUS"
+req $(as client) "$URL$WHO"
+expect_status "require: with a certificate, 200" 200
+req $(as foreign-client) "$URL$WHO"
+expect_status "require: an untrusted certificate still gets the reason" 401 untrusted_issuer
+stop_server
+
+# TLS versions, generic details, body limit, config file
+printf '# test config\nbasic-auth = off\nerror-detail = generic\nmax-body-size = 64\n' \
+    >"$T/good.conf"
+start_server --config "$T/good.conf"
+req --tls-max 1.1 --tlsv1.1 $(as client) "$URL$WHO"
+[ "$STATUS" = 000 ] && pass "TLS 1.1 is refused" || fail "TLS 1.1: status $STATUS"
+req --tls-max 1.2 $(as client) "$URL$WHO"
+expect_status "TLS 1.2 is accepted" 200
+req --tlsv1.3 $(as client) "$URL$WHO"
+expect_status "TLS 1.3 is accepted" 200
+req $(as foreign-client) "$URL$WHO"
+expect_status "generic detail: still 401 with the reason header" 401 untrusted_issuer
+expect_body "generic detail hides the words" "j['error']['detail']" \
+    "Required to provide Auth information"
+grep '"reason":"untrusted_issuer"' "$SERVER_LOG" | grep -q "Foreign Issuing CA" &&
+    pass "generic detail: the log keeps the words" || fail "log lacks the detail"
+printf 'a long enough password\n' | "$CERTGATE" user add scripter --password-stdin >/dev/null
+sleep 1.2
+req -u "scripter:a long enough password" "$URL$WHO"
+expect_status "basic-auth = off in the config file: Basic is not accepted" 401 no_credentials
+req $(as client) -H 'Content-Type: application/json' --data-binary \
+    "$(python3 -c 'print("{\"x\":\"" + "a" * 200 + "\"}")')" -X GET "$URL$WHO"
+expect_status "a body over max-body-size: 413" 413
+expect_body "413 names the limit" "j['error']['detail']" "the limit is 64 bytes"
+stop_server
+
+# locked user on an open keep-alive connection, then on a new one
+start_server
+out=$(python3 "$CLIENT_PY" keepalive 127.0.0.1 "$PORT" "$PKI/root.pem" "$PKI/client.pem" \
+    "$PKI/client.key" "$WHO" -- "$CERTGATE" --db "$DB" user lock integrator1)
+[ "$out" = "200 401 user_locked same-connection" ] &&
+    pass "locked user refused within a second on the open keep-alive connection" ||
+    fail "keep-alive lock: $out"
+req $(as client) "$URL$WHO"
+expect_status "locked user refused on a new connection" 401 user_locked
+cg user unlock integrator1
+sleep 1.2
+req $(as client) "$URL$WHO"
+expect_status "unlocked again" 200
+
+# SIGHUP: a new server certificate without dropping the listening socket
+before=$(openssl s_client -connect "127.0.0.1:$PORT" -servername localhost </dev/null \
+    2>/dev/null | openssl x509 -noout -serial)
+stop_server
+cp "$PKI/server-fullchain.pem" "$T/live.pem"
+cp "$PKI/server.key" "$T/live.key"
+SERVER_CERT="$T/live.pem" SERVER_KEY="$T/live.key" start_server
+( for _ in $(seq 1 30); do
+    curl -s -o /dev/null -w '%{http_code}\n' --cacert "$PKI/root.pem" "$URL/healthz"
+    sleep 0.05
+done ) >"$T/during" &
+loop=$!
+cat "$PKI/server2.pem" "$PKI/int.pem" >"$T/live.pem"
+cp "$PKI/server2.key" "$T/live.key"
+kill -HUP "$SERVER_PID"
+wait "$loop"
+after=$(openssl s_client -connect "127.0.0.1:$PORT" -servername localhost </dev/null \
+    2>/dev/null | openssl x509 -noout -serial)
+want=$(openssl x509 -in "$PKI/server2.pem" -noout -serial)
+[ "$after" = "$want" ] && [ "$after" != "$before" ] &&
+    pass "SIGHUP: new connections get the new certificate" || fail "serial $before -> $after"
+[ "$(grep -c '^200$' "$T/during")" = 30 ] &&
+    pass "SIGHUP: no connection refused while reloading" ||
+    fail "during reload: $(sort "$T/during" | uniq -c | tr '\n' ' ')"
+printf 'not a key\n' >"$T/live.key"
+kill -HUP "$SERVER_PID"
+sleep 0.5
+req $(as client) "$URL$WHO"
+expect_status "SIGHUP with a broken key keeps serving with the old one" 200
+grep -q '"event":"reload_failed"' "$SERVER_LOG" && pass "and logs why" || fail "no reload_failed"
+
+# SIGTERM during a request: it is answered, then the server exits 0
+rm -f "$T/marker"
+python3 "$CLIENT_PY" slow 127.0.0.1 "$PORT" "$PKI/root.pem" "$PKI/client.pem" \
+    "$PKI/client.key" "$WHO" "$T/marker" >"$T/slow.out" 2>&1 &
+slow=$!
+for _ in $(seq 1 100); do
+    [ -f "$T/marker" ] && break
+    sleep 0.1
+done
+sleep 0.5 # the server has read the headers: the request is in flight
+kill -TERM "$SERVER_PID"
+sleep 0.3
+rm -f "$T/marker"
+wait "$slow"
+grep -q "^HTTP/1.1 200" "$T/slow.out" && pass "SIGTERM: the request in flight is answered" ||
+    fail "slow request got: $(cat "$T/slow.out")"
+stop_server
+[ "$SERVER_RC" = 0 ] && pass "SIGTERM: exit 0 after draining" || fail "exit $SERVER_RC"
+req "$URL/healthz"
+[ "$STATUS" = 000 ] && pass "and nothing listens any more" || fail "still answering"
+done_testing

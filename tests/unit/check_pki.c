@@ -1,0 +1,373 @@
+/* Unit tests for pki: bundles, facts, CRLs and the verifier, on a real test
+ * PKI made by tests/pki/mkpki.sh at test time. */
+#include "config.h"
+
+#include <check.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "pki.h"
+
+static char dir[64];
+
+static void make_pki(void)
+{
+    const char *src = getenv("TESTS_SRCDIR");
+    char cmd[512];
+
+    snprintf(dir, sizeof(dir), "/tmp/check_pki.XXXXXX");
+    ck_assert_ptr_nonnull(mkdtemp(dir));
+    snprintf(cmd, sizeof(cmd), "sh '%s/pki/mkpki.sh' '%s' >/dev/null 2>&1", src ? src : "tests",
+             dir);
+    ck_assert_msg(system(cmd) == 0, "mkpki.sh failed");
+}
+
+static void remove_pki(void)
+{
+    char cmd[128];
+
+    snprintf(cmd, sizeof(cmd), "rm -rf '%s'", dir);
+    ck_assert_int_eq(system(cmd), 0);
+}
+
+static char *slurp(const char *name, size_t *len)
+{
+    char path[256], *data = NULL;
+    struct cg_err err = {""};
+
+    snprintf(path, sizeof(path), "%s/%s", dir, name);
+    ck_assert_int_eq(cg_read_file(path, 1 << 20, &data, len, &err), CG_OK);
+    return data;
+}
+
+static int parse(const char *name, struct pki_cert_list *l, struct pki_parse_error *e)
+{
+    size_t len;
+    char *data = slurp(name, &len);
+    int rc;
+
+    memset(e, 0, sizeof(*e));
+    rc = pki_parse_bundle(data, len, l, e);
+    free(data);
+    return rc;
+}
+
+/* The output of a shell command, trimmed. */
+static void shell(const char *cmd, char *out, size_t size)
+{
+    FILE *p = popen(cmd, "r");
+    size_t n;
+
+    ck_assert_ptr_nonnull(p);
+    n = fread(out, 1, size - 1, p);
+    out[n] = '\0';
+    pclose(p);
+    while (n > 0 && (out[n - 1] == '\n' || out[n - 1] == ' '))
+        out[--n] = '\0';
+}
+
+static const struct {
+    const char *file;  /* mkpki.sh output */
+    int rc;            /* expected status */
+    size_t n;          /* certificates */
+    size_t position;   /* block named in the error */
+    const char *why;   /* part of the reason */
+} bundle_cases[] = {
+    {"chain.pem", CG_OK, 2, 0, NULL},
+    {"chain-reversed.pem", CG_OK, 2, 0, NULL},
+    {"client-fullchain.pem", CG_OK, 2, 0, NULL},
+    {"with-key.pem", CG_EDENIED, 0, 2, "private key"},
+    {"garbage.pem", CG_EPARSE, 0, 1, "unparsable"},
+    {"empty.pem", CG_EPARSE, 0, 0, "empty"},
+    {"text.pem", CG_EPARSE, 0, 0, "no certificate"},
+    {"int.crl", CG_EPARSE, 0, 1, "not a certificate"},
+    {"client.key", CG_EDENIED, 0, 1, "private key"},
+};
+
+START_TEST(bundles)
+{
+    struct pki_cert_list l = {NULL, 0};
+    struct pki_parse_error e;
+    int rc = parse(bundle_cases[_i].file, &l, &e);
+
+    ck_assert_msg(rc == bundle_cases[_i].rc, "%s: rc %d", bundle_cases[_i].file, rc);
+    ck_assert_uint_eq(l.n, bundle_cases[_i].n);
+    if (bundle_cases[_i].why) {
+        ck_assert_uint_eq(e.position, bundle_cases[_i].position);
+        ck_assert_msg(strstr(e.reason, bundle_cases[_i].why), "%s: reason '%s'",
+                      bundle_cases[_i].file, e.reason);
+    }
+    pki_cert_list_free(&l);
+}
+END_TEST
+
+START_TEST(der_input)
+{
+    char cmd[256], *der;
+    struct pki_cert_list l = {NULL, 0};
+    struct pki_parse_error e;
+    size_t len;
+
+    snprintf(cmd, sizeof(cmd), "openssl x509 -in '%s/root.pem' -outform DER -out '%s/root.der'",
+             dir, dir);
+    ck_assert_int_eq(system(cmd), 0);
+    der = slurp("root.der", &len);
+    ck_assert_int_eq(pki_parse_bundle(der, len, &l, &e), CG_OK);
+    ck_assert_uint_eq(l.n, 1);
+    ck_assert_str_eq(l.items[0].subject, "CN=certgate Test Root CA,O=certgate tests");
+    free(der);
+    pki_cert_list_free(&l);
+}
+END_TEST
+
+START_TEST(facts)
+{
+    struct pki_cert_list l = {NULL, 0};
+    struct pki_parse_error e;
+    const struct pki_cert *c;
+    char cmd[256], want[200];
+
+    ck_assert_int_eq(parse("client.pem", &l, &e), CG_OK);
+    c = &l.items[0];
+    ck_assert_str_eq(c->subject, "CN=integrator1,O=Acme");
+    ck_assert_str_eq(c->issuer, "CN=certgate Test Issuing CA,O=certgate tests");
+    ck_assert_str_eq(c->cn, "integrator1");
+    snprintf(cmd, sizeof(cmd),
+             "openssl x509 -in '%s/client.pem' -noout -fingerprint -sha256 | cut -d= -f2 | "
+             "tr -d : | tr A-F a-f",
+             dir);
+    shell(cmd, want, sizeof(want));
+    ck_assert_str_eq(c->fingerprint, want);
+    snprintf(cmd, sizeof(cmd),
+             "openssl x509 -in '%s/client.pem' -noout -pubkey | openssl pkey -pubin -outform DER "
+             "| openssl dgst -sha256 -r | cut -d' ' -f1",
+             dir);
+    shell(cmd, want, sizeof(want));
+    ck_assert_str_eq(c->spki_sha256, want);
+    snprintf(cmd, sizeof(cmd),
+             "openssl x509 -in '%s/client.pem' -noout -serial | cut -d= -f2 | tr A-F a-f",
+             dir);
+    shell(cmd, want, sizeof(want));
+    ck_assert_str_eq(c->serial, want);
+    ck_assert_uint_eq(c->n_san_email, 1);
+    ck_assert_str_eq(c->san_email[0], "integrator1@example.com");
+    ck_assert_uint_eq(c->n_san_dns, 1);
+    ck_assert_str_eq(c->san_dns[0], "integrator1.example.com");
+    ck_assert_uint_eq(c->n_san_uri, 1);
+    ck_assert_str_eq(c->san_uri[0], "spiffe://acme/integrator1");
+    ck_assert(!c->is_ca);
+    ck_assert(c->has_eku && c->eku_client_auth);
+    ck_assert(c->has_key_usage && (c->key_usage & PKI_KU_DIGITAL_SIGNATURE));
+    ck_assert(!c->is_self_signed);
+    ck_assert_str_eq(c->key_type, "EC SECP256R1");
+    ck_assert_ptr_null(c->defect);
+    ck_assert_int_gt(c->not_after, c->not_before);
+    ck_assert(c->aki[0] && c->ski[0]);
+    pki_cert_list_free(&l);
+
+    ck_assert_int_eq(parse("chain.pem", &l, &e), CG_OK);
+    ck_assert(l.items[0].is_ca && !l.items[0].is_self_signed);
+    ck_assert_int_eq(l.items[0].path_len, 0);
+    ck_assert(l.items[1].is_ca && l.items[1].is_self_signed && l.items[1].is_self_issued);
+    ck_assert(pki_cert_issued_by(&l.items[0], &l.items[1]));
+    ck_assert(!pki_cert_issued_by(&l.items[1], &l.items[0]));
+    ck_assert_str_eq(l.items[0].aki, l.items[1].ski);
+    pki_cert_list_free(&l);
+}
+END_TEST
+
+START_TEST(copy_and_pem)
+{
+    struct pki_cert_list l = {NULL, 0}, back = {NULL, 0};
+    struct pki_parse_error e;
+    struct pki_cert copy;
+    char *pem;
+
+    ck_assert_int_eq(parse("client.pem", &l, &e), CG_OK);
+    ck_assert_int_eq(pki_cert_copy(&l.items[0], &copy), CG_OK);
+    ck_assert_str_eq(copy.fingerprint, l.items[0].fingerprint);
+    ck_assert_str_eq(copy.san_email[0], "integrator1@example.com");
+    pem = pki_cert_pem(&copy);
+    ck_assert_ptr_nonnull(strstr(pem, "-----BEGIN CERTIFICATE-----"));
+    ck_assert_int_eq(pki_parse_bundle(pem, strlen(pem), &back, &e), CG_OK);
+    ck_assert_str_eq(back.items[0].fingerprint, l.items[0].fingerprint);
+    free(pem);
+    pki_cert_free(&copy);
+    pki_cert_list_free(&back);
+    pki_cert_list_free(&l);
+}
+END_TEST
+
+START_TEST(crls)
+{
+    struct pki_cert_list intl = {NULL, 0}, rev = {NULL, 0}, foreign = {NULL, 0};
+    struct pki_parse_error e;
+    struct pki_crl crl;
+    struct cg_err err = {""};
+    size_t len;
+    char *data;
+
+    ck_assert_int_eq(parse("int.pem", &intl, &e), CG_OK);
+    ck_assert_int_eq(parse("revoked.pem", &rev, &e), CG_OK);
+    ck_assert_int_eq(parse("foreign-root.pem", &foreign, &e), CG_OK);
+    data = slurp("int.crl", &len);
+    ck_assert_int_eq(pki_parse_crl(data, len, &crl, &err), CG_OK);
+    free(data);
+    ck_assert_str_eq(crl.issuer, "CN=certgate Test Issuing CA,O=certgate tests");
+    ck_assert_uint_eq(crl.n_revoked, 1);
+    ck_assert_str_eq(crl.revoked_serials[0], rev.items[0].serial);
+    ck_assert_int_gt(crl.next_update, crl.this_update);
+    ck_assert(pki_crl_signed_by(&crl, &intl.items[0]));
+    ck_assert(!pki_crl_signed_by(&crl, &foreign.items[0]));
+    pki_crl_free(&crl);
+
+    data = slurp("client.pem", &len);
+    ck_assert_int_ne(pki_parse_crl(data, len, &crl, &err), CG_OK);
+    free(data);
+    data = slurp("with-key.pem", &len);
+    ck_assert_int_eq(pki_parse_crl(data, len, &crl, &err), CG_EDENIED);
+    free(data);
+    pki_cert_list_free(&intl);
+    pki_cert_list_free(&rev);
+    pki_cert_list_free(&foreign);
+}
+END_TEST
+
+/* The verifier over the test PKI: table = root + int (+ CRL). */
+static const struct {
+    const char *leaf;       /* leaf file */
+    const char *sent;       /* what the client sends after it, or NULL */
+    bool root_active;       /* root enabled in the table */
+    bool int_in_table;      /* intermediate stored in the table */
+    bool with_crl;          /* int.crl loaded */
+    const char *reason;     /* expected pki_reason_code */
+} verify_cases[] = {
+    {"client.pem", NULL, true, true, false, "ok"},
+    {"client.pem", "int.pem", true, false, false, "ok"},
+    {"client.pem", NULL, true, false, false, "untrusted_issuer"},
+    {"client.pem", NULL, false, true, false, "ca_disabled"},
+    {"foreign-client.pem", NULL, true, true, false, "untrusted_issuer"},
+    {"foreign-client.pem", "foreign-chain.pem", true, true, false, "untrusted_issuer"},
+    {"foreign-client.pem", "foreign-int.pem", true, true, false, "missing_intermediate"},
+    {"expired.pem", NULL, true, true, false, "expired"},
+    {"notyet.pem", NULL, true, true, false, "not_yet_valid"},
+    {"selfsigned.pem", NULL, true, true, false, "self_signed"},
+    {"wrong-eku.pem", NULL, true, true, false, "bad_key_usage"},
+    {"wrong-ku.pem", NULL, true, true, false, "bad_key_usage"},
+    {"revoked.pem", NULL, true, true, false, "ok"},
+    {"revoked.pem", NULL, true, true, true, "revoked"},
+    {"client.pem", NULL, true, true, true, "ok"},
+};
+
+START_TEST(verify_table)
+{
+    struct pki_cert_list root = {NULL, 0}, in = {NULL, 0}, leaf = {NULL, 0}, sent = {NULL, 0};
+    struct pki_trust_ca cas[2];
+    struct pki_trust_crl crl;
+    struct pki_trust t = {cas, 0, &crl, 0};
+    struct pki_parse_error e;
+    struct pki_verdict v;
+    struct cg_err err = {""};
+
+    ck_assert_int_eq(parse("root.pem", &root, &e), CG_OK);
+    ck_assert_int_eq(parse("int.pem", &in, &e), CG_OK);
+    ck_assert_int_eq(parse(verify_cases[_i].leaf, &leaf, &e), CG_OK);
+    if (verify_cases[_i].sent)
+        ck_assert_int_eq(parse(verify_cases[_i].sent, &sent, &e), CG_OK);
+    cas[t.n_cas].id = 1;
+    cas[t.n_cas].is_active = verify_cases[_i].root_active;
+    cas[t.n_cas++].cert = root.items[0];
+    if (verify_cases[_i].int_in_table) {
+        cas[t.n_cas].id = 2;
+        cas[t.n_cas].is_active = true;
+        cas[t.n_cas++].cert = in.items[0];
+    }
+    if (verify_cases[_i].with_crl) {
+        size_t len;
+        char *data = slurp("int.crl", &len);
+
+        ck_assert_int_eq(pki_parse_crl(data, len, &crl.crl, &err), CG_OK);
+        free(data);
+        crl.ca_id = 2;
+        t.n_crls = 1;
+    }
+    ck_assert_int_eq(pki_verify(&t, &leaf.items[0], sent.items, sent.n, cg_now(), &v), CG_OK);
+    ck_assert_msg(strcmp(pki_reason_code(v.reason), verify_cases[_i].reason) == 0,
+                  "%s: got %s (%s), expected %s", verify_cases[_i].leaf,
+                  pki_reason_code(v.reason), v.detail, verify_cases[_i].reason);
+    ck_assert(v.detail[0]);
+    if (v.reason == PKI_OK) {
+        ck_assert_int_eq(v.root_ca_id, 1);
+        ck_assert_uint_eq(v.chain_len, 3);
+    }
+    if (t.n_crls)
+        pki_crl_free(&crl.crl);
+    pki_cert_list_free(&root);
+    pki_cert_list_free(&in);
+    pki_cert_list_free(&leaf);
+    pki_cert_list_free(&sent);
+}
+END_TEST
+
+START_TEST(verify_at_time_and_stale_crl)
+{
+    struct pki_cert_list root = {NULL, 0}, in = {NULL, 0}, leaf = {NULL, 0};
+    struct pki_trust_ca cas[2];
+    struct pki_trust_crl crl;
+    struct pki_trust t = {cas, 2, &crl, 1};
+    struct pki_parse_error e;
+    struct pki_verdict v;
+    struct cg_err err = {""};
+    size_t len;
+    char *data;
+
+    ck_assert_int_eq(parse("root.pem", &root, &e), CG_OK);
+    ck_assert_int_eq(parse("int.pem", &in, &e), CG_OK);
+    ck_assert_int_eq(parse("revoked.pem", &leaf, &e), CG_OK);
+    cas[0] = (struct pki_trust_ca){1, true, root.items[0]};
+    cas[1] = (struct pki_trust_ca){2, true, in.items[0]};
+    data = slurp("int-stale.crl", &len);
+    ck_assert_int_eq(pki_parse_crl(data, len, &crl.crl, &err), CG_OK);
+    free(data);
+    crl.ca_id = 2;
+    /* A CRL past its next update still applies, and is flagged. */
+    ck_assert_int_eq(pki_verify(&t, &leaf.items[0], NULL, 0, cg_now(), &v), CG_OK);
+    ck_assert_str_eq(pki_reason_code(v.reason), "revoked");
+    ck_assert(v.crl_stale);
+    /* Validity is judged at the time given. */
+    ck_assert_int_eq(pki_verify(&t, &leaf.items[0], NULL, 0, leaf.items[0].not_after + 10, &v),
+                     CG_OK);
+    ck_assert_str_eq(pki_reason_code(v.reason), "expired");
+    pki_crl_free(&crl.crl);
+    pki_cert_list_free(&root);
+    pki_cert_list_free(&in);
+    pki_cert_list_free(&leaf);
+}
+END_TEST
+
+int main(void)
+{
+    Suite *s = suite_create("pki");
+    TCase *tc;
+    SRunner *sr;
+    int failed;
+
+    tc = tcase_create("parse");
+    tcase_add_unchecked_fixture(tc, make_pki, remove_pki);
+    tcase_add_loop_test(tc, bundles, 0, sizeof(bundle_cases) / sizeof(bundle_cases[0]));
+    tcase_add_test(tc, der_input);
+    tcase_add_test(tc, facts);
+    tcase_add_test(tc, copy_and_pem);
+    tcase_add_test(tc, crls);
+    tcase_add_loop_test(tc, verify_table, 0, sizeof(verify_cases) / sizeof(verify_cases[0]));
+    tcase_add_test(tc, verify_at_time_and_stale_crl);
+    tcase_set_timeout(tc, 120);
+    suite_add_tcase(s, tc);
+    sr = srunner_create(s);
+    srunner_set_fork_status(sr, CK_NOFORK);
+    srunner_run_all(sr, CK_NORMAL);
+    failed = srunner_ntests_failed(sr);
+    srunner_free(sr);
+    return failed ? EXIT_FAILURE : EXIT_SUCCESS;
+}

@@ -1,0 +1,439 @@
+/* Unit tests for store: migrations and every record operation, on real
+ * SQLite files in a temporary directory. */
+#include "config.h"
+
+#include <check.h>
+#include <sqlite3.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "store.h"
+
+static char dir[64], path[128];
+static struct store *s;
+
+static void setup(void)
+{
+    struct cg_err err = {""};
+
+    snprintf(dir, sizeof(dir), "/tmp/check_store.XXXXXX");
+    ck_assert_ptr_nonnull(mkdtemp(dir));
+    snprintf(path, sizeof(path), "%s/t.db", dir);
+    ck_assert_int_eq(store_open(path, STORE_OPEN_INIT, &s, &err), CG_OK);
+}
+
+static void teardown(void)
+{
+    char cmd[160];
+
+    store_close(s);
+    s = NULL;
+    snprintf(cmd, sizeof(cmd), "rm -rf '%s'", dir);
+    ck_assert_int_eq(system(cmd), 0);
+}
+
+static void sql(const char *file, const char *q)
+{
+    sqlite3 *db = NULL;
+
+    ck_assert_int_eq(sqlite3_open(file, &db), SQLITE_OK);
+    ck_assert_int_eq(sqlite3_exec(db, q, NULL, NULL, NULL), SQLITE_OK);
+    sqlite3_close(db);
+}
+
+/* A CA record with fabricated facts: the store does not parse DER. */
+static void fake_ca(struct store_ca *ca, const char *fp, const char *subject, bool root)
+{
+    static unsigned char der[] = {0x30, 0x03, 0x02, 0x01, 0x01};
+
+    memset(ca, 0, sizeof(*ca));
+    ca->subject = (char *)subject;
+    ca->issuer = (char *)(root ? subject : "CN=Root");
+    ca->serial = (char *)"01";
+    snprintf(ca->fingerprint, sizeof(ca->fingerprint), "%s", fp);
+    snprintf(ca->spki_sha256, sizeof(ca->spki_sha256), "%064d", 7);
+    ca->not_before = 1000;
+    ca->not_after = 4000000000LL;
+    ca->is_root = root;
+    ca->path_len = -1;
+    ca->der = der;
+    ca->der_len = sizeof(der);
+    ca->pem = (char *)"-----BEGIN CERTIFICATE-----\n...";
+    ca->is_active = true;
+}
+
+#define FP1 "aa11111111111111111111111111111111111111111111111111111111111111"
+#define FP2 "aa22222222222222222222222222222222222222222222222222222222222222"
+#define FP3 "bb33333333333333333333333333333333333333333333333333333333333333"
+
+START_TEST(open_init_and_reopen)
+{
+    struct store *again = NULL;
+    struct cg_err err = {""};
+    struct stat st;
+
+    ck_assert_int_eq(store_schema_version(s), store_schema_latest());
+    ck_assert_int_eq(stat(path, &st), 0);
+    ck_assert_int_eq(st.st_mode & 0777, 0600);
+    ck_assert_int_eq(store_open(path, STORE_OPEN_INIT, &again, &err), CG_OK);
+    store_close(again);
+    ck_assert_int_eq(store_open(path, STORE_OPEN_EXISTING, &again, &err), CG_OK);
+    store_close(again);
+    ck_assert_int_eq(store_open(path, STORE_OPEN_READONLY, &again, &err), CG_OK);
+    store_close(again);
+}
+END_TEST
+
+START_TEST(open_refusals)
+{
+    struct store *other = NULL;
+    struct cg_err err = {""};
+    char p2[160];
+    FILE *f;
+
+    snprintf(p2, sizeof(p2), "%s/missing.db", dir);
+    ck_assert_int_eq(store_open(p2, STORE_OPEN_EXISTING, &other, &err), CG_ENOTFOUND);
+    ck_assert_ptr_nonnull(strstr(err.msg, "run certgate init"));
+    ck_assert_int_ne(access(p2, F_OK), 0);
+
+    snprintf(p2, sizeof(p2), "%s/text.db", dir);
+    f = fopen(p2, "w");
+    fputs("hello, not a database at all, really not\n", f);
+    fclose(f);
+    ck_assert_int_eq(store_open(p2, STORE_OPEN_EXISTING, &other, &err), CG_EINVAL);
+    ck_assert_ptr_nonnull(strstr(err.msg, "not a certgate database"));
+
+    snprintf(p2, sizeof(p2), "%s/foreign.db", dir);
+    sql(p2, "CREATE TABLE t (x)");
+    ck_assert_int_eq(store_open(p2, STORE_OPEN_EXISTING, &other, &err), CG_EINVAL);
+
+    store_close(s);
+    s = NULL;
+    sql(path, "PRAGMA user_version = 99");
+    ck_assert_int_eq(store_open(path, STORE_OPEN_EXISTING, &other, &err), CG_EVERSION);
+    ck_assert_ptr_nonnull(strstr(err.msg, "schema version 99, newer"));
+    ck_assert_int_eq(store_open(path, STORE_OPEN_INIT, &other, &err), CG_EVERSION);
+}
+END_TEST
+
+START_TEST(open_upgrades_older)
+{
+    struct store *other = NULL;
+    struct cg_err err = {""};
+    char p2[160];
+
+    /* A version-0 file with no tables is a fresh database for init only. */
+    snprintf(p2, sizeof(p2), "%s/empty.db", dir);
+    sql(p2, "PRAGMA user_version = 0");
+    ck_assert_int_eq(store_open(p2, STORE_OPEN_EXISTING, &other, &err), CG_EINVAL);
+    ck_assert_int_eq(store_open(p2, STORE_OPEN_INIT, &other, &err), CG_OK);
+    ck_assert_int_eq(store_schema_version(other), store_schema_latest());
+    store_close(other);
+}
+END_TEST
+
+START_TEST(ca_records)
+{
+    struct store_ca ca, got, *list = NULL;
+    struct cg_err err = {""};
+    size_t n = 0;
+    int64_t rules = -1, maps = -1;
+
+    fake_ca(&ca, FP1, "CN=Root", true);
+    ck_assert_int_eq(store_ca_insert(s, &ca, &err), CG_OK);
+    ck_assert_int_eq(ca.id, 1);
+    ck_assert_int_eq(store_ca_insert(s, &ca, &err), CG_EEXIST);
+    fake_ca(&ca, FP2, "CN=Int", false);
+    ck_assert_int_eq(store_ca_insert(s, &ca, &err), CG_OK);
+    fake_ca(&ca, FP3, "CN=Other", true);
+    ck_assert_int_eq(store_ca_insert(s, &ca, &err), CG_OK);
+
+    ck_assert_int_eq(store_ca_find(s, "2", &got, &err), CG_OK);
+    ck_assert_str_eq(got.subject, "CN=Int");
+    ck_assert(!got.is_root);
+    ck_assert_uint_eq(got.der_len, 5);
+    store_ca_free(&got);
+    ck_assert_int_eq(store_ca_find(s, FP3, &got, &err), CG_OK);
+    ck_assert_int_eq(got.id, 3);
+    store_ca_free(&got);
+    ck_assert_int_eq(store_ca_find(s, "AA:22:22:22:22", &got, &err), CG_OK);
+    ck_assert_int_eq(got.id, 2);
+    store_ca_free(&got);
+    ck_assert_int_eq(store_ca_find(s, "aa", &got, &err), CG_ENOTFOUND);
+    ck_assert_int_eq(store_ca_find(s, "aaaaaaaa", &got, &err), CG_ENOTFOUND);
+    ck_assert_int_eq(store_ca_find(s, "99", &got, &err), CG_ENOTFOUND);
+    ck_assert_int_eq(store_ca_find(s, "zz; DROP TABLE x", &got, &err), CG_ENOTFOUND);
+    /* "aa" + six more digits matches FP1 and FP2 only by a longer prefix. */
+    ck_assert_int_eq(store_ca_find(s, "aa111111", &got, &err), CG_OK);
+    store_ca_free(&got);
+
+    ck_assert_int_eq(store_ca_list(s, &list, &n, &err), CG_OK);
+    ck_assert_uint_eq(n, 3);
+    ck_assert_str_eq(list[0].fingerprint, FP1);
+    store_ca_list_free(list, n);
+
+    ck_assert_int_eq(store_ca_set_active(s, 2, false, &err), CG_OK);
+    ck_assert_int_eq(store_ca_get_by_fingerprint(s, FP2, &got, &err), CG_OK);
+    ck_assert(!got.is_active);
+    store_ca_free(&got);
+    ck_assert_int_eq(store_ca_set_active(s, 77, false, &err), CG_ENOTFOUND);
+
+    ck_assert_int_eq(store_ca_dependents(s, 2, &rules, &maps, &err), CG_OK);
+    ck_assert_int_eq(rules, 0);
+    ck_assert_int_eq(maps, 0);
+    ck_assert_int_eq(store_ca_delete(s, 3, false, &err), CG_OK);
+    ck_assert_int_eq(store_ca_delete(s, 3, false, &err), CG_ENOTFOUND);
+}
+END_TEST
+
+START_TEST(ambiguous_prefix)
+{
+    struct store_ca ca, got;
+    struct cg_err err = {""};
+
+    fake_ca(&ca, "cc00000000000000000000000000000000000000000000000000000000000001", "CN=A",
+            true);
+    ck_assert_int_eq(store_ca_insert(s, &ca, &err), CG_OK);
+    fake_ca(&ca, "cc00000000000000000000000000000000000000000000000000000000000002", "CN=B",
+            true);
+    ck_assert_int_eq(store_ca_insert(s, &ca, &err), CG_OK);
+    ck_assert_int_eq(store_ca_find(s, "cc000000", &got, &err), CG_EINVAL);
+    ck_assert_ptr_nonnull(strstr(err.msg, "more than one CA"));
+}
+END_TEST
+
+static int64_t add_user(const char *name, const char *role)
+{
+    char *roles[1] = {(char *)role};
+    struct cg_err err = {""};
+    int64_t id = 0;
+
+    ck_assert_int_eq(store_user_add(s, name, roles, role ? 1 : 0, NULL, &id, &err), CG_OK);
+    return id;
+}
+
+START_TEST(users_and_roles)
+{
+    char zeta[] = "zeta", alpha[] = "alpha", nospace[] = "no spaces";
+    char *roles[] = {zeta, alpha, alpha}, *bad[] = {nospace};
+    struct store_user u, *list = NULL;
+    struct cg_err err = {""};
+    size_t n = 0;
+    int64_t id = 0;
+
+    ck_assert_int_eq(store_user_add(s, "bob", roles, 3, "pbkdf2-sha256$1$x$y", &id, &err), CG_OK);
+    ck_assert_int_eq(store_user_add(s, "bob", NULL, 0, NULL, &id, &err), CG_EEXIST);
+    ck_assert_int_eq(store_user_add(s, "bad name", NULL, 0, NULL, &id, &err), CG_EINVAL);
+    ck_assert_int_eq(store_user_add(s, "carol", bad, 1, NULL, &id, &err), CG_EINVAL);
+    ck_assert_int_eq(store_user_get(s, "carol", &u, &err), CG_ENOTFOUND);
+    ck_assert_int_eq(store_user_get(s, "bob", &u, &err), CG_OK);
+    ck_assert_uint_eq(u.n_roles, 2);
+    ck_assert_str_eq(u.roles[0], "alpha");
+    ck_assert_str_eq(u.roles[1], "zeta");
+    ck_assert_str_eq(u.password_hash, "pbkdf2-sha256$1$x$y");
+    ck_assert(u.is_active && !u.is_locked);
+    store_user_free(&u);
+
+    ck_assert_int_eq(store_user_set_locked(s, "bob", true, &err), CG_OK);
+    ck_assert_int_eq(store_user_set_locked(s, "nobody", true, &err), CG_ENOTFOUND);
+    ck_assert_int_eq(store_user_set_roles(s, "bob", bad, 1, &err), CG_EINVAL);
+    ck_assert_int_eq(store_user_set_roles(s, "bob", roles + 1, 1, &err), CG_OK);
+    ck_assert_int_eq(store_user_set_password(s, "bob", NULL, &err), CG_OK);
+    ck_assert_int_eq(store_user_get_by_id(s, id, &u, &err), CG_OK);
+    ck_assert(u.is_locked);
+    ck_assert_uint_eq(u.n_roles, 1);
+    ck_assert_ptr_null(u.password_hash);
+    store_user_free(&u);
+
+    add_user("anna", NULL);
+    ck_assert_int_eq(store_user_list(s, &list, &n, &err), CG_OK);
+    ck_assert_uint_eq(n, 2);
+    ck_assert_str_eq(list[0].name, "anna");
+    store_user_list_free(list, n);
+    ck_assert_int_eq(store_user_delete(s, "anna", &err), CG_OK);
+    ck_assert_int_eq(store_user_delete(s, "anna", &err), CG_ENOTFOUND);
+}
+END_TEST
+
+START_TEST(mappings)
+{
+    static unsigned char der[] = {0x30, 0x00};
+    struct store_ca ca;
+    struct store_map m, got, *list = NULL;
+    struct cg_err err = {""};
+    int64_t uid, rules = 0, maps = 0;
+    size_t n = 0;
+
+    fake_ca(&ca, FP1, "CN=Int", false);
+    ck_assert_int_eq(store_ca_insert(s, &ca, &err), CG_OK);
+    uid = add_user("integrator1", "push");
+
+    memset(&m, 0, sizeof(m));
+    m.user_id = uid;
+    m.kind = STORE_MAP_CERT;
+    snprintf(m.fingerprint, sizeof(m.fingerprint), "%s", FP3);
+    m.subject = (char *)"CN=integrator1";
+    m.issuer = (char *)"CN=Int";
+    m.serial = (char *)"03";
+    m.der = der;
+    m.der_len = sizeof(der);
+    m.is_active = true;
+    ck_assert_int_eq(store_map_insert(s, &m, &err), CG_OK);
+    ck_assert_int_eq(store_map_insert(s, &m, &err), CG_EEXIST);
+    ck_assert_ptr_nonnull(strstr(err.msg, "already mapped to user integrator1"));
+
+    memset(&m, 0, sizeof(m));
+    m.user_id = uid;
+    m.kind = STORE_MAP_RULE;
+    m.ca_id = 1;
+    m.match_field = (char *)"cn";
+    m.match_value = (char *)"integrator1";
+    m.is_active = true;
+    ck_assert_int_eq(store_map_insert(s, &m, &err), CG_OK);
+    ck_assert_int_eq(store_map_insert(s, &m, &err), CG_EEXIST);
+    m.ca_id = 42;
+    ck_assert_int_eq(store_map_insert(s, &m, &err), CG_ENOTFOUND);
+
+    ck_assert_int_eq(store_map_get_by_fingerprint(s, FP3, &got, &err), CG_OK);
+    ck_assert_str_eq(got.user_name, "integrator1");
+    ck_assert_int_eq(got.kind, STORE_MAP_CERT);
+    store_map_free(&got);
+    ck_assert_int_eq(store_map_get(s, 2, &got, &err), CG_OK);
+    ck_assert_str_eq(got.match_value, "integrator1");
+    store_map_free(&got);
+    ck_assert_int_eq(store_map_list(s, "integrator1", &list, &n, &err), CG_OK);
+    ck_assert_uint_eq(n, 2);
+    store_map_list_free(list, n);
+    ck_assert_int_eq(store_map_list(s, "ghost", &list, &n, &err), CG_ENOTFOUND);
+
+    ck_assert_int_eq(store_ca_dependents(s, 1, &rules, &maps, &err), CG_OK);
+    ck_assert_int_eq(rules, 1);
+    ck_assert_int_eq(maps, 1);
+    ck_assert_int_eq(store_ca_delete(s, 1, false, &err), CG_EDEPEND);
+    ck_assert_int_eq(store_map_get(s, 2, &got, &err), CG_OK);
+    store_map_free(&got);
+    ck_assert_int_eq(store_ca_delete(s, 1, true, &err), CG_OK);
+    ck_assert_int_eq(store_map_get(s, 2, &got, &err), CG_ENOTFOUND);
+
+    ck_assert_int_eq(store_map_delete(s, 1, &err), CG_OK);
+    ck_assert_int_eq(store_map_delete(s, 1, &err), CG_ENOTFOUND);
+    /* Deleting a user takes its mappings. */
+    memset(&m, 0, sizeof(m));
+    m.user_id = uid;
+    m.kind = STORE_MAP_PINNED;
+    snprintf(m.fingerprint, sizeof(m.fingerprint), "%s", FP2);
+    m.subject = m.issuer = (char *)"CN=self";
+    m.serial = (char *)"01";
+    m.der = der;
+    m.der_len = sizeof(der);
+    ck_assert_int_eq(store_map_insert(s, &m, &err), CG_OK);
+    ck_assert_int_eq(store_user_delete(s, "integrator1", &err), CG_OK);
+    ck_assert_int_eq(store_map_list(s, NULL, &list, &n, &err), CG_OK);
+    ck_assert_uint_eq(n, 0);
+    store_map_list_free(list, n);
+}
+END_TEST
+
+START_TEST(crls)
+{
+    static unsigned char der[] = {0x30, 0x00};
+    struct store_ca ca;
+    struct store_crl c, *list = NULL;
+    struct cg_err err = {""};
+    size_t n = 0;
+
+    fake_ca(&ca, FP1, "CN=Int", false);
+    ck_assert_int_eq(store_ca_insert(s, &ca, &err), CG_OK);
+    memset(&c, 0, sizeof(c));
+    c.ca_id = 1;
+    c.issuer = (char *)"CN=Int";
+    snprintf(c.fingerprint, sizeof(c.fingerprint), "%s", FP2);
+    c.this_update = 2000;
+    c.next_update = 3000;
+    c.revoked_count = 1;
+    c.der = der;
+    c.der_len = sizeof(der);
+    ck_assert_int_eq(store_crl_insert(s, &c, &err), CG_OK);
+    /* An older one is refused: it would un-revoke certificates. */
+    snprintf(c.fingerprint, sizeof(c.fingerprint), "%s", FP3);
+    c.this_update = 1500;
+    ck_assert_int_eq(store_crl_insert(s, &c, &err), CG_EEXIST);
+    /* A newer one replaces it. */
+    c.this_update = 2500;
+    ck_assert_int_eq(store_crl_insert(s, &c, &err), CG_OK);
+    ck_assert_int_eq(store_crl_list(s, &list, &n, &err), CG_OK);
+    ck_assert_uint_eq(n, 1);
+    ck_assert_int_eq(list[0].this_update, 2500);
+    store_crl_list_free(list, n);
+}
+END_TEST
+
+START_TEST(trust_version_moves)
+{
+    struct store *other = NULL;
+    struct store_ca ca;
+    struct cg_err err = {""};
+    int64_t v0 = 0, v1 = 0, v2 = 0, v3 = 0;
+
+    ck_assert_int_eq(store_trust_version(s, &v0), CG_OK);
+    fake_ca(&ca, FP1, "CN=Root", true);
+    ck_assert_int_eq(store_ca_insert(s, &ca, &err), CG_OK);
+    ck_assert_int_eq(store_trust_version(s, &v1), CG_OK);
+    ck_assert_int_gt(v1, v0);
+    add_user("u1", NULL);
+    ck_assert_int_eq(store_trust_version(s, &v2), CG_OK);
+    ck_assert_int_gt(v2, v1);
+    /* A change made by another connection (the CLI) is seen too. */
+    ck_assert_int_eq(store_open(path, STORE_OPEN_EXISTING, &other, &err), CG_OK);
+    ck_assert_int_eq(store_user_set_locked(other, "u1", true, &err), CG_OK);
+    store_close(other);
+    ck_assert_int_eq(store_trust_version(s, &v3), CG_OK);
+    ck_assert_int_gt(v3, v2);
+}
+END_TEST
+
+START_TEST(transactions_roll_back)
+{
+    struct store_user u;
+    struct cg_err err = {""};
+
+    ck_assert_int_eq(store_begin(s, &err), CG_OK);
+    add_user("temp", NULL);
+    store_rollback(s);
+    ck_assert_int_eq(store_user_get(s, "temp", &u, &err), CG_ENOTFOUND);
+    store_rollback(s); /* harmless without a transaction */
+}
+END_TEST
+
+int main(void)
+{
+    Suite *suite = suite_create("store");
+    TCase *tc;
+    SRunner *sr;
+    int failed;
+
+    tc = tcase_create("open");
+    tcase_add_checked_fixture(tc, setup, teardown);
+    tcase_add_test(tc, open_init_and_reopen);
+    tcase_add_test(tc, open_refusals);
+    tcase_add_test(tc, open_upgrades_older);
+    suite_add_tcase(suite, tc);
+    tc = tcase_create("records");
+    tcase_add_checked_fixture(tc, setup, teardown);
+    tcase_add_test(tc, ca_records);
+    tcase_add_test(tc, ambiguous_prefix);
+    tcase_add_test(tc, users_and_roles);
+    tcase_add_test(tc, mappings);
+    tcase_add_test(tc, crls);
+    tcase_add_test(tc, trust_version_moves);
+    tcase_add_test(tc, transactions_roll_back);
+    suite_add_tcase(suite, tc);
+    sr = srunner_create(suite);
+    srunner_run_all(sr, CK_NORMAL);
+    failed = srunner_ntests_failed(sr);
+    srunner_free(sr);
+    return failed ? EXIT_FAILURE : EXIT_SUCCESS;
+}
