@@ -16,6 +16,7 @@
 #include "store.h"
 #include "tls.h"
 #include "trust.h"
+#include "writer.h"
 
 /* How long SIGTERM waits for requests in flight before it stops anyway. */
 #define DRAIN_SECONDS 30
@@ -51,6 +52,8 @@ int daemon_main(const char *db_path, int argc, char **argv)
     struct trust_holder *trust = NULL;
     struct tls_server *tls = NULL;
     struct http_server *srv = NULL;
+    struct writer *writer = NULL;
+    struct script_limits limits;
     struct store *s = NULL;
     struct cg_err err = {""};
     sigset_t sigs;
@@ -107,7 +110,14 @@ int daemon_main(const char *db_path, int argc, char **argv)
         fprintf(stderr, "certgate: serve: %s\n", err.msg);
         goto out;
     }
-    if (http_start(&cfg, trust, tls, &srv, &err)) {
+    limits.instructions = cfg.script_instructions;
+    limits.memory = cfg.script_memory;
+    limits.wall_ms = cfg.script_timeout_ms;
+    if (writer_start(db_path, &limits, cfg.durable, &writer, &err)) {
+        fprintf(stderr, "certgate: serve: %s\n", err.msg);
+        goto out;
+    }
+    if (http_start(&cfg, trust, tls, writer, &srv, &err)) {
         fprintf(stderr, "certgate: serve: %s\n", err.msg);
         goto out;
     }
@@ -146,7 +156,10 @@ int daemon_main(const char *db_path, int argc, char **argv)
     drain(srv);
     rc = 0;
 out:
+    /* Queued jobs are answered while the daemon still runs; then it stops. */
+    writer_stop(writer);
     http_stop(srv);
+    writer_free(writer);
     trust_holder_free(trust);
     tls_server_free(tls);
     store_close(s);

@@ -18,14 +18,19 @@
 #include "error.h"
 #include "identity.h"
 #include "log.h"
+#include "routes.h"
+#include "writer.h"
 
 /* The longest Authorization header certgate reads. */
 #define MAX_AUTH_HEADER 4096
+/* The longest Idempotency-Key accepted. */
+#define MAX_IDEM_KEY 200
 
 struct http_server {
     const struct serve_config *cfg;  /* settings */
     struct trust_holder *trust;      /* trust snapshots */
     struct tls_server *tls;          /* credentials */
+    struct writer *writer;           /* scripted resources and the Table API */
     struct MHD_Daemon *daemon;       /* libmicrohttpd */
     int active;                      /* requests in flight (atomic) */
     uint16_t port;                   /* bound port */
@@ -79,6 +84,9 @@ struct request {
     const char *method;              /* request method (MHD's storage) */
     char *path;                      /* request path */
     const struct route *route;       /* matched built-in route, NULL if none */
+    struct route_result dyn;         /* matched resource or Table API route */
+    struct writer_job *job;          /* handed to the writer, NULL if none */
+    bool job_done;                   /* the writer finished the job */
     const struct identity *who;      /* the caller, NULL when unauthenticated */
     char *body;                      /* request body */
     size_t body_len;                 /* its length */
@@ -361,9 +369,52 @@ static enum stage stage_authorise(struct request *r)
     return respond_error(r, CG_ERROR_NOT_AUTHORIZED, detail);
 }
 
+/* Whether the identity's method suits a resource's --auth. */
+static enum stage check_resource_auth(struct request *r)
+{
+    enum dtable_auth mode = r->dyn.resource->auth;
+
+    if (mode == DT_AUTH_CERT && r->who->method != AUTH_METHOD_CERT) {
+        struct identity id;
+
+        memset(&id, 0, sizeof(id));
+        id.reason = AUTH_CERT_REQUIRED;
+        snprintf(id.detail, sizeof(id.detail), "this resource requires a client certificate; "
+                                               "HTTP Basic is not accepted here");
+        return refuse_auth(r, &id);
+    }
+    if (mode == DT_AUTH_BASIC && r->who->method != AUTH_METHOD_BASIC) {
+        struct identity id;
+
+        memset(&id, 0, sizeof(id));
+        id.reason = AUTH_NO_CREDENTIALS;
+        snprintf(id.detail, sizeof(id.detail), "this resource takes HTTP Basic credentials");
+        return refuse_auth(r, &id);
+    }
+    return STAGE_CONTINUE;
+}
+
+static enum stage refuse_role(struct request *r, char *const *roles, size_t n)
+{
+    char detail[200];
+    size_t len;
+
+    r->reason = auth_reason_code(AUTH_ROLE_MISSING);
+    len = (size_t)snprintf(detail, sizeof(detail), "one of these roles is required: ");
+    for (size_t i = 0; i < n && len < sizeof(detail); i++)
+        len += (size_t)snprintf(detail + len, sizeof(detail) - len, "%s%s", i ? ", " : "",
+                                roles[i]);
+    log_event("auth_refused",
+              json_pack("{s:s, s:s, s:s, s:s, s:s?}", "request_id", r->id, "remote",
+                        r->conn->remote, "reason", r->reason, "detail", detail, "user",
+                        r->who ? r->who->user : NULL));
+    return respond_error(r, CG_ERROR_NOT_AUTHORIZED, detail);
+}
+
 /* Runs the stages that need no body, on the first callback of a request. */
 static enum stage pipeline_head(struct request *r)
 {
+    struct http_server *srv = r->conn->srv;
     bool mismatch;
     char allow[64];
     const char *cl;
@@ -375,26 +426,270 @@ static enum stage pipeline_head(struct request *r)
                                 allow);
         return respond_error(r, CG_ERROR_NOT_FOUND, r->path);
     }
-    if (stage_authenticate(r) == STAGE_DONE)
-        return STAGE_DONE;
-    if (!r->route) {
-        if (mismatch)
-            return respond_text(r, 405, error_body(CG_ERROR_METHOD_NOT_ALLOWED, NULL, r->method),
-                                allow);
-        /* Scripted resources (issue #5) are looked up here. */
-        return respond_error(r, CG_ERROR_NOT_FOUND, r->path);
+    if (!r->route && srv->writer)
+        routes_match(writer_catalog(srv->writer), r->method, r->path, &r->dyn);
+    /* A public resource skips authentication; everything else under /api
+     * authenticates before a 404, so strangers learn nothing of the routes. */
+    if (!(r->dyn.match == ROUTE_RESOURCE && r->dyn.resource->auth == DT_AUTH_NONE)) {
+        if (stage_authenticate(r) == STAGE_DONE)
+            return STAGE_DONE;
     }
-    if (stage_authorise(r) == STAGE_DONE)
+    if (!r->route) {
+        if (mismatch || r->dyn.match == ROUTE_WRONG_METHOD)
+            return respond_text(r, 405, error_body(CG_ERROR_METHOD_NOT_ALLOWED, NULL, r->method),
+                                mismatch ? allow : r->dyn.allow);
+        if (r->dyn.match == ROUTE_NONE)
+            return respond_error(r, CG_ERROR_NOT_FOUND, r->path);
+        if (r->dyn.match == ROUTE_RESOURCE && r->who) {
+            if (check_resource_auth(r) == STAGE_DONE)
+                return STAGE_DONE;
+            if (!identity_has_any_role(r->who, r->dyn.resource->roles, r->dyn.resource->n_roles))
+                return refuse_role(r, r->dyn.resource->roles, r->dyn.resource->n_roles);
+        }
+        if (r->dyn.match == ROUTE_TABLE &&
+            !identity_has_any_role(r->who, r->dyn.table->roles, r->dyn.table->n_roles))
+            return refuse_role(r, r->dyn.table->roles, r->dyn.table->n_roles);
+    } else if (stage_authorise(r) == STAGE_DONE) {
         return STAGE_DONE;
+    }
     cl = MHD_lookup_connection_value(r->mhd, MHD_HEADER_KIND, MHD_HTTP_HEADER_CONTENT_LENGTH);
-    if (cl && strtoull(cl, NULL, 10) > r->conn->srv->cfg->max_body_size) {
+    if (cl && strtoull(cl, NULL, 10) > srv->cfg->max_body_size) {
         char detail[64];
 
-        snprintf(detail, sizeof(detail), "the limit is %zu bytes",
-                 r->conn->srv->cfg->max_body_size);
+        snprintf(detail, sizeof(detail), "the limit is %zu bytes", srv->cfg->max_body_size);
         return respond_error(r, CG_ERROR_BODY_TOO_LARGE, detail);
     }
     return STAGE_CONTINUE;
+}
+
+/* ---- scripted resources and the Table API ---- */
+
+static enum MHD_Result collect(void *cls, enum MHD_ValueKind kind, const char *key,
+                               const char *value)
+{
+    json_t *o = cls;
+    char name[128];
+    size_t i;
+
+    (void)kind;
+    if (!key)
+        return MHD_YES;
+    for (i = 0; key[i] && i + 1 < sizeof(name); i++)
+        name[i] = (char)(key[i] >= 'A' && key[i] <= 'Z' ? key[i] - 'A' + 'a' : key[i]);
+    name[i] = '\0';
+    /* Credentials never reach scripts. */
+    if (strcmp(name, "authorization") == 0 || strcmp(name, "cookie") == 0)
+        return MHD_YES;
+    json_object_set_new(o, name, json_string(value ? value : ""));
+    return MHD_YES;
+}
+
+static json_t *collect_args(struct request *r, enum MHD_ValueKind kind)
+{
+    json_t *o = json_object();
+
+    if (o)
+        MHD_get_connection_values(r->mhd, kind, collect, o);
+    return o;
+}
+
+static json_t *user_json(const struct identity *id)
+{
+    json_t *roles = json_array(), *u;
+
+    if (!id)
+        return json_pack("{s:n, s:o, s:s, s:n}", "name", "roles", roles, "auth", "none",
+                         "certificate");
+    for (size_t i = 0; i < id->n_roles; i++)
+        json_array_append_new(roles, json_string(id->roles[i]));
+    u = json_pack("{s:s, s:o, s:s}", "name", id->user, "roles", roles, "auth",
+                  auth_method_name(id->method));
+    if (u && id->has_cert) {
+        char na[21];
+
+        cg_time_iso(id->cert.not_after, na);
+        json_object_set_new(u, "certificate",
+                            json_pack("{s:s, s:s, s:s, s:s, s:s}", "subject", id->cert.subject,
+                                      "issuer", id->cert.issuer, "serial", id->cert.serial,
+                                      "fingerprint", id->cert.fingerprint, "not_after", na));
+    } else if (u) {
+        json_object_set_new(u, "certificate", json_null());
+    }
+    return u;
+}
+
+/* Called on the committer thread once the job's writes are committed. */
+static void job_finished(struct writer_job *job)
+{
+    struct request *r = job->ctx;
+
+    __atomic_store_n(&r->job_done, true, __ATOMIC_RELEASE);
+    MHD_resume_connection(r->mhd);
+}
+
+static bool json_content_type(struct request *r)
+{
+    const char *ct = MHD_lookup_connection_value(r->mhd, MHD_HEADER_KIND,
+                                                 MHD_HTTP_HEADER_CONTENT_TYPE);
+    size_t n = strlen("application/json");
+
+    return ct && strncasecmp(ct, "application/json", n) == 0 &&
+           (ct[n] == '\0' || ct[n] == ';' || ct[n] == ' ');
+}
+
+/* Builds the job for the writer, or answers the request itself (400/415). */
+static enum stage start_job(struct request *r)
+{
+    struct http_server *srv = r->conn->srv;
+    struct writer_job *job = calloc(1, sizeof(*job));
+    const char *idem;
+    json_error_t jerr;
+
+    if (!job)
+        return respond_error(r, CG_ERROR_INTERNAL, r->id);
+    r->job = job;
+    if (r->body_len > 0) {
+        if (!json_content_type(r))
+            return respond_error(r, CG_ERROR_UNSUPPORTED_MEDIA_TYPE,
+                                 "send the body as Content-Type: application/json");
+        job->req.body = json_loadb(r->body, r->body_len, JSON_DECODE_ANY | JSON_REJECT_DUPLICATES,
+                                   &jerr);
+        if (!job->req.body) {
+            char detail[300];
+
+            snprintf(detail, sizeof(detail), "the body is not valid JSON: line %d column %d: %s",
+                     jerr.line, jerr.column, jerr.text);
+            return respond_error(r, CG_ERROR_BAD_REQUEST, detail);
+        }
+    } else if (r->dyn.match == ROUTE_TABLE && strcmp(r->method, "POST") == 0) {
+        return respond_error(r, CG_ERROR_BAD_REQUEST, "the body must be a JSON object of "
+                                                      "column values");
+    }
+    if (r->dyn.match == ROUTE_TABLE) {
+        job->table = strdup(r->dyn.table->name);
+        if (strcmp(r->method, "POST") == 0) {
+            job->op = WRITER_TABLE_INSERT;
+            if (!json_is_object(job->req.body))
+                return respond_error(r, CG_ERROR_BAD_REQUEST,
+                                     "the body must be a JSON object of column values");
+        } else if (r->dyn.sys_id[0]) {
+            job->op = WRITER_TABLE_GET;
+            job->sys_id = strdup(r->dyn.sys_id);
+        } else {
+            json_t *q = collect_args(r, MHD_GET_ARGUMENT_KIND), *v;
+            const char *key;
+            void *tmp;
+
+            job->op = WRITER_TABLE_LIST;
+            job->limit = 100;
+            job->filter = json_object();
+            json_object_foreach_safe(q, tmp, key, v) {
+                const char *val = json_string_value(v);
+                char *end = NULL;
+
+                if (strcmp(key, "sysparm_limit") == 0 || strcmp(key, "sysparm_offset") == 0) {
+                    long n = strtol(val, &end, 10);
+
+                    if (!*val || *end || n < 0) {
+                        json_decref(q);
+                        return respond_error(r, CG_ERROR_BAD_REQUEST,
+                                             "sysparm_limit and sysparm_offset take whole "
+                                             "numbers");
+                    }
+                    if (key[8] == 'l')
+                        job->limit = n;
+                    else
+                        job->offset = n;
+                } else if (strncmp(key, "sysparm_", 8) != 0) {
+                    const struct dtable_column *c = dtable_column(r->dyn.table, key);
+                    json_t *fv = json_string(val);
+
+                    /* Query strings are text: compare numbers as numbers. */
+                    if (c && c->type == DT_INTEGER && *val) {
+                        long long n = strtoll(val, &end, 10);
+
+                        if (!*end) {
+                            json_decref(fv);
+                            fv = json_integer(n);
+                        }
+                    }
+                    json_object_set_new(job->filter, key, fv);
+                }
+            }
+            json_decref(q);
+        }
+    } else {
+        job->op = WRITER_SCRIPT;
+        job->resource = r->dyn.resource;
+        job->req.params = json_incref(r->dyn.params);
+        job->req.query = collect_args(r, MHD_GET_ARGUMENT_KIND);
+        job->req.headers = collect_args(r, MHD_HEADER_KIND);
+    }
+    job->method = strdup(r->method);
+    job->path = strdup(r->path);
+    job->raw_body = r->body ? strdup(r->body) : strdup("");
+    job->req.method = job->method;
+    job->req.path = job->path;
+    job->req.raw_body = job->raw_body;
+    job->req.raw_len = r->body_len;
+    job->req.user = user_json(r->who);
+    job->user_name = strdup(r->who && r->who->user ? r->who->user : "anonymous");
+    idem = MHD_lookup_connection_value(r->mhd, MHD_HEADER_KIND, "Idempotency-Key");
+    if (idem && strcmp(r->method, "POST") == 0) {
+        if (!*idem || strlen(idem) > MAX_IDEM_KEY)
+            return respond_error(r, CG_ERROR_BAD_REQUEST, "Idempotency-Key must be 1 to 200 "
+                                                          "characters");
+        job->idem_key = strdup(idem);
+    }
+    memcpy(job->request_id, r->id, sizeof(job->request_id));
+    if (!job->method || !job->path || !job->raw_body || !job->user_name || !job->req.user)
+        return respond_error(r, CG_ERROR_INTERNAL, r->id);
+    job->done = job_finished;
+    job->ctx = r;
+    /* The worker does not wait for the disk: the connection sleeps until
+     * the committer has made the writes durable. */
+    MHD_suspend_connection(r->mhd);
+    writer_submit(srv->writer, job);
+    return STAGE_DONE;
+}
+
+static void finish_job(struct request *r)
+{
+    struct writer_job *job = r->job;
+    struct MHD_Response *resp;
+    char *body = job->body;
+    size_t len = body ? strlen(body) : 0;
+    const char *key;
+    json_t *v;
+
+    job->body = NULL;
+    if (job->log_detail[0])
+        log_event("script_error",
+                  json_pack("{s:s, s:s, s:i, s:s}", "request_id", r->id, "path", r->path, "status",
+                            job->status, "detail", job->log_detail));
+    resp = MHD_create_response_from_buffer(len, body ? body : (void *)"",
+                                           body ? MHD_RESPMEM_MUST_FREE : MHD_RESPMEM_PERSISTENT);
+    if (!resp) {
+        free(body);
+        return;
+    }
+    if (body)
+        MHD_add_response_header(resp, MHD_HTTP_HEADER_CONTENT_TYPE, "application/json");
+    add_common_headers(r, resp);
+    if (job->replayed)
+        MHD_add_response_header(resp, "Idempotent-Replayed", "true");
+    json_object_foreach(job->headers, key, v) {
+        /* Scripts may not override what certgate sets. */
+        if (strcasecmp(key, "Content-Type") && strcasecmp(key, "Content-Length") &&
+            strcasecmp(key, "X-Request-Id") && strcasecmp(key, "Transfer-Encoding") &&
+            strcasecmp(key, "Connection"))
+            MHD_add_response_header(resp, key, json_string_value(v));
+    }
+    MHD_queue_response(r->mhd, (unsigned)job->status, resp);
+    MHD_destroy_response(resp);
+    r->queued = true;
+    r->status = (unsigned)job->status;
+    r->bytes = len;
 }
 
 /* ---- handlers ---- */
@@ -503,7 +798,12 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *mhd, const c
         r->body[r->body_len] = '\0';
         return MHD_YES;
     }
-    if (r->queued)
+    if (r->job && __atomic_load_n(&r->job_done, __ATOMIC_ACQUIRE)) {
+        if (!r->queued)
+            finish_job(r);
+        return MHD_YES;
+    }
+    if (r->queued || r->job)
         return MHD_YES;
     if (r->body_too_large) {
         char detail[64];
@@ -514,7 +814,9 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *mhd, const c
     }
     if (r->route)
         r->route->handler(r);
-    if (!r->queued)
+    else if (r->dyn.match == ROUTE_RESOURCE || r->dyn.match == ROUTE_TABLE)
+        start_job(r);
+    if (!r->queued && !(r->job && r->job->done))
         respond_error(r, CG_ERROR_INTERNAL, r->id);
     return MHD_YES;
 }
@@ -552,6 +854,8 @@ static void on_completed(void *cls, struct MHD_Connection *mhd, void **req_cls,
             json_object_set_new(o, "terminated", json_true());
     }
     log_event("request", o);
+    writer_job_free(r->job);
+    json_decref(r->dyn.params);
     free(r->path);
     free(r->body);
     free(r);
@@ -659,7 +963,7 @@ static int parse_listen(const char *s, struct sockaddr_storage *out, socklen_t *
 }
 
 int http_start(const struct serve_config *cfg, struct trust_holder *trust, struct tls_server *tls,
-               struct http_server **out_srv, struct cg_err *err)
+               struct writer *writer, struct http_server **out_srv, struct cg_err *err)
 {
     struct http_server *srv = calloc(1, sizeof(*srv));
     struct sockaddr_storage addr;
@@ -674,6 +978,7 @@ int http_start(const struct serve_config *cfg, struct trust_holder *trust, struc
     srv->cfg = cfg;
     srv->trust = trust;
     srv->tls = tls;
+    srv->writer = writer;
     if (parse_listen(cfg->listen, &addr, &addr_len)) {
         cg_err_set(err, "--listen '%s' is not ADDRESS:PORT (127.0.0.1:8443 or [::1]:8443)",
                    cfg->listen);

@@ -14,6 +14,7 @@
 #include "tls.h"
 #include "trust.h"
 #include "util.h"
+#include "writer.h"
 
 struct http_server;
 
@@ -22,11 +23,12 @@ struct http_server;
  * @param cfg settings (kept by pointer: must outlive the server)
  * @param trust trust holder
  * @param tls server credentials
+ * @param writer the committer for scripted resources and the Table API
  * @param out_srv the running server (stop with http_stop)
  * @return CG_OK or CG_ERR with a message
  */
 int http_start(const struct serve_config *cfg, struct trust_holder *trust, struct tls_server *tls,
-               struct http_server **out_srv, struct cg_err *err);
+               struct writer *writer, struct http_server **out_srv, struct cg_err *err);
 
 /** The port the server listens on (useful with port 0). */
 uint16_t http_port(struct http_server *srv);

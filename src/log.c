@@ -1,5 +1,6 @@
 #include "config.h"
 #include "log.h"
+#include "util.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -46,8 +47,6 @@ void log_close(void)
 
 void log_event(const char *event, json_t *fields)
 {
-    struct timespec ts;
-    struct tm tm;
     char when[96];
     char *line;
     size_t len;
@@ -57,10 +56,7 @@ void log_event(const char *event, json_t *fields)
         fields = json_object();
     if (!fields)
         return;
-    clock_gettime(CLOCK_REALTIME, &ts);
-    gmtime_r(&ts.tv_sec, &tm);
-    snprintf(when, sizeof(when), "%04d-%02d-%02dT%02d:%02d:%02d.%03ldZ", tm.tm_year + 1900,
-             tm.tm_mon + 1, tm.tm_mday, tm.tm_hour, tm.tm_min, tm.tm_sec, (long)(ts.tv_nsec / 1000000) % 1000);
+    cg_now_iso_ms(when);
     json_object_set_new(fields, "time", json_string(when));
     json_object_set_new(fields, "event", json_string(event));
     line = json_dumps(fields, JSON_COMPACT | JSON_SORT_KEYS);

@@ -33,6 +33,10 @@ void settings_defaults(struct serve_config *c)
     c->idle_timeout = 60;
     c->max_header_size = 16 * 1024;
     c->max_body_size = 1024 * 1024;
+    c->durable = true;
+    c->script_instructions = 10000000;
+    c->script_memory = 16 * 1024 * 1024;
+    c->script_timeout_ms = 5000;
 }
 
 void settings_free(struct serve_config *c)
@@ -73,6 +77,12 @@ void settings_usage(FILE *f)
             "  --idle-timeout S             close idle connections after S seconds (default 60)\n"
             "  --max-header-size B          request header bytes (default 16384)\n"
             "  --max-body-size B            request body bytes (default 1048576)\n"
+            "  --durability full|normal     full (default): a 2xx answer means the rows are on\n"
+            "                               disk (fsync); normal: they survive a crash of\n"
+            "                               certgate but not of the machine\n"
+            "  --script-instructions N      Lua instructions per request (default 10000000)\n"
+            "  --script-memory B            Lua memory per request (default 16777216)\n"
+            "  --script-timeout MS          Lua wall time per request (default 5000; 503)\n"
             "  --config FILE                read settings from FILE first\n"
             "Signals: SIGTERM/SIGINT finish requests in flight and exit 0; SIGHUP reloads the "
             "certificate, key and log file.\n");
@@ -82,7 +92,7 @@ void settings_usage(FILE *f)
 enum key_id {
     K_CERT = 1, K_KEY, K_LISTEN, K_THREADS, K_CLIENT_CERT, K_SEND_CA_NAMES, K_TLS_PRIORITY,
     K_BASIC_AUTH, K_ERROR_DETAIL, K_LOG_FILE, K_MAX_CONN, K_MAX_PER_IP, K_IDLE, K_MAX_HEADER,
-    K_MAX_BODY, K_CONFIG, K_HELP,
+    K_MAX_BODY, K_CONFIG, K_HELP, K_DURABILITY, K_SCRIPT_INSTR, K_SCRIPT_MEM, K_SCRIPT_TIME,
 };
 
 static const struct option long_opts[] = {
@@ -102,6 +112,10 @@ static const struct option long_opts[] = {
     {"max-header-size", required_argument, NULL, K_MAX_HEADER},
     {"max-body-size", required_argument, NULL, K_MAX_BODY},
     {"config", required_argument, NULL, K_CONFIG},
+    {"durability", required_argument, NULL, K_DURABILITY},
+    {"script-instructions", required_argument, NULL, K_SCRIPT_INSTR},
+    {"script-memory", required_argument, NULL, K_SCRIPT_MEM},
+    {"script-timeout", required_argument, NULL, K_SCRIPT_TIME},
     {"help", no_argument, NULL, K_HELP},
     {0, 0, 0, 0},
 };
@@ -174,6 +188,27 @@ static int apply(struct serve_config *c, int id, const char *name, const char *v
         if (number(v, 1, 1024UL * 1024 * 1024, &n))
             goto bad_number;
         c->max_body_size = n;
+        return 0;
+    case K_DURABILITY:
+        if (strcmp(v, "full") == 0 || strcmp(v, "normal") == 0)
+            c->durable = strcmp(v, "full") == 0;
+        else
+            goto bad_enum;
+        return 0;
+    case K_SCRIPT_INSTR:
+        if (number(v, 1000, 100000000000UL, &n))
+            goto bad_number;
+        c->script_instructions = n;
+        return 0;
+    case K_SCRIPT_MEM:
+        if (number(v, 65536, 1024UL * 1024 * 1024, &n))
+            goto bad_number;
+        c->script_memory = n;
+        return 0;
+    case K_SCRIPT_TIME:
+        if (number(v, 1, 600000, &n))
+            goto bad_number;
+        c->script_timeout_ms = (unsigned)n;
         return 0;
     case K_CLIENT_CERT:
         if (strcmp(v, "request") == 0)

@@ -36,6 +36,10 @@ struct serve_config {
     size_t max_header_size;     /* --max-header-size, bytes */
     size_t max_body_size;       /* --max-body-size, bytes */
     char *config_file;          /* --config */
+    bool durable;               /* --durability full (default) or normal */
+    unsigned long script_instructions; /* --script-instructions per request */
+    unsigned long script_memory;       /* --script-memory bytes per request */
+    unsigned script_timeout_ms;        /* --script-timeout milliseconds per request */
 };
 
 /** The TLS priority string used unless --tls-priority says otherwise. */

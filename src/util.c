@@ -56,6 +56,17 @@ void cg_time_iso(int64_t t, char out[static 21])
         snprintf(out, 21, "invalid-time");
 }
 
+void cg_now_iso_ms(char out[static 96])
+{
+    struct timespec ts;
+    struct tm tm;
+
+    clock_gettime(CLOCK_REALTIME, &ts);
+    gmtime_r(&ts.tv_sec, &tm);
+    snprintf(out, 96, "%04d-%02d-%02dT%02d:%02d:%02d.%03ldZ", tm.tm_year + 1900, tm.tm_mon + 1,
+             tm.tm_mday, tm.tm_hour, tm.tm_min, tm.tm_sec, (long)(ts.tv_nsec / 1000000) % 1000);
+}
+
 int cg_time_parse(const char *s, int64_t *out_t)
 {
     struct tm tm;

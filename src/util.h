@@ -59,6 +59,12 @@ int64_t cg_now(void);
 void cg_time_iso(int64_t t, char out[static 21]);
 
 /**
+ * The current UTC time as ISO 8601 with milliseconds ("2026-11-24T22:23:42.123Z").
+ * @param out buffer of at least 96 bytes
+ */
+void cg_now_iso_ms(char out[static 96]);
+
+/**
  * Parse an ISO 8601 UTC time ("YYYY-MM-DDTHH:MM:SSZ", or "+00:00" suffix).
  * @param s text
  * @param out_t seconds since the epoch

@@ -38,6 +38,8 @@ static const struct {
     {"crl", cli_ca_commands, "certificate revocation lists"},
     {"user", cli_user_commands, "users, roles and passwords"},
     {"cert", cli_cert_commands, "user-to-certificate mappings and rules"},
+    {"table", cli_table_commands, "data tables that scripts and the Table API write to"},
+    {"resource", cli_resource_commands, "scripted REST resources (Lua)"},
 };
 
 int cli_fail(const struct cli_ctx *ctx, const char *fmt, ...)

@@ -1,0 +1,1139 @@
+#include "config.h"
+#include "dtable.h"
+
+#include <gnutls/crypto.h>
+#include <gnutls/gnutls.h>
+#include <math.h>
+#include <sqlite3.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+/* Statements cached per connection, keyed by their SQL text. */
+#define STMT_CACHE 64
+/* Most columns a data table may have. */
+#define MAX_COLUMNS 64
+
+struct cached {
+    char *sql;              /* key */
+    sqlite3_stmt *st;       /* prepared once */
+    unsigned long used;     /* for eviction */
+};
+
+struct dtable_db {
+    sqlite3 *db;                    /* the connection */
+    struct cached cache[STMT_CACHE];/* prepared statements */
+    unsigned long tick;             /* use counter */
+    int sp_depth;                   /* open savepoints */
+};
+
+static const char *const type_names[] = {"text", "integer", "real", "json"};
+static const char *const auth_names[] = {"any", "cert", "basic", "none"};
+
+const char *dtable_type_name(enum dtable_type t)
+{
+    return (unsigned)t < 4 ? type_names[t] : "text";
+}
+
+int dtable_type_parse(const char *name)
+{
+    for (int i = 0; i < 4; i++) {
+        if (strcmp(name, type_names[i]) == 0)
+            return i;
+    }
+    return -1;
+}
+
+const char *dtable_auth_name(enum dtable_auth a)
+{
+    return (unsigned)a < 4 ? auth_names[a] : "any";
+}
+
+int dtable_auth_parse(const char *name)
+{
+    for (int i = 0; i < 4; i++) {
+        if (strcmp(name, auth_names[i]) == 0)
+            return i;
+    }
+    return -1;
+}
+
+bool dtable_valid_name(const char *name)
+{
+    size_t n = 0;
+
+    if (!name || !(name[0] >= 'a' && name[0] <= 'z'))
+        return false;
+    for (; name[n]; n++) {
+        char c = name[n];
+
+        if (!((c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') || c == '_') || n >= 63)
+            return false;
+    }
+    return strncmp(name, "sys_", 4) != 0 && strncmp(name, "sqlite_", 7) != 0;
+}
+
+void dtable_uuid(char out[37])
+{
+    unsigned char b[16];
+    char hex[33];
+
+    if (gnutls_rnd(GNUTLS_RND_NONCE, b, sizeof(b)) < 0)
+        memset(b, 0, sizeof(b)); /* never reached with a working GnuTLS */
+    b[6] = (unsigned char)((b[6] & 0x0f) | 0x40); /* version 4 */
+    b[8] = (unsigned char)((b[8] & 0x3f) | 0x80); /* RFC 4122 variant */
+    cg_hex(b, sizeof(b), hex);
+    snprintf(out, 37, "%.8s-%.4s-%.4s-%.4s-%.12s", hex, hex + 8, hex + 12, hex + 16, hex + 20);
+}
+
+static int fail_db(struct dtable_db *db, struct cg_err *err, const char *what)
+{
+    cg_err_set(err, "database: %s: %s", what, sqlite3_errmsg(db->db));
+    return CG_EDB;
+}
+
+static int exec(struct dtable_db *db, const char *sql, struct cg_err *err)
+{
+    char *msg = NULL;
+
+    if (sqlite3_exec(db->db, sql, NULL, NULL, &msg) != SQLITE_OK) {
+        cg_err_set(err, "database: %s", msg ? msg : sqlite3_errmsg(db->db));
+        sqlite3_free(msg);
+        return CG_EDB;
+    }
+    return CG_OK;
+}
+
+/* A prepared statement for @p sql, reset and unbound. */
+static sqlite3_stmt *prep(struct dtable_db *db, const char *sql, struct cg_err *err)
+{
+    struct cached *slot = &db->cache[0];
+
+    for (int i = 0; i < STMT_CACHE; i++) {
+        struct cached *c = &db->cache[i];
+
+        if (c->sql && strcmp(c->sql, sql) == 0) {
+            c->used = ++db->tick;
+            sqlite3_reset(c->st);
+            sqlite3_clear_bindings(c->st);
+            return c->st;
+        }
+        if (!c->sql || c->used < slot->used)
+            slot = c;
+    }
+    if (slot->sql) {
+        sqlite3_finalize(slot->st);
+        free(slot->sql);
+        slot->sql = NULL;
+    }
+    if (sqlite3_prepare_v3(db->db, sql, -1, SQLITE_PREPARE_PERSISTENT, &slot->st, NULL) !=
+        SQLITE_OK) {
+        fail_db(db, err, "prepare");
+        slot->st = NULL;
+        return NULL;
+    }
+    slot->sql = strdup(sql);
+    if (!slot->sql) {
+        sqlite3_finalize(slot->st);
+        slot->st = NULL;
+        return NULL;
+    }
+    slot->used = ++db->tick;
+    return slot->st;
+}
+
+static void done(sqlite3_stmt *st)
+{
+    if (st) {
+        sqlite3_reset(st);
+        sqlite3_clear_bindings(st);
+    }
+}
+
+int dtable_open(const char *path, struct dtable_db **out_db, struct cg_err *err)
+{
+    struct dtable_db *db = calloc(1, sizeof(*db));
+
+    if (!db)
+        return CG_ENOMEM;
+    if (sqlite3_open_v2(path, &db->db, SQLITE_OPEN_READWRITE | SQLITE_OPEN_NOMUTEX, NULL) !=
+        SQLITE_OK) {
+        cg_err_set(err, "cannot open database %s: %s", path,
+                   db->db ? sqlite3_errmsg(db->db) : "out of memory");
+        dtable_close(db);
+        return CG_EDB;
+    }
+    sqlite3_busy_timeout(db->db, 5000);
+    if (exec(db, "PRAGMA journal_mode = WAL; PRAGMA foreign_keys = ON; "
+                 "PRAGMA synchronous = FULL",
+             err)) {
+        dtable_close(db);
+        return CG_EDB;
+    }
+    *out_db = db;
+    return CG_OK;
+}
+
+void dtable_close(struct dtable_db *db)
+{
+    if (!db)
+        return;
+    for (int i = 0; i < STMT_CACHE; i++) {
+        sqlite3_finalize(db->cache[i].st);
+        free(db->cache[i].sql);
+    }
+    sqlite3_close(db->db);
+    free(db);
+}
+
+int dtable_set_durable(struct dtable_db *db, bool durable, struct cg_err *err)
+{
+    return exec(db, durable ? "PRAGMA synchronous = FULL" : "PRAGMA synchronous = NORMAL", err);
+}
+
+int dtable_begin(struct dtable_db *db, struct cg_err *err)
+{
+    return exec(db, "BEGIN IMMEDIATE", err);
+}
+
+int dtable_commit(struct dtable_db *db, struct cg_err *err)
+{
+    return exec(db, "COMMIT", err);
+}
+
+void dtable_rollback(struct dtable_db *db)
+{
+    if (!sqlite3_get_autocommit(db->db))
+        sqlite3_exec(db->db, "ROLLBACK", NULL, NULL, NULL);
+    db->sp_depth = 0;
+}
+
+int dtable_savepoint(struct dtable_db *db, struct cg_err *err)
+{
+    char sql[40];
+
+    snprintf(sql, sizeof(sql), "SAVEPOINT req_%d", db->sp_depth);
+    if (exec(db, sql, err))
+        return CG_EDB;
+    db->sp_depth++;
+    return CG_OK;
+}
+
+int dtable_release(struct dtable_db *db, struct cg_err *err)
+{
+    char sql[40];
+
+    if (db->sp_depth <= 0)
+        return CG_OK;
+    snprintf(sql, sizeof(sql), "RELEASE req_%d", db->sp_depth - 1);
+    db->sp_depth--;
+    return exec(db, sql, err);
+}
+
+void dtable_rollback_to(struct dtable_db *db)
+{
+    char sql[80];
+
+    if (db->sp_depth <= 0)
+        return;
+    snprintf(sql, sizeof(sql), "ROLLBACK TO req_%d; RELEASE req_%d", db->sp_depth - 1,
+             db->sp_depth - 1);
+    sqlite3_exec(db->db, sql, NULL, NULL, NULL);
+    db->sp_depth--;
+}
+
+/* ---- tables ---- */
+
+static char *join_roles(char *const *roles, size_t n)
+{
+    size_t len = 1;
+    char *s;
+
+    for (size_t i = 0; i < n; i++)
+        len += strlen(roles[i]) + 1;
+    s = calloc(1, len);
+    if (!s)
+        return NULL;
+    for (size_t i = 0; i < n; i++) {
+        if (i)
+            strcat(s, ",");
+        strcat(s, roles[i]);
+    }
+    return s;
+}
+
+int dtable_table_create(struct dtable_db *db, const char *name, const struct dtable_column *cols,
+                        size_t n_cols, char *const *roles, size_t n_roles, struct cg_err *err)
+{
+    char *sql = NULL, *roles_text = NULL, *cols_text = NULL, now[21];
+    json_t *cj = NULL;
+    sqlite3_stmt *st;
+    size_t cap;
+    int rc;
+
+    if (!dtable_valid_name(name)) {
+        cg_err_set(err, "invalid table name '%s': use a-z, 0-9 and _, starting with a letter, at "
+                        "most 63 characters, not starting with sys_",
+                   name);
+        return CG_EINVAL;
+    }
+    if (n_cols == 0 || n_cols > MAX_COLUMNS) {
+        cg_err_set(err, "a table needs 1 to %d columns", MAX_COLUMNS);
+        return CG_EINVAL;
+    }
+    for (size_t i = 0; i < n_cols; i++) {
+        if (!dtable_valid_name(cols[i].name)) {
+            cg_err_set(err, "invalid column name '%s': use a-z, 0-9 and _, starting with a "
+                            "letter, not starting with sys_ (sys_id, sys_created_on and "
+                            "sys_created_by are added for you)",
+                       cols[i].name);
+            return CG_EINVAL;
+        }
+        for (size_t j = 0; j < i; j++) {
+            if (strcmp(cols[i].name, cols[j].name) == 0) {
+                cg_err_set(err, "column '%s' is listed twice", cols[i].name);
+                return CG_EINVAL;
+            }
+        }
+    }
+    for (size_t i = 0; i < n_roles; i++) {
+        if (!cg_valid_name(roles[i])) {
+            cg_err_set(err, "invalid role name '%s'", roles[i]);
+            return CG_EINVAL;
+        }
+    }
+    /* Names are validated above, so quoting them is belt and braces. */
+    cap = 256 + n_cols * 160;
+    sql = malloc(cap);
+    cj = json_array();
+    if (!sql || !cj) {
+        rc = CG_ENOMEM;
+        goto out;
+    }
+    snprintf(sql, cap, "CREATE TABLE \"%s\" (sys_id TEXT PRIMARY KEY NOT NULL, "
+                       "sys_created_on TEXT NOT NULL, sys_created_by TEXT NOT NULL",
+             name);
+    for (size_t i = 0; i < n_cols; i++) {
+        const char *n = cols[i].name;
+        size_t len = strlen(sql);
+
+        switch (cols[i].type) {
+        case DT_INTEGER: snprintf(sql + len, cap - len, ", \"%s\" INTEGER", n); break;
+        case DT_REAL: snprintf(sql + len, cap - len, ", \"%s\" REAL", n); break;
+        case DT_JSON:
+            snprintf(sql + len, cap - len, ", \"%s\" TEXT CHECK (\"%s\" IS NULL OR json_valid(\"%s\"))",
+                     n, n, n);
+            break;
+        default: snprintf(sql + len, cap - len, ", \"%s\" TEXT", n); break;
+        }
+        json_array_append_new(cj, json_pack("{s:s, s:s}", "name", n, "type",
+                                            dtable_type_name(cols[i].type)));
+    }
+    strncat(sql, ") STRICT", cap - strlen(sql) - 1);
+    cols_text = json_dumps(cj, JSON_COMPACT);
+    roles_text = join_roles(roles, n_roles);
+    if (!cols_text || !roles_text) {
+        rc = CG_ENOMEM;
+        goto out;
+    }
+    rc = dtable_begin(db, err);
+    if (rc)
+        goto out;
+    st = prep(db, "SELECT 1 FROM sqlite_master WHERE lower(name) = lower(?)", err);
+    if (!st) {
+        rc = CG_EDB;
+        goto fail;
+    }
+    sqlite3_bind_text(st, 1, name, -1, SQLITE_TRANSIENT);
+    rc = sqlite3_step(st);
+    done(st);
+    if (rc == SQLITE_ROW) {
+        cg_err_set(err, "a table named '%s' already exists", name);
+        rc = CG_EEXIST;
+        goto fail;
+    }
+    rc = exec(db, sql, err);
+    if (rc)
+        goto fail;
+    st = prep(db, "INSERT INTO sys_db_table (name, columns, roles, created_on, updated_on) "
+                  "VALUES (?, ?, ?, ?, ?)",
+              err);
+    if (!st) {
+        rc = CG_EDB;
+        goto fail;
+    }
+    cg_time_iso(cg_now(), now);
+    sqlite3_bind_text(st, 1, name, -1, SQLITE_TRANSIENT);
+    sqlite3_bind_text(st, 2, cols_text, -1, SQLITE_TRANSIENT);
+    sqlite3_bind_text(st, 3, roles_text, -1, SQLITE_TRANSIENT);
+    sqlite3_bind_text(st, 4, now, -1, SQLITE_TRANSIENT);
+    sqlite3_bind_text(st, 5, now, -1, SQLITE_TRANSIENT);
+    rc = sqlite3_step(st) == SQLITE_DONE ? CG_OK : fail_db(db, err, "register table");
+    done(st);
+    if (rc)
+        goto fail;
+    rc = dtable_commit(db, err);
+    if (rc == CG_OK)
+        goto out;
+fail:
+    dtable_rollback(db);
+out:
+    json_decref(cj);
+    free(cols_text);
+    free(roles_text);
+    free(sql);
+    return rc;
+}
+
+static int read_table(sqlite3_stmt *st, struct dtable_table *t)
+{
+    json_error_t jerr;
+    json_t *cols, *c;
+    const unsigned char *roles;
+    size_t i;
+
+    memset(t, 0, sizeof(*t));
+    t->id = sqlite3_column_int64(st, 0);
+    t->name = strdup((const char *)sqlite3_column_text(st, 1));
+    cols = json_loads((const char *)sqlite3_column_text(st, 2), 0, &jerr);
+    roles = sqlite3_column_text(st, 3);
+    snprintf(t->created_on, sizeof(t->created_on), "%s",
+             (const char *)sqlite3_column_text(st, 4));
+    if (!t->name || !json_is_array(cols)) {
+        json_decref(cols);
+        dtable_table_free(t);
+        return CG_EPARSE;
+    }
+    t->cols = calloc(json_array_size(cols) + 1, sizeof(*t->cols));
+    if (!t->cols) {
+        json_decref(cols);
+        dtable_table_free(t);
+        return CG_ENOMEM;
+    }
+    json_array_foreach(cols, i, c) {
+        const char *n = json_string_value(json_object_get(c, "name"));
+        const char *ty = json_string_value(json_object_get(c, "type"));
+        int type = ty ? dtable_type_parse(ty) : -1;
+
+        if (!n || type < 0)
+            continue;
+        snprintf(t->cols[t->n_cols].name, sizeof(t->cols[0].name), "%s", n);
+        t->cols[t->n_cols++].type = (enum dtable_type)type;
+    }
+    json_decref(cols);
+    if (cg_split_list(roles ? (const char *)roles : "", &t->roles, &t->n_roles)) {
+        dtable_table_free(t);
+        return CG_ENOMEM;
+    }
+    return CG_OK;
+}
+
+#define TABLE_COLS "id, name, columns, roles, created_on"
+
+int dtable_table_list(struct dtable_db *db, struct dtable_table **out_tables, size_t *out_n,
+                      struct cg_err *err)
+{
+    sqlite3_stmt *st = prep(db, "SELECT " TABLE_COLS " FROM sys_db_table ORDER BY name", err);
+    struct dtable_table *ts = NULL;
+    size_t n = 0;
+    int rc;
+
+    *out_tables = NULL;
+    *out_n = 0;
+    if (!st)
+        return CG_EDB;
+    for (;;) {
+        struct dtable_table *nt;
+
+        rc = sqlite3_step(st);
+        if (rc != SQLITE_ROW)
+            break;
+        nt = realloc(ts, (n + 1) * sizeof(*ts));
+        if (!nt) {
+            rc = CG_ENOMEM;
+            goto fail;
+        }
+        ts = nt;
+        if (read_table(st, &ts[n]) == CG_OK)
+            n++;
+    }
+    done(st);
+    if (rc != SQLITE_DONE) {
+        rc = fail_db(db, err, "list tables");
+        goto fail;
+    }
+    *out_tables = ts;
+    *out_n = n;
+    return CG_OK;
+fail:
+    done(st);
+    dtable_table_list_free(ts, n);
+    return rc;
+}
+
+int dtable_table_get(struct dtable_db *db, const char *name, struct dtable_table *out_table,
+                     struct cg_err *err)
+{
+    sqlite3_stmt *st = prep(db, "SELECT " TABLE_COLS " FROM sys_db_table WHERE name = ?", err);
+    int rc;
+
+    if (!st)
+        return CG_EDB;
+    sqlite3_bind_text(st, 1, name, -1, SQLITE_TRANSIENT);
+    rc = sqlite3_step(st);
+    if (rc == SQLITE_ROW)
+        rc = read_table(st, out_table);
+    else if (rc == SQLITE_DONE) {
+        cg_err_set(err, "no table named '%s'", name);
+        rc = CG_ENOTFOUND;
+    } else
+        rc = fail_db(db, err, "read table");
+    done(st);
+    return rc;
+}
+
+int dtable_table_count(struct dtable_db *db, const char *name, int64_t *out_n, struct cg_err *err)
+{
+    char sql[160];
+    sqlite3_stmt *st;
+    int rc = CG_OK;
+
+    if (!dtable_valid_name(name))
+        return CG_EINVAL;
+    snprintf(sql, sizeof(sql), "SELECT count(*) FROM \"%s\"", name);
+    st = prep(db, sql, err);
+    if (!st)
+        return CG_EDB;
+    if (sqlite3_step(st) == SQLITE_ROW)
+        *out_n = sqlite3_column_int64(st, 0);
+    else
+        rc = fail_db(db, err, "count");
+    done(st);
+    return rc;
+}
+
+int dtable_table_drop(struct dtable_db *db, const char *name, struct cg_err *err)
+{
+    struct dtable_table t;
+    char sql[160];
+    sqlite3_stmt *st;
+    int rc;
+
+    rc = dtable_table_get(db, name, &t, err);
+    if (rc)
+        return rc;
+    dtable_table_free(&t);
+    /* Cached statements may name the table: drop them first. */
+    for (int i = 0; i < STMT_CACHE; i++) {
+        if (db->cache[i].sql && strstr(db->cache[i].sql, name)) {
+            sqlite3_finalize(db->cache[i].st);
+            free(db->cache[i].sql);
+            db->cache[i].sql = NULL;
+            db->cache[i].st = NULL;
+        }
+    }
+    rc = dtable_begin(db, err);
+    if (rc)
+        return rc;
+    snprintf(sql, sizeof(sql), "DROP TABLE \"%s\"", name);
+    rc = exec(db, sql, err);
+    if (rc)
+        goto fail;
+    st = prep(db, "DELETE FROM sys_db_table WHERE name = ?", err);
+    if (!st) {
+        rc = CG_EDB;
+        goto fail;
+    }
+    sqlite3_bind_text(st, 1, name, -1, SQLITE_TRANSIENT);
+    rc = sqlite3_step(st) == SQLITE_DONE ? CG_OK : fail_db(db, err, "unregister table");
+    done(st);
+    if (rc)
+        goto fail;
+    return dtable_commit(db, err);
+fail:
+    dtable_rollback(db);
+    return rc;
+}
+
+void dtable_table_free(struct dtable_table *t)
+{
+    if (!t)
+        return;
+    free(t->name);
+    free(t->cols);
+    cg_strv_free(t->roles, t->n_roles);
+    memset(t, 0, sizeof(*t));
+}
+
+void dtable_table_list_free(struct dtable_table *t, size_t n)
+{
+    for (size_t i = 0; t && i < n; i++)
+        dtable_table_free(&t[i]);
+    free(t);
+}
+
+const struct dtable_column *dtable_column(const struct dtable_table *t, const char *name)
+{
+    for (size_t i = 0; i < t->n_cols; i++) {
+        if (strcmp(t->cols[i].name, name) == 0)
+            return &t->cols[i];
+    }
+    return NULL;
+}
+
+/* ---- records ---- */
+
+/* Binds a JSON value to a column of type @p type, refusing a mismatch. */
+static int bind_value(sqlite3_stmt *st, int i, const struct dtable_column *c, json_t *v,
+                      const char *table, struct cg_err *err)
+{
+    if (json_is_null(v))
+        return sqlite3_bind_null(st, i) == SQLITE_OK ? CG_OK : CG_EDB;
+    switch (c->type) {
+    case DT_TEXT:
+        if (!json_is_string(v))
+            break;
+        sqlite3_bind_text(st, i, json_string_value(v), (int)json_string_length(v),
+                          SQLITE_TRANSIENT);
+        return CG_OK;
+    case DT_INTEGER:
+        if (!json_is_integer(v))
+            break;
+        sqlite3_bind_int64(st, i, json_integer_value(v));
+        return CG_OK;
+    case DT_REAL:
+        if (!json_is_number(v))
+            break;
+        sqlite3_bind_double(st, i, json_number_value(v));
+        return CG_OK;
+    case DT_JSON: {
+        char *text = json_dumps(v, JSON_COMPACT | JSON_ENCODE_ANY | JSON_PRESERVE_ORDER);
+
+        if (!text)
+            return CG_ENOMEM;
+        sqlite3_bind_text(st, i, text, -1, free);
+        return CG_OK;
+    }
+    }
+    cg_err_set(err, "column '%s' of table '%s' takes %s values", c->name, table,
+               dtable_type_name(c->type));
+    return CG_EINVAL;
+}
+
+static int check_columns(const struct dtable_table *t, json_t *fields, struct cg_err *err)
+{
+    const char *key;
+    json_t *v;
+
+    if (!json_is_object(fields)) {
+        cg_err_set(err, "the record for table '%s' must be a JSON object", t->name);
+        return CG_EINVAL;
+    }
+    json_object_foreach(fields, key, v) {
+        if (!dtable_column(t, key)) {
+            cg_err_set(err, "unknown column '%s' in table '%s'", key, t->name);
+            return CG_EINVAL;
+        }
+    }
+    return CG_OK;
+}
+
+int dtable_insert(struct dtable_db *db, const struct dtable_table *t, json_t *fields,
+                  const char *user, char out_sys_id[37], struct cg_err *err)
+{
+    char sql[8192], now[96];
+    sqlite3_stmt *st;
+    int rc, i = 4;
+    size_t len;
+
+    rc = check_columns(t, fields, err);
+    if (rc)
+        return rc;
+    len = (size_t)snprintf(sql, sizeof(sql),
+                           "INSERT INTO \"%s\" (sys_id, sys_created_on, sys_created_by", t->name);
+    for (size_t c = 0; c < t->n_cols; c++)
+        len += (size_t)snprintf(sql + len, sizeof(sql) - len, ", \"%s\"", t->cols[c].name);
+    len += (size_t)snprintf(sql + len, sizeof(sql) - len, ") VALUES (?, ?, ?");
+    for (size_t c = 0; c < t->n_cols; c++)
+        len += (size_t)snprintf(sql + len, sizeof(sql) - len, ", ?");
+    snprintf(sql + len, sizeof(sql) - len, ")");
+    st = prep(db, sql, err);
+    if (!st)
+        return CG_EDB;
+    dtable_uuid(out_sys_id);
+    cg_now_iso_ms(now);
+    sqlite3_bind_text(st, 1, out_sys_id, -1, SQLITE_TRANSIENT);
+    sqlite3_bind_text(st, 2, now, -1, SQLITE_TRANSIENT);
+    sqlite3_bind_text(st, 3, user ? user : "", -1, SQLITE_TRANSIENT);
+    for (size_t c = 0; c < t->n_cols; c++, i++) {
+        json_t *v = json_object_get(fields, t->cols[c].name);
+
+        if (v) {
+            rc = bind_value(st, i, &t->cols[c], v, t->name, err);
+            if (rc) {
+                done(st);
+                return rc;
+            }
+        }
+    }
+    rc = sqlite3_step(st) == SQLITE_DONE ? CG_OK : fail_db(db, err, "insert");
+    done(st);
+    return rc;
+}
+
+int dtable_update(struct dtable_db *db, const struct dtable_table *t, const char *sys_id,
+                  json_t *fields, struct cg_err *err)
+{
+    char sql[8192];
+    const char *key;
+    sqlite3_stmt *st;
+    json_t *v;
+    size_t len;
+    int rc, i = 1;
+
+    rc = check_columns(t, fields, err);
+    if (rc)
+        return rc;
+    if (json_object_size(fields) == 0)
+        return CG_OK;
+    len = (size_t)snprintf(sql, sizeof(sql), "UPDATE \"%s\" SET ", t->name);
+    json_object_foreach(fields, key, v) {
+        len += (size_t)snprintf(sql + len, sizeof(sql) - len, "%s\"%s\" = ?", i > 1 ? ", " : "",
+                                key);
+        i++;
+    }
+    snprintf(sql + len, sizeof(sql) - len, " WHERE sys_id = ?");
+    st = prep(db, sql, err);
+    if (!st)
+        return CG_EDB;
+    i = 1;
+    json_object_foreach(fields, key, v) {
+        rc = bind_value(st, i++, dtable_column(t, key), v, t->name, err);
+        if (rc) {
+            done(st);
+            return rc;
+        }
+    }
+    sqlite3_bind_text(st, i, sys_id, -1, SQLITE_TRANSIENT);
+    rc = sqlite3_step(st) == SQLITE_DONE ? CG_OK : fail_db(db, err, "update");
+    if (rc == CG_OK && sqlite3_changes(db->db) == 0) {
+        cg_err_set(err, "no record %s in table '%s'", sys_id, t->name);
+        rc = CG_ENOTFOUND;
+    }
+    done(st);
+    return rc;
+}
+
+static json_t *row_json(sqlite3_stmt *st, const struct dtable_table *t)
+{
+    json_t *o = json_object();
+
+    if (!o)
+        return NULL;
+    json_object_set_new(o, "sys_id", json_string((const char *)sqlite3_column_text(st, 0)));
+    json_object_set_new(o, "sys_created_on",
+                        json_string((const char *)sqlite3_column_text(st, 1)));
+    json_object_set_new(o, "sys_created_by",
+                        json_string((const char *)sqlite3_column_text(st, 2)));
+    for (size_t c = 0; c < t->n_cols; c++) {
+        int col = (int)c + 3;
+        json_t *v;
+
+        if (sqlite3_column_type(st, col) == SQLITE_NULL) {
+            v = json_null();
+        } else if (t->cols[c].type == DT_INTEGER) {
+            v = json_integer(sqlite3_column_int64(st, col));
+        } else if (t->cols[c].type == DT_REAL) {
+            v = json_real(sqlite3_column_double(st, col));
+        } else if (t->cols[c].type == DT_JSON) {
+            json_error_t jerr;
+
+            v = json_loads((const char *)sqlite3_column_text(st, col), JSON_DECODE_ANY, &jerr);
+            if (!v)
+                v = json_null();
+        } else {
+            v = json_stringn((const char *)sqlite3_column_text(st, col),
+                             (size_t)sqlite3_column_bytes(st, col));
+        }
+        json_object_set_new(o, t->cols[c].name, v);
+    }
+    return o;
+}
+
+static size_t select_list(char *sql, size_t size, const struct dtable_table *t)
+{
+    size_t len = (size_t)snprintf(sql, size, "SELECT sys_id, sys_created_on, sys_created_by");
+
+    for (size_t c = 0; c < t->n_cols; c++)
+        len += (size_t)snprintf(sql + len, size - len, ", \"%s\"", t->cols[c].name);
+    len += (size_t)snprintf(sql + len, size - len, " FROM \"%s\"", t->name);
+    return len;
+}
+
+int dtable_get(struct dtable_db *db, const struct dtable_table *t, const char *sys_id,
+               json_t **out_record, struct cg_err *err)
+{
+    char sql[8192];
+    size_t len = select_list(sql, sizeof(sql), t);
+    sqlite3_stmt *st;
+    int rc;
+
+    snprintf(sql + len, sizeof(sql) - len, " WHERE sys_id = ?");
+    st = prep(db, sql, err);
+    if (!st)
+        return CG_EDB;
+    sqlite3_bind_text(st, 1, sys_id, -1, SQLITE_TRANSIENT);
+    rc = sqlite3_step(st);
+    if (rc == SQLITE_ROW) {
+        *out_record = row_json(st, t);
+        rc = *out_record ? CG_OK : CG_ENOMEM;
+    } else if (rc == SQLITE_DONE) {
+        cg_err_set(err, "no record %s in table '%s'", sys_id, t->name);
+        rc = CG_ENOTFOUND;
+    } else {
+        rc = fail_db(db, err, "read");
+    }
+    done(st);
+    return rc;
+}
+
+int dtable_query(struct dtable_db *db, const struct dtable_table *t, json_t *filter, long limit,
+                 long offset, json_t **out_array, struct cg_err *err)
+{
+    char sql[8192];
+    size_t len = select_list(sql, sizeof(sql), t);
+    const char *key;
+    sqlite3_stmt *st;
+    json_t *v, *arr;
+    int rc, i = 1;
+
+    if (filter && !json_is_object(filter)) {
+        cg_err_set(err, "a query filter must be an object of column = value");
+        return CG_EINVAL;
+    }
+    if (filter) {
+        json_object_foreach(filter, key, v) {
+            if (!dtable_column(t, key) && strcmp(key, "sys_id") != 0 &&
+                strcmp(key, "sys_created_by") != 0) {
+                cg_err_set(err, "unknown column '%s' in table '%s'", key, t->name);
+                return CG_EINVAL;
+            }
+            len += (size_t)snprintf(sql + len, sizeof(sql) - len, "%s\"%s\" = ?",
+                                    i == 1 ? " WHERE " : " AND ", key);
+            i++;
+        }
+    }
+    snprintf(sql + len, sizeof(sql) - len, " ORDER BY rowid LIMIT ? OFFSET ?");
+    if (limit <= 0)
+        limit = 100;
+    if (limit > 1000)
+        limit = 1000;
+    if (offset < 0)
+        offset = 0;
+    st = prep(db, sql, err);
+    if (!st)
+        return CG_EDB;
+    i = 1;
+    if (filter) {
+        json_object_foreach(filter, key, v) {
+            const struct dtable_column *c = dtable_column(t, key);
+            struct dtable_column text = {"", DT_TEXT};
+
+            rc = bind_value(st, i++, c ? c : &text, v, t->name, err);
+            if (rc) {
+                done(st);
+                return rc;
+            }
+        }
+    }
+    sqlite3_bind_int64(st, i++, limit);
+    sqlite3_bind_int64(st, i, offset);
+    arr = json_array();
+    for (;;) {
+        rc = sqlite3_step(st);
+        if (rc != SQLITE_ROW)
+            break;
+        json_array_append_new(arr, row_json(st, t));
+    }
+    done(st);
+    if (rc != SQLITE_DONE) {
+        json_decref(arr);
+        return fail_db(db, err, "query");
+    }
+    *out_array = arr;
+    return CG_OK;
+}
+
+/* ---- resources ---- */
+
+#define RES_COLS                                                                                 \
+    "id, namespace, api, version, method, path, script_name, script, roles, auth, active, "      \
+    "updated_on"
+
+static int read_resource(sqlite3_stmt *st, struct dtable_resource *r)
+{
+    const char *roles = (const char *)sqlite3_column_text(st, 8);
+    int auth = dtable_auth_parse((const char *)sqlite3_column_text(st, 9));
+
+    memset(r, 0, sizeof(*r));
+    r->id = sqlite3_column_int64(st, 0);
+    r->ns = strdup((const char *)sqlite3_column_text(st, 1));
+    r->api = strdup((const char *)sqlite3_column_text(st, 2));
+    r->version = strdup((const char *)sqlite3_column_text(st, 3));
+    r->method = strdup((const char *)sqlite3_column_text(st, 4));
+    r->path = strdup((const char *)sqlite3_column_text(st, 5));
+    r->script_name = strdup((const char *)sqlite3_column_text(st, 6));
+    r->script = strdup((const char *)sqlite3_column_text(st, 7));
+    r->auth = auth < 0 ? DT_AUTH_ANY : (enum dtable_auth)auth;
+    r->is_active = sqlite3_column_int(st, 10) != 0;
+    snprintf(r->updated_on, sizeof(r->updated_on), "%s",
+             (const char *)sqlite3_column_text(st, 11));
+    if (!r->ns || !r->api || !r->version || !r->method || !r->path || !r->script_name ||
+        !r->script || cg_split_list(roles ? roles : "", &r->roles, &r->n_roles)) {
+        dtable_resource_free(r);
+        return CG_ENOMEM;
+    }
+    return CG_OK;
+}
+
+int dtable_resource_add(struct dtable_db *db, struct dtable_resource *r, struct cg_err *err)
+{
+    sqlite3_stmt *st = prep(db, "INSERT INTO sys_ws_operation (namespace, api, version, method, "
+                                "path, script_name, script, roles, auth, active, created_on, "
+                                "updated_on) VALUES (?,?,?,?,?,?,?,?,?,?,?,?)",
+                            err);
+    char now[21], *roles;
+    int rc;
+
+    if (!st)
+        return CG_EDB;
+    roles = join_roles(r->roles, r->n_roles);
+    if (!roles)
+        return CG_ENOMEM;
+    cg_time_iso(cg_now(), now);
+    sqlite3_bind_text(st, 1, r->ns, -1, SQLITE_TRANSIENT);
+    sqlite3_bind_text(st, 2, r->api, -1, SQLITE_TRANSIENT);
+    sqlite3_bind_text(st, 3, r->version, -1, SQLITE_TRANSIENT);
+    sqlite3_bind_text(st, 4, r->method, -1, SQLITE_TRANSIENT);
+    sqlite3_bind_text(st, 5, r->path, -1, SQLITE_TRANSIENT);
+    sqlite3_bind_text(st, 6, r->script_name, -1, SQLITE_TRANSIENT);
+    sqlite3_bind_text(st, 7, r->script, -1, SQLITE_TRANSIENT);
+    sqlite3_bind_text(st, 8, roles, -1, free);
+    sqlite3_bind_text(st, 9, dtable_auth_name(r->auth), -1, SQLITE_STATIC);
+    sqlite3_bind_int(st, 10, 1);
+    sqlite3_bind_text(st, 11, now, -1, SQLITE_TRANSIENT);
+    sqlite3_bind_text(st, 12, now, -1, SQLITE_TRANSIENT);
+    rc = sqlite3_step(st);
+    if (rc == SQLITE_DONE) {
+        r->id = sqlite3_last_insert_rowid(db->db);
+        rc = CG_OK;
+    } else if ((rc & 0xff) == SQLITE_CONSTRAINT) {
+        cg_err_set(err, "a resource %s %s already exists in %s/%s%s%s", r->method, r->path, r->ns,
+                   r->api, r->version[0] ? " version " : "", r->version);
+        rc = CG_EEXIST;
+    } else {
+        rc = fail_db(db, err, "add resource");
+    }
+    done(st);
+    return rc;
+}
+
+int dtable_resource_update(struct dtable_db *db, const struct dtable_resource *r,
+                           struct cg_err *err)
+{
+    sqlite3_stmt *st = prep(db, "UPDATE sys_ws_operation SET script_name = ?, script = ?, "
+                                "roles = ?, auth = ?, updated_on = ? WHERE id = ?",
+                            err);
+    char now[21], *roles;
+    int rc;
+
+    if (!st)
+        return CG_EDB;
+    roles = join_roles(r->roles, r->n_roles);
+    if (!roles)
+        return CG_ENOMEM;
+    cg_time_iso(cg_now(), now);
+    sqlite3_bind_text(st, 1, r->script_name, -1, SQLITE_TRANSIENT);
+    sqlite3_bind_text(st, 2, r->script, -1, SQLITE_TRANSIENT);
+    sqlite3_bind_text(st, 3, roles, -1, free);
+    sqlite3_bind_text(st, 4, dtable_auth_name(r->auth), -1, SQLITE_STATIC);
+    sqlite3_bind_text(st, 5, now, -1, SQLITE_TRANSIENT);
+    sqlite3_bind_int64(st, 6, r->id);
+    rc = sqlite3_step(st) == SQLITE_DONE ? CG_OK : fail_db(db, err, "update resource");
+    if (rc == CG_OK && sqlite3_changes(db->db) == 0) {
+        cg_err_set(err, "no resource with id %lld", (long long)r->id);
+        rc = CG_ENOTFOUND;
+    }
+    done(st);
+    return rc;
+}
+
+int dtable_resource_delete(struct dtable_db *db, int64_t id, struct cg_err *err)
+{
+    sqlite3_stmt *st = prep(db, "DELETE FROM sys_ws_operation WHERE id = ?", err);
+    int rc;
+
+    if (!st)
+        return CG_EDB;
+    sqlite3_bind_int64(st, 1, id);
+    rc = sqlite3_step(st) == SQLITE_DONE ? CG_OK : fail_db(db, err, "delete resource");
+    if (rc == CG_OK && sqlite3_changes(db->db) == 0) {
+        cg_err_set(err, "no resource with id %lld", (long long)id);
+        rc = CG_ENOTFOUND;
+    }
+    done(st);
+    return rc;
+}
+
+int dtable_resource_get(struct dtable_db *db, int64_t id, struct dtable_resource *out,
+                        struct cg_err *err)
+{
+    sqlite3_stmt *st = prep(db, "SELECT " RES_COLS " FROM sys_ws_operation WHERE id = ?", err);
+    int rc;
+
+    if (!st)
+        return CG_EDB;
+    sqlite3_bind_int64(st, 1, id);
+    rc = sqlite3_step(st);
+    if (rc == SQLITE_ROW)
+        rc = read_resource(st, out);
+    else if (rc == SQLITE_DONE) {
+        cg_err_set(err, "no resource with id %lld", (long long)id);
+        rc = CG_ENOTFOUND;
+    } else
+        rc = fail_db(db, err, "read resource");
+    done(st);
+    return rc;
+}
+
+int dtable_resource_list(struct dtable_db *db, struct dtable_resource **out, size_t *out_n,
+                         struct cg_err *err)
+{
+    sqlite3_stmt *st = prep(db, "SELECT " RES_COLS " FROM sys_ws_operation ORDER BY id", err);
+    struct dtable_resource *rs = NULL;
+    size_t n = 0;
+    int rc;
+
+    *out = NULL;
+    *out_n = 0;
+    if (!st)
+        return CG_EDB;
+    for (;;) {
+        struct dtable_resource *nr;
+
+        rc = sqlite3_step(st);
+        if (rc != SQLITE_ROW)
+            break;
+        nr = realloc(rs, (n + 1) * sizeof(*rs));
+        if (!nr) {
+            rc = CG_ENOMEM;
+            goto fail;
+        }
+        rs = nr;
+        if (read_resource(st, &rs[n])) {
+            rc = CG_ENOMEM;
+            goto fail;
+        }
+        n++;
+    }
+    done(st);
+    if (rc != SQLITE_DONE) {
+        rc = fail_db(db, err, "list resources");
+        goto fail;
+    }
+    *out = rs;
+    *out_n = n;
+    return CG_OK;
+fail:
+    done(st);
+    dtable_resource_list_free(rs, n);
+    return rc;
+}
+
+void dtable_resource_free(struct dtable_resource *r)
+{
+    if (!r)
+        return;
+    free(r->ns);
+    free(r->api);
+    free(r->version);
+    free(r->method);
+    free(r->path);
+    free(r->script_name);
+    free(r->script);
+    cg_strv_free(r->roles, r->n_roles);
+    memset(r, 0, sizeof(*r));
+}
+
+void dtable_resource_list_free(struct dtable_resource *r, size_t n)
+{
+    for (size_t i = 0; r && i < n; i++)
+        dtable_resource_free(&r[i]);
+    free(r);
+}
+
+int dtable_resource_version(struct dtable_db *db, int64_t *out_version)
+{
+    sqlite3_stmt *st = prep(db, "SELECT value FROM sys_meta WHERE key = 'resource_version'", NULL);
+    int rc = CG_EDB;
+
+    if (!st)
+        return CG_EDB;
+    if (sqlite3_step(st) == SQLITE_ROW) {
+        *out_version = sqlite3_column_int64(st, 0);
+        rc = CG_OK;
+    }
+    done(st);
+    return rc;
+}
+
+/* ---- idempotency ---- */
+
+int dtable_idem_get(struct dtable_db *db, const char *user, const char *key, int64_t since,
+                    int *out_status, char **out_body, struct cg_err *err)
+{
+    sqlite3_stmt *st = prep(db, "SELECT status, body FROM sys_idempotency WHERE user_name = ? "
+                                "AND idem_key = ? AND created_at >= ?",
+                            err);
+    int rc;
+
+    if (!st)
+        return CG_EDB;
+    sqlite3_bind_text(st, 1, user, -1, SQLITE_TRANSIENT);
+    sqlite3_bind_text(st, 2, key, -1, SQLITE_TRANSIENT);
+    sqlite3_bind_int64(st, 3, since);
+    rc = sqlite3_step(st);
+    if (rc == SQLITE_ROW) {
+        *out_status = sqlite3_column_int(st, 0);
+        *out_body = strdup((const char *)sqlite3_column_text(st, 1));
+        rc = *out_body ? CG_OK : CG_ENOMEM;
+    } else {
+        rc = rc == SQLITE_DONE ? CG_ENOTFOUND : fail_db(db, err, "idempotency lookup");
+    }
+    done(st);
+    return rc;
+}
+
+int dtable_idem_put(struct dtable_db *db, const char *user, const char *key, const char *method,
+                    const char *path, int status, const char *body, int64_t now,
+                    struct cg_err *err)
+{
+    sqlite3_stmt *st = prep(db, "INSERT OR REPLACE INTO sys_idempotency (user_name, idem_key, "
+                                "method, path, status, body, created_at) VALUES (?,?,?,?,?,?,?)",
+                            err);
+    int rc;
+
+    if (!st)
+        return CG_EDB;
+    sqlite3_bind_text(st, 1, user, -1, SQLITE_TRANSIENT);
+    sqlite3_bind_text(st, 2, key, -1, SQLITE_TRANSIENT);
+    sqlite3_bind_text(st, 3, method, -1, SQLITE_TRANSIENT);
+    sqlite3_bind_text(st, 4, path, -1, SQLITE_TRANSIENT);
+    sqlite3_bind_int(st, 5, status);
+    sqlite3_bind_text(st, 6, body, -1, SQLITE_TRANSIENT);
+    sqlite3_bind_int64(st, 7, now);
+    rc = sqlite3_step(st) == SQLITE_DONE ? CG_OK : fail_db(db, err, "store idempotent response");
+    done(st);
+    return rc;
+}

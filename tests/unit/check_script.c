@@ -1,0 +1,304 @@
+/* Unit tests for script: JSON <-> Lua conversion and the sandbox. */
+#include "config.h"
+
+#include <check.h>
+#include <jansson.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "script.h"
+#include "util.h"
+
+static struct script_vm *vm;
+
+static void setup(void)
+{
+    struct script_limits l;
+
+    script_limits_default(&l);
+    l.instructions = 2000000;
+    l.memory = 8 * 1024 * 1024;
+    l.wall_ms = 2000;
+    ck_assert_int_eq(script_vm_new(&l, &vm), CG_OK);
+}
+
+static void teardown(void)
+{
+    script_vm_free(vm);
+    vm = NULL;
+}
+
+/* JSON texts that must survive JSON -> Lua -> JSON unchanged. */
+static const char *const roundtrip_cases[] = {
+    "{}",
+    "[]",
+    "[[]]",
+    "{\"a\":{}}",
+    "{\"a\":[]}",
+    "1",
+    "-9007199254740993",
+    "9223372036854775807",
+    "2.0",
+    "0.5",
+    "1e+300",
+    "true",
+    "null",
+    "\"\"",
+    "\"caf\\u00e9 \\u2603 \\ud83d\\ude00\"",
+    "[1,2,3]",
+    "[null,null]",
+    "{\"n\":null}",
+    "[1,\"two\",3.5,false,null,{\"x\":[{}]}]",
+    "{\"nested\":{\"deeper\":{\"deepest\":[1,[2,[3]]]}}}",
+};
+
+START_TEST(json_roundtrip)
+{
+    json_error_t jerr;
+    json_t *in = json_loads(roundtrip_cases[_i], JSON_DECODE_ANY, &jerr), *out;
+    char err[200] = "";
+    char *a, *b;
+
+    ck_assert_ptr_nonnull(in);
+    ck_assert_int_eq(script_push_json(vm, in), CG_OK);
+    out = script_pop_json(vm, err, sizeof(err));
+    ck_assert_msg(out != NULL, "%s: %s", roundtrip_cases[_i], err);
+    a = json_dumps(in, JSON_COMPACT | JSON_ENCODE_ANY | JSON_SORT_KEYS);
+    b = json_dumps(out, JSON_COMPACT | JSON_ENCODE_ANY | JSON_SORT_KEYS);
+    ck_assert_str_eq(a, b);
+    /* integers stay integers, reals stay reals */
+    ck_assert_int_eq(json_typeof(in), json_typeof(out));
+    free(a);
+    free(b);
+    json_decref(in);
+    json_decref(out);
+}
+END_TEST
+
+/* Lua expressions and the JSON they must give, or NULL when they must be refused. */
+static const struct {
+    const char *lua;       /* returns one value */
+    const char *json;      /* expected compact JSON, NULL: refused */
+    const char *why;       /* part of the refusal */
+} lua_cases[] = {
+    {"return {}", "{}", NULL},
+    {"return {1, 2, 3}", "[1,2,3]", NULL},
+    {"return {a = 1, b = {c = true}}", "{\"a\":1,\"b\":{\"c\":true}}", NULL},
+    {"return 3 // 1", "3", NULL},
+    {"return 3 / 1", "3.0", NULL},
+    {"return certgate.null", "null", NULL},
+    {"return json.decode('[]')", "[]", NULL},
+    {"return json.decode('{\"x\":[]}')", "{\"x\":[]}", NULL},
+    {"return json.encode({1, 'a'})", "\"[1,\\\"a\\\"]\"", NULL},
+    {"return 'caf\\xc3\\xa9'", "\"caf\xc3\xa9\"", NULL},
+    {"return function() end", NULL, "function"},
+    {"return {1, nil, 3}", NULL, "sparse"},
+    {"return {1, 2, x = 3}", NULL, "mixes"},
+    {"return {[true] = 1}", NULL, "key of type boolean"},
+    {"return 0/0", NULL, "NaN"},
+    {"return 1/0", NULL, "infinity"},
+    {"return '\\xff\\xfe'", NULL, "UTF-8"},
+    {"local t = {} t.self = t return t", NULL, "nested"},
+    {"return coroutine", "null", NULL},
+};
+
+START_TEST(lua_to_json)
+{
+    char err[300] = "";
+    json_t *v = script_eval_json(vm, lua_cases[_i].lua, err, sizeof(err));
+
+    if (lua_cases[_i].json) {
+        char *text;
+
+        ck_assert_msg(v != NULL, "%s: %s", lua_cases[_i].lua, err);
+        text = json_dumps(v, JSON_COMPACT | JSON_ENCODE_ANY | JSON_SORT_KEYS);
+        ck_assert_str_eq(text, lua_cases[_i].json);
+        free(text);
+        json_decref(v);
+    } else {
+        ck_assert_msg(v == NULL, "%s: accepted", lua_cases[_i].lua);
+        ck_assert_msg(strstr(err, lua_cases[_i].why), "%s: %s", lua_cases[_i].lua, err);
+    }
+}
+END_TEST
+
+/* Everything a script must not reach. */
+static const char *const forbidden[] = {
+    "io", "require", "package", "debug", "dofile", "loadfile", "load", "loadstring",
+    "collectgarbage", "os.execute", "os.exit", "os.getenv", "os.remove", "os.rename",
+    "os.tmpname", "string.dump", "coroutine", "module", "rawequal == nil and nil",
+};
+
+START_TEST(forbidden_absent)
+{
+    char code[200], err[300] = "";
+    json_t *v;
+
+    if (strstr(forbidden[_i], " "))
+        return;
+    snprintf(code, sizeof(code), "return %s == nil", forbidden[_i]);
+    v = script_eval_json(vm, code, err, sizeof(err));
+    ck_assert_msg(v != NULL, "%s: %s", forbidden[_i], err);
+    ck_assert_msg(json_is_true(v), "%s is reachable", forbidden[_i]);
+    json_decref(v);
+}
+END_TEST
+
+static const struct script_db_ops no_db = {0};
+
+static enum script_outcome run(const char *src, struct script_result *res)
+{
+    struct script_request req = {.method = "POST", .path = "/x"};
+
+    ck_assert_int_eq(script_run(vm, src, src, "test.lua", &req, &no_db, res), CG_OK);
+    return res->outcome;
+}
+
+static const struct {
+    const char *src;               /* the script */
+    enum script_outcome outcome;   /* how it must end */
+    int status;                    /* HTTP status */
+} limit_cases[] = {
+    {"while true do end", SCRIPT_LIMIT_INSTRUCTIONS, 500},
+    {"local s = string.rep('x', 1e9)", SCRIPT_LIMIT_MEMORY, 500},
+    {"local t = {} for i = 1, 1e9 do t[i] = i end", SCRIPT_LIMIT_MEMORY, 500},
+    {"local function f(n) return f(n + 1) + 1 end f(1)", SCRIPT_LIMIT_MEMORY, 500},
+    {"while true do pcall(function() while true do end end) end", SCRIPT_LIMIT_INSTRUCTIONS, 500},
+    {"error('boom')", SCRIPT_ERROR, 500},
+    {"error({code = 1})", SCRIPT_ERROR, 500},
+    {"error(nil)", SCRIPT_ERROR, 500},
+    {"error(42)", SCRIPT_ERROR, 500},
+    {"error(true)", SCRIPT_ERROR, 500},
+    {"error(certgate.null)", SCRIPT_ERROR, 500},
+    {"local x = nil; x.y = 1", SCRIPT_ERROR, 500},
+    {"certgate.fail(422, 'Missing field', 'name is required')", SCRIPT_FAILED, 422},
+    {"certgate.fail(99, 'odd', 'status out of range')", SCRIPT_FAILED, 500},
+    {"response.body = { f = print }", SCRIPT_BAD_RESPONSE, 500},
+    {"response.status = 'ok'", SCRIPT_BAD_RESPONSE, 500},
+    {"response.headers['X-A'] = 'a\\r\\nInjected: 1'", SCRIPT_BAD_RESPONSE, 500},
+    {"response.status = 201 response.body = { ok = true }", SCRIPT_OK, 201},
+    {"string.rep = nil", SCRIPT_OK, 200},
+    {"getmetatable('').__index.upper = nil", SCRIPT_ERROR, 500},
+    {"load(string.char(27) .. 'Lua')", SCRIPT_ERROR, 500},
+};
+
+START_TEST(limits_and_errors)
+{
+    struct script_result res;
+    enum script_outcome o = run(limit_cases[_i].src, &res);
+
+    ck_assert_msg(o == limit_cases[_i].outcome, "%s: outcome %d (%s)", limit_cases[_i].src, o,
+                  res.log_detail);
+    ck_assert_int_eq(res.status, limit_cases[_i].status);
+    script_result_free(&res);
+    /* The VM keeps serving, and nothing leaked into the next request. */
+    o = run("assert(string.rep('a', 3) == 'aaa') assert(x == nil) response.body = {ok=true}",
+            &res);
+    ck_assert_msg(o == SCRIPT_OK, "next request after %s: %s", limit_cases[_i].src,
+                  res.log_detail);
+    script_result_free(&res);
+}
+END_TEST
+
+START_TEST(wall_time)
+{
+    struct script_limits l;
+    struct script_vm *slow = NULL;
+    struct script_request req = {.method = "GET", .path = "/"};
+    struct script_result res;
+    const char *src = "local t = os.clock() while os.clock() - t < 10 do end";
+
+    script_limits_default(&l);
+    l.instructions = 1000000000000ULL;
+    l.wall_ms = 150;
+    ck_assert_int_eq(script_vm_new(&l, &slow), CG_OK);
+    ck_assert_int_eq(script_run(slow, src, src, "slow.lua", &req, &no_db, &res), CG_OK);
+    ck_assert_int_eq(res.outcome, SCRIPT_LIMIT_TIME);
+    ck_assert_int_eq(res.status, 503);
+    script_result_free(&res);
+    script_vm_free(slow);
+}
+END_TEST
+
+START_TEST(globals_do_not_leak)
+{
+    struct script_result res;
+
+    ck_assert_int_eq(run("leaked = 1 string.upper = nil os.time = nil", &res), SCRIPT_OK);
+    script_result_free(&res);
+    ck_assert_int_eq(run("assert(leaked == nil) assert(string.upper('a') == 'A') "
+                         "assert(os.time() > 0)",
+                         &res),
+                     SCRIPT_OK);
+    script_result_free(&res);
+}
+END_TEST
+
+START_TEST(request_is_visible)
+{
+    json_error_t jerr;
+    json_t *body = json_loads("{\"name\":\"x\",\"n\":2,\"list\":[]}", 0, &jerr);
+    json_t *user = json_loads("{\"name\":\"integrator1\",\"roles\":[\"push\"]}", 0, &jerr);
+    struct script_request req = {.method = "POST", .path = "/api/a/b/x", .body = body,
+                                 .raw_body = "{}", .raw_len = 2, .user = user};
+    struct script_result res;
+    const char *src =
+        "assert(request.method == 'POST') assert(request.body.name == 'x') "
+        "assert(math.type(request.body.n) == 'integer') assert(request.user.roles[1] == 'push') "
+        "response.status = 201 response.body = { echo = request.body.list, who = "
+        "request.user.name } response.headers['X-Test'] = 'yes'";
+
+    ck_assert_int_eq(script_run(vm, src, src, "r.lua", &req, &no_db, &res), CG_OK);
+    ck_assert_msg(res.outcome == SCRIPT_OK, "%s", res.log_detail);
+    ck_assert_int_eq(res.status, 201);
+    ck_assert(json_is_array(json_object_get(res.body, "echo")));
+    ck_assert_str_eq(json_string_value(json_object_get(res.body, "who")), "integrator1");
+    ck_assert_str_eq(json_string_value(json_object_get(res.headers, "X-Test")), "yes");
+    script_result_free(&res);
+    json_decref(body);
+    json_decref(user);
+}
+END_TEST
+
+START_TEST(syntax_errors_name_file_and_line)
+{
+    char err[300];
+
+    ck_assert_int_eq(script_check_syntax("local x = 1\nif then\n", 21, "push.lua", err,
+                                         sizeof(err)),
+                     CG_EPARSE);
+    ck_assert_msg(strncmp(err, "push.lua:2:", 11) == 0, "%s", err);
+    ck_assert_int_eq(script_check_syntax("\x1bLua", 4, "b.lua", err, sizeof(err)), CG_EPARSE);
+    ck_assert_int_eq(script_check_syntax("return 1", 8, "ok.lua", err, sizeof(err)), CG_OK);
+}
+END_TEST
+
+int main(void)
+{
+    Suite *s = suite_create("script");
+    TCase *tc;
+    SRunner *sr;
+    int failed;
+
+    tc = tcase_create("json");
+    tcase_add_checked_fixture(tc, setup, teardown);
+    tcase_add_loop_test(tc, json_roundtrip, 0,
+                        sizeof(roundtrip_cases) / sizeof(roundtrip_cases[0]));
+    tcase_add_loop_test(tc, lua_to_json, 0, sizeof(lua_cases) / sizeof(lua_cases[0]));
+    suite_add_tcase(s, tc);
+    tc = tcase_create("sandbox");
+    tcase_add_checked_fixture(tc, setup, teardown);
+    tcase_set_timeout(tc, 60);
+    tcase_add_loop_test(tc, forbidden_absent, 0, sizeof(forbidden) / sizeof(forbidden[0]));
+    tcase_add_loop_test(tc, limits_and_errors, 0, sizeof(limit_cases) / sizeof(limit_cases[0]));
+    tcase_add_test(tc, wall_time);
+    tcase_add_test(tc, globals_do_not_leak);
+    tcase_add_test(tc, request_is_visible);
+    tcase_add_test(tc, syntax_errors_name_file_and_line);
+    suite_add_tcase(s, tc);
+    sr = srunner_create(s);
+    srunner_run_all(sr, CK_NORMAL);
+    failed = srunner_ntests_failed(sr);
+    srunner_free(sr);
+    return failed ? EXIT_FAILURE : EXIT_SUCCESS;
+}
