@@ -1,0 +1,212 @@
+#!/bin/sh
+# Scripted resources, data tables and the Table API through the real server.
+. "$TESTS_SRCDIR/server/lib.sh"
+make_pki
+setup_db
+S="$TESTS_SRCDIR/../contrib/scripts"
+cg table create u_inbound name:text payload:json source:text --roles push
+cg table create u_order number:text status:text amount:real --roles push
+cg table create u_private secret:text
+cg resource add --api acme/inbound --method POST --path /records --script "$S/push.lua" \
+    --roles push
+cg resource add --api acme/inbound --method POST --path /batch --script "$S/batch.lua" \
+    --roles push
+cg resource add --api acme/orders --method PUT --path '/orders/{number}' \
+    --script "$S/upsert.lua" --roles push --version v1
+printf 'local x = nil\nresponse.body = { v = x.field }\n' >"$T/broken.lua"
+printf 'db.insert("u_inbound", { name = "half" })\nerror("after the insert")\n' >"$T/half.lua"
+cg resource add --api acme/test --method POST --path /half --script "$T/half.lua"
+cg resource add --api acme/test --method GET --path /broken --script "$T/broken.lua"
+printf 'response.body = { version = 1 }\n' >"$T/v.lua"
+cg resource add --api acme/test --method GET --path /version --script "$T/v.lua"
+printf 'response.body = { public = true }\n' >"$T/pub.lua"
+cg resource add --api acme/test --method GET --path /public --script "$T/pub.lua" --auth none
+cg resource add --api acme/test --method GET --path /certonly --script "$T/pub.lua" --auth cert
+cg resource add --api acme/test --method GET --path /admin --script "$T/pub.lua" --roles boss
+printf 'while true do end\n' >"$T/loop.lua"
+cg resource add --api acme/test --method GET --path /loop --script "$T/loop.lua"
+printf 'a long enough password\n' | "$CERTGATE" user add scripter --roles push --password-stdin \
+    >/dev/null
+start_server
+C="$(as client)"
+J="Content-Type: application/json"
+rows() { sqlite3 "$DB" "SELECT count(*) FROM $1"; }
+
+# push_with_client_certificate
+req $C -H "$J" -d '{"name":"order 42","amount":12.5}' "$URL/api/acme/inbound/records"
+expect_status "push a record: 201" 201
+id=$(body_json "j['result']['sys_id']")
+[ "$(rows u_inbound)" = 1 ] && pass "the row is in the table" || fail "rows: $(rows u_inbound)"
+who=$(sqlite3 "$DB" "SELECT sys_created_by || '|' || source || '|' || json_extract(payload, '\$.amount') FROM u_inbound WHERE sys_id = '$id'")
+[ "$who" = "integrator1|integrator1|12.5" ] && pass "read back with sqlite3" || fail "row: $who"
+
+# table_api_reads_it_back
+req $C "$URL/api/now/table/u_inbound/$id"
+expect_status "Table API GET by sys_id: 200" 200
+expect_body "the record" "j['result']['name']" "order 42"
+expect_body "json column decoded" "j['result']['payload']['amount']" 12.5
+expect_body "sys_created_by" "j['result']['sys_created_by']" integrator1
+req $C "$URL/api/now/table/u_inbound?sysparm_limit=5&name=order%2042"
+expect_status "Table API list with a filter: 200" 200
+expect_body "one match" "len(j['result'])" 1
+req $C "$URL/api/now/table/u_inbound/no-such-id"
+expect_status "Table API unknown sys_id: 404" 404
+req $C -H "$J" -d '{"name":"direct","source":"api"}' "$URL/api/now/table/u_inbound"
+expect_status "Table API POST: 201" 201
+expect_body "returns the record with its sys_id" "len(j['result']['sys_id'])" 36
+req $C -H "$J" -d '{"bogus":1}' "$URL/api/now/table/u_inbound"
+expect_status "Table API unknown column: 400" 400
+expect_body "naming it" "j['error']['detail']" "unknown column 'bogus' in table 'u_inbound'"
+req $C -H "$J" -d '{"name":5}' "$URL/api/now/table/u_inbound"
+expect_status "Table API wrong type: 400" 400
+req $C "$URL/api/now/table/u_private"
+expect_status "a table created without --roles is not exposed: 404" 404
+req $C "$URL/api/now/table/u_nothing"
+expect_status "an unknown table: 404" 404
+cg user add reader
+cg cert map reader "$PKI/client2.pem"
+sleep 1.2
+req $(as client2) "$URL/api/now/table/u_inbound"
+expect_status "Table API without the table's role: 403" 403 role_missing
+req $(as client2) -H "$J" -d '{"name":"x"}' "$URL/api/acme/inbound/records"
+expect_status "resource without its role: 403" 403 role_missing
+
+# script_validation_error_is_400
+before=$(rows u_inbound)
+req $C -H "$J" -d '{"amount":1}' "$URL/api/acme/inbound/records"
+expect_status "script refuses the body: 400" 400
+expect_body "with the script's message" "j['error']['message']" "Missing field"
+expect_body "and detail" "j['error']['detail']" "name is required"
+req $C -H "$J" -d 'not json' "$URL/api/acme/inbound/records"
+expect_status "invalid JSON: 400" 400
+expect_body "parser detail" "j['error']['detail'].startswith('the body is not valid JSON')" True
+req $C -H "Content-Type: text/plain" -d '{"name":"x"}' "$URL/api/acme/inbound/records"
+expect_status "not JSON content type: 415" 415
+[ "$(rows u_inbound)" = "$before" ] && pass "no row from refused requests" ||
+    fail "rows $before -> $(rows u_inbound)"
+
+# runtime_error_is_500_and_writes_nothing
+req $C -H "$J" -d '{}' "$URL/api/acme/test/half"
+expect_status "runtime error after an insert: 500" 500
+expect_body "generic message" "j['error']['message']" "Internal server error"
+expect_body "no stack trace, the request id" "j['error']['detail'] == '$(header X-Request-Id)'" True
+n=$(sqlite3 "$DB" "SELECT count(*) FROM u_inbound WHERE name = 'half'")
+[ "$n" = 0 ] && pass "the insert before the error is rolled back" || fail "$n half rows"
+grep '"event":"script_error"' "$SERVER_LOG" | grep -q "half.lua:2: after the insert" &&
+    pass "the Lua error is in the log" || fail "no script_error line"
+req $C "$URL/api/acme/test/broken"
+expect_status "nil index: 500" 500
+req $C "$URL/api/acme/test/loop"
+expect_status "infinite loop stopped: 500" 500
+req $C "$URL/api/acme/test/version"
+expect_status "and the server keeps serving" 200
+
+# batch_failure_writes_nothing
+before=$(rows u_inbound)
+req $C -H "$J" -d '[{"name":"a"},{"nope":1},{"name":"c"}]' "$URL/api/acme/inbound/batch"
+expect_status "batch with a bad item: 400" 400
+expect_body "per-item errors" "'\"index\":2' in j['error']['detail']" True
+[ "$(rows u_inbound)" = "$before" ] && pass "nothing of the batch is written" || fail "rows moved"
+req $C -H "$J" -d '[{"name":"a"},{"name":"b"},{"name":"c"}]' "$URL/api/acme/inbound/batch"
+expect_status "good batch: 201" 201
+[ "$(rows u_inbound)" = $((before + 3)) ] && pass "all three rows" || fail "rows $(rows u_inbound)"
+
+# versioned path, default version, upsert by external key
+req $C -X PUT -H "$J" -d '{"status":"new","amount":3}' "$URL/api/acme/orders/v1/orders/A-1"
+expect_status "versioned path: 201 (created)" 201
+req $C -X PUT -H "$J" -d '{"status":"paid"}' "$URL/api/acme/orders/orders/A-1"
+expect_status "default version at the unversioned path: 200 (updated)" 200
+st=$(sqlite3 "$DB" "SELECT count(*) || '|' || max(status) FROM u_order WHERE number = 'A-1'")
+[ "$st" = "1|paid" ] && pass "upsert kept one row" || fail "u_order: $st"
+req $C -X POST -H "$J" -d '{}' "$URL/api/acme/orders/v1/orders/A-1"
+expect_status "wrong method on a resource: 405" 405
+[ "$(header Allow)" = PUT ] && pass "with Allow: PUT" || fail "Allow $(header Allow)"
+req $C "$URL/api/acme/orders/v2/orders/A-1"
+expect_status "unknown version: 404" 404
+
+# auth modes
+req "$URL/api/acme/test/public"
+expect_status "--auth none: no credentials needed" 200
+req -u "scripter:a long enough password" "$URL/api/acme/test/certonly"
+expect_status "--auth cert refuses Basic: 401" 401 cert_required
+req $C "$URL/api/acme/test/certonly"
+expect_status "--auth cert with a certificate: 200" 200
+req -u "scripter:a long enough password" -H "$J" -d '{"name":"basic"}' \
+    "$URL/api/acme/inbound/records"
+expect_status "Basic on an --auth any resource: 201" 201
+req $C "$URL/api/acme/test/admin"
+expect_status "resource roles: 403 without them" 403 role_missing
+req "$URL/api/acme/test/version"
+expect_status "a resource without credentials: 401" 401 no_credentials
+
+# resource changed while the server runs
+printf 'response.body = { version = 2 }\n' >"$T/v.lua"
+cg resource update "$(sqlite3 "$DB" "SELECT id FROM sys_ws_operation WHERE path = '/version'")" \
+    --script "$T/v.lua"
+sleep 1.2
+req $C "$URL/api/acme/test/version"
+expect_body "an updated script is served within a second" "j['version']" 2
+printf 'response.body = { added = true }\n' >"$T/new.lua"
+cg resource add --api acme/test --method GET --path /new --script "$T/new.lua"
+sleep 1.2
+req $C "$URL/api/acme/test/new"
+expect_status "an added resource is served within a second" 200
+
+# idempotent_retry_returns_same_sys_id
+req $C -H "$J" -H "Idempotency-Key: k-123" -d '{"name":"once"}' "$URL/api/acme/inbound/records"
+expect_status "first idempotent push: 201" 201
+first=$(body_json "j['result']['sys_id']")
+req $C -H "$J" -H "Idempotency-Key: k-123" -d '{"name":"once"}' "$URL/api/acme/inbound/records"
+expect_status "the retry: 201" 201
+expect_body "the same sys_id" "j['result']['sys_id']" "$first"
+[ "$(header Idempotent-Replayed)" = true ] && pass "marked as replayed" || fail "not replayed"
+n=$(sqlite3 "$DB" "SELECT count(*) FROM u_inbound WHERE name = 'once'")
+[ "$n" = 1 ] && pass "one row for two idempotent requests" || fail "$n rows"
+
+# 16 concurrent pushers, some failing by design
+python3 - "$URL" "$PKI" >"$T/conc.out" <<'PY'
+import http.client, json, ssl, sys, threading
+url, pki = sys.argv[1], sys.argv[2]
+host, port = url.split("//")[1].split(":")
+results = []
+lock = threading.Lock()
+def worker(n):
+    ctx = ssl.create_default_context(cafile=pki + "/root.pem")
+    ctx.load_cert_chain(pki + "/client.pem", pki + "/client.key")
+    c = http.client.HTTPSConnection(host, int(port), context=ctx, timeout=60)
+    for i in range(25):
+        good = (n + i) % 3 != 0
+        body = {"name": "c-%d-%d" % (n, i)} if good else {"amount": i}
+        c.request("POST", "/api/acme/inbound/records", json.dumps(body),
+                  {"Content-Type": "application/json"})
+        r = c.getresponse()
+        data = json.loads(r.read())
+        with lock:
+            results.append((r.status, body.get("name"), data))
+threads = [threading.Thread(target=worker, args=(n,)) for n in range(16)]
+for t in threads: t.start()
+for t in threads: t.join()
+print(json.dumps(results))
+PY
+python3 - "$T/conc.out" "$DB" <<'PY' >"$T/conc.check"
+import json, sqlite3, sys
+results = json.load(open(sys.argv[1]))
+db = sqlite3.connect(sys.argv[2])
+names = {r[0] for r in db.execute("SELECT name FROM u_inbound WHERE name LIKE 'c-%'")}
+ok = [r for r in results if r[0] == 201]
+bad = [r for r in results if r[0] != 201]
+missing = [r for r in ok if r[1] not in names]
+extra = len(names) - len(ok)
+wrong = [r for r in bad if r[0] != 400]
+print(len(results), len(ok), len(bad), len(missing), extra, len(wrong))
+PY
+read total ok bad missing extra wrong <"$T/conc.check"
+[ "$total" = 400 ] && pass "16 pushers sent 400 requests" || fail "total $total"
+[ "$missing" = 0 ] && [ "$ok" -gt 0 ] && pass "every 2xx's row is present ($ok)" ||
+    fail "$missing of $ok committed rows missing"
+[ "$extra" = 0 ] && pass "no failed request's row is present" || fail "$extra extra rows"
+[ "$wrong" = 0 ] && [ "$bad" -gt 0 ] && pass "the failures are the designed 400s ($bad)" ||
+    fail "$wrong unexpected statuses"
+stop_server
+[ "$SERVER_RC" = 0 ] && pass "clean stop" || fail "exit $SERVER_RC"
+done_testing
