@@ -158,6 +158,13 @@ int daemon_main(const char *db_path, int argc, char **argv)
 out:
     /* Queued jobs are answered while the daemon still runs; then it stops. */
     writer_stop(writer);
+    if (writer) {
+        uint64_t commits = 0, jobs = 0;
+
+        writer_stats(writer, &commits, &jobs);
+        log_event("writer_stats", json_pack("{s:I, s:I}", "commits", (json_int_t)commits,
+                                            "requests", (json_int_t)jobs));
+    }
     http_stop(srv);
     writer_free(writer);
     trust_holder_free(trust);

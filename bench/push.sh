@@ -1,0 +1,80 @@
+#!/bin/sh
+# Push benchmark: POSTs of one JSON record to a scripted resource (push.lua,
+# one insert each) over keep-alive connections with a client certificate,
+# with 1 connection and with 16, against a real `certgate serve` on
+# 127.0.0.1. Prints requests per second, checks every 201 is a committed row,
+# and reports group-commit batching.
+#   usage: sh bench/push.sh [REQUESTS_PER_RUN] (default 4000)
+#   CERTGATE=path/to/certgate (default: build/werror/src/certgate, else the
+#   demo build); DURABILITY=full|normal (default full).
+set -eu
+
+top=$(cd "$(dirname "$0")/.." && pwd)
+n=${1:-4000}
+certgate=${CERTGATE:-$top/build/werror/src/certgate}
+[ -x "$certgate" ] || certgate=$top/build/demo/src/certgate
+[ -x "$certgate" ] || { echo "bench: build certgate first (sh contrib/run-tests.sh)" >&2; exit 1; }
+command -v curl >/dev/null || { echo "bench: curl is needed" >&2; exit 1; }
+
+t=$(mktemp -d /tmp/certgate-bench.XXXXXX)
+trap 'kill "$pid" 2>/dev/null; wait "$pid" 2>/dev/null; rm -rf "$t"' EXIT
+export CERTGATE_DB="$t/bench.db"
+sh "$top/tests/pki/mkpki.sh" "$t/pki" >/dev/null 2>&1
+"$certgate" init >/dev/null
+"$certgate" ca add "$t/pki/chain.pem" >/dev/null
+"$certgate" user add integrator1 --roles push >/dev/null
+"$certgate" cert map integrator1 "$t/pki/client.pem" >/dev/null
+"$certgate" table create u_inbound name:text payload:json source:text --roles push >/dev/null
+"$certgate" resource add --api acme/inbound --method POST --path /records \
+    --script "$top/contrib/scripts/push.lua" --roles push >/dev/null
+"$certgate" serve --cert "$t/pki/server-fullchain.pem" --key "$t/pki/server.key" \
+    --listen 127.0.0.1:0 --durability "${DURABILITY:-full}" --log-file "$t/server.log" &
+pid=$!
+port=""
+for _ in $(seq 1 100); do
+    port=$(sed -n 's/.*"address":"127\.0\.0\.1:\([0-9]*\)".*/\1/p' "$t/server.log" 2>/dev/null | head -n 1)
+    [ -n "$port" ] && break
+    sleep 0.1
+done
+[ -n "$port" ] || { echo "bench: server did not start" >&2; exit 1; }
+url="https://127.0.0.1:$port/api/acme/inbound/records"
+
+run() {
+    conns=$1
+    cfg="$t/curl-$conns.cfg"
+    : >"$cfg"
+    i=0
+    while [ "$i" -lt "$n" ]; do
+        printf 'url = "%s"\noutput = "/dev/null"\n' "$url" >>"$cfg"
+        i=$((i + 1))
+    done
+    before=$(sqlite3 "$CERTGATE_DB" "SELECT count(*) FROM u_inbound")
+    start=$(date +%s.%N)
+    if [ "$conns" = 1 ]; then
+        curl -s --cacert "$t/pki/root.pem" --cert "$t/pki/client.pem" --key "$t/pki/client.key" \
+            -H 'Content-Type: application/json' -d '{"name":"bench","amount":1}' \
+            -w '%{http_code}\n' -K "$cfg" >"$t/codes"
+    else
+        curl -s --no-progress-meter --parallel --parallel-max "$conns" \
+            --cacert "$t/pki/root.pem" \
+            --cert "$t/pki/client.pem" --key "$t/pki/client.key" \
+            -H 'Content-Type: application/json' -d '{"name":"bench","amount":1}' \
+            -w '%{http_code}\n' -K "$cfg" >"$t/codes"
+    fi
+    end=$(date +%s.%N)
+    after=$(sqlite3 "$CERTGATE_DB" "SELECT count(*) FROM u_inbound")
+    ok=$(grep -c '^201$' "$t/codes" || true)
+    rows=$((after - before))
+    rate=$(echo "$start $end $n" | awk '{ printf "%.0f", $3 / ($2 - $1) }')
+    echo "push, $conns connection(s): $n requests, $ok x 201, $rows rows committed, $rate requests/s"
+    [ "$ok" = "$rows" ] || { echo "bench: 201 answers and committed rows differ" >&2; exit 1; }
+}
+
+run 1
+run 16
+kill -TERM "$pid"
+wait "$pid" 2>/dev/null || true
+stats=$(grep '"event":"writer_stats"' "$t/server.log" | sed 's/.*"commits":\([0-9]*\).*"requests":\([0-9]*\).*/\1 \2/')
+set -- $stats
+echo "group commit: $2 requests in $1 transactions ($(echo "$1 $2" | awk '{ printf "%.1f", $2 / $1 }') requests per commit)"
+echo "durability: ${DURABILITY:-full} (synchronous=$( [ "${DURABILITY:-full}" = full ] && echo FULL || echo NORMAL))"
