@@ -39,11 +39,25 @@ if [ ! -f "$db" ]; then
     "$certgate" --db "$db" crl add "$pki/issuing.crl"
     "$certgate" --db "$db" user add integrator1 --roles push
     "$certgate" --db "$db" cert map integrator1 "$pki/integrator1.pem" --name "demo client"
+    "$certgate" --db "$db" table create u_inbound name:text payload:json source:text --roles push
+    "$certgate" --db "$db" resource add --api acme/inbound --method POST --path /records \
+        --script "$top/contrib/scripts/push.lua" --roles push
+    "$certgate" --db "$db" resource add --api acme/inbound --method POST --path /batch \
+        --script "$top/contrib/scripts/batch.lua" --roles push
 fi
 
 cat <<MSG
 
 certgate demo: https://127.0.0.1:$port  (Ctrl-C stops it)
+
+  Push a record (201, committed to disk before the answer):
+    curl --cacert $pki/root.pem --cert $pki/integrator1.pem --key $pki/integrator1.key \\
+         -H 'Content-Type: application/json' -d '{"name":"order 42","amount":12.5}' \\
+         https://127.0.0.1:$port/api/acme/inbound/records
+
+  Read the records back through the Table API:
+    curl --cacert $pki/root.pem --cert $pki/integrator1.pem --key $pki/integrator1.key \\
+         https://127.0.0.1:$port/api/now/table/u_inbound
 
   Who am I, with the client certificate:
     curl --cacert $pki/root.pem --cert $pki/integrator1.pem --key $pki/integrator1.key \\
