@@ -14,6 +14,12 @@ for p in $PACKAGES; do
     fi
 done
 
+# The Postman collection test runs newman, an npm package: it needs Node.js
+# and npm (the Debian packages, unless the machine has them already).
+if ! command -v npm >/dev/null 2>&1; then
+    missing="$missing nodejs npm"
+fi
+
 if [ -z "$missing" ]; then
     echo "install-deps: all build and test dependencies are installed"
     exit 0
