@@ -106,6 +106,12 @@ int daemon_main(const char *db_path, int argc, char **argv)
         rc = 2;
         goto out;
     }
+    if (cfg.check_only) {
+        printf("configuration OK: certificate %s, key %s, database %s, listen %s\n",
+               cfg.cert_file, cfg.key_file, db_path, cfg.listen);
+        rc = 0;
+        goto out;
+    }
     if (trust_holder_new(db_path, &trust, &err)) {
         fprintf(stderr, "certgate: serve: %s\n", err.msg);
         goto out;
@@ -156,7 +162,8 @@ int daemon_main(const char *db_path, int argc, char **argv)
     drain(srv);
     rc = 0;
 out:
-    /* Queued jobs are answered while the daemon still runs; then it stops. */
+    /* Queued jobs are answered while the daemon still runs; then it stops.
+     * (srv is only compared with NULL after http_stop.) */
     writer_stop(writer);
     if (writer) {
         uint64_t commits = 0, jobs = 0;
@@ -170,7 +177,7 @@ out:
     trust_holder_free(trust);
     tls_server_free(tls);
     store_close(s);
-    if (rc == 0)
+    if (rc == 0 && srv)
         say("stopped", "all requests answered");
     log_close();
     settings_free(&cfg);

@@ -84,6 +84,8 @@ void settings_usage(FILE *f)
             "  --script-memory B            Lua memory per request (default 16777216)\n"
             "  --script-timeout MS          Lua wall time per request (default 5000; 503)\n"
             "  --config FILE                read settings from FILE first\n"
+            "  --check-config               check the settings, certificate, key and database,\n"
+            "                               print the result and exit\n"
             "Signals: SIGTERM/SIGINT finish requests in flight and exit 0; SIGHUP reloads the "
             "certificate, key and log file.\n");
 }
@@ -92,7 +94,7 @@ void settings_usage(FILE *f)
 enum key_id {
     K_CERT = 1, K_KEY, K_LISTEN, K_THREADS, K_CLIENT_CERT, K_SEND_CA_NAMES, K_TLS_PRIORITY,
     K_BASIC_AUTH, K_ERROR_DETAIL, K_LOG_FILE, K_MAX_CONN, K_MAX_PER_IP, K_IDLE, K_MAX_HEADER,
-    K_MAX_BODY, K_CONFIG, K_HELP, K_DURABILITY, K_SCRIPT_INSTR, K_SCRIPT_MEM, K_SCRIPT_TIME,
+    K_MAX_BODY, K_CONFIG, K_HELP, K_DURABILITY, K_SCRIPT_INSTR, K_SCRIPT_MEM, K_SCRIPT_TIME, K_CHECK,
 };
 
 static const struct option long_opts[] = {
@@ -117,6 +119,7 @@ static const struct option long_opts[] = {
     {"script-memory", required_argument, NULL, K_SCRIPT_MEM},
     {"script-timeout", required_argument, NULL, K_SCRIPT_TIME},
     {"help", no_argument, NULL, K_HELP},
+    {"check-config", no_argument, NULL, K_CHECK},
     {0, 0, 0, 0},
 };
 
@@ -272,7 +275,7 @@ static int on_ini(void *user, const char *section, const char *name, const char 
         if (strcmp(o->name, name) == 0)
             id = o->val;
     }
-    if (id == 0 || id == K_HELP || id == K_CONFIG) {
+    if (id == 0 || id == K_HELP || id == K_CONFIG || id == K_CHECK) {
         cg_err_set(&e, "unknown key '%s'", name);
         goto fail;
     }
@@ -321,6 +324,10 @@ int settings_parse(struct serve_config *c, int argc, char **argv, bool *out_help
             if (opt == K_HELP) {
                 *out_help = true;
                 return CG_OK;
+            }
+            if (opt == K_CHECK) {
+                c->check_only = true;
+                continue;
             }
             if ((pass == 1) != (opt == K_CONFIG))
                 continue;

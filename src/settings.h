@@ -37,6 +37,7 @@ struct serve_config {
     size_t max_body_size;       /* --max-body-size, bytes */
     char *config_file;          /* --config */
     bool durable;               /* --durability full (default) or normal */
+    bool check_only;            /* --check-config: validate everything, then exit */
     unsigned long script_instructions; /* --script-instructions per request */
     unsigned long script_memory;       /* --script-memory bytes per request */
     unsigned script_timeout_ms;        /* --script-timeout milliseconds per request */

@@ -26,6 +26,10 @@ printf 'listen = 127.0.0.1:0\nbogus = 1\n' >"$T/bad.conf"
 cg serve --cert "$PKI/server.pem" --key "$PKI/server.key" --config "$T/bad.conf"
 [ "$RC" = 2 ] && pass "an unknown config key is refused" || fail "exit $RC"
 expect_err "naming file, key and line" "bad.conf: unknown key 'bogus' \\(line 2\\)"
+cg serve --config "$TESTS_SRCDIR/../contrib/certgate.conf.example" --cert "$PKI/server.pem" \
+    --key "$PKI/server.key" --check-config
+[ "$RC" = 0 ] && pass "the example config file parses" || fail "example config: $(cat "$T/err")"
+expect_out "--check-config says so" "configuration OK"
 cg serve --config "$T/missing.conf"
 [ "$RC" = 2 ] && pass "a missing config file is refused" || fail "exit $RC"
 cg --db "$T/none.db" serve --cert "$PKI/server.pem" --key "$PKI/server.key"
