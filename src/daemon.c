@@ -52,6 +52,7 @@ int daemon_main(const char *db_path, int argc, char **argv)
     struct trust_holder *trust = NULL;
     struct tls_server *tls = NULL;
     struct http_server *srv = NULL;
+    bool served = false;
     struct writer *writer = NULL;
     struct script_limits limits;
     struct store *s = NULL;
@@ -127,6 +128,19 @@ int daemon_main(const char *db_path, int argc, char **argv)
         fprintf(stderr, "certgate: serve: %s\n", err.msg);
         goto out;
     }
+    if (cfg.metrics_listen) {
+        uint16_t mport = 0;
+        char maddr[96];
+        const char *mc = strrchr(cfg.metrics_listen, ':');
+
+        if (http_start_metrics(srv, cfg.metrics_listen, &mport, &err)) {
+            fprintf(stderr, "certgate: serve: %s\n", err.msg);
+            goto out;
+        }
+        snprintf(maddr, sizeof(maddr), "%.*s:%u", (int)(mc - cfg.metrics_listen),
+                 cfg.metrics_listen, (unsigned)mport);
+        log_event("metrics_listening", json_pack("{s:s}", "address", maddr));
+    }
     {
         const char *colon = strrchr(cfg.listen, ':');
 
@@ -156,14 +170,14 @@ int daemon_main(const char *db_path, int argc, char **argv)
         }
         break;
     }
+    served = true;
     say("stopping", sig == SIGINT ? "SIGINT: finishing requests in flight"
                                   : "SIGTERM: finishing requests in flight");
     http_quiesce(srv);
     drain(srv);
     rc = 0;
 out:
-    /* Queued jobs are answered while the daemon still runs; then it stops.
-     * (srv is only compared with NULL after http_stop.) */
+    /* Queued jobs are answered while the daemon still runs; then it stops. */
     writer_stop(writer);
     if (writer) {
         uint64_t commits = 0, jobs = 0;
@@ -177,7 +191,7 @@ out:
     trust_holder_free(trust);
     tls_server_free(tls);
     store_close(s);
-    if (rc == 0 && srv)
+    if (served)
         say("stopped", "all requests answered");
     log_close();
     settings_free(&cfg);

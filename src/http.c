@@ -18,6 +18,7 @@
 #include "error.h"
 #include "identity.h"
 #include "log.h"
+#include "metrics.h"
 #include "routes.h"
 #include "writer.h"
 
@@ -35,6 +36,7 @@ struct http_server {
     int active;                      /* requests in flight (atomic) */
     uint16_t port;                   /* bound port */
     MHD_socket quiesced;             /* listen socket after quiesce, closed at stop */
+    struct MHD_Daemon *metrics;      /* the --metrics-listen daemon, or NULL */
 };
 
 /* What one TLS connection knows, kept across its keep-alive requests. */
@@ -286,6 +288,7 @@ static int resolve_basic(struct request *r, const char *header)
 
 static enum stage refuse_auth(struct request *r, const struct identity *id)
 {
+    metrics_refusal(id->reason);
     r->reason = auth_reason_code(id->reason);
     log_refusal(r, id);
     return respond_error(r, CG_ERROR_AUTH_REFUSED,
@@ -320,6 +323,7 @@ static enum stage stage_authenticate(struct request *r)
         r->who = &c->basic_id;
         return STAGE_CONTINUE;
     }
+    metrics_refusal(AUTH_NO_CREDENTIALS);
     r->reason = auth_reason_code(AUTH_NO_CREDENTIALS);
     return respond_error(r, CG_ERROR_NO_CREDENTIALS, CG_DETAIL_NO_CREDENTIALS);
 }
@@ -356,6 +360,7 @@ static enum stage stage_authorise(struct request *r)
     role = (char *)r->route->role;
     if (identity_has_any_role(r->who, &role, 1))
         return STAGE_CONTINUE;
+    metrics_refusal(AUTH_ROLE_MISSING);
     r->reason = auth_reason_code(AUTH_ROLE_MISSING);
     snprintf(detail, sizeof(detail), "the role '%s' is required", r->route->role);
     {
@@ -399,6 +404,7 @@ static enum stage refuse_role(struct request *r, char *const *roles, size_t n)
     char detail[200];
     size_t len;
 
+    metrics_refusal(AUTH_ROLE_MISSING);
     r->reason = auth_reason_code(AUTH_ROLE_MISSING);
     len = (size_t)snprintf(detail, sizeof(detail), "one of these roles is required: ");
     for (size_t i = 0; i < n && len < sizeof(detail); i++)
@@ -854,6 +860,11 @@ static void on_completed(void *cls, struct MHD_Connection *mhd, void **req_cls,
             json_object_set_new(o, "terminated", json_true());
     }
     log_event("request", o);
+    metrics_request(r->route                          ? METRICS_SLOT_BUILTIN
+                    : r->dyn.match == ROUTE_RESOURCE ? metrics_resource_slot(r->dyn.resource->id)
+                    : r->dyn.match == ROUTE_TABLE    ? METRICS_SLOT_TABLE_API
+                                                     : METRICS_SLOT_NONE,
+                    r->status, us > 0 ? (uint64_t)us : 0);
     writer_job_free(r->job);
     json_decref(r->dyn.params);
     free(r->path);
@@ -876,6 +887,7 @@ static void on_connection(void *cls, struct MHD_Connection *mhd, void **socket_c
         c = calloc(1, sizeof(*c));
         if (!c)
             return;
+        metrics_connection();
         c->srv = srv;
         ci = MHD_get_connection_info(mhd, MHD_CONNECTION_INFO_CLIENT_ADDRESS);
         if (ci && ci->client_addr) {
@@ -1016,6 +1028,93 @@ int http_start(const struct serve_config *cfg, struct trust_holder *trust, struc
     return CG_OK;
 }
 
+/* ---- GET /metrics on the separate listener ---- */
+
+static const char *resource_label(void *ctx, unsigned slot, char *buf, size_t len)
+{
+    struct http_server *srv = ctx;
+    const struct catalog *c = srv->writer ? writer_catalog(srv->writer) : NULL;
+
+    for (size_t i = 0; c && i < c->n_resources; i++) {
+        const struct dtable_resource *r = &c->resources[i];
+
+        if (metrics_resource_slot(r->id) == slot) {
+            snprintf(buf, len, "%s %s/%s%s%s%s", r->method, r->ns, r->api, r->version[0] ? "/" : "",
+                     r->version, r->path);
+            return buf;
+        }
+    }
+    return NULL;
+}
+
+static enum MHD_Result on_metrics(void *cls, struct MHD_Connection *mhd, const char *url,
+                                  const char *method, const char *version,
+                                  const char *upload_data, size_t *upload_data_size,
+                                  void **req_cls)
+{
+    struct http_server *srv = cls;
+    struct MHD_Response *resp;
+    struct trust_snapshot *snap;
+    unsigned cas = 0, certs = 0;
+    int64_t soon = cg_now() + 30 * 86400;
+    char *text;
+    enum MHD_Result rc;
+
+    (void)version;
+    (void)upload_data;
+    (void)upload_data_size;
+    (void)req_cls;
+    if (strcmp(url, "/metrics") != 0 || strcmp(method, "GET") != 0) {
+        static const char nf[] = "not found: GET /metrics\n";
+
+        resp = MHD_create_response_from_buffer(sizeof(nf) - 1, (void *)nf,
+                                               MHD_RESPMEM_PERSISTENT);
+        rc = MHD_queue_response(mhd, MHD_HTTP_NOT_FOUND, resp);
+        MHD_destroy_response(resp);
+        return rc;
+    }
+    snap = trust_holder_acquire(srv->trust);
+    for (size_t i = 0; i < snap->pki.n_cas; i++)
+        cas += snap->pki.cas[i].is_active && snap->pki.cas[i].cert.not_after < soon;
+    for (size_t i = 0; i < snap->n_maps; i++)
+        certs += snap->maps[i].kind != STORE_MAP_RULE && snap->maps[i].not_after < soon;
+    trust_release(snap);
+    text = metrics_render(resource_label, srv, cas, certs);
+    if (!text)
+        return MHD_NO;
+    resp = MHD_create_response_from_buffer(strlen(text), text, MHD_RESPMEM_MUST_FREE);
+    MHD_add_response_header(resp, MHD_HTTP_HEADER_CONTENT_TYPE,
+                            "text/plain; version=0.0.4; charset=utf-8");
+    rc = MHD_queue_response(mhd, MHD_HTTP_OK, resp);
+    MHD_destroy_response(resp);
+    return rc;
+}
+
+int http_start_metrics(struct http_server *srv, const char *listen, uint16_t *out_port,
+                       struct cg_err *err)
+{
+    struct sockaddr_storage addr;
+    socklen_t addr_len = 0;
+    const union MHD_DaemonInfo *di;
+
+    if (parse_listen(listen, &addr, &addr_len)) {
+        cg_err_set(err, "--metrics-listen '%s' is not ADDRESS:PORT", listen);
+        return CG_EINVAL;
+    }
+    srv->metrics = MHD_start_daemon(MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_ERROR_LOG, 0, NULL,
+                                    NULL, on_metrics, srv, MHD_OPTION_EXTERNAL_LOGGER,
+                                    on_mhd_log, srv, MHD_OPTION_SOCK_ADDR,
+                                    (struct sockaddr *)&addr, MHD_OPTION_CONNECTION_LIMIT, 16,
+                                    MHD_OPTION_CONNECTION_TIMEOUT, 10, MHD_OPTION_END);
+    if (!srv->metrics) {
+        cg_err_set(err, "cannot listen on %s for metrics", listen);
+        return CG_ERR;
+    }
+    di = MHD_get_daemon_info(srv->metrics, MHD_DAEMON_INFO_BIND_PORT);
+    *out_port = di ? di->port : 0;
+    return CG_OK;
+}
+
 uint16_t http_port(struct http_server *srv)
 {
     return srv->port;
@@ -1036,6 +1135,8 @@ void http_stop(struct http_server *srv)
 {
     if (!srv)
         return;
+    if (srv->metrics)
+        MHD_stop_daemon(srv->metrics);
     MHD_stop_daemon(srv->daemon);
     if (srv->quiesced != MHD_INVALID_SOCKET)
         close(srv->quiesced);

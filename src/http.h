@@ -30,6 +30,14 @@ struct http_server;
 int http_start(const struct serve_config *cfg, struct trust_holder *trust, struct tls_server *tls,
                struct writer *writer, struct http_server **out_srv, struct cg_err *err);
 
+/**
+ * Serve GET /metrics (Prometheus text, plain HTTP) on a separate address.
+ * @param out_port the bound port
+ * @return CG_OK or an error with a message
+ */
+int http_start_metrics(struct http_server *srv, const char *listen, uint16_t *out_port,
+                       struct cg_err *err);
+
 /** The port the server listens on (useful with port 0). */
 uint16_t http_port(struct http_server *srv);
 

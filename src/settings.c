@@ -47,6 +47,7 @@ void settings_free(struct serve_config *c)
     free(c->tls_priority);
     free(c->log_file);
     free(c->config_file);
+    free(c->metrics_listen);
     memset(c, 0, sizeof(*c));
 }
 
@@ -83,6 +84,8 @@ void settings_usage(FILE *f)
             "  --script-instructions N      Lua instructions per request (default 10000000)\n"
             "  --script-memory B            Lua memory per request (default 16777216)\n"
             "  --script-timeout MS          Lua wall time per request (default 5000; 503)\n"
+            "  --metrics-listen ADDR:PORT   serve GET /metrics (Prometheus, plain HTTP) there;\n"
+            "                               keep it on a private address\n"
             "  --config FILE                read settings from FILE first\n"
             "  --check-config               check the settings, certificate, key and database,\n"
             "                               print the result and exit\n"
@@ -94,7 +97,7 @@ void settings_usage(FILE *f)
 enum key_id {
     K_CERT = 1, K_KEY, K_LISTEN, K_THREADS, K_CLIENT_CERT, K_SEND_CA_NAMES, K_TLS_PRIORITY,
     K_BASIC_AUTH, K_ERROR_DETAIL, K_LOG_FILE, K_MAX_CONN, K_MAX_PER_IP, K_IDLE, K_MAX_HEADER,
-    K_MAX_BODY, K_CONFIG, K_HELP, K_DURABILITY, K_SCRIPT_INSTR, K_SCRIPT_MEM, K_SCRIPT_TIME, K_CHECK,
+    K_MAX_BODY, K_CONFIG, K_HELP, K_DURABILITY, K_SCRIPT_INSTR, K_SCRIPT_MEM, K_SCRIPT_TIME, K_CHECK, K_METRICS,
 };
 
 static const struct option long_opts[] = {
@@ -120,6 +123,7 @@ static const struct option long_opts[] = {
     {"script-timeout", required_argument, NULL, K_SCRIPT_TIME},
     {"help", no_argument, NULL, K_HELP},
     {"check-config", no_argument, NULL, K_CHECK},
+    {"metrics-listen", required_argument, NULL, K_METRICS},
     {0, 0, 0, 0},
 };
 
@@ -162,6 +166,7 @@ static int apply(struct serve_config *c, int id, const char *name, const char *v
     case K_TLS_PRIORITY: return set_str(&c->tls_priority, v);
     case K_LOG_FILE: return set_str(&c->log_file, v);
     case K_CONFIG: return set_str(&c->config_file, v);
+    case K_METRICS: return set_str(&c->metrics_listen, v);
     case K_THREADS:
         if (number(v, 0, 256, &n))
             goto bad_number;

@@ -38,6 +38,7 @@ struct serve_config {
     char *config_file;          /* --config */
     bool durable;               /* --durability full (default) or normal */
     bool check_only;            /* --check-config: validate everything, then exit */
+    char *metrics_listen;       /* --metrics-listen ADDR:PORT, NULL: no metrics */
     unsigned long script_instructions; /* --script-instructions per request */
     unsigned long script_memory;       /* --script-memory bytes per request */
     unsigned script_timeout_ms;        /* --script-timeout milliseconds per request */

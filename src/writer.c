@@ -8,6 +8,7 @@
 #include <time.h>
 
 #include "log.h"
+#include "metrics.h"
 
 /* Most requests committed in one transaction. */
 #define MAX_BATCH 256
@@ -239,10 +240,12 @@ static void run_script(struct writer *w, struct writer_job *job)
         snprintf(job->log_detail, sizeof(job->log_detail), "certgate.fail: %s", res.message);
         break;
     case SCRIPT_LIMIT_TIME:
+        metrics_script_error();
         set_error(job, 503, "Service unavailable", job->request_id);
         snprintf(job->log_detail, sizeof(job->log_detail), "%s", res.log_detail);
         break;
     default:
+        metrics_script_error();
         set_error(job, 500, "Internal server error", job->request_id);
         snprintf(job->log_detail, sizeof(job->log_detail), "%s", res.log_detail);
         break;
@@ -355,14 +358,24 @@ static void run_batch(struct writer *w, struct writer_job *batch)
         else
             set_error(j, 503, "Service unavailable", "the database is busy: retry");
     }
-    if (ok && dtable_commit(w->db, &err)) {
-        /* Nothing of this batch is on disk: no request may report success. */
-        dtable_rollback(w->db);
-        for (struct writer_job *j = batch; j; j = j->next) {
-            if (j->status < 400) {
-                set_error(j, 500, "Internal server error", j->request_id);
-                snprintf(j->log_detail, sizeof(j->log_detail), "commit failed: %.400s",
-                         err.msg);
+    if (ok) {
+        struct timespec t0, t1;
+        int rc;
+
+        clock_gettime(CLOCK_MONOTONIC, &t0);
+        rc = dtable_commit(w->db, &err);
+        clock_gettime(CLOCK_MONOTONIC, &t1);
+        metrics_commit((uint64_t)((t1.tv_sec - t0.tv_sec) * 1000000 +
+                                  (t1.tv_nsec - t0.tv_nsec) / 1000));
+        if (rc) {
+            /* Nothing of this batch is on disk: no request may report success. */
+            dtable_rollback(w->db);
+            for (struct writer_job *j = batch; j; j = j->next) {
+                if (j->status < 400) {
+                    set_error(j, 500, "Internal server error", j->request_id);
+                    snprintf(j->log_detail, sizeof(j->log_detail), "commit failed: %.400s",
+                             err.msg);
+                }
             }
         }
     }

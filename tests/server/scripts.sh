@@ -27,7 +27,9 @@ printf 'while true do end\n' >"$T/loop.lua"
 cg resource add --api acme/test --method GET --path /loop --script "$T/loop.lua"
 printf 'a long enough password\n' | "$CERTGATE" user add scripter --roles push --password-stdin \
     >/dev/null
-start_server
+start_server --metrics-listen 127.0.0.1:0
+MPORT=$(sed -n 's/.*"address":"127\.0\.0\.1:\([0-9]*\)".*"event":"metrics_listening".*/\1/p' \
+    "$SERVER_LOG" | head -n 1)
 C="$(as client)"
 J="Content-Type: application/json"
 rows() { sqlite3 "$DB" "SELECT count(*) FROM $1"; }
@@ -207,6 +209,30 @@ read total ok bad missing extra wrong <"$T/conc.check"
 [ "$extra" = 0 ] && pass "no failed request's row is present" || fail "$extra extra rows"
 [ "$wrong" = 0 ] && [ "$bad" -gt 0 ] && pass "the failures are the designed 400s ($bad)" ||
     fail "$wrong unexpected statuses"
+# metrics on the separate plain-HTTP listener
+curl -s --max-time 10 "http://127.0.0.1:$MPORT/metrics" >"$T/metrics"
+metric() {
+    v=$(grep -v '^#' "$T/metrics" | grep -F "$1" | head -n 1 | awk '{ print $NF }')
+    if [ -n "$v" ] && awk "BEGIN { exit !($v $2) }"; then
+        pass "metrics: $1 $2"
+    else
+        fail "metrics: $1 is '$v', expected $2"
+    fi
+}
+metric 'certgate_requests_total{status="2xx",resource="POST acme/inbound/records"}' ">= 260"
+metric 'certgate_requests_total{status="4xx",resource="POST acme/inbound/records"}' ">= 100"
+metric 'certgate_requests_total{status="2xx",resource="table_api"}' ">= 3"
+metric 'certgate_auth_refusals_total{reason="no_credentials"}' ">= 1"
+metric 'certgate_auth_refusals_total{reason="role_missing"}' ">= 2"
+metric 'certgate_auth_refusals_total{reason="cert_required"}' ">= 1"
+metric 'certgate_tls_connections_total' ">= 16"
+metric 'certgate_script_errors_total' ">= 3"
+metric 'certgate_request_duration_seconds_count' ">= 430"
+metric 'certgate_db_commit_duration_seconds_count' ">= 1"
+metric 'certgate_cas_expiring_30d' "== 0"
+metric 'certgate_certificates_expiring_30d' "== 0"
+grep -q '^# TYPE certgate_request_duration_seconds histogram' "$T/metrics" &&
+    pass "metrics: Prometheus text format" || fail "no TYPE line"
 stop_server
 [ "$SERVER_RC" = 0 ] && pass "clean stop" || fail "exit $SERVER_RC"
 done_testing
