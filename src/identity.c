@@ -175,6 +175,7 @@ int identity_from_cert(const struct trust_snapshot *snap, const struct pki_cert 
     struct identity *id = out_id;
     const struct store_map *m;
     struct pki_verdict v;
+    char key[65];
     int rc;
 
     memset(id, 0, sizeof(*id));
@@ -184,9 +185,16 @@ int identity_from_cert(const struct trust_snapshot *snap, const struct pki_cert 
     if (rc)
         return rc;
     id->has_cert = true;
-    rc = pki_verify(&snap->pki, leaf, sent, n_sent, now, &v);
-    if (rc)
-        return rc;
+    /* A client that reconnects with the same certificates costs only its
+     * handshake: the chain verdict is cached per trust version (the cache
+     * lives in the snapshot) and the validity window is still checked. */
+    pki_chain_key(leaf, sent, n_sent, key);
+    if (!trust_cache_get(snap, key, now, &v)) {
+        rc = pki_verify(&snap->pki, leaf, sent, n_sent, now, &v);
+        if (rc)
+            return rc;
+        trust_cache_put(snap, key, &v);
+    }
     id->issuer_ca_id = v.issuer_ca_id;
     id->crl_stale = v.crl_stale;
     if (v.reason == PKI_SELF_SIGNED) {

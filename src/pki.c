@@ -903,6 +903,23 @@ static const char *const reason_codes[] = {
     [PKI_CA_DISABLED] = "ca_disabled",
 };
 
+void pki_chain_key(const struct pki_cert *leaf, const struct pki_cert *sent, size_t n_sent,
+                   char out_key[65])
+{
+    gnutls_hash_hd_t h;
+    unsigned char d[32];
+
+    if (gnutls_hash_init(&h, GNUTLS_DIG_SHA256) < 0) {
+        snprintf(out_key, 65, "%s", leaf->fingerprint);
+        return;
+    }
+    gnutls_hash(h, leaf->fingerprint, 64);
+    for (size_t i = 0; i < n_sent; i++)
+        gnutls_hash(h, sent[i].fingerprint, 64);
+    gnutls_hash_deinit(h, d);
+    cg_hex(d, sizeof(d), out_key);
+}
+
 const char *pki_reason_code(enum pki_reason reason)
 {
     return (unsigned)reason < sizeof(reason_codes) / sizeof(reason_codes[0])
@@ -1251,6 +1268,14 @@ int pki_verify(const struct pki_trust *trust, const struct pki_cert *leaf,
                               "trust it",
                               next.cert->subject);
             v->root_ca_id = next.ca->id;
+            v->valid_from = INT64_MIN;
+            v->valid_until = INT64_MAX;
+            for (size_t k = 0; k < n; k++) {
+                if (chain[k].cert->not_before > v->valid_from)
+                    v->valid_from = chain[k].cert->not_before;
+                if (chain[k].cert->not_after < v->valid_until)
+                    v->valid_until = chain[k].cert->not_after;
+            }
             if (gnutls_path_check(chain, n, v))
                 return CG_ENOMEM;
             if (v->reason != PKI_OK)

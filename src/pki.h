@@ -186,8 +186,18 @@ struct pki_verdict {
     size_t chain_len;         /* certificates in the built chain, leaf included */
     char chain[8][256];       /* subjects of the built chain, leaf first (first 8) */
     bool crl_stale;           /* a CRL used was past its next update (still applied) */
+    int64_t valid_from;       /* PKI_OK: the chain is valid from (latest not-before) */
+    int64_t valid_until;      /* PKI_OK: ... until (earliest not-after) */
     char stale_crl_issuer[256]; /* issuer of that CRL */
 };
+
+/**
+ * A key for what a client presented: SHA-256 (hex) over the fingerprints of
+ * the leaf and the certificates sent after it, in order.
+ * @param out_key 65 bytes
+ */
+void pki_chain_key(const struct pki_cert *leaf, const struct pki_cert *sent, size_t n_sent,
+                   char out_key[65]);
 
 /** Reason code as in design section 5 ("untrusted_issuer", ...); "ok" for PKI_OK. */
 const char *pki_reason_code(enum pki_reason reason);

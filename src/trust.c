@@ -10,6 +10,93 @@
 
 /* How often the holder looks for changes made by the CLI. */
 #define POLL_MS 200
+/* Verdict cache: entries and lock shards. */
+#define CACHE_SLOTS 4096
+#define CACHE_SHARDS 16
+
+/* One remembered trusted chain: enough to skip pki_verify for a client that
+ * reconnects with the same certificates. */
+struct cache_entry {
+    char key[65];            /* hash of the presented fingerprints, "" when empty */
+    int64_t issuer_ca_id;    /* from the verdict */
+    int64_t root_ca_id;      /* from the verdict */
+    int64_t valid_from;      /* chain validity window */
+    int64_t valid_until;
+    bool crl_stale;          /* from the verdict */
+};
+
+struct trust_cache {
+    pthread_mutex_t locks[CACHE_SHARDS];     /* one per shard */
+    struct cache_entry slots[CACHE_SLOTS];   /* direct-mapped by key */
+    uint64_t hits, misses;                   /* counters (atomic) */
+};
+
+static unsigned slot_of(const char key[65])
+{
+    unsigned v = 0;
+
+    for (int i = 0; i < 8; i++) {
+        char c = key[i];
+
+        v = (v << 4) | (unsigned)(c >= 'a' ? c - 'a' + 10 : c - '0');
+    }
+    return v % CACHE_SLOTS;
+}
+
+bool trust_cache_get(const struct trust_snapshot *snap, const char key[65], int64_t now,
+                     struct pki_verdict *out_verdict)
+{
+    struct trust_cache *c = snap->cache;
+    unsigned slot = slot_of(key);
+    pthread_mutex_t *lock;
+    bool hit = false;
+
+    if (!c)
+        return false;
+    lock = &c->locks[slot % CACHE_SHARDS];
+    pthread_mutex_lock(lock);
+    if (strcmp(c->slots[slot].key, key) == 0 && now >= c->slots[slot].valid_from &&
+        now <= c->slots[slot].valid_until) {
+        memset(out_verdict, 0, sizeof(*out_verdict));
+        out_verdict->reason = PKI_OK;
+        out_verdict->issuer_ca_id = c->slots[slot].issuer_ca_id;
+        out_verdict->root_ca_id = c->slots[slot].root_ca_id;
+        out_verdict->crl_stale = c->slots[slot].crl_stale;
+        out_verdict->valid_from = c->slots[slot].valid_from;
+        out_verdict->valid_until = c->slots[slot].valid_until;
+        hit = true;
+    }
+    pthread_mutex_unlock(lock);
+    __atomic_add_fetch(hit ? &c->hits : &c->misses, 1, __ATOMIC_RELAXED);
+    return hit;
+}
+
+void trust_cache_put(const struct trust_snapshot *snap, const char key[65],
+                     const struct pki_verdict *v)
+{
+    struct trust_cache *c = snap->cache;
+    unsigned slot = slot_of(key);
+    pthread_mutex_t *lock;
+
+    if (!c || v->reason != PKI_OK)
+        return;
+    lock = &c->locks[slot % CACHE_SHARDS];
+    pthread_mutex_lock(lock);
+    snprintf(c->slots[slot].key, sizeof(c->slots[slot].key), "%s", key);
+    c->slots[slot].issuer_ca_id = v->issuer_ca_id;
+    c->slots[slot].root_ca_id = v->root_ca_id;
+    c->slots[slot].valid_from = v->valid_from;
+    c->slots[slot].valid_until = v->valid_until;
+    c->slots[slot].crl_stale = v->crl_stale;
+    pthread_mutex_unlock(lock);
+}
+
+void trust_cache_stats(const struct trust_snapshot *snap, uint64_t *out_hits,
+                       uint64_t *out_misses)
+{
+    *out_hits = snap->cache ? __atomic_load_n(&snap->cache->hits, __ATOMIC_RELAXED) : 0;
+    *out_misses = snap->cache ? __atomic_load_n(&snap->cache->misses, __ATOMIC_RELAXED) : 0;
+}
 
 static void snapshot_free(struct trust_snapshot *snap)
 {
@@ -28,6 +115,11 @@ static void snapshot_free(struct trust_snapshot *snap)
     }
     free(snap->users);
     store_map_list_free(snap->maps, snap->n_maps);
+    if (snap->cache) {
+        for (int i = 0; i < CACHE_SHARDS; i++)
+            pthread_mutex_destroy(&snap->cache->locks[i]);
+        free(snap->cache);
+    }
     free(snap);
 }
 
@@ -155,6 +247,11 @@ int trust_load(struct store *s, struct trust_snapshot **out_snap, struct cg_err 
     }
     snap->version = after;
     snap->refs = 1;
+    snap->cache = calloc(1, sizeof(*snap->cache));
+    if (snap->cache) {
+        for (int i = 0; i < CACHE_SHARDS; i++)
+            pthread_mutex_init(&snap->cache->locks[i], NULL);
+    }
     *out_snap = snap;
     return CG_OK;
 }

@@ -56,6 +56,22 @@ int trust_load(struct store *s, struct trust_snapshot **out_snap, struct cg_err 
 void trust_release(struct trust_snapshot *snap);
 
 /**
+ * A cached trusted-chain verdict for @p key (the leaf's and the sent
+ * certificates' fingerprints, hashed), valid at @p now.
+ * @return true on a hit (out_verdict filled: reason, issuer/root ids, stale flag)
+ */
+bool trust_cache_get(const struct trust_snapshot *snap, const char key[65], int64_t now,
+                     struct pki_verdict *out_verdict);
+
+/** Remember a PKI_OK verdict for @p key (others are not cached). */
+void trust_cache_put(const struct trust_snapshot *snap, const char key[65],
+                     const struct pki_verdict *v);
+
+/** Hits and misses so far, for tests and the log. */
+void trust_cache_stats(const struct trust_snapshot *snap, uint64_t *out_hits,
+                       uint64_t *out_misses);
+
+/**
  * Find a user by name in a snapshot.
  * @return the user or NULL
  */

@@ -1,0 +1,236 @@
+/* Unit tests for trust snapshots, the verdict cache, the holder, and
+ * identity resolution, on a real store and a test PKI. */
+#include "config.h"
+
+#include <check.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "identity.h"
+#include "password.h"
+#include "store.h"
+#include "trust.h"
+
+static char dir[64], db[128];
+
+static struct pki_cert load(const char *name)
+{
+    char path[256], *data = NULL;
+    struct cg_err err = {""};
+    struct pki_cert_list l = {NULL, 0};
+    struct pki_parse_error e;
+    struct pki_cert c;
+    size_t len;
+
+    snprintf(path, sizeof(path), "%s/%s", dir, name);
+    ck_assert_int_eq(cg_read_file(path, 1 << 20, &data, &len, &err), CG_OK);
+    ck_assert_int_eq(pki_parse_bundle(data, len, &l, &e), CG_OK);
+    free(data);
+    c = l.items[0];
+    for (size_t i = 1; i < l.n; i++)
+        pki_cert_free(&l.items[i]);
+    free(l.items);
+    return c;
+}
+
+static void add_ca(struct store *s, const char *name)
+{
+    struct pki_cert c = load(name);
+    struct store_ca ca;
+    struct cg_err err = {""};
+    char *pem = pki_cert_pem(&c);
+
+    memset(&ca, 0, sizeof(ca));
+    ca.subject = c.subject;
+    ca.issuer = c.issuer;
+    ca.serial = c.serial;
+    snprintf(ca.fingerprint, sizeof(ca.fingerprint), "%s", c.fingerprint);
+    snprintf(ca.spki_sha256, sizeof(ca.spki_sha256), "%s", c.spki_sha256);
+    ca.not_before = c.not_before;
+    ca.not_after = c.not_after;
+    ca.is_root = c.is_self_signed;
+    ca.path_len = c.path_len;
+    ca.der = c.der;
+    ca.der_len = c.der_len;
+    ca.pem = pem;
+    ca.is_active = true;
+    ck_assert_int_eq(store_ca_insert(s, &ca, &err), CG_OK);
+    free(pem);
+    pki_cert_free(&c);
+}
+
+static void map_cert(struct store *s, int64_t user, const char *name)
+{
+    struct pki_cert c = load(name);
+    struct store_map m;
+    struct cg_err err = {""};
+
+    memset(&m, 0, sizeof(m));
+    m.user_id = user;
+    m.kind = STORE_MAP_CERT;
+    snprintf(m.fingerprint, sizeof(m.fingerprint), "%s", c.fingerprint);
+    m.subject = c.subject;
+    m.issuer = c.issuer;
+    m.serial = c.serial;
+    m.not_before = c.not_before;
+    m.not_after = c.not_after;
+    m.der = c.der;
+    m.der_len = c.der_len;
+    m.is_active = true;
+    ck_assert_int_eq(store_map_insert(s, &m, &err), CG_OK);
+    pki_cert_free(&c);
+}
+
+static void setup(void)
+{
+    const char *src = getenv("TESTS_SRCDIR");
+    char cmd[512];
+    struct store *s = NULL;
+    struct cg_err err = {""};
+    char *roles[1] = {(char *)"push"}, *hash = NULL;
+    int64_t uid = 0;
+
+    snprintf(dir, sizeof(dir), "/tmp/check_trust.XXXXXX");
+    ck_assert_ptr_nonnull(mkdtemp(dir));
+    snprintf(cmd, sizeof(cmd), "sh '%s/pki/mkpki.sh' '%s' >/dev/null 2>&1", src ? src : "tests",
+             dir);
+    ck_assert_int_eq(system(cmd), 0);
+    snprintf(db, sizeof(db), "%s/t.db", dir);
+    ck_assert_int_eq(store_open(db, STORE_OPEN_INIT, &s, &err), CG_OK);
+    add_ca(s, "int.pem");
+    add_ca(s, "root.pem");
+    ck_assert_int_eq(password_hash("a long enough password", 22, &hash), CG_OK);
+    ck_assert_int_eq(store_user_add(s, "integrator1", roles, 1, hash, &uid, &err), CG_OK);
+    free(hash);
+    map_cert(s, uid, "client.pem");
+    store_close(s);
+}
+
+static void teardown(void)
+{
+    char cmd[128];
+
+    snprintf(cmd, sizeof(cmd), "rm -rf '%s'", dir);
+    ck_assert_int_eq(system(cmd), 0);
+}
+
+static struct trust_snapshot *snapshot(void)
+{
+    struct store *s = NULL;
+    struct trust_snapshot *snap = NULL;
+    struct cg_err err = {""};
+
+    ck_assert_int_eq(store_open(db, STORE_OPEN_READONLY, &s, &err), CG_OK);
+    ck_assert_int_eq(trust_load(s, &snap, &err), CG_OK);
+    store_close(s);
+    return snap;
+}
+
+START_TEST(cached_verdicts)
+{
+    struct trust_snapshot *snap = snapshot();
+    struct pki_cert leaf = load("client.pem");
+    struct identity id;
+    uint64_t hits = 0, misses = 0;
+
+    ck_assert_int_eq(identity_from_cert(snap, &leaf, NULL, 0, cg_now(), &id), CG_OK);
+    ck_assert_int_eq(id.reason, AUTH_OK);
+    ck_assert_str_eq(id.user, "integrator1");
+    identity_free(&id);
+    ck_assert_int_eq(identity_from_cert(snap, &leaf, NULL, 0, cg_now(), &id), CG_OK);
+    ck_assert_int_eq(id.reason, AUTH_OK);
+    ck_assert_int_eq(id.issuer_ca_id, 1);
+    identity_free(&id);
+    trust_cache_stats(snap, &hits, &misses);
+    ck_assert_uint_eq(hits, 1);
+    ck_assert_uint_eq(misses, 1);
+    /* A cached chain is still refused once the time leaves its window. */
+    ck_assert_int_eq(identity_from_cert(snap, &leaf, NULL, 0, leaf.not_after + 60, &id), CG_OK);
+    ck_assert_int_eq(id.reason, AUTH_EXPIRED);
+    identity_free(&id);
+    pki_cert_free(&leaf);
+    trust_release(snap);
+}
+END_TEST
+
+START_TEST(refusals_and_basic)
+{
+    struct trust_snapshot *snap = snapshot();
+    struct pki_cert other = load("client2.pem"), foreign = load("foreign-client.pem");
+    struct identity id;
+
+    ck_assert_int_eq(identity_from_cert(snap, &other, NULL, 0, cg_now(), &id), CG_OK);
+    ck_assert_int_eq(id.reason, AUTH_NOT_MAPPED);
+    ck_assert_ptr_nonnull(strstr(id.detail, "certgate cert map"));
+    identity_free(&id);
+    ck_assert_int_eq(identity_from_cert(snap, &foreign, NULL, 0, cg_now(), &id), CG_OK);
+    ck_assert_int_eq(id.reason, AUTH_UNTRUSTED_ISSUER);
+    identity_free(&id);
+    ck_assert_int_eq(identity_from_basic(snap, "integrator1", "a long enough password", 22, &id),
+                     CG_OK);
+    ck_assert_int_eq(id.reason, AUTH_OK);
+    ck_assert_int_eq(id.method, AUTH_METHOD_BASIC);
+    identity_free(&id);
+    ck_assert_int_eq(identity_from_basic(snap, "integrator1", "wrong", 5, &id), CG_OK);
+    ck_assert_int_eq(id.reason, AUTH_BAD_PASSWORD);
+    identity_free(&id);
+    ck_assert_int_eq(identity_from_basic(snap, "ghost", "a long enough password", 22, &id), CG_OK);
+    ck_assert_int_eq(id.reason, AUTH_BAD_PASSWORD);
+    identity_free(&id);
+    pki_cert_free(&other);
+    pki_cert_free(&foreign);
+    trust_release(snap);
+}
+END_TEST
+
+START_TEST(holder_sees_changes)
+{
+    struct trust_holder *h = NULL;
+    struct store *s = NULL;
+    struct cg_err err = {""};
+    int64_t v0;
+    int waited = 0;
+
+    ck_assert_int_eq(trust_holder_new(db, &h, &err), CG_OK);
+    v0 = trust_holder_version(h);
+    ck_assert_int_eq(store_open(db, STORE_OPEN_EXISTING, &s, &err), CG_OK);
+    ck_assert_int_eq(store_user_set_locked(s, "integrator1", true, &err), CG_OK);
+    store_close(s);
+    while (trust_holder_version(h) == v0 && waited < 2000) {
+        usleep(20000);
+        waited += 20;
+    }
+    ck_assert_int_lt(waited, 1000);
+    {
+        struct trust_snapshot *snap = trust_holder_acquire(h);
+        const struct trust_user *u = trust_find_user(snap, "integrator1");
+
+        ck_assert_ptr_nonnull(u);
+        ck_assert(u->is_locked);
+        trust_release(snap);
+    }
+    trust_holder_free(h);
+}
+END_TEST
+
+int main(void)
+{
+    Suite *s = suite_create("trust");
+    TCase *tc = tcase_create("identity");
+    SRunner *sr;
+    int failed;
+
+    tcase_add_checked_fixture(tc, setup, teardown);
+    tcase_set_timeout(tc, 60);
+    tcase_add_test(tc, cached_verdicts);
+    tcase_add_test(tc, refusals_and_basic);
+    tcase_add_test(tc, holder_sees_changes);
+    suite_add_tcase(s, tc);
+    sr = srunner_create(s);
+    srunner_run_all(sr, CK_NORMAL);
+    failed = srunner_ntests_failed(sr);
+    srunner_free(sr);
+    return failed ? EXIT_FAILURE : EXIT_SUCCESS;
+}
