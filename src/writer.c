@@ -113,76 +113,71 @@ static const struct dtable_table *find_table(struct writer *w, const char *name)
     return NULL;
 }
 
+/* The table a script names, or NULL with the message in @p err. */
+static const struct dtable_table *script_table(struct op_ctx *o, const char *table, char *err,
+                                               size_t errlen)
+{
+    const struct dtable_table *t = find_table(o->w, table);
+
+    if (!t)
+        snprintf(err, errlen, "no table named '%s'", table);
+    return t;
+}
+
+static int op_done(int rc, const struct cg_err *e, char *err, size_t errlen)
+{
+    if (rc)
+        snprintf(err, errlen, "%s", e->msg);
+    return rc;
+}
+
 static int op_insert(void *ctx, const char *table, json_t *fields, char out_id[37], char *err,
                      size_t errlen)
 {
     struct op_ctx *o = ctx;
-    const struct dtable_table *t = find_table(o->w, table);
+    const struct dtable_table *t = script_table(o, table, err, errlen);
     struct cg_err e = {""};
-    int rc;
 
-    if (!t) {
-        snprintf(err, errlen, "no table named '%s'", table);
-        return CG_ENOTFOUND;
-    }
-    rc = dtable_insert(o->w->db, t, fields, o->job->user_name, out_id, &e);
-    if (rc)
-        snprintf(err, errlen, "%s", e.msg);
-    return rc;
+    if (!t)
+        return CG_EINVAL;
+    return op_done(dtable_insert(o->w->db, t, fields, o->job->user_name, out_id, &e), &e, err,
+                   errlen);
 }
 
 static int op_update(void *ctx, const char *table, const char *sys_id, json_t *fields, char *err,
                      size_t errlen)
 {
     struct op_ctx *o = ctx;
-    const struct dtable_table *t = find_table(o->w, table);
+    const struct dtable_table *t = script_table(o, table, err, errlen);
     struct cg_err e = {""};
-    int rc;
 
-    if (!t) {
-        snprintf(err, errlen, "no table named '%s'", table);
+    if (!t)
         return CG_EINVAL;
-    }
-    rc = dtable_update(o->w->db, t, sys_id, fields, &e);
-    if (rc)
-        snprintf(err, errlen, "%s", e.msg);
-    return rc;
+    return op_done(dtable_update(o->w->db, t, sys_id, fields, &e), &e, err, errlen);
 }
 
 static int op_get(void *ctx, const char *table, const char *sys_id, json_t **out, char *err,
                   size_t errlen)
 {
     struct op_ctx *o = ctx;
-    const struct dtable_table *t = find_table(o->w, table);
+    const struct dtable_table *t = script_table(o, table, err, errlen);
     struct cg_err e = {""};
-    int rc;
 
-    if (!t) {
-        snprintf(err, errlen, "no table named '%s'", table);
+    if (!t)
         return CG_EINVAL;
-    }
-    rc = dtable_get(o->w->db, t, sys_id, out, &e);
-    if (rc)
-        snprintf(err, errlen, "%s", e.msg);
-    return rc;
+    return op_done(dtable_get(o->w->db, t, sys_id, out, &e), &e, err, errlen);
 }
 
 static int op_query(void *ctx, const char *table, json_t *filter, long limit, long offset,
                     json_t **out, char *err, size_t errlen)
 {
     struct op_ctx *o = ctx;
-    const struct dtable_table *t = find_table(o->w, table);
+    const struct dtable_table *t = script_table(o, table, err, errlen);
     struct cg_err e = {""};
-    int rc;
 
-    if (!t) {
-        snprintf(err, errlen, "no table named '%s'", table);
+    if (!t)
         return CG_EINVAL;
-    }
-    rc = dtable_query(o->w->db, t, filter, limit, offset, out, &e);
-    if (rc)
-        snprintf(err, errlen, "%s", e.msg);
-    return rc;
+    return op_done(dtable_query(o->w->db, t, filter, limit, offset, out, &e), &e, err, errlen);
 }
 
 static void op_log(void *ctx, const char *message)

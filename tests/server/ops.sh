@@ -36,6 +36,34 @@ cg --db "$T/none.db" serve --cert "$PKI/server.pem" --key "$PKI/server.key"
 [ "$RC" -ne 0 ] && pass "a missing database is refused" || fail "exit $RC"
 expect_err "with the fix" "run certgate init"
 
+# the certificate request names the CA table (or not), and an RSA server key
+# in PKCS#1 form works as well as the ECDSA PKCS#8 one
+start_server
+names=$(openssl s_client -connect "127.0.0.1:$PORT" -servername localhost </dev/null 2>/dev/null |
+    grep -A3 'Acceptable client certificate CA names' | tr '\n' ' ')
+case "$names" in
+*"certgate Test Issuing CA"*"certgate Test Root CA"* | *"certgate Test Root CA"*"certgate Test Issuing CA"*)
+    pass "the certificate request names the CA table's CAs" ;;
+*) fail "CA names: $names" ;;
+esac
+stop_server
+start_server --send-ca-names none
+out=$(openssl s_client -connect "127.0.0.1:$PORT" -servername localhost </dev/null 2>/dev/null)
+case "$out" in
+*"No client certificate CA names sent"*) pass "--send-ca-names none sends none" ;;
+*) fail "--send-ca-names none: $(echo "$out" | grep -i 'CA names')" ;;
+esac
+req $(as client) "$URL$WHO"
+expect_status "and clients still authenticate" 200
+stop_server
+cat "$PKI/server-rsa.pem" "$PKI/int.pem" >"$T/rsa-full.pem"
+SERVER_CERT="$T/rsa-full.pem" SERVER_KEY="$PKI/server-rsa.key" start_server
+head -n 1 "$PKI/server-rsa.key" | grep -q "BEGIN RSA PRIVATE KEY" && pass "the RSA key is PKCS#1" ||
+    fail "key form: $(head -n 1 "$PKI/server-rsa.key")"
+req $(as client) "$URL$WHO"
+expect_status "an RSA server key (PKCS#1) serves" 200
+stop_server
+
 # require mode: no certificate, no handshake
 start_server --client-cert require
 req "$URL$WHO"
