@@ -52,7 +52,7 @@ static const char *fix_for(enum auth_reason r)
     case AUTH_UNTRUSTED_ISSUER:
         return "add the issuing CA and its root: certgate ca add CHAIN.pem";
     case AUTH_MISSING_INTERMEDIATE:
-        return "add the missing intermediate CA: certgate ca add INTERMEDIATE.pem";
+        return "add the missing CA of the chain: certgate ca add CA.pem";
     case AUTH_EXPIRED:
     case AUTH_NOT_YET_VALID:
         return "issue the client a certificate that is valid now";

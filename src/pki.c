@@ -1202,7 +1202,7 @@ int pki_verify(const struct pki_trust *trust, const struct pki_cert *leaf,
             return refuse(v, PKI_MISSING_INTERMEDIATE,
                           "the intermediate CA '%s' sent by the client was issued by '%s', "
                           "which is neither in the CA certificate chain table nor sent by the "
-                          "client: add the missing intermediate with certgate ca add",
+                          "client: add that CA (and the CAs above it) with certgate ca add",
                           cur->cert->subject, cur->cert->issuer);
         }
         /* The issuer's own properties. */
