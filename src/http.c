@@ -641,7 +641,9 @@ static enum stage start_job(struct request *r)
     job->req.user = user_json(r->who);
     job->user_name = strdup(r->who && r->who->user ? r->who->user : "anonymous");
     idem = MHD_lookup_connection_value(r->mhd, MHD_HEADER_KIND, "Idempotency-Key");
-    if (idem && strcmp(r->method, "POST") == 0) {
+    /* Keys belong to a user: an anonymous caller of a public resource
+     * must not replay what another anonymous caller stored. */
+    if (idem && r->who && strcmp(r->method, "POST") == 0) {
         if (!*idem || strlen(idem) > MAX_IDEM_KEY)
             return respond_error(r, CG_ERROR_BAD_REQUEST, "Idempotency-Key must be 1 to 200 "
                                                           "characters");
