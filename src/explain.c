@@ -40,9 +40,10 @@ static int read_certs(const char *path, struct pki_cert_list *out)
     memset(&perr, 0, sizeof(perr));
     rc = pki_parse_bundle(data, len, out, &perr);
     free(data);
-    if (rc)
-        fprintf(stderr, "certgate: check: %s: %s%s%s\n", path,
-                perr.position ? "block " : "", perr.position ? "" : "", perr.reason);
+    if (rc && perr.position)
+        fprintf(stderr, "certgate: check: %s: block %zu: %s\n", path, perr.position, perr.reason);
+    else if (rc)
+        fprintf(stderr, "certgate: check: %s: %s\n", path, perr.reason);
     return rc;
 }
 

@@ -1004,6 +1004,9 @@ int http_start(const struct serve_config *cfg, struct trust_holder *trust, struc
 
         threads = n > 0 ? (unsigned)n : 1;
     }
+    /* The connection's memory pool holds the request head, so its size is
+     * what bounds --max-header-size (plus room for buffers and the answer's
+     * headers); libmicrohttpd answers a larger head itself (431). */
     flags = MHD_USE_TLS | MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_EPOLL | MHD_USE_ERROR_LOG |
             MHD_ALLOW_SUSPEND_RESUME;
     srv->daemon = MHD_start_daemon(
@@ -1015,7 +1018,7 @@ int http_start(const struct serve_config *cfg, struct trust_holder *trust, struc
         MHD_OPTION_THREAD_POOL_SIZE, threads, MHD_OPTION_CONNECTION_LIMIT,
         cfg->max_connections, MHD_OPTION_PER_IP_CONNECTION_LIMIT, cfg->max_per_ip,
         MHD_OPTION_CONNECTION_TIMEOUT, cfg->idle_timeout, MHD_OPTION_CONNECTION_MEMORY_LIMIT,
-        (size_t)(cfg->max_header_size + 16 * 1024), MHD_OPTION_NOTIFY_CONNECTION, on_connection,
+        (size_t)(cfg->max_header_size + 8192), MHD_OPTION_NOTIFY_CONNECTION, on_connection,
         srv, MHD_OPTION_NOTIFY_COMPLETED, on_completed, srv, MHD_OPTION_END);
     if (!srv->daemon) {
         cg_err_set(err, "cannot listen on %s (address in use, not permitted, or the TLS priority "

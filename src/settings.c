@@ -76,7 +76,7 @@ void settings_usage(FILE *f)
             "  --max-connections N          default 1024\n"
             "  --max-connections-per-ip N   default 64\n"
             "  --idle-timeout S             close idle connections after S seconds (default 60)\n"
-            "  --max-header-size B          request header bytes (default 16384)\n"
+            "  --max-header-size B          request head bytes, about (default 16384; 431)\n"
             "  --max-body-size B            request body bytes (default 1048576)\n"
             "  --durability full|normal     full (default): a 2xx answer means the rows are on\n"
             "                               disk (fsync); normal: they survive a crash of\n"

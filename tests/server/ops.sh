@@ -101,6 +101,49 @@ expect_status "a body over max-body-size: 413" 413
 expect_body "413 names the limit" "j['error']['detail']" "the limit is 64 bytes"
 stop_server
 
+# hostile headers get a clear answer and the server keeps serving
+start_server --max-connections-per-ip 2
+req -H "Authorization: Basic !!!not-base64!!!" "$URL$WHO"
+expect_status "garbage Basic credentials: 401" 401 bad_password
+req -H "Authorization: Basic $(printf 'no-colon-here' | base64)" "$URL$WHO"
+expect_status "Basic without a colon: 401" 401 bad_password
+req -H "Authorization: Bearer abc" "$URL$WHO"
+expect_status "another scheme: 401 no credentials" 401 no_credentials
+big=$(head -c 40000 /dev/zero | tr '\0' 'a')
+req -H "X-Big: $big" $(as client) "$URL$WHO"
+case "$STATUS" in
+4*) pass "a header over the limit is refused ($STATUS)" ;;
+*) fail "oversized header: status $STATUS" ;;
+esac
+req $(as client) "$URL/api/certgate/v1/whoami/../../../etc/passwd"
+case "$STATUS" in
+4*) pass "a path with .. is not served ($STATUS)" ;;
+*) fail "dot-dot path: $STATUS" ;;
+esac
+# two connections held open by this address fill its quota
+python3 - "$PORT" "$PKI" >"$T/hold.out" 2>&1 <<'PY' &
+import socket, ssl, sys, time
+port, pki = int(sys.argv[1]), sys.argv[2]
+ctx = ssl.create_default_context(cafile=pki + "/root.pem")
+ctx.load_cert_chain(pki + "/client.pem", pki + "/client.key")
+held = [ctx.wrap_socket(socket.create_connection(("127.0.0.1", port)), server_hostname="localhost")
+        for _ in range(2)]
+print("holding", flush=True)
+time.sleep(3)
+PY
+hold=$!
+for _ in $(seq 1 50); do
+    grep -q holding "$T/hold.out" 2>/dev/null && break
+    sleep 0.1
+done
+req $(as client) "$URL$WHO"
+[ "$STATUS" = 000 ] && pass "--max-connections-per-ip refuses a third connection" ||
+    fail "third connection: $STATUS"
+wait "$hold"
+req $(as client) "$URL$WHO"
+expect_status "and accepts again once they close" 200
+stop_server
+
 # locked user on an open keep-alive connection, then on a new one
 start_server
 out=$(python3 "$CLIENT_PY" keepalive 127.0.0.1 "$PORT" "$PKI/root.pem" "$PKI/client.pem" \
