@@ -36,6 +36,63 @@ static void drain(struct http_server *srv)
     }
 }
 
+/* Settings kept alive after a reload: requests may still read them. */
+struct old_config {
+    struct serve_config *cfg;   /* a superseded config */
+    struct old_config *next;    /* older ones */
+};
+
+/*
+ * SIGHUP: read the flags and the config file again; apply what can change
+ * without a restart (certificate and key, log file, Basic, error details,
+ * body limit) and say which changes need one. A bad file keeps everything.
+ */
+static void reload(struct serve_config **cur, struct old_config **older, int argc, char **argv,
+                   struct http_server *srv, struct tls_server *tls)
+{
+    struct serve_config *next = calloc(1, sizeof(*next));
+    struct old_config *keep = calloc(1, sizeof(*keep));
+    struct cg_err err = {""};
+    bool help = false;
+
+    if (!next || !keep) {
+        free(next);
+        free(keep);
+        say("reload_failed", "out of memory");
+        return;
+    }
+    settings_defaults(next);
+    if (settings_parse(next, argc, argv, &help, &err)) {
+        say("reload_failed", err.msg);
+        settings_free(next);
+        free(next);
+        free(keep);
+        return;
+    }
+    if (tls_server_reload(tls, next->cert_file, next->key_file, &err)) {
+        say("reload_failed", err.msg);
+        settings_free(next);
+        free(next);
+        free(keep);
+        return;
+    }
+    if (next->log_file)
+        log_open(next->log_file);
+    if (strcmp(next->listen, (*cur)->listen) != 0 || next->threads != (*cur)->threads ||
+        next->client_cert != (*cur)->client_cert ||
+        next->max_connections != (*cur)->max_connections ||
+        next->max_per_ip != (*cur)->max_per_ip || next->idle_timeout != (*cur)->idle_timeout ||
+        next->max_header_size != (*cur)->max_header_size || next->durable != (*cur)->durable)
+        say("reload_partial", "listen, threads, client-cert, connection limits, header size and "
+                              "durability change only with a restart");
+    http_set_config(srv, next);
+    keep->cfg = *cur;
+    keep->next = *older;
+    *older = keep;
+    *cur = next;
+    say("reloaded", "server certificate, key and settings reloaded; new connections use them");
+}
+
 static bool priority_ok(const char *priority)
 {
     gnutls_priority_t p = NULL;
@@ -48,7 +105,8 @@ static bool priority_ok(const char *priority)
 
 int daemon_main(const char *db_path, int argc, char **argv)
 {
-    struct serve_config cfg;
+    struct serve_config first, *cfg = &first;
+    struct old_config *older = NULL;
     struct trust_holder *trust = NULL;
     struct tls_server *tls = NULL;
     struct http_server *srv = NULL;
@@ -71,20 +129,20 @@ int daemon_main(const char *db_path, int argc, char **argv)
     sigaddset(&sigs, SIGHUP);
     sigaddset(&sigs, SIGPIPE);
     pthread_sigmask(SIG_BLOCK, &sigs, NULL);
-    settings_defaults(&cfg);
-    if (settings_parse(&cfg, argc, argv, &help, &err)) {
+    settings_defaults(cfg);
+    if (settings_parse(cfg, argc, argv, &help, &err)) {
         fprintf(stderr, "certgate: serve: %s\n", err.msg);
-        settings_free(&cfg);
+        settings_free(cfg);
         return 2;
     }
     if (help) {
         settings_usage(stdout);
-        settings_free(&cfg);
+        settings_free(cfg);
         return 0;
     }
-    if (cfg.log_file && log_open(cfg.log_file)) {
-        fprintf(stderr, "certgate: serve: --log-file %s: cannot open it\n", cfg.log_file);
-        settings_free(&cfg);
+    if (cfg->log_file && log_open(cfg->log_file)) {
+        fprintf(stderr, "certgate: serve: --log-file %s: cannot open it\n", cfg->log_file);
+        settings_free(cfg);
         return 2;
     }
     /* The schema is checked (and an older one upgraded) before serving. */
@@ -94,22 +152,22 @@ int daemon_main(const char *db_path, int argc, char **argv)
     }
     store_close(s);
     s = NULL;
-    if (!priority_ok(cfg.tls_priority ? cfg.tls_priority : settings_default_priority)) {
+    if (!priority_ok(cfg->tls_priority ? cfg->tls_priority : settings_default_priority)) {
         fprintf(stderr, "certgate: serve: --tls-priority '%s' is not a valid GnuTLS priority "
                         "string\n",
-                cfg.tls_priority);
+                cfg->tls_priority);
         rc = 2;
         goto out;
     }
-    if (tls_server_new(cfg.cert_file, cfg.key_file, cfg.client_cert == CLIENT_CERT_REQUIRE,
-                       cfg.send_ca_names, &tls, &err)) {
+    if (tls_server_new(cfg->cert_file, cfg->key_file, cfg->client_cert == CLIENT_CERT_REQUIRE,
+                       cfg->send_ca_names, &tls, &err)) {
         fprintf(stderr, "certgate: serve: %s\n", err.msg);
         rc = 2;
         goto out;
     }
-    if (cfg.check_only) {
+    if (cfg->check_only) {
         printf("configuration OK: certificate %s, key %s, database %s, listen %s\n",
-               cfg.cert_file, cfg.key_file, db_path, cfg.listen);
+               cfg->cert_file, cfg->key_file, db_path, cfg->listen);
         rc = 0;
         goto out;
     }
@@ -117,55 +175,48 @@ int daemon_main(const char *db_path, int argc, char **argv)
         fprintf(stderr, "certgate: serve: %s\n", err.msg);
         goto out;
     }
-    limits.instructions = cfg.script_instructions;
-    limits.memory = cfg.script_memory;
-    limits.wall_ms = cfg.script_timeout_ms;
-    if (writer_start(db_path, &limits, cfg.durable, &writer, &err)) {
+    limits.instructions = cfg->script_instructions;
+    limits.memory = cfg->script_memory;
+    limits.wall_ms = cfg->script_timeout_ms;
+    if (writer_start(db_path, &limits, cfg->durable, &writer, &err)) {
         fprintf(stderr, "certgate: serve: %s\n", err.msg);
         goto out;
     }
-    if (http_start(&cfg, trust, tls, writer, &srv, &err)) {
+    if (http_start(cfg, trust, tls, writer, &srv, &err)) {
         fprintf(stderr, "certgate: serve: %s\n", err.msg);
         goto out;
     }
-    if (cfg.metrics_listen) {
+    if (cfg->metrics_listen) {
         uint16_t mport = 0;
         char maddr[96];
-        const char *mc = strrchr(cfg.metrics_listen, ':');
+        const char *mc = strrchr(cfg->metrics_listen, ':');
 
-        if (http_start_metrics(srv, cfg.metrics_listen, &mport, &err)) {
+        if (http_start_metrics(srv, cfg->metrics_listen, &mport, &err)) {
             fprintf(stderr, "certgate: serve: %s\n", err.msg);
             goto out;
         }
-        snprintf(maddr, sizeof(maddr), "%.*s:%u", (int)(mc - cfg.metrics_listen),
-                 cfg.metrics_listen, (unsigned)mport);
+        snprintf(maddr, sizeof(maddr), "%.*s:%u", (int)(mc - cfg->metrics_listen),
+                 cfg->metrics_listen, (unsigned)mport);
         log_event("metrics_listening", json_pack("{s:s}", "address", maddr));
     }
     {
-        const char *colon = strrchr(cfg.listen, ':');
+        const char *colon = strrchr(cfg->listen, ':');
 
-        snprintf(addr, sizeof(addr), "%.*s:%u", (int)(colon - cfg.listen), cfg.listen,
+        snprintf(addr, sizeof(addr), "%.*s:%u", (int)(colon - cfg->listen), cfg->listen,
                  (unsigned)http_port(srv));
     }
     log_event("listening",
               json_pack("{s:s, s:s, s:s, s:s, s:b}", "address", addr, "version", PACKAGE_VERSION,
                         "database", db_path, "client_cert",
-                        cfg.client_cert == CLIENT_CERT_REQUIRE ? "require" : "request",
-                        "basic_auth", cfg.basic_auth));
+                        cfg->client_cert == CLIENT_CERT_REQUIRE ? "require" : "request",
+                        "basic_auth", cfg->basic_auth));
     for (;;) {
         if (sigwait(&sigs, &sig) != 0)
             continue;
         if (sig == SIGPIPE)
             continue;
         if (sig == SIGHUP) {
-            struct cg_err rerr = {""};
-
-            if (cfg.log_file)
-                log_open(cfg.log_file);
-            if (tls_server_reload(tls, cfg.cert_file, cfg.key_file, &rerr))
-                say("reload_failed", rerr.msg);
-            else
-                say("reloaded", "server certificate and key reloaded; new connections use them");
+            reload(&cfg, &older, argc, argv, srv, tls);
             continue;
         }
         break;
@@ -194,6 +245,17 @@ out:
     if (served)
         say("stopped", "all requests answered");
     log_close();
-    settings_free(&cfg);
+    settings_free(cfg);
+    if (cfg != &first)
+        free(cfg);
+    while (older) {
+        struct old_config *o = older;
+
+        older = o->next;
+        settings_free(o->cfg);
+        if (o->cfg != &first)
+            free(o->cfg);
+        free(o);
+    }
     return rc;
 }

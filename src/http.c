@@ -115,6 +115,17 @@ static const struct route routes[] = {
      .role = "certgate_admin", .handler = h_admin_trust},
 };
 
+/* The settings in force: SIGHUP may swap them while requests run. */
+static const struct serve_config *cfg_of(struct http_server *srv)
+{
+    return __atomic_load_n(&srv->cfg, __ATOMIC_ACQUIRE);
+}
+
+void http_set_config(struct http_server *srv, const struct serve_config *cfg)
+{
+    __atomic_store_n(&srv->cfg, cfg, __ATOMIC_RELEASE);
+}
+
 /* ---- responses ---- */
 
 static void add_common_headers(struct request *r, struct MHD_Response *resp)
@@ -154,7 +165,7 @@ static enum stage respond_text(struct request *r, unsigned status, char *text,
         MHD_add_response_header(resp, "X-Certgate-Reason", r->reason);
     if (allow)
         MHD_add_response_header(resp, "Allow", allow);
-    if (status == 401 && r->conn->srv->cfg->basic_auth)
+    if (status == 401 && cfg_of(r->conn->srv)->basic_auth)
         MHD_add_response_header(resp, "WWW-Authenticate", "Basic realm=\"certgate\"");
     MHD_queue_response(r->mhd, status, resp);
     MHD_destroy_response(resp);
@@ -292,7 +303,7 @@ static enum stage refuse_auth(struct request *r, const struct identity *id)
     r->reason = auth_reason_code(id->reason);
     log_refusal(r, id);
     return respond_error(r, CG_ERROR_AUTH_REFUSED,
-                         r->conn->srv->cfg->generic_detail ? CG_DETAIL_NO_CREDENTIALS
+                         cfg_of(r->conn->srv)->generic_detail ? CG_DETAIL_NO_CREDENTIALS
                                                            : id->detail);
 }
 
@@ -314,7 +325,7 @@ static enum stage stage_authenticate(struct request *r)
         return STAGE_CONTINUE;
     }
     auth = MHD_lookup_connection_value(r->mhd, MHD_HEADER_KIND, MHD_HTTP_HEADER_AUTHORIZATION);
-    if (auth && c->srv->cfg->basic_auth && strncasecmp(auth, "Basic ", 6) == 0 &&
+    if (auth && cfg_of(c->srv)->basic_auth && strncasecmp(auth, "Basic ", 6) == 0 &&
         strlen(auth) < MAX_AUTH_HEADER) {
         if (resolve_basic(r, auth))
             return respond_error(r, CG_ERROR_INTERNAL, r->id);
@@ -459,10 +470,10 @@ static enum stage pipeline_head(struct request *r)
         return STAGE_DONE;
     }
     cl = MHD_lookup_connection_value(r->mhd, MHD_HEADER_KIND, MHD_HTTP_HEADER_CONTENT_LENGTH);
-    if (cl && strtoull(cl, NULL, 10) > srv->cfg->max_body_size) {
+    if (cl && strtoull(cl, NULL, 10) > cfg_of(srv)->max_body_size) {
         char detail[64];
 
-        snprintf(detail, sizeof(detail), "the limit is %zu bytes", srv->cfg->max_body_size);
+        snprintf(detail, sizeof(detail), "the limit is %zu bytes", cfg_of(srv)->max_body_size);
         return respond_error(r, CG_ERROR_BODY_TOO_LARGE, detail);
     }
     return STAGE_CONTINUE;
@@ -790,7 +801,7 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *mhd, const c
         *upload_data_size = 0;
         if (r->queued || r->body_too_large)
             return MHD_YES;
-        if (r->body_len + n > srv->cfg->max_body_size) {
+        if (r->body_len + n > cfg_of(srv)->max_body_size) {
             r->body_too_large = true;
             return MHD_YES;
         }
@@ -816,7 +827,7 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *mhd, const c
     if (r->body_too_large) {
         char detail[64];
 
-        snprintf(detail, sizeof(detail), "the limit is %zu bytes", srv->cfg->max_body_size);
+        snprintf(detail, sizeof(detail), "the limit is %zu bytes", cfg_of(srv)->max_body_size);
         respond_error(r, CG_ERROR_BODY_TOO_LARGE, detail);
         return MHD_YES;
     }

@@ -41,6 +41,13 @@ int http_start_metrics(struct http_server *srv, const char *listen, uint16_t *ou
 /** The port the server listens on (useful with port 0). */
 uint16_t http_port(struct http_server *srv);
 
+/**
+ * Use new settings for the next requests (SIGHUP): Basic, error details and
+ * the body limit; @p cfg must outlive the server. Address, threads and
+ * connection limits take a restart.
+ */
+void http_set_config(struct http_server *srv, const struct serve_config *cfg);
+
 /** Stop accepting new connections; requests in flight go on. */
 void http_quiesce(struct http_server *srv);
 

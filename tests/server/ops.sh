@@ -189,6 +189,29 @@ req $(as client) "$URL$WHO"
 expect_status "SIGHUP with a broken key keeps serving with the old one" 200
 grep -q '"event":"reload_failed"' "$SERVER_LOG" && pass "and logs why" || fail "no reload_failed"
 
+# SIGHUP re-reads the config file: settings that can change live do
+printf 'basic-auth = on\n' >"$T/live.conf"
+stop_server
+start_server --config "$T/live.conf"
+req -u "scripter:a long enough password" "$URL$WHO"
+expect_status "Basic accepted before the reload" 200
+printf 'basic-auth = off\nerror-detail = generic\nmax-connections = 5\n' >"$T/live.conf"
+kill -HUP "$SERVER_PID"
+sleep 0.5
+req -u "scripter:a long enough password" "$URL$WHO"
+expect_status "SIGHUP: basic-auth = off applies without a restart" 401 no_credentials
+grep -q '"event":"reload_partial"' "$SERVER_LOG" &&
+    pass "SIGHUP: a changed connection limit is reported as needing a restart" ||
+    fail "no reload_partial line"
+printf 'basic-auth = maybe\n' >"$T/live.conf"
+kill -HUP "$SERVER_PID"
+sleep 0.5
+grep '"event":"reload_failed"' "$SERVER_LOG" | grep -q "basic-auth: 'maybe'" &&
+    pass "SIGHUP with a broken config keeps the running settings and says why" ||
+    fail "no reload_failed for the config"
+req $(as client) "$URL$WHO"
+expect_status "and keeps serving" 200
+
 # SIGTERM during a request: it is answered, then the server exits 0
 rm -f "$T/marker"
 python3 "$CLIENT_PY" slow 127.0.0.1 "$PORT" "$PKI/root.pem" "$PKI/client.pem" \
