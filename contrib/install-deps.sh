@@ -5,7 +5,7 @@ set -eu
 
 PACKAGES="build-essential autoconf automake pkg-config ca-certificates
 libmicrohttpd-dev libgnutls28-dev gnutls-bin libjansson-dev libsqlite3-dev sqlite3
-liblua5.4-dev libinih-dev check curl openssl python3"
+liblua5.4-dev libinih-dev check curl openssl python3 clang-format cppcheck"
 
 missing=""
 for p in $PACKAGES; do

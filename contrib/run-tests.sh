@@ -60,6 +60,25 @@ run_pass() {
 TOTAL_PASS=0
 TOTAL_FAIL=0
 TOTAL_SKIP=0
+# Static checks first: they are quick and fail early.
+echo "== static checks: clang-format, cppcheck"
+if command -v clang-format >/dev/null 2>&1; then
+    if ! clang-format --style=file --dry-run --Werror src/*.c src/*.h src/cli/*.c src/cli/*.h \
+        tests/unit/*.c; then
+        echo "run-tests: code is not formatted: clang-format -i --style=file FILES"
+        echo "tests: 0 passed, 1 failed"
+        exit 1
+    fi
+fi
+if command -v cppcheck >/dev/null 2>&1; then
+    if ! cppcheck --quiet --enable=warning,portability --inline-suppr --error-exitcode=1 \
+        --suppress=missingIncludeSystem -I src src; then
+        echo "run-tests: cppcheck found problems in src/"
+        echo "tests: 0 passed, 1 failed"
+        exit 1
+    fi
+fi
+
 run_pass werror
 if [ "$quick" = no ]; then
     ASAN_OPTIONS=${ASAN_OPTIONS:-detect_leaks=1:abort_on_error=0:strict_string_checks=1}

@@ -38,8 +38,8 @@ static void drain(struct http_server *srv)
 
 /* Settings kept alive after a reload: requests may still read them. */
 struct old_config {
-    struct serve_config *cfg;   /* a superseded config */
-    struct old_config *next;    /* older ones */
+    struct serve_config *cfg; /* a superseded config */
+    struct old_config *next;  /* older ones */
 };
 
 /*
@@ -153,8 +153,9 @@ int daemon_main(const char *db_path, int argc, char **argv)
     store_close(s);
     s = NULL;
     if (!priority_ok(cfg->tls_priority ? cfg->tls_priority : settings_default_priority)) {
-        fprintf(stderr, "certgate: serve: --tls-priority '%s' is not a valid GnuTLS priority "
-                        "string\n",
+        fprintf(stderr,
+                "certgate: serve: --tls-priority '%s' is not a valid GnuTLS priority "
+                "string\n",
                 cfg->tls_priority);
         rc = 2;
         goto out;
@@ -166,8 +167,8 @@ int daemon_main(const char *db_path, int argc, char **argv)
         goto out;
     }
     if (cfg->check_only) {
-        printf("configuration OK: certificate %s, key %s, database %s, listen %s\n",
-               cfg->cert_file, cfg->key_file, db_path, cfg->listen);
+        printf("configuration OK: certificate %s, key %s, database %s, listen %s\n", cfg->cert_file,
+               cfg->key_file, db_path, cfg->listen);
         rc = 0;
         goto out;
     }

@@ -16,16 +16,16 @@
 #define MAX_COLUMNS 64
 
 struct cached {
-    char *sql;              /* key */
-    sqlite3_stmt *st;       /* prepared once */
-    unsigned long used;     /* for eviction */
+    char *sql;          /* key */
+    sqlite3_stmt *st;   /* prepared once */
+    unsigned long used; /* for eviction */
 };
 
 struct dtable_db {
-    sqlite3 *db;                    /* the connection */
-    struct cached cache[STMT_CACHE];/* prepared statements */
-    unsigned long tick;             /* use counter */
-    int sp_depth;                   /* open savepoints */
+    sqlite3 *db;                     /* the connection */
+    struct cached cache[STMT_CACHE]; /* prepared statements */
+    unsigned long tick;              /* use counter */
+    int sp_depth;                    /* open savepoints */
 };
 
 static const char *const type_names[] = {"text", "integer", "real", "json"};
@@ -80,7 +80,7 @@ void dtable_uuid(char out[37])
     char hex[33];
 
     if (gnutls_rnd(GNUTLS_RND_NONCE, b, sizeof(b)) < 0)
-        memset(b, 0, sizeof(b)); /* never reached with a working GnuTLS */
+        memset(b, 0, sizeof(b));                  /* never reached with a working GnuTLS */
     b[6] = (unsigned char)((b[6] & 0x0f) | 0x40); /* version 4 */
     b[8] = (unsigned char)((b[8] & 0x3f) | 0x80); /* RFC 4122 variant */
     cg_hex(b, sizeof(b), hex);
@@ -165,8 +165,9 @@ int dtable_open(const char *path, struct dtable_db **out_db, struct cg_err *err)
         return CG_EDB;
     }
     sqlite3_busy_timeout(db->db, 5000);
-    if (exec(db, "PRAGMA journal_mode = WAL; PRAGMA foreign_keys = ON; "
-                 "PRAGMA synchronous = FULL",
+    if (exec(db,
+             "PRAGMA journal_mode = WAL; PRAGMA foreign_keys = ON; "
+             "PRAGMA synchronous = FULL",
              err)) {
         dtable_close(db);
         return CG_EDB;
@@ -273,8 +274,9 @@ int dtable_table_create(struct dtable_db *db, const char *name, const struct dta
     int rc;
 
     if (!dtable_valid_name(name)) {
-        cg_err_set(err, "invalid table name '%s': use a-z, 0-9 and _, starting with a letter, at "
-                        "most 63 characters, not starting with sys_",
+        cg_err_set(err,
+                   "invalid table name '%s': use a-z, 0-9 and _, starting with a letter, at "
+                   "most 63 characters, not starting with sys_",
                    name);
         return CG_EINVAL;
     }
@@ -284,9 +286,10 @@ int dtable_table_create(struct dtable_db *db, const char *name, const struct dta
     }
     for (size_t i = 0; i < n_cols; i++) {
         if (!dtable_valid_name(cols[i].name)) {
-            cg_err_set(err, "invalid column name '%s': use a-z, 0-9 and _, starting with a "
-                            "letter, not starting with sys_ (sys_id, sys_created_on and "
-                            "sys_created_by are added for you)",
+            cg_err_set(err,
+                       "invalid column name '%s': use a-z, 0-9 and _, starting with a "
+                       "letter, not starting with sys_ (sys_id, sys_created_on and "
+                       "sys_created_by are added for you)",
                        cols[i].name);
             return CG_EINVAL;
         }
@@ -311,8 +314,9 @@ int dtable_table_create(struct dtable_db *db, const char *name, const struct dta
         rc = CG_ENOMEM;
         goto out;
     }
-    snprintf(sql, cap, "CREATE TABLE \"%s\" (sys_id TEXT PRIMARY KEY NOT NULL, "
-                       "sys_created_on TEXT NOT NULL, sys_created_by TEXT NOT NULL",
+    snprintf(sql, cap,
+             "CREATE TABLE \"%s\" (sys_id TEXT PRIMARY KEY NOT NULL, "
+             "sys_created_on TEXT NOT NULL, sys_created_by TEXT NOT NULL",
              name);
     for (size_t i = 0; i < n_cols; i++) {
         const char *n = cols[i].name;
@@ -322,13 +326,13 @@ int dtable_table_create(struct dtable_db *db, const char *name, const struct dta
         case DT_INTEGER: snprintf(sql + len, cap - len, ", \"%s\" INTEGER", n); break;
         case DT_REAL: snprintf(sql + len, cap - len, ", \"%s\" REAL", n); break;
         case DT_JSON:
-            snprintf(sql + len, cap - len, ", \"%s\" TEXT CHECK (\"%s\" IS NULL OR json_valid(\"%s\"))",
-                     n, n, n);
+            snprintf(sql + len, cap - len,
+                     ", \"%s\" TEXT CHECK (\"%s\" IS NULL OR json_valid(\"%s\"))", n, n, n);
             break;
         default: snprintf(sql + len, cap - len, ", \"%s\" TEXT", n); break;
         }
-        json_array_append_new(cj, json_pack("{s:s, s:s}", "name", n, "type",
-                                            dtable_type_name(cols[i].type)));
+        json_array_append_new(
+            cj, json_pack("{s:s, s:s}", "name", n, "type", dtable_type_name(cols[i].type)));
     }
     strncat(sql, ") STRICT", cap - strlen(sql) - 1);
     cols_text = json_dumps(cj, JSON_COMPACT);
@@ -356,8 +360,9 @@ int dtable_table_create(struct dtable_db *db, const char *name, const struct dta
     rc = exec(db, sql, err);
     if (rc)
         goto fail;
-    st = prep(db, "INSERT INTO sys_db_table (name, columns, roles, created_on, updated_on) "
-                  "VALUES (?, ?, ?, ?, ?)",
+    st = prep(db,
+              "INSERT INTO sys_db_table (name, columns, roles, created_on, updated_on) "
+              "VALUES (?, ?, ?, ?, ?)",
               err);
     if (!st) {
         rc = CG_EDB;
@@ -398,8 +403,7 @@ static int read_table(sqlite3_stmt *st, struct dtable_table *t)
     t->name = strdup((const char *)sqlite3_column_text(st, 1));
     cols = json_loads((const char *)sqlite3_column_text(st, 2), 0, &jerr);
     roles = sqlite3_column_text(st, 3);
-    snprintf(t->created_on, sizeof(t->created_on), "%s",
-             (const char *)sqlite3_column_text(st, 4));
+    snprintf(t->created_on, sizeof(t->created_on), "%s", (const char *)sqlite3_column_text(st, 4));
     if (!t->name || !json_is_array(cols)) {
         json_decref(cols);
         dtable_table_free(t);
@@ -411,7 +415,8 @@ static int read_table(sqlite3_stmt *st, struct dtable_table *t)
         dtable_table_free(t);
         return CG_ENOMEM;
     }
-    json_array_foreach(cols, i, c) {
+    json_array_foreach(cols, i, c)
+    {
         const char *n = json_string_value(json_object_get(c, "name"));
         const char *ty = json_string_value(json_object_get(c, "type"));
         int type = ty ? dtable_type_parse(ty) : -1;
@@ -630,7 +635,8 @@ static int check_columns(const struct dtable_table *t, json_t *fields, struct cg
         cg_err_set(err, "the record for table '%s' must be a JSON object", t->name);
         return CG_EINVAL;
     }
-    json_object_foreach(fields, key, v) {
+    json_object_foreach(fields, key, v)
+    {
         if (!dtable_column(t, key)) {
             cg_err_set(err, "unknown column '%s' in table '%s'", key, t->name);
             return CG_EINVAL;
@@ -698,9 +704,10 @@ int dtable_update(struct dtable_db *db, const struct dtable_table *t, const char
     if (json_object_size(fields) == 0)
         return CG_OK;
     len = (size_t)snprintf(sql, sizeof(sql), "UPDATE \"%s\" SET ", t->name);
-    json_object_foreach(fields, key, v) {
-        len += (size_t)snprintf(sql + len, sizeof(sql) - len, "%s\"%s\" = ?", i > 1 ? ", " : "",
-                                key);
+    json_object_foreach(fields, key, v)
+    {
+        len +=
+            (size_t)snprintf(sql + len, sizeof(sql) - len, "%s\"%s\" = ?", i > 1 ? ", " : "", key);
         i++;
     }
     snprintf(sql + len, sizeof(sql) - len, " WHERE sys_id = ?");
@@ -708,7 +715,8 @@ int dtable_update(struct dtable_db *db, const struct dtable_table *t, const char
     if (!st)
         return CG_EDB;
     i = 1;
-    json_object_foreach(fields, key, v) {
+    json_object_foreach(fields, key, v)
+    {
         rc = bind_value(st, i++, dtable_column(t, key), v, t->name, err);
         if (rc) {
             done(st);
@@ -732,10 +740,8 @@ static json_t *row_json(sqlite3_stmt *st, const struct dtable_table *t)
     if (!o)
         return NULL;
     json_object_set_new(o, "sys_id", json_string((const char *)sqlite3_column_text(st, 0)));
-    json_object_set_new(o, "sys_created_on",
-                        json_string((const char *)sqlite3_column_text(st, 1)));
-    json_object_set_new(o, "sys_created_by",
-                        json_string((const char *)sqlite3_column_text(st, 2)));
+    json_object_set_new(o, "sys_created_on", json_string((const char *)sqlite3_column_text(st, 1)));
+    json_object_set_new(o, "sys_created_by", json_string((const char *)sqlite3_column_text(st, 2)));
     for (size_t c = 0; c < t->n_cols; c++) {
         int col = (int)c + 3;
         json_t *v;
@@ -813,7 +819,8 @@ int dtable_query(struct dtable_db *db, const struct dtable_table *t, json_t *fil
         return CG_EINVAL;
     }
     if (filter) {
-        json_object_foreach(filter, key, v) {
+        json_object_foreach(filter, key, v)
+        {
             if (!dtable_column(t, key) && strcmp(key, "sys_id") != 0 &&
                 strcmp(key, "sys_created_by") != 0) {
                 cg_err_set(err, "unknown column '%s' in table '%s'", key, t->name);
@@ -836,7 +843,8 @@ int dtable_query(struct dtable_db *db, const struct dtable_table *t, json_t *fil
         return CG_EDB;
     i = 1;
     if (filter) {
-        json_object_foreach(filter, key, v) {
+        json_object_foreach(filter, key, v)
+        {
             const struct dtable_column *c = dtable_column(t, key);
             struct dtable_column text = {"", DT_TEXT};
 
@@ -867,8 +875,8 @@ int dtable_query(struct dtable_db *db, const struct dtable_table *t, json_t *fil
 
 /* ---- resources ---- */
 
-#define RES_COLS                                                                                 \
-    "id, namespace, api, version, method, path, script_name, script, roles, auth, active, "      \
+#define RES_COLS                                                                                   \
+    "id, namespace, api, version, method, path, script_name, script, roles, auth, active, "        \
     "updated_on"
 
 static int read_resource(sqlite3_stmt *st, struct dtable_resource *r)
@@ -887,8 +895,7 @@ static int read_resource(sqlite3_stmt *st, struct dtable_resource *r)
     r->script = strdup((const char *)sqlite3_column_text(st, 7));
     r->auth = auth < 0 ? DT_AUTH_ANY : (enum dtable_auth)auth;
     r->is_active = sqlite3_column_int(st, 10) != 0;
-    snprintf(r->updated_on, sizeof(r->updated_on), "%s",
-             (const char *)sqlite3_column_text(st, 11));
+    snprintf(r->updated_on, sizeof(r->updated_on), "%s", (const char *)sqlite3_column_text(st, 11));
     if (!r->ns || !r->api || !r->version || !r->method || !r->path || !r->script_name ||
         !r->script || cg_split_list(roles ? roles : "", &r->roles, &r->n_roles)) {
         dtable_resource_free(r);
@@ -899,9 +906,10 @@ static int read_resource(sqlite3_stmt *st, struct dtable_resource *r)
 
 int dtable_resource_add(struct dtable_db *db, struct dtable_resource *r, struct cg_err *err)
 {
-    sqlite3_stmt *st = prep(db, "INSERT INTO sys_ws_operation (namespace, api, version, method, "
-                                "path, script_name, script, roles, auth, active, created_on, "
-                                "updated_on) VALUES (?,?,?,?,?,?,?,?,?,?,?,?)",
+    sqlite3_stmt *st = prep(db,
+                            "INSERT INTO sys_ws_operation (namespace, api, version, method, "
+                            "path, script_name, script, roles, auth, active, created_on, "
+                            "updated_on) VALUES (?,?,?,?,?,?,?,?,?,?,?,?)",
                             err);
     char now[21], *roles;
     int rc;
@@ -942,8 +950,9 @@ int dtable_resource_add(struct dtable_db *db, struct dtable_resource *r, struct 
 int dtable_resource_update(struct dtable_db *db, const struct dtable_resource *r,
                            struct cg_err *err)
 {
-    sqlite3_stmt *st = prep(db, "UPDATE sys_ws_operation SET script_name = ?, script = ?, "
-                                "roles = ?, auth = ?, updated_on = ? WHERE id = ?",
+    sqlite3_stmt *st = prep(db,
+                            "UPDATE sys_ws_operation SET script_name = ?, script = ?, "
+                            "roles = ?, auth = ?, updated_on = ? WHERE id = ?",
                             err);
     char now[21], *roles;
     int rc;
@@ -1093,8 +1102,9 @@ int dtable_resource_version(struct dtable_db *db, int64_t *out_version)
 int dtable_idem_get(struct dtable_db *db, const char *user, const char *key, int64_t since,
                     int *out_status, char **out_body, struct cg_err *err)
 {
-    sqlite3_stmt *st = prep(db, "SELECT status, body FROM sys_idempotency WHERE user_name = ? "
-                                "AND idem_key = ? AND created_at >= ?",
+    sqlite3_stmt *st = prep(db,
+                            "SELECT status, body FROM sys_idempotency WHERE user_name = ? "
+                            "AND idem_key = ? AND created_at >= ?",
                             err);
     int rc;
 
@@ -1116,11 +1126,11 @@ int dtable_idem_get(struct dtable_db *db, const char *user, const char *key, int
 }
 
 int dtable_idem_put(struct dtable_db *db, const char *user, const char *key, const char *method,
-                    const char *path, int status, const char *body, int64_t now,
-                    struct cg_err *err)
+                    const char *path, int status, const char *body, int64_t now, struct cg_err *err)
 {
-    sqlite3_stmt *st = prep(db, "INSERT OR REPLACE INTO sys_idempotency (user_name, idem_key, "
-                                "method, path, status, body, created_at) VALUES (?,?,?,?,?,?,?)",
+    sqlite3_stmt *st = prep(db,
+                            "INSERT OR REPLACE INTO sys_idempotency (user_name, idem_key, "
+                            "method, path, status, body, created_at) VALUES (?,?,?,?,?,?,?)",
                             err);
     int rc;
 

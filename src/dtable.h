@@ -28,19 +28,19 @@ enum dtable_type {
 
 /** A column of a data table. */
 struct dtable_column {
-    char name[64];           /* validated name */
-    enum dtable_type type;   /* its type */
+    char name[64];         /* validated name */
+    enum dtable_type type; /* its type */
 };
 
 /** A data table's definition. */
 struct dtable_table {
-    int64_t id;                    /* sys_db_table id */
-    char *name;                    /* validated name */
-    struct dtable_column *cols;    /* admin's columns (the sys_ ones not included) */
-    size_t n_cols;                 /* count */
-    char **roles;                  /* roles of the Table API; none: not exposed */
-    size_t n_roles;                /* count */
-    char created_on[21];           /* ISO 8601 */
+    int64_t id;                 /* sys_db_table id */
+    char *name;                 /* validated name */
+    struct dtable_column *cols; /* admin's columns (the sys_ ones not included) */
+    size_t n_cols;              /* count */
+    char **roles;               /* roles of the Table API; none: not exposed */
+    size_t n_roles;             /* count */
+    char created_on[21];        /* ISO 8601 */
 };
 
 /** How a resource authenticates its callers. */
@@ -53,19 +53,19 @@ enum dtable_auth {
 
 /** A scripted resource. */
 struct dtable_resource {
-    int64_t id;              /* sys_ws_operation id */
-    char *ns;                /* namespace */
-    char *api;               /* API name */
-    char *version;           /* "v1" or "" */
-    char *method;            /* GET, POST, PUT, PATCH, DELETE */
-    char *path;              /* template, "/orders/{id}" */
-    char *script_name;       /* the file it came from */
-    char *script;            /* Lua source */
-    char **roles;            /* roles that may call it; none: any authenticated user */
-    size_t n_roles;          /* count */
-    enum dtable_auth auth;   /* authentication */
-    bool is_active;          /* active flag */
-    char updated_on[21];     /* ISO 8601 */
+    int64_t id;            /* sys_ws_operation id */
+    char *ns;              /* namespace */
+    char *api;             /* API name */
+    char *version;         /* "v1" or "" */
+    char *method;          /* GET, POST, PUT, PATCH, DELETE */
+    char *path;            /* template, "/orders/{id}" */
+    char *script_name;     /* the file it came from */
+    char *script;          /* Lua source */
+    char **roles;          /* roles that may call it; none: any authenticated user */
+    size_t n_roles;        /* count */
+    enum dtable_auth auth; /* authentication */
+    bool is_active;        /* active flag */
+    char updated_on[21];   /* ISO 8601 */
 };
 
 /** Name of a type ("text", ...), and the reverse (-1 when unknown). */
@@ -119,8 +119,7 @@ int dtable_table_list(struct dtable_db *db, struct dtable_table **out_tables, si
 int dtable_table_get(struct dtable_db *db, const char *name, struct dtable_table *out_table,
                      struct cg_err *err);
 /** Rows in a table. */
-int dtable_table_count(struct dtable_db *db, const char *name, int64_t *out_n,
-                       struct cg_err *err);
+int dtable_table_count(struct dtable_db *db, const char *name, int64_t *out_n, struct cg_err *err);
 /** Drop a table and its registry row. @return CG_OK, CG_ENOTFOUND, CG_EDB */
 int dtable_table_drop(struct dtable_db *db, const char *name, struct cg_err *err);
 void dtable_table_free(struct dtable_table *t);

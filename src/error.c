@@ -4,8 +4,8 @@
 #include <jansson.h>
 
 static const struct {
-    unsigned status;       /* HTTP status */
-    const char *message;   /* the fixed message */
+    unsigned status;     /* HTTP status */
+    const char *message; /* the fixed message */
 } registry[CG_ERROR_COUNT] = {
 #define CG_ERROR(name, st, msg) [CG_ERROR_##name] = {st, msg},
 #include "errors.def"

@@ -50,15 +50,12 @@ static int read_certs(const char *path, struct pki_cert_list *out)
 static const char *fix_for(enum auth_reason r)
 {
     switch (r) {
-    case AUTH_UNTRUSTED_ISSUER:
-        return "add the issuing CA and its root: certgate ca add CHAIN.pem";
+    case AUTH_UNTRUSTED_ISSUER: return "add the issuing CA and its root: certgate ca add CHAIN.pem";
     case AUTH_MISSING_INTERMEDIATE:
         return "add the missing CA of the chain: certgate ca add CA.pem";
     case AUTH_EXPIRED:
-    case AUTH_NOT_YET_VALID:
-        return "issue the client a certificate that is valid now";
-    case AUTH_REVOKED:
-        return "the certificate is revoked: issue the client a new one";
+    case AUTH_NOT_YET_VALID: return "issue the client a certificate that is valid now";
+    case AUTH_REVOKED: return "the certificate is revoked: issue the client a new one";
     case AUTH_SELF_SIGNED:
         return "pin it: certgate cert map USER CLIENT.pem --pinned (or use a CA-issued one)";
     case AUTH_BAD_KEY_USAGE:
@@ -67,10 +64,8 @@ static const char *fix_for(enum auth_reason r)
         return "enable the CA (certgate ca enable ID) or use a certificate from an active CA";
     case AUTH_NOT_MAPPED:
         return "map it: certgate cert map USER CLIENT.pem, or add a rule with certgate cert rule";
-    case AUTH_USER_LOCKED:
-        return "certgate user unlock USER";
-    default:
-        return "";
+    case AUTH_USER_LOCKED: return "certgate user unlock USER";
+    default: return "";
     }
 }
 

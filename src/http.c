@@ -28,28 +28,28 @@
 #define MAX_IDEM_KEY 200
 
 struct http_server {
-    const struct serve_config *cfg;  /* settings */
-    struct trust_holder *trust;      /* trust snapshots */
-    struct tls_server *tls;          /* credentials */
-    struct writer *writer;           /* scripted resources and the Table API */
-    struct MHD_Daemon *daemon;       /* libmicrohttpd */
-    int active;                      /* requests in flight (atomic) */
-    uint16_t port;                   /* bound port */
-    MHD_socket quiesced;             /* listen socket after quiesce, closed at stop */
-    struct MHD_Daemon *metrics;      /* the --metrics-listen daemon, or NULL */
+    const struct serve_config *cfg; /* settings */
+    struct trust_holder *trust;     /* trust snapshots */
+    struct tls_server *tls;         /* credentials */
+    struct writer *writer;          /* scripted resources and the Table API */
+    struct MHD_Daemon *daemon;      /* libmicrohttpd */
+    int active;                     /* requests in flight (atomic) */
+    uint16_t port;                  /* bound port */
+    MHD_socket quiesced;            /* listen socket after quiesce, closed at stop */
+    struct MHD_Daemon *metrics;     /* the --metrics-listen daemon, or NULL */
 };
 
 /* What one TLS connection knows, kept across its keep-alive requests. */
 struct conn {
-    struct http_server *srv;         /* the server */
-    char remote[64];                 /* client address */
-    bool peer_read;                  /* peer certificates were read */
-    struct pki_cert_list peer;       /* leaf first; empty when none was sent */
-    bool has_cert_id;                /* cert_id holds a decision */
-    struct identity cert_id;         /* the certificate's identity or refusal */
-    bool has_basic;                  /* basic_id holds a decision */
-    unsigned char basic_key[32];     /* SHA-256 of the Authorization value it decided */
-    struct identity basic_id;        /* the Basic identity or refusal */
+    struct http_server *srv;     /* the server */
+    char remote[64];             /* client address */
+    bool peer_read;              /* peer certificates were read */
+    struct pki_cert_list peer;   /* leaf first; empty when none was sent */
+    bool has_cert_id;            /* cert_id holds a decision */
+    struct identity cert_id;     /* the certificate's identity or refusal */
+    bool has_basic;              /* basic_id holds a decision */
+    unsigned char basic_key[32]; /* SHA-256 of the Authorization value it decided */
+    struct identity basic_id;    /* the Basic identity or refusal */
 };
 
 /* Outcome of a pipeline stage. */
@@ -70,33 +70,33 @@ enum route_auth {
 };
 
 struct route {
-    const char *path;        /* exact path */
-    const char *method;      /* GET, POST, ... */
-    enum route_auth auth;    /* authentication */
-    const char *role;        /* role required, NULL: any authenticated user */
-    handler_fn handler;      /* what it does */
+    const char *path;     /* exact path */
+    const char *method;   /* GET, POST, ... */
+    enum route_auth auth; /* authentication */
+    const char *role;     /* role required, NULL: any authenticated user */
+    handler_fn handler;   /* what it does */
 };
 
 /* One request, from the first access callback to the completion callback. */
 struct request {
-    struct conn *conn;               /* its connection */
-    struct MHD_Connection *mhd;      /* libmicrohttpd's connection */
-    char id[33];                     /* request id (X-Request-Id) */
-    struct timespec start;           /* when it arrived */
-    const char *method;              /* request method (MHD's storage) */
-    char *path;                      /* request path */
-    const struct route *route;       /* matched built-in route, NULL if none */
-    struct route_result dyn;         /* matched resource or Table API route */
-    struct writer_job *job;          /* handed to the writer, NULL if none */
-    bool job_done;                   /* the writer finished the job */
-    const struct identity *who;      /* the caller, NULL when unauthenticated */
-    char *body;                      /* request body */
-    size_t body_len;                 /* its length */
-    bool body_too_large;             /* the body went over the limit */
-    bool queued;                     /* a response was queued */
-    unsigned status;                 /* status sent */
-    size_t bytes;                    /* body bytes sent */
-    const char *reason;              /* refusal reason code, NULL if none */
+    struct conn *conn;          /* its connection */
+    struct MHD_Connection *mhd; /* libmicrohttpd's connection */
+    char id[33];                /* request id (X-Request-Id) */
+    struct timespec start;      /* when it arrived */
+    const char *method;         /* request method (MHD's storage) */
+    char *path;                 /* request path */
+    const struct route *route;  /* matched built-in route, NULL if none */
+    struct route_result dyn;    /* matched resource or Table API route */
+    struct writer_job *job;     /* handed to the writer, NULL if none */
+    bool job_done;              /* the writer finished the job */
+    const struct identity *who; /* the caller, NULL when unauthenticated */
+    char *body;                 /* request body */
+    size_t body_len;            /* its length */
+    bool body_too_large;        /* the body went over the limit */
+    bool queued;                /* a response was queued */
+    unsigned status;            /* status sent */
+    size_t bytes;               /* body bytes sent */
+    const char *reason;         /* refusal reason code, NULL if none */
 };
 
 static enum stage h_healthz(struct request *r);
@@ -108,11 +108,16 @@ static const struct route routes[] = {
     /* Liveness, no authentication. */
     {.path = "/healthz", .method = "GET", .auth = ROUTE_AUTH_NONE, .handler = h_healthz},
     /* The caller's identity: user, roles, how it authenticated, certificate facts. */
-    {.path = "/api/certgate/v1/whoami", .method = "GET", .auth = ROUTE_AUTH_ANY,
+    {.path = "/api/certgate/v1/whoami",
+     .method = "GET",
+     .auth = ROUTE_AUTH_ANY,
      .handler = h_whoami},
     /* Trust data summary for operators (role certgate_admin). */
-    {.path = "/api/certgate/v1/admin/trust", .method = "GET", .auth = ROUTE_AUTH_ANY,
-     .role = "certgate_admin", .handler = h_admin_trust},
+    {.path = "/api/certgate/v1/admin/trust",
+     .method = "GET",
+     .auth = ROUTE_AUTH_ANY,
+     .role = "certgate_admin",
+     .handler = h_admin_trust},
 };
 
 /* The settings in force: SIGHUP may swap them while requests run. */
@@ -137,8 +142,7 @@ static void add_common_headers(struct request *r, struct MHD_Response *resp)
 }
 
 /* Queues @p text (taken over, malloc'd) with @p status as application/json. */
-static enum stage respond_text(struct request *r, unsigned status, char *text,
-                               const char *allow)
+static enum stage respond_text(struct request *r, unsigned status, char *text, const char *allow)
 {
     struct MHD_Response *resp;
     size_t len = text ? strlen(text) : 0;
@@ -149,8 +153,8 @@ static enum stage respond_text(struct request *r, unsigned status, char *text,
                                   "\"detail\":\"out of memory\"},\"status\":\"failure\"}";
 
         status = 500;
-        resp = MHD_create_response_from_buffer(sizeof(oom) - 1, (void *)oom,
-                                               MHD_RESPMEM_PERSISTENT);
+        resp =
+            MHD_create_response_from_buffer(sizeof(oom) - 1, (void *)oom, MHD_RESPMEM_PERSISTENT);
         len = sizeof(oom) - 1;
     } else {
         resp = MHD_create_response_from_buffer(len, text, MHD_RESPMEM_MUST_FREE);
@@ -201,9 +205,8 @@ static void conn_forget(struct conn *c)
 
 static void log_refusal(struct request *r, const struct identity *id)
 {
-    json_t *o = json_pack("{s:s, s:s, s:s, s:s}", "request_id", r->id, "remote",
-                          r->conn->remote, "reason", auth_reason_code(id->reason), "detail",
-                          id->detail);
+    json_t *o = json_pack("{s:s, s:s, s:s, s:s}", "request_id", r->id, "remote", r->conn->remote,
+                          "reason", auth_reason_code(id->reason), "detail", id->detail);
 
     if (o && id->has_cert) {
         json_object_set_new(o, "cert_subject", json_string(id->cert.subject));
@@ -304,7 +307,7 @@ static enum stage refuse_auth(struct request *r, const struct identity *id)
     log_refusal(r, id);
     return respond_error(r, CG_ERROR_AUTH_REFUSED,
                          cfg_of(r->conn->srv)->generic_detail ? CG_DETAIL_NO_CREDENTIALS
-                                                           : id->detail);
+                                                              : id->detail);
 }
 
 /* Authentication: the certificate decides when one was presented; Basic
@@ -395,8 +398,9 @@ static enum stage check_resource_auth(struct request *r)
 
         memset(&id, 0, sizeof(id));
         id.reason = AUTH_CERT_REQUIRED;
-        snprintf(id.detail, sizeof(id.detail), "this resource requires a client certificate; "
-                                               "HTTP Basic is not accepted here");
+        snprintf(id.detail, sizeof(id.detail),
+                 "this resource requires a client certificate; "
+                 "HTTP Basic is not accepted here");
         return refuse_auth(r, &id);
     }
     if (mode == DT_AUTH_BASIC && r->who->method != AUTH_METHOD_BASIC) {
@@ -419,12 +423,11 @@ static enum stage refuse_role(struct request *r, char *const *roles, size_t n)
     r->reason = auth_reason_code(AUTH_ROLE_MISSING);
     len = (size_t)snprintf(detail, sizeof(detail), "one of these roles is required: ");
     for (size_t i = 0; i < n && len < sizeof(detail); i++)
-        len += (size_t)snprintf(detail + len, sizeof(detail) - len, "%s%s", i ? ", " : "",
-                                roles[i]);
-    log_event("auth_refused",
-              json_pack("{s:s, s:s, s:s, s:s, s:s?}", "request_id", r->id, "remote",
-                        r->conn->remote, "reason", r->reason, "detail", detail, "user",
-                        r->who ? r->who->user : NULL));
+        len +=
+            (size_t)snprintf(detail + len, sizeof(detail) - len, "%s%s", i ? ", " : "", roles[i]);
+    log_event("auth_refused", json_pack("{s:s, s:s, s:s, s:s, s:s?}", "request_id", r->id, "remote",
+                                        r->conn->remote, "reason", r->reason, "detail", detail,
+                                        "user", r->who ? r->who->user : NULL));
     return respond_error(r, CG_ERROR_NOT_AUTHORIZED, detail);
 }
 
@@ -546,8 +549,8 @@ static void job_finished(struct writer_job *job)
 
 static bool json_content_type(struct request *r)
 {
-    const char *ct = MHD_lookup_connection_value(r->mhd, MHD_HEADER_KIND,
-                                                 MHD_HTTP_HEADER_CONTENT_TYPE);
+    const char *ct =
+        MHD_lookup_connection_value(r->mhd, MHD_HEADER_KIND, MHD_HTTP_HEADER_CONTENT_TYPE);
     size_t n = strlen("application/json");
 
     return ct && strncasecmp(ct, "application/json", n) == 0 &&
@@ -569,8 +572,8 @@ static enum stage start_job(struct request *r)
         if (!json_content_type(r))
             return respond_error(r, CG_ERROR_UNSUPPORTED_MEDIA_TYPE,
                                  "send the body as Content-Type: application/json");
-        job->req.body = json_loadb(r->body, r->body_len, JSON_DECODE_ANY | JSON_REJECT_DUPLICATES,
-                                   &jerr);
+        job->req.body =
+            json_loadb(r->body, r->body_len, JSON_DECODE_ANY | JSON_REJECT_DUPLICATES, &jerr);
         if (!job->req.body) {
             char detail[300];
 
@@ -579,8 +582,9 @@ static enum stage start_job(struct request *r)
             return respond_error(r, CG_ERROR_BAD_REQUEST, detail);
         }
     } else if (r->dyn.match == ROUTE_TABLE && strcmp(r->method, "POST") == 0) {
-        return respond_error(r, CG_ERROR_BAD_REQUEST, "the body must be a JSON object of "
-                                                      "column values");
+        return respond_error(r, CG_ERROR_BAD_REQUEST,
+                             "the body must be a JSON object of "
+                             "column values");
     }
     if (r->dyn.match == ROUTE_TABLE) {
         job->table = strdup(r->dyn.table->name);
@@ -600,7 +604,8 @@ static enum stage start_job(struct request *r)
             job->op = WRITER_TABLE_LIST;
             job->limit = 100;
             job->filter = json_object();
-            json_object_foreach_safe(q, tmp, key, v) {
+            json_object_foreach_safe(q, tmp, key, v)
+            {
                 const char *val = json_string_value(v);
                 char *end = NULL;
 
@@ -656,8 +661,9 @@ static enum stage start_job(struct request *r)
      * must not replay what another anonymous caller stored. */
     if (idem && r->who && strcmp(r->method, "POST") == 0) {
         if (!*idem || strlen(idem) > MAX_IDEM_KEY)
-            return respond_error(r, CG_ERROR_BAD_REQUEST, "Idempotency-Key must be 1 to 200 "
-                                                          "characters");
+            return respond_error(r, CG_ERROR_BAD_REQUEST,
+                                 "Idempotency-Key must be 1 to 200 "
+                                 "characters");
         job->idem_key = strdup(idem);
     }
     memcpy(job->request_id, r->id, sizeof(job->request_id));
@@ -697,7 +703,8 @@ static void finish_job(struct request *r)
     add_common_headers(r, resp);
     if (job->replayed)
         MHD_add_response_header(resp, "Idempotent-Replayed", "true");
-    json_object_foreach(job->headers, key, v) {
+    json_object_foreach(job->headers, key, v)
+    {
         /* Scripts may not override what certgate sets. */
         if (strcasecmp(key, "Content-Type") && strcasecmp(key, "Content-Length") &&
             strcasecmp(key, "X-Request-Id") && strcasecmp(key, "Transfer-Encoding") &&
@@ -768,9 +775,8 @@ static void request_id(char out[33])
 }
 
 static enum MHD_Result on_request(void *cls, struct MHD_Connection *mhd, const char *url,
-                                  const char *method, const char *version,
-                                  const char *upload_data, size_t *upload_data_size,
-                                  void **req_cls)
+                                  const char *method, const char *version, const char *upload_data,
+                                  size_t *upload_data_size, void **req_cls)
 {
     struct http_server *srv = cls;
     struct request *r = *req_cls;
@@ -861,19 +867,19 @@ static void on_completed(void *cls, struct MHD_Connection *mhd, void **req_cls,
                   "us", (json_int_t)us);
     if (o) {
         json_object_set_new(o, "user", r->who ? json_string(r->who->user) : json_null());
-        json_object_set_new(o, "auth", json_string(r->who ? auth_method_name(r->who->method)
-                                                          : "none"));
+        json_object_set_new(o, "auth",
+                            json_string(r->who ? auth_method_name(r->who->method) : "none"));
         json_object_set_new(o, "cert_fingerprint",
-                            r->conn && r->conn->peer.n ? json_string(r->conn->peer.items[0]
-                                                                         .fingerprint)
-                                                       : json_null());
+                            r->conn && r->conn->peer.n
+                                ? json_string(r->conn->peer.items[0].fingerprint)
+                                : json_null());
         if (r->reason)
             json_object_set_new(o, "reason", json_string(r->reason));
         if (toe != MHD_REQUEST_TERMINATED_COMPLETED_OK)
             json_object_set_new(o, "terminated", json_true());
     }
     log_event("request", o);
-    metrics_request(r->route                          ? METRICS_SLOT_BUILTIN
+    metrics_request(r->route                         ? METRICS_SLOT_BUILTIN
                     : r->dyn.match == ROUTE_RESOURCE ? metrics_resource_slot(r->dyn.resource->id)
                     : r->dyn.match == ROUTE_TABLE    ? METRICS_SLOT_TABLE_API
                                                      : METRICS_SLOT_NONE,
@@ -1022,18 +1028,19 @@ int http_start(const struct serve_config *cfg, struct trust_holder *trust, struc
             MHD_ALLOW_SUSPEND_RESUME;
     srv->daemon = MHD_start_daemon(
         flags, 0, NULL, NULL, on_request, srv, MHD_OPTION_EXTERNAL_LOGGER, on_mhd_log, srv,
-        MHD_OPTION_SOCK_ADDR, (struct sockaddr *)&addr,
-        MHD_OPTION_HTTPS_MEM_CERT, tls_server_cert_pem(tls), MHD_OPTION_HTTPS_MEM_KEY,
-        tls_server_key_pem(tls), MHD_OPTION_HTTPS_PRIORITIES,
+        MHD_OPTION_SOCK_ADDR, (struct sockaddr *)&addr, MHD_OPTION_HTTPS_MEM_CERT,
+        tls_server_cert_pem(tls), MHD_OPTION_HTTPS_MEM_KEY, tls_server_key_pem(tls),
+        MHD_OPTION_HTTPS_PRIORITIES,
         cfg->tls_priority ? cfg->tls_priority : settings_default_priority,
-        MHD_OPTION_THREAD_POOL_SIZE, threads, MHD_OPTION_CONNECTION_LIMIT,
-        cfg->max_connections, MHD_OPTION_PER_IP_CONNECTION_LIMIT, cfg->max_per_ip,
-        MHD_OPTION_CONNECTION_TIMEOUT, cfg->idle_timeout, MHD_OPTION_CONNECTION_MEMORY_LIMIT,
-        (size_t)(cfg->max_header_size + 8192), MHD_OPTION_NOTIFY_CONNECTION, on_connection,
-        srv, MHD_OPTION_NOTIFY_COMPLETED, on_completed, srv, MHD_OPTION_END);
+        MHD_OPTION_THREAD_POOL_SIZE, threads, MHD_OPTION_CONNECTION_LIMIT, cfg->max_connections,
+        MHD_OPTION_PER_IP_CONNECTION_LIMIT, cfg->max_per_ip, MHD_OPTION_CONNECTION_TIMEOUT,
+        cfg->idle_timeout, MHD_OPTION_CONNECTION_MEMORY_LIMIT,
+        (size_t)(cfg->max_header_size + 8192), MHD_OPTION_NOTIFY_CONNECTION, on_connection, srv,
+        MHD_OPTION_NOTIFY_COMPLETED, on_completed, srv, MHD_OPTION_END);
     if (!srv->daemon) {
-        cg_err_set(err, "cannot listen on %s (address in use, not permitted, or the TLS priority "
-                        "string or certificate was refused; see the log)",
+        cg_err_set(err,
+                   "cannot listen on %s (address in use, not permitted, or the TLS priority "
+                   "string or certificate was refused; see the log)",
                    cfg->listen);
         free(srv);
         return CG_ERR;
@@ -1064,9 +1071,8 @@ static const char *resource_label(void *ctx, unsigned slot, char *buf, size_t le
 }
 
 static enum MHD_Result on_metrics(void *cls, struct MHD_Connection *mhd, const char *url,
-                                  const char *method, const char *version,
-                                  const char *upload_data, size_t *upload_data_size,
-                                  void **req_cls)
+                                  const char *method, const char *version, const char *upload_data,
+                                  size_t *upload_data_size, void **req_cls)
 {
     struct http_server *srv = cls;
     struct MHD_Response *resp;
@@ -1083,8 +1089,7 @@ static enum MHD_Result on_metrics(void *cls, struct MHD_Connection *mhd, const c
     if (strcmp(url, "/metrics") != 0 || strcmp(method, "GET") != 0) {
         static const char nf[] = "not found: GET /metrics\n";
 
-        resp = MHD_create_response_from_buffer(sizeof(nf) - 1, (void *)nf,
-                                               MHD_RESPMEM_PERSISTENT);
+        resp = MHD_create_response_from_buffer(sizeof(nf) - 1, (void *)nf, MHD_RESPMEM_PERSISTENT);
         rc = MHD_queue_response(mhd, MHD_HTTP_NOT_FOUND, resp);
         MHD_destroy_response(resp);
         return rc;
@@ -1117,11 +1122,10 @@ int http_start_metrics(struct http_server *srv, const char *listen, uint16_t *ou
         cg_err_set(err, "--metrics-listen '%s' is not ADDRESS:PORT", listen);
         return CG_EINVAL;
     }
-    srv->metrics = MHD_start_daemon(MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_ERROR_LOG, 0, NULL,
-                                    NULL, on_metrics, srv, MHD_OPTION_EXTERNAL_LOGGER,
-                                    on_mhd_log, srv, MHD_OPTION_SOCK_ADDR,
-                                    (struct sockaddr *)&addr, MHD_OPTION_CONNECTION_LIMIT, 16,
-                                    MHD_OPTION_CONNECTION_TIMEOUT, 10, MHD_OPTION_END);
+    srv->metrics = MHD_start_daemon(
+        MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_ERROR_LOG, 0, NULL, NULL, on_metrics, srv,
+        MHD_OPTION_EXTERNAL_LOGGER, on_mhd_log, srv, MHD_OPTION_SOCK_ADDR, (struct sockaddr *)&addr,
+        MHD_OPTION_CONNECTION_LIMIT, 16, MHD_OPTION_CONNECTION_TIMEOUT, 10, MHD_OPTION_END);
     if (!srv->metrics) {
         cg_err_set(err, "cannot listen on %s for metrics", listen);
         return CG_ERR;

@@ -29,9 +29,8 @@ static const char *const reason_codes[] = {
 
 const char *auth_reason_code(enum auth_reason reason)
 {
-    return (unsigned)reason < sizeof(reason_codes) / sizeof(reason_codes[0])
-               ? reason_codes[reason]
-               : "unknown";
+    return (unsigned)reason < sizeof(reason_codes) / sizeof(reason_codes[0]) ? reason_codes[reason]
+                                                                             : "unknown";
 }
 
 const char *auth_method_name(enum auth_method method)
@@ -225,8 +224,8 @@ int identity_from_cert(const struct trust_snapshot *snap, const struct pki_cert 
     return map_user(snap, m, id);
 }
 
-int identity_from_basic(const struct trust_snapshot *snap, const char *user,
-                        const char *password, size_t password_len, struct identity *out_id)
+int identity_from_basic(const struct trust_snapshot *snap, const char *user, const char *password,
+                        size_t password_len, struct identity *out_id)
 {
     /* A hash of a random password, so unknown users cost the same time. */
     static const char decoy[] = "pbkdf2-sha256$600000$c2VydGdhdGUtZGVjb3k0MQ==$"

@@ -87,8 +87,8 @@ int identity_from_cert(const struct trust_snapshot *snap, const struct pki_cert 
  * active and not locked, and the password must verify (constant time).
  * @return CG_OK when a decision was made, negative on internal failure
  */
-int identity_from_basic(const struct trust_snapshot *snap, const char *user,
-                        const char *password, size_t password_len, struct identity *out_id);
+int identity_from_basic(const struct trust_snapshot *snap, const char *user, const char *password,
+                        size_t password_len, struct identity *out_id);
 
 /** Whether the identity holds at least one of @p roles (none listed: true). */
 bool identity_has_any_role(const struct identity *id, char *const *roles, size_t n_roles);

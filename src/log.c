@@ -11,7 +11,7 @@
 #include <time.h>
 #include <unistd.h>
 
-static int log_fd = -1;                 /* -1: stderr */
+static int log_fd = -1; /* -1: stderr */
 static pthread_mutex_t reopen_lock = PTHREAD_MUTEX_INITIALIZER;
 
 int log_open(const char *path)

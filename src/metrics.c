@@ -9,7 +9,7 @@
 #include "identity.h"
 
 /* Histogram bounds in microseconds (Prometheus "le" in seconds). */
-static const uint64_t bounds_us[] = {1000, 5000, 10000, 25000, 50000, 100000,
+static const uint64_t bounds_us[] = {1000,   5000,   10000,   25000,   50000,  100000,
                                      250000, 500000, 1000000, 2500000, 5000000};
 #define N_BOUNDS (sizeof(bounds_us) / sizeof(bounds_us[0]))
 #define N_CLASSES 5 /* 1xx..5xx */
@@ -81,9 +81,9 @@ void metrics_commit(uint64_t us)
 }
 
 struct buf {
-    char *p;      /* text */
-    size_t len;   /* used */
-    size_t cap;   /* allocated */
+    char *p;    /* text */
+    size_t len; /* used */
+    size_t cap; /* allocated */
 };
 
 static void add(struct buf *b, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
@@ -119,8 +119,7 @@ static void add(struct buf *b, const char *fmt, ...)
     }
 }
 
-static void render_histogram(struct buf *b, const char *name, const char *help,
-                             struct histogram *h)
+static void render_histogram(struct buf *b, const char *name, const char *help, struct histogram *h)
 {
     uint64_t cum = 0;
 
@@ -152,8 +151,8 @@ char *metrics_render(metrics_label_fn label_fn, void *ctx, unsigned expiring_cas
 
             if (!v)
                 continue;
-            l = s == METRICS_SLOT_NONE      ? "none"
-                : s == METRICS_SLOT_BUILTIN ? "builtin"
+            l = s == METRICS_SLOT_NONE        ? "none"
+                : s == METRICS_SLOT_BUILTIN   ? "builtin"
                 : s == METRICS_SLOT_TABLE_API ? "table_api"
                 : label_fn                    ? label_fn(ctx, s, label, sizeof(label))
                                               : NULL;
@@ -170,23 +169,27 @@ char *metrics_render(metrics_label_fn label_fn, void *ctx, unsigned expiring_cas
             add(&b, "certgate_auth_refusals_total{reason=\"%s\"} %llu\n", code,
                 (unsigned long long)__atomic_load_n(&refusals[r], __ATOMIC_RELAXED));
     }
-    add(&b, "# HELP certgate_tls_connections_total TLS connections accepted (handshakes).\n"
-            "# TYPE certgate_tls_connections_total counter\ncertgate_tls_connections_total "
-            "%llu\n",
+    add(&b,
+        "# HELP certgate_tls_connections_total TLS connections accepted (handshakes).\n"
+        "# TYPE certgate_tls_connections_total counter\ncertgate_tls_connections_total "
+        "%llu\n",
         (unsigned long long)__atomic_load_n(&connections, __ATOMIC_RELAXED));
-    add(&b, "# HELP certgate_script_errors_total Script runtime errors and caps reached.\n"
-            "# TYPE certgate_script_errors_total counter\ncertgate_script_errors_total %llu\n",
+    add(&b,
+        "# HELP certgate_script_errors_total Script runtime errors and caps reached.\n"
+        "# TYPE certgate_script_errors_total counter\ncertgate_script_errors_total %llu\n",
         (unsigned long long)__atomic_load_n(&script_errors, __ATOMIC_RELAXED));
     render_histogram(&b, "certgate_request_duration_seconds", "Time from request to answer.",
                      &latency);
-    render_histogram(&b, "certgate_db_commit_duration_seconds",
-                     "Duration of one group commit.", &commits);
-    add(&b, "# HELP certgate_cas_expiring_30d CAs of the table expiring within 30 days.\n"
-            "# TYPE certgate_cas_expiring_30d gauge\ncertgate_cas_expiring_30d %u\n",
+    render_histogram(&b, "certgate_db_commit_duration_seconds", "Duration of one group commit.",
+                     &commits);
+    add(&b,
+        "# HELP certgate_cas_expiring_30d CAs of the table expiring within 30 days.\n"
+        "# TYPE certgate_cas_expiring_30d gauge\ncertgate_cas_expiring_30d %u\n",
         expiring_cas);
-    add(&b, "# HELP certgate_certificates_expiring_30d Mapped client certificates expiring "
-            "within 30 days.\n# TYPE certgate_certificates_expiring_30d gauge\n"
-            "certgate_certificates_expiring_30d %u\n",
+    add(&b,
+        "# HELP certgate_certificates_expiring_30d Mapped client certificates expiring "
+        "within 30 days.\n# TYPE certgate_certificates_expiring_30d gauge\n"
+        "certgate_certificates_expiring_30d %u\n",
         expiring_certs);
     return b.p;
 }

@@ -13,9 +13,9 @@
 
 /* Resource label slots: built-in routes and scripted resources by id. */
 #define METRICS_SLOTS 512
-#define METRICS_SLOT_NONE 0       /* no route (404s, refusals before routing) */
-#define METRICS_SLOT_BUILTIN 1    /* healthz, whoami, admin */
-#define METRICS_SLOT_TABLE_API 2  /* /api/now/table */
+#define METRICS_SLOT_NONE 0      /* no route (404s, refusals before routing) */
+#define METRICS_SLOT_BUILTIN 1   /* healthz, whoami, admin */
+#define METRICS_SLOT_TABLE_API 2 /* /api/now/table */
 #define METRICS_SLOT_FIRST_RESOURCE 3
 
 /** Count one answered request. @param slot a METRICS_SLOT_* or metrics_resource_slot() */

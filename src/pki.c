@@ -165,9 +165,9 @@ static int fill_key(gnutls_x509_crt_t crt, struct pki_cert *c)
         gnutls_ecc_curve_t curve = GNUTLS_ECC_CURVE_INVALID;
 
         gnutls_pubkey_export_ecc_raw(pub, &curve, NULL, NULL);
-        snprintf(buf, sizeof(buf), "EC %s", gnutls_ecc_curve_get_name(curve)
-                                                ? gnutls_ecc_curve_get_name(curve)
-                                                : "unknown curve");
+        snprintf(buf, sizeof(buf), "EC %s",
+                 gnutls_ecc_curve_get_name(curve) ? gnutls_ecc_curve_get_name(curve)
+                                                  : "unknown curve");
     } else {
         const char *name = gnutls_pk_algorithm_get_name((gnutls_pk_algorithm_t)algo);
 
@@ -574,8 +574,9 @@ int pki_parse_bundle(const char *data, size_t len, struct pki_cert_list *out_lis
                 perr(out_err, 1, NULL, "the DER certificate could not be read");
             return rc;
         }
-        perr(out_err, 0, NULL, "no certificate found (expected PEM blocks "
-                               "-----BEGIN CERTIFICATE----- or one DER certificate)");
+        perr(out_err, 0, NULL,
+             "no certificate found (expected PEM blocks "
+             "-----BEGIN CERTIFICATE----- or one DER certificate)");
         return CG_EPARSE;
     }
     while (p < end) {
@@ -922,15 +923,14 @@ void pki_chain_key(const struct pki_cert *leaf, const struct pki_cert *sent, siz
 
 const char *pki_reason_code(enum pki_reason reason)
 {
-    return (unsigned)reason < sizeof(reason_codes) / sizeof(reason_codes[0])
-               ? reason_codes[reason]
-               : "unknown";
+    return (unsigned)reason < sizeof(reason_codes) / sizeof(reason_codes[0]) ? reason_codes[reason]
+                                                                             : "unknown";
 }
 
 /* One certificate on the path being built. */
 struct link {
-    const struct pki_cert *cert;      /* the certificate */
-    const struct pki_trust_ca *ca;    /* its table record, NULL if only sent */
+    const struct pki_cert *cert;   /* the certificate */
+    const struct pki_trust_ca *ca; /* its table record, NULL if only sent */
 };
 
 static int refuse(struct pki_verdict *v, enum pki_reason reason, const char *fmt, ...)
@@ -957,7 +957,8 @@ static bool weak_sig(const struct pki_cert *c)
 {
     gnutls_sign_algorithm_t s = gnutls_sign_get_id(c->sig_algo ? c->sig_algo : "");
 
-    return s == GNUTLS_SIGN_UNKNOWN || !gnutls_sign_is_secure2(s, GNUTLS_SIGN_FLAG_SECURE_FOR_CERTS);
+    return s == GNUTLS_SIGN_UNKNOWN ||
+           !gnutls_sign_is_secure2(s, GNUTLS_SIGN_FLAG_SECURE_FOR_CERTS);
 }
 
 static bool in_chain(const struct link *chain, size_t n, const struct pki_cert *c)
@@ -998,8 +999,7 @@ static bool find_issuer(const struct pki_trust *t, const struct pki_cert *sent, 
                 continue;
             if (!cand->subject || strcmp(cand->subject, cur->issuer) != 0)
                 continue;
-            if (in_chain(chain, n_chain, cand) &&
-                !(cand == cur && cur->is_self_signed))
+            if (in_chain(chain, n_chain, cand) && !(cand == cur && cur->is_self_signed))
                 continue;
             if (!pki_cert_issued_by(cur, cand))
                 continue;
@@ -1079,16 +1079,14 @@ static int gnutls_path_check(const struct link *chain, size_t n, struct pki_verd
     gnutls_x509_trust_list_t tl = NULL;
     gnutls_typed_vdata_st vdata = {GNUTLS_DT_KEY_PURPOSE_OID,
                                    (unsigned char *)GNUTLS_KP_TLS_WWW_CLIENT, 0};
-    unsigned flags = GNUTLS_VERIFY_DISABLE_TIME_CHECKS |
-                     GNUTLS_VERIFY_DISABLE_TRUSTED_TIME_CHECKS |
+    unsigned flags = GNUTLS_VERIFY_DISABLE_TIME_CHECKS | GNUTLS_VERIFY_DISABLE_TRUSTED_TIME_CHECKS |
                      GNUTLS_PROFILE_TO_VFLAGS(GNUTLS_PROFILE_MEDIUM);
     unsigned status = 0;
     size_t imported = 0;
     int rc = CG_ENOMEM;
 
     for (; imported < n; imported++) {
-        if (import_der(&crts[imported], chain[imported].cert->der,
-                       chain[imported].cert->der_len))
+        if (import_der(&crts[imported], chain[imported].cert->der, chain[imported].cert->der_len))
             goto out;
     }
     if (import_der(&anchor, chain[n - 1].cert->der, chain[n - 1].cert->der_len))
@@ -1099,8 +1097,8 @@ static int gnutls_path_check(const struct link *chain, size_t n, struct pki_verd
     if (gnutls_x509_trust_list_add_cas(tl, &anchor, 1, 0) != 1)
         goto out;
     anchor = NULL;
-    if (gnutls_x509_trust_list_verify_crt2(tl, crts, (unsigned)n, &vdata, 1, flags, &status,
-                                           NULL) < 0) {
+    if (gnutls_x509_trust_list_verify_crt2(tl, crts, (unsigned)n, &vdata, 1, flags, &status, NULL) <
+        0) {
         refuse(v, PKI_UNTRUSTED_ISSUER, "the chain could not be validated");
         rc = CG_OK;
         goto out;
@@ -1109,14 +1107,17 @@ static int gnutls_path_check(const struct link *chain, size_t n, struct pki_verd
     if (status == 0)
         goto out;
     if (status & GNUTLS_CERT_PURPOSE_MISMATCH)
-        refuse(v, PKI_BAD_KEY_USAGE, "a certificate of the chain does not allow TLS client "
-                                     "authentication (extended key usage)");
+        refuse(v, PKI_BAD_KEY_USAGE,
+               "a certificate of the chain does not allow TLS client "
+               "authentication (extended key usage)");
     else if (status & GNUTLS_CERT_SIGNER_CONSTRAINTS_FAILURE)
-        refuse(v, PKI_UNTRUSTED_ISSUER, "the chain violates the constraints of a CA in it "
-                                        "(name constraints or path length)");
+        refuse(v, PKI_UNTRUSTED_ISSUER,
+               "the chain violates the constraints of a CA in it "
+               "(name constraints or path length)");
     else if (status & GNUTLS_CERT_INSECURE_ALGORITHM)
-        refuse(v, PKI_UNTRUSTED_ISSUER, "a certificate of the chain uses an insecure algorithm "
-                                        "or a key that is too weak");
+        refuse(v, PKI_UNTRUSTED_ISSUER,
+               "a certificate of the chain uses an insecure algorithm "
+               "or a key that is too weak");
     else {
         gnutls_datum_t txt = {NULL, 0};
 
@@ -1280,8 +1281,9 @@ int pki_verify(const struct pki_trust *trust, const struct pki_cert *leaf,
                 return CG_ENOMEM;
             if (v->reason != PKI_OK)
                 return CG_OK;
-            snprintf(v->detail, sizeof(v->detail), "the certificate chains to the root '%s' "
-                                                   "of the CA certificate chain table",
+            snprintf(v->detail, sizeof(v->detail),
+                     "the certificate chains to the root '%s' "
+                     "of the CA certificate chain table",
                      next.cert->subject);
             return CG_OK;
         }

@@ -24,36 +24,36 @@
 
 /** The facts of one X.509 certificate, in plain C. */
 struct pki_cert {
-    unsigned char *der;     /* DER encoding */
-    size_t der_len;         /* its length */
-    char *subject;          /* subject DN, RFC 4514 string */
-    char *issuer;           /* issuer DN, RFC 4514 string */
-    char *cn;               /* first subject CN, or NULL */
-    char serial[80];        /* serial number, lower-case hex, no separators */
-    char fingerprint[65];   /* SHA-256 of the DER, lower-case hex */
-    char spki_sha256[65];   /* SHA-256 of the SubjectPublicKeyInfo DER, lower-case hex */
-    char ski[129];          /* subject key identifier, hex, "" when absent */
-    char aki[129];          /* authority key identifier, hex, "" when absent */
-    int64_t not_before;     /* validity start, seconds since the epoch */
-    int64_t not_after;      /* validity end, seconds since the epoch */
-    bool is_ca;             /* basicConstraints cA is true */
-    int path_len;           /* basicConstraints pathLenConstraint, -1 when absent */
-    bool is_self_issued;    /* subject DN equals issuer DN */
-    bool is_self_signed;    /* self-issued and its signature verifies with its own key */
-    bool has_key_usage;     /* keyUsage extension present */
-    unsigned key_usage;     /* PKI_KU_* bits when present */
-    bool has_eku;           /* extendedKeyUsage extension present */
-    bool eku_client_auth;   /* EKU lists clientAuth */
-    bool eku_any;           /* EKU lists anyExtendedKeyUsage */
-    char **san_email;       /* rfc822Name SANs */
-    size_t n_san_email;     /* count */
-    char **san_dns;         /* dNSName SANs */
-    size_t n_san_dns;       /* count */
-    char **san_uri;         /* URI SANs */
-    size_t n_san_uri;       /* count */
-    const char *defect;     /* why the certificate breaks RFC 5280, NULL when it does not */
-    char *key_type;         /* "EC P-256", "RSA 2048", ... */
-    char *sig_algo;         /* signature algorithm name, e.g. "ECDSA-SHA256" */
+    unsigned char *der;   /* DER encoding */
+    size_t der_len;       /* its length */
+    char *subject;        /* subject DN, RFC 4514 string */
+    char *issuer;         /* issuer DN, RFC 4514 string */
+    char *cn;             /* first subject CN, or NULL */
+    char serial[80];      /* serial number, lower-case hex, no separators */
+    char fingerprint[65]; /* SHA-256 of the DER, lower-case hex */
+    char spki_sha256[65]; /* SHA-256 of the SubjectPublicKeyInfo DER, lower-case hex */
+    char ski[129];        /* subject key identifier, hex, "" when absent */
+    char aki[129];        /* authority key identifier, hex, "" when absent */
+    int64_t not_before;   /* validity start, seconds since the epoch */
+    int64_t not_after;    /* validity end, seconds since the epoch */
+    bool is_ca;           /* basicConstraints cA is true */
+    int path_len;         /* basicConstraints pathLenConstraint, -1 when absent */
+    bool is_self_issued;  /* subject DN equals issuer DN */
+    bool is_self_signed;  /* self-issued and its signature verifies with its own key */
+    bool has_key_usage;   /* keyUsage extension present */
+    unsigned key_usage;   /* PKI_KU_* bits when present */
+    bool has_eku;         /* extendedKeyUsage extension present */
+    bool eku_client_auth; /* EKU lists clientAuth */
+    bool eku_any;         /* EKU lists anyExtendedKeyUsage */
+    char **san_email;     /* rfc822Name SANs */
+    size_t n_san_email;   /* count */
+    char **san_dns;       /* dNSName SANs */
+    size_t n_san_dns;     /* count */
+    char **san_uri;       /* URI SANs */
+    size_t n_san_uri;     /* count */
+    const char *defect;   /* why the certificate breaks RFC 5280, NULL when it does not */
+    char *key_type;       /* "EC P-256", "RSA 2048", ... */
+    char *sig_algo;       /* signature algorithm name, e.g. "ECDSA-SHA256" */
 };
 
 /** A growable list of certificates. */
@@ -77,9 +77,9 @@ struct pki_crl {
 
 /** Why a bundle could not be used; filled by pki_parse_bundle on failure. */
 struct pki_parse_error {
-    size_t position;        /* 1-based index of the offending PEM block, 0 if none */
-    char subject[256];      /* subject of the offending certificate, "" when unknown */
-    char reason[256];       /* the reason in words */
+    size_t position;   /* 1-based index of the offending PEM block, 0 if none */
+    char subject[256]; /* subject of the offending certificate, "" when unknown */
+    char reason[256];  /* the reason in words */
 };
 
 /**
@@ -145,15 +145,15 @@ void pki_crl_free(struct pki_crl *crl);
 
 /** One CA of the CA certificate chain table, as the verifier sees it. */
 struct pki_trust_ca {
-    int64_t id;             /* sys_ca_certificate row id */
-    bool is_active;         /* active flag of the row */
-    struct pki_cert cert;   /* the certificate */
+    int64_t id;           /* sys_ca_certificate row id */
+    bool is_active;       /* active flag of the row */
+    struct pki_cert cert; /* the certificate */
 };
 
 /** One CRL loaded in sys_crl, with the CA it belongs to. */
 struct pki_trust_crl {
-    int64_t ca_id;          /* the CA that signed it */
-    struct pki_crl crl;     /* the CRL */
+    int64_t ca_id;      /* the CA that signed it */
+    struct pki_crl crl; /* the CRL */
 };
 
 /** Trust data: the CA table and the CRLs, read-only while verifying. */
@@ -179,15 +179,15 @@ enum pki_reason {
 
 /** Result of pki_verify. */
 struct pki_verdict {
-    enum pki_reason reason;   /* PKI_OK when trusted */
-    char detail[512];         /* the reason in words an integrator can act on */
-    int64_t issuer_ca_id;     /* table id of the CA that issued the leaf, 0 if not in table */
-    int64_t root_ca_id;       /* table id of the root the chain ends at, 0 if none */
-    size_t chain_len;         /* certificates in the built chain, leaf included */
-    char chain[8][256];       /* subjects of the built chain, leaf first (first 8) */
-    bool crl_stale;           /* a CRL used was past its next update (still applied) */
-    int64_t valid_from;       /* PKI_OK: the chain is valid from (latest not-before) */
-    int64_t valid_until;      /* PKI_OK: ... until (earliest not-after) */
+    enum pki_reason reason;     /* PKI_OK when trusted */
+    char detail[512];           /* the reason in words an integrator can act on */
+    int64_t issuer_ca_id;       /* table id of the CA that issued the leaf, 0 if not in table */
+    int64_t root_ca_id;         /* table id of the root the chain ends at, 0 if none */
+    size_t chain_len;           /* certificates in the built chain, leaf included */
+    char chain[8][256];         /* subjects of the built chain, leaf first (first 8) */
+    bool crl_stale;             /* a CRL used was past its next update (still applied) */
+    int64_t valid_from;         /* PKI_OK: the chain is valid from (latest not-before) */
+    int64_t valid_until;        /* PKI_OK: ... until (earliest not-after) */
     char stale_crl_issuer[256]; /* issuer of that CRL */
 };
 

@@ -16,20 +16,20 @@
 
 /** Result of matching. */
 enum route_match {
-    ROUTE_NONE,        /* nothing answers at this path */
-    ROUTE_WRONG_METHOD,/* something answers at this path, for other methods (see allow) */
-    ROUTE_RESOURCE,    /* a scripted resource */
-    ROUTE_TABLE,       /* the Table API */
+    ROUTE_NONE,         /* nothing answers at this path */
+    ROUTE_WRONG_METHOD, /* something answers at this path, for other methods (see allow) */
+    ROUTE_RESOURCE,     /* a scripted resource */
+    ROUTE_TABLE,        /* the Table API */
 };
 
 /** What matched. */
 struct route_result {
-    enum route_match match;                  /* see above */
-    const struct dtable_resource *resource;  /* ROUTE_RESOURCE */
-    json_t *params;                          /* ROUTE_RESOURCE: {param: value} (owned) */
-    const struct dtable_table *table;        /* ROUTE_TABLE */
-    char sys_id[64];                         /* ROUTE_TABLE: record id, "" for the list */
-    char allow[64];                          /* ROUTE_WRONG_METHOD: "GET, POST" */
+    enum route_match match;                 /* see above */
+    const struct dtable_resource *resource; /* ROUTE_RESOURCE */
+    json_t *params;                         /* ROUTE_RESOURCE: {param: value} (owned) */
+    const struct dtable_table *table;       /* ROUTE_TABLE */
+    char sys_id[64];                        /* ROUTE_TABLE: record id, "" for the list */
+    char allow[64];                         /* ROUTE_WRONG_METHOD: "GET, POST" */
 };
 
 /**

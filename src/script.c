@@ -20,26 +20,26 @@
 #define CHUNK_CACHE 128
 
 /* Registry keys (addresses of these are unique). */
-static const char k_null = 0;       /* certgate.null sentinel (light userdata) */
-static const char k_array_mt = 0;   /* metatable marking decoded arrays */
-static const char k_fail_mt = 0;    /* metatable of certgate.fail errors */
-static const char k_vm = 0;         /* the struct script_vm */
+static const char k_null = 0;     /* certgate.null sentinel (light userdata) */
+static const char k_array_mt = 0; /* metatable marking decoded arrays */
+static const char k_fail_mt = 0;  /* metatable of certgate.fail errors */
+static const char k_vm = 0;       /* the struct script_vm */
 
 struct chunk {
-    char *key;       /* script version */
-    int ref;         /* registry reference of the compiled function */
+    char *key; /* script version */
+    int ref;   /* registry reference of the compiled function */
 };
 
 struct script_vm {
-    lua_State *L;                   /* the state */
-    struct script_limits limits;    /* caps */
-    size_t used;                    /* bytes allocated now */
-    size_t cap;                     /* allocation limit while a request runs (0: none) */
-    bool hit_memory;                /* the allocator refused because of the cap */
-    uint64_t count;                 /* instructions of the current request */
-    struct timespec deadline;       /* wall-time limit of the current request */
-    enum script_outcome limit_hit;  /* which cap stopped it */
-    const struct script_db_ops *db; /* current request's database */
+    lua_State *L;                     /* the state */
+    struct script_limits limits;      /* caps */
+    size_t used;                      /* bytes allocated now */
+    size_t cap;                       /* allocation limit while a request runs (0: none) */
+    bool hit_memory;                  /* the allocator refused because of the cap */
+    uint64_t count;                   /* instructions of the current request */
+    struct timespec deadline;         /* wall-time limit of the current request */
+    enum script_outcome limit_hit;    /* which cap stopped it */
+    const struct script_db_ops *db;   /* current request's database */
     struct chunk chunks[CHUNK_CACHE]; /* compiled scripts */
 };
 
@@ -90,8 +90,9 @@ static void hook(lua_State *L, lua_Debug *ar)
     /* Once a cap is hit, every following instruction raises again, so a
      * script that catches the error with pcall cannot go on. */
     if (vm->limit_hit != SCRIPT_OK) {
-        luaL_error(L, "%s", vm->limit_hit == SCRIPT_LIMIT_TIME ? "wall-time limit reached"
-                                                               : "instruction limit reached");
+        luaL_error(L, "%s",
+                   vm->limit_hit == SCRIPT_LIMIT_TIME ? "wall-time limit reached"
+                                                      : "instruction limit reached");
     }
     vm->count += HOOK_EVERY;
     if (vm->count > vm->limits.instructions) {
@@ -123,7 +124,8 @@ static int push_json(lua_State *L, json_t *v, int depth)
     switch (json_typeof(v)) {
     case JSON_OBJECT:
         lua_createtable(L, 0, (int)json_object_size(v));
-        json_object_foreach(v, key, item) {
+        json_object_foreach(v, key, item)
+        {
             if (push_json(L, item, depth + 1))
                 return -1;
             lua_setfield(L, -2, key);
@@ -131,7 +133,8 @@ static int push_json(lua_State *L, json_t *v, int depth)
         return 0;
     case JSON_ARRAY:
         lua_createtable(L, (int)json_array_size(v), 0);
-        json_array_foreach(v, i, item) {
+        json_array_foreach(v, i, item)
+        {
             if (push_json(L, item, depth + 1))
                 return -1;
             lua_rawseti(L, -2, (lua_Integer)i + 1);
@@ -139,23 +142,13 @@ static int push_json(lua_State *L, json_t *v, int depth)
         lua_rawgetp(L, LUA_REGISTRYINDEX, &k_array_mt);
         lua_setmetatable(L, -2);
         return 0;
-    case JSON_STRING:
-        lua_pushlstring(L, json_string_value(v), json_string_length(v));
-        return 0;
-    case JSON_INTEGER:
-        lua_pushinteger(L, (lua_Integer)json_integer_value(v));
-        return 0;
-    case JSON_REAL:
-        lua_pushnumber(L, json_real_value(v));
-        return 0;
+    case JSON_STRING: lua_pushlstring(L, json_string_value(v), json_string_length(v)); return 0;
+    case JSON_INTEGER: lua_pushinteger(L, (lua_Integer)json_integer_value(v)); return 0;
+    case JSON_REAL: lua_pushnumber(L, json_real_value(v)); return 0;
     case JSON_TRUE:
-    case JSON_FALSE:
-        lua_pushboolean(L, json_is_true(v));
-        return 0;
+    case JSON_FALSE: lua_pushboolean(L, json_is_true(v)); return 0;
     case JSON_NULL:
-    default:
-        lua_pushlightuserdata(L, (void *)&k_null);
-        return 0;
+    default: lua_pushlightuserdata(L, (void *)&k_null); return 0;
     }
 }
 
@@ -209,8 +202,9 @@ static json_t *table_to_json(lua_State *L, int idx, int depth, char *err, size_t
         if (n == 0 && !marked_array)
             return json_object(); /* {} unless it was decoded from [] */
         if (n != max) {
-            snprintf(err, errlen, "a table with integer keys is not a sequence 1..n (sparse "
-                                  "arrays cannot be JSON arrays)");
+            snprintf(err, errlen,
+                     "a table with integer keys is not a sequence 1..n (sparse "
+                     "arrays cannot be JSON arrays)");
             return NULL;
         }
         out = json_array();
@@ -258,10 +252,8 @@ static json_t *to_json(lua_State *L, int idx, int depth, char *err, size_t errle
         return NULL;
     }
     switch (lua_type(L, idx)) {
-    case LUA_TNIL:
-        return json_null();
-    case LUA_TBOOLEAN:
-        return json_boolean(lua_toboolean(L, idx));
+    case LUA_TNIL: return json_null();
+    case LUA_TBOOLEAN: return json_boolean(lua_toboolean(L, idx));
     case LUA_TNUMBER:
         if (lua_isinteger(L, idx))
             return json_integer((json_int_t)lua_tointeger(L, idx));
@@ -286,8 +278,7 @@ static json_t *to_json(lua_State *L, int idx, int depth, char *err, size_t errle
             return NULL;
         }
         return table_to_json(L, idx, depth, err, errlen);
-    default:
-        break;
+    default: break;
     }
     snprintf(err, errlen, "a %s cannot be represented in JSON", luaL_typename(L, idx));
     return NULL;
@@ -502,9 +493,9 @@ static int l_json_decode(lua_State *L)
 
 /* Library functions a script may use; everything else is absent. */
 static const char *const base_allowed[] = {
-    "assert", "error", "ipairs", "next", "pairs", "pcall", "rawequal", "rawget", "rawlen",
-    "rawset", "select", "tonumber", "tostring", "type", "xpcall", "_VERSION", "getmetatable",
-    "setmetatable", NULL,
+    "assert", "error",    "ipairs",       "next",         "pairs",    "pcall",    "rawequal",
+    "rawget", "rawlen",   "rawset",       "select",       "tonumber", "tostring", "type",
+    "xpcall", "_VERSION", "getmetatable", "setmetatable", NULL,
 };
 static const char *const libs_allowed[] = {"string", "table", "math", "utf8", NULL};
 static const char *const os_allowed[] = {"time", "clock", "date", "difftime", NULL};
@@ -527,8 +518,8 @@ static void copy_table(lua_State *L)
  * the registry ("cg.libs"). */
 static void push_env(lua_State *L)
 {
-    lua_newtable(L);                                    /* env */
-    lua_getfield(L, LUA_REGISTRYINDEX, "cg.libs");      /* env libs */
+    lua_newtable(L);                               /* env */
+    lua_getfield(L, LUA_REGISTRYINDEX, "cg.libs"); /* env libs */
     for (const char *const *b = base_allowed; *b; b++) {
         lua_getfield(L, -1, *b);
         lua_setfield(L, -3, *b);
@@ -564,7 +555,9 @@ static int setup(lua_State *L)
         {"update", l_db_update}, {NULL, NULL},
     };
     static const luaL_Reg json_fns[] = {
-        {"encode", l_json_encode}, {"decode", l_json_decode}, {NULL, NULL},
+        {"encode", l_json_encode},
+        {"decode", l_json_decode},
+        {NULL, NULL},
     };
 
     luaL_requiref(L, LUA_GNAME, luaopen_base, 1);
@@ -667,8 +660,7 @@ void script_vm_free(struct script_vm *vm)
     free(vm);
 }
 
-int script_check_syntax(const char *source, size_t len, const char *name, char *err,
-                        size_t errlen)
+int script_check_syntax(const char *source, size_t len, const char *name, char *err, size_t errlen)
 {
     lua_State *L = luaL_newstate();
     char chunkname[300];
@@ -687,8 +679,8 @@ int script_check_syntax(const char *source, size_t len, const char *name, char *
 }
 
 /* Leaves the compiled chunk for @p key on the stack. */
-static int load_chunk(struct script_vm *vm, const char *key, const char *source,
-                      const char *name, char *err, size_t errlen)
+static int load_chunk(struct script_vm *vm, const char *key, const char *source, const char *name,
+                      char *err, size_t errlen)
 {
     lua_State *L = vm->L;
     struct chunk *slot = &vm->chunks[0];

@@ -18,14 +18,14 @@
 
 /** Per-request caps. */
 struct script_limits {
-    uint64_t instructions;   /* Lua VM instructions (default 10,000,000) */
-    size_t memory;           /* bytes allocated above the VM's baseline (default 16 MiB) */
-    unsigned wall_ms;        /* wall time in milliseconds (default 5000) */
+    uint64_t instructions; /* Lua VM instructions (default 10,000,000) */
+    size_t memory;         /* bytes allocated above the VM's baseline (default 16 MiB) */
+    unsigned wall_ms;      /* wall time in milliseconds (default 5000) */
 };
 
 /** Database access for db.insert/get/query/update; each returns 0 or fills err. */
 struct script_db_ops {
-    void *ctx;  /* passed back */
+    void *ctx; /* passed back */
     int (*insert)(void *ctx, const char *table, json_t *fields, char out_id[37], char *err,
                   size_t errlen);
     int (*get)(void *ctx, const char *table, const char *sys_id, json_t **out, char *err,
@@ -39,15 +39,15 @@ struct script_db_ops {
 
 /** What the script sees as `request`. */
 struct script_request {
-    const char *method;      /* GET, POST, ... */
-    const char *path;        /* request path */
-    json_t *params;          /* object: path parameters */
-    json_t *query;           /* object: query string */
-    json_t *headers;         /* object: lower-case names */
-    json_t *body;            /* decoded JSON body, NULL when none */
-    const char *raw_body;    /* the body as sent, "" when none */
-    size_t raw_len;          /* its length */
-    json_t *user;            /* object: name, roles, auth, certificate */
+    const char *method;   /* GET, POST, ... */
+    const char *path;     /* request path */
+    json_t *params;       /* object: path parameters */
+    json_t *query;        /* object: query string */
+    json_t *headers;      /* object: lower-case names */
+    json_t *body;         /* decoded JSON body, NULL when none */
+    const char *raw_body; /* the body as sent, "" when none */
+    size_t raw_len;       /* its length */
+    json_t *user;         /* object: name, roles, auth, certificate */
 };
 
 /** How a run ended. */
@@ -63,13 +63,13 @@ enum script_outcome {
 
 /** The result of a run. */
 struct script_result {
-    enum script_outcome outcome;  /* see above */
-    int status;                   /* HTTP status */
-    json_t *body;                 /* response body (owned), NULL: none */
-    json_t *headers;              /* object of extra headers (owned), NULL: none */
-    char message[256];            /* certgate.fail message */
-    char detail[512];             /* certgate.fail detail */
-    char log_detail[512];         /* for the log only: the Lua error or what was wrong */
+    enum script_outcome outcome; /* see above */
+    int status;                  /* HTTP status */
+    json_t *body;                /* response body (owned), NULL: none */
+    json_t *headers;             /* object of extra headers (owned), NULL: none */
+    char message[256];           /* certgate.fail message */
+    char detail[512];            /* certgate.fail detail */
+    char log_detail[512];        /* for the log only: the Lua error or what was wrong */
 };
 
 struct script_vm;
@@ -90,8 +90,7 @@ void script_vm_free(struct script_vm *vm);
  * @param err "push.lua:3: message" on failure
  * @return CG_OK or CG_EPARSE
  */
-int script_check_syntax(const char *source, size_t len, const char *name, char *err,
-                        size_t errlen);
+int script_check_syntax(const char *source, size_t len, const char *name, char *err, size_t errlen);
 
 /**
  * Run a resource's script for one request. The chunk is compiled once per

@@ -95,9 +95,29 @@ void settings_usage(FILE *f)
 
 /* The settings, by name, for flags and config keys alike. */
 enum key_id {
-    K_CERT = 1, K_KEY, K_LISTEN, K_THREADS, K_CLIENT_CERT, K_SEND_CA_NAMES, K_TLS_PRIORITY,
-    K_BASIC_AUTH, K_ERROR_DETAIL, K_LOG_FILE, K_MAX_CONN, K_MAX_PER_IP, K_IDLE, K_MAX_HEADER,
-    K_MAX_BODY, K_CONFIG, K_HELP, K_DURABILITY, K_SCRIPT_INSTR, K_SCRIPT_MEM, K_SCRIPT_TIME, K_CHECK, K_METRICS,
+    K_CERT = 1,
+    K_KEY,
+    K_LISTEN,
+    K_THREADS,
+    K_CLIENT_CERT,
+    K_SEND_CA_NAMES,
+    K_TLS_PRIORITY,
+    K_BASIC_AUTH,
+    K_ERROR_DETAIL,
+    K_LOG_FILE,
+    K_MAX_CONN,
+    K_MAX_PER_IP,
+    K_IDLE,
+    K_MAX_HEADER,
+    K_MAX_BODY,
+    K_CONFIG,
+    K_HELP,
+    K_DURABILITY,
+    K_SCRIPT_INSTR,
+    K_SCRIPT_MEM,
+    K_SCRIPT_TIME,
+    K_CHECK,
+    K_METRICS,
 };
 
 static const struct option long_opts[] = {
@@ -244,9 +264,7 @@ static int apply(struct serve_config *c, int id, const char *name, const char *v
         else
             goto bad_enum;
         return 0;
-    default:
-        cg_err_set(err, "unknown setting '%s'", name);
-        return -1;
+    default: cg_err_set(err, "unknown setting '%s'", name); return -1;
     }
 bad_number:
     cg_err_set(err, "%s: '%s' is not a number in the allowed range", name, v);
@@ -257,11 +275,11 @@ bad_enum:
 }
 
 struct ini_ctx {
-    struct serve_config *c;  /* where values go */
-    const char *path;        /* the file, for messages */
-    struct cg_err *err;      /* first error */
-    int line;                /* line of the first error */
-    bool failed;             /* an error was recorded */
+    struct serve_config *c; /* where values go */
+    const char *path;       /* the file, for messages */
+    struct cg_err *err;     /* first error */
+    int line;               /* line of the first error */
+    bool failed;            /* an error was recorded */
 };
 
 static int on_ini(void *user, const char *section, const char *name, const char *value)
@@ -302,7 +320,7 @@ static const char *option_name(int id)
 }
 
 int settings_parse(struct serve_config *c, int argc, char **argv, bool *out_help,
-                 struct cg_err *err)
+                   struct cg_err *err)
 {
     int opt, pass;
 

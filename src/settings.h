@@ -20,25 +20,25 @@ enum client_cert_mode {
 
 /** Settings of the server. */
 struct serve_config {
-    char *cert_file;            /* --cert: server certificate (chain) PEM */
-    char *key_file;             /* --key: server private key PEM */
-    char *listen;               /* --listen ADDR:PORT */
-    unsigned threads;           /* --threads: worker threads, 0 = one per core */
+    char *cert_file;                   /* --cert: server certificate (chain) PEM */
+    char *key_file;                    /* --key: server private key PEM */
+    char *listen;                      /* --listen ADDR:PORT */
+    unsigned threads;                  /* --threads: worker threads, 0 = one per core */
     enum client_cert_mode client_cert; /* --client-cert */
-    bool send_ca_names;         /* --send-ca-names all|none */
-    char *tls_priority;         /* --tls-priority (NULL: the built-in policy) */
-    bool basic_auth;            /* --basic-auth on|off */
-    bool generic_detail;        /* --error-detail generic */
-    char *log_file;             /* --log-file (NULL: stderr) */
-    unsigned max_connections;   /* --max-connections */
-    unsigned max_per_ip;        /* --max-connections-per-ip */
-    unsigned idle_timeout;      /* --idle-timeout, seconds */
-    size_t max_header_size;     /* --max-header-size, bytes */
-    size_t max_body_size;       /* --max-body-size, bytes */
-    char *config_file;          /* --config */
-    bool durable;               /* --durability full (default) or normal */
-    bool check_only;            /* --check-config: validate everything, then exit */
-    char *metrics_listen;       /* --metrics-listen ADDR:PORT, NULL: no metrics */
+    bool send_ca_names;                /* --send-ca-names all|none */
+    char *tls_priority;                /* --tls-priority (NULL: the built-in policy) */
+    bool basic_auth;                   /* --basic-auth on|off */
+    bool generic_detail;               /* --error-detail generic */
+    char *log_file;                    /* --log-file (NULL: stderr) */
+    unsigned max_connections;          /* --max-connections */
+    unsigned max_per_ip;               /* --max-connections-per-ip */
+    unsigned idle_timeout;             /* --idle-timeout, seconds */
+    size_t max_header_size;            /* --max-header-size, bytes */
+    size_t max_body_size;              /* --max-body-size, bytes */
+    char *config_file;                 /* --config */
+    bool durable;                      /* --durability full (default) or normal */
+    bool check_only;                   /* --check-config: validate everything, then exit */
+    char *metrics_listen;              /* --metrics-listen ADDR:PORT, NULL: no metrics */
     unsigned long script_instructions; /* --script-instructions per request */
     unsigned long script_memory;       /* --script-memory bytes per request */
     unsigned script_timeout_ms;        /* --script-timeout milliseconds per request */
@@ -58,7 +58,7 @@ void settings_defaults(struct serve_config *c);
  * @return CG_OK or CG_EINVAL
  */
 int settings_parse(struct serve_config *c, int argc, char **argv, bool *out_help,
-                 struct cg_err *err);
+                   struct cg_err *err);
 
 /** Usage text of `certgate serve`, with every flag and its default. */
 void settings_usage(FILE *f);

@@ -50,12 +50,12 @@ enum stmt_id {
     ST_COUNT,
 };
 
-#define CA_COLS                                                                                  \
-    "id, name, subject, issuer, serial, fingerprint, spki_sha256, ski, aki, not_before, "        \
+#define CA_COLS                                                                                    \
+    "id, name, subject, issuer, serial, fingerprint, spki_sha256, ski, aki, not_before, "          \
     "not_after, is_root, path_len, der, pem, active, created_on, updated_on"
-#define MAP_COLS                                                                                 \
-    "m.id, m.user_id, u.name, m.kind, m.name, m.fingerprint, m.subject, m.issuer, m.serial, "    \
-    "m.not_before, m.not_after, m.der, m.ca_id, m.match_field, m.match_value, m.active, "         \
+#define MAP_COLS                                                                                   \
+    "m.id, m.user_id, u.name, m.kind, m.name, m.fingerprint, m.subject, m.issuer, m.serial, "      \
+    "m.not_before, m.not_after, m.der, m.ca_id, m.match_field, m.match_value, m.active, "          \
     "m.created_on"
 
 static const char *const stmt_sql[ST_COUNT] = {
@@ -115,10 +115,10 @@ static const char *const stmt_sql[ST_COUNT] = {
 };
 
 struct store {
-    sqlite3 *db;                   /* the connection */
-    char *path;                    /* file name, for messages */
-    sqlite3_stmt *stmt[ST_COUNT];  /* prepared on first use */
-    int depth;                     /* open transaction levels (savepoints inside) */
+    sqlite3 *db;                  /* the connection */
+    char *path;                   /* file name, for messages */
+    sqlite3_stmt *stmt[ST_COUNT]; /* prepared on first use */
+    int depth;                    /* open transaction levels (savepoints inside) */
 };
 
 int store_schema_latest(void)
@@ -222,8 +222,7 @@ out:
     return rc;
 }
 
-int store_open(const char *path, enum store_mode mode, struct store **out_store,
-               struct cg_err *err)
+int store_open(const char *path, enum store_mode mode, struct store **out_store, struct cg_err *err)
 {
     struct store *s = NULL;
     struct stat st;
@@ -289,16 +288,18 @@ int store_open(const char *path, enum store_mode mode, struct store **out_store,
         goto out;
     }
     if (version > latest) {
-        cg_err_set(err, "database %s has schema version %d, newer than this certgate (%d): "
-                        "upgrade certgate",
+        cg_err_set(err,
+                   "database %s has schema version %d, newer than this certgate (%d): "
+                   "upgrade certgate",
                    path, version, latest);
         rc = CG_EVERSION;
         goto out;
     }
     if (mode == STORE_OPEN_READONLY) {
         if (version < latest) {
-            cg_err_set(err, "database %s has schema version %d, older than this certgate (%d): "
-                            "run certgate init to upgrade it",
+            cg_err_set(err,
+                       "database %s has schema version %d, older than this certgate (%d): "
+                       "run certgate init to upgrade it",
                        path, version, latest);
             rc = CG_EVERSION;
             goto out;
@@ -417,8 +418,7 @@ void store_rollback(struct store *s)
         if (!sqlite3_get_autocommit(s->db))
             sqlite3_exec(s->db, "ROLLBACK", NULL, NULL, NULL);
     } else {
-        snprintf(sql, sizeof(sql), "ROLLBACK TO cg_%d; RELEASE cg_%d", s->depth - 1,
-                 s->depth - 1);
+        snprintf(sql, sizeof(sql), "ROLLBACK TO cg_%d; RELEASE cg_%d", s->depth - 1, s->depth - 1);
         sqlite3_exec(s->db, sql, NULL, NULL, NULL);
     }
     s->depth--;
@@ -564,8 +564,8 @@ static int ca_one(struct store *s, sqlite3_stmt *st, struct store_ca *out, struc
     return rc;
 }
 
-int store_ca_get_by_fingerprint(struct store *s, const char *fingerprint,
-                                struct store_ca *out_ca, struct cg_err *err)
+int store_ca_get_by_fingerprint(struct store *s, const char *fingerprint, struct store_ca *out_ca,
+                                struct cg_err *err)
 {
     sqlite3_stmt *st = stmt(s, ST_CA_BY_FP, err);
 
@@ -739,8 +739,9 @@ int store_ca_delete(struct store *s, int64_t id, bool force, struct cg_err *err)
     if (rc)
         goto out;
     if ((rules || maps) && !force) {
-        cg_err_set(err, "CA %lld has %lld rule%s and %lld mapped certificate%s depending on it: "
-                        "use --force to delete it and its rules",
+        cg_err_set(err,
+                   "CA %lld has %lld rule%s and %lld mapped certificate%s depending on it: "
+                   "use --force to delete it and its rules",
                    (long long)id, (long long)rules, rules == 1 ? "" : "s", (long long)maps,
                    maps == 1 ? "" : "s");
         rc = CG_EDEPEND;
@@ -868,8 +869,7 @@ out:
     return rc;
 }
 
-int store_crl_list(struct store *s, struct store_crl **out_crls, size_t *out_n,
-                   struct cg_err *err)
+int store_crl_list(struct store *s, struct store_crl **out_crls, size_t *out_n, struct cg_err *err)
 {
     sqlite3_stmt *st = stmt(s, ST_CRL_LIST, err);
     struct store_crl *crls = NULL;
@@ -1061,8 +1061,7 @@ static int read_user_row(sqlite3_stmt *st, struct store_user *u)
     return u->name ? CG_OK : CG_ENOMEM;
 }
 
-static int user_one(struct store *s, sqlite3_stmt *st, struct store_user *out,
-                    struct cg_err *err)
+static int user_one(struct store *s, sqlite3_stmt *st, struct store_user *out, struct cg_err *err)
 {
     int rc = sqlite3_step(st);
 
@@ -1289,7 +1288,7 @@ static const char *const kind_names[] = {
 const char *store_map_kind_name(enum store_map_kind kind)
 {
     return (unsigned)kind < sizeof(kind_names) / sizeof(kind_names[0]) ? kind_names[kind]
-                                                                         : "unknown";
+                                                                       : "unknown";
 }
 
 static enum store_map_kind kind_of(const char *name)

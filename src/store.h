@@ -27,52 +27,52 @@ enum store_mode {
 
 /** A CA certificate chain table record. */
 struct store_ca {
-    int64_t id;              /* row id */
-    char *name;              /* admin's label, may be NULL */
-    char *subject;           /* RFC 4514 */
-    char *issuer;            /* RFC 4514 */
-    char *serial;            /* hex */
-    char fingerprint[65];    /* SHA-256 hex of the DER */
-    char spki_sha256[65];    /* SHA-256 hex of the public key info */
-    char ski[129];           /* subject key identifier hex, "" if none */
-    char aki[129];           /* authority key identifier hex, "" if none */
-    int64_t not_before;      /* seconds since the epoch */
-    int64_t not_after;       /* seconds since the epoch */
-    bool is_root;            /* self-signed */
-    int path_len;            /* pathLenConstraint, -1 when absent */
-    unsigned char *der;      /* DER bytes */
-    size_t der_len;          /* length */
-    char *pem;               /* PEM text */
-    bool is_active;          /* active flag */
-    char created_on[21];     /* ISO 8601 */
-    char updated_on[21];     /* ISO 8601 */
+    int64_t id;           /* row id */
+    char *name;           /* admin's label, may be NULL */
+    char *subject;        /* RFC 4514 */
+    char *issuer;         /* RFC 4514 */
+    char *serial;         /* hex */
+    char fingerprint[65]; /* SHA-256 hex of the DER */
+    char spki_sha256[65]; /* SHA-256 hex of the public key info */
+    char ski[129];        /* subject key identifier hex, "" if none */
+    char aki[129];        /* authority key identifier hex, "" if none */
+    int64_t not_before;   /* seconds since the epoch */
+    int64_t not_after;    /* seconds since the epoch */
+    bool is_root;         /* self-signed */
+    int path_len;         /* pathLenConstraint, -1 when absent */
+    unsigned char *der;   /* DER bytes */
+    size_t der_len;       /* length */
+    char *pem;            /* PEM text */
+    bool is_active;       /* active flag */
+    char created_on[21];  /* ISO 8601 */
+    char updated_on[21];  /* ISO 8601 */
 };
 
 /** A CRL record. */
 struct store_crl {
-    int64_t id;              /* row id */
-    int64_t ca_id;           /* the CA that signed it */
-    char *issuer;            /* RFC 4514 */
-    char fingerprint[65];    /* SHA-256 hex of the DER */
-    int64_t this_update;     /* seconds since the epoch */
-    int64_t next_update;     /* seconds since the epoch, 0 if none */
-    int64_t revoked_count;   /* number of revoked serials */
-    unsigned char *der;      /* DER bytes */
-    size_t der_len;          /* length */
-    char created_on[21];     /* ISO 8601 */
+    int64_t id;            /* row id */
+    int64_t ca_id;         /* the CA that signed it */
+    char *issuer;          /* RFC 4514 */
+    char fingerprint[65];  /* SHA-256 hex of the DER */
+    int64_t this_update;   /* seconds since the epoch */
+    int64_t next_update;   /* seconds since the epoch, 0 if none */
+    int64_t revoked_count; /* number of revoked serials */
+    unsigned char *der;    /* DER bytes */
+    size_t der_len;        /* length */
+    char created_on[21];   /* ISO 8601 */
 };
 
 /** A user record with its roles. */
 struct store_user {
-    int64_t id;              /* row id */
-    char *name;              /* unique name */
-    bool is_active;          /* active flag */
-    bool is_locked;          /* locked flag */
-    char *password_hash;     /* encoded KDF output, NULL when the user has no password */
-    char **roles;            /* role names, sorted */
-    size_t n_roles;          /* count */
-    char created_on[21];     /* ISO 8601 */
-    char updated_on[21];     /* ISO 8601 */
+    int64_t id;          /* row id */
+    char *name;          /* unique name */
+    bool is_active;      /* active flag */
+    bool is_locked;      /* locked flag */
+    char *password_hash; /* encoded KDF output, NULL when the user has no password */
+    char **roles;        /* role names, sorted */
+    size_t n_roles;      /* count */
+    char created_on[21]; /* ISO 8601 */
+    char updated_on[21]; /* ISO 8601 */
 };
 
 /** Kind of a user-to-certificate mapping. */
@@ -84,24 +84,24 @@ enum store_map_kind {
 
 /** A user-to-certificate mapping record. */
 struct store_map {
-    int64_t id;              /* row id */
-    int64_t user_id;         /* sys_user id */
-    char *user_name;         /* the user's name (filled by reads) */
-    enum store_map_kind kind;/* what it matches */
-    char *name;              /* admin's label, may be NULL */
-    char fingerprint[65];    /* cert/pinned: SHA-256 hex of the leaf, "" for rules */
-    char *subject;           /* cert/pinned: subject DN, NULL for rules */
-    char *issuer;            /* cert/pinned: issuer DN, NULL for rules */
-    char *serial;            /* cert/pinned: serial hex, NULL for rules */
-    int64_t not_before;      /* cert/pinned: validity start */
-    int64_t not_after;       /* cert/pinned: validity end */
-    unsigned char *der;      /* cert/pinned: the certificate, NULL for rules */
-    size_t der_len;          /* length */
-    int64_t ca_id;           /* rule: the issuing CA it is bound to, 0 otherwise */
-    char *match_field;       /* rule: "cn", "dn", "email", "dns", "uri" or "spki" */
-    char *match_value;       /* rule: the value to match */
-    bool is_active;          /* active flag */
-    char created_on[21];     /* ISO 8601 */
+    int64_t id;               /* row id */
+    int64_t user_id;          /* sys_user id */
+    char *user_name;          /* the user's name (filled by reads) */
+    enum store_map_kind kind; /* what it matches */
+    char *name;               /* admin's label, may be NULL */
+    char fingerprint[65];     /* cert/pinned: SHA-256 hex of the leaf, "" for rules */
+    char *subject;            /* cert/pinned: subject DN, NULL for rules */
+    char *issuer;             /* cert/pinned: issuer DN, NULL for rules */
+    char *serial;             /* cert/pinned: serial hex, NULL for rules */
+    int64_t not_before;       /* cert/pinned: validity start */
+    int64_t not_after;        /* cert/pinned: validity end */
+    unsigned char *der;       /* cert/pinned: the certificate, NULL for rules */
+    size_t der_len;           /* length */
+    int64_t ca_id;            /* rule: the issuing CA it is bound to, 0 otherwise */
+    char *match_field;        /* rule: "cn", "dn", "email", "dns", "uri" or "spki" */
+    char *match_value;        /* rule: the value to match */
+    bool is_active;           /* active flag */
+    char created_on[21];      /* ISO 8601 */
 };
 
 /**
@@ -160,8 +160,8 @@ int store_ca_find(struct store *s, const char *id_or_fp, struct store_ca *out_ca
                   struct cg_err *err);
 
 /** Find a CA by exact fingerprint. @return CG_OK, CG_ENOTFOUND, CG_EDB */
-int store_ca_get_by_fingerprint(struct store *s, const char *fingerprint,
-                                struct store_ca *out_ca, struct cg_err *err);
+int store_ca_get_by_fingerprint(struct store *s, const char *fingerprint, struct store_ca *out_ca,
+                                struct cg_err *err);
 
 /**
  * All CA records, ordered by id.
@@ -202,8 +202,7 @@ void store_ca_list_free(struct store_ca *cas, size_t n);
 int store_crl_insert(struct store *s, struct store_crl *crl, struct cg_err *err);
 
 /** All CRLs, ordered by id. @return CG_OK or CG_EDB */
-int store_crl_list(struct store *s, struct store_crl **out_crls, size_t *out_n,
-                   struct cg_err *err);
+int store_crl_list(struct store *s, struct store_crl **out_crls, size_t *out_n, struct cg_err *err);
 
 /** Free the members of a CRL record. */
 void store_crl_free(struct store_crl *crl);

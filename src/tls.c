@@ -19,13 +19,13 @@ struct creds {
 };
 
 struct tls_server {
-    char *cert_pem;           /* current certificate chain PEM */
-    char *key_pem;            /* current key PEM; never logged */
-    unsigned keypair_gen;     /* bumped by every successful reload */
-    bool require;             /* GNUTLS_CERT_REQUIRE instead of REQUEST */
-    bool send_ca_names;       /* name the CA table in the certificate request */
-    pthread_mutex_t lock;     /* guards building and swapping generations */
-    struct creds *cur;        /* newest generation (atomic pointer) */
+    char *cert_pem;       /* current certificate chain PEM */
+    char *key_pem;        /* current key PEM; never logged */
+    unsigned keypair_gen; /* bumped by every successful reload */
+    bool require;         /* GNUTLS_CERT_REQUIRE instead of REQUEST */
+    bool send_ca_names;   /* name the CA table in the certificate request */
+    pthread_mutex_t lock; /* guards building and swapping generations */
+    struct creds *cur;    /* newest generation (atomic pointer) */
 };
 
 static int read_pem(const char *path, const char *what, char **out, struct cg_err *err)
@@ -59,9 +59,10 @@ static int build(const char *cert_pem, const char *key_pem, const struct pki_tru
     }
     rc = gnutls_certificate_set_x509_key_mem2(cred, &c, &k, GNUTLS_X509_FMT_PEM, NULL, 0);
     if (rc < 0) {
-        snprintf(why, whylen, "%s", rc == GNUTLS_E_CERTIFICATE_KEY_MISMATCH
-                                        ? "the key does not belong to the certificate"
-                                        : gnutls_strerror(rc));
+        snprintf(why, whylen, "%s",
+                 rc == GNUTLS_E_CERTIFICATE_KEY_MISMATCH
+                     ? "the key does not belong to the certificate"
+                     : gnutls_strerror(rc));
         gnutls_certificate_free_credentials(cred);
         return CG_EINVAL;
     }
@@ -222,8 +223,8 @@ int tls_session_setup(struct tls_server *srv, void *session, const struct pki_tr
 
     if (gnutls_credentials_set(s, GNUTLS_CRD_CERTIFICATE, g->cred) < 0)
         return CG_ERR;
-    gnutls_certificate_server_set_request(s, srv->require ? GNUTLS_CERT_REQUIRE
-                                                          : GNUTLS_CERT_REQUEST);
+    gnutls_certificate_server_set_request(s,
+                                          srv->require ? GNUTLS_CERT_REQUIRE : GNUTLS_CERT_REQUEST);
     if (!srv->send_ca_names)
         gnutls_certificate_send_x509_rdn_sequence(s, 1);
     return CG_OK;

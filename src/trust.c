@@ -17,18 +17,18 @@
 /* One remembered trusted chain: enough to skip pki_verify for a client that
  * reconnects with the same certificates. */
 struct cache_entry {
-    char key[65];            /* hash of the presented fingerprints, "" when empty */
-    int64_t issuer_ca_id;    /* from the verdict */
-    int64_t root_ca_id;      /* from the verdict */
-    int64_t valid_from;      /* chain validity window */
+    char key[65];         /* hash of the presented fingerprints, "" when empty */
+    int64_t issuer_ca_id; /* from the verdict */
+    int64_t root_ca_id;   /* from the verdict */
+    int64_t valid_from;   /* chain validity window */
     int64_t valid_until;
-    bool crl_stale;          /* from the verdict */
+    bool crl_stale; /* from the verdict */
 };
 
 struct trust_cache {
-    pthread_mutex_t locks[CACHE_SHARDS];     /* one per shard */
-    struct cache_entry slots[CACHE_SLOTS];   /* direct-mapped by key */
-    uint64_t hits, misses;                   /* counters (atomic) */
+    pthread_mutex_t locks[CACHE_SHARDS];   /* one per shard */
+    struct cache_entry slots[CACHE_SLOTS]; /* direct-mapped by key */
+    uint64_t hits, misses;                 /* counters (atomic) */
 };
 
 static unsigned slot_of(const char key[65])
@@ -91,8 +91,7 @@ void trust_cache_put(const struct trust_snapshot *snap, const char key[65],
     pthread_mutex_unlock(lock);
 }
 
-void trust_cache_stats(const struct trust_snapshot *snap, uint64_t *out_hits,
-                       uint64_t *out_misses)
+void trust_cache_stats(const struct trust_snapshot *snap, uint64_t *out_hits, uint64_t *out_misses)
 {
     *out_hits = snap->cache ? __atomic_load_n(&snap->cache->hits, __ATOMIC_RELAXED) : 0;
     *out_misses = snap->cache ? __atomic_load_n(&snap->cache->misses, __ATOMIC_RELAXED) : 0;
@@ -286,17 +285,17 @@ const struct trust_user *trust_find_user_id(const struct trust_snapshot *snap, i
 /* ---- the holder: current snapshot, swapped when the database changes ---- */
 
 struct trust_holder {
-    char *db_path;                   /* database file */
-    struct store *store;             /* read-only connection of the poller */
-    pthread_mutex_t lock;            /* guards cur for acquire/swap (per connection, not request) */
-    struct trust_snapshot *cur;      /* current snapshot, one reference held by the holder */
-    int64_t version;                 /* cur->version, read lock-free (atomic) */
-    pthread_t thread;                /* the poller */
-    pthread_mutex_t stop_lock;       /* with stop_cond: wakes the poller at shutdown */
-    pthread_cond_t stop_cond;        /* signalled by trust_holder_free */
-    bool stopping;                   /* poller should exit */
-    bool has_thread;                 /* thread was started */
-    bool warned;                     /* a reload failure was already logged */
+    char *db_path;              /* database file */
+    struct store *store;        /* read-only connection of the poller */
+    pthread_mutex_t lock;       /* guards cur for acquire/swap (per connection, not request) */
+    struct trust_snapshot *cur; /* current snapshot, one reference held by the holder */
+    int64_t version;            /* cur->version, read lock-free (atomic) */
+    pthread_t thread;           /* the poller */
+    pthread_mutex_t stop_lock;  /* with stop_cond: wakes the poller at shutdown */
+    pthread_cond_t stop_cond;   /* signalled by trust_holder_free */
+    bool stopping;              /* poller should exit */
+    bool has_thread;            /* thread was started */
+    bool warned;                /* a reload failure was already logged */
 };
 
 int64_t trust_holder_version(struct trust_holder *h)
@@ -362,8 +361,7 @@ static void *poller(void *arg)
         if (trust_holder_refresh(h, &err)) {
             /* Keep serving with the last good snapshot; say so once. */
             if (!h->warned)
-                fprintf(stderr, "{\"event\":\"trust_reload_failed\",\"detail\":\"%s\"}\n",
-                        err.msg);
+                fprintf(stderr, "{\"event\":\"trust_reload_failed\",\"detail\":\"%s\"}\n", err.msg);
             h->warned = true;
         } else {
             h->warned = false;

@@ -20,27 +20,27 @@
 
 /** A user as the authentication path needs it. */
 struct trust_user {
-    int64_t id;              /* sys_user id */
-    char *name;              /* user name */
-    bool is_active;          /* active flag */
-    bool is_locked;          /* locked flag */
-    char *password_hash;     /* encoded hash, NULL when no password */
-    char **roles;            /* sorted role names */
-    size_t n_roles;          /* count */
+    int64_t id;          /* sys_user id */
+    char *name;          /* user name */
+    bool is_active;      /* active flag */
+    bool is_locked;      /* locked flag */
+    char *password_hash; /* encoded hash, NULL when no password */
+    char **roles;        /* sorted role names */
+    size_t n_roles;      /* count */
 };
 
-struct trust_cache;          /* verdict cache, private to trust.c / identity.c */
+struct trust_cache; /* verdict cache, private to trust.c / identity.c */
 
 /** One immutable snapshot; shared by threads, freed when the last reference goes. */
 struct trust_snapshot {
-    int64_t version;             /* store trust_version it was loaded at */
-    struct pki_trust pki;        /* CA table (parsed) and CRLs (parsed) */
-    struct trust_user *users;    /* users sorted by name */
-    size_t n_users;              /* count */
-    struct store_map *maps;      /* all mappings (cert, pinned, rule) */
-    size_t n_maps;               /* count */
-    struct trust_cache *cache;   /* chain verdicts by leaf fingerprint (thread-safe) */
-    int refs;                    /* reference count, atomic */
+    int64_t version;           /* store trust_version it was loaded at */
+    struct pki_trust pki;      /* CA table (parsed) and CRLs (parsed) */
+    struct trust_user *users;  /* users sorted by name */
+    size_t n_users;            /* count */
+    struct store_map *maps;    /* all mappings (cert, pinned, rule) */
+    size_t n_maps;             /* count */
+    struct trust_cache *cache; /* chain verdicts by leaf fingerprint (thread-safe) */
+    int refs;                  /* reference count, atomic */
 };
 
 /**
@@ -68,8 +68,7 @@ void trust_cache_put(const struct trust_snapshot *snap, const char key[65],
                      const struct pki_verdict *v);
 
 /** Hits and misses so far, for tests and the log. */
-void trust_cache_stats(const struct trust_snapshot *snap, uint64_t *out_hits,
-                       uint64_t *out_misses);
+void trust_cache_stats(const struct trust_snapshot *snap, uint64_t *out_hits, uint64_t *out_misses);
 
 /**
  * Find a user by name in a snapshot.

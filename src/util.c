@@ -93,8 +93,7 @@ void cg_hex(const unsigned char *in, size_t len, char *out)
     out[2 * len] = '\0';
 }
 
-int cg_read_file(const char *path, size_t max, char **out_data, size_t *out_len,
-                 struct cg_err *err)
+int cg_read_file(const char *path, size_t max, char **out_data, size_t *out_len, struct cg_err *err)
 {
     FILE *f = NULL;
     char *buf = NULL;

@@ -42,8 +42,7 @@ const char *cg_strerror(int status);
  * Set an error message (printf-style); a NULL @p err is allowed and ignored.
  * @return always CG_ERR-style pass-through is not done: returns nothing
  */
-void cg_err_set(struct cg_err *err, const char *fmt, ...)
-    __attribute__((format(printf, 2, 3)));
+void cg_err_set(struct cg_err *err, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 
 /**
  * Current UTC time in seconds since the epoch.

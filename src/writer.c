@@ -98,8 +98,8 @@ const struct catalog *writer_catalog(struct writer *w)
 /* ---- database access for scripts ---- */
 
 struct op_ctx {
-    struct writer *w;              /* the writer */
-    struct writer_job *job;        /* the request */
+    struct writer *w;       /* the writer */
+    struct writer_job *job; /* the request */
 };
 
 static const struct dtable_table *find_table(struct writer *w, const char *name)
@@ -184,8 +184,8 @@ static void op_log(void *ctx, const char *message)
 {
     struct op_ctx *o = ctx;
 
-    log_event("script_log", json_pack("{s:s, s:s}", "request_id", o->job->request_id, "message",
-                                      message));
+    log_event("script_log",
+              json_pack("{s:s, s:s}", "request_id", o->job->request_id, "message", message));
 }
 
 /* ---- running one job inside its savepoint ---- */
@@ -200,8 +200,7 @@ static char *error_text(const char *message, const char *detail)
     return t;
 }
 
-static void set_error(struct writer_job *job, int status, const char *message,
-                      const char *detail)
+static void set_error(struct writer_job *job, int status, const char *message, const char *detail)
 {
     free(job->body);
     job->status = status;
@@ -225,9 +224,9 @@ static void run_script(struct writer *w, struct writer_job *job)
     switch (res.outcome) {
     case SCRIPT_OK:
         job->status = res.status;
-        job->body = res.body ? json_dumps(res.body, JSON_COMPACT | JSON_ENCODE_ANY |
-                                                        JSON_PRESERVE_ORDER)
-                             : NULL;
+        job->body = res.body
+                        ? json_dumps(res.body, JSON_COMPACT | JSON_ENCODE_ANY | JSON_PRESERVE_ORDER)
+                        : NULL;
         job->headers = json_incref(res.headers);
         break;
     case SCRIPT_FAILED:
@@ -269,8 +268,9 @@ static void run_table(struct writer *w, struct writer_job *job)
     } else if (job->op == WRITER_TABLE_GET) {
         rc = dtable_get(w->db, t, job->sys_id, &out, &err);
         if (rc == CG_ENOTFOUND) {
-            set_error(job, 404, "No Record found", "the record does not exist or you may not "
-                                                   "read it");
+            set_error(job, 404, "No Record found",
+                      "the record does not exist or you may not "
+                      "read it");
             return;
         }
         job->status = 200;
@@ -360,8 +360,8 @@ static void run_batch(struct writer *w, struct writer_job *batch)
         clock_gettime(CLOCK_MONOTONIC, &t0);
         rc = dtable_commit(w->db, &err);
         clock_gettime(CLOCK_MONOTONIC, &t1);
-        metrics_commit((uint64_t)((t1.tv_sec - t0.tv_sec) * 1000000 +
-                                  (t1.tv_nsec - t0.tv_nsec) / 1000));
+        metrics_commit(
+            (uint64_t)((t1.tv_sec - t0.tv_sec) * 1000000 + (t1.tv_nsec - t0.tv_nsec) / 1000));
         if (rc) {
             /* Nothing of this batch is on disk: no request may report success. */
             dtable_rollback(w->db);

@@ -24,12 +24,12 @@
 
 /** Resources and data tables, immutable once published. */
 struct catalog {
-    int64_t version;                    /* resource_version it was loaded at */
-    struct dtable_resource *resources;  /* active resources */
-    size_t n_resources;                 /* count */
-    struct dtable_table *tables;        /* data tables */
-    size_t n_tables;                    /* count */
-    struct catalog *older;              /* previous catalog, freed at shutdown */
+    int64_t version;                   /* resource_version it was loaded at */
+    struct dtable_resource *resources; /* active resources */
+    size_t n_resources;                /* count */
+    struct dtable_table *tables;       /* data tables */
+    size_t n_tables;                   /* count */
+    struct catalog *older;             /* previous catalog, freed at shutdown */
 };
 
 /** What a job does. */
@@ -42,29 +42,29 @@ enum writer_op {
 
 /** One request handed to the committer. Inputs are owned by the job. */
 struct writer_job {
-    enum writer_op op;                /* what to do */
+    enum writer_op op;                      /* what to do */
     const struct dtable_resource *resource; /* WRITER_SCRIPT: the resource (catalog-owned) */
-    char *table;                      /* Table API: table name */
-    char *sys_id;                     /* WRITER_TABLE_GET */
-    long limit, offset;               /* WRITER_TABLE_LIST */
-    json_t *filter;                   /* WRITER_TABLE_LIST: column = value */
-    struct script_request req;        /* request facts (json owned by the job) */
-    char *method;                     /* owned copy for req.method */
-    char *path;                       /* owned copy for req.path */
-    char *raw_body;                   /* owned copy for req.raw_body */
-    char *user_name;                  /* who (for sys_created_by, idempotency) */
-    char *idem_key;                   /* Idempotency-Key, NULL when none */
-    char request_id[33];              /* for log lines */
+    char *table;                            /* Table API: table name */
+    char *sys_id;                           /* WRITER_TABLE_GET */
+    long limit, offset;                     /* WRITER_TABLE_LIST */
+    json_t *filter;                         /* WRITER_TABLE_LIST: column = value */
+    struct script_request req;              /* request facts (json owned by the job) */
+    char *method;                           /* owned copy for req.method */
+    char *path;                             /* owned copy for req.path */
+    char *raw_body;                         /* owned copy for req.raw_body */
+    char *user_name;                        /* who (for sys_created_by, idempotency) */
+    char *idem_key;                         /* Idempotency-Key, NULL when none */
+    char request_id[33];                    /* for log lines */
     /* results */
-    int status;                       /* HTTP status */
-    char *body;                       /* response body text (malloc'd) */
-    json_t *headers;                  /* extra response headers, or NULL */
-    bool replayed;                    /* answered from a stored idempotent response */
-    char log_detail[512];             /* why it failed, for the log */
+    int status;           /* HTTP status */
+    char *body;           /* response body text (malloc'd) */
+    json_t *headers;      /* extra response headers, or NULL */
+    bool replayed;        /* answered from a stored idempotent response */
+    char log_detail[512]; /* why it failed, for the log */
     /* completion */
     void (*done)(struct writer_job *job); /* called on the committer thread after commit */
-    void *ctx;                        /* the caller's */
-    struct writer_job *next;          /* queue link */
+    void *ctx;                            /* the caller's */
+    struct writer_job *next;              /* queue link */
 };
 
 struct writer;

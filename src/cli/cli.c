@@ -18,21 +18,26 @@ static int run_serve(struct cli_ctx *ctx, int argc, char **argv);
 static int run_check(struct cli_ctx *ctx, int argc, char **argv);
 
 static const struct cli_command top_commands[] = {
-    {.name = "init", .run = run_init, .usage = "init",
+    {.name = "init",
+     .run = run_init,
+     .usage = "init",
      .help = "create the database, or upgrade its schema"},
-    {.name = "serve", .run = run_serve,
+    {.name = "serve",
+     .run = run_serve,
      .usage = "serve --cert F --key F [--listen ADDR:PORT] [--threads N] "
               "[--client-cert request|require] [--config FILE] (see serve --help)",
      .help = "run the HTTPS gateway"},
-    {.name = "check", .run = run_check, .usage = "check CLIENT.pem [--chain F] [--at TIME]",
+    {.name = "check",
+     .run = run_check,
+     .usage = "check CLIENT.pem [--chain F] [--at TIME]",
      .help = "explain what the server would decide for this certificate"},
     {0},
 };
 
 static const struct {
-    const char *group;                /* first word */
-    const struct cli_command *cmds;   /* its sub-commands */
-    const char *help;                 /* one line */
+    const char *group;              /* first word */
+    const struct cli_command *cmds; /* its sub-commands */
+    const char *help;               /* one line */
 } groups[] = {
     {"ca", cli_ca_commands, "the CA certificate chain table and its CRLs"},
     {"crl", cli_ca_commands, "certificate revocation lists"},
@@ -140,8 +145,7 @@ int cli_read_bundle(const struct cli_ctx *ctx, const char *path, struct pki_cert
     free(data);
     if (rc) {
         if (perr.position && perr.subject[0])
-            cli_fail(ctx, "%s: block %zu (%s): %s", path, perr.position, perr.subject,
-                     perr.reason);
+            cli_fail(ctx, "%s: block %zu (%s): %s", path, perr.position, perr.subject, perr.reason);
         else if (perr.position)
             cli_fail(ctx, "%s: block %zu: %s", path, perr.position, perr.reason);
         else
@@ -164,8 +168,8 @@ static int run_init(struct cli_ctx *ctx, int argc, char **argv)
     version = store_schema_version(s);
     store_close(s);
     if (ctx->json) {
-        cli_print_json(json_pack("{s:s, s:i}", "database", ctx->db_path, "schema_version",
-                                 version));
+        cli_print_json(
+            json_pack("{s:s, s:i}", "database", ctx->db_path, "schema_version", version));
     } else {
         printf("database %s is ready (schema version %d)\n", ctx->db_path, version);
     }
@@ -176,7 +180,6 @@ static int run_serve(struct cli_ctx *ctx, int argc, char **argv)
 {
     return daemon_main(ctx->db_path, argc, argv);
 }
-
 
 static int run_check(struct cli_ctx *ctx, int argc, char **argv)
 {
@@ -303,8 +306,9 @@ int cli_main(int argc, char **argv)
             cmd = find_in(groups[g].cmds, groups[g].group, argv[2]);
             first = 2;
             if (!cmd) {
-                fprintf(stderr, "certgate: unknown command '%s %s' (certgate %s --help lists "
-                                "them)\n",
+                fprintf(stderr,
+                        "certgate: unknown command '%s %s' (certgate %s --help lists "
+                        "them)\n",
                         argv[1], argv[2], argv[1]);
                 return CLI_USAGE;
             }

@@ -21,32 +21,54 @@ static int crl_add(struct cli_ctx *ctx, int argc, char **argv);
 static int crl_list(struct cli_ctx *ctx, int argc, char **argv);
 
 const struct cli_command cli_ca_commands[] = {
-    {.group = "ca", .name = "add", .run = ca_add,
+    {.group = "ca",
+     .name = "add",
+     .run = ca_add,
      .usage = "ca add FILE.pem [--name NAME] [--allow-expired]",
      .help = "add the root and intermediate CAs of a PEM bundle (one transaction)"},
-    {.group = "ca", .name = "list", .run = ca_list, .usage = "ca list",
+    {.group = "ca",
+     .name = "list",
+     .run = ca_list,
+     .usage = "ca list",
      .help = "list the CA certificate chain table"},
-    {.group = "ca", .name = "show", .run = ca_show, .usage = "ca show ID|FINGERPRINT",
+    {.group = "ca",
+     .name = "show",
+     .run = ca_show,
+     .usage = "ca show ID|FINGERPRINT",
      .help = "show one CA, its place in the chain and its CRL"},
-    {.group = "ca", .name = "disable", .run = ca_disable, .usage = "ca disable ID|FINGERPRINT",
+    {.group = "ca",
+     .name = "disable",
+     .run = ca_disable,
+     .usage = "ca disable ID|FINGERPRINT",
      .help = "stop trusting a CA (applies to open connections within a second)"},
-    {.group = "ca", .name = "enable", .run = ca_enable, .usage = "ca enable ID|FINGERPRINT",
+    {.group = "ca",
+     .name = "enable",
+     .run = ca_enable,
+     .usage = "ca enable ID|FINGERPRINT",
      .help = "trust a disabled CA again"},
-    {.group = "ca", .name = "delete", .run = ca_delete,
+    {.group = "ca",
+     .name = "delete",
+     .run = ca_delete,
      .usage = "ca delete ID|FINGERPRINT [--force]",
      .help = "delete a CA (--force also deletes the rules bound to it)"},
-    {.group = "crl", .name = "add", .run = crl_add, .usage = "crl add FILE.pem",
+    {.group = "crl",
+     .name = "add",
+     .run = crl_add,
+     .usage = "crl add FILE.pem",
      .help = "load a CRL issued by a CA in the table"},
-    {.group = "crl", .name = "list", .run = crl_list, .usage = "crl list",
+    {.group = "crl",
+     .name = "list",
+     .run = crl_list,
+     .usage = "crl list",
      .help = "list loaded CRLs"},
     {0},
 };
 
 /* All CAs of the table with their parsed certificates, for chain display. */
 struct ca_set {
-    struct store_ca *cas;    /* records */
-    struct pki_cert *certs;  /* parsed DER, same index; der == NULL if it failed */
-    size_t n;                /* count */
+    struct store_ca *cas;   /* records */
+    struct pki_cert *certs; /* parsed DER, same index; der == NULL if it failed */
+    size_t n;               /* count */
 };
 
 static void ca_set_free(struct ca_set *set)
@@ -98,13 +120,13 @@ static json_t *ca_json(const struct store_ca *ca)
 {
     char nb[21], na[21];
 
-    return json_pack("{s:I, s:s?, s:s, s:s, s:s, s:s, s:s, s:s, s:I, s:s, s:b, s:s, s:s}",
-                     "id", (json_int_t)ca->id, "name", ca->name, "subject", ca->subject,
-                     "issuer", ca->issuer, "serial", ca->serial, "fingerprint", ca->fingerprint,
-                     "not_before", cli_time(ca->not_before, nb), "not_after",
-                     cli_time(ca->not_after, na), "days_until_expiry",
-                     (json_int_t)cli_days_until(ca->not_after), "kind", ca_kind(ca), "active",
-                     ca->is_active, "created_on", ca->created_on, "updated_on", ca->updated_on);
+    return json_pack("{s:I, s:s?, s:s, s:s, s:s, s:s, s:s, s:s, s:I, s:s, s:b, s:s, s:s}", "id",
+                     (json_int_t)ca->id, "name", ca->name, "subject", ca->subject, "issuer",
+                     ca->issuer, "serial", ca->serial, "fingerprint", ca->fingerprint, "not_before",
+                     cli_time(ca->not_before, nb), "not_after", cli_time(ca->not_after, na),
+                     "days_until_expiry", (json_int_t)cli_days_until(ca->not_after), "kind",
+                     ca_kind(ca), "active", ca->is_active, "created_on", ca->created_on,
+                     "updated_on", ca->updated_on);
 }
 
 static void ca_from_cert(const struct pki_cert *c, char *pem, const char *name,
@@ -189,30 +211,34 @@ static int ca_add(struct cli_ctx *ctx, int argc, char **argv)
         struct store_ca existing;
 
         if (!c->is_ca) {
-            cli_fail(ctx, "%s: certificate %zu (%s) is not a CA certificate (basicConstraints "
-                          "CA:TRUE is missing): add only root and intermediate CAs here; map "
-                          "client certificates with certgate cert map",
+            cli_fail(ctx,
+                     "%s: certificate %zu (%s) is not a CA certificate (basicConstraints "
+                     "CA:TRUE is missing): add only root and intermediate CAs here; map "
+                     "client certificates with certgate cert map",
                      path, i + 1, c->subject);
             goto out;
         }
         if (c->not_after < now && !allow_expired) {
             char t[21];
 
-            cli_fail(ctx, "%s: certificate %zu (%s) expired on %s: it cannot validate any "
-                          "client (use --allow-expired to store it anyway)",
+            cli_fail(ctx,
+                     "%s: certificate %zu (%s) expired on %s: it cannot validate any "
+                     "client (use --allow-expired to store it anyway)",
                      path, i + 1, c->subject, cli_time(c->not_after, t));
             goto out;
         }
         if (c->is_self_issued && !c->is_self_signed) {
-            cli_fail(ctx, "%s: certificate %zu (%s) names itself as issuer but its signature "
-                          "does not verify with its own key",
+            cli_fail(ctx,
+                     "%s: certificate %zu (%s) names itself as issuer but its signature "
+                     "does not verify with its own key",
                      path, i + 1, c->subject);
             goto out;
         }
         for (size_t j = 0; j < i; j++) {
             if (strcmp(bundle.items[j].fingerprint, c->fingerprint) == 0) {
-                cli_fail(ctx, "%s: certificate %zu (%s) appears twice in the file (also "
-                              "certificate %zu)",
+                cli_fail(ctx,
+                         "%s: certificate %zu (%s) appears twice in the file (also "
+                         "certificate %zu)",
                          path, i + 1, c->subject, j + 1);
                 goto out;
             }
@@ -220,8 +246,8 @@ static int ca_add(struct cli_ctx *ctx, int argc, char **argv)
         memset(&existing, 0, sizeof(existing));
         rc = store_ca_get_by_fingerprint(s, c->fingerprint, &existing, &err);
         if (rc == CG_OK) {
-            cli_fail(ctx, "%s: certificate %zu (%s) is already in the CA table as id %lld",
-                     path, i + 1, c->subject, (long long)existing.id);
+            cli_fail(ctx, "%s: certificate %zu (%s) is already in the CA table as id %lld", path,
+                     i + 1, c->subject, (long long)existing.id);
             store_ca_free(&existing);
             rc = CLI_FAIL;
             goto out;
@@ -283,11 +309,11 @@ static int ca_add(struct cli_ctx *ctx, int argc, char **argv)
             cli_warn("%s (id %lld) is not valid before %s", c->subject, (long long)ids[i],
                      cli_time(c->not_before, t));
         if (out) {
-            json_array_append_new(
-                out, json_pack("{s:I, s:s, s:s, s:s, s:s}", "id", (json_int_t)ids[i], "subject",
-                               c->subject, "kind", c->is_self_signed ? "root" : "intermediate",
-                               "fingerprint", c->fingerprint, "not_after",
-                               cli_time(c->not_after, t)));
+            json_array_append_new(out, json_pack("{s:I, s:s, s:s, s:s, s:s}", "id",
+                                                 (json_int_t)ids[i], "subject", c->subject, "kind",
+                                                 c->is_self_signed ? "root" : "intermediate",
+                                                 "fingerprint", c->fingerprint, "not_after",
+                                                 cli_time(c->not_after, t)));
         } else {
             printf("added CA %lld: %s (%s, expires %s, SHA-256 %s)\n", (long long)ids[i],
                    c->subject, c->is_self_signed ? "root" : "intermediate",
@@ -354,11 +380,11 @@ static int ca_list(struct cli_ctx *ctx, int argc, char **argv)
             json_object_set_new(o, "expires_soon",
                                 json_boolean(days >= 0 && days < EXPIRY_WARN_DAYS));
             json_object_set_new(o, "expired", json_boolean(cas[i].not_after < cg_now()));
-            json_object_set_new(o, "crl", crl ? json_pack("{s:I, s:I, s:b}", "id",
-                                                          (json_int_t)crl->id, "revoked",
-                                                          (json_int_t)crl->revoked_count,
-                                                          "stale", crl_is_stale(crl))
-                                              : json_null());
+            json_object_set_new(o, "crl",
+                                crl ? json_pack("{s:I, s:I, s:b}", "id", (json_int_t)crl->id,
+                                                "revoked", (json_int_t)crl->revoked_count, "stale",
+                                                crl_is_stale(crl))
+                                    : json_null());
             json_array_append_new(arr, o);
         }
         cli_print_json(arr);
@@ -460,9 +486,9 @@ static int ca_show(struct cli_ctx *ctx, int argc, char **argv)
         for (size_t i = 0; i < set.n; i++) {
             if (i != self && set.certs[i].der && set.certs[self].der &&
                 pki_cert_issued_by(&set.certs[i], &set.certs[self]))
-                json_array_append_new(children, json_pack("{s:I, s:s}", "id",
-                                                          (json_int_t)set.cas[i].id, "subject",
-                                                          set.cas[i].subject));
+                json_array_append_new(children,
+                                      json_pack("{s:I, s:s}", "id", (json_int_t)set.cas[i].id,
+                                                "subject", set.cas[i].subject));
         }
         json_object_set_new(o, "issuer_record",
                             ca.is_root ? json_string("self")
@@ -473,14 +499,13 @@ static int ca_show(struct cli_ctx *ctx, int argc, char **argv)
         json_object_set_new(o, "children", children);
         json_object_set_new(o, "rules", json_integer(rules));
         json_object_set_new(o, "mapped_certificates", json_integer(maps));
-        json_object_set_new(o, "crl",
-                            crl ? json_pack("{s:I, s:s, s:s, s:I, s:b}", "id", (json_int_t)crl->id,
-                                            "this_update", cli_time(crl->this_update, t1),
-                                            "next_update",
-                                            crl->next_update ? cli_time(crl->next_update, t2) : "",
-                                            "revoked", (json_int_t)crl->revoked_count, "stale",
-                                            crl_is_stale(crl))
-                                : json_null());
+        json_object_set_new(
+            o, "crl",
+            crl ? json_pack("{s:I, s:s, s:s, s:I, s:b}", "id", (json_int_t)crl->id, "this_update",
+                            cli_time(crl->this_update, t1), "next_update",
+                            crl->next_update ? cli_time(crl->next_update, t2) : "", "revoked",
+                            (json_int_t)crl->revoked_count, "stale", crl_is_stale(crl))
+                : json_null());
         cli_print_json(o);
         rc = CLI_OK;
         goto out;
@@ -498,8 +523,7 @@ static int ca_show(struct cli_ctx *ctx, int argc, char **argv)
                cli_days_until(ca.not_after) < EXPIRY_WARN_DAYS ? " [EXPIRES SOON]" : "");
     printf("  SHA-256:      %s\n", ca.fingerprint);
     printf("  status:       %s\n", ca.is_active ? "active" : "disabled");
-    printf("  kind:         %s%s\n", ca_kind(&ca),
-           ca.path_len >= 0 ? "" : "");
+    printf("  kind:         %s%s\n", ca_kind(&ca), ca.path_len >= 0 ? "" : "");
     if (ca.path_len >= 0)
         printf("  path length:  %d\n", ca.path_len);
     if (ca.is_root)
@@ -553,8 +577,8 @@ static int set_active(struct cli_ctx *ctx, int argc, char **argv, bool active)
         goto out;
     }
     if (ctx->json)
-        cli_print_json(json_pack("{s:I, s:s, s:b}", "id", (json_int_t)ca.id, "subject",
-                                 ca.subject, "active", active));
+        cli_print_json(json_pack("{s:I, s:s, s:b}", "id", (json_int_t)ca.id, "subject", ca.subject,
+                                 "active", active));
     else
         printf("CA %lld (%s) is now %s\n", (long long)ca.id, ca.subject,
                active ? "active" : "disabled");
@@ -651,8 +675,9 @@ static int crl_add(struct cli_ctx *ctx, int argc, char **argv)
         }
     }
     if (signer < 0) {
-        cli_fail(ctx, "%s: the CRL's issuer '%s' is not a CA in the table, or its signature "
-                      "does not verify with that CA's key: add the issuing CA first",
+        cli_fail(ctx,
+                 "%s: the CRL's issuer '%s' is not a CA in the table, or its signature "
+                 "does not verify with that CA's key: add the issuing CA first",
                  argv[1], crl.issuer);
         goto out;
     }
@@ -678,8 +703,8 @@ static int crl_add(struct cli_ctx *ctx, int argc, char **argv)
                                  (json_int_t)rec.ca_id, "issuer", crl.issuer, "revoked",
                                  (json_int_t)crl.n_revoked));
     else
-        printf("added CRL %lld from CA %lld (%s): %zu revoked certificates\n",
-               (long long)rec.id, (long long)rec.ca_id, crl.issuer, crl.n_revoked);
+        printf("added CRL %lld from CA %lld (%s): %zu revoked certificates\n", (long long)rec.id,
+               (long long)rec.ca_id, crl.issuer, crl.n_revoked);
     rc = CLI_OK;
 out:
     free(data);
@@ -713,12 +738,12 @@ static int crl_list(struct cli_ctx *ctx, int argc, char **argv)
 
         for (size_t i = 0; i < n; i++)
             json_array_append_new(
-                arr, json_pack("{s:I, s:I, s:s, s:s, s:s, s:I, s:b}", "id", (json_int_t)crls[i].id,
-                               "ca_id", (json_int_t)crls[i].ca_id, "issuer", crls[i].issuer,
-                               "this_update", cli_time(crls[i].this_update, t1), "next_update",
-                               crls[i].next_update ? cli_time(crls[i].next_update, t2) : "",
-                               "revoked", (json_int_t)crls[i].revoked_count, "stale",
-                               crl_is_stale(&crls[i])));
+                arr,
+                json_pack("{s:I, s:I, s:s, s:s, s:s, s:I, s:b}", "id", (json_int_t)crls[i].id,
+                          "ca_id", (json_int_t)crls[i].ca_id, "issuer", crls[i].issuer,
+                          "this_update", cli_time(crls[i].this_update, t1), "next_update",
+                          crls[i].next_update ? cli_time(crls[i].next_update, t2) : "", "revoked",
+                          (json_int_t)crls[i].revoked_count, "stale", crl_is_stale(&crls[i])));
         cli_print_json(arr);
     } else {
         printf("%-4s %-5s %-20s %-20s %-8s %s\n", "ID", "CA", "THIS UPDATE", "NEXT UPDATE",

@@ -17,25 +17,38 @@ static int cert_show(struct cli_ctx *ctx, int argc, char **argv);
 static int cert_unmap(struct cli_ctx *ctx, int argc, char **argv);
 
 const struct cli_command cli_cert_commands[] = {
-    {.group = "cert", .name = "map", .run = cert_map,
+    {.group = "cert",
+     .name = "map",
+     .run = cert_map,
      .usage = "cert map USER FILE.pem [--pinned] [--name NAME]",
      .help = "map an exact client certificate to a user (--pinned: a self-signed one)"},
-    {.group = "cert", .name = "rule", .run = cert_rule,
+    {.group = "cert",
+     .name = "rule",
+     .run = cert_rule,
      .usage = "cert rule USER --ca ID --match cn|dn|email|dns|uri|spki=VALUE [--name NAME]",
      .help = "map every certificate of one issuing CA whose field matches to a user"},
-    {.group = "cert", .name = "list", .run = cert_list, .usage = "cert list [--user NAME]",
+    {.group = "cert",
+     .name = "list",
+     .run = cert_list,
+     .usage = "cert list [--user NAME]",
      .help = "list mappings and rules"},
-    {.group = "cert", .name = "show", .run = cert_show, .usage = "cert show ID",
+    {.group = "cert",
+     .name = "show",
+     .run = cert_show,
+     .usage = "cert show ID",
      .help = "show one mapping or rule"},
-    {.group = "cert", .name = "unmap", .run = cert_unmap, .usage = "cert unmap ID",
+    {.group = "cert",
+     .name = "unmap",
+     .run = cert_unmap,
+     .usage = "cert unmap ID",
      .help = "delete a mapping or rule"},
     {0},
 };
 
 /* The leaf of a bundle: its only non-CA certificate, or a lone self-signed
  * certificate. The others must be the leaf's own chain. */
-static int pick_leaf(const struct cli_ctx *ctx, const char *path,
-                     const struct pki_cert_list *b, size_t *out_leaf)
+static int pick_leaf(const struct cli_ctx *ctx, const char *path, const struct pki_cert_list *b,
+                     size_t *out_leaf)
 {
     size_t leaf = b->n, n_leaves = 0;
 
@@ -47,16 +60,19 @@ static int pick_leaf(const struct cli_ctx *ctx, const char *path,
     }
     if (n_leaves == 0) {
         if (b->n == 1)
-            return cli_fail(ctx, "%s: %s is a CA certificate: add CAs with certgate ca add; "
-                                 "map only the client's own (leaf) certificate",
+            return cli_fail(ctx,
+                            "%s: %s is a CA certificate: add CAs with certgate ca add; "
+                            "map only the client's own (leaf) certificate",
                             path, b->items[0].subject);
-        return cli_fail(ctx, "%s: the file holds only CA certificates; map the client's own "
-                             "(leaf) certificate",
+        return cli_fail(ctx,
+                        "%s: the file holds only CA certificates; map the client's own "
+                        "(leaf) certificate",
                         path);
     }
     if (n_leaves > 1)
-        return cli_fail(ctx, "%s: the file holds %zu client certificates; map them one at a "
-                             "time (one leaf per file, optionally followed by its chain)",
+        return cli_fail(ctx,
+                        "%s: the file holds %zu client certificates; map them one at a "
+                        "time (one leaf per file, optionally followed by its chain)",
                         path, n_leaves);
     /* Every other certificate must sit on the leaf's issuing chain. */
     for (size_t i = 0; i < b->n; i++) {
@@ -79,9 +95,10 @@ static int pick_leaf(const struct cli_ctx *ctx, const char *path,
             cur = &b->items[next];
         }
         if (!on_chain)
-            return cli_fail(ctx, "%s: certificate %zu (%s) is not part of the chain of the "
-                                 "client certificate %s; a file may hold one leaf and its own "
-                                 "chain only",
+            return cli_fail(ctx,
+                            "%s: certificate %zu (%s) is not part of the chain of the "
+                            "client certificate %s; a file may hold one leaf and its own "
+                            "chain only",
                             path, i + 1, b->items[i].subject, b->items[leaf].subject);
     }
     *out_leaf = leaf;
@@ -162,14 +179,16 @@ static int cert_map(struct cli_ctx *ctx, int argc, char **argv)
         goto out;
     c = &b.items[leaf];
     if (c->is_self_signed && !pinned) {
-        cli_fail(ctx, "%s: %s is self-signed: certgate refuses self-signed client certificates "
-                      "unless you pin this exact certificate with --pinned",
+        cli_fail(ctx,
+                 "%s: %s is self-signed: certgate refuses self-signed client certificates "
+                 "unless you pin this exact certificate with --pinned",
                  path, c->subject);
         goto out;
     }
     if (pinned && !c->is_self_signed) {
-        cli_fail(ctx, "%s: --pinned is only for self-signed certificates; %s is issued by %s, so "
-                      "map it without --pinned",
+        cli_fail(ctx,
+                 "%s: --pinned is only for self-signed certificates; %s is issued by %s, so "
+                 "map it without --pinned",
                  path, c->subject, c->issuer);
         goto out;
     }
@@ -341,9 +360,8 @@ static json_t *map_json(const struct store_map *m)
 {
     char nb[21], na[21];
     json_t *o = json_pack("{s:I, s:s, s:s, s:s?, s:b, s:s}", "id", (json_int_t)m->id, "user",
-                          m->user_name ? m->user_name : "", "kind",
-                          store_map_kind_name(m->kind), "name", m->name, "active", m->is_active,
-                          "created_on", m->created_on);
+                          m->user_name ? m->user_name : "", "kind", store_map_kind_name(m->kind),
+                          "name", m->name, "active", m->is_active, "created_on", m->created_on);
 
     if (m->kind == STORE_MAP_RULE) {
         json_object_set_new(o, "ca_id", json_integer(m->ca_id));
@@ -465,8 +483,7 @@ static int cert_show(struct cli_ctx *ctx, int argc, char **argv)
         printf("  subject:      %s\n", m.subject);
         printf("  issuer:       %s\n", m.issuer);
         printf("  serial:       %s\n", m.serial);
-        printf("  valid:        %s to %s\n", cli_time(m.not_before, t1),
-               cli_time(m.not_after, t2));
+        printf("  valid:        %s to %s\n", cli_time(m.not_before, t1), cli_time(m.not_after, t2));
         if (m.not_after < cg_now())
             printf("  expiry:       EXPIRED %ld days ago\n", -cli_days_until(m.not_after));
         else

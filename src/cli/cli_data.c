@@ -26,31 +26,55 @@ static int resource_show(struct cli_ctx *ctx, int argc, char **argv);
 static int resource_delete(struct cli_ctx *ctx, int argc, char **argv);
 
 const struct cli_command cli_table_commands[] = {
-    {.group = "table", .name = "create", .run = table_create,
+    {.group = "table",
+     .name = "create",
+     .run = table_create,
      .usage = "table create NAME COLUMN[:text|integer|real|json]... [--roles r1,r2]",
      .help = "create a data table (--roles exposes it through the Table API)"},
-    {.group = "table", .name = "list", .run = table_list, .usage = "table list",
+    {.group = "table",
+     .name = "list",
+     .run = table_list,
+     .usage = "table list",
      .help = "list data tables"},
-    {.group = "table", .name = "show", .run = table_show, .usage = "table show NAME",
+    {.group = "table",
+     .name = "show",
+     .run = table_show,
+     .usage = "table show NAME",
      .help = "show a data table's columns, roles and row count"},
-    {.group = "table", .name = "drop", .run = table_drop, .usage = "table drop NAME --force",
+    {.group = "table",
+     .name = "drop",
+     .run = table_drop,
+     .usage = "table drop NAME --force",
      .help = "delete a data table and all its rows"},
     {0},
 };
 
 const struct cli_command cli_resource_commands[] = {
-    {.group = "resource", .name = "add", .run = resource_add,
+    {.group = "resource",
+     .name = "add",
+     .run = resource_add,
      .usage = "resource add --api NAMESPACE/API --method METHOD --path /PATH --script FILE.lua "
               "[--roles r1,r2] [--auth any|cert|basic|none] [--version v1]",
      .help = "add a scripted REST resource"},
-    {.group = "resource", .name = "update", .run = resource_update,
+    {.group = "resource",
+     .name = "update",
+     .run = resource_update,
      .usage = "resource update ID [--script FILE.lua] [--roles r1,r2] [--auth MODE]",
      .help = "change a resource's script, roles or authentication"},
-    {.group = "resource", .name = "list", .run = resource_list, .usage = "resource list",
+    {.group = "resource",
+     .name = "list",
+     .run = resource_list,
+     .usage = "resource list",
      .help = "list scripted resources"},
-    {.group = "resource", .name = "show", .run = resource_show, .usage = "resource show ID",
+    {.group = "resource",
+     .name = "show",
+     .run = resource_show,
+     .usage = "resource show ID",
      .help = "show a resource, the URLs it answers at, and its script"},
-    {.group = "resource", .name = "delete", .run = resource_delete, .usage = "resource delete ID",
+    {.group = "resource",
+     .name = "delete",
+     .run = resource_delete,
+     .usage = "resource delete ID",
      .help = "delete a resource"},
     {0},
 };
@@ -330,8 +354,7 @@ static bool valid_version(const char *v)
 }
 
 /* Reads and compiles a script; refuses a syntax error with FILE:LINE. */
-static int read_script(const struct cli_ctx *ctx, const char *path, char **out_src,
-                       char **out_name)
+static int read_script(const struct cli_ctx *ctx, const char *path, char **out_src, char **out_name)
 {
     struct cg_err err = {""};
     char *data = NULL, msg[512];
@@ -358,8 +381,7 @@ static void print_urls(const struct dtable_resource *r)
     if (r->version[0])
         printf("  answers at:   %s /api/%s/%s/%s%s (and /api/%s/%s%s when %s is the default "
                "version)\n",
-               r->method, r->ns, r->api, r->version, r->path, r->ns, r->api, r->path,
-               r->version);
+               r->method, r->ns, r->api, r->version, r->path, r->ns, r->api, r->path, r->version);
     else
         printf("  answers at:   %s /api/%s/%s%s\n", r->method, r->ns, r->api, r->path);
 }
@@ -367,14 +389,10 @@ static void print_urls(const struct dtable_resource *r)
 static int resource_add(struct cli_ctx *ctx, int argc, char **argv)
 {
     static const struct option opts[] = {
-        {"api", required_argument, NULL, 'a'},
-        {"method", required_argument, NULL, 'm'},
-        {"path", required_argument, NULL, 'p'},
-        {"script", required_argument, NULL, 's'},
-        {"roles", required_argument, NULL, 'r'},
-        {"auth", required_argument, NULL, 'u'},
-        {"version", required_argument, NULL, 'v'},
-        {0, 0, 0, 0},
+        {"api", required_argument, NULL, 'a'},     {"method", required_argument, NULL, 'm'},
+        {"path", required_argument, NULL, 'p'},    {"script", required_argument, NULL, 's'},
+        {"roles", required_argument, NULL, 'r'},   {"auth", required_argument, NULL, 'u'},
+        {"version", required_argument, NULL, 'v'}, {0, 0, 0, 0},
     };
     const char *usage = cli_resource_commands[0].usage;
     const char *api = NULL, *method = NULL, *path = NULL, *script = NULL, *roles_arg = NULL;
@@ -411,8 +429,9 @@ static int resource_add(struct cli_ctx *ctx, int argc, char **argv)
         snprintf(apiname, sizeof(apiname), "%s", slash + 1);
     }
     if (!valid_ident(ns) || !valid_ident(apiname))
-        return cli_fail(ctx, "--api '%s': namespace and API take a-z, 0-9 and _, starting with a "
-                             "letter",
+        return cli_fail(ctx,
+                        "--api '%s': namespace and API take a-z, 0-9 and _, starting with a "
+                        "letter",
                         api);
     if (strcmp(ns, "now") == 0 || strcmp(ns, "certgate") == 0)
         return cli_fail(ctx, "--api: the namespace '%s' is reserved", ns);
@@ -421,8 +440,9 @@ static int resource_add(struct cli_ctx *ctx, int argc, char **argv)
     if (!method_ok)
         return cli_fail(ctx, "--method '%s': use GET, POST, PUT, PATCH or DELETE", method);
     if (!routes_valid_template(path))
-        return cli_fail(ctx, "--path '%s': start with /, use segments of letters, digits and "
-                             "._~- or one {param} per segment",
+        return cli_fail(ctx,
+                        "--path '%s': start with /, use segments of letters, digits and "
+                        "._~- or one {param} per segment",
                         path);
     if (version[0] && !valid_version(version))
         return cli_fail(ctx, "--version '%s': use v1, v2, ...", version);
@@ -447,10 +467,10 @@ static int resource_add(struct cli_ctx *ctx, int argc, char **argv)
         goto out;
     }
     if (ctx->json) {
-        cli_print_json(json_pack("{s:I, s:s, s:s, s:s, s:s, s:s, s:s, s:o}", "id",
-                                 (json_int_t)r.id, "namespace", r.ns, "api", r.api, "version",
-                                 r.version, "method", r.method, "path", r.path, "auth", auth,
-                                 "roles", strv_json(r.roles, r.n_roles)));
+        cli_print_json(json_pack("{s:I, s:s, s:s, s:s, s:s, s:s, s:s, s:o}", "id", (json_int_t)r.id,
+                                 "namespace", r.ns, "api", r.api, "version", r.version, "method",
+                                 r.method, "path", r.path, "auth", auth, "roles",
+                                 strv_json(r.roles, r.n_roles)));
     } else {
         printf("added resource %lld from %s\n", (long long)r.id, r.script_name);
         print_urls(&r);
@@ -525,8 +545,7 @@ static int resource_update(struct cli_ctx *ctx, int argc, char **argv)
         goto out;
     }
     if (ctx->json)
-        cli_print_json(json_pack("{s:I, s:s}", "updated", (json_int_t)id, "script",
-                                 r.script_name));
+        cli_print_json(json_pack("{s:I, s:s}", "updated", (json_int_t)id, "script", r.script_name));
     else
         printf("updated resource %lld (served within a second, no restart)\n", (long long)id);
     rc = CLI_OK;
@@ -538,12 +557,11 @@ out:
 
 static json_t *resource_json(const struct dtable_resource *r, bool with_script)
 {
-    json_t *o = json_pack("{s:I, s:s, s:s, s:s, s:s, s:s, s:s, s:s, s:o, s:b, s:s}", "id",
-                          (json_int_t)r->id, "namespace", r->ns, "api", r->api, "version",
-                          r->version, "method", r->method, "path", r->path, "script_name",
-                          r->script_name, "auth", dtable_auth_name(r->auth), "roles",
-                          strv_json(r->roles, r->n_roles), "active", r->is_active, "updated_on",
-                          r->updated_on);
+    json_t *o = json_pack(
+        "{s:I, s:s, s:s, s:s, s:s, s:s, s:s, s:s, s:o, s:b, s:s}", "id", (json_int_t)r->id,
+        "namespace", r->ns, "api", r->api, "version", r->version, "method", r->method, "path",
+        r->path, "script_name", r->script_name, "auth", dtable_auth_name(r->auth), "roles",
+        strv_json(r->roles, r->n_roles), "active", r->is_active, "updated_on", r->updated_on);
 
     if (o && with_script)
         json_object_set_new(o, "script", json_string(r->script));
@@ -575,8 +593,7 @@ static int resource_list(struct cli_ctx *ctx, int argc, char **argv)
             json_array_append_new(a, resource_json(&rs[i], false));
         cli_print_json(a);
     } else {
-        printf("%-4s %-7s %-6s %-40s %-6s %s\n", "ID", "METHOD", "AUTH", "URL", "ROLES",
-               "SCRIPT");
+        printf("%-4s %-7s %-6s %-40s %-6s %s\n", "ID", "METHOD", "AUTH", "URL", "ROLES", "SCRIPT");
         for (size_t i = 0; i < n; i++) {
             char url[300];
 

@@ -16,25 +16,25 @@
 
 /** Exit statuses. */
 enum cli_exit {
-    CLI_OK = 0,      /* success */
-    CLI_FAIL = 1,    /* refused or failed; a one-line reason is on stderr */
-    CLI_USAGE = 2,   /* bad command line */
+    CLI_OK = 0,    /* success */
+    CLI_FAIL = 1,  /* refused or failed; a one-line reason is on stderr */
+    CLI_USAGE = 2, /* bad command line */
 };
 
 /** Options every command takes. */
 struct cli_ctx {
-    const char *db_path;     /* --db, $CERTGATE_DB or ./certgate.db */
-    bool json;               /* --json: machine-readable output */
-    const char *cmd;         /* "ca add", "user list", ... for messages */
+    const char *db_path; /* --db, $CERTGATE_DB or ./certgate.db */
+    bool json;           /* --json: machine-readable output */
+    const char *cmd;     /* "ca add", "user list", ... for messages */
 };
 
 /** One sub-command: "ca add" is group "ca", name "add". */
 struct cli_command {
-    const char *group;       /* first word, or NULL for a top-level command */
-    const char *name;        /* second word (or the command for top-level ones) */
+    const char *group; /* first word, or NULL for a top-level command */
+    const char *name;  /* second word (or the command for top-level ones) */
     int (*run)(struct cli_ctx *ctx, int argc, char **argv); /* argv[0] is the name */
-    const char *usage;       /* one usage line after "certgate " */
-    const char *help;        /* what it does, one line */
+    const char *usage;                                      /* one usage line after "certgate " */
+    const char *help;                                       /* what it does, one line */
 };
 
 extern const struct cli_command cli_ca_commands[];
@@ -47,8 +47,7 @@ extern const struct cli_command cli_resource_commands[];
  * Print "certgate: CMD: message" on stderr.
  * @return CLI_FAIL, so callers can `return cli_fail(...)`
  */
-int cli_fail(const struct cli_ctx *ctx, const char *fmt, ...)
-    __attribute__((format(printf, 2, 3)));
+int cli_fail(const struct cli_ctx *ctx, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 
 /** Print "certgate: CMD: usage: certgate USAGE" on stderr. @return CLI_USAGE */
 int cli_usage(const struct cli_ctx *ctx, const char *usage);

@@ -19,22 +19,40 @@ static int user_roles(struct cli_ctx *ctx, int argc, char **argv);
 static int user_password(struct cli_ctx *ctx, int argc, char **argv);
 
 const struct cli_command cli_user_commands[] = {
-    {.group = "user", .name = "add", .run = user_add,
+    {.group = "user",
+     .name = "add",
+     .run = user_add,
      .usage = "user add NAME [--roles r1,r2] [--password-stdin]",
      .help = "create a user (a password only for the HTTP Basic fallback)"},
-    {.group = "user", .name = "list", .run = user_list, .usage = "user list",
-     .help = "list users"},
-    {.group = "user", .name = "show", .run = user_show, .usage = "user show NAME",
+    {.group = "user", .name = "list", .run = user_list, .usage = "user list", .help = "list users"},
+    {.group = "user",
+     .name = "show",
+     .run = user_show,
+     .usage = "user show NAME",
      .help = "show a user, its roles and its certificate mappings"},
-    {.group = "user", .name = "lock", .run = user_lock, .usage = "user lock NAME",
+    {.group = "user",
+     .name = "lock",
+     .run = user_lock,
+     .usage = "user lock NAME",
      .help = "refuse the user everywhere (open connections within a second)"},
-    {.group = "user", .name = "unlock", .run = user_unlock, .usage = "user unlock NAME",
+    {.group = "user",
+     .name = "unlock",
+     .run = user_unlock,
+     .usage = "user unlock NAME",
      .help = "let a locked user in again"},
-    {.group = "user", .name = "delete", .run = user_delete, .usage = "user delete NAME",
+    {.group = "user",
+     .name = "delete",
+     .run = user_delete,
+     .usage = "user delete NAME",
      .help = "delete a user with its roles and mappings"},
-    {.group = "user", .name = "roles", .run = user_roles, .usage = "user roles NAME r1,r2",
+    {.group = "user",
+     .name = "roles",
+     .run = user_roles,
+     .usage = "user roles NAME r1,r2",
      .help = "replace the user's roles (an empty list removes them all)"},
-    {.group = "user", .name = "password", .run = user_password,
+    {.group = "user",
+     .name = "password",
+     .run = user_password,
      .usage = "user password NAME --password-stdin | --clear",
      .help = "set or remove the user's HTTP Basic password"},
     {0},
@@ -98,8 +116,9 @@ static int parse_roles(const struct cli_ctx *ctx, const char *list, char ***out_
         return cli_fail(ctx, "out of memory");
     for (size_t i = 0; i < *out_n; i++) {
         if (!cg_valid_name((*out_roles)[i])) {
-            cli_fail(ctx, "invalid role name '%s': use 1 to 64 letters, digits, '_', '.', "
-                          "'@' or '-'",
+            cli_fail(ctx,
+                     "invalid role name '%s': use 1 to 64 letters, digits, '_', '.', "
+                     "'@' or '-'",
                      (*out_roles)[i]);
             cg_strv_free(*out_roles, *out_n);
             *out_roles = NULL;
@@ -156,8 +175,9 @@ static int user_add(struct cli_ctx *ctx, int argc, char **argv)
         return cli_usage(ctx, usage);
     name = argv[optind];
     if (!cg_valid_name(name))
-        return cli_fail(ctx, "invalid user name '%s': use 1 to 64 letters, digits, '_', '.', "
-                             "'@' or '-'",
+        return cli_fail(ctx,
+                        "invalid user name '%s': use 1 to 64 letters, digits, '_', '.', "
+                        "'@' or '-'",
                         name);
     if (parse_roles(ctx, roles_arg, &roles, &n_roles))
         return CLI_FAIL;
@@ -194,11 +214,10 @@ out:
 
 static json_t *user_json(const struct store_user *u)
 {
-    return json_pack("{s:I, s:s, s:b, s:b, s:b, s:o, s:s, s:s}", "id", (json_int_t)u->id,
-                     "name", u->name, "active", u->is_active, "locked", u->is_locked,
-                     "has_password", u->password_hash != NULL, "roles",
-                     roles_json(u->roles, u->n_roles), "created_on", u->created_on,
-                     "updated_on", u->updated_on);
+    return json_pack("{s:I, s:s, s:b, s:b, s:b, s:o, s:s, s:s}", "id", (json_int_t)u->id, "name",
+                     u->name, "active", u->is_active, "locked", u->is_locked, "has_password",
+                     u->password_hash != NULL, "roles", roles_json(u->roles, u->n_roles),
+                     "created_on", u->created_on, "updated_on", u->updated_on);
 }
 
 static int user_list(struct cli_ctx *ctx, int argc, char **argv)
@@ -229,7 +248,9 @@ static int user_list(struct cli_ctx *ctx, int argc, char **argv)
         printf("%-4s %-24s %-8s %-8s %s\n", "ID", "NAME", "STATUS", "PASSWORD", "ROLES");
         for (size_t i = 0; i < n; i++) {
             printf("%-4lld %-24s %-8s %-8s ", (long long)users[i].id, users[i].name,
-                   users[i].is_locked ? "locked" : users[i].is_active ? "active" : "inactive",
+                   users[i].is_locked   ? "locked"
+                   : users[i].is_active ? "active"
+                                        : "inactive",
                    users[i].password_hash ? "yes" : "no");
             print_roles(users[i].roles, users[i].n_roles);
             putchar('\n');
@@ -289,11 +310,10 @@ static int user_show(struct cli_ctx *ctx, int argc, char **argv)
                                                      "match_field", maps[i].match_field,
                                                      "match_value", maps[i].match_value));
             else
-                json_array_append_new(arr, json_pack("{s:I, s:s, s:s, s:s}", "id",
-                                                     (json_int_t)maps[i].id, "kind",
-                                                     store_map_kind_name(maps[i].kind),
-                                                     "subject", maps[i].subject, "fingerprint",
-                                                     maps[i].fingerprint));
+                json_array_append_new(
+                    arr, json_pack("{s:I, s:s, s:s, s:s}", "id", (json_int_t)maps[i].id, "kind",
+                                   store_map_kind_name(maps[i].kind), "subject", maps[i].subject,
+                                   "fingerprint", maps[i].fingerprint));
         }
         json_object_set_new(o, "mappings", arr);
         cli_print_json(o);

@@ -18,7 +18,10 @@ static struct dtable_table t;
 static void setup(void)
 {
     static const struct dtable_column cols[] = {
-        {"name", DT_TEXT}, {"n", DT_INTEGER}, {"x", DT_REAL}, {"doc", DT_JSON},
+        {"name", DT_TEXT},
+        {"n", DT_INTEGER},
+        {"x", DT_REAL},
+        {"doc", DT_JSON},
     };
     char *roles[] = {(char *)"push"};
     struct store *s = NULL;
@@ -45,12 +48,21 @@ static void teardown(void)
 }
 
 static const struct {
-    const char *name;   /* candidate */
-    bool valid;         /* accepted */
+    const char *name; /* candidate */
+    bool valid;       /* accepted */
 } name_cases[] = {
-    {"orders", true}, {"u_inbound", true}, {"a1_b2", true}, {"", false}, {"1abc", false},
-    {"Orders", false}, {"sys_user", false}, {"sqlite_master", false}, {"a-b", false},
-    {"a b", false}, {"x\"; DROP TABLE sys_user; --", false}, {"caf\xc3\xa9", false},
+    {"orders", true},
+    {"u_inbound", true},
+    {"a1_b2", true},
+    {"", false},
+    {"1abc", false},
+    {"Orders", false},
+    {"sys_user", false},
+    {"sqlite_master", false},
+    {"a-b", false},
+    {"a b", false},
+    {"x\"; DROP TABLE sys_user; --", false},
+    {"caf\xc3\xa9", false},
     {"abcdefghijabcdefghijabcdefghijabcdefghijabcdefghijabcdefghijabc", true},
     {"abcdefghijabcdefghijabcdefghijabcdefghijabcdefghijabcdefghijabcd", false},
 };
@@ -94,8 +106,7 @@ START_TEST(records)
     ck_assert_str_eq(json_string_value(json_object_get(rec, "sys_created_by")), "integrator1");
     ck_assert(json_is_integer(json_object_get(rec, "n")));
     ck_assert(json_is_real(json_object_get(rec, "x")));
-    ck_assert(json_is_object(
-        json_array_get(json_object_get(json_object_get(rec, "doc"), "k"), 1)));
+    ck_assert(json_is_object(json_array_get(json_object_get(json_object_get(rec, "doc"), "k"), 1)));
     ck_assert_uint_eq(strlen(json_string_value(json_object_get(rec, "sys_created_on"))), 24);
     json_decref(rec);
     ck_assert_int_eq(dtable_insert(db, &t, in, "integrator1", id2, &err), CG_OK);
@@ -117,8 +128,8 @@ START_TEST(records)
 END_TEST
 
 static const struct {
-    const char *json;   /* fields */
-    const char *why;    /* part of the refusal */
+    const char *json; /* fields */
+    const char *why;  /* part of the refusal */
 } bad_records[] = {
     {"{\"bogus\":1}", "unknown column 'bogus'"},
     {"{\"n\":\"1\"}", "column 'n' of table 'u_rec' takes integer"},

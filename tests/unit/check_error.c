@@ -10,9 +10,9 @@
 #include "identity.h"
 
 static const struct {
-    enum cg_error e;      /* registry entry */
-    unsigned status;      /* HTTP status */
-    const char *message;  /* fixed message */
+    enum cg_error e;     /* registry entry */
+    unsigned status;     /* HTTP status */
+    const char *message; /* fixed message */
 } registry_cases[] = {
     {CG_ERROR_NO_CREDENTIALS, 401, "User Not Authenticated"},
     {CG_ERROR_AUTH_REFUSED, 401, "User Not Authenticated"},
@@ -61,9 +61,21 @@ END_TEST
 START_TEST(reason_codes)
 {
     static const char *const codes[] = {
-        "ok", "no_credentials", "untrusted_issuer", "missing_intermediate", "expired",
-        "not_yet_valid", "revoked", "self_signed", "bad_key_usage", "ca_disabled", "not_mapped",
-        "user_locked", "bad_password", "cert_required", "role_missing",
+        "ok",
+        "no_credentials",
+        "untrusted_issuer",
+        "missing_intermediate",
+        "expired",
+        "not_yet_valid",
+        "revoked",
+        "self_signed",
+        "bad_key_usage",
+        "ca_disabled",
+        "not_mapped",
+        "user_locked",
+        "bad_password",
+        "cert_required",
+        "role_missing",
     };
 
     for (size_t i = 0; i < sizeof(codes) / sizeof(codes[0]); i++)

@@ -21,8 +21,8 @@
  * each with the reason. Everything else must match.
  */
 static const struct {
-    const char *id;     /* limbo case id */
-    const char *why;    /* the policy or limitation that makes certgate decide otherwise */
+    const char *id;  /* limbo case id */
+    const char *why; /* the policy or limitation that makes certgate decide otherwise */
 } policy_differs[] = {
     /* Policy: a client leaf signs the TLS CertificateVerify, so its key usage,
      * when present, must allow digitalSignature. */
@@ -107,8 +107,8 @@ static int run_case(json_t *tc, char *why, size_t whylen)
     size_t n_sent = 0, i;
     json_t *x, *t;
     int64_t now = 0;
-    bool expect_ok = strcmp(json_string_value(json_object_get(tc, "expected_result")), "SUCCESS")
-                     == 0;
+    bool expect_ok =
+        strcmp(json_string_value(json_object_get(tc, "expected_result")), "SUCCESS") == 0;
     bool got_ok = false, crl_refused = false;
     int matched;
 
@@ -122,12 +122,12 @@ static int run_case(json_t *tc, char *why, size_t whylen)
 
         snprintf(tbuf, sizeof(tbuf), "%.19sZ", vt);
         cg_time_parse(tbuf, &now);
-    }
-    else
+    } else
         now = cg_now();
     x = json_object_get(tc, "trusted_certs");
     trust.cas = calloc(json_array_size(x) + 1, sizeof(*trust.cas));
-    json_array_foreach(x, i, t) {
+    json_array_foreach(x, i, t)
+    {
         if (parse_one(json_string_value(t), &trust.cas[trust.n_cas].cert) == 0) {
             trust.cas[trust.n_cas].id = (int64_t)trust.n_cas + 1;
             trust.cas[trust.n_cas].is_active = true;
@@ -136,13 +136,15 @@ static int run_case(json_t *tc, char *why, size_t whylen)
     }
     x = json_object_get(tc, "untrusted_intermediates");
     sent = calloc(json_array_size(x) + 1, sizeof(*sent));
-    json_array_foreach(x, i, t) {
+    json_array_foreach(x, i, t)
+    {
         if (parse_one(json_string_value(t), &sent[n_sent]) == 0)
             n_sent++;
     }
     x = json_object_get(tc, "crls");
     trust.crls = calloc(json_array_size(x) + 1, sizeof(*trust.crls));
-    json_array_foreach(x, i, t) {
+    json_array_foreach(x, i, t)
+    {
         struct pki_trust_crl *c = &trust.crls[trust.n_crls];
         const char *pem = json_string_value(t);
 
@@ -195,7 +197,8 @@ START_TEST(limbo_cases)
     size_t i, n = json_array_size(cases), matched = 0, policy = 0, wrong = 0;
     json_t *tc;
 
-    json_array_foreach(cases, i, tc) {
+    json_array_foreach(cases, i, tc)
+    {
         const char *id = json_string_value(json_object_get(tc, "id"));
         char why[700];
         int r = run_case(tc, why, sizeof(why));
@@ -212,8 +215,8 @@ START_TEST(limbo_cases)
                    json_string_value(json_object_get(tc, "expected_result")), why);
         }
     }
-    printf("limbo: %zu cases, %zu match, %zu differ by documented policy, %zu wrong\n", n,
-           matched, policy, wrong);
+    printf("limbo: %zu cases, %zu match, %zu differ by documented policy, %zu wrong\n", n, matched,
+           policy, wrong);
     ck_assert_uint_gt(n, 100);
     ck_assert_uint_eq(wrong, 0);
 }

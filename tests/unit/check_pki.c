@@ -68,11 +68,11 @@ static void shell(const char *cmd, char *out, size_t size)
 }
 
 static const struct {
-    const char *file;  /* mkpki.sh output */
-    int rc;            /* expected status */
-    size_t n;          /* certificates */
-    size_t position;   /* block named in the error */
-    const char *why;   /* part of the reason */
+    const char *file; /* mkpki.sh output */
+    int rc;           /* expected status */
+    size_t n;         /* certificates */
+    size_t position;  /* block named in the error */
+    const char *why;  /* part of the reason */
 } bundle_cases[] = {
     {"chain.pem", CG_OK, 2, 0, NULL},
     {"chain-reversed.pem", CG_OK, 2, 0, NULL},
@@ -146,8 +146,7 @@ START_TEST(facts)
     shell(cmd, want, sizeof(want));
     ck_assert_str_eq(c->spki_sha256, want);
     snprintf(cmd, sizeof(cmd),
-             "openssl x509 -in '%s/client.pem' -noout -serial | cut -d= -f2 | tr A-F a-f",
-             dir);
+             "openssl x509 -in '%s/client.pem' -noout -serial | cut -d= -f2 | tr A-F a-f", dir);
     shell(cmd, want, sizeof(want));
     ck_assert_str_eq(c->serial, want);
     ck_assert_uint_eq(c->n_san_email, 1);
@@ -236,12 +235,12 @@ END_TEST
 
 /* The verifier over the test PKI: table = root + int (+ CRL). */
 static const struct {
-    const char *leaf;       /* leaf file */
-    const char *sent;       /* what the client sends after it, or NULL */
-    bool root_active;       /* root enabled in the table */
-    bool int_in_table;      /* intermediate stored in the table */
-    bool with_crl;          /* int.crl loaded */
-    const char *reason;     /* expected pki_reason_code */
+    const char *leaf;   /* leaf file */
+    const char *sent;   /* what the client sends after it, or NULL */
+    bool root_active;   /* root enabled in the table */
+    bool int_in_table;  /* intermediate stored in the table */
+    bool with_crl;      /* int.crl loaded */
+    const char *reason; /* expected pki_reason_code */
 } verify_cases[] = {
     {"client.pem", NULL, true, true, false, "ok"},
     {"client.pem", "int.pem", true, false, false, "ok"},
@@ -294,8 +293,8 @@ START_TEST(verify_table)
     }
     ck_assert_int_eq(pki_verify(&t, &leaf.items[0], sent.items, sent.n, cg_now(), &v), CG_OK);
     ck_assert_msg(strcmp(pki_reason_code(v.reason), verify_cases[_i].reason) == 0,
-                  "%s: got %s (%s), expected %s", verify_cases[_i].leaf,
-                  pki_reason_code(v.reason), v.detail, verify_cases[_i].reason);
+                  "%s: got %s (%s), expected %s", verify_cases[_i].leaf, pki_reason_code(v.reason),
+                  v.detail, verify_cases[_i].reason);
     ck_assert(v.detail[0]);
     if (v.reason == PKI_OK) {
         ck_assert_int_eq(v.root_ca_id, 1);

@@ -77,9 +77,9 @@ END_TEST
 
 /* Lua expressions and the JSON they must give, or NULL when they must be refused. */
 static const struct {
-    const char *lua;       /* returns one value */
-    const char *json;      /* expected compact JSON, NULL: refused */
-    const char *why;       /* part of the refusal */
+    const char *lua;  /* returns one value */
+    const char *json; /* expected compact JSON, NULL: refused */
+    const char *why;  /* part of the refusal */
 } lua_cases[] = {
     {"return {}", "{}", NULL},
     {"return {1, 2, 3}", "[1,2,3]", NULL},
@@ -124,9 +124,25 @@ END_TEST
 
 /* Everything a script must not reach. */
 static const char *const forbidden[] = {
-    "io", "require", "package", "debug", "dofile", "loadfile", "load", "loadstring",
-    "collectgarbage", "os.execute", "os.exit", "os.getenv", "os.remove", "os.rename",
-    "os.tmpname", "string.dump", "coroutine", "module", "rawequal == nil and nil",
+    "io",
+    "require",
+    "package",
+    "debug",
+    "dofile",
+    "loadfile",
+    "load",
+    "loadstring",
+    "collectgarbage",
+    "os.execute",
+    "os.exit",
+    "os.getenv",
+    "os.remove",
+    "os.rename",
+    "os.tmpname",
+    "string.dump",
+    "coroutine",
+    "module",
+    "rawequal == nil and nil",
 };
 
 START_TEST(forbidden_absent)
@@ -155,9 +171,9 @@ static enum script_outcome run(const char *src, struct script_result *res)
 }
 
 static const struct {
-    const char *src;               /* the script */
-    enum script_outcome outcome;   /* how it must end */
-    int status;                    /* HTTP status */
+    const char *src;             /* the script */
+    enum script_outcome outcome; /* how it must end */
+    int status;                  /* HTTP status */
 } limit_cases[] = {
     {"while true do end", SCRIPT_LIMIT_INSTRUCTIONS, 500},
     {"local s = string.rep('x', 1e9)", SCRIPT_LIMIT_MEMORY, 500},
@@ -192,10 +208,8 @@ START_TEST(limits_and_errors)
     ck_assert_int_eq(res.status, limit_cases[_i].status);
     script_result_free(&res);
     /* The VM keeps serving, and nothing leaked into the next request. */
-    o = run("assert(string.rep('a', 3) == 'aaa') assert(x == nil) response.body = {ok=true}",
-            &res);
-    ck_assert_msg(o == SCRIPT_OK, "next request after %s: %s", limit_cases[_i].src,
-                  res.log_detail);
+    o = run("assert(string.rep('a', 3) == 'aaa') assert(x == nil) response.body = {ok=true}", &res);
+    ck_assert_msg(o == SCRIPT_OK, "next request after %s: %s", limit_cases[_i].src, res.log_detail);
     script_result_free(&res);
 }
 END_TEST
@@ -239,8 +253,12 @@ START_TEST(request_is_visible)
     json_error_t jerr;
     json_t *body = json_loads("{\"name\":\"x\",\"n\":2,\"list\":[]}", 0, &jerr);
     json_t *user = json_loads("{\"name\":\"integrator1\",\"roles\":[\"push\"]}", 0, &jerr);
-    struct script_request req = {.method = "POST", .path = "/api/a/b/x", .body = body,
-                                 .raw_body = "{}", .raw_len = 2, .user = user};
+    struct script_request req = {.method = "POST",
+                                 .path = "/api/a/b/x",
+                                 .body = body,
+                                 .raw_body = "{}",
+                                 .raw_len = 2,
+                                 .user = user};
     struct script_result res;
     const char *src =
         "assert(request.method == 'POST') assert(request.body.name == 'x') "
@@ -264,9 +282,8 @@ START_TEST(syntax_errors_name_file_and_line)
 {
     char err[300];
 
-    ck_assert_int_eq(script_check_syntax("local x = 1\nif then\n", 21, "push.lua", err,
-                                         sizeof(err)),
-                     CG_EPARSE);
+    ck_assert_int_eq(
+        script_check_syntax("local x = 1\nif then\n", 21, "push.lua", err, sizeof(err)), CG_EPARSE);
     ck_assert_msg(strncmp(err, "push.lua:2:", 11) == 0, "%s", err);
     ck_assert_int_eq(script_check_syntax("\x1bLua", 4, "b.lua", err, sizeof(err)), CG_EPARSE);
     ck_assert_int_eq(script_check_syntax("return 1", 8, "ok.lua", err, sizeof(err)), CG_OK);

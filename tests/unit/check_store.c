@@ -194,11 +194,9 @@ START_TEST(ambiguous_prefix)
     struct store_ca ca, got;
     struct cg_err err = {""};
 
-    fake_ca(&ca, "cc00000000000000000000000000000000000000000000000000000000000001", "CN=A",
-            true);
+    fake_ca(&ca, "cc00000000000000000000000000000000000000000000000000000000000001", "CN=A", true);
     ck_assert_int_eq(store_ca_insert(s, &ca, &err), CG_OK);
-    fake_ca(&ca, "cc00000000000000000000000000000000000000000000000000000000000002", "CN=B",
-            true);
+    fake_ca(&ca, "cc00000000000000000000000000000000000000000000000000000000000002", "CN=B", true);
     ck_assert_int_eq(store_ca_insert(s, &ca, &err), CG_OK);
     ck_assert_int_eq(store_ca_find(s, "cc000000", &got, &err), CG_EINVAL);
     ck_assert_ptr_nonnull(strstr(err.msg, "more than one CA"));

@@ -41,12 +41,9 @@ static const struct {
     size_t n;           /* expected count */
     const char *joined; /* items joined with '|' */
 } split_cases[] = {
-    {"", 0, ""},
-    {"a", 1, "a"},
-    {"a,b", 2, "a|b"},
-    {" a , b ,, c ", 3, "a|b|c"},
-    {",,,", 0, ""},
-    {"push,read,push", 3, "push|read|push"},
+    {"", 0, ""},       {"a", 1, "a"},
+    {"a,b", 2, "a|b"}, {" a , b ,, c ", 3, "a|b|c"},
+    {",,,", 0, ""},    {"push,read,push", 3, "push|read|push"},
 };
 
 START_TEST(split_list)
