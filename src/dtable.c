@@ -1,5 +1,6 @@
 #include "config.h"
 #include "dtable.h"
+#include "sqlrows.h"
 
 #include <gnutls/crypto.h>
 #include <gnutls/gnutls.h>
@@ -436,45 +437,46 @@ static int read_table(sqlite3_stmt *st, struct dtable_table *t)
 
 #define TABLE_COLS "id, name, columns, roles, created_on"
 
+/* Tables whose registry row no longer parses are skipped, not fatal. */
+static int read_table_row(sqlite3_stmt *st, void *rec)
+{
+    int rc = read_table(st, rec);
+
+    if (rc == CG_EPARSE)
+        memset(rec, 0, sizeof(struct dtable_table));
+    return rc == CG_EPARSE ? CG_OK : rc;
+}
+
+static void free_table_row(void *rec)
+{
+    dtable_table_free(rec);
+}
+
 int dtable_table_list(struct dtable_db *db, struct dtable_table **out_tables, size_t *out_n,
                       struct cg_err *err)
 {
     sqlite3_stmt *st = prep(db, "SELECT " TABLE_COLS " FROM sys_db_table ORDER BY name", err);
     struct dtable_table *ts = NULL;
-    size_t n = 0;
+    size_t n = 0, kept = 0;
     int rc;
 
     *out_tables = NULL;
     *out_n = 0;
     if (!st)
         return CG_EDB;
-    for (;;) {
-        struct dtable_table *nt;
-
-        rc = sqlite3_step(st);
-        if (rc != SQLITE_ROW)
-            break;
-        nt = realloc(ts, (n + 1) * sizeof(*ts));
-        if (!nt) {
-            rc = CG_ENOMEM;
-            goto fail;
-        }
-        ts = nt;
-        if (read_table(st, &ts[n]) == CG_OK)
-            n++;
-    }
+    rc = sqlrows_collect(st, sizeof(*ts), read_table_row, free_table_row, (void **)&ts, &n);
     done(st);
-    if (rc != SQLITE_DONE) {
-        rc = fail_db(db, err, "list tables");
-        goto fail;
+    if (rc == CG_EDB)
+        return fail_db(db, err, "list tables");
+    if (rc)
+        return rc;
+    for (size_t i = 0; i < n; i++) {
+        if (ts[i].name)
+            ts[kept++] = ts[i];
     }
     *out_tables = ts;
-    *out_n = n;
+    *out_n = kept;
     return CG_OK;
-fail:
-    done(st);
-    dtable_table_list_free(ts, n);
-    return rc;
 }
 
 int dtable_table_get(struct dtable_db *db, const char *name, struct dtable_table *out_table,
@@ -1016,47 +1018,31 @@ int dtable_resource_get(struct dtable_db *db, int64_t id, struct dtable_resource
     return rc;
 }
 
+static int read_resource_row(sqlite3_stmt *st, void *rec)
+{
+    return read_resource(st, rec);
+}
+
+static void free_resource_row(void *rec)
+{
+    dtable_resource_free(rec);
+}
+
 int dtable_resource_list(struct dtable_db *db, struct dtable_resource **out, size_t *out_n,
                          struct cg_err *err)
 {
     sqlite3_stmt *st = prep(db, "SELECT " RES_COLS " FROM sys_ws_operation ORDER BY id", err);
-    struct dtable_resource *rs = NULL;
-    size_t n = 0;
     int rc;
 
     *out = NULL;
     *out_n = 0;
     if (!st)
         return CG_EDB;
-    for (;;) {
-        struct dtable_resource *nr;
-
-        rc = sqlite3_step(st);
-        if (rc != SQLITE_ROW)
-            break;
-        nr = realloc(rs, (n + 1) * sizeof(*rs));
-        if (!nr) {
-            rc = CG_ENOMEM;
-            goto fail;
-        }
-        rs = nr;
-        if (read_resource(st, &rs[n])) {
-            rc = CG_ENOMEM;
-            goto fail;
-        }
-        n++;
-    }
+    rc = sqlrows_collect(st, sizeof(**out), read_resource_row, free_resource_row, (void **)out,
+                         out_n);
+    if (rc == CG_EDB)
+        fail_db(db, err, "list resources");
     done(st);
-    if (rc != SQLITE_DONE) {
-        rc = fail_db(db, err, "list resources");
-        goto fail;
-    }
-    *out = rs;
-    *out_n = n;
-    return CG_OK;
-fail:
-    done(st);
-    dtable_resource_list_free(rs, n);
     return rc;
 }
 

@@ -1,5 +1,6 @@
 #include "config.h"
 #include "store.h"
+#include "sqlrows.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -636,46 +637,29 @@ int store_ca_find(struct store *s, const char *id_or_fp, struct store_ca *out_ca
     return rc;
 }
 
+static int read_ca_row(sqlite3_stmt *st, void *rec)
+{
+    return read_ca(st, rec);
+}
+
+static void free_ca_row(void *rec)
+{
+    store_ca_free(rec);
+}
+
 int store_ca_list(struct store *s, struct store_ca **out_cas, size_t *out_n, struct cg_err *err)
 {
     sqlite3_stmt *st = stmt(s, ST_CA_LIST, err);
-    struct store_ca *cas = NULL;
-    size_t n = 0;
     int rc;
 
     *out_cas = NULL;
     *out_n = 0;
     if (!st)
         return CG_EDB;
-    for (;;) {
-        struct store_ca *nc;
-
-        rc = sqlite3_step(st);
-        if (rc != SQLITE_ROW)
-            break;
-        nc = realloc(cas, (n + 1) * sizeof(*cas));
-        if (!nc) {
-            rc = CG_ENOMEM;
-            goto fail;
-        }
-        cas = nc;
-        if (read_ca(st, &cas[n])) {
-            rc = CG_ENOMEM;
-            goto fail;
-        }
-        n++;
-    }
-    if (rc != SQLITE_DONE) {
-        rc = db_fail(s, err, "list CAs");
-        goto fail;
-    }
+    rc = sqlrows_collect(st, sizeof(**out_cas), read_ca_row, free_ca_row, (void **)out_cas, out_n);
+    if (rc == CG_EDB)
+        db_fail(s, err, "list CAs");
     done(st);
-    *out_cas = cas;
-    *out_n = n;
-    return CG_OK;
-fail:
-    done(st);
-    store_ca_list_free(cas, n);
     return rc;
 }
 
@@ -869,56 +853,46 @@ out:
     return rc;
 }
 
+static int read_crl_row(sqlite3_stmt *st, void *rec)
+{
+    struct store_crl *c = rec;
+
+    memset(c, 0, sizeof(*c));
+    c->id = sqlite3_column_int64(st, 0);
+    c->ca_id = sqlite3_column_int64(st, 1);
+    c->issuer = col_str(st, 2);
+    col_buf(st, 3, c->fingerprint, sizeof(c->fingerprint));
+    c->this_update = sqlite3_column_int64(st, 4);
+    c->next_update = sqlite3_column_int64(st, 5);
+    c->revoked_count = sqlite3_column_int64(st, 6);
+    c->der = col_blob(st, 7, &c->der_len);
+    col_buf(st, 8, c->created_on, sizeof(c->created_on));
+    if (!c->issuer || !c->der) {
+        store_crl_free(c);
+        return CG_ENOMEM;
+    }
+    return CG_OK;
+}
+
+static void free_crl_row(void *rec)
+{
+    store_crl_free(rec);
+}
+
 int store_crl_list(struct store *s, struct store_crl **out_crls, size_t *out_n, struct cg_err *err)
 {
     sqlite3_stmt *st = stmt(s, ST_CRL_LIST, err);
-    struct store_crl *crls = NULL;
-    size_t n = 0;
     int rc;
 
     *out_crls = NULL;
     *out_n = 0;
     if (!st)
         return CG_EDB;
-    for (;;) {
-        struct store_crl *nc, *c;
-
-        rc = sqlite3_step(st);
-        if (rc != SQLITE_ROW)
-            break;
-        nc = realloc(crls, (n + 1) * sizeof(*crls));
-        if (!nc) {
-            rc = CG_ENOMEM;
-            goto fail;
-        }
-        crls = nc;
-        c = &crls[n++];
-        memset(c, 0, sizeof(*c));
-        c->id = sqlite3_column_int64(st, 0);
-        c->ca_id = sqlite3_column_int64(st, 1);
-        c->issuer = col_str(st, 2);
-        col_buf(st, 3, c->fingerprint, sizeof(c->fingerprint));
-        c->this_update = sqlite3_column_int64(st, 4);
-        c->next_update = sqlite3_column_int64(st, 5);
-        c->revoked_count = sqlite3_column_int64(st, 6);
-        c->der = col_blob(st, 7, &c->der_len);
-        col_buf(st, 8, c->created_on, sizeof(c->created_on));
-        if (!c->issuer || !c->der) {
-            rc = CG_ENOMEM;
-            goto fail;
-        }
-    }
-    if (rc != SQLITE_DONE) {
-        rc = db_fail(s, err, "list CRLs");
-        goto fail;
-    }
+    rc = sqlrows_collect(st, sizeof(**out_crls), read_crl_row, free_crl_row, (void **)out_crls,
+                         out_n);
+    if (rc == CG_EDB)
+        db_fail(s, err, "list CRLs");
     done(st);
-    *out_crls = crls;
-    *out_n = n;
-    return CG_OK;
-fail:
-    done(st);
-    store_crl_list_free(crls, n);
     return rc;
 }
 
@@ -1103,6 +1077,16 @@ int store_user_get_by_id(struct store *s, int64_t id, struct store_user *out_use
     return user_one(s, st, out_user, err);
 }
 
+static int read_user_rec(sqlite3_stmt *st, void *rec)
+{
+    return read_user_row(st, rec);
+}
+
+static void free_user_row(void *rec)
+{
+    store_user_free(rec);
+}
+
 int store_user_list(struct store *s, struct store_user **out_users, size_t *out_n,
                     struct cg_err *err)
 {
@@ -1115,42 +1099,23 @@ int store_user_list(struct store *s, struct store_user **out_users, size_t *out_
     *out_n = 0;
     if (!st)
         return CG_EDB;
-    for (;;) {
-        struct store_user *nu;
-
-        rc = sqlite3_step(st);
-        if (rc != SQLITE_ROW)
-            break;
-        nu = realloc(users, (n + 1) * sizeof(*users));
-        if (!nu) {
-            rc = CG_ENOMEM;
-            goto fail;
-        }
-        users = nu;
-        if (read_user_row(st, &users[n])) {
-            rc = CG_ENOMEM;
-            goto fail;
-        }
-        n++;
-    }
+    rc = sqlrows_collect(st, sizeof(*users), read_user_rec, free_user_row, (void **)&users, &n);
     done(st);
-    if (rc != SQLITE_DONE) {
-        rc = db_fail(s, err, "list users");
-        goto fail;
-    }
+    if (rc == CG_EDB)
+        return db_fail(s, err, "list users");
+    if (rc)
+        return rc;
     /* Roles after the list statement is reset: one statement at a time. */
     for (size_t i = 0; i < n; i++) {
         rc = read_roles(s, &users[i], err);
-        if (rc)
-            goto fail;
+        if (rc) {
+            store_user_list_free(users, n);
+            return rc;
+        }
     }
     *out_users = users;
     *out_n = n;
     return CG_OK;
-fail:
-    done(st);
-    store_user_list_free(users, n);
-    return rc;
 }
 
 static int update_user(struct store *s, enum stmt_id id, const char *name, int flag,
@@ -1475,13 +1440,21 @@ int store_map_get_by_fingerprint(struct store *s, const char *fingerprint,
     return map_one(s, st, out_map, err);
 }
 
+static int read_map_row(sqlite3_stmt *st, void *rec)
+{
+    return read_map(st, rec);
+}
+
+static void free_map_row(void *rec)
+{
+    store_map_free(rec);
+}
+
 int store_map_list(struct store *s, const char *user_name, struct store_map **out_maps,
                    size_t *out_n, struct cg_err *err)
 {
-    struct store_map *maps = NULL;
     struct store_user u;
     sqlite3_stmt *st;
-    size_t n = 0;
     int rc;
 
     *out_maps = NULL;
@@ -1500,35 +1473,11 @@ int store_map_list(struct store *s, const char *user_name, struct store_map **ou
         return CG_EDB;
     if (user_name)
         bind_text(st, 1, user_name);
-    for (;;) {
-        struct store_map *nm;
-
-        rc = sqlite3_step(st);
-        if (rc != SQLITE_ROW)
-            break;
-        nm = realloc(maps, (n + 1) * sizeof(*maps));
-        if (!nm) {
-            rc = CG_ENOMEM;
-            goto fail;
-        }
-        maps = nm;
-        if (read_map(st, &maps[n])) {
-            rc = CG_ENOMEM;
-            goto fail;
-        }
-        n++;
-    }
-    if (rc != SQLITE_DONE) {
-        rc = db_fail(s, err, "list mappings");
-        goto fail;
-    }
+    rc = sqlrows_collect(st, sizeof(**out_maps), read_map_row, free_map_row, (void **)out_maps,
+                         out_n);
+    if (rc == CG_EDB)
+        db_fail(s, err, "list mappings");
     done(st);
-    *out_maps = maps;
-    *out_n = n;
-    return CG_OK;
-fail:
-    done(st);
-    store_map_list_free(maps, n);
     return rc;
 }
 
