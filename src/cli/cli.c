@@ -193,11 +193,11 @@ static void print_help(FILE *f)
                "The database is --db PATH, else $CERTGATE_DB, else ./certgate.db.\n\n"
                "commands:\n");
     for (const struct cli_command *c = top_commands; c->name; c++)
-        fprintf(f, "  certgate %-60s %s\n", c->usage, c->help);
+        fprintf(f, "  certgate %s\n      %s\n", c->usage, c->help);
     for (size_t g = 0; g < sizeof(groups) / sizeof(groups[0]); g++) {
         for (const struct cli_command *c = groups[g].cmds; c->name; c++) {
             if (strcmp(c->group, groups[g].group) == 0)
-                fprintf(f, "  certgate %-60s %s\n", c->usage, c->help);
+                fprintf(f, "  certgate %s\n      %s\n", c->usage, c->help);
         }
     }
     fprintf(f, "\nEvery command takes --help, --db PATH and --json.\n");
@@ -299,7 +299,7 @@ int cli_main(int argc, char **argv)
                 fprintf(f, "usage: certgate %s COMMAND: %s\n", groups[g].group, groups[g].help);
                 for (const struct cli_command *c = groups[g].cmds; c->name; c++) {
                     if (strcmp(c->group, groups[g].group) == 0)
-                        fprintf(f, "  certgate %-60s %s\n", c->usage, c->help);
+                        fprintf(f, "  certgate %s\n      %s\n", c->usage, c->help);
                 }
                 return help ? CLI_OK : CLI_USAGE;
             }
