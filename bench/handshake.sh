@@ -66,9 +66,35 @@ keepalive() {
     echo "$start $end $n" | awk '{ printf "%.0f", $3 / ($2 - $1) }'
 }
 
+# CPU time (user + system, in clock ticks) of a process and its children.
+cpu_ticks() {
+    t=0
+    for p in "$@"; do
+        [ -r "/proc/$p/stat" ] || continue
+        t=$((t + $(awk '{ print $14 + $15 }' "/proc/$p/stat")))
+    done
+    echo "$t"
+}
+
+# Server CPU per full handshake: one s_time client for SECONDS.
+cpu_per_handshake() {
+    port=$1
+    path=$2
+    shift 2
+    c0=$(cpu_ticks "$@")
+    n=$(openssl s_time -connect "127.0.0.1:$port" -new -time "$secs" -cert "$t/pki/client.pem" \
+        -key "$t/pki/client.key" -CAfile "$t/pki/root.pem" -www "$path" 2>/dev/null |
+        sed -n 's/^\([0-9]*\) connections in [0-9.]*s.*/\1/p' | head -n 1)
+    c1=$(cpu_ticks "$@")
+    echo "$c0 $c1 ${n:-0} $(getconf CLK_TCK)" |
+        awk '{ if ($3 > 0) printf "%.0f", ($2 - $1) / $4 * 1e6 / $3; else print "?" }'
+}
+
 cg_hs=$(handshakes 18443 /api/certgate/v1/whoami)
 cg_ka=$(keepalive 18443 /api/certgate/v1/whoami)
-echo "certgate: $cg_hs full mTLS handshakes/s, $cg_ka keep-alive requests/s"
+cg_cpu=$(cpu_per_handshake 18443 /api/certgate/v1/whoami "$pid")
+echo "certgate: $cg_hs full mTLS handshakes/s, $cg_ka keep-alive requests/s," \
+    "$cg_cpu us of server CPU per handshake"
 
 if command -v nginx >/dev/null 2>&1; then
     mkdir -p "$t/nginx"
@@ -103,9 +129,11 @@ CONF
     sleep 1
     ng_hs=$(handshakes 18444 /)
     ng_ka=$(keepalive 18444 /)
-    echo "nginx:    $ng_hs full mTLS handshakes/s, $ng_ka keep-alive requests/s"
-    echo "$cg_hs $ng_hs $cg_ka $ng_ka" |
-        awk '{ printf "certgate/nginx: handshakes %.2fx, keep-alive %.2fx\n", $1 / $2, $3 / $4 }'
+    ng_cpu=$(cpu_per_handshake 18444 / $(pgrep -P "$npid") "$npid")
+    echo "nginx:    $ng_hs full mTLS handshakes/s, $ng_ka keep-alive requests/s," \
+        "$ng_cpu us of server CPU per handshake"
+    echo "$cg_hs $ng_hs $cg_ka $ng_ka $cg_cpu $ng_cpu" |
+        awk '{ printf "certgate/nginx: handshakes %.2fx, keep-alive %.2fx, CPU per handshake %.2fx\n", $1 / $2, $3 / $4, $5 / $6 }'
 else
     echo "nginx is not installed: apt-get install nginx-light for the comparison"
 fi

@@ -1024,7 +1024,10 @@ int http_start(const struct serve_config *cfg, struct trust_holder *trust, struc
     /* The connection's memory pool holds the request head, so its size is
      * what bounds --max-header-size (plus room for buffers and the answer's
      * headers); libmicrohttpd answers a larger head itself (431). */
-    flags = MHD_USE_TLS | MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_EPOLL | MHD_USE_ERROR_LOG |
+    /* poll(), not epoll: with TLS, libmicrohttpd 0.9.75's epoll loop cost
+     * about 1.3 ms of CPU per new connection here against 0.5 ms with poll
+     * (bench/handshake.sh, server CPU from /proc). */
+    flags = MHD_USE_TLS | MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_POLL | MHD_USE_ERROR_LOG |
             MHD_ALLOW_SUSPEND_RESUME;
     srv->daemon = MHD_start_daemon(
         flags, 0, NULL, NULL, on_request, srv, MHD_OPTION_EXTERNAL_LOGGER, on_mhd_log, srv,
