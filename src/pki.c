@@ -210,6 +210,34 @@ static bool valid_dns_name(const char *n)
     return label > 0;
 }
 
+/* A dNSName constraint is a host name, never ".example.com" (that form is
+ * for URIs only). */
+static bool bad_dns_constraint(gnutls_x509_crt_t crt)
+{
+    gnutls_x509_name_constraints_t nc = NULL;
+    bool bad = false;
+
+    if (gnutls_x509_name_constraints_init(&nc) < 0)
+        return false;
+    if (gnutls_x509_crt_get_name_constraints(crt, nc, 0, NULL) >= 0) {
+        for (int excluded = 0; excluded < 2 && !bad; excluded++) {
+            for (unsigned i = 0;; i++) {
+                gnutls_datum_t name = {NULL, 0};
+                unsigned type = 0;
+                int rc = excluded ? gnutls_x509_name_constraints_get_excluded(nc, i, &type, &name)
+                                  : gnutls_x509_name_constraints_get_permitted(nc, i, &type, &name);
+
+                if (rc < 0)
+                    break;
+                if (type == GNUTLS_SAN_DNSNAME && name.size > 0 && name.data[0] == '.')
+                    bad = true;
+            }
+        }
+    }
+    gnutls_x509_name_constraints_deinit(nc);
+    return bad;
+}
+
 /*
  * RFC 5280 rules GnuTLS's path validation does not enforce, checked once at
  * parse time; the verifier refuses a chain holding a certificate with a defect.
@@ -263,6 +291,8 @@ static const char *find_defect(gnutls_x509_crt_t crt, const struct pki_cert *c)
             }
             if (empty)
                 return "its nameConstraints extension lists no subtrees";
+            if (bad_dns_constraint(crt))
+                return "a dNSName in its nameConstraints is malformed (RFC 5280 4.2.1.10)";
         }
     }
     if (gnutls_x509_crt_get_basic_constraints(crt, &bc_critical, &ca, &pathlen) >= 0 && ca &&
@@ -277,6 +307,23 @@ static const char *find_defect(gnutls_x509_crt_t crt, const struct pki_cert *c)
     for (size_t i = 0; i < c->n_san_dns; i++) {
         if (!valid_dns_name(c->san_dns[i]))
             return "a DNS name in its subjectAltName is not a valid host name";
+    }
+    for (size_t i = 0; i < c->n_san_email; i++) {
+        const char *at = strchr(c->san_email[i], '@');
+
+        if (!at || at == c->san_email[i] || !at[1] || strchr(at + 1, '@'))
+            return "an email address in its subjectAltName is malformed";
+    }
+    for (unsigned i = 0; i < 256; i++) {
+        unsigned char buf[64];
+        size_t size = sizeof(buf);
+        unsigned type = 0;
+        int rc = gnutls_x509_crt_get_subject_alt_name2(crt, i, buf, &size, &type, NULL);
+
+        if (rc == GNUTLS_E_REQUESTED_DATA_NOT_AVAILABLE)
+            break;
+        if (rc == GNUTLS_SAN_IPADDRESS && size != 4 && size != 16)
+            return "an IP address in its subjectAltName is malformed";
     }
     return NULL;
 }
@@ -1067,6 +1114,83 @@ static int check_validity(const struct pki_cert *c, bool is_leaf, int64_t now,
     return 0;
 }
 
+/* Whether the subject @p dn (RFC 4514, most specific RDN first) lies in the
+ * subtree @p base: base is dn itself or dn's tail after an RDN separator. */
+static bool dn_within(const char *dn, const char *base, size_t base_len)
+{
+    size_t dl = strlen(dn);
+
+    if (base_len == 0 || base_len > dl)
+        return base_len == 0;
+    if (strncmp(dn + dl - base_len, base, base_len) != 0)
+        return false;
+    return base_len == dl || dn[dl - base_len - 1] == ',';
+}
+
+/*
+ * directoryName constraints (RFC 5280 4.2.1.10), which GnuTLS 3.7 does not
+ * apply: every certificate below a constrained CA (self-issued
+ * intermediates exempt) must have a subject within a permitted subtree and
+ * in no excluded one.
+ */
+static bool dn_constraints_hold(const struct link *chain, size_t n, char *why, size_t whylen)
+{
+    bool ok = true;
+
+    for (size_t ca = 1; ok && ca < n; ca++) {
+        gnutls_x509_crt_t crt = NULL;
+        gnutls_x509_name_constraints_t nc = NULL;
+
+        if (import_der(&crt, chain[ca].cert->der, chain[ca].cert->der_len))
+            continue;
+        if (gnutls_x509_name_constraints_init(&nc) < 0 ||
+            gnutls_x509_crt_get_name_constraints(crt, nc, 0, NULL) < 0) {
+            if (nc)
+                gnutls_x509_name_constraints_deinit(nc);
+            gnutls_x509_crt_deinit(crt);
+            continue;
+        }
+        for (size_t below = 0; ok && below < ca; below++) {
+            const char *dn = chain[below].cert->subject;
+            bool any_permitted = false, permitted = false, excluded = false;
+
+            if (below > 0 && chain[below].cert->is_self_issued)
+                continue;
+            for (unsigned i = 0;; i++) {
+                gnutls_datum_t name = {NULL, 0};
+                unsigned type = 0;
+
+                if (gnutls_x509_name_constraints_get_permitted(nc, i, &type, &name) < 0)
+                    break;
+                if (type != GNUTLS_SAN_DN)
+                    continue;
+                /* GnuTLS hands directoryName constraints over as RFC 4514 text. */
+                any_permitted = true;
+                permitted = permitted || dn_within(dn, (const char *)name.data, name.size);
+            }
+            for (unsigned i = 0;; i++) {
+                gnutls_datum_t name = {NULL, 0};
+                unsigned type = 0;
+
+                if (gnutls_x509_name_constraints_get_excluded(nc, i, &type, &name) < 0)
+                    break;
+                if (type == GNUTLS_SAN_DN)
+                    excluded = excluded || dn_within(dn, (const char *)name.data, name.size);
+            }
+            if ((any_permitted && !permitted) || excluded) {
+                snprintf(why, whylen,
+                         "the subject '%s' is outside the directoryName constraints of the CA "
+                         "'%s'",
+                         chain[below].cert->subject, chain[ca].cert->subject);
+                ok = false;
+            }
+        }
+        gnutls_x509_name_constraints_deinit(nc);
+        gnutls_x509_crt_deinit(crt);
+    }
+    return ok;
+}
+
 /*
  * Runs GnuTLS's own RFC 5280 path validation over the chain built above,
  * with its root as the only anchor: name constraints, unknown critical
@@ -1281,6 +1405,12 @@ int pki_verify(const struct pki_trust *trust, const struct pki_cert *leaf,
                 return CG_ENOMEM;
             if (v->reason != PKI_OK)
                 return CG_OK;
+            {
+                char why[400];
+
+                if (!dn_constraints_hold(chain, n, why, sizeof(why)))
+                    return refuse(v, PKI_UNTRUSTED_ISSUER, "%s", why);
+            }
             snprintf(v->detail, sizeof(v->detail),
                      "the certificate chains to the root '%s' "
                      "of the CA certificate chain table",
