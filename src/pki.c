@@ -1027,31 +1027,34 @@ static const struct pki_trust_ca *table_record(const struct pki_trust *t, const 
 }
 
 /*
- * Finds the issuer of @p cur: table CAs first (active before disabled), then
- * what the client sent. A candidate must carry cur's issuer name, match its
- * AKI when both have one, and verify cur's signature.
+ * The next candidate issuer of chain[n - 1], resuming at (*pass, *idx): table
+ * CAs first (active before disabled), then what the client sent. A
+ * candidate must carry the issuer name, match the AKI when both have one,
+ * and verify the signature.
  */
-static bool find_issuer(const struct pki_trust *t, const struct pki_cert *sent, size_t n_sent,
-                        const struct link *chain, size_t n_chain, struct link *out)
+static bool next_issuer(const struct pki_trust *t, const struct pki_cert *sent, size_t n_sent,
+                        const struct link *chain, size_t n_chain, int *pass, size_t *idx,
+                        struct link *out)
 {
     const struct pki_cert *cur = chain[n_chain - 1].cert;
 
-    for (int pass = 0; pass < 3; pass++) {
-        size_t n = pass < 2 ? t->n_cas : n_sent;
+    for (; *pass < 3; (*pass)++, *idx = 0) {
+        size_t n = *pass < 2 ? t->n_cas : n_sent;
 
-        for (size_t i = 0; i < n; i++) {
-            const struct pki_cert *cand = pass < 2 ? &t->cas[i].cert : &sent[i];
+        while (*idx < n) {
+            size_t i = (*idx)++;
+            const struct pki_cert *cand = *pass < 2 ? &t->cas[i].cert : &sent[i];
 
-            if (pass < 2 && t->cas[i].is_active != (pass == 0))
+            if (*pass < 2 && t->cas[i].is_active != (*pass == 0))
                 continue;
             if (!cand->subject || strcmp(cand->subject, cur->issuer) != 0)
                 continue;
-            if (in_chain(chain, n_chain, cand) && !(cand == cur && cur->is_self_signed))
+            if (in_chain(chain, n_chain, cand))
                 continue;
             if (!pki_cert_issued_by(cur, cand))
                 continue;
             out->cert = cand;
-            out->ca = pass < 2 ? &t->cas[i] : table_record(t, cand);
+            out->ca = *pass < 2 ? &t->cas[i] : table_record(t, cand);
             return true;
         }
     }
@@ -1127,6 +1130,38 @@ static bool dn_within(const char *dn, const char *base, size_t base_len)
     return base_len == dl || dn[dl - base_len - 1] == ',';
 }
 
+/* The SANs of an intermediate against a CA's name constraints: GnuTLS's
+ * path validation checks the leaf's names only. */
+static bool intermediate_sans_allowed(gnutls_x509_name_constraints_t nc,
+                                      const struct pki_cert *cert)
+{
+    gnutls_x509_crt_t crt = NULL;
+    bool ok = true;
+
+    if (import_der(&crt, cert->der, cert->der_len))
+        return true;
+    for (unsigned i = 0; ok && i < 256; i++) {
+        unsigned char buf[1024];
+        size_t size = sizeof(buf);
+        unsigned type = 0;
+        gnutls_datum_t name;
+        int rc = gnutls_x509_crt_get_subject_alt_name2(crt, i, buf, &size, &type, NULL);
+
+        if (rc == GNUTLS_E_REQUESTED_DATA_NOT_AVAILABLE)
+            break;
+        if (rc < 0)
+            continue;
+        if (rc != GNUTLS_SAN_DNSNAME && rc != GNUTLS_SAN_RFC822NAME && rc != GNUTLS_SAN_URI &&
+            rc != GNUTLS_SAN_IPADDRESS)
+            continue;
+        name.data = buf;
+        name.size = (unsigned)size;
+        ok = gnutls_x509_name_constraints_check(nc, (gnutls_x509_subject_alt_name_t)rc, &name) != 0;
+    }
+    gnutls_x509_crt_deinit(crt);
+    return ok;
+}
+
 /*
  * directoryName constraints (RFC 5280 4.2.1.10), which GnuTLS 3.7 does not
  * apply: every certificate below a constrained CA (self-issued
@@ -1177,6 +1212,8 @@ static bool dn_constraints_hold(const struct link *chain, size_t n, char *why, s
                 if (type == GNUTLS_SAN_DN)
                     excluded = excluded || dn_within(dn, (const char *)name.data, name.size);
             }
+            if (below > 0 && !intermediate_sans_allowed(nc, chain[below].cert))
+                excluded = true;
             if ((any_permitted && !permitted) || excluded) {
                 snprintf(why, whylen,
                          "the subject '%s' is outside the directoryName constraints of the CA "
@@ -1260,19 +1297,233 @@ out:
     return rc;
 }
 
+/* A depth-first search for a valid path: when the first issuer found leads
+ * nowhere (cross-signed CAs, an intermediate forbidden by one root's name
+ * constraints), the next candidate is tried. The first failure met is what
+ * the caller reports: it is the failure of the preferred path. */
+struct search {
+    const struct pki_trust *trust; /* table CAs and CRLs */
+    const struct pki_cert *sent;   /* what the client sent */
+    size_t n_sent;                 /* count */
+    int64_t now;                   /* validation time */
+    struct link chain[MAX_CHAIN];  /* the path being tried, leaf first */
+    struct pki_verdict *out;       /* the result */
+    struct pki_verdict tmp;        /* a failing branch's verdict */
+    bool have_failure;             /* out holds the first failure */
+    bool done;                     /* out holds a success */
+    int nodes;                     /* candidates tried, bounded */
+};
+
+/* Keeps the first failure (with the path that led to it) in out. */
+static void fail_branch(struct search *sr, size_t n)
+{
+    bool stale = sr->out->crl_stale;
+    char stale_issuer[256];
+
+    if (sr->have_failure)
+        return;
+    /* A stale CRL met on the way is reported whatever the verdict. */
+    snprintf(stale_issuer, sizeof(stale_issuer), "%s", sr->out->stale_crl_issuer);
+    *sr->out = sr->tmp;
+    sr->out->crl_stale = stale;
+    snprintf(sr->out->stale_crl_issuer, sizeof(sr->out->stale_crl_issuer), "%s", stale_issuer);
+    sr->out->chain_len = n;
+    for (size_t k = 0; k < n && k < sizeof(sr->out->chain) / sizeof(sr->out->chain[0]); k++)
+        snprintf(sr->out->chain[k], sizeof(sr->out->chain[0]), "%s", sr->chain[k].cert->subject);
+    sr->have_failure = true;
+}
+
+/* Checks the link from chain[n - 1] to its issuer @p next; 0 when it holds,
+ * 1 when it fails (sr->tmp says why). */
+static int check_link(struct search *sr, size_t n, const struct link *next, size_t non_self_issued)
+{
+    struct pki_verdict *v = &sr->tmp;
+    const struct link *cur = &sr->chain[n - 1];
+
+    memset(v, 0, sizeof(*v));
+    if (check_validity(next->cert, false, sr->now, v))
+        return 1;
+    if (next->cert->defect)
+        return refuse(v, PKI_UNTRUSTED_ISSUER, "the CA certificate '%s' breaks RFC 5280: %s",
+                      next->cert->subject, next->cert->defect),
+               1;
+    if (!next->cert->is_ca)
+        return refuse(v, PKI_UNTRUSTED_ISSUER,
+                      "the certificate '%s' that signed '%s' is not a CA (basicConstraints), so "
+                      "it may not issue certificates",
+                      next->cert->subject, cur->cert->subject),
+               1;
+    if (next->cert->has_key_usage && !(next->cert->key_usage & PKI_KU_KEY_CERT_SIGN))
+        return refuse(v, PKI_UNTRUSTED_ISSUER,
+                      "the key usage of the CA '%s' does not allow signing certificates "
+                      "(keyCertSign)",
+                      next->cert->subject),
+               1;
+    if (!ca_allows_client_auth(next->cert))
+        return refuse(v, PKI_BAD_KEY_USAGE,
+                      "the extended key usage of the CA '%s' does not allow TLS client "
+                      "authentication, so certificates it issues cannot be client certificates",
+                      next->cert->subject),
+               1;
+    if (weak_sig(cur->cert))
+        return refuse(v, PKI_UNTRUSTED_ISSUER,
+                      "the certificate '%s' is signed with %s, which is not secure enough "
+                      "(SHA-1 and weaker are refused): reissue it with SHA-256 or better",
+                      cur->cert->subject, cur->cert->sig_algo ? cur->cert->sig_algo : "?"),
+               1;
+    if (next->cert->path_len >= 0 && non_self_issued > (size_t)next->cert->path_len)
+        return refuse(v, PKI_UNTRUSTED_ISSUER,
+                      "the CA '%s' allows %d intermediate CA%s below it (pathLenConstraint) but "
+                      "the chain has %zu",
+                      next->cert->subject, next->cert->path_len,
+                      next->cert->path_len == 1 ? "" : "s", non_self_issued),
+               1;
+    if (revoked(sr->trust, next, cur->cert, sr->now, sr->out))
+        return refuse(v, PKI_REVOKED,
+                      "the certificate '%s' (serial %s) is revoked by the CRL of '%s'%s",
+                      cur->cert->subject, cur->cert->serial, next->cert->subject,
+                      n == 1 ? ": the client needs a new certificate" : ""),
+               1;
+    if (next->ca && !next->ca->is_active)
+        return refuse(v, PKI_CA_DISABLED,
+                      "the CA '%s' is disabled in the CA certificate chain table: run certgate "
+                      "ca enable %lld, or have the client use a certificate from an active CA",
+                      next->cert->subject, (long long)next->ca->id),
+               1;
+    return 0;
+}
+
+/* The whole path chain[0..n) ends at a table root: the checks over the
+ * complete path. 1 on success (out filled), 0 on failure, -1 on error. */
+static int finish_path(struct search *sr, size_t n)
+{
+    struct pki_verdict *v = &sr->tmp;
+    const struct link *root = &sr->chain[n - 1];
+    char why[400];
+    bool crl_stale = sr->out->crl_stale;
+    char stale[256];
+
+    snprintf(stale, sizeof(stale), "%s", sr->out->stale_crl_issuer);
+    memset(v, 0, sizeof(*v));
+    if (!root->ca) {
+        refuse(v, PKI_UNTRUSTED_ISSUER,
+               "the chain ends at the root '%s', which is not in the CA certificate chain table: "
+               "add it with certgate ca add if you trust it",
+               root->cert->subject);
+        return 0;
+    }
+    if (gnutls_path_check(sr->chain, n, v))
+        return -1;
+    if (v->reason != PKI_OK)
+        return 0;
+    if (!dn_constraints_hold(sr->chain, n, why, sizeof(why))) {
+        refuse(v, PKI_UNTRUSTED_ISSUER, "%s", why);
+        return 0;
+    }
+    *sr->out = *v;
+    sr->out->reason = PKI_OK;
+    sr->out->crl_stale = crl_stale;
+    snprintf(sr->out->stale_crl_issuer, sizeof(sr->out->stale_crl_issuer), "%s", stale);
+    sr->out->issuer_ca_id = sr->chain[1].ca ? sr->chain[1].ca->id : 0;
+    sr->out->root_ca_id = root->ca->id;
+    sr->out->valid_from = INT64_MIN;
+    sr->out->valid_until = INT64_MAX;
+    for (size_t k = 0; k < n; k++) {
+        if (sr->chain[k].cert->not_before > sr->out->valid_from)
+            sr->out->valid_from = sr->chain[k].cert->not_before;
+        if (sr->chain[k].cert->not_after < sr->out->valid_until)
+            sr->out->valid_until = sr->chain[k].cert->not_after;
+    }
+    sr->out->chain_len = n;
+    for (size_t k = 0; k < n && k < sizeof(sr->out->chain) / sizeof(sr->out->chain[0]); k++)
+        snprintf(sr->out->chain[k], sizeof(sr->out->chain[0]), "%s", sr->chain[k].cert->subject);
+    snprintf(sr->out->detail, sizeof(sr->out->detail),
+             "the certificate chains to the root '%s' of the CA certificate chain table",
+             root->cert->subject);
+    return 1;
+}
+
+/* Tries every issuer of chain[n - 1]. 1: a valid path was found; 0: none
+ * (the first failure is in out); -1: error. */
+static int extend(struct search *sr, size_t n, size_t non_self_issued)
+{
+    const struct link *cur = &sr->chain[n - 1];
+    struct link next;
+    int pass = 0, rc;
+    size_t idx = 0;
+    bool any = false;
+
+    if (n >= MAX_CHAIN) {
+        memset(&sr->tmp, 0, sizeof(sr->tmp));
+        refuse(&sr->tmp, PKI_UNTRUSTED_ISSUER, "the chain from '%s' is longer than %d certificates",
+               sr->chain[0].cert->subject, MAX_CHAIN);
+        fail_branch(sr, n);
+        return 0;
+    }
+    /* Path length counts the non-self-issued intermediates below a CA. */
+    if (n >= 2 && !cur->cert->is_self_issued)
+        non_self_issued++;
+    while (sr->nodes < 64 &&
+           next_issuer(sr->trust, sr->sent, sr->n_sent, sr->chain, n, &pass, &idx, &next)) {
+        any = true;
+        sr->nodes++;
+        if (check_link(sr, n, &next, non_self_issued)) {
+            fail_branch(sr, n);
+            continue;
+        }
+        sr->chain[n] = next;
+        if (next.cert->is_self_signed)
+            rc = finish_path(sr, n + 1);
+        else
+            rc = extend(sr, n + 1, non_self_issued);
+        if (rc < 0)
+            return -1;
+        if (rc == 1) {
+            sr->done = true;
+            return 1;
+        }
+        if (next.cert->is_self_signed)
+            fail_branch(sr, n + 1);
+    }
+    if (any)
+        return 0;
+    memset(&sr->tmp, 0, sizeof(sr->tmp));
+    if (n == 1)
+        refuse(&sr->tmp, PKI_UNTRUSTED_ISSUER,
+               "the issuer '%s' of the certificate is not in the CA certificate chain table and "
+               "was not sent by the client: add that CA (and its root) with certgate ca add",
+               cur->cert->issuer);
+    else if (cur->cert->is_self_signed)
+        refuse(&sr->tmp, PKI_UNTRUSTED_ISSUER,
+               "the chain ends at the root '%s', which is not in the CA certificate chain table: "
+               "add it with certgate ca add if you trust it",
+               cur->cert->subject);
+    else if (cur->ca)
+        refuse(&sr->tmp, PKI_UNTRUSTED_ISSUER,
+               "the CA '%s' is in the CA certificate chain table but its issuer '%s' is not: add "
+               "the root CA with certgate ca add",
+               cur->cert->subject, cur->cert->issuer);
+    else
+        refuse(&sr->tmp, PKI_MISSING_INTERMEDIATE,
+               "the intermediate CA '%s' sent by the client was issued by '%s', which is neither "
+               "in the CA certificate chain table nor sent by the client: add that CA (and the "
+               "CAs above it) with certgate ca add",
+               cur->cert->subject, cur->cert->issuer);
+    fail_branch(sr, n);
+    return 0;
+}
+
 int pki_verify(const struct pki_trust *trust, const struct pki_cert *leaf,
                const struct pki_cert *sent, size_t n_sent, int64_t now,
                struct pki_verdict *out_verdict)
 {
     struct pki_verdict *v = out_verdict;
-    struct link chain[MAX_CHAIN];
-    size_t n = 1, non_self_issued = 0;
+    struct search *sr;
+    int rc;
 
     memset(v, 0, sizeof(*v));
     if (!leaf || !leaf->der)
         return CG_EINVAL;
-    chain[0].cert = leaf;
-    chain[0].ca = NULL;
     v->chain_len = 1;
     snprintf(v->chain[0], sizeof(v->chain[0]), "%s", leaf->subject);
 
@@ -1299,124 +1550,20 @@ int pki_verify(const struct pki_trust *trust, const struct pki_cert *leaf,
                       "--pinned",
                       leaf->subject);
 
-    for (;;) {
-        struct link *cur = &chain[n - 1], next;
-
-        if (n >= MAX_CHAIN)
-            return refuse(v, PKI_UNTRUSTED_ISSUER,
-                          "the chain from '%s' is longer than %d certificates", leaf->subject,
-                          MAX_CHAIN);
-        if (!find_issuer(trust, sent, n_sent, chain, n, &next)) {
-            if (n == 1)
-                return refuse(v, PKI_UNTRUSTED_ISSUER,
-                              "the issuer '%s' of the certificate is not in the CA certificate "
-                              "chain table and was not sent by the client: add that CA (and "
-                              "its root) with certgate ca add",
-                              leaf->issuer);
-            if (cur->cert->is_self_signed)
-                return refuse(v, PKI_UNTRUSTED_ISSUER,
-                              "the chain ends at the root '%s', which is not in the CA "
-                              "certificate chain table: add it with certgate ca add if you "
-                              "trust it",
-                              cur->cert->subject);
-            if (cur->ca)
-                return refuse(v, PKI_UNTRUSTED_ISSUER,
-                              "the CA '%s' is in the CA certificate chain table but its issuer "
-                              "'%s' is not: add the root CA with certgate ca add",
-                              cur->cert->subject, cur->cert->issuer);
-            return refuse(v, PKI_MISSING_INTERMEDIATE,
-                          "the intermediate CA '%s' sent by the client was issued by '%s', "
-                          "which is neither in the CA certificate chain table nor sent by the "
-                          "client: add that CA (and the CAs above it) with certgate ca add",
-                          cur->cert->subject, cur->cert->issuer);
-        }
-        /* The issuer's own properties. */
-        if (check_validity(next.cert, false, now, v))
-            return CG_OK;
-        if (next.cert->defect)
-            return refuse(v, PKI_UNTRUSTED_ISSUER, "the CA certificate '%s' breaks RFC 5280: %s",
-                          next.cert->subject, next.cert->defect);
-        if (!next.cert->is_ca)
-            return refuse(v, PKI_UNTRUSTED_ISSUER,
-                          "the certificate '%s' that signed '%s' is not a CA (basicConstraints), "
-                          "so it may not issue certificates",
-                          next.cert->subject, cur->cert->subject);
-        if (next.cert->has_key_usage && !(next.cert->key_usage & PKI_KU_KEY_CERT_SIGN))
-            return refuse(v, PKI_UNTRUSTED_ISSUER,
-                          "the key usage of the CA '%s' does not allow signing certificates "
-                          "(keyCertSign)",
-                          next.cert->subject);
-        if (!ca_allows_client_auth(next.cert))
-            return refuse(v, PKI_BAD_KEY_USAGE,
-                          "the extended key usage of the CA '%s' does not allow TLS client "
-                          "authentication, so certificates it issues cannot be client "
-                          "certificates",
-                          next.cert->subject);
-        if (weak_sig(cur->cert))
-            return refuse(v, PKI_UNTRUSTED_ISSUER,
-                          "the certificate '%s' is signed with %s, which is not secure enough "
-                          "(SHA-1 and weaker are refused): reissue it with SHA-256 or better",
-                          cur->cert->subject, cur->cert->sig_algo ? cur->cert->sig_algo : "?");
-        /* Path length counts the non-self-issued intermediates below a CA. */
-        if (n >= 2 && !cur->cert->is_self_issued)
-            non_self_issued++;
-        if (next.cert->path_len >= 0 && non_self_issued > (size_t)next.cert->path_len)
-            return refuse(v, PKI_UNTRUSTED_ISSUER,
-                          "the CA '%s' allows %d intermediate CA%s below it (pathLenConstraint) "
-                          "but the chain has %zu",
-                          next.cert->subject, next.cert->path_len,
-                          next.cert->path_len == 1 ? "" : "s", non_self_issued);
-        if (revoked(trust, &next, cur->cert, now, v))
-            return refuse(v, PKI_REVOKED,
-                          "the certificate '%s' (serial %s) is revoked by the CRL of '%s'%s",
-                          cur->cert->subject, cur->cert->serial, next.cert->subject,
-                          n == 1 ? ": the client needs a new certificate" : "");
-        if (n == 1)
-            v->issuer_ca_id = next.ca ? next.ca->id : 0;
-        if (next.ca && !next.ca->is_active)
-            return refuse(v, PKI_CA_DISABLED,
-                          "the CA '%s' is disabled in the CA certificate chain table: run "
-                          "certgate ca enable %lld, or have the client use a certificate from an "
-                          "active CA",
-                          next.cert->subject, (long long)next.ca->id);
-        if (next.cert == cur->cert)
-            break; /* a self-signed table root issued itself: done below */
-        chain[n++] = next;
-        if (v->chain_len < sizeof(v->chain) / sizeof(v->chain[0]))
-            snprintf(v->chain[v->chain_len], sizeof(v->chain[0]), "%s", next.cert->subject);
-        v->chain_len = n;
-        if (next.cert->is_self_signed) {
-            if (!next.ca)
-                return refuse(v, PKI_UNTRUSTED_ISSUER,
-                              "the chain ends at the root '%s', which is not in the CA "
-                              "certificate chain table: add it with certgate ca add if you "
-                              "trust it",
-                              next.cert->subject);
-            v->root_ca_id = next.ca->id;
-            v->valid_from = INT64_MIN;
-            v->valid_until = INT64_MAX;
-            for (size_t k = 0; k < n; k++) {
-                if (chain[k].cert->not_before > v->valid_from)
-                    v->valid_from = chain[k].cert->not_before;
-                if (chain[k].cert->not_after < v->valid_until)
-                    v->valid_until = chain[k].cert->not_after;
-            }
-            if (gnutls_path_check(chain, n, v))
-                return CG_ENOMEM;
-            if (v->reason != PKI_OK)
-                return CG_OK;
-            {
-                char why[400];
-
-                if (!dn_constraints_hold(chain, n, why, sizeof(why)))
-                    return refuse(v, PKI_UNTRUSTED_ISSUER, "%s", why);
-            }
-            snprintf(v->detail, sizeof(v->detail),
-                     "the certificate chains to the root '%s' "
-                     "of the CA certificate chain table",
-                     next.cert->subject);
-            return CG_OK;
-        }
-    }
-    return refuse(v, PKI_UNTRUSTED_ISSUER, "no chain to a root of the CA table");
+    /* The search state holds two verdicts: keep it off the stack. */
+    sr = calloc(1, sizeof(*sr));
+    if (!sr)
+        return CG_ENOMEM;
+    sr->trust = trust;
+    sr->sent = sent;
+    sr->n_sent = n_sent;
+    sr->now = now;
+    sr->chain[0].cert = leaf;
+    sr->chain[0].ca = NULL;
+    sr->out = v;
+    rc = extend(sr, 1, 0) < 0 ? CG_ENOMEM : CG_OK;
+    if (rc == CG_OK && !sr->done && !sr->have_failure)
+        refuse(v, PKI_UNTRUSTED_ISSUER, "no chain to a root of the CA table");
+    free(sr);
+    return rc;
 }
