@@ -27,6 +27,7 @@ struct dtable_db {
     struct cached cache[STMT_CACHE]; /* prepared statements */
     unsigned long tick;              /* use counter */
     int sp_depth;                    /* open savepoints */
+    int64_t deadline_ms;             /* interrupt statements after this, 0: never */
 };
 
 static const char *const type_names[] = {"text", "integer", "real", "json"};
@@ -152,6 +153,27 @@ static void done(sqlite3_stmt *st)
     }
 }
 
+int64_t dtable_now_ms(void)
+{
+    struct timespec ts;
+
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+/* SQLite's progress handler: a non-zero return interrupts the statement. */
+static int over_deadline(void *arg)
+{
+    struct dtable_db *db = arg;
+
+    return db->deadline_ms && dtable_now_ms() > db->deadline_ms;
+}
+
+void dtable_set_deadline(struct dtable_db *db, int64_t deadline_ms)
+{
+    db->deadline_ms = deadline_ms;
+}
+
 int dtable_open(const char *path, struct dtable_db **out_db, struct cg_err *err)
 {
     struct dtable_db *db = calloc(1, sizeof(*db));
@@ -166,6 +188,7 @@ int dtable_open(const char *path, struct dtable_db **out_db, struct cg_err *err)
         return CG_EDB;
     }
     sqlite3_busy_timeout(db->db, 5000);
+    sqlite3_progress_handler(db->db, 10000, over_deadline, db);
     if (exec(db,
              "PRAGMA journal_mode = WAL; PRAGMA foreign_keys = ON; "
              "PRAGMA synchronous = FULL",

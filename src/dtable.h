@@ -96,6 +96,16 @@ void dtable_close(struct dtable_db *db);
  */
 int dtable_set_durable(struct dtable_db *db, bool durable, struct cg_err *err);
 
+/**
+ * Interrupt any statement still running after @p deadline_ms (CLOCK_MONOTONIC
+ * milliseconds); 0 clears it. Keeps one slow query in a script from holding
+ * the committer past the script's wall-time cap.
+ */
+void dtable_set_deadline(struct dtable_db *db, int64_t deadline_ms);
+
+/** Monotonic clock in milliseconds, for dtable_set_deadline. */
+int64_t dtable_now_ms(void);
+
 /* Transactions: begin takes the write lock; savepoints nest inside. */
 int dtable_begin(struct dtable_db *db, struct cg_err *err);
 int dtable_commit(struct dtable_db *db, struct cg_err *err);

@@ -28,6 +28,7 @@ struct writer {
     bool stopping;                  /* finish the queue and exit */
     bool stopped;                   /* the committer has exited */
     uint64_t commits, jobs;         /* counters */
+    unsigned wall_ms;               /* scripts' wall-time cap, also for their queries */
 };
 
 static void catalog_free(struct catalog *c)
@@ -214,9 +215,13 @@ static void run_script(struct writer *w, struct writer_job *job)
     struct script_db_ops ops = {&ctx, op_insert, op_get, op_query, op_update, op_log};
     struct script_result res;
     char key[96];
+    int rc;
 
     snprintf(key, sizeof(key), "%lld@%s", (long long)r->id, r->updated_on);
-    if (script_run(w->vm, key, r->script, r->script_name, &job->req, &ops, &res)) {
+    dtable_set_deadline(w->db, dtable_now_ms() + w->wall_ms);
+    rc = script_run(w->vm, key, r->script, r->script_name, &job->req, &ops, &res);
+    dtable_set_deadline(w->db, 0);
+    if (rc) {
         set_error(job, 500, "Internal server error", job->request_id);
         snprintf(job->log_detail, sizeof(job->log_detail), "script VM failure");
         return;
@@ -450,6 +455,7 @@ int writer_start(const char *db_path, const struct script_limits *limits, bool d
         if (rc)
             goto fail;
     }
+    w->wall_ms = limits ? limits->wall_ms : 5000;
     rc = script_vm_new(limits, &w->vm);
     if (rc) {
         cg_err_set(err, "cannot create the Lua state");

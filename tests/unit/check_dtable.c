@@ -230,6 +230,28 @@ START_TEST(resources_and_routes)
 }
 END_TEST
 
+START_TEST(deadline_interrupts_queries)
+{
+    json_t *in = json_pack("{s:s}", "name", "bulk"), *rows = NULL;
+    struct cg_err err = {""};
+    char id[37];
+
+    ck_assert_int_eq(dtable_begin(db, &err), CG_OK);
+    for (int i = 0; i < 3000; i++)
+        ck_assert_int_eq(dtable_insert(db, &t, in, "u", id, &err), CG_OK);
+    ck_assert_int_eq(dtable_commit(db, &err), CG_OK);
+    /* A deadline already past interrupts a query that scans the table. */
+    dtable_set_deadline(db, dtable_now_ms() - 1);
+    ck_assert_int_eq(dtable_query(db, &t, in, 1000, 2900, &rows, &err), CG_EDB);
+    ck_assert_ptr_nonnull(strstr(err.msg, "interrupt"));
+    dtable_set_deadline(db, 0);
+    ck_assert_int_eq(dtable_query(db, &t, in, 1000, 2900, &rows, &err), CG_OK);
+    ck_assert_uint_eq(json_array_size(rows), 100);
+    json_decref(rows);
+    json_decref(in);
+}
+END_TEST
+
 START_TEST(idempotency)
 {
     struct cg_err err = {""};
@@ -264,6 +286,7 @@ int main(void)
     tcase_add_test(tc, savepoints);
     tcase_add_test(tc, resources_and_routes);
     tcase_add_test(tc, idempotency);
+    tcase_add_test(tc, deadline_interrupts_queries);
     suite_add_tcase(s, tc);
     sr = srunner_create(s);
     srunner_run_all(sr, CK_NORMAL);
