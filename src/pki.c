@@ -1162,6 +1162,107 @@ static bool intermediate_sans_allowed(gnutls_x509_name_constraints_t nc,
     return ok;
 }
 
+/* Names a certificate presents to name constraints: its subject's
+ * attributes and its SANs. */
+static size_t constrained_names(const struct pki_cert *c)
+{
+    size_t n = 1 + c->n_san_dns + c->n_san_email + c->n_san_uri;
+
+    for (const char *p = c->subject; *p; p++) {
+        if (*p == '\\' && p[1])
+            p++;
+        else if (*p == ',' || *p == '+')
+            n++;
+    }
+    return n;
+}
+
+/* Whether the wildcard SAN "*.base" could stand for a name under the
+ * excluded dNSName subtree @p ex: "*.example.com" stands for
+ * "bar.example.com", which "bar.example.com" excludes, though the wildcard
+ * string itself is not under it (RFC 5280 and RFC 9525 leave this open; the
+ * defensive reading refuses, as after CVE-2025-61727). */
+static bool wildcard_hits_excluded(const char *san, const char *ex, size_t ex_len)
+{
+    size_t bl;
+
+    if (san[0] != '*' || san[1] != '.')
+        return false;
+    san += 2;
+    bl = strlen(san);
+    return ex_len > bl + 1 && ex[ex_len - bl - 1] == '.' &&
+           strncasecmp(ex + ex_len - bl, san, bl) == 0;
+}
+
+/*
+ * Checks GnuTLS 3.7 leaves out, before its own path validation runs: a cap
+ * on constraints x names (each pair costs a comparison, so a CA with
+ * thousands of constraints over a certificate with thousands of names is a
+ * CPU bomb; the cap is OpenSSL's), and wildcard dNSName SANs against
+ * excluded subtrees. 1 when they hold, 0 with @p why when not.
+ */
+static bool nc_extra_hold(const struct link *chain, size_t n, char *why, size_t whylen)
+{
+    enum { MAX_NC_CHECKS = 1 << 20 };
+    bool ok = true;
+
+    for (size_t ca = 1; ok && ca < n; ca++) {
+        gnutls_x509_crt_t crt = NULL;
+        gnutls_x509_name_constraints_t nc = NULL;
+        size_t n_nc = 0, n_names = 0;
+
+        if (import_der(&crt, chain[ca].cert->der, chain[ca].cert->der_len))
+            continue;
+        if (gnutls_x509_name_constraints_init(&nc) < 0 ||
+            gnutls_x509_crt_get_name_constraints(crt, nc, 0, NULL) < 0) {
+            if (nc)
+                gnutls_x509_name_constraints_deinit(nc);
+            gnutls_x509_crt_deinit(crt);
+            continue;
+        }
+        for (size_t below = 0; below < ca; below++)
+            n_names += constrained_names(chain[below].cert);
+        for (int excluded = 0; excluded < 2; excluded++) {
+            for (unsigned i = 0;; i++, n_nc++) {
+                gnutls_datum_t name = {NULL, 0};
+                unsigned type = 0;
+                int rc = excluded ? gnutls_x509_name_constraints_get_excluded(nc, i, &type, &name)
+                                  : gnutls_x509_name_constraints_get_permitted(nc, i, &type, &name);
+
+                if (rc < 0)
+                    break;
+                if (!excluded || type != GNUTLS_SAN_DNSNAME || !ok)
+                    continue;
+                for (size_t below = 0; ok && below < ca; below++) {
+                    const struct pki_cert *c = chain[below].cert;
+
+                    for (size_t k = 0; ok && k < c->n_san_dns; k++) {
+                        if (wildcard_hits_excluded(c->san_dns[k], (const char *)name.data,
+                                                   name.size)) {
+                            snprintf(why, whylen,
+                                     "the wildcard name '%s' of '%s' covers '%.*s', which the "
+                                     "name constraints of the CA '%s' exclude",
+                                     c->san_dns[k], c->subject, (int)name.size,
+                                     (const char *)name.data, chain[ca].cert->subject);
+                            ok = false;
+                        }
+                    }
+                }
+            }
+        }
+        if (ok && n_nc > 0 && n_names > MAX_NC_CHECKS / n_nc) {
+            snprintf(why, whylen,
+                     "the CA '%s' has %zu name constraints to check against %zu names below it, "
+                     "more than certgate checks (%d pairs)",
+                     chain[ca].cert->subject, n_nc, n_names, MAX_NC_CHECKS);
+            ok = false;
+        }
+        gnutls_x509_name_constraints_deinit(nc);
+        gnutls_x509_crt_deinit(crt);
+    }
+    return ok;
+}
+
 /*
  * directoryName constraints (RFC 5280 4.2.1.10), which GnuTLS 3.7 does not
  * apply: every certificate below a constrained CA (self-issued
@@ -1410,6 +1511,10 @@ static int finish_path(struct search *sr, size_t n)
                "the chain ends at the root '%s', which is not in the CA certificate chain table: "
                "add it with certgate ca add if you trust it",
                root->cert->subject);
+        return 0;
+    }
+    if (!nc_extra_hold(sr->chain, n, why, sizeof(why))) {
+        refuse(v, PKI_UNTRUSTED_ISSUER, "%s", why);
         return 0;
     }
     if (gnutls_path_check(sr->chain, n, v))

@@ -41,13 +41,6 @@ static const struct {
     {"pathlen::self-issued-certs-pathlen", "GnuTLS 3.7 stricter (self-issued pathlen)"},
     {"rfc5280::nc::nc-forbids-othername-noop", "GnuTLS 3.7 stricter (otherName constraint)"},
     {"cve::cve-2024-0567", "GnuTLS 3.7 cannot parse the leaf: refused"},
-    /* KNOWN GAP: name constraints that neither GnuTLS 3.7 nor certgate's own
-     * checks enforce: a wildcard SAN under a constraint (RFC 5280/9525
-     * ambiguity) and a pathological constraint count. certgate accepts these
-     * chains; only CA hierarchies using such name constraints are affected. */
-    {"rfc5280::nc::nc-forbids-dnsname-wildcard-san", "KNOWN GAP: wildcard SAN under NC"},
-    {"cve::cve-2025-61727", "KNOWN GAP: wildcard SAN under NC"},
-    {"pathological::nc-dos-3", "KNOWN GAP: name-constraint count limit"},
     {NULL, NULL},
 };
 
