@@ -75,13 +75,30 @@ cg() {
 # RUNNER: what expect_ok and expect_refused call (cg, or run for a shell line).
 RUNNER=cg
 
-# db_state: a dump of the database, to prove a refused command changed nothing.
+# db_state: a digest of the database (its dump, schema version and journal
+# mode), to prove a refused command changed nothing. Fails (status 1, the
+# reason on stdout) when the database cannot be read, so a broken dump can
+# never pass for an unchanged database.
 db_state() {
-    if [ -f "$DB" ]; then
-        sqlite3 "$DB" .dump 2>/dev/null | md5sum
-    else
+    if [ ! -e "$DB" ]; then
         echo "no database"
+        return 0
     fi
+    if ! sqlite3 "$DB" .dump 'PRAGMA user_version' 'PRAGMA journal_mode' \
+        >"$T/state" 2>"$T/state.err" || [ -s "$T/state.err" ]; then
+        echo "cannot dump $DB: $(cat "$T/state.err")"
+        return 1
+    fi
+    md5sum <"$T/state"
+}
+
+# meaningful PATTERN: whether PATTERN says something about the text (at least
+# four characters, not just '.'-style wildcards).
+meaningful() {
+    case $1 in
+    *[A-Za-z0-9]*[A-Za-z0-9]*[A-Za-z0-9]*) [ ${#1} -ge 4 ] ;;
+    *) return 1 ;;
+    esac
 }
 
 # expect_ok DESCRIPTION ARGS...: the command succeeds.
@@ -96,28 +113,46 @@ expect_ok() {
     fi
 }
 
-# expect_refused DESCRIPTION PATTERN ARGS...: the command fails (exit 1), its
-# stderr matches the extended regex PATTERN, and the database is unchanged.
-expect_refused() {
-    desc=$1
-    pattern=$2
-    shift 2
-    before=$(db_state)
+# expect_status STATUS DESCRIPTION PATTERN ARGS...: the command exits with
+# STATUS, its stderr matches the extended regex PATTERN, and the database is
+# unchanged.
+expect_status() {
+    want=$1
+    desc=$2
+    pattern=$3
+    shift 3
+    if ! meaningful "$pattern"; then
+        fail "$desc: the test's stderr pattern /$pattern/ proves nothing"
+        return
+    fi
+    if ! before=$(db_state); then
+        fail "$desc: before the command: $before"
+        return
+    fi
     $RUNNER "$@"
-    after=$(db_state)
-    if [ "$RC" -eq 0 ]; then
-        fail "$desc: succeeded but should be refused; stdout: $(cat "$T/out")"
-    elif [ "$RC" -ge 128 ]; then
-        fail "$desc: crashed with exit $RC: $(cat "$T/err")"
+    if ! after=$(db_state); then
+        fail "$desc: after the command: $after"
+    elif [ "$RC" -ne "$want" ]; then
+        fail "$desc: exit $RC, expected $want; stdout: $(head -c 500 "$T/out"); stderr: $(cat "$T/err")"
     elif ! grep -Eq -- "$pattern" "$T/err"; then
         fail "$desc: stderr does not match /$pattern/: $(cat "$T/err")"
-    elif [ "$(wc -l <"$T/err")" -lt 1 ]; then
-        fail "$desc: no reason on stderr"
     elif [ "$before" != "$after" ]; then
         fail "$desc: the database changed although the command was refused"
     else
         pass "$desc"
     fi
+}
+
+# expect_refused DESCRIPTION PATTERN ARGS...: the command is refused (exit
+# exactly 1), its stderr matches PATTERN, and the database is unchanged.
+expect_refused() {
+    expect_status 1 "$@"
+}
+
+# expect_usage DESCRIPTION PATTERN ARGS...: a usage error (exit exactly 2)
+# with PATTERN on stderr and the database unchanged.
+expect_usage() {
+    expect_status 2 "$@"
 }
 
 # expect_out DESCRIPTION PATTERN: the last command's stdout matches PATTERN.
@@ -131,7 +166,9 @@ expect_out() {
 
 # expect_err DESCRIPTION PATTERN: the last command's stderr matches PATTERN.
 expect_err() {
-    if grep -Eq -- "$2" "$T/err"; then
+    if ! meaningful "$2"; then
+        fail "$1: the test's stderr pattern /$2/ proves nothing"
+    elif grep -Eq -- "$2" "$T/err"; then
         pass "$1"
     else
         fail "$1: stderr does not match /$2/: $(cat "$T/err")"

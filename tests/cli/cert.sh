@@ -55,7 +55,7 @@ expect_refused "a rule for an unknown CA is refused" "no CA" \
 expect_refused "a bad spki value is refused" "64 hex" \
     cert rule integrator1 --ca 1 --match spki=abc
 expect_ok "a cn rule" cert rule integrator1 --ca 1 --match cn=integrator1
-expect_refused "the same rule twice is refused" "." \
+expect_refused "the same rule twice is refused" "same rule already exists for user integrator1" \
     cert rule integrator1 --ca 1 --match cn=integrator1
 expect_ok "an email rule" cert rule integrator1 --ca 1 --match email=integrator1@example.com
 expect_ok "a root-bound rule warns" cert rule integrator1 --ca 2 --match cn=x

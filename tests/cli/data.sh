@@ -23,7 +23,7 @@ expect_refused "a column with SQL in it" "invalid column name" table create t2 '
 expect_refused "a reserved column" "invalid column name" table create t2 sys_id
 expect_refused "a duplicate column" "listed twice" table create t2 a b a
 expect_refused "an unknown type" "unknown type 'blob'" table create t2 a:blob
-expect_refused "no column" "usage" table create t2
+expect_usage "no column" "usage: certgate table create" table create t2
 expect_refused "a bad role" "invalid role name" table create t2 a --roles "no way"
 expect_ok "table list" table list --json
 expect_json "one table" "[t['name'] for t in j]" "['u_inbound']"
