@@ -296,25 +296,26 @@ int store_open(const char *path, enum store_mode mode, struct store **out_store,
         rc = CG_EVERSION;
         goto out;
     }
-    if (mode == STORE_OPEN_READONLY) {
-        if (version < latest) {
-            cg_err_set(err,
-                       "database %s has schema version %d, older than this certgate (%d): "
-                       "run certgate init to upgrade it",
-                       path, version, latest);
-            rc = CG_EVERSION;
-            goto out;
-        }
-    } else {
+    /* Every refusal is decided before the first write: switching to WAL
+     * writes the file header, so an empty file would turn into a database. */
+    if (mode == STORE_OPEN_READONLY && version < latest) {
+        cg_err_set(err,
+                   "database %s has schema version %d, older than this certgate (%d): "
+                   "run certgate init to upgrade it",
+                   path, version, latest);
+        rc = CG_EVERSION;
+        goto out;
+    }
+    if (version == 0 && mode != STORE_OPEN_INIT) {
+        cg_err_set(err, "%s is not a certgate database: run certgate init", path);
+        rc = CG_EINVAL;
+        goto out;
+    }
+    if (mode != STORE_OPEN_READONLY) {
         rc = exec(s, "PRAGMA journal_mode = WAL", err);
         if (rc)
             goto out;
         if (version < latest) {
-            if (version == 0 && mode != STORE_OPEN_INIT) {
-                cg_err_set(err, "%s is not a certgate database: run certgate init", path);
-                rc = CG_EINVAL;
-                goto out;
-            }
             rc = migrate(s, version, err);
             if (rc)
                 goto out;

@@ -43,6 +43,16 @@ v=$(sqlite3 "$DB" "PRAGMA user_version")
 n=$(sqlite3 "$DB" "SELECT count(*) FROM sqlite_master WHERE name = 'sys_ws_operation'")
 [ "$n" = 1 ] && pass "with the new tables" || fail "sys_ws_operation missing"
 
+: >"$T/e.db"
+cg --db "$T/e.db" ca list
+[ "$RC" -eq 1 ] && pass "a command on an empty file is refused" || fail "exit $RC"
+expect_err "it says to run init" "e.db is not a certgate database: run certgate init"
+size=$(stat -c %s "$T/e.db")
+[ "$size" = 0 ] && pass "the refused command left the empty file empty" || fail "it grew to $size bytes"
+[ ! -e "$T/e.db-wal" ] && [ ! -e "$T/e.db-shm" ] && pass "and made no WAL files" ||
+    fail "WAL files left: $(ls "$T"/e.db-*)"
+expect_ok "init turns the empty file into a database" --db "$T/e.db" init
+
 echo "this is not a database" >"$T/text.db"
 expect_refused "a file that is not a database is refused" "not a certgate database" \
     --db "$T/text.db" user list

@@ -123,7 +123,21 @@ START_TEST(open_upgrades_older)
 {
     struct store *other = NULL;
     struct cg_err err = {""};
-    char p2[160];
+    char p2[160], p3[170];
+    struct stat st;
+    FILE *f;
+
+    /* An empty file is refused without writing to it (no WAL switch). */
+    snprintf(p2, sizeof(p2), "%s/zero.db", dir);
+    f = fopen(p2, "w");
+    ck_assert_ptr_nonnull(f);
+    fclose(f);
+    ck_assert_int_eq(store_open(p2, STORE_OPEN_EXISTING, &other, &err), CG_EINVAL);
+    ck_assert_ptr_nonnull(strstr(err.msg, "run certgate init"));
+    ck_assert_int_eq(stat(p2, &st), 0);
+    ck_assert_int_eq(st.st_size, 0);
+    snprintf(p3, sizeof(p3), "%s-wal", p2);
+    ck_assert_int_ne(access(p3, F_OK), 0);
 
     /* A version-0 file with no tables is a fresh database for init only. */
     snprintf(p2, sizeof(p2), "%s/empty.db", dir);
