@@ -65,6 +65,38 @@ int cli_usage(const struct cli_ctx *ctx, const char *usage)
     return CLI_USAGE;
 }
 
+int cli_getopt(const struct cli_ctx *ctx, int argc, char **argv, const struct option *opts)
+{
+    const struct option *o = NULL;
+    const char *arg;
+    int opt;
+
+    /* getopt's own messages name argv[0] ("add: ...") and take a second
+     * line with the usage: print one line naming the command instead. */
+    opterr = 0;
+    opt = getopt_long(argc, argv, ":", opts, NULL);
+    if (opt != '?' && opt != ':')
+        return opt;
+    arg = optind > 0 && optind <= argc ? argv[optind - 1] : "";
+    for (const struct option *p = opts; p->name && optopt; p++) {
+        if (p->val == optopt)
+            o = p;
+    }
+    if (opt == ':' && o)
+        fprintf(stderr, "certgate %s: option --%s needs a value (see certgate %s --help)\n",
+                ctx->cmd, o->name, ctx->cmd);
+    else if (o && strncmp(arg, "--", 2) == 0)
+        fprintf(stderr, "certgate %s: option --%s takes no value (see certgate %s --help)\n",
+                ctx->cmd, o->name, ctx->cmd);
+    else if (strncmp(arg, "--", 2) == 0)
+        fprintf(stderr, "certgate %s: unknown option %s (see certgate %s --help)\n", ctx->cmd, arg,
+                ctx->cmd);
+    else
+        fprintf(stderr, "certgate %s: unknown option -%c (see certgate %s --help)\n", ctx->cmd,
+                optopt ? optopt : '?', ctx->cmd);
+    return '?';
+}
+
 void cli_warn(const char *fmt, ...)
 {
     va_list ap;
@@ -322,6 +354,8 @@ int cli_main(int argc, char **argv)
     snprintf(cmdname, sizeof(cmdname), "%s%s%s", cmd->group ? cmd->group : "",
              cmd->group ? " " : "", cmd->name);
     ctx.cmd = cmdname;
+    /* No command lets getopt print its two-line messages naming argv[0]. */
+    opterr = 0;
     if (help) {
         if (cmd->run == run_serve || cmd->run == run_check) {
             /* They print their own full flag list. strip_globals removed

@@ -183,13 +183,13 @@ static int ca_add(struct cli_ctx *ctx, int argc, char **argv)
     json_t *out = NULL;
     int opt, rc = CLI_FAIL;
 
-    while ((opt = getopt_long(argc, argv, "", opts, NULL)) != -1) {
+    while ((opt = cli_getopt(ctx, argc, argv, opts)) != -1) {
         if (opt == 'n')
             name = optarg;
         else if (opt == 'e')
             allow_expired = true;
         else
-            return cli_usage(ctx, usage);
+            return CLI_USAGE; /* cli_getopt said why */
     }
     if (optind != argc - 1)
         return cli_usage(ctx, usage);
@@ -612,11 +612,11 @@ static int ca_delete(struct cli_ctx *ctx, int argc, char **argv)
     int opt, rc = CLI_FAIL;
 
     memset(&ca, 0, sizeof(ca));
-    while ((opt = getopt_long(argc, argv, "", opts, NULL)) != -1) {
+    while ((opt = cli_getopt(ctx, argc, argv, opts)) != -1) {
         if (opt == 'f')
             force = true;
         else
-            return cli_usage(ctx, "ca delete ID|FINGERPRINT [--force]");
+            return CLI_USAGE; /* cli_getopt said why */
     }
     if (optind != argc - 1)
         return cli_usage(ctx, "ca delete ID|FINGERPRINT [--force]");

@@ -159,13 +159,13 @@ static int cert_map(struct cli_ctx *ctx, int argc, char **argv)
     char t[21];
 
     memset(&u, 0, sizeof(u));
-    while ((opt = getopt_long(argc, argv, "", opts, NULL)) != -1) {
+    while ((opt = cli_getopt(ctx, argc, argv, opts)) != -1) {
         if (opt == 'p')
             pinned = true;
         else if (opt == 'n')
             name = optarg;
         else
-            return cli_usage(ctx, usage);
+            return CLI_USAGE; /* cli_getopt said why */
     }
     if (optind != argc - 2)
         return cli_usage(ctx, usage);
@@ -268,7 +268,7 @@ static int cert_rule(struct cli_ctx *ctx, int argc, char **argv)
 
     memset(&u, 0, sizeof(u));
     memset(&ca, 0, sizeof(ca));
-    while ((opt = getopt_long(argc, argv, "", opts, NULL)) != -1) {
+    while ((opt = cli_getopt(ctx, argc, argv, opts)) != -1) {
         if (opt == 'c')
             ca_arg = optarg;
         else if (opt == 'm')
@@ -276,7 +276,7 @@ static int cert_rule(struct cli_ctx *ctx, int argc, char **argv)
         else if (opt == 'n')
             name = optarg;
         else
-            return cli_usage(ctx, usage);
+            return CLI_USAGE; /* cli_getopt said why */
     }
     if (optind != argc - 1 || !ca_arg || !match)
         return cli_usage(ctx, usage);
@@ -392,11 +392,11 @@ static int cert_list(struct cli_ctx *ctx, int argc, char **argv)
     size_t n = 0;
     int opt, rc = CLI_FAIL;
 
-    while ((opt = getopt_long(argc, argv, "", opts, NULL)) != -1) {
+    while ((opt = cli_getopt(ctx, argc, argv, opts)) != -1) {
         if (opt == 'u')
             user = optarg;
         else
-            return cli_usage(ctx, "cert list [--user NAME]");
+            return CLI_USAGE; /* cli_getopt said why */
     }
     if (optind != argc)
         return cli_usage(ctx, "cert list [--user NAME]");

@@ -6,6 +6,7 @@
 #ifndef CG_CLI_INT_H
 #define CG_CLI_INT_H
 
+#include <getopt.h>
 #include <jansson.h>
 #include <stdbool.h>
 #include <stdint.h>
@@ -51,6 +52,16 @@ int cli_fail(const struct cli_ctx *ctx, const char *fmt, ...) __attribute__((for
 
 /** Print "certgate: CMD: usage: certgate USAGE" on stderr. @return CLI_USAGE */
 int cli_usage(const struct cli_ctx *ctx, const char *usage);
+
+/**
+ * getopt_long for a command's long options, with one-line errors: on a
+ * missing value, an unknown option or a value given to a flag it prints
+ * "certgate CMD: option --name needs a value (see certgate CMD --help)".
+ * @param opts the command's options (val is what is returned)
+ * @return the option's val, -1 after the last option, '?' after an error
+ *         was printed (the caller returns CLI_USAGE)
+ */
+int cli_getopt(const struct cli_ctx *ctx, int argc, char **argv, const struct option *opts);
 
 /** Print "warning: ..." on stderr. */
 void cli_warn(const char *fmt, ...) __attribute__((format(printf, 1, 2)));

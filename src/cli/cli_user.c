@@ -163,13 +163,13 @@ static int user_add(struct cli_ctx *ctx, int argc, char **argv)
     int64_t id = 0;
     int opt, rc = CLI_FAIL;
 
-    while ((opt = getopt_long(argc, argv, "", opts, NULL)) != -1) {
+    while ((opt = cli_getopt(ctx, argc, argv, opts)) != -1) {
         if (opt == 'r')
             roles_arg = optarg;
         else if (opt == 'p')
             want_pw = true;
         else
-            return cli_usage(ctx, usage);
+            return CLI_USAGE; /* cli_getopt said why */
     }
     if (optind != argc - 1)
         return cli_usage(ctx, usage);
@@ -449,11 +449,11 @@ static int user_password(struct cli_ctx *ctx, int argc, char **argv)
     char *hash = NULL;
     int opt, mode = 0, rc;
 
-    while ((opt = getopt_long(argc, argv, "", opts, NULL)) != -1) {
+    while ((opt = cli_getopt(ctx, argc, argv, opts)) != -1) {
         if (opt == 'p' || opt == 'c')
             mode = mode ? -1 : opt;
         else
-            return cli_usage(ctx, usage);
+            return CLI_USAGE; /* cli_getopt said why */
     }
     if (optind != argc - 1 || mode <= 0)
         return cli_usage(ctx, usage);

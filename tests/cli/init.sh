@@ -66,6 +66,34 @@ cg ca frobnicate
 cg ca add
 [ "$RC" -eq 2 ] && pass "a missing argument is a usage error" || fail "exit $RC"
 expect_err "the usage error says how to call it" "usage: certgate ca add"
+# expect_option_error LINE ARGS...: a usage error (exit 2) whose stderr is
+# exactly the one line LINE (an extended regex).
+expect_option_error() {
+    line=$1
+    shift
+    expect_usage "certgate $* is a one-line usage error" "^$line\$" "$@"
+    n=$(wc -l <"$T/err")
+    [ "$n" -eq 1 ] && pass "certgate $*: one line on stderr" ||
+        fail "certgate $*: $n lines on stderr: $(cat "$T/err")"
+}
+expect_option_error "certgate ca add: option --name needs a value \\(see certgate ca add --help\\)" \
+    ca add chain.pem --name
+expect_option_error "certgate ca add: unknown option --frob \\(see certgate ca add --help\\)" \
+    ca add chain.pem --frob
+expect_option_error "certgate ca add: unknown option -x \\(see certgate ca add --help\\)" \
+    ca add chain.pem -x
+expect_option_error "certgate ca delete: option --force takes no value \\(see certgate ca delete --help\\)" \
+    ca delete 1 --force=yes
+expect_option_error "certgate cert map: option --name needs a value \\(see certgate cert map --help\\)" \
+    cert map u client.pem --name
+expect_option_error "certgate cert rule: option --ca needs a value \\(see certgate cert rule --help\\)" \
+    cert rule u --match cn=x --ca
+expect_option_error "certgate cert list: option --user needs a value \\(see certgate cert list --help\\)" \
+    cert list --user
+expect_option_error "certgate user add: option --roles needs a value \\(see certgate user add --help\\)" \
+    user add u --roles
+expect_option_error "certgate user password: unknown option --bogus \\(see certgate user password --help\\)" \
+    user password u --bogus
 cg --db
 [ "$RC" -eq 2 ] && pass "--db without a value is a usage error" || fail "exit $RC"
 done_testing
