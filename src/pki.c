@@ -55,14 +55,85 @@ static void serial_hex(const unsigned char *s, size_t len, char *out, size_t out
     cg_hex(s, len, out);
 }
 
-static int strv_push(char ***v, size_t *n, const char *s, size_t len)
+/*
+ * Text certgate builds from a certificate (DNs, CN, SANs, a CRL's issuer):
+ * valid UTF-8 always, so it can be stored, printed and sent as JSON. A byte
+ * that does not start a valid UTF-8 character, and every byte of a control
+ * character, is written RFC 4514-style as \XX (upper-case hex): the same
+ * certificate always yields the same string, and valid text comes out
+ * byte-identical, so the DNs and rules stored before still compare equal.
+ * GnuTLS already escapes DN values ("\\" for a backslash); SANs it hands
+ * over raw, so there @p escape_backslash writes a backslash as "\\" too and
+ * "\E9" can only come from the byte 0xE9.
+ */
+static char *clean_text(const char *in, size_t len, bool escape_backslash)
+{
+    static const char hex[] = "0123456789ABCDEF";
+    size_t size = len + 1, o = 0, i;
+    char *out;
+
+    for (i = 0; i < len;) {
+        uint32_t cp = 0;
+        size_t n = cg_utf8_char(in + i, len - i, &cp);
+
+        if (n == 0) {
+            n = 1;
+            size += 2;
+        } else if (cg_is_control(cp)) {
+            size += 2 * n;
+        } else if (escape_backslash && cp == '\\') {
+            size += 1;
+        }
+        i += n;
+    }
+    out = malloc(size);
+    if (!out)
+        return NULL;
+    for (i = 0; i < len;) {
+        uint32_t cp = 0;
+        size_t n = cg_utf8_char(in + i, len - i, &cp);
+        bool esc = n == 0 || cg_is_control(cp);
+
+        if (n == 0)
+            n = 1;
+        for (size_t k = 0; k < n; k++) {
+            unsigned char b = (unsigned char)in[i + k];
+
+            if (esc) {
+                out[o++] = '\\';
+                out[o++] = hex[b >> 4];
+                out[o++] = hex[b & 15];
+            } else {
+                if (escape_backslash && b == '\\')
+                    out[o++] = '\\';
+                out[o++] = (char)b;
+            }
+        }
+        i += n;
+    }
+    out[o] = '\0';
+    return out;
+}
+
+/* A GnuTLS DN string as certgate text (see clean_text); frees @p d. */
+static char *dn_text(gnutls_datum_t *d)
+{
+    char *s = clean_text((const char *)d->data, d->size, false);
+
+    gnutls_free(d->data);
+    d->data = NULL;
+    return s;
+}
+
+/* Appends clean_text(s, len) to a string array. */
+static int strv_push(char ***v, size_t *n, const char *s, size_t len, bool escape_backslash)
 {
     char **nv = realloc(*v, (*n + 1) * sizeof(**v));
 
     if (!nv)
         return CG_ENOMEM;
     *v = nv;
-    nv[*n] = strndup(s, len);
+    nv[*n] = clean_text(s, len, escape_backslash);
     if (!nv[*n])
         return CG_ENOMEM;
     (*n)++;
@@ -132,11 +203,11 @@ static int fill_sans(gnutls_x509_crt_t crt, struct pki_cert *c)
         if (rc < 0)
             continue; /* too long or unparsable: not usable for matching */
         if (rc == GNUTLS_SAN_RFC822NAME)
-            rc = strv_push(&c->san_email, &c->n_san_email, buf, size);
+            rc = strv_push(&c->san_email, &c->n_san_email, buf, size, true);
         else if (rc == GNUTLS_SAN_DNSNAME)
-            rc = strv_push(&c->san_dns, &c->n_san_dns, buf, size);
+            rc = strv_push(&c->san_dns, &c->n_san_dns, buf, size, true);
         else if (rc == GNUTLS_SAN_URI)
-            rc = strv_push(&c->san_uri, &c->n_san_uri, buf, size);
+            rc = strv_push(&c->san_uri, &c->n_san_uri, buf, size, true);
         else
             rc = CG_OK;
         if (rc)
@@ -238,6 +309,50 @@ static bool bad_dns_constraint(gnutls_x509_crt_t crt)
     return bad;
 }
 
+/* Whether @p len bytes are valid UTF-8 without control characters. */
+static bool text_ok(const unsigned char *p, size_t len)
+{
+    while (len > 0) {
+        uint32_t cp = 0;
+        size_t n = cg_utf8_char((const char *)p, len, &cp);
+
+        if (n == 0 || cg_is_control(cp))
+            return false;
+        p += n;
+        len -= n;
+    }
+    return true;
+}
+
+/* A directoryName constraint whose text is not clean (see clean_text)
+ * could not be compared with the subjects below it, which certgate escapes:
+ * an excluded subtree would then exclude nothing. */
+static bool bad_dn_constraint(gnutls_x509_crt_t crt)
+{
+    gnutls_x509_name_constraints_t nc = NULL;
+    bool bad = false;
+
+    if (gnutls_x509_name_constraints_init(&nc) < 0)
+        return false;
+    if (gnutls_x509_crt_get_name_constraints(crt, nc, 0, NULL) >= 0) {
+        for (int excluded = 0; excluded < 2 && !bad; excluded++) {
+            for (unsigned i = 0;; i++) {
+                gnutls_datum_t name = {NULL, 0};
+                unsigned type = 0;
+                int rc = excluded ? gnutls_x509_name_constraints_get_excluded(nc, i, &type, &name)
+                                  : gnutls_x509_name_constraints_get_permitted(nc, i, &type, &name);
+
+                if (rc < 0)
+                    break;
+                if (type == GNUTLS_SAN_DN && !text_ok(name.data, name.size))
+                    bad = true;
+            }
+        }
+    }
+    gnutls_x509_name_constraints_deinit(nc);
+    return bad;
+}
+
 /*
  * RFC 5280 rules GnuTLS's path validation does not enforce, checked once at
  * parse time; the verifier refuses a chain holding a certificate with a defect.
@@ -278,6 +393,8 @@ static const char *find_defect(gnutls_x509_crt_t crt, const struct pki_cert *c)
                 return "it carries name constraints but is not a CA";
             if (!critical)
                 return "its nameConstraints extension is not marked critical";
+            if (bad_dn_constraint(crt))
+                return "a directoryName in its nameConstraints is not valid UTF-8 text";
             if (gnutls_x509_crt_get_extension_data(crt, i, raw, &rlen) < 0 || rlen < 2 ||
                 raw[0] != 0x30 || raw[1] >= 0x80)
                 continue; /* long or unusual encodings: GnuTLS's validation judges them */
@@ -353,16 +470,16 @@ static int fill_cert(gnutls_x509_crt_t crt, struct pki_cert *c)
 
     if (gnutls_x509_crt_get_dn3(crt, &d, 0) < 0)
         goto parse;
-    c->subject = datum_str(&d);
+    c->subject = dn_text(&d);
     if (gnutls_x509_crt_get_issuer_dn3(crt, &d, 0) < 0)
         goto parse;
-    c->issuer = datum_str(&d);
+    c->issuer = dn_text(&d);
     if (!c->subject || !c->issuer)
         goto nomem;
     size = sizeof(text) - 1;
+    /* GnuTLS escapes the value as in a DN ("Doe\, John"): clean it alike. */
     if (gnutls_x509_crt_get_dn_by_oid(crt, GNUTLS_OID_X520_COMMON_NAME, 0, 0, text, &size) >= 0) {
-        text[size] = '\0';
-        c->cn = strdup(text);
+        c->cn = clean_text(text, size, false);
         if (!c->cn)
             goto nomem;
     }
@@ -817,7 +934,7 @@ int pki_parse_crl(const char *data, size_t len, struct pki_crl *out_crl, struct 
             cg_err_set(err, "the CRL has no readable issuer");
             goto out;
         }
-        out_crl->issuer = datum_str(&dn);
+        out_crl->issuer = dn_text(&dn);
         if (!out_crl->issuer) {
             rc = CG_ENOMEM;
             goto out;

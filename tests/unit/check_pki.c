@@ -3,9 +3,12 @@
 #include "config.h"
 
 #include <check.h>
+#include <gnutls/gnutls.h>
+#include <gnutls/x509.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include "pki.h"
 
@@ -173,6 +176,211 @@ START_TEST(facts)
     ck_assert(!pki_cert_issued_by(&l.items[1], &l.items[0]));
     ck_assert_str_eq(l.items[0].aki, l.items[1].ski);
     pki_cert_list_free(&l);
+}
+END_TEST
+
+/*
+ * A self-signed certificate made here with GnuTLS, for names no certificate
+ * tool writes: @p cn is the DER of the CN value (tag, length, bytes) so it
+ * may hold any bytes; @p email, when not NULL, is one rfc822Name SAN taken
+ * as raw bytes; @p excluded_dn, when not NULL, makes it a CA whose name
+ * constraints exclude that RFC 4514 DN (given raw to GnuTLS).
+ */
+static void make_odd_cert(const char *cn, size_t cn_len, const char *email, const char *excluded_dn,
+                          struct pki_cert *out)
+{
+    gnutls_x509_crt_t crt;
+    gnutls_x509_privkey_t key;
+    gnutls_datum_t der = {NULL, 0};
+    unsigned char serial[1] = {7}, kid[20];
+    size_t kid_len = sizeof(kid);
+    time_t now = time(NULL);
+
+    ck_assert_int_eq(gnutls_x509_crt_init(&crt), 0);
+    ck_assert_int_eq(gnutls_x509_privkey_init(&key), 0);
+    ck_assert_int_eq(gnutls_x509_privkey_generate(
+                         key, GNUTLS_PK_ECDSA, GNUTLS_CURVE_TO_BITS(GNUTLS_ECC_CURVE_SECP256R1), 0),
+                     0);
+    ck_assert_int_eq(gnutls_x509_crt_set_key(crt, key), 0);
+    gnutls_x509_crt_set_version(crt, 3);
+    gnutls_x509_crt_set_serial(crt, serial, sizeof(serial));
+    gnutls_x509_crt_set_activation_time(crt, now - 60);
+    gnutls_x509_crt_set_expiration_time(crt, now + 86400);
+    ck_assert_int_eq(
+        gnutls_x509_crt_set_dn_by_oid(crt, GNUTLS_OID_X520_COMMON_NAME, 1, cn, (unsigned)cn_len),
+        0);
+    ck_assert_int_eq(
+        gnutls_x509_crt_set_dn_by_oid(crt, GNUTLS_OID_X520_ORGANIZATION_NAME, 0, "Acme", 4), 0);
+    ck_assert_int_eq(gnutls_x509_crt_get_key_id(crt, 0, kid, &kid_len), 0);
+    gnutls_x509_crt_set_subject_key_id(crt, kid, kid_len);
+    if (email) {
+        /* SEQUENCE { [1] IA5String }: GnuTLS's setter would refuse the bytes. */
+        unsigned char san[128];
+        size_t n = strlen(email);
+        gnutls_datum_t d = {san, (unsigned)(n + 4)};
+
+        ck_assert_uint_lt(n, 100);
+        san[0] = 0x30;
+        san[1] = (unsigned char)(n + 2);
+        san[2] = 0x81;
+        san[3] = (unsigned char)n;
+        memcpy(san + 4, email, n);
+        ck_assert_int_eq(gnutls_x509_crt_set_extension_by_oid(crt, "2.5.29.17", d.data, d.size, 0),
+                         0);
+    }
+    if (excluded_dn) {
+        /* NameConstraints { excludedSubtrees [1] { GeneralSubtree { [4] Name } } },
+         * by hand: GnuTLS 3.7 cannot encode a directoryName constraint. */
+        gnutls_x509_dn_t dn;
+        gnutls_datum_t name = {NULL, 0};
+        unsigned char nc[160];
+
+        ck_assert_int_eq(gnutls_x509_dn_init(&dn), 0);
+        ck_assert_int_eq(gnutls_x509_dn_set_str(dn, excluded_dn, NULL), 0);
+        ck_assert_int_eq(gnutls_x509_dn_export2(dn, GNUTLS_X509_FMT_DER, &name), 0);
+        ck_assert_uint_lt(name.size, 100);
+        nc[0] = 0x30;
+        nc[1] = (unsigned char)(name.size + 6);
+        nc[2] = 0xa1;
+        nc[3] = (unsigned char)(name.size + 4);
+        nc[4] = 0x30;
+        nc[5] = (unsigned char)(name.size + 2);
+        nc[6] = 0xa4;
+        nc[7] = (unsigned char)name.size;
+        memcpy(nc + 8, name.data, name.size);
+        ck_assert_int_eq(gnutls_x509_crt_set_basic_constraints(crt, 1, -1), 0);
+        ck_assert_int_eq(gnutls_x509_crt_set_key_usage(crt, GNUTLS_KEY_KEY_CERT_SIGN), 0);
+        ck_assert_int_eq(
+            gnutls_x509_crt_set_extension_by_oid(crt, "2.5.29.30", nc, name.size + 8, 1), 0);
+        gnutls_free(name.data);
+        gnutls_x509_dn_deinit(dn);
+    }
+    ck_assert_int_eq(gnutls_x509_crt_sign2(crt, crt, key, GNUTLS_DIG_SHA256, 0), 0);
+    ck_assert_int_eq(gnutls_x509_crt_export2(crt, GNUTLS_X509_FMT_DER, &der), 0);
+    ck_assert_int_eq(pki_cert_from_der(der.data, der.size, out), CG_OK);
+    gnutls_free(der.data);
+    gnutls_x509_crt_deinit(crt);
+    gnutls_x509_privkey_deinit(key);
+}
+
+static const struct {
+    const char *cn;      /* DER of the CN value: UTF8String (0x0c) or T61String (0x14) */
+    size_t cn_len;       /* its length */
+    const char *subject; /* certgate's subject string */
+    const char *text;    /* certgate's CN string */
+} odd_names[] = {
+    /* Latin-1 bytes in a UTF8String: escaped, not passed on. */
+    {"\x0c\x07Soci\xe9t\xe9", 9, "O=Acme,CN=Soci\\E9t\\E9", "Soci\\E9t\\E9"},
+    /* Control characters: C0, DEL and C1 (U+0085). */
+    {"\x0c\x07"
+     "a\nb\x01\x7f\xc2\x85",
+     9, "O=Acme,CN=a\\0Ab\\01\\7F\\C2\\85", "a\\0Ab\\01\\7F\\C2\\85"},
+    /* A truncated character at the end. */
+    {"\x0c\x03"
+     "ab\xc3",
+     5, "O=Acme,CN=ab\\C3", "ab\\C3"},
+    /* Valid UTF-8 and GnuTLS's own escapes are kept byte for byte. */
+    {"\x0c\x11Soci\xc3\xa9t\xc3\xa9, G\\x\xe2\x82\xac", 19,
+     "O=Acme,CN=Soci\xc3\xa9t\xc3\xa9\\, G\\\\x\xe2\x82\xac",
+     "Soci\xc3\xa9t\xc3\xa9\\, G\\\\x\xe2\x82\xac"},
+    /* GnuTLS writes a T61String with 8-bit bytes as hex: already ASCII. */
+    {"\x14\x02\xe9t", 4, "O=Acme,CN=\\#e974", "\\#e974"},
+};
+
+START_TEST(names_are_utf8)
+{
+    struct pki_cert c, again;
+
+    make_odd_cert(odd_names[_i].cn, odd_names[_i].cn_len, NULL, NULL, &c);
+    ck_assert_str_eq(c.subject, odd_names[_i].subject);
+    ck_assert_str_eq(c.issuer, odd_names[_i].subject);
+    ck_assert_str_eq(c.cn, odd_names[_i].text);
+    ck_assert(cg_text_valid(c.subject) && cg_text_valid(c.cn));
+    /* The same certificate always gives the same strings. */
+    ck_assert_int_eq(pki_cert_from_der(c.der, c.der_len, &again), CG_OK);
+    ck_assert_str_eq(again.subject, c.subject);
+    ck_assert(c.is_self_signed);
+    pki_cert_free(&again);
+    pki_cert_free(&c);
+}
+END_TEST
+
+START_TEST(sans_are_utf8)
+{
+    struct pki_cert c;
+
+    make_odd_cert("\x0c\x01x", 3, "a\\b\xe9\x01@example.com", NULL, &c);
+    ck_assert_uint_eq(c.n_san_email, 1);
+    /* GnuTLS hands SANs over raw: a backslash is escaped too. */
+    ck_assert_str_eq(c.san_email[0], "a\\\\b\\E9\\01@example.com");
+    pki_cert_free(&c);
+    make_odd_cert("\x0c\x01x", 3, "plain@example.com", NULL, &c);
+    ck_assert_str_eq(c.san_email[0], "plain@example.com");
+    pki_cert_free(&c);
+}
+END_TEST
+
+START_TEST(odd_dn_constraint_is_a_defect)
+{
+    struct pki_cert c;
+
+    /* An excluded subtree with a raw byte could not be compared with the
+     * escaped subjects below it, so it would exclude nothing. */
+    make_odd_cert("\x0c\x02"
+                  "CA",
+                  4, NULL, "O=Evil\xe9", &c);
+    ck_assert_ptr_nonnull(c.defect);
+    ck_assert_ptr_nonnull(strstr(c.defect, "directoryName"));
+    pki_cert_free(&c);
+    make_odd_cert("\x0c\x02"
+                  "CA",
+                  4, NULL, "O=Evil", &c);
+    ck_assert_ptr_null(c.defect);
+    pki_cert_free(&c);
+}
+END_TEST
+
+START_TEST(crl_issuer_is_utf8)
+{
+    gnutls_x509_crt_t crt;
+    gnutls_x509_privkey_t key;
+    gnutls_x509_crl_t crl;
+    gnutls_datum_t der = {NULL, 0};
+    struct pki_crl out;
+    struct cg_err err = {""};
+    unsigned char num[1] = {1};
+    time_t now = time(NULL);
+
+    ck_assert_int_eq(gnutls_x509_crt_init(&crt), 0);
+    ck_assert_int_eq(gnutls_x509_privkey_init(&key), 0);
+    ck_assert_int_eq(gnutls_x509_privkey_generate(
+                         key, GNUTLS_PK_ECDSA, GNUTLS_CURVE_TO_BITS(GNUTLS_ECC_CURVE_SECP256R1), 0),
+                     0);
+    gnutls_x509_crt_set_key(crt, key);
+    gnutls_x509_crt_set_version(crt, 3);
+    gnutls_x509_crt_set_serial(crt, num, 1);
+    gnutls_x509_crt_set_activation_time(crt, now - 60);
+    gnutls_x509_crt_set_expiration_time(crt, now + 86400);
+    gnutls_x509_crt_set_dn_by_oid(crt, GNUTLS_OID_X520_COMMON_NAME, 1,
+                                  "\x0c\x03"
+                                  "A\xe9Z",
+                                  5);
+    gnutls_x509_crt_set_basic_constraints(crt, 1, -1);
+    ck_assert_int_eq(gnutls_x509_crt_sign2(crt, crt, key, GNUTLS_DIG_SHA256, 0), 0);
+    ck_assert_int_eq(gnutls_x509_crl_init(&crl), 0);
+    gnutls_x509_crl_set_version(crl, 2);
+    gnutls_x509_crl_set_this_update(crl, now);
+    gnutls_x509_crl_set_next_update(crl, now + 86400);
+    gnutls_x509_crl_set_number(crl, num, 1);
+    ck_assert_int_eq(gnutls_x509_crl_sign2(crl, crt, key, GNUTLS_DIG_SHA256, 0), 0);
+    ck_assert_int_eq(gnutls_x509_crl_export2(crl, GNUTLS_X509_FMT_DER, &der), 0);
+    ck_assert_int_eq(pki_parse_crl((const char *)der.data, der.size, &out, &err), CG_OK);
+    ck_assert_str_eq(out.issuer, "CN=A\\E9Z");
+    pki_crl_free(&out);
+    gnutls_free(der.data);
+    gnutls_x509_crl_deinit(crl);
+    gnutls_x509_crt_deinit(crt);
+    gnutls_x509_privkey_deinit(key);
 }
 END_TEST
 
@@ -358,6 +566,10 @@ int main(void)
     tcase_add_test(tc, der_input);
     tcase_add_test(tc, facts);
     tcase_add_test(tc, copy_and_pem);
+    tcase_add_loop_test(tc, names_are_utf8, 0, sizeof(odd_names) / sizeof(odd_names[0]));
+    tcase_add_test(tc, sans_are_utf8);
+    tcase_add_test(tc, odd_dn_constraint_is_a_defect);
+    tcase_add_test(tc, crl_issuer_is_utf8);
     tcase_add_test(tc, crls);
     tcase_add_loop_test(tc, verify_table, 0, sizeof(verify_cases) / sizeof(verify_cases[0]));
     tcase_add_test(tc, verify_at_time_and_stale_crl);

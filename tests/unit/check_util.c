@@ -94,6 +94,56 @@ START_TEST(valid_names)
 }
 END_TEST
 
+static const struct {
+    const char *in; /* bytes */
+    size_t len;     /* expected length of the first character, 0: invalid */
+    uint32_t cp;    /* its code point */
+} utf8_cases[] = {
+    {"a", 1, 'a'},
+    {"\xc3\xa9", 2, 0xe9},
+    {"\xe2\x82\xac", 3, 0x20ac},
+    {"\xf0\x9f\x94\x92", 4, 0x1f512},
+    {"\xf4\x8f\xbf\xbf", 4, 0x10ffff},
+    {"\xe9t", 0, 0},                /* Latin-1 byte */
+    {"\xc3", 0, 0},                 /* truncated */
+    {"\xc0\xaf", 0, 0},             /* overlong '/' */
+    {"\xe0\x80\xaf", 0, 0},         /* overlong, three bytes */
+    {"\xed\xa0\x80", 0, 0},         /* surrogate U+D800 */
+    {"\xf4\x90\x80\x80", 0, 0},     /* past U+10FFFF */
+    {"\x80", 0, 0},                 /* lone continuation byte */
+    {"\xc3\x28", 0, 0},             /* bad continuation */
+    {"\xf8\x88\x80\x80\x80", 0, 0}, /* five-byte form */
+};
+
+START_TEST(utf8_decoding)
+{
+    uint32_t cp = 0;
+    size_t n = cg_utf8_char(utf8_cases[_i].in, strlen(utf8_cases[_i].in), &cp);
+
+    ck_assert_uint_eq(n, utf8_cases[_i].len);
+    if (n)
+        ck_assert_uint_eq(cp, utf8_cases[_i].cp);
+}
+END_TEST
+
+START_TEST(text_validity)
+{
+    ck_assert(cg_text_valid(""));
+    ck_assert(cg_text_valid("Test PKI"));
+    ck_assert(cg_text_valid("Soci\xc3\xa9t\xc3\xa9 G\xc3\xa9n\xc3\xa9rale \xe2\x82\xac"));
+    ck_assert(!cg_text_valid("Soci\xe9t\xe9"));
+    ck_assert(!cg_text_valid("a\nb"));
+    ck_assert(!cg_text_valid("tab\there"));
+    ck_assert(!cg_text_valid("del\x7f"));
+    ck_assert(!cg_text_valid("c1\xc2\x85"));
+    ck_assert(!cg_text_valid("x\xc3"));
+    /* Only the first character is judged by cg_utf8_char; a length stops it. */
+    ck_assert_uint_eq(cg_utf8_char("\xc3\xa9", 1, NULL), 0);
+    ck_assert(cg_is_control(0) && cg_is_control(0x1f) && cg_is_control(0x9f));
+    ck_assert(!cg_is_control(' ') && !cg_is_control(0xa0));
+}
+END_TEST
+
 START_TEST(consttime)
 {
     ck_assert(cg_consttime_eq("abcd", "abcd", 4));
@@ -171,6 +221,8 @@ static Suite *util_suite(void)
     tcase_add_test(tc, split_null);
     tcase_add_test(tc, valid_names);
     tcase_add_test(tc, consttime);
+    tcase_add_loop_test(tc, utf8_decoding, 0, sizeof(utf8_cases) / sizeof(utf8_cases[0]));
+    tcase_add_test(tc, text_validity);
     tcase_add_test(tc, read_file_limits);
     suite_add_tcase(s, tc);
     tc = tcase_create("password");
