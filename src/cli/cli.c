@@ -120,15 +120,72 @@ struct store *cli_open_store(const struct cli_ctx *ctx)
     return s;
 }
 
-void cli_print_json(json_t *v)
+/* The running command, for cli_print_json's message, and whether JSON
+ * output failed (cli_main then exits 1 whatever the command returned). */
+static const char *json_cmd = "certgate";
+static bool json_failed;
+
+int cli_print_json(json_t *v)
 {
     if (!v) {
-        fprintf(stderr, "certgate: out of memory\n");
-        return;
+        fprintf(stderr,
+                "certgate: %s: cannot write the JSON output: a stored text is not valid UTF-8 "
+                "(written by an older certgate?) or memory ran out\n",
+                json_cmd);
+        json_failed = true;
+        return CLI_FAIL;
     }
-    json_dumpf(v, stdout, JSON_INDENT(2) | JSON_PRESERVE_ORDER);
+    if (json_dumpf(v, stdout, JSON_INDENT(2) | JSON_PRESERVE_ORDER) != 0) {
+        fprintf(stderr, "certgate: %s: cannot write the JSON output\n", json_cmd);
+        json_failed = true;
+        json_decref(v);
+        return CLI_FAIL;
+    }
     fputc('\n', stdout);
     json_decref(v);
+    return CLI_OK;
+}
+
+json_t *cli_json_append(json_t *arr, json_t *item)
+{
+    if (!arr || !item) {
+        json_decref(arr);
+        json_decref(item);
+        return NULL;
+    }
+    /* json_array_append_new takes item even when it fails. */
+    if (json_array_append_new(arr, item) != 0) {
+        json_decref(arr);
+        return NULL;
+    }
+    return arr;
+}
+
+json_t *cli_json_set(json_t *obj, const char *key, json_t *val)
+{
+    if (!obj || !val) {
+        json_decref(obj);
+        json_decref(val);
+        return NULL;
+    }
+    if (json_object_set_new(obj, key, val) != 0) {
+        json_decref(obj);
+        return NULL;
+    }
+    return obj;
+}
+
+int cli_check_text(const struct cli_ctx *ctx, const char *what, const char *value, size_t max)
+{
+    if (!*value || strlen(value) > max)
+        return cli_fail(ctx, "%s must be 1 to %zu bytes", what, max);
+    if (!cg_text_valid(value))
+        return cli_fail(ctx,
+                        "%s is not valid UTF-8 text (or holds control characters): certgate "
+                        "stores names and match values as UTF-8; check your terminal's or "
+                        "script's encoding",
+                        what);
+    return CLI_OK;
 }
 
 long cli_days_until(int64_t t)
@@ -199,12 +256,10 @@ static int run_init(struct cli_ctx *ctx, int argc, char **argv)
         return cli_fail(ctx, "%s", err.msg[0] ? err.msg : "cannot create the database");
     version = store_schema_version(s);
     store_close(s);
-    if (ctx->json) {
-        cli_print_json(
+    if (ctx->json)
+        return cli_print_json(
             json_pack("{s:s, s:i}", "database", ctx->db_path, "schema_version", version));
-    } else {
-        printf("database %s is ready (schema version %d)\n", ctx->db_path, version);
-    }
+    printf("database %s is ready (schema version %d)\n", ctx->db_path, version);
     return CLI_OK;
 }
 
@@ -369,5 +424,9 @@ int cli_main(int argc, char **argv)
             return CLI_OK;
         }
     }
-    return cmd->run(&ctx, argc - first, argv + first);
+    json_cmd = cmdname;
+    rc = cmd->run(&ctx, argc - first, argv + first);
+    if (rc == CLI_OK && json_failed)
+        rc = CLI_FAIL;
+    return rc;
 }

@@ -194,8 +194,8 @@ static int ca_add(struct cli_ctx *ctx, int argc, char **argv)
     if (optind != argc - 1)
         return cli_usage(ctx, usage);
     path = argv[optind];
-    if (name && (!*name || strlen(name) > 200))
-        return cli_fail(ctx, "--name must be 1 to 200 characters");
+    if (name && cli_check_text(ctx, "--name", name, 200))
+        return CLI_FAIL;
     if (cli_read_bundle(ctx, path, &bundle))
         return CLI_FAIL;
     s = cli_open_store(ctx);
@@ -308,8 +308,8 @@ static int ca_add(struct cli_ctx *ctx, int argc, char **argv)
         if (c->not_before > now)
             cli_warn("%s (id %lld) is not valid before %s", c->subject, (long long)ids[i],
                      cli_time(c->not_before, t));
-        if (out) {
-            json_array_append_new(out, json_pack("{s:I, s:s, s:s, s:s, s:s}", "id",
+        if (ctx->json) {
+            out = cli_json_append(out, json_pack("{s:I, s:s, s:s, s:s, s:s}", "id",
                                                  (json_int_t)ids[i], "subject", c->subject, "kind",
                                                  c->is_self_signed ? "root" : "intermediate",
                                                  "fingerprint", c->fingerprint, "not_after",
@@ -320,9 +320,7 @@ static int ca_add(struct cli_ctx *ctx, int argc, char **argv)
                    cli_time(c->not_after, t), c->fingerprint);
         }
     }
-    if (out)
-        cli_print_json(json_pack("{s:o}", "added", out));
-    rc = CLI_OK;
+    rc = ctx->json ? cli_print_json(json_pack("{s:o}", "added", out)) : CLI_OK;
 out:
     if (in_tx)
         store_rollback(s);
@@ -377,18 +375,16 @@ static int ca_list(struct cli_ctx *ctx, int argc, char **argv)
             json_t *o = ca_json(&cas[i]);
             long days = cli_days_until(cas[i].not_after);
 
-            json_object_set_new(o, "expires_soon",
-                                json_boolean(days >= 0 && days < EXPIRY_WARN_DAYS));
-            json_object_set_new(o, "expired", json_boolean(cas[i].not_after < cg_now()));
-            json_object_set_new(o, "crl",
-                                crl ? json_pack("{s:I, s:I, s:b}", "id", (json_int_t)crl->id,
-                                                "revoked", (json_int_t)crl->revoked_count, "stale",
-                                                crl_is_stale(crl))
-                                    : json_null());
-            json_array_append_new(arr, o);
+            o = cli_json_set(o, "expires_soon", json_boolean(days >= 0 && days < EXPIRY_WARN_DAYS));
+            o = cli_json_set(o, "expired", json_boolean(cas[i].not_after < cg_now()));
+            o = cli_json_set(o, "crl",
+                             crl ? json_pack("{s:I, s:I, s:b}", "id", (json_int_t)crl->id,
+                                             "revoked", (json_int_t)crl->revoked_count, "stale",
+                                             crl_is_stale(crl))
+                                 : json_null());
+            arr = cli_json_append(arr, o);
         }
-        cli_print_json(arr);
-        rc = CLI_OK;
+        rc = cli_print_json(arr);
         goto out;
     }
     if (n == 0) {
@@ -486,28 +482,27 @@ static int ca_show(struct cli_ctx *ctx, int argc, char **argv)
         for (size_t i = 0; i < set.n; i++) {
             if (i != self && set.certs[i].der && set.certs[self].der &&
                 pki_cert_issued_by(&set.certs[i], &set.certs[self]))
-                json_array_append_new(children,
-                                      json_pack("{s:I, s:s}", "id", (json_int_t)set.cas[i].id,
-                                                "subject", set.cas[i].subject));
+                children = cli_json_append(children,
+                                           json_pack("{s:I, s:s}", "id", (json_int_t)set.cas[i].id,
+                                                     "subject", set.cas[i].subject));
         }
-        json_object_set_new(o, "issuer_record",
-                            ca.is_root ? json_string("self")
-                            : issuer >= 0
-                                ? json_pack("{s:I, s:s}", "id", (json_int_t)set.cas[issuer].id,
-                                            "subject", set.cas[issuer].subject)
-                                : json_null());
-        json_object_set_new(o, "children", children);
-        json_object_set_new(o, "rules", json_integer(rules));
-        json_object_set_new(o, "mapped_certificates", json_integer(maps));
-        json_object_set_new(
+        o = cli_json_set(o, "issuer_record",
+                         ca.is_root ? json_string("self")
+                         : issuer >= 0
+                             ? json_pack("{s:I, s:s}", "id", (json_int_t)set.cas[issuer].id,
+                                         "subject", set.cas[issuer].subject)
+                             : json_null());
+        o = cli_json_set(o, "children", children);
+        o = cli_json_set(o, "rules", json_integer(rules));
+        o = cli_json_set(o, "mapped_certificates", json_integer(maps));
+        o = cli_json_set(
             o, "crl",
             crl ? json_pack("{s:I, s:s, s:s, s:I, s:b}", "id", (json_int_t)crl->id, "this_update",
                             cli_time(crl->this_update, t1), "next_update",
                             crl->next_update ? cli_time(crl->next_update, t2) : "", "revoked",
                             (json_int_t)crl->revoked_count, "stale", crl_is_stale(crl))
                 : json_null());
-        cli_print_json(o);
-        rc = CLI_OK;
+        rc = cli_print_json(o);
         goto out;
     }
     printf("CA %lld%s%s%s\n", (long long)ca.id, ca.name ? " (" : "", ca.name ? ca.name : "",
@@ -576,12 +571,13 @@ static int set_active(struct cli_ctx *ctx, int argc, char **argv, bool active)
         cli_fail(ctx, "%s", err.msg);
         goto out;
     }
-    if (ctx->json)
-        cli_print_json(json_pack("{s:I, s:s, s:b}", "id", (json_int_t)ca.id, "subject", ca.subject,
-                                 "active", active));
-    else
-        printf("CA %lld (%s) is now %s\n", (long long)ca.id, ca.subject,
-               active ? "active" : "disabled");
+    if (ctx->json) {
+        rc = cli_print_json(json_pack("{s:I, s:s, s:b}", "id", (json_int_t)ca.id, "subject",
+                                      ca.subject, "active", active));
+        goto out;
+    }
+    printf("CA %lld (%s) is now %s\n", (long long)ca.id, ca.subject,
+           active ? "active" : "disabled");
     rc = CLI_OK;
 out:
     store_ca_free(&ca);
@@ -698,13 +694,14 @@ static int crl_add(struct cli_ctx *ctx, int argc, char **argv)
         cli_warn("this CRL is past its next update (%s): certgate still applies it, but load a "
                  "fresh one from the CA",
                  cli_time(crl.next_update, t));
-    if (ctx->json)
-        cli_print_json(json_pack("{s:I, s:I, s:s, s:I}", "id", (json_int_t)rec.id, "ca_id",
-                                 (json_int_t)rec.ca_id, "issuer", crl.issuer, "revoked",
-                                 (json_int_t)crl.n_revoked));
-    else
-        printf("added CRL %lld from CA %lld (%s): %zu revoked certificates\n", (long long)rec.id,
-               (long long)rec.ca_id, crl.issuer, crl.n_revoked);
+    if (ctx->json) {
+        rc = cli_print_json(json_pack("{s:I, s:I, s:s, s:I}", "id", (json_int_t)rec.id, "ca_id",
+                                      (json_int_t)rec.ca_id, "issuer", crl.issuer, "revoked",
+                                      (json_int_t)crl.n_revoked));
+        goto out;
+    }
+    printf("added CRL %lld from CA %lld (%s): %zu revoked certificates\n", (long long)rec.id,
+           (long long)rec.ca_id, crl.issuer, crl.n_revoked);
     rc = CLI_OK;
 out:
     free(data);
@@ -737,14 +734,15 @@ static int crl_list(struct cli_ctx *ctx, int argc, char **argv)
         json_t *arr = json_array();
 
         for (size_t i = 0; i < n; i++)
-            json_array_append_new(
+            arr = cli_json_append(
                 arr,
                 json_pack("{s:I, s:I, s:s, s:s, s:s, s:I, s:b}", "id", (json_int_t)crls[i].id,
                           "ca_id", (json_int_t)crls[i].ca_id, "issuer", crls[i].issuer,
                           "this_update", cli_time(crls[i].this_update, t1), "next_update",
                           crls[i].next_update ? cli_time(crls[i].next_update, t2) : "", "revoked",
                           (json_int_t)crls[i].revoked_count, "stale", crl_is_stale(&crls[i])));
-        cli_print_json(arr);
+        rc = cli_print_json(arr);
+        goto out;
     } else {
         printf("%-4s %-5s %-20s %-20s %-8s %s\n", "ID", "CA", "THIS UPDATE", "NEXT UPDATE",
                "REVOKED", "ISSUER");

@@ -171,8 +171,8 @@ static int cert_map(struct cli_ctx *ctx, int argc, char **argv)
         return cli_usage(ctx, usage);
     user = argv[optind];
     path = argv[optind + 1];
-    if (name && (!*name || strlen(name) > 200))
-        return cli_fail(ctx, "--name must be 1 to 200 characters");
+    if (name && cli_check_text(ctx, "--name", name, 200))
+        return CLI_FAIL;
     if (cli_read_bundle(ctx, path, &b))
         return CLI_FAIL;
     if (pick_leaf(ctx, path, &b, &leaf))
@@ -217,17 +217,18 @@ static int cert_map(struct cli_ctx *ctx, int argc, char **argv)
         cli_fail(ctx, "%s: %s", path, err.msg);
         goto out;
     }
-    if (ctx->json)
-        cli_print_json(json_pack("{s:I, s:s, s:s, s:s, s:s, s:s}", "id", (json_int_t)m.id, "user",
-                                 user, "kind", store_map_kind_name(m.kind), "subject", c->subject,
-                                 "fingerprint", c->fingerprint, "not_after",
-                                 cli_time(c->not_after, t)));
-    else
+    if (ctx->json) {
+        rc = cli_print_json(json_pack(
+            "{s:I, s:s, s:s, s:s?, s:s, s:s, s:s}", "id", (json_int_t)m.id, "user", u.name, "kind",
+            store_map_kind_name(m.kind), "name", name, "subject", c->subject, "fingerprint",
+            c->fingerprint, "not_after", cli_time(c->not_after, t)));
+    } else {
         printf("mapped certificate %s (SHA-256 %s, expires %s) to user %s as mapping %lld%s\n",
-               c->subject, c->fingerprint, cli_time(c->not_after, t), user, (long long)m.id,
+               c->subject, c->fingerprint, cli_time(c->not_after, t), u.name, (long long)m.id,
                pinned ? " (pinned)" : "");
+        rc = CLI_OK;
+    }
     warn_if_untrusted(s, &b, leaf, pinned);
-    rc = CLI_OK;
 out:
     store_user_free(&u);
     pki_cert_list_free(&b);
@@ -290,8 +291,10 @@ static int cert_rule(struct cli_ctx *ctx, int argc, char **argv)
     if (!known)
         return cli_fail(ctx, "unknown match field '%s': use cn, dn, email, dns, uri or spki",
                         field);
-    if (strlen(eq + 1) > 1024)
-        return cli_fail(ctx, "the match value is longer than 1024 characters");
+    if (name && cli_check_text(ctx, "--name", name, 200))
+        return CLI_FAIL;
+    if (cli_check_text(ctx, "the --match value", eq + 1, 1024))
+        return CLI_FAIL;
     value = strdup(eq + 1);
     if (!value)
         return cli_fail(ctx, "out of memory");
@@ -336,18 +339,20 @@ static int cert_rule(struct cli_ctx *ctx, int argc, char **argv)
         cli_fail(ctx, "%s", err.msg);
         goto out;
     }
-    if (ctx->json)
-        cli_print_json(json_pack("{s:I, s:s, s:s, s:I, s:s, s:s}", "id", (json_int_t)m.id, "user",
-                                 u.name, "kind", "rule", "ca_id", (json_int_t)ca.id, "match_field",
-                                 field, "match_value", value));
-    else
+    if (ctx->json) {
+        rc = cli_print_json(json_pack("{s:I, s:s, s:s, s:s?, s:I, s:s, s:s}", "id",
+                                      (json_int_t)m.id, "user", u.name, "kind", "rule", "name",
+                                      name, "ca_id", (json_int_t)ca.id, "match_field", field,
+                                      "match_value", value));
+    } else {
+        rc = CLI_OK;
         printf("rule %lld: certificates issued by CA %lld (%s) with %s=%s map to user %s\n",
                (long long)m.id, (long long)ca.id, ca.subject, field, value, u.name);
+    }
     if (ca.is_root)
         cli_warn("CA %lld is a root: the rule matches only certificates the root issues "
                  "directly, not those of its intermediates",
                  (long long)ca.id);
-    rc = CLI_OK;
 out:
     free(value);
     store_user_free(&u);
@@ -364,17 +369,17 @@ static json_t *map_json(const struct store_map *m)
                           "name", m->name, "active", m->is_active, "created_on", m->created_on);
 
     if (m->kind == STORE_MAP_RULE) {
-        json_object_set_new(o, "ca_id", json_integer(m->ca_id));
-        json_object_set_new(o, "match_field", json_string(m->match_field));
-        json_object_set_new(o, "match_value", json_string(m->match_value));
+        o = cli_json_set(o, "ca_id", json_integer(m->ca_id));
+        o = cli_json_set(o, "match_field", json_string(m->match_field));
+        o = cli_json_set(o, "match_value", json_string(m->match_value));
     } else {
-        json_object_set_new(o, "subject", json_string(m->subject));
-        json_object_set_new(o, "issuer", json_string(m->issuer));
-        json_object_set_new(o, "serial", json_string(m->serial));
-        json_object_set_new(o, "fingerprint", json_string(m->fingerprint));
-        json_object_set_new(o, "not_before", json_string(cli_time(m->not_before, nb)));
-        json_object_set_new(o, "not_after", json_string(cli_time(m->not_after, na)));
-        json_object_set_new(o, "days_until_expiry", json_integer(cli_days_until(m->not_after)));
+        o = cli_json_set(o, "subject", json_string(m->subject));
+        o = cli_json_set(o, "issuer", m->issuer ? json_string(m->issuer) : json_null());
+        o = cli_json_set(o, "serial", m->serial ? json_string(m->serial) : json_null());
+        o = cli_json_set(o, "fingerprint", json_string(m->fingerprint));
+        o = cli_json_set(o, "not_before", json_string(cli_time(m->not_before, nb)));
+        o = cli_json_set(o, "not_after", json_string(cli_time(m->not_after, na)));
+        o = cli_json_set(o, "days_until_expiry", json_integer(cli_days_until(m->not_after)));
     }
     return o;
 }
@@ -416,8 +421,9 @@ static int cert_list(struct cli_ctx *ctx, int argc, char **argv)
         json_t *arr = json_array();
 
         for (size_t i = 0; i < n; i++)
-            json_array_append_new(arr, map_json(&maps[i]));
-        cli_print_json(arr);
+            arr = cli_json_append(arr, map_json(&maps[i]));
+        rc = cli_print_json(arr);
+        goto out;
     } else {
         printf("%-4s %-16s %-7s %-20s %s\n", "ID", "USER", "KIND", "EXPIRES", "MATCHES");
         for (size_t i = 0; i < n; i++) {
@@ -467,8 +473,7 @@ static int cert_show(struct cli_ctx *ctx, int argc, char **argv)
         goto out;
     }
     if (ctx->json) {
-        cli_print_json(map_json(&m));
-        rc = CLI_OK;
+        rc = cli_print_json(map_json(&m));
         goto out;
     }
     printf("mapping %lld (%s) for user %s%s%s%s\n", (long long)m.id, store_map_kind_name(m.kind),
@@ -521,8 +526,7 @@ static int cert_unmap(struct cli_ctx *ctx, int argc, char **argv)
     if (rc)
         return cli_fail(ctx, "%s", err.msg);
     if (ctx->json)
-        cli_print_json(json_pack("{s:I}", "deleted", (json_int_t)id));
-    else
-        printf("deleted mapping %s\n", argv[1]);
+        return cli_print_json(json_pack("{s:I}", "deleted", (json_int_t)id));
+    printf("deleted mapping %s\n", argv[1]);
     return CLI_OK;
 }

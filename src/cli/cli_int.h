@@ -72,8 +72,38 @@ void cli_warn(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
  */
 struct store *cli_open_store(const struct cli_ctx *ctx);
 
-/** Print a JSON value on stdout (pretty, sorted as built) and free it. */
-void cli_print_json(json_t *v);
+/**
+ * Print a JSON value on stdout (pretty, in the order built) and free it.
+ * NULL (a builder failed: a text that is not UTF-8, or no memory) prints a
+ * one-line reason on stderr instead, and makes the command exit 1 even if
+ * its caller ignores the result.
+ * @return CLI_OK, or CLI_FAIL for NULL
+ */
+int cli_print_json(json_t *v);
+
+/**
+ * Append @p item to the array @p arr; on any failure (either is NULL, or no
+ * memory) both are released and NULL returned, so a failed record can never
+ * be left out silently.
+ * @return @p arr or NULL
+ */
+json_t *cli_json_append(json_t *arr, json_t *item);
+
+/**
+ * Set @p key of the object @p obj to @p val, with the same failure rule as
+ * cli_json_append.
+ * @return @p obj or NULL
+ */
+json_t *cli_json_set(json_t *obj, const char *key, json_t *val);
+
+/**
+ * Refuse an admin's label or match value that could not be stored as text:
+ * empty, longer than @p max bytes, not valid UTF-8, or holding control
+ * characters.
+ * @param what the flag for the message ("--name")
+ * @return CLI_OK, or CLI_FAIL after printing the reason
+ */
+int cli_check_text(const struct cli_ctx *ctx, const char *what, const char *value, size_t max);
 
 /** Days from now until @p t (negative when past). */
 long cli_days_until(int64_t t);

@@ -134,7 +134,7 @@ static json_t *roles_json(char *const *roles, size_t n)
     json_t *arr = json_array();
 
     for (size_t i = 0; i < n; i++)
-        json_array_append_new(arr, json_string(roles[i]));
+        arr = cli_json_append(arr, json_string(roles[i]));
     return arr;
 }
 
@@ -196,9 +196,10 @@ static int user_add(struct cli_ctx *ctx, int argc, char **argv)
         goto out;
     }
     if (ctx->json) {
-        cli_print_json(json_pack("{s:I, s:s, s:o, s:b}", "id", (json_int_t)id, "name", name,
-                                 "roles", roles_json(roles, n_roles), "has_password",
-                                 hash != NULL));
+        rc = cli_print_json(json_pack("{s:I, s:s, s:o, s:b}", "id", (json_int_t)id, "name", name,
+                                      "roles", roles_json(roles, n_roles), "has_password",
+                                      hash != NULL));
+        goto out;
     } else {
         printf("added user %s (id %lld, roles: ", name, (long long)id);
         print_roles(roles, n_roles);
@@ -242,8 +243,9 @@ static int user_list(struct cli_ctx *ctx, int argc, char **argv)
         json_t *arr = json_array();
 
         for (size_t i = 0; i < n; i++)
-            json_array_append_new(arr, user_json(&users[i]));
-        cli_print_json(arr);
+            arr = cli_json_append(arr, user_json(&users[i]));
+        rc = cli_print_json(arr);
+        goto out;
     } else {
         printf("%-4s %-24s %-8s %-8s %s\n", "ID", "NAME", "STATUS", "PASSWORD", "ROLES");
         for (size_t i = 0; i < n; i++) {
@@ -304,19 +306,19 @@ static int user_show(struct cli_ctx *ctx, int argc, char **argv)
 
         for (size_t i = 0; i < n; i++) {
             if (maps[i].kind == STORE_MAP_RULE)
-                json_array_append_new(arr, json_pack("{s:I, s:s, s:I, s:s, s:s}", "id",
+                arr = cli_json_append(arr, json_pack("{s:I, s:s, s:I, s:s, s:s}", "id",
                                                      (json_int_t)maps[i].id, "kind", "rule",
                                                      "ca_id", (json_int_t)maps[i].ca_id,
                                                      "match_field", maps[i].match_field,
                                                      "match_value", maps[i].match_value));
             else
-                json_array_append_new(
+                arr = cli_json_append(
                     arr, json_pack("{s:I, s:s, s:s, s:s}", "id", (json_int_t)maps[i].id, "kind",
                                    store_map_kind_name(maps[i].kind), "subject", maps[i].subject,
                                    "fingerprint", maps[i].fingerprint));
         }
-        json_object_set_new(o, "mappings", arr);
-        cli_print_json(o);
+        rc = cli_print_json(cli_json_set(o, "mappings", arr));
+        goto out;
     } else {
         printf("user %s (id %lld)\n", u.name, (long long)u.id);
         printf("  status:    %s\n", u.is_locked ? "locked" : u.is_active ? "active" : "inactive");
@@ -362,9 +364,8 @@ static int set_locked(struct cli_ctx *ctx, int argc, char **argv, bool locked)
     if (rc)
         return cli_fail(ctx, "%s", err.msg);
     if (ctx->json)
-        cli_print_json(json_pack("{s:s, s:b}", "name", argv[1], "locked", locked));
-    else
-        printf("user %s is now %s\n", argv[1], locked ? "locked" : "unlocked");
+        return cli_print_json(json_pack("{s:s, s:b}", "name", argv[1], "locked", locked));
+    printf("user %s is now %s\n", argv[1], locked ? "locked" : "unlocked");
     return CLI_OK;
 }
 
@@ -396,9 +397,8 @@ static int user_delete(struct cli_ctx *ctx, int argc, char **argv)
     if (rc)
         return cli_fail(ctx, "%s", err.msg);
     if (ctx->json)
-        cli_print_json(json_pack("{s:s}", "deleted", argv[1]));
-    else
-        printf("deleted user %s with its roles and certificate mappings\n", argv[1]);
+        return cli_print_json(json_pack("{s:s}", "deleted", argv[1]));
+    printf("deleted user %s with its roles and certificate mappings\n", argv[1]);
     return CLI_OK;
 }
 
@@ -426,7 +426,8 @@ static int user_roles(struct cli_ctx *ctx, int argc, char **argv)
     else if (rc)
         rc = cli_fail(ctx, "%s", err.msg);
     else if (ctx->json)
-        cli_print_json(json_pack("{s:s, s:o}", "name", argv[1], "roles", roles_json(roles, n)));
+        rc =
+            cli_print_json(json_pack("{s:s, s:o}", "name", argv[1], "roles", roles_json(roles, n)));
     else {
         printf("user %s now has roles: ", argv[1]);
         print_roles(roles, n);
@@ -472,8 +473,8 @@ static int user_password(struct cli_ctx *ctx, int argc, char **argv)
     if (rc)
         return cli_fail(ctx, "%s", err.msg);
     if (ctx->json)
-        cli_print_json(json_pack("{s:s, s:b}", "name", argv[optind], "has_password", mode == 'p'));
-    else
-        printf("user %s: password %s\n", argv[optind], mode == 'p' ? "set" : "removed");
+        return cli_print_json(
+            json_pack("{s:s, s:b}", "name", argv[optind], "has_password", mode == 'p'));
+    printf("user %s: password %s\n", argv[optind], mode == 'p' ? "set" : "removed");
     return CLI_OK;
 }

@@ -32,6 +32,38 @@ cat "$PKI/foreign-root.pem" "$PKI/foreign-root.pem" >"$T/twice.pem"
 expect_refused "a bundle repeating a certificate is refused" "appears twice" \
     ca add "$T/twice.pem"
 
+# Names and subjects are UTF-8 text, so --json always prints every record.
+bad=$(printf 'Soci\351t\351')
+expect_refused "a --name that is not UTF-8 is refused" "--name is not valid UTF-8" \
+    ca add "$PKI/foreign-root.pem" --name "$bad"
+expect_refused "a --name with a control character is refused" "--name is not valid UTF-8" \
+    ca add "$PKI/foreign-root.pem" --name "$(printf 'a\tb')"
+expect_refused "an empty --name is refused" "--name must be 1 to 200 bytes" \
+    ca add "$PKI/foreign-root.pem" --name ""
+certtool --generate-privkey --key-type ecdsa --no-text --outfile "$T/latin1.key" 2>/dev/null
+printf 'cn = "%s \001CA"\norganization = "Acme"\nca\ncert_signing_key\nexpiration_days = 90\n' \
+    "$bad" >"$T/latin1.tmpl"
+certtool --generate-self-signed --load-privkey "$T/latin1.key" --template "$T/latin1.tmpl" \
+    --outfile "$T/latin1.pem" --no-text 2>/dev/null
+expect_ok "a CA whose subject is not UTF-8 is added" ca add "$T/latin1.pem" \
+    --name "$(printf 'Soci\303\251t\303\251')"
+expect_out "its subject is printed with the bytes escaped" 'CN=Soci\\E9t\\E9 \\01CA,O=Acme'
+expect_ok "--json ca list" --json ca list
+expect_json "lists that CA, with the escaped subject" \
+    "[c['subject'] for c in j if c['name'] == 'Soci\u00e9t\u00e9']" \
+    "['CN=Soci\\\\E9t\\\\E9 \\\\01CA,O=Acme']"
+latin1=$(sqlite3 "$DB" "SELECT id FROM sys_ca_certificate WHERE name <> 'Test PKI'")
+expect_ok "--json ca show of it" --json ca show "$latin1"
+expect_json "shows its subject" "j['subject']" 'CN=Soci\E9t\E9 \01CA,O=Acme'
+# A record an older certgate stored with raw bytes: refused loudly, not dropped.
+sqlite3 "$DB" "UPDATE sys_ca_certificate SET name = CAST(X'536f6369e974e9' AS TEXT) WHERE id = 1"
+expect_refused "--json ca list of a record that is not UTF-8 fails" \
+    "ca list: cannot write the JSON output: a stored text is not valid UTF-8" --json ca list
+[ ! -s "$T/out" ] && pass "and prints no partial list" || fail "stdout: $(cat "$T/out")"
+expect_refused "--json ca show of it fails too" "cannot write the JSON output" --json ca show 1
+sqlite3 "$DB" "UPDATE sys_ca_certificate SET name = 'Test PKI' WHERE id = 1"
+cg ca delete "$latin1"
+
 # One by one, intermediate first: warns to add its root.
 rm -f "$DB"; cg init
 expect_ok "an intermediate alone is accepted" ca add "$PKI/int.pem"

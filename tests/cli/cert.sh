@@ -26,6 +26,13 @@ expect_refused "a CA that is not the leaf's chain is refused" "not part of the c
     cert map integrator1 "$T/other-chain.pem"
 expect_refused "garbage is refused" "garbage.pem" cert map integrator1 "$PKI/garbage.pem"
 
+bad=$(printf 'Soci\351t\351')
+expect_refused "a --name that is not UTF-8 is refused" "--name is not valid UTF-8" \
+    cert map integrator1 "$PKI/client.pem" --name "$bad"
+expect_refused "a cn= value that is not UTF-8 is refused" "--match value is not valid UTF-8" \
+    cert rule integrator1 --ca 1 --match "cn=$bad"
+expect_refused "a rule --name that is not UTF-8 is refused" "--name is not valid UTF-8" \
+    cert rule integrator1 --ca 1 --match cn=x --name "$bad"
 expect_ok "map the leaf" cert map integrator1 "$PKI/client.pem" --name laptop
 expect_out "it prints the mapping" "integrator1.*mapping 1"
 if grep -q "warning" "$T/err"; then
@@ -65,6 +72,20 @@ expect_ok "cert list" cert list
 expect_out "cert list shows the rule" "rule +- +cn=integrator1 issued by CA 1"
 expect_ok "cert list --user" cert list --user other --json
 expect_json "other has three mappings" "len(j)" 3
+# A client certificate whose CN is not UTF-8: stored and printed escaped.
+certtool --generate-privkey --key-type ecdsa --no-text --outfile "$T/latin1.key" 2>/dev/null
+printf 'cn = "%s"\ntls_www_client\nsigning_key\nexpiration_days = 90\n' "$bad" >"$T/latin1.tmpl"
+certtool --generate-certificate --load-privkey "$T/latin1.key" --load-ca-certificate "$PKI/int.pem" \
+    --load-ca-privkey "$PKI/int.key" --template "$T/latin1.tmpl" --outfile "$T/latin1.pem" \
+    --no-text 2>/dev/null
+expect_ok "a certificate whose CN is not UTF-8 is mapped" --json cert map other "$T/latin1.pem"
+expect_json "--json cert map prints its escaped subject" "j['subject']" 'CN=Soci\E9t\E9'
+expect_ok "a cn= rule with the escaped form is accepted" cert rule other --ca 1 \
+    --match 'cn=Soci\E9t\E9'
+expect_ok "--json cert list" --json cert list --user other
+expect_json "lists every mapping of other, the odd one included" \
+    "sorted(m.get('subject', m.get('match_value')) for m in j if 'E9' in m.get('subject', m.get('match_value', '')))" \
+    "['CN=Soci\\\\E9t\\\\E9', 'Soci\\\\E9t\\\\E9']"
 expect_refused "cert list --user of an unknown user" "no user named" cert list --user ghost
 expect_ok "cert show" cert show 1
 expect_out "cert show: subject" "subject: +CN=integrator1"
