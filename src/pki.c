@@ -820,6 +820,124 @@ fail:
     return rc;
 }
 
+/* ---- DNs typed by an admin ---- */
+
+static int hexval(char ch)
+{
+    if (ch >= '0' && ch <= '9')
+        return ch - '0';
+    if (ch >= 'a' && ch <= 'f')
+        return ch - 'a' + 10;
+    if (ch >= 'A' && ch <= 'F')
+        return ch - 'A' + 10;
+    return -1;
+}
+
+/*
+ * GnuTLS's DN parser knows "\," but not RFC 4514's hex pairs ("\2C",
+ * "\E9"), which is how certgate writes bytes that are not UTF-8: turn each
+ * pair into the byte, kept escaped when it is one of RFC 4514's specials.
+ */
+static int unhex_dn(const char *in, char **out, struct cg_err *err)
+{
+    size_t len = strlen(in), o = 0;
+    char *buf = malloc(2 * len + 1);
+
+    if (!buf)
+        return CG_ENOMEM;
+    for (size_t i = 0; i < len; i++) {
+        int hi, lo;
+        unsigned char b;
+
+        if (in[i] != '\\') {
+            buf[o++] = in[i];
+            continue;
+        }
+        if (i + 1 >= len) {
+            free(buf);
+            cg_err_set(err, "it ends with a lone backslash");
+            return CG_EPARSE;
+        }
+        hi = hexval(in[i + 1]);
+        lo = i + 2 < len ? hexval(in[i + 2]) : -1;
+        if (hi < 0 || lo < 0) {
+            buf[o++] = in[i++];
+            buf[o++] = in[i];
+            continue;
+        }
+        b = (unsigned char)(hi * 16 + lo);
+        i += 2;
+        if (b == 0) {
+            free(buf);
+            cg_err_set(err, "\\00 (a NUL byte) cannot be part of a DN");
+            return CG_EPARSE;
+        }
+        /* GnuTLS's parser stops at them; such subjects are better matched
+         * by key (spki=) or by the exact certificate. */
+        if (b < 0x20 || b == 0x7f) {
+            free(buf);
+            cg_err_set(err,
+                       "\\%02X is a control character, which a dn= rule cannot hold: map the "
+                       "exact certificate, or match its key with spki=",
+                       b);
+            return CG_EPARSE;
+        }
+        if (strchr(",+\"\\<>;=# ", (char)b))
+            buf[o++] = '\\';
+        buf[o++] = (char)b;
+    }
+    buf[o] = '\0';
+    *out = buf;
+    return CG_OK;
+}
+
+int pki_canonical_dn(const char *in, char **out_dn, struct cg_err *err)
+{
+    gnutls_x509_dn_t dn = NULL;
+    gnutls_datum_t d = {NULL, 0};
+    char *raw = NULL;
+    int rc;
+
+    *out_dn = NULL;
+    rc = unhex_dn(in, &raw, err);
+    if (rc)
+        return rc;
+    for (const char *p = raw; *p; p++) {
+        if (*p == '\\' && p[1]) {
+            p++;
+        } else if (*p == '+') {
+            cg_err_set(err, "it has a multi-valued RDN ('+' joins two attributes), which "
+                            "certgate cannot match on: match one attribute with cn= or email= "
+                            "instead, or escape a literal '+' as \\+");
+            rc = CG_EPARSE;
+            goto out;
+        }
+    }
+    if (gnutls_x509_dn_init(&dn) < 0) {
+        rc = CG_ENOMEM;
+        goto out;
+    }
+    if (gnutls_x509_dn_set_str(dn, raw, NULL) < 0) {
+        cg_err_set(err, "it is not an RFC 4514 DN (TYPE=VALUE pairs joined by ',', types such "
+                        "as CN, O, OU, C, ST, L, DC, UID, EMAIL; ',' in a value written \\,)");
+        rc = CG_EPARSE;
+        goto out;
+    }
+    if (gnutls_x509_dn_get_str2(dn, &d, 0) < 0 || d.size == 0) {
+        cg_err_set(err, "it cannot be written back as a DN");
+        rc = CG_EPARSE;
+        goto out;
+    }
+    *out_dn = dn_text(&d);
+    rc = *out_dn ? CG_OK : CG_ENOMEM;
+out:
+    gnutls_free(d.data);
+    if (dn)
+        gnutls_x509_dn_deinit(dn);
+    free(raw);
+    return rc;
+}
+
 /* ---- signatures ---- */
 
 static bool signed_by_key(const unsigned char *der, size_t len, int sig_algo,

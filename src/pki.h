@@ -127,6 +127,18 @@ void pki_cert_list_free(struct pki_cert_list *list);
 bool pki_cert_issued_by(const struct pki_cert *cert, const struct pki_cert *issuer);
 
 /**
+ * The canonical form of a DN an admin typed: parsed as RFC 4514 (attribute
+ * names in any case, spaces around separators, \XX escapes) and written the
+ * way certgate writes certificate subjects, so that a dn= rule compares
+ * equal to the subjects it is meant to match.
+ * @param in the DN text
+ * @param out_dn the canonical form (malloc'd)
+ * @param err why it cannot be used
+ * @return CG_OK, CG_EPARSE or CG_ENOMEM
+ */
+int pki_canonical_dn(const char *in, char **out_dn, struct cg_err *err);
+
+/**
  * Parse a CRL from PEM or DER.
  * @param out_crl facts (free with pki_crl_free)
  * @param err reason in words

@@ -264,7 +264,7 @@ static int cert_rule(struct cli_ctx *ctx, int argc, char **argv)
     struct store_map m;
     struct store *s = NULL;
     struct cg_err err = {""};
-    bool known = false;
+    bool known = false, dn_rewritten = false;
     int opt, rc = CLI_FAIL;
 
     memset(&u, 0, sizeof(u));
@@ -313,6 +313,29 @@ static int cert_rule(struct cli_ctx *ctx, int argc, char **argv)
             goto out;
         }
     }
+    if (strcmp(field, "dn") == 0) {
+        /* identity compares byte for byte with certgate's own rendering of
+         * the subject: store the DN in that form, or the rule never matches. */
+        struct cg_err derr = {""};
+        char *canon = NULL;
+        int prc = pki_canonical_dn(value, &canon, &derr);
+
+        if (prc == CG_ENOMEM) {
+            cli_fail(ctx, "out of memory");
+            goto out;
+        }
+        if (prc) {
+            cli_fail(ctx,
+                     "dn=%s: %s (write the DN as certgate prints subjects, e.g. "
+                     "dn=CN=integrator1,O=Acme; certgate check CLIENT.pem shows a certificate's "
+                     "subject)",
+                     value, derr.msg);
+            goto out;
+        }
+        dn_rewritten = strcmp(canon, value) != 0;
+        free(value);
+        value = canon;
+    }
     s = cli_open_store(ctx);
     if (!s)
         goto out;
@@ -348,6 +371,8 @@ static int cert_rule(struct cli_ctx *ctx, int argc, char **argv)
         rc = CLI_OK;
         printf("rule %lld: certificates issued by CA %lld (%s) with %s=%s map to user %s\n",
                (long long)m.id, (long long)ca.id, ca.subject, field, value, u.name);
+        if (dn_rewritten)
+            printf("  the DN is stored as certgate writes subjects (you gave '%s')\n", eq + 1);
     }
     if (ca.is_root)
         cli_warn("CA %lld is a root: the rule matches only certificates the root issues "

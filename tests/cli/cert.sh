@@ -98,4 +98,28 @@ expect_refused "cert unmap twice" "no mapping with id 1" cert unmap 1
 expect_ok "user delete removes its mappings" user delete other
 n=$(sqlite3 "$DB" "SELECT count(*) FROM sys_user_certificate WHERE user_id NOT IN (SELECT id FROM sys_user)")
 [ "$n" = 0 ] && pass "no orphan mapping" || fail "$n orphans"
+# dn= rules are stored in certgate's own form of the DN, so they match.
+rm -f "$DB"
+cg init
+cg ca add "$PKI/chain.pem"
+cg user add dnuser
+expect_refused "a dn= value that is no DN is refused" "dn=garbage: it is not an RFC 4514 DN" \
+    cert rule dnuser --ca 1 --match dn=garbage
+expect_refused "a multi-valued RDN is refused, saying why" "multi-valued RDN" \
+    cert rule dnuser --ca 1 --match "dn=CN=a+UID=b,O=Acme"
+expect_ok "a dn= rule in lower case with spaces" cert rule dnuser --ca 1 \
+    --match "dn=cn=integrator1, o=Acme"
+expect_out "it prints the canonical form it stored" "dn=CN=integrator1,O=Acme map to user dnuser"
+expect_out "and says it rewrote it" "you gave 'cn=integrator1, o=Acme'"
+v=$(sqlite3 "$DB" "SELECT match_value FROM sys_user_certificate WHERE match_field = 'dn'")
+[ "$v" = "CN=integrator1,O=Acme" ] && pass "the canonical form is stored" || fail "stored '$v'"
+cg --json check "$PKI/client.pem"
+expect_json "a certificate with that subject maps to the user" "(j['reason'], j['user'])" \
+    "('ok', 'dnuser')"
+expect_refused "the same DN written differently is the same rule" "same rule already exists" \
+    cert rule dnuser --ca 1 --match "dn=CN = integrator1,O = Acme"
+expect_ok "--json cert rule with a DN" --json cert rule dnuser --ca 1 \
+    --match 'dn=CN=Doe\2C John,O=Acme'
+expect_json "prints the canonical value" "(j['match_field'], j['match_value'])" \
+    "('dn', 'CN=Doe\\\\, John,O=Acme')"
 done_testing

@@ -384,6 +384,82 @@ START_TEST(crl_issuer_is_utf8)
 }
 END_TEST
 
+static const struct {
+    const char *in;  /* what an admin typed after dn= */
+    const char *out; /* canonical form, NULL when refused */
+    const char *why; /* part of the reason when refused */
+} dn_cases[] = {
+    {"CN=integrator1,O=Acme", "CN=integrator1,O=Acme", NULL},
+    {"CN=integrator1, O=Acme", "CN=integrator1,O=Acme", NULL},
+    {"cn=integrator1,o=Acme", "CN=integrator1,O=Acme", NULL},
+    {" CN = integrator1 , O = Acme ", "CN=integrator1,O=Acme", NULL},
+    {"2.5.4.3=integrator1,2.5.4.10=Acme", "CN=integrator1,O=Acme", NULL},
+    {"CN=Doe\\, John,O=Acme", "CN=Doe\\, John,O=Acme", NULL},
+    {"CN=Doe\\2C John,O=Acme", "CN=Doe\\, John,O=Acme", NULL},
+    {"CN=a\\2Bb", "CN=a\\+b", NULL},
+    {"CN=Soci\\E9t\\E9,O=Acme", "CN=Soci\\E9t\\E9,O=Acme", NULL},
+    {"CN=Soci\\c3\\a9t\\C3\\A9", "CN=Soci\xc3\xa9t\xc3\xa9", NULL},
+    {"CN=Soci\xc3\xa9t\xc3\xa9", "CN=Soci\xc3\xa9t\xc3\xa9", NULL},
+    {"uid=x,dc=example,dc=com", "UID=x,DC=example,DC=com", NULL},
+    {"garbage", NULL, "not an RFC 4514 DN"},
+    {"CN=", NULL, "not an RFC 4514 DN"},
+    {"FOO=bar", NULL, "not an RFC 4514 DN"},
+    {"CN=x,,O=y", NULL, "not an RFC 4514 DN"},
+    {"CN=a+UID=b,O=x", NULL, "multi-valued RDN"},
+    {"CN=a\\00b", NULL, "NUL"},
+    {"CN=a\\", NULL, "lone backslash"},
+    {"CN=a\\0Ab", NULL, "control character"},
+};
+
+START_TEST(canonical_dn)
+{
+    struct cg_err err = {""};
+    char *out = NULL;
+    int rc = pki_canonical_dn(dn_cases[_i].in, &out, &err);
+
+    if (dn_cases[_i].out) {
+        ck_assert_msg(rc == CG_OK, "%s: %s", dn_cases[_i].in, err.msg);
+        ck_assert_str_eq(out, dn_cases[_i].out);
+    } else {
+        ck_assert_int_eq(rc, CG_EPARSE);
+        ck_assert_ptr_null(out);
+        ck_assert_msg(strstr(err.msg, dn_cases[_i].why), "%s: %s", dn_cases[_i].in, err.msg);
+    }
+    free(out);
+}
+END_TEST
+
+/* The canonical form of a certificate's own subject is that subject, also
+ * for the escaped ones, so a dn= rule copied from certgate's output matches. */
+START_TEST(canonical_dn_of_subjects)
+{
+    static const char *const files[] = {"client.pem", "int.pem", "root.pem"};
+    struct pki_cert_list l = {NULL, 0};
+    struct pki_parse_error e;
+    struct cg_err err = {""};
+    struct pki_cert c;
+    char *out = NULL;
+
+    for (size_t i = 0; i < sizeof(files) / sizeof(files[0]); i++) {
+        ck_assert_int_eq(parse(files[i], &l, &e), CG_OK);
+        ck_assert_int_eq(pki_canonical_dn(l.items[0].subject, &out, &err), CG_OK);
+        ck_assert_str_eq(out, l.items[0].subject);
+        free(out);
+        pki_cert_list_free(&l);
+    }
+    for (size_t i = 0; i < sizeof(odd_names) / sizeof(odd_names[0]); i++) {
+        if (i == 1)
+            continue; /* control characters: refused, see dn_cases */
+        make_odd_cert(odd_names[i].cn, odd_names[i].cn_len, NULL, NULL, &c);
+        ck_assert_msg(pki_canonical_dn(c.subject, &out, &err) == CG_OK, "%s: %s", c.subject,
+                      err.msg);
+        ck_assert_str_eq(out, c.subject);
+        free(out);
+        pki_cert_free(&c);
+    }
+}
+END_TEST
+
 START_TEST(copy_and_pem)
 {
     struct pki_cert_list l = {NULL, 0}, back = {NULL, 0};
@@ -570,6 +646,8 @@ int main(void)
     tcase_add_test(tc, sans_are_utf8);
     tcase_add_test(tc, odd_dn_constraint_is_a_defect);
     tcase_add_test(tc, crl_issuer_is_utf8);
+    tcase_add_loop_test(tc, canonical_dn, 0, sizeof(dn_cases) / sizeof(dn_cases[0]));
+    tcase_add_test(tc, canonical_dn_of_subjects);
     tcase_add_test(tc, crls);
     tcase_add_loop_test(tc, verify_table, 0, sizeof(verify_cases) / sizeof(verify_cases[0]));
     tcase_add_test(tc, verify_at_time_and_stale_crl);
