@@ -5,6 +5,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <sqlite3.h>
+#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -22,8 +23,8 @@ enum stmt_id {
     ST_CA_BY_FP_PREFIX,
     ST_CA_LIST,
     ST_CA_SET_ACTIVE,
-    ST_CA_DEP_RULES,
-    ST_CA_DEP_MAPS,
+    ST_CA_DEPS,
+    ST_CA_CHILDREN,
     ST_CA_DELETE,
     ST_CA_DELETE_RULES,
     ST_CRL_NEWER,
@@ -59,6 +60,16 @@ enum stmt_id {
     "m.not_before, m.not_after, m.der, m.ca_id, m.match_field, m.match_value, m.active, "          \
     "m.created_on"
 
+/* The CAs below CA ?1, at any depth: non-roots whose issuer is the subject
+ * of one already found (and whose AKI, when both are known, is its SKI).
+ * UNION, not UNION ALL, so that a loop of names ends. */
+#define CA_BELOW                                                                                   \
+    "WITH RECURSIVE below(id) AS (SELECT ?1 UNION "                                                \
+    "SELECT c.id FROM below b JOIN sys_ca_certificate p ON p.id = b.id "                           \
+    "JOIN sys_ca_certificate c ON c.issuer = p.subject AND c.id <> p.id AND c.is_root = 0 "        \
+    "AND (c.aki = '' OR p.ski = '' OR c.aki = p.ski)), "                                           \
+    "kids(id) AS (SELECT id FROM below WHERE id <> ?1) "
+
 static const char *const stmt_sql[ST_COUNT] = {
     [ST_TRUST_VERSION] = "SELECT value FROM sys_meta WHERE key = 'trust_version'",
     [ST_CA_INSERT] = "INSERT INTO sys_ca_certificate (name, subject, issuer, serial, fingerprint, "
@@ -70,10 +81,20 @@ static const char *const stmt_sql[ST_COUNT] = {
                            "WHERE substr(fingerprint, 1, length(?1)) = ?1 ORDER BY id LIMIT 2",
     [ST_CA_LIST] = "SELECT " CA_COLS " FROM sys_ca_certificate ORDER BY id",
     [ST_CA_SET_ACTIVE] = "UPDATE sys_ca_certificate SET active = ?, updated_on = ? WHERE id = ?",
-    [ST_CA_DEP_RULES] = "SELECT count(*) FROM sys_user_certificate WHERE kind = 'rule' AND "
-                        "ca_id = ?",
-    [ST_CA_DEP_MAPS] = "SELECT count(*) FROM sys_user_certificate m, sys_ca_certificate c "
-                       "WHERE c.id = ? AND m.kind <> 'rule' AND m.issuer = c.subject",
+    [ST_CA_DEPS] =
+        CA_BELOW "SELECT "
+                 "(SELECT count(*) FROM kids), "
+                 "(SELECT count(*) FROM sys_user_certificate WHERE kind = 'rule' AND ca_id = ?1), "
+                 "(SELECT count(*) FROM sys_user_certificate m, sys_ca_certificate c "
+                 " WHERE c.id = ?1 AND m.kind <> 'rule' AND m.issuer = c.subject), "
+                 "(SELECT count(*) FROM sys_user_certificate WHERE kind = 'rule' "
+                 " AND ca_id IN kids), "
+                 "(SELECT count(*) FROM sys_user_certificate m WHERE m.kind <> 'rule' "
+                 " AND m.issuer IN (SELECT subject FROM sys_ca_certificate WHERE id IN kids) "
+                 " AND m.issuer NOT IN (SELECT subject FROM sys_ca_certificate WHERE id = ?1)), "
+                 "(SELECT count(*) FROM sys_crl WHERE ca_id = ?1)",
+    [ST_CA_CHILDREN] = CA_BELOW "SELECT id, subject FROM sys_ca_certificate "
+                                "WHERE id IN kids ORDER BY id LIMIT 4",
     [ST_CA_DELETE] = "DELETE FROM sys_ca_certificate WHERE id = ?",
     [ST_CA_DELETE_RULES] = "DELETE FROM sys_user_certificate WHERE kind = 'rule' AND ca_id = ?",
     [ST_CRL_NEWER] = "SELECT count(*) FROM sys_crl WHERE ca_id = ? AND this_update >= ?",
@@ -685,51 +706,110 @@ int store_ca_set_active(struct store *s, int64_t id, bool is_active, struct cg_e
     return rc;
 }
 
-static int count(struct store *s, enum stmt_id id, int64_t arg, int64_t *out, struct cg_err *err)
+int store_ca_dependents(struct store *s, int64_t id, struct store_ca_deps *out_deps,
+                        struct cg_err *err)
 {
-    sqlite3_stmt *st = stmt(s, id, err);
+    sqlite3_stmt *st = stmt(s, ST_CA_DEPS, err);
     int rc = CG_OK;
 
+    memset(out_deps, 0, sizeof(*out_deps));
     if (!st)
         return CG_EDB;
-    sqlite3_bind_int64(st, 1, arg);
-    if (sqlite3_step(st) == SQLITE_ROW)
-        *out = sqlite3_column_int64(st, 0);
-    else
-        rc = db_fail(s, err, "count");
+    sqlite3_bind_int64(st, 1, id);
+    if (sqlite3_step(st) == SQLITE_ROW) {
+        out_deps->child_cas = sqlite3_column_int64(st, 0);
+        out_deps->rules = sqlite3_column_int64(st, 1);
+        out_deps->mappings = sqlite3_column_int64(st, 2);
+        out_deps->child_rules = sqlite3_column_int64(st, 3);
+        out_deps->child_mappings = sqlite3_column_int64(st, 4);
+        out_deps->crls = sqlite3_column_int64(st, 5);
+    } else {
+        rc = db_fail(s, err, "count what depends on a CA");
+    }
     done(st);
     return rc;
 }
 
-int store_ca_dependents(struct store *s, int64_t id, int64_t *out_rules, int64_t *out_mappings,
-                        struct cg_err *err)
+static const char *plural(int64_t n)
 {
-    int rc = count(s, ST_CA_DEP_RULES, id, out_rules, err);
-
-    if (rc)
-        return rc;
-    return count(s, ST_CA_DEP_MAPS, id, out_mappings, err);
+    return n == 1 ? "" : "s";
 }
 
-int store_ca_delete(struct store *s, int64_t id, bool force, struct cg_err *err)
+/* printf-style append to buf, which stays NUL-terminated when full. */
+static void append(char *buf, size_t size, size_t *len, const char *fmt, ...)
+    __attribute__((format(printf, 4, 5)));
+static void append(char *buf, size_t size, size_t *len, const char *fmt, ...)
 {
+    va_list ap;
+    int n;
+
+    if (*len + 1 >= size)
+        return;
+    va_start(ap, fmt);
+    n = vsnprintf(buf + *len, size - *len, fmt, ap);
+    va_end(ap);
+    if (n > 0)
+        *len = *len + (size_t)n < size ? *len + (size_t)n : size - 1;
+}
+
+/* The refusal naming what depends on CA @p id: "CA 2 has 1 mapped
+ * certificate it issued, 1 child CA (CA 1 CN=...) ... depending on it". */
+static int refuse_delete(struct store *s, int64_t id, const struct store_ca_deps *d,
+                         struct cg_err *err)
+{
+    sqlite3_stmt *st = stmt(s, ST_CA_CHILDREN, err);
+    char what[400] = "", kids[256] = "";
+    size_t wl = 0, kl = 0;
+    int64_t shown = 0;
+
+    if (!st)
+        return CG_EDB;
+    sqlite3_bind_int64(st, 1, id);
+    while (shown < 3 && sqlite3_step(st) == SQLITE_ROW) {
+        append(kids, sizeof(kids), &kl, "%sCA %lld %s", shown ? ", " : "",
+               (long long)sqlite3_column_int64(st, 0), (const char *)sqlite3_column_text(st, 1));
+        shown++;
+    }
+    done(st);
+    if (d->child_cas > shown)
+        append(kids, sizeof(kids), &kl, ", ...");
+    if (d->rules)
+        append(what, sizeof(what), &wl, "%lld rule%s bound to it", (long long)d->rules,
+               plural(d->rules));
+    if (d->mappings)
+        append(what, sizeof(what), &wl, "%s%lld mapped certificate%s it issued", wl ? ", " : "",
+               (long long)d->mappings, plural(d->mappings));
+    if (d->child_cas)
+        append(what, sizeof(what), &wl, "%s%lld child CA%s (%s)", wl ? ", " : "",
+               (long long)d->child_cas, plural(d->child_cas), kids);
+    if (d->child_rules || d->child_mappings)
+        append(what, sizeof(what), &wl, "%s%lld rule%s and %lld mapped certificate%s below it",
+               wl ? " with " : "", (long long)d->child_rules, plural(d->child_rules),
+               (long long)d->child_mappings, plural(d->child_mappings));
+    cg_err_set(err,
+               "CA %lld has %s depending on it, and clients chaining through it would be "
+               "refused: use --force to delete it anyway (its own rules go with it)",
+               (long long)id, what);
+    return CG_EDEPEND;
+}
+
+int store_ca_delete(struct store *s, int64_t id, bool force, struct store_ca_deps *out_deps,
+                    struct cg_err *err)
+{
+    struct store_ca_deps d;
     sqlite3_stmt *st;
-    int64_t rules = 0, maps = 0;
     int rc;
 
     rc = store_begin(s, err);
     if (rc)
         return rc;
-    rc = store_ca_dependents(s, id, &rules, &maps, err);
+    rc = store_ca_dependents(s, id, &d, err);
     if (rc)
         goto out;
-    if ((rules || maps) && !force) {
-        cg_err_set(err,
-                   "CA %lld has %lld rule%s and %lld mapped certificate%s depending on it: "
-                   "use --force to delete it and its rules",
-                   (long long)id, (long long)rules, rules == 1 ? "" : "s", (long long)maps,
-                   maps == 1 ? "" : "s");
-        rc = CG_EDEPEND;
+    if (out_deps)
+        *out_deps = d;
+    if ((d.child_cas || d.rules || d.mappings || d.child_rules || d.child_mappings) && !force) {
+        rc = refuse_delete(s, id, &d, err);
         goto out;
     }
     st = stmt(s, ST_CA_DELETE_RULES, err);

@@ -174,19 +174,37 @@ int store_ca_list(struct store *s, struct store_ca **out_cas, size_t *out_n, str
 int store_ca_set_active(struct store *s, int64_t id, bool is_active, struct cg_err *err);
 
 /**
- * Count what depends on a CA: rules bound to it and exact mappings whose issuer
- * is its subject.
+ * What depends on a CA of the table. A child CA is a non-root record whose
+ * issuer is the CA's subject (and whose authority key id, when both are
+ * known, is the CA's subject key id); children count transitively.
+ */
+struct store_ca_deps {
+    int64_t child_cas;      /* CAs below it in the table, at any depth */
+    int64_t rules;          /* rules bound to the CA itself */
+    int64_t mappings;       /* exact/pinned mappings whose issuer is its subject */
+    int64_t child_rules;    /* rules bound to the CAs below it */
+    int64_t child_mappings; /* exact mappings of certificates the CAs below it issued */
+    int64_t crls;           /* CRLs it signed */
+};
+
+/**
+ * Count what depends on a CA.
+ * @param out_deps the counts
  * @return CG_OK or CG_EDB
  */
-int store_ca_dependents(struct store *s, int64_t id, int64_t *out_rules, int64_t *out_mappings,
+int store_ca_dependents(struct store *s, int64_t id, struct store_ca_deps *out_deps,
                         struct cg_err *err);
 
 /**
- * Delete a CA; with dependents (see store_ca_dependents) only when @p force,
- * then its rules and CRLs go with it.
+ * Delete a CA. When anything but its CRLs depends on it (see
+ * store_ca_dependents) it is refused, naming what depends on it, unless
+ * @p force: then its own rules and CRLs go with it, and the CAs, rules and
+ * mappings below it stay.
+ * @param out_deps what depended on it (may be NULL); filled also on CG_EDEPEND
  * @return CG_OK, CG_ENOTFOUND, CG_EDEPEND, CG_EDB
  */
-int store_ca_delete(struct store *s, int64_t id, bool force, struct cg_err *err);
+int store_ca_delete(struct store *s, int64_t id, bool force, struct store_ca_deps *out_deps,
+                    struct cg_err *err);
 
 /** Free the members of a CA record. */
 void store_ca_free(struct store_ca *ca);

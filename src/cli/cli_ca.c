@@ -50,7 +50,8 @@ const struct cli_command cli_ca_commands[] = {
      .name = "delete",
      .run = ca_delete,
      .usage = "ca delete ID|FINGERPRINT [--force]",
-     .help = "delete a CA (--force also deletes the rules bound to it)"},
+     .help = "delete a CA; refused while CAs below it, rules or mappings depend on it, unless "
+             "--force (its own rules go with it)"},
     {.group = "crl",
      .name = "add",
      .run = crl_add,
@@ -449,7 +450,7 @@ static int ca_show(struct cli_ctx *ctx, int argc, char **argv)
     struct store *s = NULL;
     struct cg_err err = {""};
     size_t n_crls = 0, self = 0;
-    int64_t rules = 0, maps = 0;
+    struct store_ca_deps deps;
     const struct store_crl *crl;
     long issuer = -1;
     int rc = CLI_FAIL;
@@ -463,8 +464,7 @@ static int ca_show(struct cli_ctx *ctx, int argc, char **argv)
         return CLI_FAIL;
     if (find_ca(ctx, s, argv[1], &ca) || ca_set_load(ctx, s, &set))
         goto out;
-    if (store_crl_list(s, &crls, &n_crls, &err) ||
-        store_ca_dependents(s, ca.id, &rules, &maps, &err)) {
+    if (store_crl_list(s, &crls, &n_crls, &err) || store_ca_dependents(s, ca.id, &deps, &err)) {
         cli_fail(ctx, "%s", err.msg);
         goto out;
     }
@@ -493,8 +493,11 @@ static int ca_show(struct cli_ctx *ctx, int argc, char **argv)
                                          "subject", set.cas[issuer].subject)
                              : json_null());
         o = cli_json_set(o, "children", children);
-        o = cli_json_set(o, "rules", json_integer(rules));
-        o = cli_json_set(o, "mapped_certificates", json_integer(maps));
+        o = cli_json_set(o, "rules", json_integer(deps.rules));
+        o = cli_json_set(o, "mapped_certificates", json_integer(deps.mappings));
+        o = cli_json_set(o, "child_cas", json_integer(deps.child_cas));
+        o = cli_json_set(o, "rules_below", json_integer(deps.child_rules));
+        o = cli_json_set(o, "mapped_certificates_below", json_integer(deps.child_mappings));
         o = cli_json_set(
             o, "crl",
             crl ? json_pack("{s:I, s:s, s:s, s:I, s:b}", "id", (json_int_t)crl->id, "this_update",
@@ -540,8 +543,13 @@ static int ca_show(struct cli_ctx *ctx, int argc, char **argv)
                crl_is_stale(crl) ? " [STALE: still applied; load a fresh CRL]" : "");
     else
         printf("  CRL:          none loaded\n");
-    printf("  depends on it: %lld rules, %lld mapped certificates\n", (long long)rules,
-           (long long)maps);
+    printf("  depends on it: %lld rules, %lld mapped certificates", (long long)deps.rules,
+           (long long)deps.mappings);
+    if (deps.child_cas)
+        printf("; %lld CAs below it, with %lld rules and %lld mapped certificates",
+               (long long)deps.child_cas, (long long)deps.child_rules,
+               (long long)deps.child_mappings);
+    putchar('\n');
     printf("  added:        %s, updated %s\n", ca.created_on, ca.updated_on);
     rc = CLI_OK;
 out:
@@ -603,11 +611,14 @@ static int ca_delete(struct cli_ctx *ctx, int argc, char **argv)
     };
     struct store *s = NULL;
     struct store_ca ca;
+    struct store_ca_deps d;
     struct cg_err err = {""};
     bool force = false;
+    int64_t maps;
     int opt, rc = CLI_FAIL;
 
     memset(&ca, 0, sizeof(ca));
+    memset(&d, 0, sizeof(d));
     while ((opt = cli_getopt(ctx, argc, argv, opts)) != -1) {
         if (opt == 'f')
             force = true;
@@ -621,15 +632,28 @@ static int ca_delete(struct cli_ctx *ctx, int argc, char **argv)
         return CLI_FAIL;
     if (find_ca(ctx, s, argv[optind], &ca))
         goto out;
-    if (store_ca_delete(s, ca.id, force, &err)) {
+    if (store_ca_delete(s, ca.id, force, &d, &err)) {
         cli_fail(ctx, "%s", err.msg);
         goto out;
     }
-    if (ctx->json)
-        cli_print_json(json_pack("{s:I, s:s, s:b}", "deleted", (json_int_t)ca.id, "subject",
-                                 ca.subject, "forced", force));
-    else
-        printf("deleted CA %lld (%s)\n", (long long)ca.id, ca.subject);
+    maps = d.mappings + d.child_mappings;
+    if (ctx->json) {
+        rc = cli_print_json(json_pack(
+            "{s:I, s:s, s:b, s:{s:I, s:I}, s:{s:I, s:I, s:I}}", "deleted", (json_int_t)ca.id,
+            "subject", ca.subject, "forced", force, "removed", "rules", (json_int_t)d.rules, "crls",
+            (json_int_t)d.crls, "left", "child_cas", (json_int_t)d.child_cas, "rules",
+            (json_int_t)d.child_rules, "mapped_certificates", (json_int_t)maps));
+        goto out;
+    }
+    printf("deleted CA %lld (%s) with its %lld rule%s and %lld CRL%s\n", (long long)ca.id,
+           ca.subject, (long long)d.rules, d.rules == 1 ? "" : "s", (long long)d.crls,
+           d.crls == 1 ? "" : "s");
+    if (d.child_cas || maps || d.child_rules)
+        printf("left in the table: %lld CA%s below it, %lld rule%s bound to those and %lld "
+               "mapped certificate%s; clients chaining through the deleted CA are refused until "
+               "it is added again with certgate ca add\n",
+               (long long)d.child_cas, d.child_cas == 1 ? "" : "s", (long long)d.child_rules,
+               d.child_rules == 1 ? "" : "s", (long long)maps, maps == 1 ? "" : "s");
     rc = CLI_OK;
 out:
     store_ca_free(&ca);

@@ -109,4 +109,31 @@ expect_ok "ca delete --force" ca delete 1 --force
 n=$(sqlite3 "$DB" 'SELECT count(*) FROM sys_user_certificate')
 [ "$n" = 0 ] && pass "its rules went with it" || fail "$n rules left"
 expect_ok "ca delete of an unused CA" ca delete 3
+
+# What depends on a CA counts through the CAs below it.
+rm -f "$DB"
+cg init
+cg ca add "$PKI/chain.pem"
+expect_refused "ca delete of a root with a child CA in the table is refused" \
+    "CA 2 has 1 child CA \\(CA 1 CN=certgate Test Issuing CA,O=certgate tests\\) depending on it" \
+    ca delete 2
+cg user add u
+cg cert map u "$PKI/client.pem"
+expect_refused "ca delete of the CA that issued a mapped certificate is refused" \
+    "CA 1 has 1 mapped certificate it issued depending on it.*--force" ca delete 1
+expect_refused "ca delete of the root counts the mapping below its child" \
+    "1 child CA \\(CA 1 .*\\) with 0 rules and 1 mapped certificate below it" ca delete 2
+expect_ok "ca show of the root" ca show 2
+expect_out "counts what is below it" \
+    "depends on it: 0 rules, 0 mapped certificates; 1 CAs below it, with 0 rules and 1 mapped"
+expect_ok "ca delete --force of the root" ca delete 2 --force
+expect_out "says what it removed" "deleted CA 2 \\(CN=certgate Test Root CA.*\\) with its 0 rules and 0 CRLs"
+expect_out "and what it left" "left in the table: 1 CA below it, 0 rules bound to those and 1 mapped certificate"
+n=$(sqlite3 "$DB" 'SELECT count(*) FROM sys_ca_certificate')
+[ "$n" = 1 ] && pass "the child CA stays" || fail "$n CAs left"
+cg cert rule u --ca 1 --match cn=integrator1
+expect_ok "--json ca delete --force" --json ca delete 1 --force
+expect_json "reports what it removed and left" \
+    "(j['deleted'], j['forced'], j['removed']['rules'], j['left']['mapped_certificates'])" \
+    "(1, True, 1, 1)"
 done_testing

@@ -154,7 +154,7 @@ START_TEST(ca_records)
     struct store_ca ca, got, *list = NULL;
     struct cg_err err = {""};
     size_t n = 0;
-    int64_t rules = -1, maps = -1;
+    struct store_ca_deps deps;
 
     fake_ca(&ca, FP1, "CN=Root", true);
     ck_assert_int_eq(store_ca_insert(s, &ca, &err), CG_OK);
@@ -195,11 +195,17 @@ START_TEST(ca_records)
     store_ca_free(&got);
     ck_assert_int_eq(store_ca_set_active(s, 77, false, &err), CG_ENOTFOUND);
 
-    ck_assert_int_eq(store_ca_dependents(s, 2, &rules, &maps, &err), CG_OK);
-    ck_assert_int_eq(rules, 0);
-    ck_assert_int_eq(maps, 0);
-    ck_assert_int_eq(store_ca_delete(s, 3, false, &err), CG_OK);
-    ck_assert_int_eq(store_ca_delete(s, 3, false, &err), CG_ENOTFOUND);
+    ck_assert_int_eq(store_ca_dependents(s, 2, &deps, &err), CG_OK);
+    ck_assert_int_eq(deps.rules + deps.mappings + deps.child_cas, 0);
+    ck_assert_int_eq(store_ca_delete(s, 3, false, NULL, &err), CG_OK);
+    ck_assert_int_eq(store_ca_delete(s, 3, false, NULL, &err), CG_ENOTFOUND);
+    /* The root has a child CA in the table: not without --force. */
+    ck_assert_int_eq(store_ca_dependents(s, 1, &deps, &err), CG_OK);
+    ck_assert_int_eq(deps.child_cas, 1);
+    ck_assert_int_eq(store_ca_delete(s, 1, false, &deps, &err), CG_EDEPEND);
+    ck_assert_ptr_nonnull(strstr(err.msg, "1 child CA (CA 2 CN=Int)"));
+    ck_assert_int_eq(store_ca_find(s, "1", &got, &err), CG_OK);
+    store_ca_free(&got);
 }
 END_TEST
 
@@ -276,7 +282,8 @@ START_TEST(mappings)
     struct store_ca ca;
     struct store_map m, got, *list = NULL;
     struct cg_err err = {""};
-    int64_t uid, rules = 0, maps = 0;
+    int64_t uid;
+    struct store_ca_deps deps;
     size_t n = 0;
 
     fake_ca(&ca, FP1, "CN=Int", false);
@@ -321,13 +328,15 @@ START_TEST(mappings)
     store_map_list_free(list, n);
     ck_assert_int_eq(store_map_list(s, "ghost", &list, &n, &err), CG_ENOTFOUND);
 
-    ck_assert_int_eq(store_ca_dependents(s, 1, &rules, &maps, &err), CG_OK);
-    ck_assert_int_eq(rules, 1);
-    ck_assert_int_eq(maps, 1);
-    ck_assert_int_eq(store_ca_delete(s, 1, false, &err), CG_EDEPEND);
+    ck_assert_int_eq(store_ca_dependents(s, 1, &deps, &err), CG_OK);
+    ck_assert_int_eq(deps.rules, 1);
+    ck_assert_int_eq(deps.mappings, 1);
+    ck_assert_int_eq(deps.child_cas, 0);
+    ck_assert_int_eq(store_ca_delete(s, 1, false, NULL, &err), CG_EDEPEND);
+    ck_assert_ptr_nonnull(strstr(err.msg, "1 rule bound to it, 1 mapped certificate it issued"));
     ck_assert_int_eq(store_map_get(s, 2, &got, &err), CG_OK);
     store_map_free(&got);
-    ck_assert_int_eq(store_ca_delete(s, 1, true, &err), CG_OK);
+    ck_assert_int_eq(store_ca_delete(s, 1, true, NULL, &err), CG_OK);
     ck_assert_int_eq(store_map_get(s, 2, &got, &err), CG_ENOTFOUND);
 
     ck_assert_int_eq(store_map_delete(s, 1, &err), CG_OK);
@@ -346,6 +355,81 @@ START_TEST(mappings)
     ck_assert_int_eq(store_map_list(s, NULL, &list, &n, &err), CG_OK);
     ck_assert_uint_eq(n, 0);
     store_map_list_free(list, n);
+}
+END_TEST
+
+/* Root 1 -> Int 2 -> Sub 3: a mapping issued by Sub and a rule bound to Int
+ * depend on the root too. A CA named like Int but with another key, and a
+ * re-keyed root with the root's name, are not below it. */
+START_TEST(ca_delete_counts_below)
+{
+    static unsigned char der[] = {0x30, 0x00};
+    struct store_ca ca, got;
+    struct store_map m;
+    struct store_ca_deps deps;
+    struct cg_err err = {""};
+    int64_t uid;
+
+    fake_ca(&ca, FP1, "CN=Root", true);
+    snprintf(ca.ski, sizeof(ca.ski), "01");
+    ck_assert_int_eq(store_ca_insert(s, &ca, &err), CG_OK);
+    fake_ca(&ca, FP2, "CN=Int", false);
+    snprintf(ca.ski, sizeof(ca.ski), "02");
+    snprintf(ca.aki, sizeof(ca.aki), "01");
+    ck_assert_int_eq(store_ca_insert(s, &ca, &err), CG_OK);
+    fake_ca(&ca, FP3, "CN=Sub", false);
+    ca.issuer = (char *)"CN=Int";
+    snprintf(ca.aki, sizeof(ca.aki), "02");
+    ck_assert_int_eq(store_ca_insert(s, &ca, &err), CG_OK);
+    fake_ca(&ca, "cc44444444444444444444444444444444444444444444444444444444444444", "CN=Int",
+            false);
+    snprintf(ca.aki, sizeof(ca.aki), "99");
+    ck_assert_int_eq(store_ca_insert(s, &ca, &err), CG_OK);
+    fake_ca(&ca, "dd55555555555555555555555555555555555555555555555555555555555555", "CN=Root",
+            true);
+    ck_assert_int_eq(store_ca_insert(s, &ca, &err), CG_OK);
+
+    uid = add_user("u", "push");
+    memset(&m, 0, sizeof(m));
+    m.user_id = uid;
+    m.kind = STORE_MAP_CERT;
+    snprintf(m.fingerprint, sizeof(m.fingerprint), "%064d", 5);
+    m.subject = (char *)"CN=leaf";
+    m.issuer = (char *)"CN=Sub";
+    m.der = der;
+    m.der_len = sizeof(der);
+    ck_assert_int_eq(store_map_insert(s, &m, &err), CG_OK);
+    memset(&m, 0, sizeof(m));
+    m.user_id = uid;
+    m.kind = STORE_MAP_RULE;
+    m.ca_id = 2;
+    m.match_field = (char *)"cn";
+    m.match_value = (char *)"leaf";
+    ck_assert_int_eq(store_map_insert(s, &m, &err), CG_OK);
+
+    ck_assert_int_eq(store_ca_dependents(s, 1, &deps, &err), CG_OK);
+    ck_assert_int_eq(deps.child_cas, 2);
+    ck_assert_int_eq(deps.rules, 0);
+    ck_assert_int_eq(deps.mappings, 0);
+    ck_assert_int_eq(deps.child_rules, 1);
+    ck_assert_int_eq(deps.child_mappings, 1);
+    ck_assert_int_eq(store_ca_delete(s, 1, false, NULL, &err), CG_EDEPEND);
+    ck_assert_msg(strstr(err.msg, "2 child CAs (CA 2 CN=Int, CA 3 CN=Sub) with 1 rule and 1 "
+                                  "mapped certificate below it"),
+                  "%s", err.msg);
+    /* Int's own dependents: Sub, its mapping, the rule bound to Int. */
+    ck_assert_int_eq(store_ca_dependents(s, 2, &deps, &err), CG_OK);
+    ck_assert_int_eq(deps.child_cas, 1);
+    ck_assert_int_eq(deps.rules, 1);
+    ck_assert_int_eq(deps.child_mappings, 1);
+    /* --force deletes the root only; what was below it stays. */
+    ck_assert_int_eq(store_ca_delete(s, 1, true, &deps, &err), CG_OK);
+    ck_assert_int_eq(deps.child_cas, 2);
+    ck_assert_int_eq(store_ca_find(s, "1", &got, &err), CG_ENOTFOUND);
+    ck_assert_int_eq(store_ca_find(s, "3", &got, &err), CG_OK);
+    store_ca_free(&got);
+    ck_assert_int_eq(store_map_get(s, 2, &m, &err), CG_OK);
+    store_map_free(&m);
 }
 END_TEST
 
@@ -439,6 +523,7 @@ int main(void)
     tcase_add_test(tc, ambiguous_prefix);
     tcase_add_test(tc, users_and_roles);
     tcase_add_test(tc, mappings);
+    tcase_add_test(tc, ca_delete_counts_below);
     tcase_add_test(tc, crls);
     tcase_add_test(tc, trust_version_moves);
     tcase_add_test(tc, transactions_roll_back);
