@@ -68,7 +68,11 @@ cg ca delete "$latin1"
 rm -f "$DB"; cg init
 expect_ok "an intermediate alone is accepted" ca add "$PKI/int.pem"
 expect_err "it warns that its root is missing" "add its root first"
-expect_ok "then its root" ca add "$PKI/root.pem"
+openssl x509 -in "$PKI/root.pem" -outform DER -out "$T/root.der"
+expect_ok "then its root, as DER" --json ca add "$T/root.der"
+expect_json "--json ca add lists the added root" "[(c['kind'], c['subject']) for c in j['added']]" \
+    "[('root', 'CN=certgate Test Root CA,O=certgate tests')]"
+
 expect_ok "a reversed bundle (root first) is fine" ca add "$PKI/foreign-chain.pem"
 expect_ok "an expired CA with --allow-expired" ca add "$PKI/expired-ca.pem" --allow-expired
 

@@ -25,6 +25,28 @@ cat "$PKI/client.pem" "$PKI/foreign-root.pem" >"$T/other-chain.pem"
 expect_refused "a CA that is not the leaf's chain is refused" "not part of the chain" \
     cert map integrator1 "$T/other-chain.pem"
 expect_refused "garbage is refused" "garbage.pem" cert map integrator1 "$PKI/garbage.pem"
+# Non-PEM input: DER keys and PKCS#12 are refused as keys, broken DER says so.
+openssl pkcs12 -export -in "$PKI/client.pem" -inkey "$PKI/client.key" -passout pass:changeit \
+    -out "$T/client.p12"
+openssl pkcs8 -topk8 -nocrypt -in "$PKI/client.key" -outform DER -out "$T/client.key.der"
+openssl x509 -in "$PKI/client.pem" -outform DER -out "$T/client.der"
+openssl x509 -in "$PKI/client2.pem" -outform DER -out "$T/client2.der"
+head -c 300 "$T/client.der" >"$T/truncated.der"
+cat "$T/client.der" "$T/client2.der" >"$T/two.der"
+{ cat "$T/client.der"; printf 'junk'; } >"$T/trailing.der"
+expect_refused "a PKCS#12 file is refused as a private key" \
+    "client.p12: this is a PKCS#12 bundle .*holds a private key: attach only the certificate" \
+    cert map integrator1 "$T/client.p12"
+expect_refused "a DER PKCS#8 key is refused as a private key" \
+    "client.key.der: this is a private key \\(DER PKCS#8.*attach only the certificate" \
+    cert map integrator1 "$T/client.key.der"
+expect_refused "truncated DER is unparsable, saying why" \
+    "truncated.der: unparsable DER: the file is truncated" cert map integrator1 "$T/truncated.der"
+expect_refused "DER with trailing bytes is unparsable, saying why" \
+    "trailing.der: unparsable DER: 4 bytes of trailing data" cert map integrator1 "$T/trailing.der"
+expect_refused "two DER certificates in one file are unparsable, saying why" \
+    "two.der: unparsable DER: the file holds more than one DER structure" \
+    cert map integrator1 "$T/two.der"
 
 bad=$(printf 'Soci\351t\351')
 expect_refused "a --name that is not UTF-8 is refused" "--name is not valid UTF-8" \
@@ -48,6 +70,11 @@ expect_ok "a leaf followed by its own chain" cert map other "$T/client2-chain.pe
 n2=$(sqlite3 "$DB" "SELECT count(*) FROM sys_user_certificate")
 [ "$n2" -eq $((n + 1)) ] && pass "only the leaf is mapped" || fail "$n -> $n2 records"
 expect_out "the mapped certificate is the leaf" "integrator2"
+openssl x509 -in "$PKI/client-renewed.pem" -outform DER -out "$T/renewed.der"
+expect_ok "a DER client certificate maps" --json cert map other "$T/renewed.der"
+expect_json "--json cert map names the user and the leaf" "(j['user'], j['kind'], j['subject'])" \
+    "('other', 'cert', 'CN=integrator1,O=Acme')"
+cg cert unmap "$(json_get "j['id']")"
 expect_ok "an untrusted certificate maps with a warning" cert map other "$PKI/foreign-client.pem"
 expect_err "the warning says what the server would do" "warning: .*untrusted_issuer"
 expect_ok "a pinned self-signed certificate" cert map other "$PKI/selfsigned.pem" --pinned

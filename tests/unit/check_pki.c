@@ -124,6 +124,65 @@ START_TEST(der_input)
 }
 END_TEST
 
+/* Non-PEM input other than one DER certificate: a private key in any DER
+ * form is refused as a key, and broken DER is "unparsable DER" with why. */
+static const struct {
+    const char *make; /* shell command run in the PKI directory, making in.der */
+    int rc;           /* expected status */
+    const char *why;  /* part of the reason */
+} der_cases[] = {
+    {"openssl x509 -in client.pem -outform DER -out in.der", CG_OK, NULL},
+    {"openssl pkcs12 -export -in client.pem -inkey client.key -passout pass:changeit -out in.der",
+     CG_EDENIED,
+     "PKCS#12 bundle (.p12/.pfx), which holds a private key: attach only the "
+     "certificate"},
+    {"certtool --to-p12 --load-certificate client.pem --load-privkey client.key --p12-name c "
+     "--password changeit --outder --outfile in.der",
+     CG_EDENIED, "PKCS#12"},
+    {"openssl pkcs8 -topk8 -nocrypt -in client.key -outform DER -out in.der", CG_EDENIED,
+     "this is a private key (DER PKCS#8"},
+    {"openssl pkcs8 -topk8 -v2 aes256 -passout pass:x -in client.key -outform DER -out in.der",
+     CG_EDENIED, "encrypted private key"},
+    {"openssl ec -in client.key -outform DER -out in.der", CG_EDENIED, "private key"},
+    {"openssl rsa -in server-rsa.key -outform DER -out in.der", CG_EDENIED, "private key"},
+    {"openssl x509 -in client.pem -outform DER | head -c 300 > in.der", CG_EPARSE,
+     "unparsable DER: the file is truncated"},
+    {"openssl x509 -in client.pem -outform DER > in.der; printf 'xyz' >> in.der", CG_EPARSE,
+     "unparsable DER: 3 bytes of trailing data"},
+    {"openssl x509 -in client.pem -outform DER > in.der; "
+     "openssl x509 -in client2.pem -outform DER >> in.der",
+     CG_EPARSE, "unparsable DER: the file holds more than one DER structure"},
+    {"printf '\\060\\003\\002\\001\\001' > in.der", CG_EPARSE,
+     "unparsable DER: not an X.509 certificate"},
+    {"openssl crl -in int.crl -outform DER -out in.der", CG_EPARSE, "this is a CRL"},
+    {"openssl crl2pkcs7 -nocrl -certfile chain.pem -outform DER -out in.der", CG_EPARSE,
+     "PKCS#7 bundle"},
+    {"openssl req -new -key client.key -subj /CN=x -outform DER -out in.der", CG_EPARSE,
+     "certificate request"},
+    {"printf 'binary\\001\\002' > in.der", CG_EPARSE, "no certificate found"},
+};
+
+START_TEST(der_inputs)
+{
+    struct pki_cert_list l = {NULL, 0};
+    struct pki_parse_error e;
+    char cmd[512];
+    int rc;
+
+    snprintf(cmd, sizeof(cmd), "cd '%s' && rm -f in.der && { %s; } 2>/dev/null", dir,
+             der_cases[_i].make);
+    ck_assert_msg(system(cmd) == 0, "%s failed", der_cases[_i].make);
+    rc = parse("in.der", &l, &e);
+    ck_assert_msg(rc == der_cases[_i].rc, "%s: rc %d (%s)", der_cases[_i].make, rc, e.reason);
+    if (der_cases[_i].why)
+        ck_assert_msg(strstr(e.reason, der_cases[_i].why), "%s: reason '%s'", der_cases[_i].make,
+                      e.reason);
+    else
+        ck_assert_uint_eq(l.n, 1);
+    pki_cert_list_free(&l);
+}
+END_TEST
+
 START_TEST(facts)
 {
     struct pki_cert_list l = {NULL, 0};
@@ -640,6 +699,7 @@ int main(void)
     tcase_add_unchecked_fixture(tc, make_pki, remove_pki);
     tcase_add_loop_test(tc, bundles, 0, sizeof(bundle_cases) / sizeof(bundle_cases[0]));
     tcase_add_test(tc, der_input);
+    tcase_add_loop_test(tc, der_inputs, 0, sizeof(der_cases) / sizeof(der_cases[0]));
     tcase_add_test(tc, facts);
     tcase_add_test(tc, copy_and_pem);
     tcase_add_loop_test(tc, names_are_utf8, 0, sizeof(odd_names) / sizeof(odd_names[0]));
