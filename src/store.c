@@ -5,7 +5,6 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <sqlite3.h>
-#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -735,23 +734,6 @@ static const char *plural(int64_t n)
     return n == 1 ? "" : "s";
 }
 
-/* printf-style append to buf, which stays NUL-terminated when full. */
-static void append(char *buf, size_t size, size_t *len, const char *fmt, ...)
-    __attribute__((format(printf, 4, 5)));
-static void append(char *buf, size_t size, size_t *len, const char *fmt, ...)
-{
-    va_list ap;
-    int n;
-
-    if (*len + 1 >= size)
-        return;
-    va_start(ap, fmt);
-    n = vsnprintf(buf + *len, size - *len, fmt, ap);
-    va_end(ap);
-    if (n > 0)
-        *len = *len + (size_t)n < size ? *len + (size_t)n : size - 1;
-}
-
 /* The refusal naming what depends on CA @p id: "CA 2 has 1 mapped
  * certificate it issued, 1 child CA (CA 1 CN=...) ... depending on it". */
 static int refuse_delete(struct store *s, int64_t id, const struct store_ca_deps *d,
@@ -766,26 +748,28 @@ static int refuse_delete(struct store *s, int64_t id, const struct store_ca_deps
         return CG_EDB;
     sqlite3_bind_int64(st, 1, id);
     while (shown < 3 && sqlite3_step(st) == SQLITE_ROW) {
-        append(kids, sizeof(kids), &kl, "%sCA %lld %s", shown ? ", " : "",
-               (long long)sqlite3_column_int64(st, 0), (const char *)sqlite3_column_text(st, 1));
+        cg_strappend(kids, sizeof(kids), &kl, "%sCA %lld %s", shown ? ", " : "",
+                     (long long)sqlite3_column_int64(st, 0),
+                     (const char *)sqlite3_column_text(st, 1));
         shown++;
     }
     done(st);
     if (d->child_cas > shown)
-        append(kids, sizeof(kids), &kl, ", ...");
+        cg_strappend(kids, sizeof(kids), &kl, ", ...");
     if (d->rules)
-        append(what, sizeof(what), &wl, "%lld rule%s bound to it", (long long)d->rules,
-               plural(d->rules));
+        cg_strappend(what, sizeof(what), &wl, "%lld rule%s bound to it", (long long)d->rules,
+                     plural(d->rules));
     if (d->mappings)
-        append(what, sizeof(what), &wl, "%s%lld mapped certificate%s it issued", wl ? ", " : "",
-               (long long)d->mappings, plural(d->mappings));
+        cg_strappend(what, sizeof(what), &wl, "%s%lld mapped certificate%s it issued",
+                     wl ? ", " : "", (long long)d->mappings, plural(d->mappings));
     if (d->child_cas)
-        append(what, sizeof(what), &wl, "%s%lld child CA%s (%s)", wl ? ", " : "",
-               (long long)d->child_cas, plural(d->child_cas), kids);
+        cg_strappend(what, sizeof(what), &wl, "%s%lld child CA%s (%s)", wl ? ", " : "",
+                     (long long)d->child_cas, plural(d->child_cas), kids);
     if (d->child_rules || d->child_mappings)
-        append(what, sizeof(what), &wl, "%s%lld rule%s and %lld mapped certificate%s below it",
-               wl ? " with " : "", (long long)d->child_rules, plural(d->child_rules),
-               (long long)d->child_mappings, plural(d->child_mappings));
+        cg_strappend(what, sizeof(what), &wl,
+                     "%s%lld rule%s and %lld mapped certificate%s below it", wl ? " with " : "",
+                     (long long)d->child_rules, plural(d->child_rules),
+                     (long long)d->child_mappings, plural(d->child_mappings));
     cg_err_set(err,
                "CA %lld has %s depending on it, and clients chaining through it would be "
                "refused: use --force to delete it anyway (its own rules go with it)",

@@ -159,6 +159,20 @@ out:
     return rc;
 }
 
+void cg_strappend(char *buf, size_t size, size_t *len, const char *fmt, ...)
+{
+    va_list ap;
+    int n;
+
+    if (size == 0 || *len + 1 >= size)
+        return;
+    va_start(ap, fmt);
+    n = vsnprintf(buf + *len, size - *len, fmt, ap);
+    va_end(ap);
+    if (n > 0)
+        *len = *len + (size_t)n < size ? *len + (size_t)n : size - 1;
+}
+
 char *cg_strdup(const char *s)
 {
     return s ? strdup(s) : NULL;

@@ -92,6 +92,16 @@ int cg_read_file(const char *path, size_t max, char **out_data, size_t *out_len,
                  struct cg_err *err);
 
 /**
+ * Append printf-style text to a buffer that always stays NUL-terminated;
+ * what does not fit is cut off.
+ * @param buf the buffer
+ * @param size its size
+ * @param len the length used so far, updated
+ */
+void cg_strappend(char *buf, size_t size, size_t *len, const char *fmt, ...)
+    __attribute__((format(printf, 4, 5)));
+
+/**
  * Duplicate a string; NULL stays NULL.
  * @return malloc'd copy or NULL
  */

@@ -113,7 +113,8 @@ static void warn_if_untrusted(struct store *s, const struct pki_cert_list *b, si
     struct pki_cert *sent = NULL;
     struct pki_verdict v;
     struct cg_err err = {""};
-    size_t n_sent = 0;
+    size_t n_sent = 0, len = 0;
+    char missing[400] = "";
 
     if (trust_load(s, &snap, &err)) {
         cli_warn("could not check the chain: %s", err.msg);
@@ -130,9 +131,34 @@ static void warn_if_untrusted(struct store *s, const struct pki_cert_list *b, si
         goto out;
     if (v.reason == PKI_SELF_SIGNED && pinned)
         goto out;
-    if (v.reason != PKI_OK)
+    if (v.reason != PKI_OK) {
         cli_warn("mapped, but the server would refuse this certificate now (%s): %s",
                  pki_reason_code(v.reason), v.detail);
+        goto out;
+    }
+    /* Trusted with the chain in the file; many clients (Postman, curl
+     * without the chain) send only their leaf, and then the table must
+     * hold the intermediates. */
+    if (n_sent == 0 || pki_verify(&snap->pki, &b->items[leaf], NULL, 0, cg_now(), &v) ||
+        v.reason == PKI_OK)
+        goto out;
+    for (size_t i = 0; i < b->n; i++) {
+        struct store_ca rec;
+
+        if (i == leaf || b->items[i].is_self_signed)
+            continue;
+        memset(&rec, 0, sizeof(rec));
+        if (store_ca_get_by_fingerprint(s, b->items[i].fingerprint, &rec, &err) == CG_OK) {
+            store_ca_free(&rec);
+            continue;
+        }
+        cg_strappend(missing, sizeof(missing), &len, "%s'%s'", len ? ", " : "",
+                     b->items[i].subject);
+    }
+    cli_warn("clients that send only this leaf certificate (as Postman does) will be refused "
+             "(%s: %s) until %s %s added with certgate ca add FILE",
+             pki_reason_code(v.reason), v.detail,
+             len ? missing : "the intermediate CAs of the file", len ? "is" : "are");
 out:
     free(sent);
     trust_release(snap);

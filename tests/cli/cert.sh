@@ -125,6 +125,24 @@ expect_refused "cert unmap twice" "no mapping with id 1" cert unmap 1
 expect_ok "user delete removes its mappings" user delete other
 n=$(sqlite3 "$DB" "SELECT count(*) FROM sys_user_certificate WHERE user_id NOT IN (SELECT id FROM sys_user)")
 [ "$n" = 0 ] && pass "no orphan mapping" || fail "$n orphans"
+# Only the root in the table: a leaf+intermediate file verifies, but a
+# client sending only its leaf would be refused; cert map says so.
+rm -f "$DB"
+cg init
+cg ca add "$PKI/root.pem"
+cg user add postman
+expect_ok "a leaf with its intermediate maps" cert map postman "$PKI/client-fullchain.pem"
+expect_err "it warns about clients that send only the leaf" \
+    "warning: clients that send only this leaf certificate \\(as Postman does\\) will be refused \\((untrusted_issuer|missing_intermediate): .*\\) until 'CN=certgate Test Issuing CA,O=certgate tests' is added with certgate ca add"
+cg cert unmap 1
+cg ca add "$PKI/int.pem"
+expect_ok "with the intermediate in the table" cert map postman "$PKI/client-fullchain.pem"
+if grep -q "warning" "$T/err"; then
+    fail "it still warns: $(cat "$T/err")"
+else
+    pass "there is nothing to warn about"
+fi
+
 # dn= rules are stored in certgate's own form of the DN, so they match.
 rm -f "$DB"
 cg init

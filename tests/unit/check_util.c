@@ -144,6 +144,22 @@ START_TEST(text_validity)
 }
 END_TEST
 
+START_TEST(strappend)
+{
+    char buf[8];
+    size_t len = 0;
+
+    cg_strappend(buf, sizeof(buf), &len, "%s", "abc");
+    ck_assert_str_eq(buf, "abc");
+    cg_strappend(buf, sizeof(buf), &len, "%d", 12345);
+    ck_assert_str_eq(buf, "abc1234");
+    ck_assert_uint_eq(len, 7);
+    cg_strappend(buf, sizeof(buf), &len, "more");
+    ck_assert_str_eq(buf, "abc1234");
+    ck_assert_uint_eq(len, 7);
+}
+END_TEST
+
 START_TEST(consttime)
 {
     ck_assert(cg_consttime_eq("abcd", "abcd", 4));
@@ -221,6 +237,7 @@ static Suite *util_suite(void)
     tcase_add_test(tc, split_null);
     tcase_add_test(tc, valid_names);
     tcase_add_test(tc, consttime);
+    tcase_add_test(tc, strappend);
     tcase_add_loop_test(tc, utf8_decoding, 0, sizeof(utf8_cases) / sizeof(utf8_cases[0]));
     tcase_add_test(tc, text_validity);
     tcase_add_test(tc, read_file_limits);
