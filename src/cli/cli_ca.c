@@ -670,7 +670,7 @@ static int crl_add(struct cli_ctx *ctx, int argc, char **argv)
     struct cg_err err = {""};
     char *data = NULL;
     size_t len = 0;
-    long signer = -1;
+    long signer = -1, named = -1;
     int rc = CLI_FAIL;
     char t[21];
 
@@ -689,16 +689,36 @@ static int crl_add(struct cli_ctx *ctx, int argc, char **argv)
     if (ca_set_load(ctx, s, &set))
         goto out;
     for (size_t i = 0; i < set.n; i++) {
-        if (set.certs[i].der && pki_crl_signed_by(&crl, &set.certs[i])) {
+        if (!set.certs[i].der || strcmp(set.certs[i].subject, crl.issuer) != 0)
+            continue;
+        if (named < 0)
+            named = (long)i;
+        if (pki_crl_signed_by(&crl, &set.certs[i])) {
             signer = (long)i;
             break;
         }
     }
+    if (signer < 0 && named < 0) {
+        cli_fail(ctx,
+                 "%s: the CRL's issuer '%s' is not a CA in the table: add the issuing CA "
+                 "first (certgate ca add)",
+                 argv[1], crl.issuer);
+        goto out;
+    }
+    if (signer < 0 && set.certs[named].has_key_usage &&
+        !(set.certs[named].key_usage & PKI_KU_CRL_SIGN)) {
+        cli_fail(ctx,
+                 "%s: the CRL names CA %lld (%s) as its issuer, but that CA's key usage does "
+                 "not allow signing CRLs (cRLSign is missing)",
+                 argv[1], (long long)set.cas[named].id, crl.issuer);
+        goto out;
+    }
     if (signer < 0) {
         cli_fail(ctx,
-                 "%s: the CRL's issuer '%s' is not a CA in the table, or its signature "
-                 "does not verify with that CA's key: add the issuing CA first",
-                 argv[1], crl.issuer);
+                 "%s: the CRL names CA %lld (%s) as its issuer, but its signature does not "
+                 "verify with the key of that CA: it was signed by another key (a forged CRL, "
+                 "or one from a re-keyed CA that is not in the table)",
+                 argv[1], (long long)set.cas[named].id, crl.issuer);
         goto out;
     }
     memset(&rec, 0, sizeof(rec));
