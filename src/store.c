@@ -31,6 +31,7 @@ enum stmt_id {
     ST_CRL_INSERT,
     ST_CRL_LIST,
     ST_USER_INSERT,
+    ST_USER_SAME_CASE,
     ST_USER_BY_NAME,
     ST_USER_BY_ID,
     ST_USER_LIST,
@@ -104,6 +105,8 @@ static const char *const stmt_sql[ST_COUNT] = {
                     "revoked_count, der, created_on FROM sys_crl ORDER BY id",
     [ST_USER_INSERT] = "INSERT INTO sys_user (name, password_hash, created_on, updated_on) "
                        "VALUES (?,?,?,?)",
+    [ST_USER_SAME_CASE] = "SELECT name FROM sys_user WHERE name = ?1 COLLATE NOCASE "
+                          "AND name <> ?1 ORDER BY id LIMIT 1",
     [ST_USER_BY_NAME] = "SELECT id, name, active, locked, password_hash, created_on, updated_on "
                         "FROM sys_user WHERE name = ?",
     [ST_USER_BY_ID] = "SELECT id, name, active, locked, password_hash, created_on, updated_on "
@@ -1017,7 +1020,9 @@ int store_user_add(struct store *s, const char *name, char *const *roles, size_t
     int64_t id;
     int rc;
 
-    if (!cg_valid_name(name)) {
+    /* A name starting with '-' would read as an option on every later
+     * command line. */
+    if (!cg_valid_name(name) || name[0] == '-') {
         cg_err_set(err, "invalid user name '%s'", name ? name : "");
         return CG_EINVAL;
     }
@@ -1027,6 +1032,30 @@ int store_user_add(struct store *s, const char *name, char *const *roles, size_t
     rc = store_begin(s, err);
     if (rc)
         return rc;
+    /* integrator1 and Integrator1 side by side invite mapping a certificate
+     * to the wrong one. */
+    st = stmt(s, ST_USER_SAME_CASE, err);
+    if (!st) {
+        rc = CG_EDB;
+        goto out;
+    }
+    bind_text(st, 1, name);
+    rc = sqlite3_step(st);
+    if (rc == SQLITE_ROW) {
+        cg_err_set(err,
+                   "a user '%s' already exists, and names that differ only in case are "
+                   "refused ('%s' vs '%s'): pick another name",
+                   (const char *)sqlite3_column_text(st, 0), name,
+                   (const char *)sqlite3_column_text(st, 0));
+        rc = CG_EEXIST;
+    } else if (rc == SQLITE_DONE) {
+        rc = CG_OK;
+    } else {
+        rc = db_fail(s, err, "look up users");
+    }
+    done(st);
+    if (rc)
+        goto out;
     st = stmt(s, ST_USER_INSERT, err);
     if (!st) {
         rc = CG_EDB;

@@ -230,7 +230,9 @@ void store_crl_list_free(struct store_crl *crls, size_t n);
 /* ---- users and roles ---- */
 
 /**
- * Add a user with roles and an optional password hash.
+ * Add a user with roles and an optional password hash. Refuses a name that
+ * is not cg_valid_name or starts with '-', and one that differs only in case
+ * from an existing user's (CG_EEXIST, naming it).
  * @return CG_OK, CG_EEXIST, CG_EINVAL (bad name or role), CG_EDB
  */
 int store_user_add(struct store *s, const char *name, char *const *roles, size_t n_roles,

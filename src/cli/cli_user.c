@@ -109,24 +109,73 @@ static int hash_from_stdin(const struct cli_ctx *ctx, char **out_hash)
     return CLI_OK;
 }
 
+/*
+ * Roles from "r1,r2": each one trimmed and a valid name; an empty role
+ * (",a", "a,,b", "a,") is refused rather than skipped, and a role given
+ * twice is kept once. An empty or blank list is no roles.
+ */
 static int parse_roles(const struct cli_ctx *ctx, const char *list, char ***out_roles,
                        size_t *out_n)
 {
-    if (cg_split_list(list, out_roles, out_n))
-        return cli_fail(ctx, "out of memory");
-    for (size_t i = 0; i < *out_n; i++) {
-        if (!cg_valid_name((*out_roles)[i])) {
-            cli_fail(ctx,
-                     "invalid role name '%s': use 1 to 64 letters, digits, '_', '.', "
-                     "'@' or '-'",
-                     (*out_roles)[i]);
-            cg_strv_free(*out_roles, *out_n);
-            *out_roles = NULL;
-            *out_n = 0;
-            return CLI_FAIL;
+    char **roles = NULL;
+    size_t n = 0;
+    const char *p = list ? list : "";
+
+    *out_roles = NULL;
+    *out_n = 0;
+    if (strspn(p, " \t") == strlen(p))
+        return CLI_OK;
+    for (;;) {
+        const char *start = p, *end = p + strcspn(p, ",");
+        bool seen = false;
+        char **nr;
+        char *role;
+
+        while (start < end && (*start == ' ' || *start == '\t'))
+            start++;
+        while (end > start && (end[-1] == ' ' || end[-1] == '\t'))
+            end--;
+        if (end == start) {
+            cli_fail(ctx, "an empty role in '%s': separate role names with single commas", list);
+            goto fail;
         }
+        role = strndup(start, (size_t)(end - start));
+        if (!role) {
+            cli_fail(ctx, "out of memory");
+            goto fail;
+        }
+        if (!cg_valid_name(role)) {
+            cli_fail(ctx,
+                     "invalid role name '%s': use 1 to 64 letters, digits, '_', '.', '@' or '-'",
+                     role);
+            free(role);
+            goto fail;
+        }
+        for (size_t i = 0; i < n && !seen; i++)
+            seen = strcmp(roles[i], role) == 0;
+        if (seen) {
+            free(role);
+        } else {
+            nr = realloc(roles, (n + 1) * sizeof(*roles));
+            if (!nr) {
+                free(role);
+                cli_fail(ctx, "out of memory");
+                goto fail;
+            }
+            roles = nr;
+            roles[n++] = role;
+        }
+        p += strcspn(p, ",");
+        if (!*p)
+            break;
+        p++;
     }
+    *out_roles = roles;
+    *out_n = n;
     return CLI_OK;
+fail:
+    cg_strv_free(roles, n);
+    return CLI_FAIL;
 }
 
 static json_t *roles_json(char *const *roles, size_t n)
@@ -158,11 +207,13 @@ static int user_add(struct cli_ctx *ctx, int argc, char **argv)
     char **roles = NULL, *hash = NULL;
     size_t n_roles = 0;
     bool want_pw = false;
+    struct store_user u;
     struct store *s = NULL;
     struct cg_err err = {""};
     int64_t id = 0;
     int opt, rc = CLI_FAIL;
 
+    memset(&u, 0, sizeof(u));
     while ((opt = cli_getopt(ctx, argc, argv, opts)) != -1) {
         if (opt == 'r')
             roles_arg = optarg;
@@ -174,11 +225,11 @@ static int user_add(struct cli_ctx *ctx, int argc, char **argv)
     if (optind != argc - 1)
         return cli_usage(ctx, usage);
     name = argv[optind];
-    if (!cg_valid_name(name))
+    if (!cg_valid_name(name) || name[0] == '-')
         return cli_fail(ctx,
                         "invalid user name '%s': use 1 to 64 letters, digits, '_', '.', "
-                        "'@' or '-'",
-                        name);
+                        "'@' or '-', not starting with '-'",
+                        cg_text_valid(name) ? name : "(not UTF-8 text)");
     if (parse_roles(ctx, roles_arg, &roles, &n_roles))
         return CLI_FAIL;
     s = cli_open_store(ctx);
@@ -187,28 +238,29 @@ static int user_add(struct cli_ctx *ctx, int argc, char **argv)
     if (want_pw && hash_from_stdin(ctx, &hash))
         goto out;
     rc = store_user_add(s, name, roles, n_roles, hash, &id, &err);
-    if (rc == CG_EEXIST) {
-        rc = cli_fail(ctx, "user '%s' already exists", name);
-        goto out;
-    }
     if (rc) {
         rc = cli_fail(ctx, "%s", err.msg);
         goto out;
     }
-    if (ctx->json) {
-        rc = cli_print_json(json_pack("{s:I, s:s, s:o, s:b}", "id", (json_int_t)id, "name", name,
-                                      "roles", roles_json(roles, n_roles), "has_password",
-                                      hash != NULL));
+    /* Print what was stored, not what was asked for. */
+    if (store_user_get(s, name, &u, &err)) {
+        rc = cli_fail(ctx, "%s", err.msg);
         goto out;
-    } else {
-        printf("added user %s (id %lld, roles: ", name, (long long)id);
-        print_roles(roles, n_roles);
-        printf("%s)\n", hash ? ", with a password for HTTP Basic" : "");
     }
+    if (ctx->json) {
+        rc = cli_print_json(json_pack("{s:I, s:s, s:o, s:b}", "id", (json_int_t)id, "name", u.name,
+                                      "roles", roles_json(u.roles, u.n_roles), "has_password",
+                                      u.password_hash != NULL));
+        goto out;
+    }
+    printf("added user %s (id %lld, roles: ", u.name, (long long)id);
+    print_roles(u.roles, u.n_roles);
+    printf("%s)\n", u.password_hash ? ", with a password for HTTP Basic" : "");
     rc = CLI_OK;
 out:
     free(hash);
     cg_strv_free(roles, n_roles);
+    store_user_free(&u);
     store_close(s);
     return rc;
 }
@@ -404,36 +456,45 @@ static int user_delete(struct cli_ctx *ctx, int argc, char **argv)
 
 static int user_roles(struct cli_ctx *ctx, int argc, char **argv)
 {
+    struct store_user u;
     struct store *s = NULL;
     struct cg_err err = {""};
     char **roles = NULL;
     size_t n = 0;
-    int rc;
+    int rc = CLI_FAIL;
 
+    memset(&u, 0, sizeof(u));
     if (argc != 3)
         return cli_usage(ctx, "user roles NAME r1,r2");
     if (parse_roles(ctx, argv[2], &roles, &n))
         return CLI_FAIL;
     s = cli_open_store(ctx);
-    if (!s) {
-        cg_strv_free(roles, n);
-        return CLI_FAIL;
-    }
+    if (!s)
+        goto out;
     rc = store_user_set_roles(s, argv[1], roles, n, &err);
-    store_close(s);
-    if (rc == CG_ENOTFOUND)
+    if (rc == CG_OK)
+        rc = store_user_get(s, argv[1], &u, &err);
+    if (rc == CG_ENOTFOUND) {
         rc = cli_fail(ctx, "no user named '%s'", argv[1]);
-    else if (rc)
-        rc = cli_fail(ctx, "%s", err.msg);
-    else if (ctx->json)
-        rc =
-            cli_print_json(json_pack("{s:s, s:o}", "name", argv[1], "roles", roles_json(roles, n)));
-    else {
-        printf("user %s now has roles: ", argv[1]);
-        print_roles(roles, n);
-        putchar('\n');
+        goto out;
     }
+    if (rc) {
+        rc = cli_fail(ctx, "%s", err.msg);
+        goto out;
+    }
+    if (ctx->json) {
+        rc = cli_print_json(
+            json_pack("{s:s, s:o}", "name", u.name, "roles", roles_json(u.roles, u.n_roles)));
+        goto out;
+    }
+    printf("user %s now has roles: ", u.name);
+    print_roles(u.roles, u.n_roles);
+    putchar('\n');
+    rc = CLI_OK;
+out:
     cg_strv_free(roles, n);
+    store_user_free(&u);
+    store_close(s);
     return rc;
 }
 

@@ -5,7 +5,28 @@ need sqlite3 python3
 cg init
 expect_ok "user add with roles" user add integrator1 --roles push,read
 expect_out "user add reports the roles" "roles: push,read"
-expect_refused "a duplicate user is refused" "already exists" user add integrator1
+expect_refused "a duplicate user is refused" "user 'integrator1' already exists" user add integrator1
+expect_refused "a name differing only in case is refused, naming the existing user" \
+    "a user 'integrator1' already exists, and names that differ only in case are refused \\('Integrator1' vs 'integrator1'\\)" \
+    user add Integrator1
+expect_refused "a name starting with '-' is refused" "invalid user name '-x'.*not starting with '-'" \
+    user add -- -x
+expect_usage "an option that is no option is a usage error" "unknown option -x" user add -x
+expect_ok "a role given twice is stored once" user add dup --roles push,read,push
+expect_out "and printed as stored" "roles: push,read\\)"
+n=$(sqlite3 "$DB" "SELECT count(*) FROM sys_user_role r JOIN sys_user u ON u.id = r.user_id WHERE u.name = 'dup'")
+[ "$n" = 2 ] && pass "two roles stored" || fail "$n roles stored"
+expect_ok "--json user add" --json user add dup2 --roles "b, a,b"
+expect_json "--json user add prints the stored user" "(j['name'], j['roles'], j['has_password'])" \
+    "('dup2', ['a', 'b'], False)"
+for bad in ",a" "a,,b" "a," " , "; do
+    expect_refused "an empty role in '$bad' is refused" "an empty role in '$bad'" \
+        user add empty --roles "$bad"
+done
+expect_refused "user roles refuses an empty role too" "an empty role in 'a,,b'" \
+    user roles dup "a,,b"
+expect_ok "user roles dedupes" user roles dup "admin,admin"
+expect_out "and prints what is stored" "user dup now has roles: admin\$"
 expect_refused "a bad user name is refused" "invalid user name" user add "bad name;--"
 expect_refused "a bad role name is refused" "invalid role name" user add bob --roles "ok,not ok"
 RUNNER=run expect_ok "a user with a password from stdin" sh -c \

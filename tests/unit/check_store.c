@@ -245,6 +245,11 @@ START_TEST(users_and_roles)
     ck_assert_int_eq(store_user_add(s, "bob", roles, 3, "pbkdf2-sha256$1$x$y", &id, &err), CG_OK);
     ck_assert_int_eq(store_user_add(s, "bob", NULL, 0, NULL, &id, &err), CG_EEXIST);
     ck_assert_int_eq(store_user_add(s, "bad name", NULL, 0, NULL, &id, &err), CG_EINVAL);
+    ck_assert_int_eq(store_user_add(s, "-x", NULL, 0, NULL, &id, &err), CG_EINVAL);
+    ck_assert_int_eq(store_user_add(s, "BoB", NULL, 0, NULL, &id, &err), CG_EEXIST);
+    ck_assert_ptr_nonnull(strstr(err.msg, "a user 'bob' already exists"));
+    ck_assert_ptr_nonnull(strstr(err.msg, "('BoB' vs 'bob')"));
+    ck_assert_int_eq(store_user_get(s, "BoB", &u, &err), CG_ENOTFOUND);
     ck_assert_int_eq(store_user_add(s, "carol", bad, 1, NULL, &id, &err), CG_EINVAL);
     ck_assert_int_eq(store_user_get(s, "carol", &u, &err), CG_ENOTFOUND);
     ck_assert_int_eq(store_user_get(s, "bob", &u, &err), CG_OK);
