@@ -192,8 +192,10 @@ long cli_days_until(int64_t t)
 {
     int64_t d = t - cg_now();
 
-    /* Round toward minus infinity so "expired 3 hours ago" is -1, not 0. */
-    return (long)(d >= 0 ? d / 86400 : -((-d + 86399) / 86400));
+    /* Whole days, rounded away from now: a CA made to last 30 days has "30
+     * days left" (not 29) until the last day starts, and "expired 3 hours
+     * ago" is -1, not 0. */
+    return (long)(d >= 0 ? (d + 86399) / 86400 : -((-d + 86399) / 86400));
 }
 
 const char *cli_time(int64_t t, char buf[static 21])

@@ -8,7 +8,7 @@
 
 #include "cli/cli_int.h"
 
-/* A CA expiring within this many days is flagged by `ca list`. */
+/* A CA with at most this many days left is flagged by `ca list` and `ca show`. */
 #define EXPIRY_WARN_DAYS 30
 
 static int ca_add(struct cli_ctx *ctx, int argc, char **argv);
@@ -376,7 +376,8 @@ static int ca_list(struct cli_ctx *ctx, int argc, char **argv)
             json_t *o = ca_json(&cas[i]);
             long days = cli_days_until(cas[i].not_after);
 
-            o = cli_json_set(o, "expires_soon", json_boolean(days >= 0 && days < EXPIRY_WARN_DAYS));
+            o = cli_json_set(o, "expires_soon",
+                             json_boolean(days >= 0 && days <= EXPIRY_WARN_DAYS));
             o = cli_json_set(o, "expired", json_boolean(cas[i].not_after < cg_now()));
             o = cli_json_set(o, "crl",
                              crl ? json_pack("{s:I, s:I, s:b}", "id", (json_int_t)crl->id,
@@ -403,7 +404,7 @@ static int ca_list(struct cli_ctx *ctx, int argc, char **argv)
 
         if (cas[i].not_after < cg_now())
             snprintf(flag, sizeof(flag), "  [EXPIRED]");
-        else if (days < EXPIRY_WARN_DAYS)
+        else if (days <= EXPIRY_WARN_DAYS)
             snprintf(flag, sizeof(flag), "  [EXPIRES IN %ld DAYS]", days);
         if (!crl)
             snprintf(crlbuf, sizeof(crlbuf), "-");
@@ -518,7 +519,7 @@ static int ca_show(struct cli_ctx *ctx, int argc, char **argv)
         printf("  expiry:       EXPIRED %ld days ago\n", -cli_days_until(ca.not_after));
     else
         printf("  expiry:       %ld days left%s\n", cli_days_until(ca.not_after),
-               cli_days_until(ca.not_after) < EXPIRY_WARN_DAYS ? " [EXPIRES SOON]" : "");
+               cli_days_until(ca.not_after) <= EXPIRY_WARN_DAYS ? " [EXPIRES SOON]" : "");
     printf("  SHA-256:      %s\n", ca.fingerprint);
     printf("  status:       %s\n", ca.is_active ? "active" : "disabled");
     printf("  kind:         %s%s\n", ca_kind(&ca), ca.path_len >= 0 ? "" : "");

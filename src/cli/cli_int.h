@@ -105,7 +105,7 @@ json_t *cli_json_set(json_t *obj, const char *key, json_t *val);
  */
 int cli_check_text(const struct cli_ctx *ctx, const char *what, const char *value, size_t max);
 
-/** Days from now until @p t (negative when past). */
+/** Days from now until @p t, rounded up (negative when past, rounded down). */
 long cli_days_until(int64_t t);
 
 /** "2026-11-24T22:23:42Z" for a time; buffer of 21. */

@@ -32,6 +32,42 @@ cat "$PKI/foreign-root.pem" "$PKI/foreign-root.pem" >"$T/twice.pem"
 expect_refused "a bundle repeating a certificate is refused" "appears twice" \
     ca add "$T/twice.pem"
 
+# mkca NAME LINES...: a self-signed CA $T/NAME.pem made by certtool from
+# template LINES.
+mkca() {
+    name=$1
+    shift
+    certtool --generate-privkey --key-type ecdsa --no-text --outfile "$T/$name.key" 2>/dev/null
+    printf '%s\n' "$@" >"$T/$name.tmpl"
+    certtool --generate-self-signed --load-privkey "$T/$name.key" --template "$T/$name.tmpl" \
+        --outfile "$T/$name.pem" --no-text 2>/dev/null
+}
+
+# The 30-day flag: a CA made to last 30 days is flagged, one of 31 is not.
+mkca d30 'cn = "Thirty Days CA"' ca cert_signing_key 'expiration_days = 30'
+mkca d31 'cn = "Thirty-one Days CA"' ca cert_signing_key 'expiration_days = 31'
+expect_ok "a CA with 30 days left" ca add "$T/d30.pem"
+expect_ok "a CA with 31 days left" ca add "$T/d31.pem"
+expect_ok "ca list" ca list
+expect_out "flags the one with 30 days left" "30 .*Thirty Days CA  \\[EXPIRES IN 30 DAYS\\]\$"
+expect_out "not the one with 31" "31 .*Thirty-one Days CA\$"
+expect_ok "ca list --json" --json ca list
+expect_json "expires_soon for 30 days, not for 31" \
+    "[(c['days_until_expiry'], c['expires_soon']) for c in j if 'Days CA' in c['subject']]" \
+    "[(30, True), (31, False)]"
+d30=$(sqlite3 "$DB" "SELECT id FROM sys_ca_certificate WHERE subject = 'CN=Thirty Days CA'")
+expect_ok "ca show of the 30-day CA" ca show "$d30"
+expect_out "says it expires soon" "expiry: +30 days left \\[EXPIRES SOON\\]"
+cg ca delete "$d30"
+cg ca delete "$(sqlite3 "$DB" "SELECT id FROM sys_ca_certificate WHERE subject = 'CN=Thirty-one Days CA'")"
+
+# A CA that is not valid yet is stored, with a warning.
+mkca later 'cn = "Later CA"' ca cert_signing_key 'activation_date = "2035-01-01 00:00:00"' \
+    'expiration_date = "2040-01-01 00:00:00"'
+expect_ok "a CA that is not valid yet is added" ca add "$T/later.pem"
+expect_err "with a warning saying from when" "warning: CN=Later CA \\(id [0-9]+\\) is not valid before 2035-01-01T00:00:00Z"
+cg ca delete "$(sqlite3 "$DB" "SELECT id FROM sys_ca_certificate WHERE subject = 'CN=Later CA'")"
+
 # Names and subjects are UTF-8 text, so --json always prints every record.
 bad=$(printf 'Soci\351t\351')
 expect_refused "a --name that is not UTF-8 is refused" "--name is not valid UTF-8" \
