@@ -152,18 +152,35 @@ static void ca_from_cert(const struct pki_cert *c, char *pem, const char *name,
     out->is_active = true;
 }
 
-/* Whether the issuer of bundle[i] is in the bundle or the table. */
-static bool issuer_known(const struct pki_cert_list *bundle, size_t i, const struct ca_set *table)
+/* Where the issuer of bundle[i] is. */
+enum issuer_place {
+    ISSUER_KNOWN,    /* itself, in the bundle, or an active CA of the table */
+    ISSUER_DISABLED, /* only a disabled CA of the table */
+    ISSUER_MISSING,  /* nowhere */
+};
+
+static enum issuer_place issuer_place(const struct pki_cert_list *bundle, size_t i,
+                                      const struct ca_set *table, long *out_idx)
 {
     const struct pki_cert *c = &bundle->items[i];
+    enum issuer_place place = ISSUER_MISSING;
 
     if (c->is_self_signed)
-        return true;
+        return ISSUER_KNOWN;
     for (size_t j = 0; j < bundle->n; j++) {
         if (j != i && pki_cert_issued_by(c, &bundle->items[j]))
-            return true;
+            return ISSUER_KNOWN;
     }
-    return find_issuer(table, c) >= 0;
+    for (size_t j = 0; j < table->n; j++) {
+        if (!table->certs[j].der || strcmp(table->certs[j].fingerprint, c->fingerprint) == 0 ||
+            !pki_cert_issued_by(c, &table->certs[j]))
+            continue;
+        if (table->cas[j].is_active)
+            return ISSUER_KNOWN;
+        place = ISSUER_DISABLED;
+        *out_idx = (long)j;
+    }
+    return place;
 }
 
 static int ca_add(struct cli_ctx *ctx, int argc, char **argv)
@@ -216,6 +233,15 @@ static int ca_add(struct cli_ctx *ctx, int argc, char **argv)
                      "%s: certificate %zu (%s) is not a CA certificate (basicConstraints "
                      "CA:TRUE is missing): add only root and intermediate CAs here; map "
                      "client certificates with certgate cert map",
+                     path, i + 1, c->subject);
+            goto out;
+        }
+        /* keyUsage, when present, must allow signing certificates, or no
+         * chain can run through this CA (RFC 5280 4.2.1.3). */
+        if (c->has_key_usage && !(c->key_usage & PKI_KU_KEY_CERT_SIGN)) {
+            cli_fail(ctx,
+                     "%s: certificate %zu (%s) is marked CA:TRUE but its keyUsage lacks "
+                     "keyCertSign: it cannot sign certificates, so no client could chain to it",
                      path, i + 1, c->subject);
             goto out;
         }
@@ -301,11 +327,19 @@ static int ca_add(struct cli_ctx *ctx, int argc, char **argv)
         const struct pki_cert *c = &bundle.items[i];
         char t[21];
 
-        if (!issuer_known(&bundle, i, &table))
+        long idx = -1;
+        enum issuer_place place = issuer_place(&bundle, i, &table, &idx);
+
+        if (place == ISSUER_MISSING)
             cli_warn("%s (id %lld) is an intermediate whose issuer '%s' is not in the CA table "
                      "yet: add its root first (certgate ca add ROOT.pem), or clients chaining "
                      "to it are refused",
                      c->subject, (long long)ids[i], c->issuer);
+        else if (place == ISSUER_DISABLED)
+            cli_warn("%s (id %lld) is an intermediate whose issuer, CA %lld (%s), is disabled in "
+                     "the table: clients chaining to it are refused until certgate ca enable %lld",
+                     c->subject, (long long)ids[i], (long long)table.cas[idx].id,
+                     table.cas[idx].subject, (long long)table.cas[idx].id);
         if (c->not_before > now)
             cli_warn("%s (id %lld) is not valid before %s", c->subject, (long long)ids[i],
                      cli_time(c->not_before, t));

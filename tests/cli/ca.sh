@@ -61,6 +61,12 @@ expect_out "says it expires soon" "expiry: +30 days left \\[EXPIRES SOON\\]"
 cg ca delete "$d30"
 cg ca delete "$(sqlite3 "$DB" "SELECT id FROM sys_ca_certificate WHERE subject = 'CN=Thirty-one Days CA'")"
 
+# A CA certificate whose keyUsage does not allow signing certificates.
+mkca nosign 'cn = "No Cert Sign CA"' ca crl_signing_key 'expiration_days = 90'
+expect_refused "a CA:TRUE certificate without keyCertSign is refused" \
+    "nosign.pem: certificate 1 \\(CN=No Cert Sign CA\\) is marked CA:TRUE but its keyUsage lacks keyCertSign" \
+    ca add "$T/nosign.pem"
+
 # A CA that is not valid yet is stored, with a warning.
 mkca later 'cn = "Later CA"' ca cert_signing_key 'activation_date = "2035-01-01 00:00:00"' \
     'expiration_date = "2040-01-01 00:00:00"'
@@ -99,6 +105,19 @@ expect_refused "--json ca list of a record that is not UTF-8 fails" \
 expect_refused "--json ca show of it fails too" "cannot write the JSON output" --json ca show 1
 sqlite3 "$DB" "UPDATE sys_ca_certificate SET name = 'Test PKI' WHERE id = 1"
 cg ca delete "$latin1"
+
+# An intermediate whose issuer is in the table but disabled.
+cg ca add "$PKI/foreign-root.pem"
+froot=$(sqlite3 "$DB" "SELECT id FROM sys_ca_certificate WHERE subject = 'CN=Foreign Root CA'")
+cg ca disable "$froot"
+expect_ok "an intermediate of a disabled root is added" ca add "$PKI/foreign-int.pem"
+expect_err "with a warning that its issuer is disabled" \
+    "Foreign Issuing CA \\(id [0-9]+\\) is an intermediate whose issuer, CA $froot \\(CN=Foreign Root CA\\), is disabled in the table: clients chaining to it are refused until certgate ca enable $froot"
+if grep -q "add its root first" "$T/err"; then
+    fail "it also says the root is missing: $(cat "$T/err")"
+else
+    pass "it does not claim the root is missing"
+fi
 
 # One by one, intermediate first: warns to add its root.
 rm -f "$DB"; cg init
