@@ -153,6 +153,12 @@ expect_out "found by prefix" "CA 1"
 expect_ok "ca show --json" ca show 1 --json
 expect_json "json issuer record" "j['issuer_record']['id']" 2
 expect_refused "ca show of an unknown id" "no CA with id" ca show 99
+for id in abc 0 -1 12ab "1 2"; do
+    expect_refused "ca show '$id' is refused" "no CA with id or fingerprint '$id'" ca show "$id"
+done
+expect_refused "ca show '' is refused" "no CA id or fingerprint given" ca show ""
+expect_refused "cert show 0 is refused" "'0' is not a mapping id" cert show 0
+expect_refused "cert unmap of a negative id is refused" "'-5' is not a mapping id" cert unmap -5
 
 expect_ok "ca disable" ca disable 2
 expect_out "disabled" "is now disabled"

@@ -59,6 +59,22 @@ expect_refused "a file that is not a database is refused" "not a certgate databa
 
 expect_ok "--help on a command" ca add --help
 expect_out "--help prints the usage" "usage: certgate ca add FILE.pem"
+# --help on every command certgate --help lists: exit 0, its usage on stdout.
+cg --help
+sed -n 's/^  certgate \([a-z]*\)\( [a-z][a-z]*\)\{0,1\}\( .*\)\{0,1\}$/\1\2/p' "$T/out" >"$T/commands"
+n=$(wc -l <"$T/commands")
+[ "$n" -ge 30 ] && pass "certgate --help lists $n commands" || fail "only $n commands listed"
+while read -r group name; do
+    # "init", "serve", "check" stand alone; the others are "GROUP NAME".
+    case $group in init | serve | check) name="" ;; esac
+    # shellcheck disable=SC2086
+    cg $group $name --help
+    if [ "$RC" -eq 0 ] && grep -q "^usage: certgate $group${name:+ $name}\b" "$T/out"; then
+        pass "certgate $group${name:+ $name} --help prints its usage"
+    else
+        fail "certgate $group${name:+ $name} --help: exit $RC: $(head -c 300 "$T/out") $(cat "$T/err")"
+    fi
+done <"$T/commands"
 cg frobnicate
 [ "$RC" -eq 2 ] && pass "an unknown command is a usage error" || fail "exit $RC"
 cg ca frobnicate

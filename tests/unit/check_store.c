@@ -149,6 +149,75 @@ START_TEST(open_upgrades_older)
 }
 END_TEST
 
+extern const char *const cg_schema_sql[];
+
+/* A real version-1 database, made from the text of schema/001_init.sql
+ * with data in it, is upgraded to the latest version on open, data kept. */
+START_TEST(upgrade_from_version_1)
+{
+    const char *src = getenv("TESTS_SRCDIR");
+    struct store *up = NULL;
+    struct store_user u;
+    struct store_ca ca;
+    struct cg_err err = {""};
+    char p1[160], file[512], *v1 = NULL;
+    size_t len = 0;
+    sqlite3 *db = NULL;
+    sqlite3_stmt *st = NULL;
+
+    snprintf(file, sizeof(file), "%s/../schema/001_init.sql", src ? src : "tests");
+    ck_assert_msg(cg_read_file(file, 1 << 20, &v1, &len, &err) == CG_OK, "%s", err.msg);
+    /* The binary embeds the same text. */
+    ck_assert_str_eq(v1, cg_schema_sql[0]);
+    snprintf(p1, sizeof(p1), "%s/v1.db", dir);
+    ck_assert_int_eq(sqlite3_open(p1, &db), SQLITE_OK);
+    ck_assert_int_eq(sqlite3_exec(db, v1, NULL, NULL, NULL), SQLITE_OK);
+    ck_assert_int_eq(
+        sqlite3_exec(db,
+                     "PRAGMA user_version = 1;"
+                     "INSERT INTO sys_user (name, created_on, updated_on) VALUES "
+                     "('keepme', 'x', 'x');"
+                     "INSERT INTO sys_user_role (user_id, role) VALUES (1, 'push');"
+                     "INSERT INTO sys_ca_certificate (subject, issuer, serial, fingerprint, "
+                     "spki_sha256, not_before, not_after, is_root, der, pem, created_on, "
+                     "updated_on) VALUES ('CN=Root', 'CN=Root', '01', '" FP1 "', 'x', 1, "
+                     "4000000000, 1, x'3000', 'pem', 'x', 'x');",
+                     NULL, NULL, NULL),
+        SQLITE_OK);
+    sqlite3_close(db);
+    free(v1);
+
+    ck_assert_int_eq(store_open(p1, STORE_OPEN_EXISTING, &up, &err), CG_OK);
+    ck_assert_int_eq(store_schema_version(up), store_schema_latest());
+    ck_assert_int_ge(store_schema_latest(), 2);
+    ck_assert_int_eq(store_user_get(up, "keepme", &u, &err), CG_OK);
+    ck_assert_uint_eq(u.n_roles, 1);
+    ck_assert_str_eq(u.roles[0], "push");
+    store_user_free(&u);
+    ck_assert_int_eq(store_ca_find(up, FP1, &ca, &err), CG_OK);
+    ck_assert_str_eq(ca.subject, "CN=Root");
+    store_ca_free(&ca);
+    store_close(up);
+
+    /* Version 2's tables and counter are there. */
+    ck_assert_int_eq(sqlite3_open(p1, &db), SQLITE_OK);
+    ck_assert_int_eq(sqlite3_prepare_v2(db,
+                                        "SELECT (SELECT count(*) FROM sqlite_master WHERE name IN "
+                                        "('sys_ws_operation', 'sys_db_table', 'sys_idempotency')),"
+                                        " (SELECT count(*) FROM sys_meta WHERE key = "
+                                        "'resource_version'), (SELECT journal_mode FROM "
+                                        "pragma_journal_mode)",
+                                        -1, &st, NULL),
+                     SQLITE_OK);
+    ck_assert_int_eq(sqlite3_step(st), SQLITE_ROW);
+    ck_assert_int_eq(sqlite3_column_int(st, 0), 3);
+    ck_assert_int_eq(sqlite3_column_int(st, 1), 1);
+    ck_assert_str_eq((const char *)sqlite3_column_text(st, 2), "wal");
+    sqlite3_finalize(st);
+    sqlite3_close(db);
+}
+END_TEST
+
 START_TEST(ca_records)
 {
     struct store_ca ca, got, *list = NULL;
@@ -521,6 +590,7 @@ int main(void)
     tcase_add_test(tc, open_init_and_reopen);
     tcase_add_test(tc, open_refusals);
     tcase_add_test(tc, open_upgrades_older);
+    tcase_add_test(tc, upgrade_from_version_1);
     suite_add_tcase(suite, tc);
     tc = tcase_create("records");
     tcase_add_checked_fixture(tc, setup, teardown);
