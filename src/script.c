@@ -13,14 +13,17 @@
 #include "util.h"
 
 /* Deepest JSON/Lua nesting converted; deeper (or cyclic) is refused. */
-#define MAX_DEPTH 64
+#define MAX_DEPTH SCRIPT_MAX_DEPTH
 /* The count hook runs every this many VM instructions. */
 #define HOOK_EVERY 1000
 /* Compiled chunks kept per VM. */
 #define CHUNK_CACHE 128
+/* log(): longest line kept, and lines per request. */
+#define LOG_MAX_BYTES 4096
+#define LOG_MAX_LINES 100
 
 /* Registry keys (addresses of these are unique). */
-static const char k_null = 0;     /* certgate.null sentinel (light userdata) */
+static const char k_null = 0;     /* certgate.null sentinel (a full userdata, in the registry) */
 static const char k_array_mt = 0; /* metatable marking decoded arrays */
 static const char k_fail_mt = 0;  /* metatable of certgate.fail errors */
 static const char k_vm = 0;       /* the struct script_vm */
@@ -40,6 +43,7 @@ struct script_vm {
     struct timespec deadline;         /* wall-time limit of the current request */
     enum script_outcome limit_hit;    /* which cap stopped it */
     const struct script_db_ops *db;   /* current request's database */
+    unsigned log_lines;               /* log() calls of the current request */
     struct chunk chunks[CHUNK_CACHE]; /* compiled scripts */
 };
 
@@ -148,13 +152,57 @@ static int push_json(lua_State *L, json_t *v, int depth)
     case JSON_TRUE:
     case JSON_FALSE: lua_pushboolean(L, json_is_true(v)); return 0;
     case JSON_NULL:
-    default: lua_pushlightuserdata(L, (void *)&k_null); return 0;
+    default: lua_rawgetp(L, LUA_REGISTRYINDEX, &k_null); return 0;
     }
 }
 
 /* ---- Lua -> JSON ---- */
 
 static json_t *to_json(lua_State *L, int idx, int depth, char *err, size_t errlen);
+
+/* Whether @p s holds well-formed UTF-8 (no overlongs, no surrogates). */
+static bool utf8_ok(const char *s, size_t len)
+{
+    const unsigned char *p = (const unsigned char *)s, *end = p + len;
+
+    while (p < end) {
+        unsigned c = *p++, n, cp;
+
+        if (c < 0x80)
+            continue;
+        if (c >= 0xc2 && c <= 0xdf)
+            n = 1, cp = c & 0x1f;
+        else if (c >= 0xe0 && c <= 0xef)
+            n = 2, cp = c & 0x0f;
+        else if (c >= 0xf0 && c <= 0xf4)
+            n = 3, cp = c & 0x07;
+        else
+            return false;
+        if ((size_t)(end - p) < n)
+            return false;
+        for (unsigned i = 0; i < n; i++) {
+            if ((p[i] & 0xc0) != 0x80)
+                return false;
+            cp = (cp << 6) | (p[i] & 0x3f);
+        }
+        p += n;
+        if ((n == 2 && cp < 0x800) || (n == 3 && (cp < 0x10000 || cp > 0x10ffff)) ||
+            (cp >= 0xd800 && cp <= 0xdfff))
+            return false;
+    }
+    return true;
+}
+
+/* Whether the value at @p idx is certgate.null. */
+static bool is_null(lua_State *L, int idx)
+{
+    bool yes;
+
+    lua_rawgetp(L, LUA_REGISTRYINDEX, &k_null);
+    yes = lua_rawequal(L, idx < 0 ? idx - 1 : idx, -1);
+    lua_pop(L, 1);
+    return yes;
+}
 
 static json_t *table_to_json(lua_State *L, int idx, int depth, char *err, size_t errlen)
 {
@@ -225,6 +273,8 @@ static json_t *table_to_json(lua_State *L, int idx, int depth, char *err, size_t
     lua_pushnil(L);
     while (out && lua_next(L, idx)) {
         json_t *item = to_json(L, lua_gettop(L), depth + 1, err, errlen);
+        size_t klen;
+        const char *k;
 
         lua_pop(L, 1);
         if (!item) {
@@ -232,7 +282,17 @@ static json_t *table_to_json(lua_State *L, int idx, int depth, char *err, size_t
             json_decref(out);
             return NULL;
         }
-        json_object_set_new(out, lua_tostring(L, -1), item);
+        k = lua_tolstring(L, -1, &klen);
+        /* A key must survive the trip as it is: no NUL inside, UTF-8. */
+        if (strlen(k) != klen || json_object_set_new(out, k, item) != 0) {
+            snprintf(err, errlen, "a table key %s",
+                     strlen(k) != klen ? "holds a NUL byte" : "is not valid UTF-8");
+            if (strlen(k) != klen)
+                json_decref(item);
+            lua_pop(L, 1);
+            json_decref(out);
+            return NULL;
+        }
     }
     return out;
 mixed:
@@ -268,8 +328,8 @@ static json_t *to_json(lua_State *L, int idx, int depth, char *err, size_t errle
         if (!v)
             snprintf(err, errlen, "a string is not valid UTF-8");
         return v;
-    case LUA_TLIGHTUSERDATA:
-        if (lua_touserdata(L, idx) == &k_null)
+    case LUA_TUSERDATA:
+        if (is_null(L, idx))
             return json_null();
         break;
     case LUA_TTABLE:
@@ -282,6 +342,35 @@ static json_t *to_json(lua_State *L, int idx, int depth, char *err, size_t errle
     }
     snprintf(err, errlen, "a %s cannot be represented in JSON", luaL_typename(L, idx));
     return NULL;
+}
+
+static bool fits(json_t *v, int depth)
+{
+    size_t i;
+    const char *key;
+    json_t *item;
+
+    if (depth > MAX_DEPTH)
+        return false;
+    if (json_is_array(v)) {
+        json_array_foreach(v, i, item)
+        {
+            if (!fits(item, depth + 1))
+                return false;
+        }
+    } else if (json_is_object(v)) {
+        json_object_foreach(v, key, item)
+        {
+            if (!fits(item, depth + 1))
+                return false;
+        }
+    }
+    return true;
+}
+
+bool script_json_fits(json_t *v)
+{
+    return !v || fits(v, 0);
 }
 
 int script_push_json(struct script_vm *vm, json_t *v)
@@ -298,6 +387,16 @@ json_t *script_pop_json(struct script_vm *vm, char *err, size_t errlen)
 }
 
 /* ---- the script API ---- */
+
+/* The running request's database, or a Lua error outside a request. */
+static const struct script_db_ops *db_of(lua_State *L)
+{
+    struct script_vm *vm = vm_of(L);
+
+    if (!vm->db || !vm->db->insert)
+        luaL_error(L, "the database is not available here");
+    return vm->db;
+}
 
 static json_t *arg_json(lua_State *L, int idx)
 {
@@ -319,14 +418,14 @@ static int raise_db(lua_State *L, const char *what, const char *err, json_t *tmp
 
 static int l_db_insert(lua_State *L)
 {
-    struct script_vm *vm = vm_of(L);
+    const struct script_db_ops *db = db_of(L);
     const char *table = luaL_checkstring(L, 1);
     char id[37], err[300] = "";
     json_t *fields;
 
     luaL_checktype(L, 2, LUA_TTABLE);
     fields = arg_json(L, 2);
-    if (vm->db->insert(vm->db->ctx, table, fields, id, err, sizeof(err)))
+    if (db->insert(db->ctx, table, fields, id, err, sizeof(err)))
         return raise_db(L, "db.insert", err, fields);
     json_decref(fields);
     lua_pushstring(L, id);
@@ -335,7 +434,7 @@ static int l_db_insert(lua_State *L)
 
 static int l_db_update(lua_State *L)
 {
-    struct script_vm *vm = vm_of(L);
+    const struct script_db_ops *db = db_of(L);
     const char *table = luaL_checkstring(L, 1), *sys_id = luaL_checkstring(L, 2);
     char err[300] = "";
     json_t *fields;
@@ -343,7 +442,7 @@ static int l_db_update(lua_State *L)
 
     luaL_checktype(L, 3, LUA_TTABLE);
     fields = arg_json(L, 3);
-    rc = vm->db->update(vm->db->ctx, table, sys_id, fields, err, sizeof(err));
+    rc = db->update(db->ctx, table, sys_id, fields, err, sizeof(err));
     json_decref(fields);
     if (rc == CG_ENOTFOUND) {
         lua_pushboolean(L, 0);
@@ -357,11 +456,11 @@ static int l_db_update(lua_State *L)
 
 static int l_db_get(lua_State *L)
 {
-    struct script_vm *vm = vm_of(L);
+    const struct script_db_ops *db = db_of(L);
     const char *table = luaL_checkstring(L, 1), *sys_id = luaL_checkstring(L, 2);
     char err[300] = "";
     json_t *rec = NULL;
-    int rc = vm->db->get(vm->db->ctx, table, sys_id, &rec, err, sizeof(err));
+    int rc = db->get(db->ctx, table, sys_id, &rec, err, sizeof(err));
 
     if (rc == CG_ENOTFOUND) {
         lua_pushnil(L);
@@ -378,7 +477,7 @@ static int l_db_get(lua_State *L)
 
 static int l_db_query(lua_State *L)
 {
-    struct script_vm *vm = vm_of(L);
+    const struct script_db_ops *db = db_of(L);
     const char *table = luaL_checkstring(L, 1);
     char err[300] = "";
     json_t *filter = NULL, *rows = NULL;
@@ -402,7 +501,7 @@ static int l_db_query(lua_State *L)
             offset = (long)luaL_checkinteger(L, -1);
         lua_pop(L, 2);
     }
-    rc = vm->db->query(vm->db->ctx, table, filter, limit, offset, &rows, err, sizeof(err));
+    rc = db->query(db->ctx, table, filter, limit, offset, &rows, err, sizeof(err));
     json_decref(filter);
     if (rc)
         return luaL_error(L, "db.query: %s", err);
@@ -434,19 +533,48 @@ static int l_fail(lua_State *L)
 static int l_log(lua_State *L)
 {
     struct script_vm *vm = vm_of(L);
-    luaL_Buffer b;
+    char line[LOG_MAX_BYTES + 4];
+    size_t len = 0;
     int n = lua_gettop(L);
 
-    luaL_buffinit(L, &b);
-    for (int i = 1; i <= n; i++) {
-        if (i > 1)
-            luaL_addchar(&b, ' ');
-        luaL_tolstring(L, i, NULL);
-        luaL_addvalue(&b);
+    /* A log line per call, bounded in size and in number per request, so
+     * a script cannot flood the server log. */
+    if (++vm->log_lines > LOG_MAX_LINES) {
+        if (vm->log_lines == LOG_MAX_LINES + 1 && vm->db && vm->db->log)
+            vm->db->log(vm->db->ctx, "(further log lines of this request are dropped)");
+        return 0;
     }
-    luaL_pushresult(&b);
+    for (int i = 1; i <= n && len < LOG_MAX_BYTES; i++) {
+        size_t l;
+        const char *p = luaL_tolstring(L, i, &l);
+
+        if (i > 1)
+            line[len++] = ' ';
+        if (l > LOG_MAX_BYTES - len)
+            l = LOG_MAX_BYTES - len;
+        memcpy(line + len, p, l);
+        len += l;
+        lua_pop(L, 1);
+    }
+    if (len >= LOG_MAX_BYTES) {
+        memcpy(line + LOG_MAX_BYTES, "...", 3);
+        len = LOG_MAX_BYTES + 3;
+    }
+    line[len] = '\0';
+    /* The log is JSON: bytes that are not UTF-8 become '?'. */
+    for (size_t i = 0; i < len;) {
+        size_t w = 1;
+
+        while (w <= 4 && i + w <= len && !utf8_ok(line + i, w))
+            w++;
+        if (w > 4 || i + w > len) {
+            line[i++] = '?';
+            continue;
+        }
+        i += w;
+    }
     if (vm->db && vm->db->log)
-        vm->db->log(vm->db->ctx, lua_tostring(L, -1));
+        vm->db->log(vm->db->ctx, line);
     return 0;
 }
 
@@ -548,6 +676,108 @@ static void push_env(lua_State *L)
     lua_setfield(L, -2, "print");
 }
 
+/* setmetatable without __gc: a finalizer would run after the request, outside
+ * its caps and its database context. Otherwise as Lua's own. */
+static int l_setmetatable(lua_State *L)
+{
+    int t = lua_type(L, 2);
+
+    luaL_checktype(L, 1, LUA_TTABLE);
+    luaL_argexpected(L, t == LUA_TNIL || t == LUA_TTABLE, 2, "nil or table");
+    if (t == LUA_TTABLE && lua_rawget(L, (lua_pushliteral(L, "__gc"), 2)) != LUA_TNIL)
+        return luaL_error(L, "setmetatable: __gc metamethods are not allowed in scripts");
+    lua_settop(L, 2);
+    if (luaL_getmetafield(L, 1, "__metatable") != LUA_TNIL)
+        return luaL_error(L, "cannot change a protected metatable");
+    lua_setmetatable(L, 1);
+    return 1;
+}
+
+/* Charges @p n units of work to the instruction cap; raises when over it.
+ * For library calls that loop in C, where the count hook never runs. */
+static void charge(lua_State *L, uint64_t n)
+{
+    struct script_vm *vm = vm_of(L);
+
+    if (vm->limits.instructions == 0)
+        return;
+    vm->count += n;
+    if (vm->count > vm->limits.instructions) {
+        vm->limit_hit = SCRIPT_LIMIT_INSTRUCTIONS;
+        lua_sethook(L, hook, LUA_MASKCOUNT, 1);
+        luaL_error(L, "instruction limit reached");
+    }
+}
+
+/* string.rep: Lua's loops n times even when the result is empty. */
+static int l_rep(lua_State *L)
+{
+    struct script_vm *vm = vm_of(L);
+    size_t l, lsep;
+    const char *s = luaL_checklstring(L, 1, &l);
+    lua_Integer n = luaL_checkinteger(L, 2);
+    const char *sep = luaL_optlstring(L, 3, "", &lsep);
+    luaL_Buffer b;
+
+    if (n <= 0 || l + lsep == 0) {
+        lua_pushliteral(L, "");
+        return 1;
+    }
+    if (l + lsep < l || (uint64_t)(l + lsep) > (uint64_t)(SIZE_MAX / 2) / (uint64_t)n)
+        return luaL_error(L, "resulting string too large");
+    /* A result over the memory cap fails at once, not after the copying. */
+    if (vm->cap && (uint64_t)(l + lsep) * (uint64_t)n > vm->cap - vm->used) {
+        vm->hit_memory = true;
+        return luaL_error(L, "not enough memory");
+    }
+    charge(L, (uint64_t)n / 64);
+    luaL_buffinit(L, &b);
+    for (lua_Integer i = 0; i < n; i++) {
+        luaL_addlstring(&b, s, l);
+        if (lsep && i + 1 < n)
+            luaL_addlstring(&b, sep, lsep);
+    }
+    luaL_pushresult(&b);
+    return 1;
+}
+
+/* table.move with its element count charged to the instruction cap. */
+static int l_move(lua_State *L)
+{
+    lua_Integer f = luaL_checkinteger(L, 2), e = luaL_checkinteger(L, 3);
+
+    if (e >= f) {
+        uint64_t n = (uint64_t)e - (uint64_t)f + 1;
+
+        charge(L, n > UINT64_MAX / 4 ? UINT64_MAX / 4 : n);
+    }
+    lua_pushvalue(L, lua_upvalueindex(1));
+    lua_insert(L, 1);
+    lua_call(L, lua_gettop(L) - 1, 1);
+    return 1;
+}
+
+/* certgate.array(t): marks a table to be encoded as a JSON array, so a
+ * script can answer [] (an empty table is {} otherwise). */
+static int l_array(lua_State *L)
+{
+    if (lua_isnoneornil(L, 1))
+        lua_newtable(L);
+    luaL_checktype(L, 1, LUA_TTABLE);
+    lua_settop(L, 1);
+    if (lua_getmetatable(L, 1))
+        return luaL_error(L, "certgate.array: the table already has a metatable");
+    lua_rawgetp(L, LUA_REGISTRYINDEX, &k_array_mt);
+    lua_setmetatable(L, 1);
+    return 1;
+}
+
+static int l_null_tostring(lua_State *L)
+{
+    lua_pushliteral(L, "null");
+    return 1;
+}
+
 static int setup(lua_State *L)
 {
     static const luaL_Reg db_fns[] = {
@@ -582,6 +812,13 @@ static int setup(lua_State *L)
     lua_getfield(L, -1, "string");
     lua_pushnil(L);
     lua_setfield(L, -2, "dump");
+    lua_pushcfunction(L, l_rep);
+    lua_setfield(L, -2, "rep");
+    lua_pop(L, 1);
+    lua_getfield(L, -1, "table");
+    lua_getfield(L, -1, "move");
+    lua_pushcclosure(L, l_move, 1);
+    lua_setfield(L, -2, "move");
     lua_pop(L, 1);
     lua_newtable(L);
     lua_getfield(L, -2, "os");
@@ -593,10 +830,25 @@ static int setup(lua_State *L)
     lua_setfield(L, -3, "os");
     lua_pop(L, 1); /* the real globals */
 
+    lua_pushcfunction(L, l_setmetatable);
+    lua_setfield(L, -2, "setmetatable");
+
+    /* certgate.null: one userdata whose metatable scripts cannot reach. */
+    lua_newuserdatauv(L, 0, 0);
+    lua_createtable(L, 0, 2);
+    lua_pushcfunction(L, l_null_tostring);
+    lua_setfield(L, -2, "__tostring");
+    lua_pushliteral(L, "null");
+    lua_setfield(L, -2, "__metatable");
+    lua_setmetatable(L, -2);
+    lua_rawsetp(L, LUA_REGISTRYINDEX, &k_null);
+
     lua_newtable(L); /* certgate */
     lua_pushcfunction(L, l_fail);
     lua_setfield(L, -2, "fail");
-    lua_pushlightuserdata(L, (void *)&k_null);
+    lua_pushcfunction(L, l_array);
+    lua_setfield(L, -2, "array");
+    lua_rawgetp(L, LUA_REGISTRYINDEX, &k_null);
     lua_setfield(L, -2, "null");
     lua_setfield(L, -2, "certgate");
     luaL_newlib(L, json_fns);
@@ -612,11 +864,17 @@ static int setup(lua_State *L)
     lua_setfield(L, -2, "__metatable");
     lua_pop(L, 2);
 
+    /* The metatables certgate shares between requests are protected: a
+     * script that changed them would change what the next request sees. */
     lua_newtable(L);
     lua_pushliteral(L, "array");
     lua_setfield(L, -2, "__name");
+    lua_pushliteral(L, "array");
+    lua_setfield(L, -2, "__metatable");
     lua_rawsetp(L, LUA_REGISTRYINDEX, &k_array_mt);
     lua_newtable(L);
+    lua_pushliteral(L, "certgate.fail");
+    lua_setfield(L, -2, "__metatable");
     lua_rawsetp(L, LUA_REGISTRYINDEX, &k_fail_mt);
     return 0;
 }
@@ -753,12 +1011,19 @@ static bool valid_header(const char *name, const char *value)
     return !strpbrk(value, "\r\n") && strlen(value) < 4096;
 }
 
-/* Reads `response` (at the top of the stack) into @p out. */
+/* Reads `response` (at the top of the stack) into @p out, with raw access
+ * only: no metamethod of the script runs here. */
 static void read_response(lua_State *L, struct script_result *out)
 {
     int t = lua_gettop(L);
 
-    lua_getfield(L, t, "status");
+    if (!lua_istable(L, t)) {
+        out->outcome = SCRIPT_BAD_RESPONSE;
+        snprintf(out->log_detail, sizeof(out->log_detail), "response must be a table");
+        return;
+    }
+    lua_pushliteral(L, "status");
+    lua_rawget(L, t);
     if (lua_isinteger(L, -1) && lua_tointeger(L, -1) >= 200 && lua_tointeger(L, -1) <= 599)
         out->status = (int)lua_tointeger(L, -1);
     else if (!lua_isnil(L, -1)) {
@@ -769,7 +1034,8 @@ static void read_response(lua_State *L, struct script_result *out)
     lua_pop(L, 1);
     if (out->outcome != SCRIPT_OK)
         return;
-    lua_getfield(L, t, "body");
+    lua_pushliteral(L, "body");
+    lua_rawget(L, t);
     if (!lua_isnil(L, -1)) {
         out->body = to_json(L, lua_gettop(L), 0, out->log_detail, sizeof(out->log_detail));
         if (!out->body) {
@@ -779,38 +1045,125 @@ static void read_response(lua_State *L, struct script_result *out)
         }
     }
     lua_pop(L, 1);
-    lua_getfield(L, t, "headers");
+    lua_pushliteral(L, "headers");
+    lua_rawget(L, t);
     if (lua_istable(L, -1)) {
         out->headers = json_object();
         lua_pushnil(L);
         while (lua_next(L, -2)) {
             if (lua_type(L, -2) == LUA_TSTRING && lua_type(L, -1) == LUA_TSTRING &&
-                valid_header(lua_tostring(L, -2), lua_tostring(L, -1))) {
+                valid_header(lua_tostring(L, -2), lua_tostring(L, -1)) &&
                 json_object_set_new(out->headers, lua_tostring(L, -2),
-                                    json_string(lua_tostring(L, -1)));
+                                    json_string(lua_tostring(L, -1))) == 0) {
+                /* kept */
             } else if (out->outcome == SCRIPT_OK) {
                 out->outcome = SCRIPT_BAD_RESPONSE;
                 snprintf(out->log_detail, sizeof(out->log_detail),
-                         "response.headers must map header names to strings without CR/LF");
+                         "response.headers must map header names to UTF-8 strings without "
+                         "CR/LF");
             }
             lua_pop(L, 1);
         }
+    } else if (!lua_isnil(L, -1)) {
+        out->outcome = SCRIPT_BAD_RESPONSE;
+        snprintf(out->log_detail, sizeof(out->log_detail), "response.headers must be a table");
     }
     lua_pop(L, 1);
 }
 
-/* Describes the error object at the top of the stack for the log. */
-static void describe_error(lua_State *L, struct script_result *out)
+/* A string field of a certgate.fail object, read raw; "" when it is not one. */
+static void fail_field(lua_State *L, int t, const char *name, char *out, size_t outlen)
 {
-    const char *msg;
+    lua_pushstring(L, name);
+    lua_rawget(L, t);
+    snprintf(out, outlen, "%s", lua_type(L, -1) == LUA_TSTRING ? lua_tostring(L, -1) : "");
+    lua_pop(L, 1);
+    /* The message goes into a JSON body: keep it UTF-8. */
+    if (!utf8_ok(out, strlen(out)))
+        snprintf(out, outlen, "(not valid UTF-8)");
+}
 
-    if (lua_type(L, -1) == LUA_TSTRING) {
-        msg = lua_tostring(L, -1);
-    } else {
-        msg = luaL_typename(L, -1);
+/* Reads the error object of a failed run (at the top) into @p out. */
+static void read_error(lua_State *L, struct script_vm *vm, int rc, struct script_result *out)
+{
+    bool is_fail = false;
+    int e = lua_gettop(L);
+
+    out->status = 500;
+    if (vm->limit_hit == SCRIPT_LIMIT_INSTRUCTIONS || vm->limit_hit == SCRIPT_LIMIT_TIME) {
+        out->outcome = vm->limit_hit;
+        out->status = vm->limit_hit == SCRIPT_LIMIT_TIME ? 503 : 500;
+        snprintf(out->log_detail, sizeof(out->log_detail), "%s",
+                 vm->limit_hit == SCRIPT_LIMIT_TIME ? "wall-time limit reached"
+                                                    : "instruction limit reached");
+        return;
     }
-    snprintf(out->log_detail, sizeof(out->log_detail), "script error: %s%s",
-             lua_type(L, -1) == LUA_TSTRING ? "" : "error object of type ", msg);
+    if (rc == LUA_ERRMEM || vm->hit_memory) {
+        out->outcome = SCRIPT_LIMIT_MEMORY;
+        snprintf(out->log_detail, sizeof(out->log_detail), "memory limit reached");
+        return;
+    }
+    if (lua_type(L, e) == LUA_TTABLE && lua_getmetatable(L, e)) {
+        lua_rawgetp(L, LUA_REGISTRYINDEX, &k_fail_mt);
+        is_fail = lua_rawequal(L, -1, -2);
+        lua_pop(L, 2);
+    }
+    if (!is_fail) {
+        out->outcome = SCRIPT_ERROR;
+        snprintf(out->log_detail, sizeof(out->log_detail), "script error: %s%s",
+                 lua_type(L, e) == LUA_TSTRING ? "" : "error object of type ",
+                 lua_type(L, e) == LUA_TSTRING ? lua_tostring(L, e) : luaL_typename(L, e));
+        return;
+    }
+    out->outcome = SCRIPT_FAILED;
+    lua_pushliteral(L, "status");
+    lua_rawget(L, e);
+    out->status = lua_isinteger(L, -1) ? (int)lua_tointeger(L, -1) : 500;
+    lua_pop(L, 1);
+    if (out->status < 400 || out->status > 599)
+        out->status = 500;
+    fail_field(L, e, "message", out->message, sizeof(out->message));
+    fail_field(L, e, "detail", out->detail, sizeof(out->detail));
+    if (!out->message[0])
+        snprintf(out->message, sizeof(out->message), "Invalid request");
+}
+
+/* What run_protected needs. */
+struct run_args {
+    const struct script_request *req; /* the request */
+    struct script_result *out;        /* filled on success */
+};
+
+/*
+ * One run, as a protected C function: the chunk (at index 1) gets a fresh
+ * environment with request and response, runs, and its response is read,
+ * all under the caps, so that nothing the script left behind (a metamethod,
+ * a loop) can run outside them.
+ */
+static int run_protected(lua_State *L)
+{
+    struct run_args *a = lua_touserdata(L, 2);
+
+    lua_settop(L, 1);
+    push_env(L);
+    if (push_request(L, a->req))
+        return luaL_error(L, "the request is nested too deeply");
+    lua_setfield(L, -2, "request");
+    lua_createtable(L, 0, 3);
+    lua_pushinteger(L, 200);
+    lua_setfield(L, -2, "status");
+    lua_newtable(L);
+    lua_setfield(L, -2, "headers");
+    lua_setfield(L, -2, "response");
+    /* _ENV of this run: the chunk's first upvalue. */
+    lua_pushvalue(L, 2);
+    lua_setupvalue(L, 1, 1);
+    lua_pushvalue(L, 1);
+    lua_call(L, 0, 0);
+    lua_pushliteral(L, "response");
+    lua_rawget(L, 2);
+    read_response(L, a->out);
+    return 0;
 }
 
 int script_run(struct script_vm *vm, const char *key, const char *source, const char *name,
@@ -818,6 +1171,7 @@ int script_run(struct script_vm *vm, const char *key, const char *source, const 
                struct script_result *out)
 {
     lua_State *L = vm->L;
+    struct run_args args = {req, out};
     size_t baseline;
     int rc, base = lua_gettop(L);
 
@@ -828,29 +1182,14 @@ int script_run(struct script_vm *vm, const char *key, const char *source, const 
         out->status = 500;
         return CG_OK;
     }
-    /* chunk env */
-    push_env(L);
-    if (push_request(L, req)) {
-        lua_settop(L, base);
-        out->outcome = SCRIPT_ERROR;
-        out->status = 500;
-        snprintf(out->log_detail, sizeof(out->log_detail), "request too deeply nested");
-        return CG_OK;
-    }
-    lua_setfield(L, -2, "request");
-    lua_createtable(L, 0, 3);
-    lua_pushinteger(L, 200);
-    lua_setfield(L, -2, "status");
-    lua_newtable(L);
-    lua_setfield(L, -2, "headers");
-    lua_setfield(L, -2, "response");
-    /* _ENV of this run: the chunk's first upvalue. */
-    lua_pushvalue(L, -1);
-    lua_setupvalue(L, -3, 1);
-    lua_insert(L, -2); /* env chunk */
+    /* stack: chunk */
+    lua_pushcfunction(L, run_protected);
+    lua_insert(L, -2);
+    lua_pushlightuserdata(L, &args);
 
     vm->db = db;
     vm->count = 0;
+    vm->log_lines = 0;
     vm->limit_hit = SCRIPT_OK;
     vm->hit_memory = false;
     clock_gettime(CLOCK_MONOTONIC, &vm->deadline);
@@ -863,53 +1202,19 @@ int script_run(struct script_vm *vm, const char *key, const char *source, const 
     baseline = vm->used;
     vm->cap = baseline + vm->limits.memory;
     lua_sethook(L, hook, LUA_MASKCOUNT, HOOK_EVERY);
-    rc = lua_pcall(L, 0, 0, 0);
+    rc = lua_pcall(L, 2, 0, 0);
+    if (rc != LUA_OK) {
+        script_result_free(out);
+        read_error(L, vm, rc, out);
+    } else if (out->outcome == SCRIPT_BAD_RESPONSE) {
+        out->status = 500;
+    }
     lua_sethook(L, NULL, 0, 0);
     vm->cap = 0;
-
-    if (rc != LUA_OK) {
-        out->status = 500;
-        if (vm->limit_hit == SCRIPT_LIMIT_INSTRUCTIONS || vm->limit_hit == SCRIPT_LIMIT_TIME) {
-            out->outcome = vm->limit_hit;
-            out->status = vm->limit_hit == SCRIPT_LIMIT_TIME ? 503 : 500;
-            snprintf(out->log_detail, sizeof(out->log_detail), "%s",
-                     vm->limit_hit == SCRIPT_LIMIT_TIME ? "wall-time limit reached"
-                                                        : "instruction limit reached");
-        } else if (rc == LUA_ERRMEM || vm->hit_memory) {
-            out->outcome = SCRIPT_LIMIT_MEMORY;
-            snprintf(out->log_detail, sizeof(out->log_detail), "memory limit reached");
-        } else {
-            bool is_fail = false;
-
-            if (lua_type(L, -1) == LUA_TTABLE && lua_getmetatable(L, -1)) {
-                lua_rawgetp(L, LUA_REGISTRYINDEX, &k_fail_mt);
-                is_fail = lua_rawequal(L, -1, -2);
-                lua_pop(L, 2);
-            }
-            if (is_fail) {
-                out->outcome = SCRIPT_FAILED;
-                lua_getfield(L, -1, "status");
-                out->status = (int)lua_tointeger(L, -1);
-                lua_getfield(L, -2, "message");
-                snprintf(out->message, sizeof(out->message), "%s", lua_tostring(L, -1));
-                lua_getfield(L, -3, "detail");
-                snprintf(out->detail, sizeof(out->detail), "%s", lua_tostring(L, -1));
-                lua_pop(L, 3);
-            } else {
-                out->outcome = SCRIPT_ERROR;
-                describe_error(L, out);
-            }
-        }
-        lua_settop(L, base);
-    } else {
-        lua_getfield(L, -1, "response");
-        read_response(L, out);
-        lua_settop(L, base);
-        if (out->outcome == SCRIPT_BAD_RESPONSE)
-            out->status = 500;
-    }
+    lua_settop(L, base);
     vm->db = NULL;
-    /* Keep the state small between requests. */
+    /* Keep the state small between requests (no finalizer can run here:
+     * scripts cannot set __gc). */
     if (vm->used > baseline + 1024 * 1024)
         lua_gc(L, LUA_GCCOLLECT);
     else

@@ -105,6 +105,11 @@ int script_run(struct script_vm *vm, const char *key, const char *source, const 
 /** Free the members of a result. */
 void script_result_free(struct script_result *r);
 
+/** Nesting deepest a script gets (a body nested deeper is the client's fault). */
+#define SCRIPT_MAX_DEPTH 64
+/** Whether @p v is nested no deeper than SCRIPT_MAX_DEPTH (NULL: yes). */
+bool script_json_fits(json_t *v);
+
 /* JSON <-> Lua, for tests and the runtime. */
 struct lua_State;
 /** Push @p v as a Lua value (arrays marked, null as certgate.null). */
