@@ -179,7 +179,7 @@ int daemon_main(const char *db_path, int argc, char **argv)
     limits.instructions = cfg->script_instructions;
     limits.memory = cfg->script_memory;
     limits.wall_ms = cfg->script_timeout_ms;
-    if (writer_start(db_path, &limits, cfg->durable, &writer, &err)) {
+    if (writer_start(db_path, &limits, cfg->durable, cfg->script_threads, &writer, &err)) {
         fprintf(stderr, "certgate: serve: %s\n", err.msg);
         goto out;
     }
@@ -232,11 +232,13 @@ out:
     /* Queued jobs are answered while the daemon still runs; then it stops. */
     writer_stop(writer);
     if (writer) {
-        uint64_t commits = 0, jobs = 0;
+        struct writer_stats st;
 
-        writer_stats(writer, &commits, &jobs);
-        log_event("writer_stats", json_pack("{s:I, s:I}", "commits", (json_int_t)commits,
-                                            "requests", (json_int_t)jobs));
+        writer_stats(writer, &st);
+        log_event("writer_stats",
+                  json_pack("{s:I, s:I, s:I, s:I}", "commits", (json_int_t)st.commits, "requests",
+                            (json_int_t)st.jobs, "reruns", (json_int_t)st.conflicts, "serial",
+                            (json_int_t)st.serial));
     }
     http_stop(srv);
     writer_free(writer);

@@ -5,6 +5,7 @@
 #include <gnutls/crypto.h>
 #include <gnutls/gnutls.h>
 #include <math.h>
+#include <stdarg.h>
 #include <sqlite3.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -73,7 +74,25 @@ bool dtable_valid_name(const char *name)
         if (!((c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') || c == '_') || n >= 63)
             return false;
     }
-    return strncmp(name, "sys_", 4) != 0 && strncmp(name, "sqlite_", 7) != 0;
+    /* rowid and oid would shadow SQLite's own row number, which orders records. */
+    return strncmp(name, "sys_", 4) != 0 && strncmp(name, "sqlite_", 7) != 0 &&
+           strcmp(name, "rowid") != 0 && strcmp(name, "oid") != 0;
+}
+
+void dtable_request_sha256(const char *method, const char *path, const char *body, size_t len,
+                           char out[65])
+{
+    gnutls_hash_hd_t h;
+    unsigned char d[32];
+
+    memset(d, 0, sizeof(d));
+    if (gnutls_hash_init(&h, GNUTLS_DIG_SHA256) == 0) {
+        gnutls_hash(h, method, strlen(method) + 1);
+        gnutls_hash(h, path, strlen(path) + 1);
+        gnutls_hash(h, body, len);
+        gnutls_hash_deinit(h, d);
+    }
+    cg_hex(d, sizeof(d), out);
 }
 
 void dtable_uuid(char out[37])
@@ -198,6 +217,42 @@ int dtable_open(const char *path, struct dtable_db **out_db, struct cg_err *err)
     }
     *out_db = db;
     return CG_OK;
+}
+
+int dtable_open_reader(const char *path, struct dtable_db **out_db, struct cg_err *err)
+{
+    struct dtable_db *db = calloc(1, sizeof(*db));
+
+    if (!db)
+        return CG_ENOMEM;
+    if (sqlite3_open_v2(path, &db->db, SQLITE_OPEN_READONLY | SQLITE_OPEN_NOMUTEX, NULL) !=
+        SQLITE_OK) {
+        cg_err_set(err, "cannot open database %s: %s", path,
+                   db->db ? sqlite3_errmsg(db->db) : "out of memory");
+        dtable_close(db);
+        return CG_EDB;
+    }
+    sqlite3_busy_timeout(db->db, 5000);
+    sqlite3_progress_handler(db->db, 10000, over_deadline, db);
+    if (exec(db, "PRAGMA query_only = ON", err)) {
+        dtable_close(db);
+        return CG_EDB;
+    }
+    *out_db = db;
+    return CG_OK;
+}
+
+int dtable_read_begin(struct dtable_db *db, struct cg_err *err)
+{
+    if (!sqlite3_get_autocommit(db->db))
+        return CG_OK;
+    return exec(db, "BEGIN", err);
+}
+
+void dtable_read_end(struct dtable_db *db)
+{
+    if (!sqlite3_get_autocommit(db->db))
+        sqlite3_exec(db->db, "COMMIT", NULL, NULL, NULL);
 }
 
 void dtable_close(struct dtable_db *db)
@@ -614,31 +669,120 @@ const struct dtable_column *dtable_column(const struct dtable_table *t, const ch
 
 /* ---- records ---- */
 
-/* Binds a JSON value to a column of type @p type, refusing a mismatch. */
-static int bind_value(sqlite3_stmt *st, int i, const struct dtable_column *c, json_t *v,
-                      const char *table, struct cg_err *err)
+/* A growing SQL text; on allocation failure it stays marked failed. */
+struct sql {
+    char *s;    /* text */
+    size_t len; /* used */
+    size_t cap; /* allocated */
+    bool bad;   /* an allocation failed */
+};
+
+static void sql_add(struct sql *q, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+static void sql_add(struct sql *q, const char *fmt, ...)
+{
+    va_list ap;
+    int n;
+
+    if (q->bad)
+        return;
+    va_start(ap, fmt);
+    n = vsnprintf(q->s ? q->s + q->len : NULL, q->s ? q->cap - q->len : 0, fmt, ap);
+    va_end(ap);
+    if (n < 0) {
+        q->bad = true;
+        return;
+    }
+    if (!q->s || q->len + (size_t)n >= q->cap) {
+        size_t cap = (q->len + (size_t)n + 1) * 2;
+        char *s = realloc(q->s, cap);
+
+        if (!s) {
+            q->bad = true;
+            return;
+        }
+        q->s = s;
+        q->cap = cap;
+        va_start(ap, fmt);
+        vsnprintf(q->s + q->len, q->cap - q->len, fmt, ap);
+        va_end(ap);
+    }
+    q->len += (size_t)n;
+}
+
+/* Prepares the built SQL (or fails with CG_ENOMEM when building failed). */
+static sqlite3_stmt *sql_prep(struct dtable_db *db, struct sql *q, struct cg_err *err)
+{
+    sqlite3_stmt *st;
+
+    if (q->bad || !q->s) {
+        cg_err_set(err, "out of memory");
+        free(q->s);
+        return NULL;
+    }
+    st = prep(db, q->s, err);
+    free(q->s);
+    q->s = NULL;
+    return st;
+}
+
+/* The columns a filter or record may name besides the admin's. */
+static const struct dtable_column sys_text_cols[] = {
+    {"sys_id", DT_TEXT},
+    {"sys_created_on", DT_TEXT},
+    {"sys_created_by", DT_TEXT},
+};
+
+/* The column @p name of @p t, the sys_ ones included when @p with_sys. */
+static const struct dtable_column *column(const struct dtable_table *t, const char *name,
+                                          bool with_sys)
+{
+    const struct dtable_column *c = dtable_column(t, name);
+
+    for (size_t i = 0; !c && with_sys && i < 3; i++) {
+        if (strcmp(name, sys_text_cols[i].name) == 0)
+            c = &sys_text_cols[i];
+    }
+    return c;
+}
+
+/* Whether @p v may be stored in column @p c (JSON null always may). */
+static int check_value(const struct dtable_column *c, json_t *v, const char *table,
+                       struct cg_err *err)
+{
+    bool ok;
+
+    switch (c->type) {
+    case DT_TEXT: ok = json_is_string(v) || json_is_null(v); break;
+    case DT_INTEGER: ok = json_is_integer(v) || json_is_null(v); break;
+    case DT_REAL: ok = json_is_number(v) || json_is_null(v); break;
+    default: ok = true; break;
+    }
+    if (!ok)
+        cg_err_set(err, "column '%s' of table '%s' takes %s values", c->name, table,
+                   dtable_type_name(c->type));
+    return ok ? CG_OK : CG_EINVAL;
+}
+
+/* The text a json column stores for @p v (malloc'd). */
+static char *json_text(json_t *v)
+{
+    return json_dumps(v, JSON_COMPACT | JSON_ENCODE_ANY | JSON_PRESERVE_ORDER);
+}
+
+/* Binds a JSON value to a column, after check_value. */
+static int bind_value(sqlite3_stmt *st, int i, const struct dtable_column *c, json_t *v)
 {
     if (json_is_null(v))
         return sqlite3_bind_null(st, i) == SQLITE_OK ? CG_OK : CG_EDB;
     switch (c->type) {
     case DT_TEXT:
-        if (!json_is_string(v))
-            break;
         sqlite3_bind_text(st, i, json_string_value(v), (int)json_string_length(v),
                           SQLITE_TRANSIENT);
         return CG_OK;
-    case DT_INTEGER:
-        if (!json_is_integer(v))
-            break;
-        sqlite3_bind_int64(st, i, json_integer_value(v));
-        return CG_OK;
-    case DT_REAL:
-        if (!json_is_number(v))
-            break;
-        sqlite3_bind_double(st, i, json_number_value(v));
-        return CG_OK;
+    case DT_INTEGER: sqlite3_bind_int64(st, i, json_integer_value(v)); return CG_OK;
+    case DT_REAL: sqlite3_bind_double(st, i, json_number_value(v)); return CG_OK;
     case DT_JSON: {
-        char *text = json_dumps(v, JSON_COMPACT | JSON_ENCODE_ANY | JSON_PRESERVE_ORDER);
+        char *text = json_text(v);
 
         if (!text)
             return CG_ENOMEM;
@@ -646,12 +790,10 @@ static int bind_value(sqlite3_stmt *st, int i, const struct dtable_column *c, js
         return CG_OK;
     }
     }
-    cg_err_set(err, "column '%s' of table '%s' takes %s values", c->name, table,
-               dtable_type_name(c->type));
     return CG_EINVAL;
 }
 
-static int check_columns(const struct dtable_table *t, json_t *fields, struct cg_err *err)
+int dtable_check_record(const struct dtable_table *t, json_t *fields, struct cg_err *err)
 {
     const char *key;
     json_t *v;
@@ -662,50 +804,175 @@ static int check_columns(const struct dtable_table *t, json_t *fields, struct cg
     }
     json_object_foreach(fields, key, v)
     {
-        if (!dtable_column(t, key)) {
+        const struct dtable_column *c = dtable_column(t, key);
+
+        if (!c) {
             cg_err_set(err, "unknown column '%s' in table '%s'", key, t->name);
             return CG_EINVAL;
         }
+        if (check_value(c, v, t->name, err))
+            return CG_EINVAL;
     }
     return CG_OK;
 }
 
-int dtable_insert(struct dtable_db *db, const struct dtable_table *t, json_t *fields,
-                  const char *user, char out_sys_id[37], struct cg_err *err)
+int dtable_check_filter(const struct dtable_table *t, json_t *filter, struct cg_err *err)
 {
-    char sql[8192], now[96];
-    sqlite3_stmt *st;
-    int rc, i = 4;
-    size_t len;
+    const char *key;
+    json_t *v;
 
-    rc = check_columns(t, fields, err);
+    if (!filter)
+        return CG_OK;
+    if (!json_is_object(filter)) {
+        cg_err_set(err, "a query filter must be an object of column = value");
+        return CG_EINVAL;
+    }
+    json_object_foreach(filter, key, v)
+    {
+        const struct dtable_column *c = column(t, key, true);
+
+        if (!c) {
+            cg_err_set(err, "unknown column '%s' in table '%s'", key, t->name);
+            return CG_EINVAL;
+        }
+        if (check_value(c, v, t->name, err))
+            return CG_EINVAL;
+    }
+    return CG_OK;
+}
+
+json_t *dtable_new_row(const struct dtable_table *t, const char *sys_id, const char *created_on,
+                       const char *created_by, json_t *fields)
+{
+    json_t *o = json_pack("{s:s, s:s, s:s}", "sys_id", sys_id, "sys_created_on", created_on,
+                          "sys_created_by", created_by ? created_by : "");
+
+    if (!o)
+        return NULL;
+    for (size_t c = 0; c < t->n_cols; c++)
+        json_object_set_new(o, t->cols[c].name, json_null());
+    if (dtable_merge_fields(t, o, fields)) {
+        json_decref(o);
+        return NULL;
+    }
+    return o;
+}
+
+int dtable_merge_fields(const struct dtable_table *t, json_t *row, json_t *fields)
+{
+    const char *key;
+    json_t *v;
+
+    json_object_foreach(fields, key, v)
+    {
+        const struct dtable_column *c = dtable_column(t, key);
+        json_t *stored;
+
+        if (!c)
+            continue;
+        /* What reading the row back would give: a real column holds reals,
+         * a json column a copy of the value. */
+        if (json_is_null(v))
+            stored = json_null();
+        else if (c->type == DT_REAL)
+            stored = json_real(json_number_value(v));
+        else if (c->type == DT_JSON)
+            stored = json_deep_copy(v);
+        else
+            stored = json_incref(v);
+        if (!stored || json_object_set_new(row, key, stored))
+            return CG_ENOMEM;
+    }
+    return CG_OK;
+}
+
+/* Whether one stored value equals a filter value, as SQL `=` (or IS NULL)
+ * compares them. */
+static bool value_matches(const struct dtable_column *c, json_t *have, json_t *want)
+{
+    if (json_is_null(want))
+        return !have || json_is_null(have);
+    if (!have || json_is_null(have))
+        return false;
+    switch (c->type) {
+    case DT_TEXT:
+        return json_is_string(have) && json_string_length(have) == json_string_length(want) &&
+               memcmp(json_string_value(have), json_string_value(want), json_string_length(want)) ==
+                   0;
+    case DT_INTEGER:
+        return json_is_integer(have) && json_integer_value(have) == json_integer_value(want);
+    case DT_REAL: return json_is_number(have) && json_number_value(have) == json_number_value(want);
+    case DT_JSON: {
+        char *a = json_text(have), *b = json_text(want);
+        bool eq = a && b && strcmp(a, b) == 0;
+
+        free(a);
+        free(b);
+        return eq;
+    }
+    }
+    return false;
+}
+
+static bool row_matches(const struct dtable_table *t, json_t *row, json_t *filter, bool loose)
+{
+    const char *key;
+    json_t *v;
+
+    json_object_foreach(filter, key, v)
+    {
+        const struct dtable_column *c = column(t, key, true);
+
+        if (!c)
+            return loose;
+        if (loose && c->type == DT_JSON)
+            continue;
+        if (!value_matches(c, json_object_get(row, key), v))
+            return false;
+    }
+    return true;
+}
+
+bool dtable_row_matches(const struct dtable_table *t, json_t *row, json_t *filter)
+{
+    return row_matches(t, row, filter, false);
+}
+
+bool dtable_row_may_match(const struct dtable_table *t, json_t *row, json_t *filter)
+{
+    return row_matches(t, row, filter, true);
+}
+
+int dtable_insert_row(struct dtable_db *db, const struct dtable_table *t, const char *sys_id,
+                      const char *created_on, const char *created_by, json_t *fields,
+                      struct cg_err *err)
+{
+    struct sql q = {0};
+    sqlite3_stmt *st;
+    int rc;
+
+    rc = dtable_check_record(t, fields, err);
     if (rc)
         return rc;
-    len = (size_t)snprintf(sql, sizeof(sql),
-                           "INSERT INTO \"%s\" (sys_id, sys_created_on, sys_created_by", t->name);
+    sql_add(&q, "INSERT INTO \"%s\" (sys_id, sys_created_on, sys_created_by", t->name);
     for (size_t c = 0; c < t->n_cols; c++)
-        len += (size_t)snprintf(sql + len, sizeof(sql) - len, ", \"%s\"", t->cols[c].name);
-    len += (size_t)snprintf(sql + len, sizeof(sql) - len, ") VALUES (?, ?, ?");
+        sql_add(&q, ", \"%s\"", t->cols[c].name);
+    sql_add(&q, ") VALUES (?, ?, ?");
     for (size_t c = 0; c < t->n_cols; c++)
-        len += (size_t)snprintf(sql + len, sizeof(sql) - len, ", ?");
-    snprintf(sql + len, sizeof(sql) - len, ")");
-    st = prep(db, sql, err);
+        sql_add(&q, ", ?");
+    sql_add(&q, ")");
+    st = sql_prep(db, &q, err);
     if (!st)
         return CG_EDB;
-    dtable_uuid(out_sys_id);
-    cg_now_iso_ms(now);
-    sqlite3_bind_text(st, 1, out_sys_id, -1, SQLITE_TRANSIENT);
-    sqlite3_bind_text(st, 2, now, -1, SQLITE_TRANSIENT);
-    sqlite3_bind_text(st, 3, user ? user : "", -1, SQLITE_TRANSIENT);
-    for (size_t c = 0; c < t->n_cols; c++, i++) {
+    sqlite3_bind_text(st, 1, sys_id, -1, SQLITE_TRANSIENT);
+    sqlite3_bind_text(st, 2, created_on, -1, SQLITE_TRANSIENT);
+    sqlite3_bind_text(st, 3, created_by ? created_by : "", -1, SQLITE_TRANSIENT);
+    for (size_t c = 0; c < t->n_cols; c++) {
         json_t *v = json_object_get(fields, t->cols[c].name);
 
-        if (v) {
-            rc = bind_value(st, i, &t->cols[c], v, t->name, err);
-            if (rc) {
-                done(st);
-                return rc;
-            }
+        if (v && bind_value(st, (int)c + 4, &t->cols[c], v)) {
+            done(st);
+            return CG_ENOMEM;
         }
     }
     rc = sqlite3_step(st) == SQLITE_DONE ? CG_OK : fail_db(db, err, "insert");
@@ -713,64 +980,84 @@ int dtable_insert(struct dtable_db *db, const struct dtable_table *t, json_t *fi
     return rc;
 }
 
+int dtable_insert(struct dtable_db *db, const struct dtable_table *t, json_t *fields,
+                  const char *user, char out_sys_id[37], struct cg_err *err)
+{
+    char now[96];
+
+    dtable_uuid(out_sys_id);
+    cg_now_iso_ms(now);
+    return dtable_insert_row(db, t, out_sys_id, now, user, fields, err);
+}
+
 int dtable_update(struct dtable_db *db, const struct dtable_table *t, const char *sys_id,
                   json_t *fields, struct cg_err *err)
 {
-    char sql[8192];
+    struct sql q = {0};
     const char *key;
     sqlite3_stmt *st;
     json_t *v;
-    size_t len;
     int rc, i = 1;
 
-    rc = check_columns(t, fields, err);
+    rc = dtable_check_record(t, fields, err);
     if (rc)
         return rc;
-    if (json_object_size(fields) == 0)
-        return CG_OK;
-    len = (size_t)snprintf(sql, sizeof(sql), "UPDATE \"%s\" SET ", t->name);
-    json_object_foreach(fields, key, v)
-    {
-        len +=
-            (size_t)snprintf(sql + len, sizeof(sql) - len, "%s\"%s\" = ?", i > 1 ? ", " : "", key);
-        i++;
+    if (json_object_size(fields) == 0) {
+        /* Nothing to change, but the record must exist all the same. */
+        sql_add(&q, "SELECT 1 FROM \"%s\" WHERE sys_id = ?", t->name);
+    } else {
+        sql_add(&q, "UPDATE \"%s\" SET ", t->name);
+        json_object_foreach(fields, key, v)
+        {
+            sql_add(&q, "%s\"%s\" = ?", i > 1 ? ", " : "", key);
+            i++;
+        }
+        sql_add(&q, " WHERE sys_id = ?");
     }
-    snprintf(sql + len, sizeof(sql) - len, " WHERE sys_id = ?");
-    st = prep(db, sql, err);
+    st = sql_prep(db, &q, err);
     if (!st)
         return CG_EDB;
     i = 1;
     json_object_foreach(fields, key, v)
     {
-        rc = bind_value(st, i++, dtable_column(t, key), v, t->name, err);
-        if (rc) {
+        if (bind_value(st, i++, dtable_column(t, key), v)) {
             done(st);
-            return rc;
+            return CG_ENOMEM;
         }
     }
     sqlite3_bind_text(st, i, sys_id, -1, SQLITE_TRANSIENT);
-    rc = sqlite3_step(st) == SQLITE_DONE ? CG_OK : fail_db(db, err, "update");
-    if (rc == CG_OK && sqlite3_changes(db->db) == 0) {
+    rc = sqlite3_step(st);
+    if (json_object_size(fields) == 0)
+        rc = rc == SQLITE_ROW ? CG_OK : rc == SQLITE_DONE ? CG_ENOTFOUND : fail_db(db, err, "read");
+    else if (rc == SQLITE_DONE)
+        rc = sqlite3_changes(db->db) == 0 ? CG_ENOTFOUND : CG_OK;
+    else
+        rc = fail_db(db, err, "update");
+    if (rc == CG_ENOTFOUND)
         cg_err_set(err, "no record %s in table '%s'", sys_id, t->name);
-        rc = CG_ENOTFOUND;
-    }
     done(st);
     return rc;
 }
 
-static json_t *row_json(sqlite3_stmt *st, const struct dtable_table *t)
+/* The record at the current row (after the rowid in column 0); *io_bytes
+ * grows by its size. */
+static json_t *row_json(sqlite3_stmt *st, const struct dtable_table *t, size_t *io_bytes)
 {
     json_t *o = json_object();
 
     if (!o)
         return NULL;
-    json_object_set_new(o, "sys_id", json_string((const char *)sqlite3_column_text(st, 0)));
-    json_object_set_new(o, "sys_created_on", json_string((const char *)sqlite3_column_text(st, 1)));
-    json_object_set_new(o, "sys_created_by", json_string((const char *)sqlite3_column_text(st, 2)));
+    for (int k = 1; k <= 3; k++) {
+        json_t *s = json_stringn((const char *)sqlite3_column_text(st, k),
+                                 (size_t)sqlite3_column_bytes(st, k));
+
+        json_object_set_new(o, sys_text_cols[k - 1].name, s ? s : json_null());
+    }
     for (size_t c = 0; c < t->n_cols; c++) {
-        int col = (int)c + 3;
+        int col = (int)c + 4;
         json_t *v;
 
+        *io_bytes += (size_t)sqlite3_column_bytes(st, col) + 16;
         if (sqlite3_column_type(st, col) == SQLITE_NULL) {
             v = json_null();
         } else if (t->cols[c].type == DT_INTEGER) {
@@ -786,38 +1073,43 @@ static json_t *row_json(sqlite3_stmt *st, const struct dtable_table *t)
         } else {
             v = json_stringn((const char *)sqlite3_column_text(st, col),
                              (size_t)sqlite3_column_bytes(st, col));
+            /* Text written by something other than certgate may not be UTF-8. */
+            if (!v)
+                v = json_null();
         }
         json_object_set_new(o, t->cols[c].name, v);
     }
+    *io_bytes += 128;
     return o;
 }
 
-static size_t select_list(char *sql, size_t size, const struct dtable_table *t)
+static void select_list(struct sql *q, const struct dtable_table *t)
 {
-    size_t len = (size_t)snprintf(sql, size, "SELECT sys_id, sys_created_on, sys_created_by");
-
+    sql_add(q, "SELECT rowid, sys_id, sys_created_on, sys_created_by");
     for (size_t c = 0; c < t->n_cols; c++)
-        len += (size_t)snprintf(sql + len, size - len, ", \"%s\"", t->cols[c].name);
-    len += (size_t)snprintf(sql + len, size - len, " FROM \"%s\"", t->name);
-    return len;
+        sql_add(q, ", \"%s\"", t->cols[c].name);
+    sql_add(q, " FROM \"%s\"", t->name);
 }
 
-int dtable_get(struct dtable_db *db, const struct dtable_table *t, const char *sys_id,
-               json_t **out_record, struct cg_err *err)
+int dtable_get_ex(struct dtable_db *db, const struct dtable_table *t, const char *sys_id,
+                  json_t **out_record, int64_t *out_rowid, struct cg_err *err)
 {
-    char sql[8192];
-    size_t len = select_list(sql, sizeof(sql), t);
+    struct sql q = {0};
     sqlite3_stmt *st;
+    size_t bytes = 0;
     int rc;
 
-    snprintf(sql + len, sizeof(sql) - len, " WHERE sys_id = ?");
-    st = prep(db, sql, err);
+    select_list(&q, t);
+    sql_add(&q, " WHERE sys_id = ?");
+    st = sql_prep(db, &q, err);
     if (!st)
         return CG_EDB;
     sqlite3_bind_text(st, 1, sys_id, -1, SQLITE_TRANSIENT);
     rc = sqlite3_step(st);
     if (rc == SQLITE_ROW) {
-        *out_record = row_json(st, t);
+        if (out_rowid)
+            *out_rowid = sqlite3_column_int64(st, 0);
+        *out_record = row_json(st, t, &bytes);
         rc = *out_record ? CG_OK : CG_ENOMEM;
     } else if (rc == SQLITE_DONE) {
         cg_err_set(err, "no record %s in table '%s'", sys_id, t->name);
@@ -829,73 +1121,118 @@ int dtable_get(struct dtable_db *db, const struct dtable_table *t, const char *s
     return rc;
 }
 
-int dtable_query(struct dtable_db *db, const struct dtable_table *t, json_t *filter, long limit,
-                 long offset, json_t **out_array, struct cg_err *err)
+int dtable_get(struct dtable_db *db, const struct dtable_table *t, const char *sys_id,
+               json_t **out_record, struct cg_err *err)
 {
-    char sql[8192];
-    size_t len = select_list(sql, sizeof(sql), t);
+    return dtable_get_ex(db, t, sys_id, out_record, NULL, err);
+}
+
+int dtable_query_ex(struct dtable_db *db, const struct dtable_table *t, json_t *filter,
+                    json_t *exclude, long limit, long offset, size_t max_bytes, json_t **out_array,
+                    json_t **out_rowids, struct cg_err *err)
+{
+    struct sql q = {0};
     const char *key;
     sqlite3_stmt *st;
-    json_t *v, *arr;
-    int rc, i = 1;
+    json_t *v, *arr, *ids = NULL;
+    size_t bytes = 0, i;
+    int rc, n = 1;
 
-    if (filter && !json_is_object(filter)) {
-        cg_err_set(err, "a query filter must be an object of column = value");
-        return CG_EINVAL;
+    rc = dtable_check_filter(t, filter, err);
+    if (rc)
+        return rc;
+    select_list(&q, t);
+    json_object_foreach(filter, key, v)
+    {
+        sql_add(&q, "%s\"%s\" %s", n++ == 1 ? " WHERE " : " AND ", key,
+                json_is_null(v) ? "IS NULL" : "= ?");
     }
-    if (filter) {
-        json_object_foreach(filter, key, v)
-        {
-            if (!dtable_column(t, key) && strcmp(key, "sys_id") != 0 &&
-                strcmp(key, "sys_created_by") != 0) {
-                cg_err_set(err, "unknown column '%s' in table '%s'", key, t->name);
-                return CG_EINVAL;
-            }
-            len += (size_t)snprintf(sql + len, sizeof(sql) - len, "%s\"%s\" = ?",
-                                    i == 1 ? " WHERE " : " AND ", key);
-            i++;
-        }
+    if (json_array_size(exclude) > 0) {
+        sql_add(&q, "%s sys_id NOT IN (SELECT value FROM json_each(?))",
+                n == 1 ? " WHERE" : " AND");
     }
-    snprintf(sql + len, sizeof(sql) - len, " ORDER BY rowid LIMIT ? OFFSET ?");
-    if (limit <= 0)
-        limit = 100;
-    if (limit > 1000)
-        limit = 1000;
-    if (offset < 0)
-        offset = 0;
-    st = prep(db, sql, err);
+    sql_add(&q, " ORDER BY rowid LIMIT ? OFFSET ?");
+    st = sql_prep(db, &q, err);
     if (!st)
         return CG_EDB;
-    i = 1;
-    if (filter) {
-        json_object_foreach(filter, key, v)
-        {
-            const struct dtable_column *c = dtable_column(t, key);
-            struct dtable_column text = {"", DT_TEXT};
-
-            rc = bind_value(st, i++, c ? c : &text, v, t->name, err);
-            if (rc) {
-                done(st);
-                return rc;
-            }
+    n = 1;
+    json_object_foreach(filter, key, v)
+    {
+        if (json_is_null(v))
+            continue;
+        if (bind_value(st, n++, column(t, key, true), v)) {
+            done(st);
+            return CG_ENOMEM;
         }
     }
-    sqlite3_bind_int64(st, i++, limit);
-    sqlite3_bind_int64(st, i, offset);
+    if (json_array_size(exclude) > 0) {
+        char *text = json_text(exclude);
+
+        if (!text) {
+            done(st);
+            return CG_ENOMEM;
+        }
+        sqlite3_bind_text(st, n++, text, -1, free);
+    }
+    sqlite3_bind_int64(st, n++, limit);
+    sqlite3_bind_int64(st, n, offset < 0 ? 0 : offset);
     arr = json_array();
-    for (;;) {
+    if (out_rowids)
+        ids = json_array();
+    if (!arr || (out_rowids && !ids)) {
+        rc = SQLITE_NOMEM;
+        goto out;
+    }
+    for (i = 0;; i++) {
+        json_t *row;
+
         rc = sqlite3_step(st);
         if (rc != SQLITE_ROW)
             break;
-        json_array_append_new(arr, row_json(st, t));
+        row = row_json(st, t, &bytes);
+        if (!row || json_array_append_new(arr, row)) {
+            rc = SQLITE_NOMEM;
+            break;
+        }
+        if (ids)
+            json_array_append_new(ids, json_integer(sqlite3_column_int64(st, 0)));
+        if (max_bytes && bytes > max_bytes) {
+            rc = SQLITE_TOOBIG;
+            break;
+        }
     }
+out:
     done(st);
     if (rc != SQLITE_DONE) {
         json_decref(arr);
+        json_decref(ids);
+        if (rc == SQLITE_TOOBIG) {
+            cg_err_set(err,
+                       "the %zu records read from '%s' are larger than %zu bytes: ask for fewer "
+                       "at a time",
+                       i + 1, t->name, max_bytes);
+            return CG_EINVAL;
+        }
+        if (rc == SQLITE_NOMEM) {
+            cg_err_set(err, "out of memory");
+            return CG_ENOMEM;
+        }
         return fail_db(db, err, "query");
     }
     *out_array = arr;
+    if (out_rowids)
+        *out_rowids = ids;
     return CG_OK;
+}
+
+int dtable_query(struct dtable_db *db, const struct dtable_table *t, json_t *filter, long limit,
+                 long offset, json_t **out_array, struct cg_err *err)
+{
+    if (limit <= 0)
+        limit = 100;
+    if (limit > DTABLE_MAX_LIMIT)
+        limit = DTABLE_MAX_LIMIT;
+    return dtable_query_ex(db, t, filter, NULL, limit, offset, 0, out_array, NULL, err);
 }
 
 /* ---- resources ---- */
@@ -925,6 +1262,12 @@ static int read_resource(sqlite3_stmt *st, struct dtable_resource *r)
         !r->script || cg_split_list(roles ? roles : "", &r->roles, &r->n_roles)) {
         dtable_resource_free(r);
         return CG_ENOMEM;
+    }
+    {
+        unsigned char d[32];
+
+        gnutls_hash_fast(GNUTLS_DIG_SHA256, r->script, strlen(r->script), d);
+        cg_hex(d, sizeof(d), r->script_sha256);
     }
     return CG_OK;
 }
@@ -1109,24 +1452,36 @@ int dtable_resource_version(struct dtable_db *db, int64_t *out_version)
 /* ---- idempotency ---- */
 
 int dtable_idem_get(struct dtable_db *db, const char *user, const char *key, int64_t since,
-                    int *out_status, char **out_body, struct cg_err *err)
+                    struct dtable_idem *out, struct cg_err *err)
 {
     sqlite3_stmt *st = prep(db,
-                            "SELECT status, body FROM sys_idempotency WHERE user_name = ? "
-                            "AND idem_key = ? AND created_at >= ?",
+                            "SELECT status, body, headers, request_sha256, method, path, "
+                            "created_at FROM sys_idempotency WHERE user_name = ? AND "
+                            "idem_key = ? AND created_at >= ?",
                             err);
     int rc;
 
     if (!st)
         return CG_EDB;
+    memset(out, 0, sizeof(*out));
     sqlite3_bind_text(st, 1, user, -1, SQLITE_TRANSIENT);
     sqlite3_bind_text(st, 2, key, -1, SQLITE_TRANSIENT);
     sqlite3_bind_int64(st, 3, since);
     rc = sqlite3_step(st);
     if (rc == SQLITE_ROW) {
-        *out_status = sqlite3_column_int(st, 0);
-        *out_body = strdup((const char *)sqlite3_column_text(st, 1));
-        rc = *out_body ? CG_OK : CG_ENOMEM;
+        json_error_t jerr;
+
+        out->status = sqlite3_column_int(st, 0);
+        out->body = strdup((const char *)sqlite3_column_text(st, 1));
+        out->headers = json_loads((const char *)sqlite3_column_text(st, 2), 0, &jerr);
+        snprintf(out->request_sha256, sizeof(out->request_sha256), "%s",
+                 (const char *)sqlite3_column_text(st, 3));
+        snprintf(out->method, sizeof(out->method), "%s", (const char *)sqlite3_column_text(st, 4));
+        out->path = strdup((const char *)sqlite3_column_text(st, 5));
+        out->created_at = sqlite3_column_int64(st, 6);
+        rc = out->body && out->path ? CG_OK : CG_ENOMEM;
+        if (rc)
+            dtable_idem_free(out);
     } else {
         rc = rc == SQLITE_DONE ? CG_ENOTFOUND : fail_db(db, err, "idempotency lookup");
     }
@@ -1134,25 +1489,61 @@ int dtable_idem_get(struct dtable_db *db, const char *user, const char *key, int
     return rc;
 }
 
-int dtable_idem_put(struct dtable_db *db, const char *user, const char *key, const char *method,
-                    const char *path, int status, const char *body, int64_t now, struct cg_err *err)
+int dtable_idem_put(struct dtable_db *db, const char *user, const char *key,
+                    const struct dtable_idem *resp, int64_t now, struct cg_err *err)
 {
     sqlite3_stmt *st = prep(db,
-                            "INSERT OR REPLACE INTO sys_idempotency (user_name, idem_key, "
-                            "method, path, status, body, created_at) VALUES (?,?,?,?,?,?,?)",
+                            "INSERT INTO sys_idempotency (user_name, idem_key, method, path, "
+                            "status, body, headers, request_sha256, created_at) VALUES "
+                            "(?,?,?,?,?,?,?,?,?) ON CONFLICT (user_name, idem_key) DO UPDATE "
+                            "SET method = excluded.method, path = excluded.path, status = "
+                            "excluded.status, body = excluded.body, headers = excluded.headers, "
+                            "request_sha256 = excluded.request_sha256, created_at = "
+                            "excluded.created_at WHERE created_at < ?",
                             err);
+    char *headers = json_dumps(resp->headers ? resp->headers : json_object(), JSON_COMPACT);
+    int rc;
+
+    if (!st || !headers) {
+        free(headers);
+        return st ? CG_ENOMEM : CG_EDB;
+    }
+    sqlite3_bind_text(st, 1, user, -1, SQLITE_TRANSIENT);
+    sqlite3_bind_text(st, 2, key, -1, SQLITE_TRANSIENT);
+    sqlite3_bind_text(st, 3, resp->method, -1, SQLITE_TRANSIENT);
+    sqlite3_bind_text(st, 4, resp->path ? resp->path : "", -1, SQLITE_TRANSIENT);
+    sqlite3_bind_int(st, 5, resp->status);
+    sqlite3_bind_text(st, 6, resp->body ? resp->body : "", -1, SQLITE_TRANSIENT);
+    sqlite3_bind_text(st, 7, headers, -1, free);
+    sqlite3_bind_text(st, 8, resp->request_sha256, -1, SQLITE_TRANSIENT);
+    sqlite3_bind_int64(st, 9, now);
+    sqlite3_bind_int64(st, 10, resp->created_at);
+    rc = sqlite3_step(st) == SQLITE_DONE ? CG_OK : fail_db(db, err, "store idempotent response");
+    /* No row changed: a live response for this key is there already. */
+    if (rc == CG_OK && sqlite3_changes(db->db) == 0)
+        rc = CG_EEXIST;
+    done(st);
+    return rc;
+}
+
+int dtable_idem_purge(struct dtable_db *db, int64_t before, struct cg_err *err)
+{
+    sqlite3_stmt *st = prep(db, "DELETE FROM sys_idempotency WHERE created_at < ?", err);
     int rc;
 
     if (!st)
         return CG_EDB;
-    sqlite3_bind_text(st, 1, user, -1, SQLITE_TRANSIENT);
-    sqlite3_bind_text(st, 2, key, -1, SQLITE_TRANSIENT);
-    sqlite3_bind_text(st, 3, method, -1, SQLITE_TRANSIENT);
-    sqlite3_bind_text(st, 4, path, -1, SQLITE_TRANSIENT);
-    sqlite3_bind_int(st, 5, status);
-    sqlite3_bind_text(st, 6, body, -1, SQLITE_TRANSIENT);
-    sqlite3_bind_int64(st, 7, now);
-    rc = sqlite3_step(st) == SQLITE_DONE ? CG_OK : fail_db(db, err, "store idempotent response");
+    sqlite3_bind_int64(st, 1, before);
+    rc = sqlite3_step(st) == SQLITE_DONE ? CG_OK : fail_db(db, err, "purge idempotency keys");
     done(st);
     return rc;
+}
+
+void dtable_idem_free(struct dtable_idem *r)
+{
+    free(r->body);
+    free(r->path);
+    json_decref(r->headers);
+    r->body = r->path = NULL;
+    r->headers = NULL;
 }

@@ -53,19 +53,20 @@ enum dtable_auth {
 
 /** A scripted resource. */
 struct dtable_resource {
-    int64_t id;            /* sys_ws_operation id */
-    char *ns;              /* namespace */
-    char *api;             /* API name */
-    char *version;         /* "v1" or "" */
-    char *method;          /* GET, POST, PUT, PATCH, DELETE */
-    char *path;            /* template, "/orders/{id}" */
-    char *script_name;     /* the file it came from */
-    char *script;          /* Lua source */
-    char **roles;          /* roles that may call it; none: any authenticated user */
-    size_t n_roles;        /* count */
-    enum dtable_auth auth; /* authentication */
-    bool is_active;        /* active flag */
-    char updated_on[21];   /* ISO 8601 */
+    int64_t id;             /* sys_ws_operation id */
+    char *ns;               /* namespace */
+    char *api;              /* API name */
+    char *version;          /* "v1" or "" */
+    char *method;           /* GET, POST, PUT, PATCH, DELETE */
+    char *path;             /* template, "/orders/{id}" */
+    char *script_name;      /* the file it came from */
+    char *script;           /* Lua source */
+    char **roles;           /* roles that may call it; none: any authenticated user */
+    size_t n_roles;         /* count */
+    enum dtable_auth auth;  /* authentication */
+    bool is_active;         /* active flag */
+    char updated_on[21];    /* ISO 8601 */
+    char script_sha256[65]; /* SHA-256 of the script (hex), to key its compiled chunk */
 };
 
 /** Name of a type ("text", ...), and the reverse (-1 when unknown). */
@@ -87,6 +88,15 @@ bool dtable_valid_name(const char *name);
  * @return CG_OK or CG_EDB
  */
 int dtable_open(const char *path, struct dtable_db **out_db, struct cg_err *err);
+/**
+ * Open a read-only connection (PRAGMA query_only): for the script threads,
+ * which read at a snapshot and never write.
+ */
+int dtable_open_reader(const char *path, struct dtable_db **out_db, struct cg_err *err);
+/** Start a read transaction (a snapshot) unless one is open. */
+int dtable_read_begin(struct dtable_db *db, struct cg_err *err);
+/** End the read transaction, if one is open. */
+void dtable_read_end(struct dtable_db *db);
 /** Close; NULL is allowed. */
 void dtable_close(struct dtable_db *db);
 
@@ -139,6 +149,42 @@ const struct dtable_column *dtable_column(const struct dtable_table *t, const ch
 
 /* ---- records ---- */
 
+/** Most records one query returns. */
+#define DTABLE_MAX_LIMIT 1000
+
+/**
+ * Whether @p fields (a JSON object of column -> value) may be written to
+ * @p t: known columns, values of the column's type (null always).
+ * @return CG_OK or CG_EINVAL with the message naming the column
+ */
+int dtable_check_record(const struct dtable_table *t, json_t *fields, struct cg_err *err);
+/**
+ * Whether @p filter (NULL, or an object of column -> value; sys_id,
+ * sys_created_on and sys_created_by included) may query @p t.
+ * @return CG_OK or CG_EINVAL
+ */
+int dtable_check_filter(const struct dtable_table *t, json_t *filter, struct cg_err *err);
+/**
+ * The record as reading it back would give it, for a row not yet written:
+ * the sys_ columns, every column (null when absent), @p fields merged.
+ * @return a new JSON object, or NULL when out of memory
+ */
+json_t *dtable_new_row(const struct dtable_table *t, const char *sys_id, const char *created_on,
+                       const char *created_by, json_t *fields);
+/** Merge checked @p fields into @p row as they would be stored. @return CG_OK or CG_ENOMEM */
+int dtable_merge_fields(const struct dtable_table *t, json_t *row, json_t *fields);
+/** Whether @p row has every column = value of @p filter (null: IS NULL), as a query compares. */
+bool dtable_row_matches(const struct dtable_table *t, json_t *row, json_t *filter);
+/** dtable_row_matches, except that json columns always match (for conflict checks). */
+bool dtable_row_may_match(const struct dtable_table *t, json_t *row, json_t *filter);
+
+/**
+ * Insert a record with the given sys_ values (the caller made them).
+ * @return CG_OK, CG_EINVAL (unknown column, wrong type: the message names it), CG_EDB
+ */
+int dtable_insert_row(struct dtable_db *db, const struct dtable_table *t, const char *sys_id,
+                      const char *created_on, const char *created_by, json_t *fields,
+                      struct cg_err *err);
 /**
  * Insert a record. @p fields is a JSON object of column → value.
  * @param out_sys_id the new UUID v4
@@ -146,19 +192,33 @@ const struct dtable_column *dtable_column(const struct dtable_table *t, const ch
  */
 int dtable_insert(struct dtable_db *db, const struct dtable_table *t, json_t *fields,
                   const char *user, char out_sys_id[37], struct cg_err *err);
-/** Update columns of a record. @return CG_OK, CG_ENOTFOUND, CG_EINVAL, CG_EDB */
+/** Update columns of a record (none: only check it exists). @return CG_OK, CG_ENOTFOUND, CG_EINVAL,
+ * CG_EDB */
 int dtable_update(struct dtable_db *db, const struct dtable_table *t, const char *sys_id,
                   json_t *fields, struct cg_err *err);
 /** A record as a JSON object. @return CG_OK, CG_ENOTFOUND, CG_EDB */
 int dtable_get(struct dtable_db *db, const struct dtable_table *t, const char *sys_id,
                json_t **out_record, struct cg_err *err);
+/** dtable_get, also giving the record's rowid (insertion order) when @p out_rowid is set. */
+int dtable_get_ex(struct dtable_db *db, const struct dtable_table *t, const char *sys_id,
+                  json_t **out_record, int64_t *out_rowid, struct cg_err *err);
 /**
- * Records whose columns equal @p filter's values (NULL: all), in insertion
- * order; @p limit is clamped to 1..1000.
- * @return CG_OK, CG_EINVAL (unknown column), CG_EDB
+ * Records whose columns equal @p filter's values (NULL: all; a null value
+ * means IS NULL), in insertion order; @p limit is clamped to 1..DTABLE_MAX_LIMIT.
+ * @return CG_OK, CG_EINVAL (unknown column, wrong type), CG_EDB
  */
 int dtable_query(struct dtable_db *db, const struct dtable_table *t, json_t *filter, long limit,
                  long offset, json_t **out_array, struct cg_err *err);
+/**
+ * dtable_query with more control.
+ * @param exclude NULL or a JSON array of sys_ids left out
+ * @param limit exact LIMIT
+ * @param max_bytes 0, or the largest result: beyond it CG_EINVAL says to ask for fewer
+ * @param out_rowids NULL, or a JSON array of the records' rowids, in the same order
+ */
+int dtable_query_ex(struct dtable_db *db, const struct dtable_table *t, json_t *filter,
+                    json_t *exclude, long limit, long offset, size_t max_bytes, json_t **out_array,
+                    json_t **out_rowids, struct cg_err *err);
 
 /* ---- resources ---- */
 
@@ -180,16 +240,41 @@ int dtable_resource_version(struct dtable_db *db, int64_t *out_version);
 
 /* ---- idempotency ---- */
 
+/** A stored response of a request sent with an Idempotency-Key. */
+struct dtable_idem {
+    int status;              /* HTTP status */
+    char *body;              /* response body */
+    json_t *headers;         /* the script's response headers (object), or NULL */
+    char request_sha256[65]; /* SHA-256 of method, path and body of the first request */
+    char method[16];         /* its method */
+    char *path;              /* its path */
+    int64_t created_at;      /* seconds since the epoch; for put: replace rows older than this */
+};
+
 /**
  * The stored response for (@p user, @p key) newer than @p since.
+ * @param out filled on CG_OK (free with dtable_idem_free)
  * @return CG_OK, CG_ENOTFOUND, CG_EDB
  */
 int dtable_idem_get(struct dtable_db *db, const char *user, const char *key, int64_t since,
-                    int *out_status, char **out_body, struct cg_err *err);
-/** Store a response (replacing an expired one). */
-int dtable_idem_put(struct dtable_db *db, const char *user, const char *key, const char *method,
-                    const char *path, int status, const char *body, int64_t now,
-                    struct cg_err *err);
+                    struct dtable_idem *out, struct cg_err *err);
+/**
+ * Store a response, replacing one created before @p resp->created_at.
+ * @return CG_OK, CG_EEXIST (a newer response for the key is stored), CG_EDB
+ */
+int dtable_idem_put(struct dtable_db *db, const char *user, const char *key,
+                    const struct dtable_idem *resp, int64_t now, struct cg_err *err);
+/** Delete stored responses created before @p before. */
+int dtable_idem_purge(struct dtable_db *db, int64_t before, struct cg_err *err);
+/** Free the members of a stored response. */
+void dtable_idem_free(struct dtable_idem *r);
+
+/**
+ * The SHA-256 (hex) that identifies a request for Idempotency-Key: its
+ * method, path and body.
+ */
+void dtable_request_sha256(const char *method, const char *path, const char *body, size_t len,
+                           char out[65]);
 
 /** A fresh UUID v4 from GnuTLS's random generator, lower-case. */
 void dtable_uuid(char out[37]);

@@ -87,6 +87,7 @@ struct request {
     char *path;                 /* request path */
     const struct route *route;  /* matched built-in route, NULL if none */
     struct route_result dyn;    /* matched resource or Table API route */
+    struct catalog *cat;        /* the catalog dyn points into (held until completed) */
     struct writer_job *job;     /* handed to the writer, NULL if none */
     bool job_done;              /* the writer finished the job */
     const struct identity *who; /* the caller, NULL when unauthenticated */
@@ -446,8 +447,10 @@ static enum stage pipeline_head(struct request *r)
                                 allow);
         return respond_error(r, CG_ERROR_NOT_FOUND, r->path);
     }
-    if (!r->route && srv->writer)
-        routes_match(writer_catalog(srv->writer), r->method, r->path, &r->dyn);
+    if (!r->route && srv->writer) {
+        r->cat = writer_catalog_acquire(srv->writer);
+        routes_match(r->cat, r->method, r->path, &r->dyn);
+    }
     /* A public resource skips authentication; everything else under /api
      * authenticates before a 404, so strangers learn nothing of the routes. */
     if (!(r->dyn.match == ROUTE_RESOURCE && r->dyn.resource->auth == DT_AUTH_NONE)) {
@@ -667,6 +670,9 @@ static enum stage start_job(struct request *r)
         job->idem_key = strdup(idem);
     }
     memcpy(job->request_id, r->id, sizeof(job->request_id));
+    if (job->idem_key)
+        dtable_request_sha256(job->method, job->path, r->body ? r->body : "", r->body_len,
+                              job->request_sha256);
     if (!job->method || !job->path || !job->raw_body || !job->user_name || !job->req.user)
         return respond_error(r, CG_ERROR_INTERNAL, r->id);
     job->done = job_finished;
@@ -676,6 +682,35 @@ static enum stage start_job(struct request *r)
     MHD_suspend_connection(r->mhd);
     writer_submit(srv->writer, job);
     return STAGE_DONE;
+}
+
+/* Whether a script may set response header @p name: not the ones certgate
+ * sets itself or that frame the answer. */
+static bool script_header_allowed(const char *name)
+{
+    static const char *const reserved[] = {
+        "Content-Type",
+        "Content-Length",
+        "Transfer-Encoding",
+        "Connection",
+        "X-Request-Id",
+        "Idempotent-Replayed",
+        "Strict-Transport-Security",
+        "X-Content-Type-Options",
+        "Cache-Control",
+        "Set-Cookie",
+        "Upgrade",
+        "Trailer",
+        NULL,
+    };
+
+    if (strncasecmp(name, "X-Certgate-", 11) == 0)
+        return false;
+    for (const char *const *p = reserved; *p; p++) {
+        if (strcasecmp(name, *p) == 0)
+            return false;
+    }
+    return true;
 }
 
 static void finish_job(struct request *r)
@@ -705,10 +740,7 @@ static void finish_job(struct request *r)
         MHD_add_response_header(resp, "Idempotent-Replayed", "true");
     json_object_foreach(job->headers, key, v)
     {
-        /* Scripts may not override what certgate sets. */
-        if (strcasecmp(key, "Content-Type") && strcasecmp(key, "Content-Length") &&
-            strcasecmp(key, "X-Request-Id") && strcasecmp(key, "Transfer-Encoding") &&
-            strcasecmp(key, "Connection"))
+        if (script_header_allowed(key))
             MHD_add_response_header(resp, key, json_string_value(v));
     }
     MHD_queue_response(r->mhd, (unsigned)job->status, resp);
@@ -885,6 +917,7 @@ static void on_completed(void *cls, struct MHD_Connection *mhd, void **req_cls,
                                                      : METRICS_SLOT_NONE,
                     r->status, us > 0 ? (uint64_t)us : 0);
     writer_job_free(r->job);
+    writer_catalog_release(r->cat);
     json_decref(r->dyn.params);
     free(r->path);
     free(r->body);

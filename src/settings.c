@@ -84,6 +84,7 @@ void settings_usage(FILE *f)
             "  --script-instructions N      Lua instructions per request (default 10000000)\n"
             "  --script-memory B            Lua memory per request (default 16777216)\n"
             "  --script-timeout MS          Lua wall time per request (default 5000; 503)\n"
+            "  --script-threads N           threads running scripts (default: one per core)\n"
             "  --metrics-listen ADDR:PORT   serve GET /metrics (Prometheus, plain HTTP) there;\n"
             "                               keep it on a private address\n"
             "  --config FILE                read settings from FILE first\n"
@@ -116,6 +117,7 @@ enum key_id {
     K_SCRIPT_INSTR,
     K_SCRIPT_MEM,
     K_SCRIPT_TIME,
+    K_SCRIPT_THREADS,
     K_CHECK,
     K_METRICS,
 };
@@ -141,6 +143,7 @@ static const struct option long_opts[] = {
     {"script-instructions", required_argument, NULL, K_SCRIPT_INSTR},
     {"script-memory", required_argument, NULL, K_SCRIPT_MEM},
     {"script-timeout", required_argument, NULL, K_SCRIPT_TIME},
+    {"script-threads", required_argument, NULL, K_SCRIPT_THREADS},
     {"help", no_argument, NULL, K_HELP},
     {"check-config", no_argument, NULL, K_CHECK},
     {"metrics-listen", required_argument, NULL, K_METRICS},
@@ -237,6 +240,11 @@ static int apply(struct serve_config *c, int id, const char *name, const char *v
         if (number(v, 1, 600000, &n))
             goto bad_number;
         c->script_timeout_ms = (unsigned)n;
+        return 0;
+    case K_SCRIPT_THREADS:
+        if (number(v, 1, 64, &n))
+            goto bad_number;
+        c->script_threads = (unsigned)n;
         return 0;
     case K_CLIENT_CERT:
         if (strcmp(v, "request") == 0)

@@ -255,19 +255,43 @@ END_TEST
 START_TEST(idempotency)
 {
     struct cg_err err = {""};
-    char *body = NULL;
-    int status = 0;
+    struct dtable_idem st = {0}, got;
+    char body[] = "{\"a\":1}", xpath[] = "/x";
 
-    ck_assert_int_eq(dtable_idem_get(db, "u", "k1", 0, &status, &body, &err), CG_ENOTFOUND);
-    ck_assert_int_eq(dtable_idem_put(db, "u", "k1", "POST", "/x", 201, "{\"a\":1}", 1000, &err),
-                     CG_OK);
-    ck_assert_int_eq(dtable_idem_get(db, "u", "k1", 500, &status, &body, &err), CG_OK);
-    ck_assert_int_eq(status, 201);
-    ck_assert_str_eq(body, "{\"a\":1}");
-    free(body);
+    st.status = 201;
+    st.body = body;
+    st.headers = json_pack("{s:s}", "Location", "/x/1");
+    dtable_request_sha256("POST", "/x", "{}", 2, st.request_sha256);
+    snprintf(st.method, sizeof(st.method), "POST");
+    st.path = xpath;
+    st.created_at = 1000 - 86400;
+    ck_assert_int_eq(dtable_idem_get(db, "u", "k1", 0, &got, &err), CG_ENOTFOUND);
+    ck_assert_int_eq(dtable_idem_put(db, "u", "k1", &st, 1000, &err), CG_OK);
+    ck_assert_int_eq(dtable_idem_get(db, "u", "k1", 500, &got, &err), CG_OK);
+    ck_assert_int_eq(got.status, 201);
+    ck_assert_str_eq(got.body, "{\"a\":1}");
+    ck_assert_str_eq(got.path, "/x");
+    ck_assert_str_eq(got.method, "POST");
+    ck_assert_str_eq(got.request_sha256, st.request_sha256);
+    ck_assert_str_eq(json_string_value(json_object_get(got.headers, "Location")), "/x/1");
+    ck_assert_int_eq(got.created_at, 1000);
+    dtable_idem_free(&got);
+    /* A live key is not replaced: the second writer learns it lost. */
+    st.status = 200;
+    ck_assert_int_eq(dtable_idem_put(db, "u", "k1", &st, 1001, &err), CG_EEXIST);
+    /* An expired one is. */
+    st.created_at = 1001;
+    ck_assert_int_eq(dtable_idem_put(db, "u", "k1", &st, 1002, &err), CG_OK);
+    ck_assert_int_eq(dtable_idem_get(db, "u", "k1", 0, &got, &err), CG_OK);
+    ck_assert_int_eq(got.status, 200);
+    dtable_idem_free(&got);
     /* Older than the window, or another user's key: not found. */
-    ck_assert_int_eq(dtable_idem_get(db, "u", "k1", 2000, &status, &body, &err), CG_ENOTFOUND);
-    ck_assert_int_eq(dtable_idem_get(db, "v", "k1", 0, &status, &body, &err), CG_ENOTFOUND);
+    ck_assert_int_eq(dtable_idem_get(db, "u", "k1", 2000, &got, &err), CG_ENOTFOUND);
+    ck_assert_int_eq(dtable_idem_get(db, "v", "k1", 0, &got, &err), CG_ENOTFOUND);
+    /* Purged when expired. */
+    ck_assert_int_eq(dtable_idem_purge(db, 1003, &err), CG_OK);
+    ck_assert_int_eq(dtable_idem_get(db, "u", "k1", 0, &got, &err), CG_ENOTFOUND);
+    json_decref(st.headers);
 }
 END_TEST
 
