@@ -763,10 +763,11 @@ static int check_value(const struct dtable_column *c, json_t *v, const char *tab
     return ok ? CG_OK : CG_EINVAL;
 }
 
-/* The text a json column stores for @p v (malloc'd). */
+/* The text a json column stores for @p v (malloc'd): compact, keys sorted,
+ * so that equal values are equal texts and a filter can compare them. */
 static char *json_text(json_t *v)
 {
-    return json_dumps(v, JSON_COMPACT | JSON_ENCODE_ANY | JSON_PRESERVE_ORDER);
+    return json_dumps(v, JSON_COMPACT | JSON_ENCODE_ANY | JSON_SORT_KEYS);
 }
 
 /* Binds a JSON value to a column, after check_value. */

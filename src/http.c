@@ -7,6 +7,7 @@
 #include <jansson.h>
 #include <microhttpd.h>
 #include <netinet/in.h>
+#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -560,6 +561,34 @@ static bool json_content_type(struct request *r)
            (ct[n] == '\0' || ct[n] == ';' || ct[n] == ' ');
 }
 
+/* A Table API filter value from the query string, typed as the column
+ * compares it: integers and reals as numbers, json columns as JSON (else
+ * as a string), text as text. Unknown columns are left as text for the
+ * writer to refuse by name. */
+static json_t *table_filter_value(const struct dtable_column *c, const char *val)
+{
+    char *end = NULL;
+
+    if (c && c->type == DT_INTEGER && *val) {
+        long long n = strtoll(val, &end, 10);
+
+        if (!*end)
+            return json_integer(n);
+    } else if (c && c->type == DT_REAL && *val) {
+        double d = strtod(val, &end);
+
+        if (!*end && isfinite(d))
+            return json_real(d);
+    } else if (c && c->type == DT_JSON) {
+        json_error_t jerr;
+        json_t *j = json_loads(val, JSON_DECODE_ANY, &jerr);
+
+        if (j)
+            return j;
+    }
+    return json_string(val);
+}
+
 /* Builds the job for the writer, or answers the request itself (400/415). */
 static enum stage start_job(struct request *r)
 {
@@ -612,31 +641,40 @@ static enum stage start_job(struct request *r)
                 const char *val = json_string_value(v);
                 char *end = NULL;
 
+                (void)tmp;
                 if (strcmp(key, "sysparm_limit") == 0 || strcmp(key, "sysparm_offset") == 0) {
+                    bool lim = key[8] == 'l';
                     long n = strtol(val, &end, 10);
 
-                    if (!*val || *end || n < 0) {
+                    if (!*val || *end || n < (lim ? 1 : 0) ||
+                        n > (lim ? DTABLE_MAX_LIMIT : INT32_MAX)) {
+                        char detail[120];
+
+                        snprintf(detail, sizeof(detail), "%s takes a whole number from %d to %ld",
+                                 key, lim ? 1 : 0, lim ? (long)DTABLE_MAX_LIMIT : (long)INT32_MAX);
                         json_decref(q);
-                        return respond_error(r, CG_ERROR_BAD_REQUEST,
-                                             "sysparm_limit and sysparm_offset take whole "
-                                             "numbers");
+                        return respond_error(r, CG_ERROR_BAD_REQUEST, detail);
                     }
-                    if (key[8] == 'l')
+                    if (lim)
                         job->limit = n;
                     else
                         job->offset = n;
-                } else if (strncmp(key, "sysparm_", 8) != 0) {
-                    const struct dtable_column *c = dtable_column(r->dyn.table, key);
-                    json_t *fv = json_string(val);
+                } else if (strncmp(key, "sysparm_", 8) == 0) {
+                    char detail[200];
 
-                    /* Query strings are text: compare numbers as numbers. */
-                    if (c && c->type == DT_INTEGER && *val) {
-                        long long n = strtoll(val, &end, 10);
+                    snprintf(detail, sizeof(detail),
+                             "%.64s is not supported: use sysparm_limit, sysparm_offset and "
+                             "COLUMN=VALUE filters",
+                             key);
+                    json_decref(q);
+                    return respond_error(r, CG_ERROR_BAD_REQUEST, detail);
+                } else {
+                    json_t *fv = table_filter_value(dtable_column(r->dyn.table, key), val);
 
-                        if (!*end) {
-                            json_decref(fv);
-                            fv = json_integer(n);
-                        }
+                    if (!fv) {
+                        json_decref(q);
+                        return respond_error(r, CG_ERROR_BAD_REQUEST,
+                                             "a filter value is not valid UTF-8");
                     }
                     json_object_set_new(job->filter, key, fv);
                 }

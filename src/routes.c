@@ -33,6 +33,18 @@ static bool split(const char *path, struct segs *out)
     return true;
 }
 
+/* "v1", "v2", ...: what a version segment looks like. */
+static bool version_like(const char *s)
+{
+    if (s[0] != 'v' || !s[1])
+        return false;
+    for (const char *p = s + 1; *p; p++) {
+        if (*p < '0' || *p > '9')
+            return false;
+    }
+    return true;
+}
+
 static bool seg_char(char c)
 {
     return (c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') || c == '.' ||
@@ -56,6 +68,11 @@ bool routes_valid_template(const char *tmpl)
                 if (!seg_char(s[k]) || s[k] == '.' || s[k] == '~')
                     return false;
             }
+            /* Each parameter once: request.params has one value per name. */
+            for (size_t j = 0; j < i; j++) {
+                if (strcmp(t.s[j], s) == 0)
+                    return false;
+            }
             continue;
         }
         for (size_t k = 0; k < len; k++) {
@@ -64,6 +81,46 @@ bool routes_valid_template(const char *tmpl)
         }
     }
     return true;
+}
+
+bool routes_same_shape(const char *a, const char *b)
+{
+    struct segs x, y;
+
+    if (!split(a, &x) || !split(b, &y) || x.n != y.n)
+        return false;
+    for (size_t i = 0; i < x.n; i++) {
+        bool px = x.s[i][0] == '{', py = y.s[i][0] == '{';
+
+        if (px != py || (!px && strcmp(x.s[i], y.s[i]) != 0))
+            return false;
+    }
+    return true;
+}
+
+bool routes_looks_versioned(const char *tmpl)
+{
+    struct segs t;
+
+    return split(tmpl, &t) && t.n > 0 && version_like(t.s[0]);
+}
+
+/* Whether template @p a is more specific than @p b (both match the same
+ * request): a literal segment beats a parameter at the first place they
+ * differ, so /orders/latest wins over /orders/{id}. */
+static bool more_specific(const char *a, const char *b)
+{
+    struct segs x, y;
+
+    if (!split(a, &x) || !split(b, &y))
+        return false;
+    for (size_t i = 0; i < x.n && i < y.n; i++) {
+        bool lx = x.s[i][0] != '{', ly = y.s[i][0] != '{';
+
+        if (lx != ly)
+            return lx;
+    }
+    return false;
 }
 
 /* Matches template segments against request segments, collecting params. */
@@ -182,11 +239,17 @@ void routes_match(const struct catalog *c, const char *method, const char *path,
             add_allow(out, r->method);
             continue;
         }
+        /* The most specific template answers, whatever the order they were added in. */
+        if (out->resource && !more_specific(r->path, out->resource->path))
+            continue;
         json_decref(out->params);
         out->params = json_object();
         match_tail(r->path, p.s + (versioned ? 4 : 3), p.n - (versioned ? 4 : 3), out->params);
         out->resource = r;
         out->match = ROUTE_RESOURCE;
+    }
+    if (out->match == ROUTE_RESOURCE) {
+        out->allow[0] = '\0';
         return;
     }
     if (out->allow[0])

@@ -41,8 +41,17 @@ void routes_match(const struct catalog *c, const char *method, const char *path,
 
 /**
  * Whether a resource template is valid: starts with '/', segments of
- * [A-Za-z0-9._~-] or one {name} each.
+ * [A-Za-z0-9._~-] or one {name} each, no name twice.
  */
 bool routes_valid_template(const char *tmpl);
+
+/**
+ * Whether two templates answer exactly the same paths (parameters in the
+ * same places, the same literal segments), whatever the parameter names.
+ */
+bool routes_same_shape(const char *a, const char *b);
+
+/** Whether a template's first segment looks like a version ("/v1/..."). */
+bool routes_looks_versioned(const char *tmpl);
 
 #endif

@@ -386,6 +386,35 @@ static void print_urls(const struct dtable_resource *r)
         printf("  answers at:   %s /api/%s/%s%s\n", r->method, r->ns, r->api, r->path);
 }
 
+/* Refuses a resource that would answer the same URLs as one that exists:
+ * the same API, version and method, and a path of the same shape. */
+static int find_conflict(const struct cli_ctx *ctx, struct dtable_db *db,
+                         const struct dtable_resource *r)
+{
+    struct dtable_resource *all = NULL;
+    struct cg_err err = {""};
+    size_t n = 0;
+    int rc = CLI_OK;
+
+    if (dtable_resource_list(db, &all, &n, &err))
+        return cli_fail(ctx, "%s", err.msg);
+    for (size_t i = 0; i < n && rc == CLI_OK; i++) {
+        const struct dtable_resource *o = &all[i];
+
+        if (strcmp(o->ns, r->ns) == 0 && strcmp(o->api, r->api) == 0 &&
+            strcmp(o->version, r->version) == 0 && strcmp(o->method, r->method) == 0 &&
+            routes_same_shape(o->path, r->path))
+            rc = cli_fail(ctx,
+                          "resource %lld (%s %s) answers the same URLs as --path %s: change or "
+                          "delete it first (certgate resource update %lld / resource delete "
+                          "%lld)",
+                          (long long)o->id, o->method, o->path, r->path, (long long)o->id,
+                          (long long)o->id);
+    }
+    dtable_resource_list_free(all, n);
+    return rc;
+}
+
 static int resource_add(struct cli_ctx *ctx, int argc, char **argv)
 {
     static const struct option opts[] = {
@@ -446,9 +475,18 @@ static int resource_add(struct cli_ctx *ctx, int argc, char **argv)
                         path);
     if (version[0] && !valid_version(version))
         return cli_fail(ctx, "--version '%s': use v1, v2, ...", version);
+    if (!version[0] && routes_looks_versioned(path))
+        return cli_fail(ctx,
+                        "--path '%s' starts with a version: use --version and a path without it "
+                        "(e.g. --version v1 --path /orders), so the API's default version also "
+                        "answers",
+                        path);
     mode = dtable_auth_parse(auth);
     if (mode < 0)
         return cli_fail(ctx, "--auth '%s': use any, cert, basic or none", auth);
+    if (mode == DT_AUTH_NONE && roles_arg && *roles_arg)
+        return cli_fail(ctx, "--auth none makes the resource public, so --roles could never be "
+                             "checked: leave one of them out");
     if (parse_roles(ctx, roles_arg, &r.roles, &r.n_roles))
         return CLI_FAIL;
     if (read_script(ctx, script, &r.script, &r.script_name))
@@ -461,6 +499,8 @@ static int resource_add(struct cli_ctx *ctx, int argc, char **argv)
     r.auth = (enum dtable_auth)mode;
     db = open_data(ctx);
     if (!db)
+        goto out;
+    if (find_conflict(ctx, db, &r))
         goto out;
     if (dtable_resource_add(db, &r, &err)) {
         cli_fail(ctx, "%s", err.msg);
@@ -540,6 +580,11 @@ static int resource_update(struct cli_ctx *ctx, int argc, char **argv)
     }
     if (auth)
         r.auth = (enum dtable_auth)dtable_auth_parse(auth);
+    if (r.auth == DT_AUTH_NONE && r.n_roles > 0) {
+        cli_fail(ctx, "--auth none makes the resource public, so its roles could never be "
+                      "checked: give it --roles '' or another --auth");
+        goto out;
+    }
     if (dtable_resource_update(db, &r, &err)) {
         cli_fail(ctx, "%s", err.msg);
         goto out;

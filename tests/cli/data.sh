@@ -42,7 +42,7 @@ expect_refused "a script with a syntax error, with file and line" \
 printf '\033Lua\0bytecode' >"$T/bc.lua"
 expect_refused "bytecode" "not a text file" resource add --api acme/inbound --method POST \
     --path /bc --script "$T/bc.lua"
-expect_refused "a duplicate resource" "already exists" resource add --api acme/inbound \
+expect_refused "a duplicate resource" "answers the same URLs" resource add --api acme/inbound \
     --method POST --path /records --script "$S/push.lua"
 expect_refused "a bad method" "--method 'FETCH'" resource add --api acme/inbound \
     --method FETCH --path /x --script "$S/push.lua"
@@ -58,10 +58,30 @@ expect_refused "a bad auth mode" "--auth" resource add --api acme/x --method GET
     --script "$S/push.lua" --auth maybe
 expect_refused "a missing script" "nope.lua" resource add --api acme/x --method GET --path /x \
     --script "$T/nope.lua"
+# resources that would answer the same URLs as another are refused
+expect_ok "a resource with a parameter" resource add --api acme/o --method GET \
+    --path '/orders/{id}' --script "$S/push.lua"
+expect_refused "the same path with another parameter name" "answers the same URLs" \
+    resource add --api acme/o --method GET --path '/orders/{number}' --script "$S/push.lua"
+expect_ok "the same path for another method" resource add --api acme/o --method PUT \
+    --path '/orders/{number}' --script "$S/push.lua"
+expect_ok "a literal where the other has a parameter" resource add --api acme/o --method GET \
+    --path /orders/latest --script "$S/push.lua"
+expect_refused "a parameter named twice" "--path" resource add --api acme/o --method GET \
+    --path '/a/{id}/{id}' --script "$S/push.lua"
+expect_refused "an unversioned path that starts with a version" "--version v1" \
+    resource add --api acme/o --method GET --path /v1/orders --script "$S/push.lua"
+expect_refused "--auth none with --roles" "public" resource add --api acme/o --method GET \
+    --path /pub --script "$S/push.lua" --auth none --roles boss
+for id in $(sqlite3 "$DB" "SELECT id FROM sys_ws_operation WHERE api = 'o'"); do
+    cg resource delete "$id"
+done
 expect_ok "resource list" resource list --json
 expect_json "one resource" "len(j)" 1
 expect_ok "resource show" resource show 1
 expect_out "the script text" "db.insert"
+expect_refused "update to --auth none of a resource with roles" "public" resource update 1 \
+    --auth none
 expect_ok "resource update" resource update 1 --auth cert
 expect_ok "shown again" resource show 1 --json
 expect_json "auth updated" "j['auth']" cert

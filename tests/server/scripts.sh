@@ -23,6 +23,12 @@ printf 'response.body = { public = true }\n' >"$T/pub.lua"
 cg resource add --api acme/test --method GET --path /public --script "$T/pub.lua" --auth none
 cg resource add --api acme/test --method GET --path /certonly --script "$T/pub.lua" --auth cert
 cg resource add --api acme/test --method GET --path /admin --script "$T/pub.lua" --roles boss
+printf 'response.body = { which = "param", id = request.params.id }\n' >"$T/byid.lua"
+printf 'response.body = { which = "latest" }\n' >"$T/latest.lua"
+cg resource add --api acme/o --method GET --path '/orders/{id}' --script "$T/byid.lua"
+cg resource add --api acme/o --method GET --path /orders/latest --script "$T/latest.lua"
+printf 'response.body = { q = request.query }\n' >"$T/query.lua"
+cg resource add --api acme/test --method GET --path /query --script "$T/query.lua"
 printf 'while true do end\n' >"$T/loop.lua"
 cg resource add --api acme/test --method GET --path /loop --script "$T/loop.lua"
 printf 'a long enough password\n' | "$CERTGATE" user add scripter --roles push --password-stdin \
@@ -125,6 +131,30 @@ expect_status "wrong method on a resource: 405" 405
 [ "$(header Allow)" = PUT ] && pass "with Allow: PUT" || fail "Allow $(header Allow)"
 req $C "$URL/api/acme/orders/v2/orders/A-1"
 expect_status "unknown version: 404" 404
+
+# the_most_specific_route_answers
+req $C "$URL/api/acme/o/orders/latest"
+expect_body "a literal segment wins over a parameter added before it" "j['which']" latest
+req $C "$URL/api/acme/o/orders/A-7"
+expect_body "the parameter route answers the rest" "j['id']" A-7
+
+# table_api_parameters
+req $C -X PUT -H "$J" -d '{"status":"new","amount":2.5}' "$URL/api/acme/orders/v1/orders/R-1"
+req $C "$URL/api/now/table/u_order?amount=2.5"
+expect_status "a filter on a real column" 200
+expect_body "compares as a number" "[r['number'] for r in j['result']]" "['R-1']"
+req $C "$URL/api/now/table/u_order?amount=2.50"
+expect_body "whatever its spelling" "len(j['result'])" 1
+req $C "$URL/api/now/table/u_inbound?payload=%7B%22name%22%3A%22order%2042%22%2C%22amount%22%3A12.5%7D"
+expect_body "a filter on a json column compares the JSON" "len(j['result'])" 1
+for bad in sysparm_limit=0 sysparm_limit=1001 sysparm_limit=x sysparm_offset=-1 \
+    sysparm_query=active%3Dtrue sysparm_fields=name; do
+    req $C "$URL/api/now/table/u_inbound?$bad"
+    expect_status "Table API $bad: 400" 400
+done
+expect_body "an unsupported parameter is named" "j['error']['detail'].startswith('sysparm_fields')" True
+req $C "$URL/api/now/table/u_inbound?sysparm_limit=1000"
+expect_status "sysparm_limit=1000: 200" 200
 
 # auth modes
 req "$URL/api/acme/test/public"
