@@ -226,7 +226,53 @@ START_TEST(resources_and_routes)
     ck_assert(!routes_valid_template("/a/{b"));
     ck_assert(!routes_valid_template("/a/../b"));
     ck_assert(!routes_valid_template("/a/b c"));
+    ck_assert(!routes_valid_template("/a/{id}/{id}"));
+    ck_assert(routes_valid_template("/a/{id}/{other}"));
+    ck_assert(routes_same_shape("/o/{id}", "/o/{number}"));
+    ck_assert(!routes_same_shape("/o/{id}", "/o/latest"));
+    ck_assert(!routes_same_shape("/o/{id}", "/o/{id}/x"));
+    ck_assert(routes_same_shape("/o/latest", "/o/latest"));
+    ck_assert(routes_looks_versioned("/v1/orders"));
+    ck_assert(!routes_looks_versioned("/vip/orders"));
+    ck_assert(!routes_looks_versioned("/orders/v1"));
     dtable_resource_list_free(list, n);
+}
+END_TEST
+
+START_TEST(most_specific_route_wins)
+{
+    struct dtable_resource rs[3];
+    struct catalog c;
+    struct route_result m;
+    const char *paths[] = {"/o/{id}", "/o/{id}/items", "/o/latest"};
+
+    memset(rs, 0, sizeof(rs));
+    memset(&c, 0, sizeof(c));
+    for (int i = 0; i < 3; i++) {
+        rs[i].id = i + 1;
+        rs[i].ns = (char *)"acme";
+        rs[i].api = (char *)"shop";
+        rs[i].version = (char *)"";
+        rs[i].method = (char *)"GET";
+        rs[i].path = (char *)paths[i];
+    }
+    c.resources = rs;
+    c.n_resources = 3;
+    /* Added after /o/{id}, the literal still answers its own path. */
+    routes_match(&c, "GET", "/api/acme/shop/o/latest", &m);
+    ck_assert_int_eq(m.match, ROUTE_RESOURCE);
+    ck_assert_int_eq(m.resource->id, 3);
+    json_decref(m.params);
+    routes_match(&c, "GET", "/api/acme/shop/o/42", &m);
+    ck_assert_int_eq(m.resource->id, 1);
+    ck_assert_str_eq(json_string_value(json_object_get(m.params, "id")), "42");
+    json_decref(m.params);
+    routes_match(&c, "GET", "/api/acme/shop/o/latest/items", &m);
+    ck_assert_int_eq(m.resource->id, 2);
+    json_decref(m.params);
+    routes_match(&c, "POST", "/api/acme/shop/o/latest", &m);
+    ck_assert_int_eq(m.match, ROUTE_WRONG_METHOD);
+    ck_assert_str_eq(m.allow, "GET");
 }
 END_TEST
 
@@ -309,6 +355,7 @@ int main(void)
     tcase_add_loop_test(tc, record_refusals, 0, sizeof(bad_records) / sizeof(bad_records[0]));
     tcase_add_test(tc, savepoints);
     tcase_add_test(tc, resources_and_routes);
+    tcase_add_test(tc, most_specific_route_wins);
     tcase_add_test(tc, idempotency);
     tcase_add_test(tc, deadline_interrupts_queries);
     suite_add_tcase(s, tc);
