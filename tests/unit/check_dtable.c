@@ -63,6 +63,9 @@ static const struct {
     {"a b", false},
     {"x\"; DROP TABLE sys_user; --", false},
     {"caf\xc3\xa9", false},
+    {"rowid", false},
+    {"oid", false},
+    {"rowid2", true},
     {"abcdefghijabcdefghijabcdefghijabcdefghijabcdefghijabcdefghijabc", true},
     {"abcdefghijabcdefghijabcdefghijabcdefghijabcdefghijabcdefghijabcd", false},
 };
@@ -124,6 +127,45 @@ START_TEST(records)
     ck_assert_int_eq(dtable_update(db, &t, id, in, &err), CG_OK);
     ck_assert_int_eq(dtable_update(db, &t, "no-such-id", in, &err), CG_ENOTFOUND);
     json_decref(in);
+    /* An update with no fields still says whether the record exists. */
+    in = json_object();
+    ck_assert_int_eq(dtable_update(db, &t, id, in, &err), CG_OK);
+    ck_assert_int_eq(dtable_update(db, &t, "no-such-id", in, &err), CG_ENOTFOUND);
+    json_decref(in);
+    /* A null filter value is IS NULL; a json filter compares values. */
+    in = json_pack("{s:s}", "name", "no n");
+    ck_assert_int_eq(dtable_insert(db, &t, in, "u", id, &err), CG_OK);
+    json_decref(in);
+    filter = json_pack("{s:n}", "n");
+    ck_assert_int_eq(dtable_query(db, &t, filter, 10, 0, &rows, &err), CG_OK);
+    ck_assert_uint_eq(json_array_size(rows), 1);
+    ck_assert_str_eq(json_string_value(json_object_get(json_array_get(rows, 0), "sys_id")), id);
+    json_decref(rows);
+    json_decref(filter);
+    filter = json_loads("{\"doc\":{\"k\":[1,{}]}}", 0, &jerr);
+    ck_assert_int_eq(dtable_query(db, &t, filter, 10, 0, &rows, &err), CG_OK);
+    ck_assert_uint_eq(json_array_size(rows), 2);
+    json_decref(rows);
+    json_decref(filter);
+    /* What a write set holds for a row matches as the stored row does. */
+    in = json_loads("{\"name\":\"m\",\"x\":2,\"doc\":{\"b\":1,\"a\":2}}", 0, &jerr);
+    rec = dtable_new_row(&t, "id-1", "2026-01-01T00:00:00.000Z", "u", in);
+    ck_assert(json_is_real(json_object_get(rec, "x")));
+    ck_assert(json_is_null(json_object_get(rec, "n")));
+    filter = json_loads("{\"doc\":{\"a\":2,\"b\":1},\"x\":2.0,\"n\":null}", 0, &jerr);
+    ck_assert(dtable_row_matches(&t, rec, filter));
+    json_decref(filter);
+    filter = json_pack("{s:s}", "name", "other");
+    ck_assert(!dtable_row_matches(&t, rec, filter));
+    ck_assert(!dtable_row_may_match(&t, rec, filter));
+    json_decref(filter);
+    filter = json_pack("{s:{s:i}}", "doc", "a", 3);
+    ck_assert(!dtable_row_matches(&t, rec, filter));
+    /* Conflict checks treat json columns as a possible match. */
+    ck_assert(dtable_row_may_match(&t, rec, filter));
+    json_decref(filter);
+    json_decref(rec);
+    json_decref(in);
 }
 END_TEST
 
@@ -137,6 +179,7 @@ static const struct {
     {"{\"x\":\"1\"}", "takes real"},
     {"{\"name\":5}", "takes text"},
     {"[1]", "must be a JSON object"},
+    {"{\"doc\":1, \"rowid\":2}", "unknown column 'rowid'"},
 };
 
 START_TEST(record_refusals)
