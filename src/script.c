@@ -10,6 +10,7 @@
 #include <string.h>
 #include <time.h>
 
+#include "luapat.h"
 #include "util.h"
 
 /* Deepest JSON/Lua nesting converted; deeper (or cyclic) is refused. */
@@ -709,6 +710,25 @@ static void charge(lua_State *L, uint64_t n)
     }
 }
 
+/* Pattern matching work (luapat): one matcher step costs about what one VM
+ * instruction does, so it counts against the instruction cap, and the wall
+ * clock is checked as the count hook would. */
+static void charge_steps(lua_State *L, unsigned long steps)
+{
+    struct script_vm *vm = vm_of(L);
+    struct timespec now;
+
+    charge(L, steps);
+    clock_gettime(CLOCK_MONOTONIC, &now);
+    if (vm->deadline.tv_sec &&
+        (now.tv_sec > vm->deadline.tv_sec ||
+         (now.tv_sec == vm->deadline.tv_sec && now.tv_nsec > vm->deadline.tv_nsec))) {
+        vm->limit_hit = SCRIPT_LIMIT_TIME;
+        lua_sethook(L, hook, LUA_MASKCOUNT, 1);
+        luaL_error(L, "wall-time limit reached");
+    }
+}
+
 /* string.rep: Lua's loops n times even when the result is empty. */
 static int l_rep(lua_State *L)
 {
@@ -814,6 +834,7 @@ static int setup(lua_State *L)
     lua_setfield(L, -2, "dump");
     lua_pushcfunction(L, l_rep);
     lua_setfield(L, -2, "rep");
+    luapat_install(L, lua_gettop(L), charge_steps);
     lua_pop(L, 1);
     lua_getfield(L, -1, "table");
     lua_getfield(L, -1, "move");

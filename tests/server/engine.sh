@@ -60,6 +60,10 @@ printf 'response.status = 201\nresponse.headers["Location"] = "/x/" .. db.insert
     >"$T/loc.lua"
 cg resource add --api acme/test --method POST --path /loc --script "$T/loc.lua"
 cg user add someone
+# The classic trim: quadratic backtracking inside one string.match call.
+printf 'local s = request.body.text:match("^%%s*(.-)%%s*$")\nresponse.body = { n = #s }\n' \
+    >"$T/trim.lua"
+cg resource add --api acme/test --method POST --path /trim --script "$T/trim.lua"
 
 start_server --script-threads 2 --script-instructions 100000000000 --script-timeout 3000
 C="$(as client)"
@@ -219,6 +223,15 @@ read n distinct created <"$T/idem.out"
     pass "16 racing requests with one key get one sys_id" || fail "$n answers, $distinct ids"
 [ "$(rows u_inbound "name = 'race'")" = 1 ] && pass "and one row" ||
     fail "$(rows u_inbound "name = 'race'") rows"
+
+# a_backtracking_pattern_is_capped
+req $C -H "$J" -d '{"text":"  padded  "}' "$URL/api/acme/test/trim"
+expect_body "trim works on ordinary input" "j['n']" 6
+python3 -c 'import json; print(json.dumps({"text": "a" + " " * 900000 + "b"}))' >"$T/spaces.json"
+req $C -H "$J" --data-binary "@$T/spaces.json" "$URL/api/acme/test/trim"
+expect_status "trim on 900,000 spaces stops at the wall-time cap: 503" 503
+req $C -H "$J" -d '{"name":"after-trim"}' "$URL/api/acme/inbound/records"
+expect_status "and the server goes on serving" 201
 
 # too_deep_a_body_is_400
 deep=$(python3 -c 'print("[" * 100 + "]" * 100)')

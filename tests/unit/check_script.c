@@ -5,6 +5,7 @@
 #include <jansson.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include "script.h"
 #include "util.h"
@@ -208,6 +209,13 @@ static const struct {
      SCRIPT_BAD_RESPONSE, 500},
     {"error(setmetatable({}, {__tostring = function() while true do end end}))", SCRIPT_ERROR, 500},
     {"certgate.fail(404, 'Not here')", SCRIPT_FAILED, 404},
+    /* A backtracking pattern inside one C call is charged step by step. */
+    {"local s = 'a' .. string.rep(' ', 200000) .. 'b' local t = s:match('^%s*(.-)%s*$')",
+     SCRIPT_LIMIT_INSTRUCTIONS, 500},
+    {"local s = string.rep('a', 100000) string.find(s, '.-.-.-.-b')", SCRIPT_LIMIT_INSTRUCTIONS,
+     500},
+    {"assert(('  x  '):match('^%s*(.-)%s*$') == 'x')", SCRIPT_OK, 200},
+    {"assert(select(2, ('a,b,c'):gsub(',', ';')) == 2)", SCRIPT_OK, 200},
 };
 
 START_TEST(limits_and_errors)
@@ -233,6 +241,9 @@ START_TEST(wall_time)
     struct script_request req = {.method = "GET", .path = "/"};
     struct script_result res;
     const char *src = "local t = os.clock() while os.clock() - t < 10 do end";
+    /* One string.match call that would take hours: the wall clock stops it too. */
+    const char *trim = "local s = 'a' .. string.rep(' ', 1000000) .. 'b' "
+                       "local t = s:match('^%s*(.-)%s*$')";
 
     script_limits_default(&l);
     l.instructions = 1000000000000ULL;
@@ -241,6 +252,11 @@ START_TEST(wall_time)
     ck_assert_int_eq(script_run(slow, src, src, "slow.lua", &req, &no_db, &res), CG_OK);
     ck_assert_int_eq(res.outcome, SCRIPT_LIMIT_TIME);
     ck_assert_int_eq(res.status, 503);
+    script_result_free(&res);
+    /* Without the cap this call runs for hours; the test's timeout would fail it. */
+    ck_assert_int_eq(script_run(slow, trim, trim, "trim.lua", &req, &no_db, &res), CG_OK);
+    ck_assert_msg(res.outcome == SCRIPT_LIMIT_TIME, "trim: outcome %d %s", res.outcome,
+                  res.log_detail);
     script_result_free(&res);
     script_vm_free(slow);
 }
