@@ -926,7 +926,9 @@ static bool row_matches(const struct dtable_table *t, json_t *row, json_t *filte
 
         if (!c)
             return loose;
-        if (loose && c->type == DT_JSON)
+        /* Loose: a json column, or a value kept only as `true` (unknown),
+         * may match. */
+        if (loose && (c->type == DT_JSON || json_is_true(json_object_get(row, key))))
             continue;
         if (!value_matches(c, json_object_get(row, key), v))
             return false;

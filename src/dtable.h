@@ -175,7 +175,11 @@ json_t *dtable_new_row(const struct dtable_table *t, const char *sys_id, const c
 int dtable_merge_fields(const struct dtable_table *t, json_t *row, json_t *fields);
 /** Whether @p row has every column = value of @p filter (null: IS NULL), as a query compares. */
 bool dtable_row_matches(const struct dtable_table *t, json_t *row, json_t *filter);
-/** dtable_row_matches, except that json columns always match (for conflict checks). */
+/**
+ * dtable_row_matches, except that json columns, and values given as JSON
+ * true in a text, integer or real column (unknown), always match (for
+ * conflict checks, which may over-approximate).
+ */
 bool dtable_row_may_match(const struct dtable_table *t, json_t *row, json_t *filter);
 
 /**

@@ -19,8 +19,12 @@
 #define POLL_MS 200
 /* Optimistic runs of one request before it runs on the committer. */
 #define MAX_OPTIMISTIC 2
-/* Committed writes are kept this long to check later commits against. */
-#define LOG_KEEP_MS 60000
+/* Committed writes are kept this long, and at most this many, to check
+ * later commits against (a run whose snapshot is older is redone). */
+#define LOG_KEEP_MS 30000
+#define LOG_MAX_ENTRIES 50000
+/* Longest text value a kept write holds; longer ones count as "may match". */
+#define LOG_TEXT_MAX 256
 /* A replaced catalog is freed when unused and replaced this long ago. */
 #define CATALOG_GRACE_MS 60000
 /* Most script threads. */
@@ -125,8 +129,8 @@ static struct wop *wset_find(struct writer_wset *ws, const struct dtable_table *
 struct lentry {
     char table[64];  /* table name */
     char sys_id[37]; /* record */
-    json_t *before;  /* the record before (NULL: inserted) */
-    json_t *after;   /* the record after */
+    json_t *before;  /* the record before, as a log_image (NULL: inserted) */
+    json_t *after;   /* the record after, as a log_image */
 };
 
 /* The writes of one committed batch. */
@@ -157,11 +161,45 @@ static void lbatch_free(struct lbatch *b)
     free(b);
 }
 
-/* Records a write; the batch takes the references. */
-static int lbatch_add(struct lbatch *b, const char *table, const char *sys_id, json_t *before,
-                      json_t *after)
+/* What a kept write needs of a record for the conflict checks: no json
+ * columns (they always count as a possible match) and no long texts (kept as
+ * `true`, which also does), so the log stays small. Takes @p row. */
+static json_t *log_image(const struct dtable_table *t, json_t *row)
 {
+    json_t *img;
+
+    if (!row)
+        return NULL;
+    img = json_object();
+    for (size_t k = 0; img && k < 3; k++) {
+        static const char *const sys[] = {"sys_id", "sys_created_on", "sys_created_by"};
+
+        json_object_set(img, sys[k], json_object_get(row, sys[k]));
+    }
+    for (size_t c = 0; img && c < t->n_cols; c++) {
+        json_t *v = json_object_get(row, t->cols[c].name);
+
+        if (!v || t->cols[c].type == DT_JSON)
+            continue;
+        if (json_is_string(v) && json_string_length(v) > LOG_TEXT_MAX)
+            v = json_true();
+        else
+            json_incref(v);
+        json_object_set_new(img, t->cols[c].name, v);
+    }
+    json_decref(row);
+    return img;
+}
+
+/* Records a write; the batch takes the references. */
+static int lbatch_add(struct lbatch *b, const struct dtable_table *t, const char *sys_id,
+                      json_t *before, json_t *after)
+{
+    const char *table = t->name;
     struct lentry *e;
+
+    before = log_image(t, before);
+    after = log_image(t, after);
 
     if (b->n == b->cap) {
         size_t cap = b->cap ? b->cap * 2 : 64;
@@ -216,6 +254,7 @@ struct writer {
     struct lbatch *log_old;         /* committed writes, oldest batch first */
     struct lbatch *log_new;         /* the newest batch */
     int64_t log_floor;              /* batches up to this seq are no longer kept */
+    size_t log_entries;             /* writes kept */
     struct lbatch *pending;         /* writes of the batch being committed */
     int64_t last_purge;             /* when expired idempotency keys were last purged */
     int64_t last_house_ms;          /* when housekeeping last ran (monotonic ms) */
@@ -466,7 +505,7 @@ static int snapshot(struct op_ctx *o, struct cg_err *e)
 static int log_write(struct writer *w, const struct dtable_table *t, const char *sys_id,
                      json_t *before, json_t *after)
 {
-    return lbatch_add(w->pending, t->name, sys_id, before, after);
+    return lbatch_add(w->pending, t, sys_id, before, after);
 }
 
 static int op_insert(void *ctx, const char *table, json_t *fields, char out_id[37], char *err,
@@ -890,7 +929,7 @@ static void requeue(struct writer *w, struct writer_job *job)
 {
     reset_run(job);
     pthread_mutex_lock(&w->lock);
-    if (job->attempts >= MAX_OPTIMISTIC || w->exec_stopped) {
+    if (job->attempts >= MAX_OPTIMISTIC || w->exec_stopping) {
         job->serial = true;
         w->serial++;
         submit_locked(w, job);
@@ -979,7 +1018,7 @@ static int apply(struct writer *w, struct writer_job *job, struct cg_err *err)
             }
         }
         if (rc == CG_OK)
-            rc = after ? lbatch_add(w->pending, op->t->name, op->sys_id, before, after) : CG_ENOMEM;
+            rc = after ? lbatch_add(w->pending, op->t, op->sys_id, before, after) : CG_ENOMEM;
         else
             json_decref(before);
         if (rc)
@@ -1098,9 +1137,11 @@ static void log_prune(struct writer *w)
 {
     int64_t t = now_ms();
 
-    while (w->log_old && t - w->log_old->when_ms > LOG_KEEP_MS) {
+    while (w->log_old &&
+           (t - w->log_old->when_ms > LOG_KEEP_MS || w->log_entries > LOG_MAX_ENTRIES)) {
         struct lbatch *old = w->log_old;
 
+        w->log_entries -= old->n;
         w->log_floor = old->seq;
         w->log_old = old->next;
         if (!w->log_old)
@@ -1116,9 +1157,11 @@ static void log_push(struct writer *w, struct lbatch *b)
         /* Its number still counts: a snapshot may have been taken after it. */
         lbatch_free(b);
     } else if (w->log_new) {
+        w->log_entries += b->n;
         w->log_new->next = b;
         w->log_new = b;
     } else {
+        w->log_entries += b->n;
         w->log_old = w->log_new = b;
     }
     log_prune(w);

@@ -161,7 +161,13 @@ START_TEST(records)
     json_decref(filter);
     filter = json_pack("{s:{s:i}}", "doc", "a", 3);
     ck_assert(!dtable_row_matches(&t, rec, filter));
-    /* Conflict checks treat json columns as a possible match. */
+    /* Conflict checks treat json columns as a possible match, and a value
+     * kept only as `true` (unknown) too. */
+    ck_assert(dtable_row_may_match(&t, rec, filter));
+    json_decref(filter);
+    json_object_set_new(rec, "name", json_true());
+    filter = json_pack("{s:s}", "name", "other");
+    ck_assert(!dtable_row_matches(&t, rec, filter));
     ck_assert(dtable_row_may_match(&t, rec, filter));
     json_decref(filter);
     json_decref(rec);
