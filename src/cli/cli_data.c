@@ -117,7 +117,7 @@ static json_t *strv_json(char *const *v, size_t n)
     json_t *a = json_array();
 
     for (size_t i = 0; i < n; i++)
-        json_array_append_new(a, json_string(v[i]));
+        a = cli_json_append(a, json_string(v[i]));
     return a;
 }
 
@@ -137,11 +137,11 @@ static int table_create(struct cli_ctx *ctx, int argc, char **argv)
     size_t n_roles = 0, n = 0;
     int opt, rc = CLI_FAIL;
 
-    while ((opt = getopt_long(argc, argv, "", opts, NULL)) != -1) {
+    while ((opt = cli_getopt(ctx, argc, argv, opts)) != -1) {
         if (opt == 'r')
             roles_arg = optarg;
         else
-            return cli_usage(ctx, usage);
+            return CLI_USAGE; /* cli_getopt said why */
     }
     if (argc - optind < 2)
         return cli_usage(ctx, usage);
@@ -179,8 +179,8 @@ static int table_create(struct cli_ctx *ctx, int argc, char **argv)
         json_t *c = json_array();
 
         for (size_t i = 0; i < n; i++)
-            json_array_append_new(c, json_pack("{s:s, s:s}", "name", cols[i].name, "type",
-                                               dtable_type_name(cols[i].type)));
+            c = cli_json_append(c, json_pack("{s:s, s:s}", "name", cols[i].name, "type",
+                                             dtable_type_name(cols[i].type)));
         cli_print_json(json_pack("{s:s, s:o, s:o}", "name", argv[optind], "columns", c, "roles",
                                  strv_json(roles, n_roles)));
     } else {
@@ -206,8 +206,8 @@ static json_t *table_json(const struct dtable_table *t)
     json_t *c = json_array();
 
     for (size_t i = 0; i < t->n_cols; i++)
-        json_array_append_new(c, json_pack("{s:s, s:s}", "name", t->cols[i].name, "type",
-                                           dtable_type_name(t->cols[i].type)));
+        c = cli_json_append(c, json_pack("{s:s, s:s}", "name", t->cols[i].name, "type",
+                                         dtable_type_name(t->cols[i].type)));
     return json_pack("{s:s, s:o, s:o, s:s}", "name", t->name, "columns", c, "roles",
                      strv_json(t->roles, t->n_roles), "created_on", t->created_on);
 }
@@ -234,7 +234,7 @@ static int table_list(struct cli_ctx *ctx, int argc, char **argv)
         json_t *a = json_array();
 
         for (size_t i = 0; i < n; i++)
-            json_array_append_new(a, table_json(&ts[i]));
+            a = cli_json_append(a, table_json(&ts[i]));
         cli_print_json(a);
     } else {
         printf("%-24s %-8s %s\n", "TABLE", "COLUMNS", "TABLE API ROLES");
@@ -310,11 +310,11 @@ static int table_drop(struct cli_ctx *ctx, int argc, char **argv)
     bool force = false;
     int opt, rc;
 
-    while ((opt = getopt_long(argc, argv, "", opts, NULL)) != -1) {
+    while ((opt = cli_getopt(ctx, argc, argv, opts)) != -1) {
         if (opt == 'f')
             force = true;
         else
-            return cli_usage(ctx, "table drop NAME --force");
+            return CLI_USAGE; /* cli_getopt said why */
     }
     if (optind != argc - 1)
         return cli_usage(ctx, "table drop NAME --force");
@@ -435,7 +435,7 @@ static int resource_add(struct cli_ctx *ctx, int argc, char **argv)
     int opt, mode, rc = CLI_FAIL;
 
     memset(&r, 0, sizeof(r));
-    while ((opt = getopt_long(argc, argv, "", opts, NULL)) != -1) {
+    while ((opt = cli_getopt(ctx, argc, argv, opts)) != -1) {
         switch (opt) {
         case 'a': api = optarg; break;
         case 'm': method = optarg; break;
@@ -444,7 +444,7 @@ static int resource_add(struct cli_ctx *ctx, int argc, char **argv)
         case 'r': roles_arg = optarg; break;
         case 'u': auth = optarg; break;
         case 'v': version = optarg; break;
-        default: return cli_usage(ctx, usage);
+        default: return CLI_USAGE; /* cli_getopt said why */
         }
     }
     if (optind != argc || !api || !method || !path || !script)
@@ -541,7 +541,7 @@ static int resource_update(struct cli_ctx *ctx, int argc, char **argv)
     int opt, rc = CLI_FAIL;
 
     memset(&r, 0, sizeof(r));
-    while ((opt = getopt_long(argc, argv, "", opts, NULL)) != -1) {
+    while ((opt = cli_getopt(ctx, argc, argv, opts)) != -1) {
         if (opt == 's')
             script = optarg;
         else if (opt == 'r')
@@ -549,7 +549,7 @@ static int resource_update(struct cli_ctx *ctx, int argc, char **argv)
         else if (opt == 'u')
             auth = optarg;
         else
-            return cli_usage(ctx, usage);
+            return CLI_USAGE; /* cli_getopt said why */
     }
     if (optind != argc - 1 || (!script && !roles_arg && !auth))
         return cli_usage(ctx, usage);
@@ -635,7 +635,7 @@ static int resource_list(struct cli_ctx *ctx, int argc, char **argv)
         json_t *a = json_array();
 
         for (size_t i = 0; i < n; i++)
-            json_array_append_new(a, resource_json(&rs[i], false));
+            a = cli_json_append(a, resource_json(&rs[i], false));
         cli_print_json(a);
     } else {
         printf("%-4s %-7s %-6s %-40s %-6s %s\n", "ID", "METHOD", "AUTH", "URL", "ROLES", "SCRIPT");
