@@ -193,14 +193,15 @@ void dtable_set_deadline(struct dtable_db *db, int64_t deadline_ms)
     db->deadline_ms = deadline_ms;
 }
 
-int dtable_open(const char *path, struct dtable_db **out_db, struct cg_err *err)
+/* A connection with @p flags, then @p pragmas. */
+static int open_conn(const char *path, int flags, const char *pragmas, struct dtable_db **out_db,
+                     struct cg_err *err)
 {
     struct dtable_db *db = calloc(1, sizeof(*db));
 
     if (!db)
         return CG_ENOMEM;
-    if (sqlite3_open_v2(path, &db->db, SQLITE_OPEN_READWRITE | SQLITE_OPEN_NOMUTEX, NULL) !=
-        SQLITE_OK) {
+    if (sqlite3_open_v2(path, &db->db, flags | SQLITE_OPEN_NOMUTEX, NULL) != SQLITE_OK) {
         cg_err_set(err, "cannot open database %s: %s", path,
                    db->db ? sqlite3_errmsg(db->db) : "out of memory");
         dtable_close(db);
@@ -208,10 +209,7 @@ int dtable_open(const char *path, struct dtable_db **out_db, struct cg_err *err)
     }
     sqlite3_busy_timeout(db->db, 5000);
     sqlite3_progress_handler(db->db, 10000, over_deadline, db);
-    if (exec(db,
-             "PRAGMA journal_mode = WAL; PRAGMA foreign_keys = ON; "
-             "PRAGMA synchronous = FULL",
-             err)) {
+    if (exec(db, pragmas, err)) {
         dtable_close(db);
         return CG_EDB;
     }
@@ -219,27 +217,17 @@ int dtable_open(const char *path, struct dtable_db **out_db, struct cg_err *err)
     return CG_OK;
 }
 
+int dtable_open(const char *path, struct dtable_db **out_db, struct cg_err *err)
+{
+    return open_conn(path, SQLITE_OPEN_READWRITE,
+                     "PRAGMA journal_mode = WAL; PRAGMA foreign_keys = ON; "
+                     "PRAGMA synchronous = FULL",
+                     out_db, err);
+}
+
 int dtable_open_reader(const char *path, struct dtable_db **out_db, struct cg_err *err)
 {
-    struct dtable_db *db = calloc(1, sizeof(*db));
-
-    if (!db)
-        return CG_ENOMEM;
-    if (sqlite3_open_v2(path, &db->db, SQLITE_OPEN_READONLY | SQLITE_OPEN_NOMUTEX, NULL) !=
-        SQLITE_OK) {
-        cg_err_set(err, "cannot open database %s: %s", path,
-                   db->db ? sqlite3_errmsg(db->db) : "out of memory");
-        dtable_close(db);
-        return CG_EDB;
-    }
-    sqlite3_busy_timeout(db->db, 5000);
-    sqlite3_progress_handler(db->db, 10000, over_deadline, db);
-    if (exec(db, "PRAGMA query_only = ON", err)) {
-        dtable_close(db);
-        return CG_EDB;
-    }
-    *out_db = db;
-    return CG_OK;
+    return open_conn(path, SQLITE_OPEN_READONLY, "PRAGMA query_only = ON", out_db, err);
 }
 
 int dtable_read_begin(struct dtable_db *db, struct cg_err *err)
