@@ -112,25 +112,18 @@ expect_body "creates each key once" "j['created']" 2
     pass "and adds to the record it created" || fail "B-1: $(sqlite3 "$DB" "SELECT * FROM u_order WHERE number = 'B-1'")"
 
 # concurrent_upserts_of_one_key_make_one_record
-python3 - "$URL" "$PKI" >"$T/hot.out" <<'PY'
-import http.client, json, ssl, sys, threading
+PYTHONPATH="$TESTS_SRCDIR/server" python3 - "$URL" "$PKI" >"$T/hot.out" <<'PY'
+import sys
+from parallel import call, connect, run
 url, pki = sys.argv[1], sys.argv[2]
-host, port = url.split("//")[1].split(":")
-results, lock = [], threading.Lock()
 def worker(n):
-    ctx = ssl.create_default_context(cafile=pki + "/root.pem")
-    ctx.load_cert_chain(pki + "/client.pem", pki + "/client.key")
-    c = http.client.HTTPSConnection(host, int(port), context=ctx, timeout=60)
+    c = connect(url, pki)
+    out = []
     for i in range(10):
-        c.request("PUT", "/api/acme/orders/orders/HOT", json.dumps({"status": "s%d-%d" % (n, i)}),
-                  {"Content-Type": "application/json"})
-        r = c.getresponse()
-        body = json.loads(r.read())
-        with lock:
-            results.append((r.status, body.get("result", {}).get("created")))
-threads = [threading.Thread(target=worker, args=(n,)) for n in range(16)]
-for t in threads: t.start()
-for t in threads: t.join()
+        status, body = call(c, "PUT", "/api/acme/orders/orders/HOT", {"status": "s%d-%d" % (n, i)})
+        out.append((status, body.get("result", {}).get("created")))
+    return out
+results = run(16, worker)
 print(len(results), sum(1 for s, c in results if s == 201 and c is True),
       sum(1 for s, c in results if s == 200 and c is False))
 PY
@@ -142,27 +135,20 @@ read total created updated <"$T/hot.out"
     fail "$(rows u_order "number = 'HOT'") records"
 
 # concurrent_failures_roll_back_only_their_own_rows
-python3 - "$URL" "$PKI" "$DB" >"$T/flaky.out" <<'PY'
-import http.client, json, sqlite3, ssl, sys, threading
+PYTHONPATH="$TESTS_SRCDIR/server" python3 - "$URL" "$PKI" "$DB" >"$T/flaky.out" <<'PY'
+import sqlite3, sys
+from parallel import call, connect, run
 url, pki, dbpath = sys.argv[1], sys.argv[2], sys.argv[3]
-host, port = url.split("//")[1].split(":")
-results, lock = [], threading.Lock()
 def worker(n):
-    ctx = ssl.create_default_context(cafile=pki + "/root.pem")
-    ctx.load_cert_chain(pki + "/client.pem", pki + "/client.key")
-    c = http.client.HTTPSConnection(host, int(port), context=ctx, timeout=60)
+    c = connect(url, pki)
+    out = []
     for i in range(20):
         name = "f-%d-%d" % (n, i)
         fail = (n * 7 + i) % 3 == 0
-        c.request("POST", "/api/acme/test/flaky", json.dumps({"name": name, "fail": fail}),
-                  {"Content-Type": "application/json"})
-        r = c.getresponse()
-        r.read()
-        with lock:
-            results.append((r.status, name, fail))
-threads = [threading.Thread(target=worker, args=(n,)) for n in range(16)]
-for t in threads: t.start()
-for t in threads: t.join()
+        status, _ = call(c, "POST", "/api/acme/test/flaky", {"name": name, "fail": fail})
+        out.append((status, name, fail))
+    return out
+results = run(16, worker)
 names = {r[0] for r in sqlite3.connect(dbpath).execute(
     "SELECT name FROM u_inbound WHERE name LIKE 'f-%'")}
 good = [r for r in results if r[0] == 201]
@@ -198,24 +184,15 @@ loc=$(header Location)
 req $C -H "$J" -H "Idempotency-Key: loc-key" -d '{}' "$URL/api/acme/test/loc"
 [ "$(header Location)" = "$loc" ] && [ "$(header Idempotent-Replayed)" = true ] &&
     pass "a replay answers with the first Location" || fail "replay Location '$(header Location)'"
-python3 - "$URL" "$PKI" >"$T/idem.out" <<'PY'
-import http.client, json, ssl, sys, threading
+PYTHONPATH="$TESTS_SRCDIR/server" python3 - "$URL" "$PKI" >"$T/idem.out" <<'PY'
+import sys
+from parallel import call, connect, run
 url, pki = sys.argv[1], sys.argv[2]
-host, port = url.split("//")[1].split(":")
-ids, lock = [], threading.Lock()
-def worker():
-    ctx = ssl.create_default_context(cafile=pki + "/root.pem")
-    ctx.load_cert_chain(pki + "/client.pem", pki + "/client.key")
-    c = http.client.HTTPSConnection(host, int(port), context=ctx, timeout=60)
-    c.request("POST", "/api/acme/inbound/records", json.dumps({"name": "race"}),
-              {"Content-Type": "application/json", "Idempotency-Key": "race-key"})
-    r = c.getresponse()
-    body = json.loads(r.read())
-    with lock:
-        ids.append((r.status, body["result"]["sys_id"]))
-threads = [threading.Thread(target=worker) for _ in range(16)]
-for t in threads: t.start()
-for t in threads: t.join()
+def worker(_):
+    status, body = call(connect(url, pki), "POST", "/api/acme/inbound/records", {"name": "race"},
+                        {"Idempotency-Key": "race-key"})
+    return [(status, body["result"]["sys_id"])]
+ids = run(16, worker)
 print(len(ids), len({i for _, i in ids}), sum(1 for s, _ in ids if s == 201))
 PY
 read n distinct created <"$T/idem.out"

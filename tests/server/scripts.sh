@@ -196,29 +196,20 @@ n=$(sqlite3 "$DB" "SELECT count(*) FROM u_inbound WHERE name = 'once'")
 [ "$n" = 1 ] && pass "one row for two idempotent requests" || fail "$n rows"
 
 # 16 concurrent pushers, some failing by design
-python3 - "$URL" "$PKI" >"$T/conc.out" <<'PY'
-import http.client, json, ssl, sys, threading
+PYTHONPATH="$TESTS_SRCDIR/server" python3 - "$URL" "$PKI" >"$T/conc.out" <<'PY'
+import json, sys
+from parallel import call, connect, run
 url, pki = sys.argv[1], sys.argv[2]
-host, port = url.split("//")[1].split(":")
-results = []
-lock = threading.Lock()
 def worker(n):
-    ctx = ssl.create_default_context(cafile=pki + "/root.pem")
-    ctx.load_cert_chain(pki + "/client.pem", pki + "/client.key")
-    c = http.client.HTTPSConnection(host, int(port), context=ctx, timeout=60)
+    c = connect(url, pki)
+    out = []
     for i in range(25):
         good = (n + i) % 3 != 0
         body = {"name": "c-%d-%d" % (n, i)} if good else {"amount": i}
-        c.request("POST", "/api/acme/inbound/records", json.dumps(body),
-                  {"Content-Type": "application/json"})
-        r = c.getresponse()
-        data = json.loads(r.read())
-        with lock:
-            results.append((r.status, body.get("name"), data))
-threads = [threading.Thread(target=worker, args=(n,)) for n in range(16)]
-for t in threads: t.start()
-for t in threads: t.join()
-print(json.dumps(results))
+        status, data = call(c, "POST", "/api/acme/inbound/records", body)
+        out.append((status, body.get("name"), data))
+    return out
+print(json.dumps(run(16, worker)))
 PY
 python3 - "$T/conc.out" "$DB" <<'PY' >"$T/conc.check"
 import json, sqlite3, sys
