@@ -950,7 +950,7 @@ static void on_completed(void *cls, struct MHD_Connection *mhd, void **req_cls,
     }
     log_event("request", o);
     metrics_request(r->route                         ? METRICS_SLOT_BUILTIN
-                    : r->dyn.match == ROUTE_RESOURCE ? metrics_resource_slot(r->dyn.resource->id)
+                    : r->dyn.match == ROUTE_RESOURCE ? metrics_resource_slot(r->dyn.resource)
                     : r->dyn.match == ROUTE_TABLE    ? METRICS_SLOT_TABLE_API
                                                      : METRICS_SLOT_NONE,
                     r->status, us > 0 ? (uint64_t)us : 0);
@@ -1127,21 +1127,14 @@ int http_start(const struct serve_config *cfg, struct trust_holder *trust, struc
 
 /* ---- GET /metrics on the separate listener ---- */
 
-static const char *resource_label(void *ctx, unsigned slot, char *buf, size_t len)
+/* The live scripted resources, for the metrics labels. */
+static size_t resource_label(void *ctx, const struct dtable_resource **out_resources)
 {
     struct http_server *srv = ctx;
     const struct catalog *c = srv->writer ? writer_catalog(srv->writer) : NULL;
 
-    for (size_t i = 0; c && i < c->n_resources; i++) {
-        const struct dtable_resource *r = &c->resources[i];
-
-        if (metrics_resource_slot(r->id) == slot) {
-            snprintf(buf, len, "%s %s/%s%s%s%s", r->method, r->ns, r->api, r->version[0] ? "/" : "",
-                     r->version, r->path);
-            return buf;
-        }
-    }
-    return NULL;
+    *out_resources = c ? c->resources : NULL;
+    return c ? c->n_resources : 0;
 }
 
 static enum MHD_Result on_metrics(void *cls, struct MHD_Connection *mhd, const char *url,

@@ -1,9 +1,15 @@
 /*
  * metrics: counters and histograms for GET /metrics (Prometheus text
- * format), updated with atomic operations only, so the request path takes
- * no lock. Relies on nothing but libc; the daemon renders them with the
- * trust snapshot and catalog for the labels and expiry gauges. Does not
- * listen: http serves them on the separate --metrics-listen address.
+ * format). The request path only does atomic operations: requests are
+ * counted per (resource, status code) in a lock-free open-addressing table
+ * that grows (rarely: when it is half full) by publishing a bigger table,
+ * never by moving counts, so no increment is ever lost or misattributed.
+ * Relies on libc and on dtable's resource struct (for the key and the label
+ * of a scripted resource). Labels come from the live catalog at render
+ * time: a deleted or disabled resource is not shown, and a resource that
+ * takes a deleted one's id (SQLite may reuse the highest id) does not
+ * inherit its counts, because the key covers the resource's endpoint too.
+ * Does not listen: http serves them on the separate --metrics-listen address.
  */
 #ifndef CG_METRICS_H
 #define CG_METRICS_H
@@ -11,17 +17,29 @@
 #include <stddef.h>
 #include <stdint.h>
 
-/* Resource label slots: built-in routes and scripted resources by id. */
-#define METRICS_SLOTS 512
-#define METRICS_SLOT_NONE 0      /* no route (404s, refusals before routing) */
-#define METRICS_SLOT_BUILTIN 1   /* healthz, whoami, admin */
-#define METRICS_SLOT_TABLE_API 2 /* /api/now/table */
-#define METRICS_SLOT_FIRST_RESOURCE 3
+struct dtable_resource;
 
-/** Count one answered request. @param slot a METRICS_SLOT_* or metrics_resource_slot() */
-void metrics_request(unsigned slot, unsigned status, uint64_t us);
-/** Slot of a scripted resource id. */
-unsigned metrics_resource_slot(int64_t id);
+/* Request-counter keys of the routes that are not scripted resources. A
+ * scripted resource's key is metrics_resource_slot(); its top bit is set,
+ * so it never equals one of these. */
+#define METRICS_SLOT_NONE ((uint64_t)1 << 10)      /* no route (404s, refusals before routing) */
+#define METRICS_SLOT_BUILTIN ((uint64_t)2 << 10)   /* healthz, whoami, admin */
+#define METRICS_SLOT_TABLE_API ((uint64_t)3 << 10) /* /api/now/table */
+
+/**
+ * Count one answered request.
+ * @param slot a METRICS_SLOT_* or metrics_resource_slot()
+ * @param status the HTTP status code sent
+ * @param us microseconds from request to answer
+ */
+void metrics_request(uint64_t slot, unsigned status, uint64_t us);
+/**
+ * The counter key of a scripted resource: its id and its endpoint (method,
+ * namespace, API, version, path template) hashed.
+ * @param r a resource of the catalog
+ * @return a key for metrics_request()
+ */
+uint64_t metrics_resource_slot(const struct dtable_resource *r);
 /** Count a refused authentication by reason code index (enum auth_reason). */
 void metrics_refusal(unsigned reason);
 /** Count a TLS connection (a handshake). */
@@ -31,17 +49,23 @@ void metrics_script_error(void);
 /** Observe one database commit. */
 void metrics_commit(uint64_t us);
 
-/** Something that turns a slot into a label; NULL when unused. */
-typedef const char *(*metrics_label_fn)(void *ctx, unsigned slot, char *buf, size_t len);
+/**
+ * Gives the live scripted resources (the current catalog), for the labels.
+ * @param ctx the caller's
+ * @param out_resources set to the array (valid at least until render returns)
+ * @return how many
+ */
+typedef size_t (*metrics_resources_fn)(void *ctx, const struct dtable_resource **out_resources);
 
 /**
  * Render everything in Prometheus text format.
- * @param label_fn names resource slots
+ * @param resources_fn lists the live resources (NULL: none)
+ * @param ctx passed to resources_fn
  * @param expiring_cas CAs of the table expiring within 30 days
  * @param expiring_certs mapped certificates expiring within 30 days
- * @return malloc'd text
+ * @return malloc'd text, NULL when out of memory
  */
-char *metrics_render(metrics_label_fn label_fn, void *ctx, unsigned expiring_cas,
+char *metrics_render(metrics_resources_fn resources_fn, void *ctx, unsigned expiring_cas,
                      unsigned expiring_certs);
 
 #endif

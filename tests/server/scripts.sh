@@ -240,9 +240,9 @@ metric() {
         fail "metrics: $1 is '$v', expected $2"
     fi
 }
-metric 'certgate_requests_total{status="2xx",resource="POST acme/inbound/records"}' ">= 260"
-metric 'certgate_requests_total{status="4xx",resource="POST acme/inbound/records"}' ">= 100"
-metric 'certgate_requests_total{status="2xx",resource="table_api"}' ">= 3"
+metric 'certgate_requests_total{status="201",resource="POST acme/inbound/records"}' ">= 260"
+metric 'certgate_requests_total{status="400",resource="POST acme/inbound/records"}' ">= 100"
+metric 'certgate_requests_total{status="200",resource="table_api"}' ">= 2"
 metric 'certgate_auth_refusals_total{reason="no_credentials"}' ">= 1"
 metric 'certgate_auth_refusals_total{reason="role_missing"}' ">= 2"
 metric 'certgate_auth_refusals_total{reason="cert_required"}' ">= 1"
