@@ -8,6 +8,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <pthread.h>
+#include <sys/resource.h>
 #include <time.h>
 
 #include "http.h"
@@ -34,6 +35,31 @@ static void drain(struct http_server *srv)
 
         nanosleep(&ts, NULL);
     }
+}
+
+/* Raises the soft open-file limit to the hard one: every connection is a
+ * descriptor, and the soft default (1024 on Debian) is below what
+ * --max-connections may ask for. Logs when even the hard limit is short. */
+static void raise_nofile(unsigned max_connections)
+{
+    struct rlimit rl;
+    rlim_t want = (rlim_t)max_connections + 64; /* database, log, listeners, poll */
+
+    if (getrlimit(RLIMIT_NOFILE, &rl) != 0)
+        return;
+    if (rl.rlim_cur < rl.rlim_max) {
+        rlim_t old = rl.rlim_cur;
+
+        rl.rlim_cur = rl.rlim_max;
+        if (setrlimit(RLIMIT_NOFILE, &rl) != 0)
+            rl.rlim_cur = old;
+    }
+    if (rl.rlim_cur != RLIM_INFINITY && rl.rlim_cur < want)
+        log_event("nofile_limit_low",
+                  json_pack("{s:I, s:I, s:s}", "limit", (json_int_t)rl.rlim_cur, "needed",
+                            (json_int_t)want, "detail",
+                            "the open-file limit is below --max-connections + 64: connections "
+                            "beyond it are refused; raise it (LimitNOFILE= in the unit)"));
 }
 
 /* Settings kept alive after a reload: requests may still read them. */
@@ -172,6 +198,7 @@ int daemon_main(const char *db_path, int argc, char **argv)
         rc = 0;
         goto out;
     }
+    raise_nofile(cfg->max_connections);
     if (trust_holder_new(db_path, &trust, &err)) {
         fprintf(stderr, "certgate: serve: %s\n", err.msg);
         goto out;
