@@ -1,11 +1,36 @@
 #!/bin/sh
-# Installs the Debian packages certgate needs to build, test and run, and
-# only those that are missing. Safe to re-run. Needs root (or sudo).
+# Installs the Debian packages certgate needs, and only those that are
+# missing. Safe to re-run. Needs root (or sudo).
+#   sh contrib/install-deps.sh          to build and run certgate (the demo)
+#   sh contrib/install-deps.sh --test   also what the test suite needs
+#                                       (python3, clang-format, cppcheck, and
+#                                       Node.js and npm for newman)
 set -eu
 
+# Build: compiler, autotools, the libraries' headers and Check (configure
+# requires it); run: certtool and openssl for the PKI scripts, sqlite3 and
+# curl for the demo.
 PACKAGES="build-essential autoconf automake pkg-config ca-certificates
 libmicrohttpd-dev libgnutls28-dev gnutls-bin libjansson-dev libsqlite3-dev sqlite3
-liblua5.4-dev libinih-dev check curl openssl python3 clang-format cppcheck"
+liblua5.4-dev libinih-dev check curl openssl"
+TEST_PACKAGES="python3 clang-format cppcheck"
+
+what="build and run"
+case "${1:-}" in
+"") ;;
+--test)
+    PACKAGES="$PACKAGES $TEST_PACKAGES"
+    what="build, run and test"
+    ;;
+-h | --help)
+    sed -n '2,7p' "$0" | sed 's/^# \{0,1\}//'
+    exit 0
+    ;;
+*)
+    echo "install-deps: unknown option '$1' (usage: install-deps.sh [--test])" >&2
+    exit 2
+    ;;
+esac
 
 missing=""
 for p in $PACKAGES; do
@@ -16,12 +41,12 @@ done
 
 # The Postman collection test runs newman, an npm package: it needs Node.js
 # and npm (the Debian packages, unless the machine has them already).
-if ! command -v npm >/dev/null 2>&1; then
+if [ "$what" != "build and run" ] && ! command -v npm >/dev/null 2>&1; then
     missing="$missing nodejs npm"
 fi
 
 if [ -z "$missing" ]; then
-    echo "install-deps: all build and test dependencies are installed"
+    echo "install-deps: all $what dependencies are installed"
     exit 0
 fi
 

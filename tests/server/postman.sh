@@ -4,20 +4,29 @@
 . "$TESTS_SRCDIR/server/lib.sh"
 need npm node
 
-# newman from the npm registry, installed once per build directory.
+# newman from the npm registry, installed once into $NEWMAN_CACHE
+# (contrib/run-tests.sh points both of its passes at build/node), else once
+# per build directory. Installed beside it and renamed when complete, so an
+# interrupted install is not taken for a working one.
 NEWMAN=${NEWMAN:-}
 if [ -z "$NEWMAN" ] && command -v newman >/dev/null 2>&1; then
     NEWMAN=$(command -v newman)
 fi
 if [ -z "$NEWMAN" ]; then
-    dir="$TESTS_BUILDDIR/node"
-    if [ ! -x "$dir/node_modules/.bin/newman" ]; then
-        mkdir -p "$dir"
-        if ! npm install --no-audit --no-fund --prefix "$dir" newman@6 >"$T/npm.log" 2>&1; then
+    dir=${NEWMAN_CACHE:-$TESTS_BUILDDIR/node}
+    if ! "$dir/node_modules/.bin/newman" --version >/dev/null 2>&1; then
+        tmp="$dir.tmp.$$"
+        rm -rf "$tmp"
+        mkdir -p "$tmp"
+        if ! npm install --no-audit --no-fund --prefix "$tmp" newman@6 >"$T/npm.log" 2>&1; then
+            rm -rf "$tmp"
             cat "$T/npm.log"
             echo "SKIP: newman could not be installed from the npm registry"
             exit 77
         fi
+        rm -rf "$dir"
+        mv "$tmp" "$dir"
+        echo "# newman installed in $dir"
     fi
     NEWMAN="$dir/node_modules/.bin/newman"
 fi
