@@ -1,6 +1,6 @@
 #!/bin/sh
-# The whole test suite from scratch: dependencies, a -Werror build and
-# `make check` and the man page check, then an AddressSanitizer +
+# The whole test suite from scratch: dependencies, a -Werror build, the man
+# page and certgate-pki checks and `make check`, then an AddressSanitizer +
 # UndefinedBehaviorSanitizer build and `make check` again. Builds out of tree
 # in ./build/ so the source tree stays clean; a source tree configured in
 # place (./configure run in it) is cleaned with `make distclean` first,
@@ -53,6 +53,15 @@ run_pass() {
         if sh "$top/contrib/check-manpage.sh" "$dir/src/certgate" "$dir/doc/certgate.1"; then
             TOTAL_PASS=$((TOTAL_PASS + 1))
         else
+            echo "tests: $TOTAL_PASS passed, 1 failed"
+            exit 1
+        fi
+        echo "== $name: contrib/pki/certgate-pki"
+        if sh "$top/contrib/check-pki.sh" "$dir/src/certgate" >"$dir/check-pki.out" 2>&1; then
+            tail -n 1 "$dir/check-pki.out"
+            TOTAL_PASS=$((TOTAL_PASS + 1))
+        else
+            cat "$dir/check-pki.out"
             echo "tests: $TOTAL_PASS passed, 1 failed"
             exit 1
         fi
