@@ -18,13 +18,19 @@ certgate=${CERTGATE:-$top/build/werror/src/certgate}
 t=$(mktemp -d /tmp/certgate-hs.XXXXXX)
 pid=""
 npid=""
+# Stops the servers still running; keeps the exit status (a failing kill
+# of one that has exited must not make a good run exit 1 under set -e).
 cleanup() {
-    [ -n "$pid" ] && kill "$pid" 2>/dev/null
-    [ -n "$npid" ] && kill "$npid" 2>/dev/null
-    wait 2>/dev/null
+    rc=$?
+    for p in $pid $npid; do
+        kill "$p" 2>/dev/null || true
+    done
+    wait 2>/dev/null || true
     rm -rf "$t"
+    exit "$rc"
 }
 trap cleanup EXIT
+trap 'exit 130' INT TERM
 export CERTGATE_DB="$t/bench.db"
 sh "$top/tests/pki/mkpki.sh" "$t/pki" >/dev/null 2>&1
 "$certgate" init >/dev/null

@@ -17,7 +17,20 @@ certgate=${CERTGATE:-$top/build/werror/src/certgate}
 command -v curl >/dev/null || { echo "bench: curl is needed" >&2; exit 1; }
 
 t=$(mktemp -d /tmp/certgate-bench.XXXXXX)
-trap 'kill "$pid" 2>/dev/null; wait "$pid" 2>/dev/null; rm -rf "$t"' EXIT
+pid=""
+# Stops the server if it still runs (after a successful run it has already
+# exited: a failing kill must not turn the exit status into 1 under set -e).
+cleanup() {
+    rc=$?
+    if [ -n "$pid" ] && kill -0 "$pid" 2>/dev/null; then
+        kill "$pid" 2>/dev/null || true
+        wait "$pid" 2>/dev/null || true
+    fi
+    rm -rf "$t"
+    exit "$rc"
+}
+trap cleanup EXIT
+trap 'exit 130' INT TERM
 export CERTGATE_DB="$t/bench.db"
 sh "$top/tests/pki/mkpki.sh" "$t/pki" >/dev/null 2>&1
 "$certgate" init >/dev/null
@@ -74,7 +87,13 @@ run 1
 run 16
 kill -TERM "$pid"
 wait "$pid" 2>/dev/null || true
+pid=""
 stats=$(grep '"event":"writer_stats"' "$t/server.log" | sed 's/.*"commits":\([0-9]*\).*"requests":\([0-9]*\).*/\1 \2/')
+# shellcheck disable=SC2086 # two numbers
 set -- $stats
-echo "group commit: $2 requests in $1 transactions ($(echo "$1 $2" | awk '{ printf "%.1f", $2 / $1 }') requests per commit)"
+if [ $# = 2 ] && [ "$1" -gt 0 ]; then
+    echo "group commit: $2 requests in $1 transactions ($(echo "$1 $2" | awk '{ printf "%.1f", $2 / $1 }') requests per commit)"
+else
+    echo "group commit: no writer_stats line in the server log"
+fi
 echo "durability: ${DURABILITY:-full} (synchronous=$( [ "${DURABILITY:-full}" = full ] && echo FULL || echo NORMAL))"
