@@ -1,8 +1,8 @@
 #!/bin/sh
 # Tests contrib/pki/certgate-pki: refusal to replace files, atomic failures,
 # option errors, revocation (once, with a date that stays), and that
-# certgate itself takes its CRLs. Prints TAP-like lines and a closing
-# "N passed, N failed"; exit 0 when all pass.
+# certgate itself takes its CRLs. Prints TAP-like lines and a summary;
+# exit 0 when all pass.
 #   usage: sh contrib/check-pki.sh CERTGATE
 set -u
 
@@ -116,5 +116,9 @@ check "certgate takes the newer CRL" '[ "$RC" = 0 ]'
 cg check "$d/gone.pem"
 check "and refuses the revoked certificate" 'grep -q "REFUSED (revoked)" "$t/out"'
 
-echo "$passed passed, $failed failed"
+if [ "$failed" = 0 ]; then
+    echo "check-pki: all $passed checks hold"
+else
+    echo "check-pki: $failed of $((passed + failed)) checks failed"
+fi
 [ "$failed" = 0 ]
