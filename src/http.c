@@ -84,6 +84,9 @@ struct request {
     char id[33];                /* request id (X-Request-Id) */
     struct timespec start;      /* when it arrived */
     const char *method;         /* request method (MHD's storage) */
+    char *target;               /* the request target as sent, before percent-decoding */
+    bool started;               /* the access handler has seen the complete head */
+    bool bad_target;            /* the target is not text: the log shows it as sent */
     char *path;                 /* request path */
     const struct route *route;  /* matched built-in route, NULL if none */
     struct route_result dyn;    /* matched resource or Table API route */
@@ -205,11 +208,12 @@ static void conn_forget(struct conn *c)
 
 static void log_refusal(struct request *r, const struct identity *id)
 {
-    json_t *o = json_pack("{s:s, s:s, s:s, s:s}", "request_id", r->id, "remote", r->conn->remote,
-                          "reason", auth_reason_code(id->reason), "detail", id->detail);
+    json_t *o =
+        json_pack("{s:s, s:s, s:s, s:o}", "request_id", r->id, "remote", r->conn->remote, "reason",
+                  auth_reason_code(id->reason), "detail", error_json_text(id->detail));
 
     if (o && id->has_cert) {
-        json_object_set_new(o, "cert_subject", json_string(id->cert.subject));
+        json_object_set_new(o, "cert_subject", error_json_text(id->cert.subject));
         json_object_set_new(o, "cert_fingerprint", json_string(id->cert.fingerprint));
     }
     log_event("auth_refused", o);
@@ -382,7 +386,7 @@ static enum stage stage_authorise(struct request *r)
                               r->conn->remote, "reason", r->reason, "detail", detail);
 
         if (o)
-            json_object_set_new(o, "user", json_string(r->who->user));
+            json_object_set_new(o, "user", error_json_text(r->who->user));
         log_event("auth_refused", o);
     }
     return respond_error(r, CG_ERROR_NOT_AUTHORIZED, detail);
@@ -484,6 +488,9 @@ static enum stage pipeline_head(struct request *r)
 
 /* ---- scripted resources and the Table API ---- */
 
+/* Headers get lower-case names (design section 6); query keys keep theirs.
+ * Values were checked to be UTF-8 for the query (check_target); header
+ * values are repaired rather than dropped. */
 static enum MHD_Result collect(void *cls, enum MHD_ValueKind kind, const char *key,
                                const char *value)
 {
@@ -491,16 +498,18 @@ static enum MHD_Result collect(void *cls, enum MHD_ValueKind kind, const char *k
     char name[128];
     size_t i;
 
-    (void)kind;
     if (!key)
         return MHD_YES;
-    for (i = 0; key[i] && i + 1 < sizeof(name); i++)
-        name[i] = (char)(key[i] >= 'A' && key[i] <= 'Z' ? key[i] - 'A' + 'a' : key[i]);
-    name[i] = '\0';
-    /* Credentials never reach scripts. */
-    if (strcmp(name, "authorization") == 0 || strcmp(name, "cookie") == 0)
-        return MHD_YES;
-    json_object_set_new(o, name, json_string(value ? value : ""));
+    if (kind == MHD_HEADER_KIND) {
+        for (i = 0; key[i] && i + 1 < sizeof(name); i++)
+            name[i] = (char)(key[i] >= 'A' && key[i] <= 'Z' ? key[i] - 'A' + 'a' : key[i]);
+        name[i] = '\0';
+        /* Credentials never reach scripts. */
+        if (strcmp(name, "authorization") == 0 || strcmp(name, "cookie") == 0)
+            return MHD_YES;
+        key = name;
+    }
+    json_object_set_new(o, key, error_json_text(value ? value : ""));
     return MHD_YES;
 }
 
@@ -529,8 +538,9 @@ static json_t *user_json(const struct identity *id)
 
         cg_time_iso(id->cert.not_after, na);
         json_object_set_new(u, "certificate",
-                            json_pack("{s:s, s:s, s:s, s:s, s:s}", "subject", id->cert.subject,
-                                      "issuer", id->cert.issuer, "serial", id->cert.serial,
+                            json_pack("{s:o, s:o, s:s, s:s, s:s}", "subject",
+                                      error_json_text(id->cert.subject), "issuer",
+                                      error_json_text(id->cert.issuer), "serial", id->cert.serial,
                                       "fingerprint", id->cert.fingerprint, "not_after", na));
     } else if (u) {
         json_object_set_new(u, "certificate", json_null());
@@ -739,12 +749,13 @@ static enum stage h_whoami(struct request *r)
 
         cg_time_iso(id->cert.not_before, nb);
         cg_time_iso(id->cert.not_after, na);
-        json_object_set_new(
-            result, "certificate",
-            json_pack("{s:s, s:s, s:s, s:s, s:s, s:s, s:I, s:s?}", "subject", id->cert.subject,
-                      "issuer", id->cert.issuer, "serial", id->cert.serial, "fingerprint",
-                      id->cert.fingerprint, "not_before", nb, "not_after", na, "mapping_id",
-                      (json_int_t)id->mapping_id, "mapping_kind", id->mapping_kind));
+        json_object_set_new(result, "certificate",
+                            json_pack("{s:o, s:o, s:s, s:s, s:s, s:s, s:I, s:s?}", "subject",
+                                      error_json_text(id->cert.subject), "issuer",
+                                      error_json_text(id->cert.issuer), "serial", id->cert.serial,
+                                      "fingerprint", id->cert.fingerprint, "not_before", nb,
+                                      "not_after", na, "mapping_id", (json_int_t)id->mapping_id,
+                                      "mapping_kind", id->mapping_kind));
     } else if (result) {
         json_object_set_new(result, "certificate", json_null());
     }
@@ -774,30 +785,125 @@ static void request_id(char out[33])
     cg_hex(raw, sizeof(raw), out);
 }
 
+/* A new request: called by libmicrohttpd as soon as the request line is in
+ * (the URI log callback), so that even a request libmicrohttpd answers
+ * itself later (a broken header or chunk) gets its access-log line. */
+static struct request *request_new(struct http_server *srv, struct MHD_Connection *mhd,
+                                   const char *target)
+{
+    struct request *r = calloc(1, sizeof(*r));
+    const union MHD_ConnectionInfo *ci;
+
+    if (!r)
+        return NULL;
+    __atomic_add_fetch(&srv->active, 1, __ATOMIC_ACQ_REL);
+    clock_gettime(CLOCK_MONOTONIC, &r->start);
+    request_id(r->id);
+    r->mhd = mhd;
+    r->target = target ? strdup(target) : NULL;
+    ci = MHD_get_connection_info(mhd, MHD_CONNECTION_INFO_SOCKET_CONTEXT);
+    r->conn = ci ? ci->socket_context : NULL;
+    return r;
+}
+
+static void *on_uri(void *cls, const char *uri, struct MHD_Connection *mhd)
+{
+    return request_new(cls, mhd, uri);
+}
+
+static int hex_digit(char c)
+{
+    if (c >= '0' && c <= '9')
+        return c - '0';
+    if (c >= 'a' && c <= 'f')
+        return c - 'a' + 10;
+    if (c >= 'A' && c <= 'F')
+        return c - 'A' + 10;
+    return -1;
+}
+
+/* Decodes %XX escapes as libmicrohttpd does (others stay as they are);
+ * returns the decoded length. @p out has room for @p len bytes. */
+static size_t percent_decode(const char *in, size_t len, char *out)
+{
+    size_t o = 0;
+
+    for (size_t i = 0; i < len; i++) {
+        int hi, lo;
+
+        if (in[i] == '%' && i + 2 < len && (hi = hex_digit(in[i + 1])) >= 0 &&
+            (lo = hex_digit(in[i + 2])) >= 0) {
+            out[o++] = (char)(hi * 16 + lo);
+            i += 2;
+        } else {
+            out[o++] = in[i];
+        }
+    }
+    return o;
+}
+
+/* The path and the query as libmicrohttpd hands them on must be text:
+ * NUL would cut them short (/healthz%00junk is not /healthz) and bytes that
+ * are not UTF-8 cannot go into JSON. NULL when fine, else the detail. */
+static const char *check_target(const char *target)
+{
+    const char *q;
+    size_t len, plen, n;
+    char *buf;
+    const char *why = NULL;
+
+    if (!target)
+        return NULL;
+    len = strlen(target);
+    q = strchr(target, '?');
+    plen = q ? (size_t)(q - target) : len;
+    buf = malloc(len + 1);
+    if (!buf)
+        return "out of memory";
+    n = percent_decode(target, plen, buf);
+    if (memchr(buf, '\0', n))
+        why = "the request path holds a NUL byte (%00)";
+    else if (error_utf8_prefix(buf, n) != n)
+        why = "the request path is not valid UTF-8 once percent-decoded";
+    if (!why && q) {
+        n = percent_decode(q + 1, len - plen - 1, buf);
+        if (memchr(buf, '\0', n))
+            why = "the query string holds a NUL byte (%00)";
+        else if (error_utf8_prefix(buf, n) != n)
+            why = "the query string is not valid UTF-8 once percent-decoded";
+    }
+    free(buf);
+    return why;
+}
+
 static enum MHD_Result on_request(void *cls, struct MHD_Connection *mhd, const char *url,
                                   const char *method, const char *version, const char *upload_data,
                                   size_t *upload_data_size, void **req_cls)
 {
     struct http_server *srv = cls;
     struct request *r = *req_cls;
-    const union MHD_ConnectionInfo *ci;
 
     (void)version;
     if (!r) {
-        r = calloc(1, sizeof(*r));
+        r = request_new(srv, mhd, NULL);
         if (!r)
             return MHD_NO;
         *req_cls = r;
-        __atomic_add_fetch(&srv->active, 1, __ATOMIC_ACQ_REL);
-        clock_gettime(CLOCK_MONOTONIC, &r->start);
-        request_id(r->id);
-        r->mhd = mhd;
+    }
+    if (!r->started) {
+        const char *bad;
+
+        r->started = true;
         r->method = method;
         r->path = strdup(url ? url : "/");
-        ci = MHD_get_connection_info(mhd, MHD_CONNECTION_INFO_SOCKET_CONTEXT);
-        r->conn = ci ? ci->socket_context : NULL;
         if (!r->path || !r->conn)
             return MHD_NO;
+        bad = check_target(r->target);
+        if (bad) {
+            r->bad_target = true;
+            respond_error(r, CG_ERROR_BAD_REQUEST, bad);
+            return MHD_YES;
+        }
         pipeline_head(r);
         return MHD_YES;
     }
@@ -861,12 +967,15 @@ static void on_completed(void *cls, struct MHD_Connection *mhd, void **req_cls,
     clock_gettime(CLOCK_MONOTONIC, &now);
     us = (long long)(now.tv_sec - r->start.tv_sec) * 1000000 +
          (now.tv_nsec - r->start.tv_nsec) / 1000;
-    o = json_pack("{s:s, s:s, s:s, s:s, s:i, s:I, s:I}", "request_id", r->id, "remote",
-                  r->conn ? r->conn->remote : "", "method", r->method ? r->method : "", "path",
-                  r->path ? r->path : "", "status", (int)r->status, "bytes", (json_int_t)r->bytes,
-                  "us", (json_int_t)us);
+    o = json_pack("{s:s, s:s, s:o, s:o, s:i, s:I, s:I}", "request_id", r->id, "remote",
+                  r->conn ? r->conn->remote : "", "method",
+                  error_json_text(r->method ? r->method : ""), "path",
+                  error_json_text(r->path && !r->bad_target ? r->path
+                                  : r->target               ? r->target
+                                                            : ""),
+                  "status", (int)r->status, "bytes", (json_int_t)r->bytes, "us", (json_int_t)us);
     if (o) {
-        json_object_set_new(o, "user", r->who ? json_string(r->who->user) : json_null());
+        json_object_set_new(o, "user", r->who ? error_json_text(r->who->user) : json_null());
         json_object_set_new(o, "auth",
                             json_string(r->who ? auth_method_name(r->who->method) : "none"));
         json_object_set_new(o, "cert_fingerprint",
@@ -887,6 +996,7 @@ static void on_completed(void *cls, struct MHD_Connection *mhd, void **req_cls,
     writer_job_free(r->job);
     json_decref(r->dyn.params);
     free(r->path);
+    free(r->target);
     free(r->body);
     free(r);
     *req_cls = NULL;
@@ -948,7 +1058,7 @@ static void on_mhd_log(void *cls, const char *fmt, va_list ap)
     n = strlen(msg);
     while (n > 0 && (msg[n - 1] == '\n' || msg[n - 1] == ' '))
         msg[--n] = '\0';
-    log_event("httpd", json_pack("{s:s}", "detail", msg));
+    log_event("httpd", json_pack("{s:o}", "detail", error_json_text(msg)));
 }
 
 /* Parses "ADDR:PORT" or "[V6]:PORT". */
@@ -1039,7 +1149,8 @@ int http_start(const struct serve_config *cfg, struct trust_holder *trust, struc
         MHD_OPTION_PER_IP_CONNECTION_LIMIT, cfg->max_per_ip, MHD_OPTION_CONNECTION_TIMEOUT,
         cfg->idle_timeout, MHD_OPTION_CONNECTION_MEMORY_LIMIT,
         (size_t)(cfg->max_header_size + 8192), MHD_OPTION_NOTIFY_CONNECTION, on_connection, srv,
-        MHD_OPTION_NOTIFY_COMPLETED, on_completed, srv, MHD_OPTION_END);
+        MHD_OPTION_NOTIFY_COMPLETED, on_completed, srv, MHD_OPTION_URI_LOG_CALLBACK, on_uri, srv,
+        MHD_OPTION_END);
     if (!srv->daemon) {
         cg_err_set(err,
                    "cannot listen on %s (address in use, not permitted, or the TLS priority "

@@ -7,6 +7,7 @@
 #include <stdarg.h>
 #include <strings.h>
 
+#include "error.h"
 #include "password.h"
 
 static const char *const reason_codes[] = {
@@ -82,6 +83,8 @@ static int set_user(struct identity *id, const struct trust_user *u, enum auth_m
 static void refuse(struct identity *id, enum auth_reason reason, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
 
+/* The detail is cut on a character boundary: certificate names are UTF-8,
+ * and half a character would make the text invalid for JSON. */
 static void refuse(struct identity *id, enum auth_reason reason, const char *fmt, ...)
 {
     va_list ap;
@@ -90,6 +93,7 @@ static void refuse(struct identity *id, enum auth_reason reason, const char *fmt
     va_start(ap, fmt);
     vsnprintf(id->detail, sizeof(id->detail), fmt, ap);
     va_end(ap);
+    error_utf8_trim(id->detail);
 }
 
 static bool any_eq(char *const *v, size_t n, const char *value, bool nocase)
@@ -213,12 +217,14 @@ int identity_from_cert(const struct trust_snapshot *snap, const struct pki_cert 
     if (!m)
         m = find_rule(snap, v.issuer_ca_id, leaf);
     if (!m) {
+        /* What to do comes first, the names last: a long subject may be
+         * cut, the fix and the fingerprint never are. */
         refuse(id, AUTH_NOT_MAPPED,
-               "the certificate '%s' (issuer '%s', SHA-256 %s) is trusted but not mapped to a "
-               "user: an admin can run certgate cert map USER CERT.pem, or certgate cert rule "
-               "USER --ca %lld --match cn=%s",
-               leaf->subject, leaf->issuer, leaf->fingerprint, (long long)v.issuer_ca_id,
-               leaf->cn ? leaf->cn : "...");
+               "the certificate is trusted but not mapped to a user: an admin can run certgate "
+               "cert map USER CERT.pem, or certgate cert rule USER --ca %lld --match cn=%s "
+               "(SHA-256 %s, subject '%s', issuer '%s')",
+               (long long)v.issuer_ca_id, leaf->cn && strlen(leaf->cn) <= 64 ? leaf->cn : "CN",
+               leaf->fingerprint, leaf->subject, leaf->issuer);
         return CG_OK;
     }
     return map_user(snap, m, id);

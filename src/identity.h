@@ -43,7 +43,7 @@ enum auth_method {
 /** Who the caller is, or why not. */
 struct identity {
     enum auth_reason reason;  /* AUTH_OK when authenticated */
-    char detail[512];         /* the reason in words an integrator can act on */
+    char detail[1024];        /* the reason in words an integrator can act on (UTF-8) */
     enum auth_method method;  /* how it authenticated */
     int64_t user_id;          /* sys_user id, 0 when none */
     char *user;               /* user name, NULL when none */

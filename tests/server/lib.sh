@@ -109,3 +109,18 @@ expect_body() {
 }
 
 NO_CREDS='{"error":{"message":"User Not Authenticated","detail":"Required to provide Auth information"},"status":"failure"}'
+
+# issue_client NAME TEMPLATE-LINE...: $PKI/NAME.pem and NAME.key, a client
+# certificate issued by the test issuing CA (certtool template lines, e.g.
+# 'cn = "x"' or 'expiration_date = "..."').
+issue_client() {
+    name=$1
+    shift
+    certtool --generate-privkey --key-type ecdsa --curve secp256r1 --no-text \
+        --outfile "$PKI/$name.key" 2>/dev/null
+    { echo "serial = $(od -An -N4 -tu4 /dev/urandom | tr -d ' ')"; echo tls_www_client
+        echo signing_key; printf '%s\n' "$@"; } >"$T/$name.tmpl"
+    certtool --generate-certificate --load-privkey "$PKI/$name.key" \
+        --load-ca-certificate "$PKI/int.pem" --load-ca-privkey "$PKI/int.key" \
+        --template "$T/$name.tmpl" --outfile "$PKI/$name.pem" --no-text 2>/dev/null
+}
