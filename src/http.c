@@ -7,6 +7,7 @@
 #include <jansson.h>
 #include <microhttpd.h>
 #include <netinet/in.h>
+#include <poll.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -36,6 +37,8 @@ struct http_server {
     int active;                     /* requests in flight (atomic) */
     uint16_t port;                  /* bound port */
     MHD_socket quiesced;            /* listen socket after quiesce, closed at stop */
+    size_t max_header_size;         /* --max-header-size at start (the pool is sized for it) */
+    size_t pool_size;               /* libmicrohttpd's memory pool per connection */
     struct MHD_Daemon *metrics;     /* the --metrics-listen daemon, or NULL */
 };
 
@@ -79,27 +82,37 @@ struct route {
 
 /* One request, from the first access callback to the completion callback. */
 struct request {
-    struct conn *conn;          /* its connection */
-    struct MHD_Connection *mhd; /* libmicrohttpd's connection */
-    char id[33];                /* request id (X-Request-Id) */
-    struct timespec start;      /* when it arrived */
-    const char *method;         /* request method (MHD's storage) */
-    char *target;               /* the request target as sent, before percent-decoding */
-    bool started;               /* the access handler has seen the complete head */
-    bool bad_target;            /* the target is not text: the log shows it as sent */
-    char *path;                 /* request path */
-    const struct route *route;  /* matched built-in route, NULL if none */
-    struct route_result dyn;    /* matched resource or Table API route */
-    struct writer_job *job;     /* handed to the writer, NULL if none */
-    bool job_done;              /* the writer finished the job */
-    const struct identity *who; /* the caller, NULL when unauthenticated */
-    char *body;                 /* request body */
-    size_t body_len;            /* its length */
-    bool body_too_large;        /* the body went over the limit */
-    bool queued;                /* a response was queued */
-    unsigned status;            /* status sent */
-    size_t bytes;               /* body bytes sent */
-    const char *reason;         /* refusal reason code, NULL if none */
+    struct conn *conn;           /* its connection */
+    struct MHD_Connection *mhd;  /* libmicrohttpd's connection */
+    char id[33];                 /* request id (X-Request-Id) */
+    struct timespec start;       /* when it arrived */
+    const char *method;          /* request method (MHD's storage) */
+    char *target;                /* the request target as sent, before percent-decoding */
+    bool started;                /* the access handler has seen the complete head */
+    bool bad_target;             /* the target is not text: the log shows it as sent */
+    char *path;                  /* request path */
+    const struct route *route;   /* matched built-in route, NULL if none */
+    struct route_result dyn;     /* matched resource or Table API route */
+    struct writer_job *job;      /* handed to the writer, NULL if none */
+    bool job_done;               /* the writer finished the job */
+    const struct identity *who;  /* the caller, NULL when unauthenticated */
+    char *body;                  /* request body */
+    size_t body_len;             /* its length */
+    bool has_body;               /* Content-Length > 0 or chunked */
+    bool chunked;                /* Transfer-Encoding: chunked */
+    uint64_t content_length;     /* Content-Length, 0 when none */
+    bool expect_continue;        /* the client waits for 100 Continue */
+    uint64_t discarded;          /* body bytes dropped after an early answer */
+    bool close_now;              /* the early answer closes the connection */
+    bool send_directly;          /* the early answer goes through send_and_close */
+    bool queued;                 /* the answer is decided (maybe not yet handed over) */
+    struct MHD_Response *answer; /* the decided answer, not yet queued */
+    const char *answer_text;     /* its body (owned by answer) */
+    char allow[64];              /* its Allow header, "" when none */
+    bool sent_directly;          /* send_and_close wrote it */
+    unsigned status;             /* status sent */
+    size_t bytes;                /* body bytes sent */
+    const char *reason;          /* refusal reason code, NULL if none */
 };
 
 static enum stage h_healthz(struct request *r);
@@ -136,6 +149,27 @@ void http_set_config(struct http_server *srv, const struct serve_config *cfg)
 
 /* ---- responses ---- */
 
+/* The headers every answer carries (and its reason, Allow, Basic realm),
+ * as name/value pairs: one list for libmicrohttpd's responses and for the
+ * answers send_and_close writes itself. @return the number of pairs. */
+static size_t answer_headers(const struct request *r, unsigned status, const char *out[8][2])
+{
+    size_t n = 0;
+
+    out[n][0] = MHD_HTTP_HEADER_CONTENT_TYPE, out[n++][1] = "application/json";
+    out[n][0] = "X-Request-Id", out[n++][1] = r->id;
+    out[n][0] = "Strict-Transport-Security", out[n++][1] = "max-age=31536000";
+    out[n][0] = "X-Content-Type-Options", out[n++][1] = "nosniff";
+    out[n][0] = "Cache-Control", out[n++][1] = "no-store";
+    if (r->reason)
+        out[n][0] = "X-Certgate-Reason", out[n++][1] = r->reason;
+    if (r->allow[0])
+        out[n][0] = "Allow", out[n++][1] = r->allow;
+    if (status == 401 && cfg_of(r->conn->srv)->basic_auth)
+        out[n][0] = "WWW-Authenticate", out[n++][1] = "Basic realm=\"certgate\"";
+    return n;
+}
+
 static void add_common_headers(struct request *r, struct MHD_Response *resp)
 {
     MHD_add_response_header(resp, "X-Request-Id", r->id);
@@ -144,21 +178,33 @@ static void add_common_headers(struct request *r, struct MHD_Response *resp)
     MHD_add_response_header(resp, "Cache-Control", "no-store");
 }
 
-/* Queues @p text (taken over, malloc'd) with @p status as application/json. */
+/*
+ * Decides the answer: @p text (taken over, malloc'd) with @p status as
+ * application/json. It is handed to libmicrohttpd later (send_answer), once
+ * the request is complete: libmicrohttpd 0.9.75 closes the connection after
+ * any response queued before the end of the request, even a GET without a
+ * body, so a 404 queued at once would cost the client its keep-alive.
+ */
 static enum stage respond_text(struct request *r, unsigned status, char *text, const char *allow)
 {
+    static const char oom[] = "{\"error\":{\"message\":\"Internal server error\","
+                              "\"detail\":\"out of memory\"},\"status\":\"failure\"}";
+    const char *hdr[8][2];
     struct MHD_Response *resp;
-    size_t len = text ? strlen(text) : 0;
+    size_t len = text ? strlen(text) : 0, n;
 
+    if (r->queued) {
+        free(text);
+        return STAGE_DONE;
+    }
+    if (allow)
+        snprintf(r->allow, sizeof(r->allow), "%s", allow);
     if (!text) {
         /* Out of memory while building the body: still answer. */
-        static const char oom[] = "{\"error\":{\"message\":\"Internal server error\","
-                                  "\"detail\":\"out of memory\"},\"status\":\"failure\"}";
-
         status = 500;
+        len = sizeof(oom) - 1;
         resp =
             MHD_create_response_from_buffer(sizeof(oom) - 1, (void *)oom, MHD_RESPMEM_PERSISTENT);
-        len = sizeof(oom) - 1;
     } else {
         resp = MHD_create_response_from_buffer(len, text, MHD_RESPMEM_MUST_FREE);
     }
@@ -166,20 +212,100 @@ static enum stage respond_text(struct request *r, unsigned status, char *text, c
         free(text);
         return STAGE_DONE;
     }
-    MHD_add_response_header(resp, MHD_HTTP_HEADER_CONTENT_TYPE, "application/json");
-    add_common_headers(r, resp);
-    if (r->reason)
-        MHD_add_response_header(resp, "X-Certgate-Reason", r->reason);
-    if (allow)
-        MHD_add_response_header(resp, "Allow", allow);
-    if (status == 401 && cfg_of(r->conn->srv)->basic_auth)
-        MHD_add_response_header(resp, "WWW-Authenticate", "Basic realm=\"certgate\"");
-    MHD_queue_response(r->mhd, status, resp);
-    MHD_destroy_response(resp);
+    n = answer_headers(r, status, hdr);
+    for (size_t i = 0; i < n; i++)
+        MHD_add_response_header(resp, hdr[i][0], hdr[i][1]);
+    r->answer = resp;
+    r->answer_text = text ? text : oom;
     r->queued = true;
     r->status = status;
-    r->bytes = len;
+    r->bytes = strcmp(r->method ? r->method : "", "HEAD") == 0 ? 0 : len;
     return STAGE_DONE;
+}
+
+/* Hands the decided answer to libmicrohttpd. */
+static void send_answer(struct request *r)
+{
+    if (!r->answer)
+        return;
+    MHD_queue_response(r->mhd, r->status, r->answer);
+    MHD_destroy_response(r->answer);
+    r->answer = NULL;
+}
+
+/* Set when send_and_close returns MHD_NO on purpose, so that the
+ * "Application reported internal error" line that libmicrohttpd then
+ * writes on this thread is not logged as one. */
+static __thread bool closing_on_purpose;
+
+/* Writes @p len bytes on the TLS session, waiting at most 200 ms in all for
+ * a socket that is full. */
+static bool tls_write_all(gnutls_session_t s, int fd, const char *buf, size_t len)
+{
+    int waits = 0;
+
+    while (len > 0) {
+        ssize_t n = gnutls_record_send(s, buf, len);
+
+        if (n > 0) {
+            buf += n;
+            len -= (size_t)n;
+        } else if ((n == GNUTLS_E_AGAIN || n == GNUTLS_E_INTERRUPTED) && waits++ < 4) {
+            struct pollfd p = {.fd = fd, .events = POLLOUT};
+
+            poll(&p, 1, 50);
+        } else {
+            return false;
+        }
+    }
+    return true;
+}
+
+/*
+ * Writes the decided answer on the TLS session itself and closes the
+ * connection. For what libmicrohttpd 0.9.75 cannot answer: it queues no
+ * response while a body is arriving (a chunked body over the limit is cut
+ * here rather than read to its end), and a head that nearly fills the
+ * connection's memory pool leaves it no room to build the answer's
+ * headers. This runs on the connection's own thread inside a callback,
+ * when libmicrohttpd is not writing to the session, so records cannot
+ * interleave; returning MHD_NO then makes libmicrohttpd close it (with a
+ * TLS close_notify).
+ */
+static enum MHD_Result send_and_close(struct request *r)
+{
+    const union MHD_ConnectionInfo *si =
+        MHD_get_connection_info(r->mhd, MHD_CONNECTION_INFO_GNUTLS_SESSION);
+    const union MHD_ConnectionInfo *fi =
+        MHD_get_connection_info(r->mhd, MHD_CONNECTION_INFO_CONNECTION_FD);
+    const char *hdr[8][2], *phrase = MHD_get_reason_phrase_for(r->status);
+    size_t body_len = r->answer_text ? strlen(r->answer_text) : 0, n, len;
+    char head[2048], date[64];
+    struct tm tm;
+    time_t now = time(NULL);
+
+    gmtime_r(&now, &tm);
+    strftime(date, sizeof(date), "%a, %d %b %Y %H:%M:%S GMT", &tm);
+    len = (size_t)snprintf(head, sizeof(head),
+                           "HTTP/1.1 %u %s\r\nDate: %s\r\nConnection: close\r\n"
+                           "Content-Length: %zu\r\n",
+                           r->status, phrase && *phrase ? phrase : "Error", date, body_len);
+    n = answer_headers(r, r->status, hdr);
+    for (size_t i = 0; i < n && len < sizeof(head); i++)
+        len += (size_t)snprintf(head + len, sizeof(head) - len, "%s: %s\r\n", hdr[i][0], hdr[i][1]);
+    if (len + 2 < sizeof(head) && si && si->tls_session && fi) {
+        memcpy(head + len, "\r\n", 2);
+        len += 2;
+        if (tls_write_all(si->tls_session, fi->connect_fd, head, len))
+            tls_write_all(si->tls_session, fi->connect_fd, r->answer_text, body_len);
+    }
+    if (r->answer)
+        MHD_destroy_response(r->answer);
+    r->answer = NULL;
+    r->answer_text = NULL;
+    r->sent_directly = true;
+    closing_on_purpose = true;
+    return MHD_NO;
 }
 
 static enum stage respond_json(struct request *r, unsigned status, json_t *body)
@@ -343,6 +469,9 @@ static enum stage stage_authenticate(struct request *r)
     }
     metrics_refusal(AUTH_NO_CREDENTIALS);
     r->reason = auth_reason_code(AUTH_NO_CREDENTIALS);
+    log_event("auth_refused",
+              json_pack("{s:s, s:s, s:s, s:s}", "request_id", r->id, "remote", c->remote, "reason",
+                        r->reason, "detail", CG_DETAIL_NO_CREDENTIALS));
     return respond_error(r, CG_ERROR_NO_CREDENTIALS, CG_DETAIL_NO_CREDENTIALS);
 }
 
@@ -355,15 +484,18 @@ static enum stage stage_route(struct request *r, bool *out_method_mismatch, char
     *out_method_mismatch = false;
     allow[0] = '\0';
     for (size_t i = 0; i < sizeof(routes) / sizeof(routes[0]); i++) {
+        bool is_get = strcmp(routes[i].method, "GET") == 0;
+
         if (strcmp(routes[i].path, r->path) != 0)
             continue;
-        if (strcmp(routes[i].method, r->method) == 0) {
+        if (strcmp(routes[i].method, r->method) == 0 ||
+            (is_get && strcmp(r->method, "HEAD") == 0)) {
             r->route = &routes[i];
             return STAGE_CONTINUE;
         }
         *out_method_mismatch = true;
-        snprintf(allow + strlen(allow), allow_len - strlen(allow), "%s%s", allow[0] ? ", " : "",
-                 routes[i].method);
+        snprintf(allow + strlen(allow), allow_len - strlen(allow), "%s%s%s", allow[0] ? ", " : "",
+                 routes[i].method, is_get ? ", HEAD" : "");
     }
     return STAGE_CONTINUE;
 }
@@ -441,7 +573,6 @@ static enum stage pipeline_head(struct request *r)
     struct http_server *srv = r->conn->srv;
     bool mismatch;
     char allow[64];
-    const char *cl;
 
     stage_route(r, &mismatch, allow, sizeof(allow));
     if (!r->route && strncmp(r->path, "/api/", 5) != 0) {
@@ -450,8 +581,11 @@ static enum stage pipeline_head(struct request *r)
                                 allow);
         return respond_error(r, CG_ERROR_NOT_FOUND, r->path);
     }
+    /* HEAD is answered where GET is, without the body (libmicrohttpd
+     * drops it); a script sees the method as sent. */
     if (!r->route && srv->writer)
-        routes_match(writer_catalog(srv->writer), r->method, r->path, &r->dyn);
+        routes_match(writer_catalog(srv->writer),
+                     strcmp(r->method, "HEAD") == 0 ? "GET" : r->method, r->path, &r->dyn);
     /* A public resource skips authentication; everything else under /api
      * authenticates before a 404, so strangers learn nothing of the routes. */
     if (!(r->dyn.match == ROUTE_RESOURCE && r->dyn.resource->auth == DT_AUTH_NONE)) {
@@ -476,8 +610,7 @@ static enum stage pipeline_head(struct request *r)
     } else if (stage_authorise(r) == STAGE_DONE) {
         return STAGE_DONE;
     }
-    cl = MHD_lookup_connection_value(r->mhd, MHD_HEADER_KIND, MHD_HTTP_HEADER_CONTENT_LENGTH);
-    if (cl && strtoull(cl, NULL, 10) > cfg_of(srv)->max_body_size) {
+    if (r->content_length > cfg_of(srv)->max_body_size) {
         char detail[64];
 
         snprintf(detail, sizeof(detail), "the limit is %zu bytes", cfg_of(srv)->max_body_size);
@@ -876,6 +1009,153 @@ static const char *check_target(const char *target)
     return why;
 }
 
+/* What the request head holds, for the checks libmicrohttpd leaves to us. */
+struct head_scan {
+    size_t bytes;         /* header names and values, bytes */
+    size_t pool;          /* estimate of what the head takes of the memory pool */
+    unsigned n_cl;        /* Content-Length headers */
+    bool cl_differ;       /* ... and they disagree */
+    const char *cl;       /* the first one */
+    unsigned n_te;        /* Transfer-Encoding headers */
+    const char *te;       /* the first one */
+    bool expect_continue; /* Expect: 100-continue */
+};
+
+static enum MHD_Result scan_value(void *cls, enum MHD_ValueKind kind, const char *key,
+                                  size_t key_size, const char *value, size_t value_size)
+{
+    struct head_scan *h = cls;
+
+    /* libmicrohttpd keeps each value in a pool entry of about 64 bytes;
+     * cookies are parsed again from a copy of their header. */
+    h->pool += 64 + (kind == MHD_COOKIE_KIND ? key_size + value_size + 2 : 0);
+    if (kind != MHD_HEADER_KIND)
+        return MHD_YES;
+    h->bytes += key_size + value_size;
+    h->pool += key_size + value_size + 4;
+    if (!value)
+        return MHD_YES;
+    if (strcasecmp(key, MHD_HTTP_HEADER_CONTENT_LENGTH) == 0) {
+        if (h->n_cl++ == 0)
+            h->cl = value;
+        else if (strcmp(h->cl, value) != 0)
+            h->cl_differ = true;
+    } else if (strcasecmp(key, MHD_HTTP_HEADER_TRANSFER_ENCODING) == 0) {
+        if (h->n_te++ == 0)
+            h->te = value;
+    } else if (strcasecmp(key, MHD_HTTP_HEADER_EXPECT) == 0 &&
+               strcasecmp(value, "100-continue") == 0) {
+        h->expect_continue = true;
+    }
+    return MHD_YES;
+}
+
+/*
+ * The checks on the head as a whole, before anything else looks at it:
+ * its size (libmicrohttpd only refuses a head that overflows the memory
+ * pool, which is sized well above --max-header-size so that the answer
+ * always fits), the body framing (a request with two framings is how
+ * requests are smuggled past proxies), and the target (check_target).
+ */
+static enum stage stage_head(struct request *r, const char *version)
+{
+    struct http_server *srv = r->conn->srv;
+    struct head_scan h;
+    const char *bad;
+    char detail[200];
+
+    memset(&h, 0, sizeof(h));
+    MHD_get_connection_values_n(r->mhd, MHD_HEADER_KIND | MHD_COOKIE_KIND | MHD_GET_ARGUMENT_KIND,
+                                scan_value, &h);
+    h.bytes +=
+        strlen(r->method) + strlen(r->target ? r->target : "") + strlen(version ? version : "") + 2;
+    h.pool += h.bytes;
+    if (h.bytes > srv->max_header_size || h.pool + 4096 > srv->pool_size) {
+        if (h.bytes > srv->max_header_size)
+            snprintf(detail, sizeof(detail),
+                     "the request head is %zu bytes; the limit is %zu (request line, header names "
+                     "and values)",
+                     h.bytes, srv->max_header_size);
+        else
+            snprintf(detail, sizeof(detail), "the request head has too many header fields");
+        r->close_now = r->send_directly = true;
+        return respond_error(r, CG_ERROR_HEADER_TOO_LARGE, detail);
+    }
+    r->expect_continue = h.expect_continue;
+    if (h.n_te) {
+        r->has_body = r->chunked = true;
+        r->close_now = h.n_cl > 0 || h.n_te > 1 || strcasecmp(h.te, "chunked") != 0;
+        if (h.n_cl)
+            return respond_error(r, CG_ERROR_BAD_REQUEST,
+                                 "the request has both Content-Length and Transfer-Encoding; "
+                                 "send only one of them");
+        if (r->close_now)
+            return respond_error(r, CG_ERROR_BAD_REQUEST,
+                                 "Transfer-Encoding must be exactly chunked, once");
+    } else if (h.n_cl) {
+        r->content_length = strtoull(h.cl, NULL, 10);
+        r->has_body = r->content_length > 0;
+        if (h.cl_differ) {
+            r->close_now = true;
+            return respond_error(r, CG_ERROR_BAD_REQUEST,
+                                 "the request has Content-Length headers that disagree");
+        }
+    }
+    bad = check_target(r->target);
+    if (bad) {
+        r->bad_target = true;
+        return respond_error(r, CG_ERROR_BAD_REQUEST, bad);
+    }
+    return STAGE_CONTINUE;
+}
+
+/*
+ * An answer decided from the head alone. Without a body it waits for the
+ * end of the request (keep-alive stays). With a body that fits the limit,
+ * the body is read and dropped first, for the same reason. Otherwise the
+ * answer goes now and the connection closes: a body over the limit, a
+ * client waiting for 100-continue (it need not send the body at all), a
+ * framing that cannot be trusted.
+ */
+static enum MHD_Result answer_early(struct request *r)
+{
+    if (r->send_directly)
+        return send_and_close(r);
+    if (r->close_now || r->expect_continue ||
+        (r->has_body && !r->chunked && r->content_length > cfg_of(r->conn->srv)->max_body_size))
+        send_answer(r);
+    return MHD_YES;
+}
+
+static enum MHD_Result on_body(struct request *r, const char *data, size_t n)
+{
+    size_t limit = cfg_of(r->conn->srv)->max_body_size;
+    char *nb;
+
+    if (r->queued) {
+        /* Answered already: the body is read and dropped, up to the limit. */
+        r->discarded += n;
+        return r->discarded > limit ? send_and_close(r) : MHD_YES;
+    }
+    if (r->body_len + n > limit) {
+        char detail[64];
+
+        /* Only a chunked body gets here: a Content-Length over the limit
+         * was answered from the head. */
+        snprintf(detail, sizeof(detail), "the limit is %zu bytes", limit);
+        respond_error(r, CG_ERROR_BODY_TOO_LARGE, detail);
+        return send_and_close(r);
+    }
+    nb = realloc(r->body, r->body_len + n + 1);
+    if (!nb)
+        return MHD_NO;
+    r->body = nb;
+    memcpy(r->body + r->body_len, data, n);
+    r->body_len += n;
+    r->body[r->body_len] = '\0';
+    return MHD_YES;
+}
+
 static enum MHD_Result on_request(void *cls, struct MHD_Connection *mhd, const char *url,
                                   const char *method, const char *version, const char *upload_data,
                                   size_t *upload_data_size, void **req_cls)
@@ -883,7 +1163,6 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *mhd, const c
     struct http_server *srv = cls;
     struct request *r = *req_cls;
 
-    (void)version;
     if (!r) {
         r = request_new(srv, mhd, NULL);
         if (!r)
@@ -891,65 +1170,50 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *mhd, const c
         *req_cls = r;
     }
     if (!r->started) {
-        const char *bad;
-
         r->started = true;
         r->method = method;
         r->path = strdup(url ? url : "/");
         if (!r->path || !r->conn)
             return MHD_NO;
-        bad = check_target(r->target);
-        if (bad) {
-            r->bad_target = true;
-            respond_error(r, CG_ERROR_BAD_REQUEST, bad);
-            return MHD_YES;
-        }
-        pipeline_head(r);
-        return MHD_YES;
+        if (stage_head(r, version) == STAGE_CONTINUE)
+            pipeline_head(r);
+        return r->queued ? answer_early(r) : MHD_YES;
     }
     if (*upload_data_size) {
         size_t n = *upload_data_size;
 
         *upload_data_size = 0;
-        if (r->queued || r->body_too_large)
-            return MHD_YES;
-        if (r->body_len + n > cfg_of(srv)->max_body_size) {
-            r->body_too_large = true;
-            return MHD_YES;
-        }
-        {
-            char *nb = realloc(r->body, r->body_len + n + 1);
-
-            if (!nb)
-                return MHD_NO;
-            r->body = nb;
-        }
-        memcpy(r->body + r->body_len, upload_data, n);
-        r->body_len += n;
-        r->body[r->body_len] = '\0';
-        return MHD_YES;
+        return on_body(r, upload_data, n);
     }
+    /* The request is complete. */
     if (r->job && __atomic_load_n(&r->job_done, __ATOMIC_ACQUIRE)) {
         if (!r->queued)
             finish_job(r);
         return MHD_YES;
     }
-    if (r->queued || r->job)
-        return MHD_YES;
-    if (r->body_too_large) {
-        char detail[64];
-
-        snprintf(detail, sizeof(detail), "the limit is %zu bytes", cfg_of(srv)->max_body_size);
-        respond_error(r, CG_ERROR_BODY_TOO_LARGE, detail);
-        return MHD_YES;
+    if (!r->queued && !r->job) {
+        if (r->route)
+            r->route->handler(r);
+        else if (r->dyn.match == ROUTE_RESOURCE || r->dyn.match == ROUTE_TABLE)
+            start_job(r);
+        if (!r->queued && !(r->job && r->job->done))
+            respond_error(r, CG_ERROR_INTERNAL, r->id);
     }
-    if (r->route)
-        r->route->handler(r);
-    else if (r->dyn.match == ROUTE_RESOURCE || r->dyn.match == ROUTE_TABLE)
-        start_job(r);
-    if (!r->queued && !(r->job && r->job->done))
-        respond_error(r, CG_ERROR_INTERNAL, r->id);
+    send_answer(r);
     return MHD_YES;
+}
+
+static const char *termination_name(enum MHD_RequestTerminationCode toe)
+{
+    switch (toe) {
+    case MHD_REQUEST_TERMINATED_COMPLETED_OK: return "completed";
+    case MHD_REQUEST_TERMINATED_WITH_ERROR: return "error";
+    case MHD_REQUEST_TERMINATED_TIMEOUT_REACHED: return "timeout";
+    case MHD_REQUEST_TERMINATED_DAEMON_SHUTDOWN: return "shutdown";
+    case MHD_REQUEST_TERMINATED_READ_ERROR: return "read_error";
+    case MHD_REQUEST_TERMINATED_CLIENT_ABORT: return "client_abort";
+    }
+    return "unknown";
 }
 
 static void on_completed(void *cls, struct MHD_Connection *mhd, void **req_cls,
@@ -984,8 +1248,10 @@ static void on_completed(void *cls, struct MHD_Connection *mhd, void **req_cls,
                                 : json_null());
         if (r->reason)
             json_object_set_new(o, "reason", json_string(r->reason));
-        if (toe != MHD_REQUEST_TERMINATED_COMPLETED_OK)
-            json_object_set_new(o, "terminated", json_true());
+        if (!r->queued && toe == MHD_REQUEST_TERMINATED_WITH_ERROR)
+            json_object_set_new(o, "answered_by", json_string("libmicrohttpd"));
+        if (toe != MHD_REQUEST_TERMINATED_COMPLETED_OK && !r->sent_directly)
+            json_object_set_new(o, "terminated", json_string(termination_name(toe)));
     }
     log_event("request", o);
     metrics_request(r->route                         ? METRICS_SLOT_BUILTIN
@@ -993,6 +1259,8 @@ static void on_completed(void *cls, struct MHD_Connection *mhd, void **req_cls,
                     : r->dyn.match == ROUTE_TABLE    ? METRICS_SLOT_TABLE_API
                                                      : METRICS_SLOT_NONE,
                     r->status, us > 0 ? (uint64_t)us : 0);
+    if (r->answer)
+        MHD_destroy_response(r->answer);
     writer_job_free(r->job);
     json_decref(r->dyn.params);
     free(r->path);
@@ -1055,6 +1323,10 @@ static void on_mhd_log(void *cls, const char *fmt, va_list ap)
 
     (void)cls;
     vsnprintf(msg, sizeof(msg), fmt, ap);
+    if (closing_on_purpose && strncmp(msg, "Application reported internal error", 35) == 0) {
+        closing_on_purpose = false;
+        return;
+    }
     n = strlen(msg);
     while (n > 0 && (msg[n - 1] == '\n' || msg[n - 1] == ' '))
         msg[--n] = '\0';
@@ -1131,9 +1403,12 @@ int http_start(const struct serve_config *cfg, struct trust_holder *trust, struc
 
         threads = n > 0 ? (unsigned)n : 1;
     }
-    /* The connection's memory pool holds the request head, so its size is
-     * what bounds --max-header-size (plus room for buffers and the answer's
-     * headers); libmicrohttpd answers a larger head itself (431). */
+    /* The connection's memory pool holds the request head, its parsed
+     * fields and the answer's headers. It is sized well above
+     * --max-header-size, which stage_head enforces with a JSON 431; only a
+     * head that overflows the whole pool gets libmicrohttpd's own 431. */
+    srv->max_header_size = cfg->max_header_size;
+    srv->pool_size = 2 * cfg->max_header_size + 32 * 1024;
     /* poll(), not epoll: with TLS, libmicrohttpd 0.9.75's epoll loop cost
      * about 1.3 ms of CPU per new connection here against 0.5 ms with poll
      * (bench/handshake.sh, server CPU from /proc). */
@@ -1147,10 +1422,9 @@ int http_start(const struct serve_config *cfg, struct trust_holder *trust, struc
         cfg->tls_priority ? cfg->tls_priority : settings_default_priority,
         MHD_OPTION_THREAD_POOL_SIZE, threads, MHD_OPTION_CONNECTION_LIMIT, cfg->max_connections,
         MHD_OPTION_PER_IP_CONNECTION_LIMIT, cfg->max_per_ip, MHD_OPTION_CONNECTION_TIMEOUT,
-        cfg->idle_timeout, MHD_OPTION_CONNECTION_MEMORY_LIMIT,
-        (size_t)(cfg->max_header_size + 8192), MHD_OPTION_NOTIFY_CONNECTION, on_connection, srv,
-        MHD_OPTION_NOTIFY_COMPLETED, on_completed, srv, MHD_OPTION_URI_LOG_CALLBACK, on_uri, srv,
-        MHD_OPTION_END);
+        cfg->idle_timeout, MHD_OPTION_CONNECTION_MEMORY_LIMIT, srv->pool_size,
+        MHD_OPTION_NOTIFY_CONNECTION, on_connection, srv, MHD_OPTION_NOTIFY_COMPLETED, on_completed,
+        srv, MHD_OPTION_URI_LOG_CALLBACK, on_uri, srv, MHD_OPTION_END);
     if (!srv->daemon) {
         cg_err_set(err,
                    "cannot listen on %s (address in use, not permitted, or the TLS priority "

@@ -111,7 +111,7 @@ req "$URL/api/nothing/here"
 expect_status "unknown /api path without credentials: 401 first" 401 no_credentials
 req -X POST $(as client) "$WHO"
 expect_status "wrong method: 405" 405
-[ "$(header Allow)" = GET ] && pass "405 carries Allow" || fail "Allow: $(header Allow)"
+[ "$(header Allow)" = "GET, HEAD" ] && pass "405 carries Allow" || fail "Allow: $(header Allow)"
 expect_body "405 message" "j['error']['message']" "Method not Supported"
 req "$URL/healthz"
 expect_status "healthz needs no authentication" 200
@@ -182,6 +182,9 @@ expect_body "does not say whether the user exists" "j['error']['detail']" \
 # the log: one access line per request, one reason line per refusal, no secrets
 grep -q '"event":"auth_refused".*"reason":"untrusted_issuer"' "$SERVER_LOG" &&
     pass "refusals are logged with their reason" || fail "no auth_refused line"
+grep '"event":"auth_refused"' "$SERVER_LOG" | grep -q '"reason":"no_credentials"' &&
+    pass "a request without credentials has its auth_refused line too" ||
+    fail "no auth_refused line for no_credentials"
 grep -q '"event":"request".*"status":200.*' "$SERVER_LOG" && pass "access log lines" ||
     fail "no access log line"
 if grep -q "a long enough password\|PRIVATE KEY\|Authorization" "$SERVER_LOG"; then

@@ -8,6 +8,11 @@ still arriving when the server is told to stop.
   client.py slow HOST PORT CA CERT KEY PATH MARKER
       sends the headers and half the body, creates MARKER, waits until
       MARKER is removed (at most 20 s), sends the rest; prints the status.
+  client.py raw HOST PORT CA CERT KEY FILE...
+      on one connection, sends each FILE as it is and reads one answer
+      after each; prints one line per answer, "STATUS BODY" (BODY the
+      first 300 bytes, or "-"), then "open" or "closed" for the connection.
+      CERT and KEY may be "-" (no client certificate).
 """
 import http.client
 import os
@@ -20,8 +25,51 @@ import time
 
 def context(ca, cert, key):
     ctx = ssl.create_default_context(cafile=ca)
-    ctx.load_cert_chain(cert, key)
+    if cert != "-":
+        ctx.load_cert_chain(cert, key)
     return ctx
+
+
+def read_answer(s):
+    """One HTTP answer: (status, body); status "none" when the server closed."""
+    data = b""
+    while b"\r\n\r\n" not in data:
+        try:
+            chunk = s.recv(65536)
+        except (ConnectionError, ssl.SSLError, socket.timeout):
+            chunk = b""
+        if not chunk:
+            return ("none", b"")
+        data += chunk
+    head, _, body = data.partition(b"\r\n\r\n")
+    length = 0
+    for line in head.split(b"\r\n")[1:]:
+        name, _, value = line.partition(b":")
+        if name.strip().lower() == b"content-length":
+            length = int(value)
+    while len(body) < length:
+        chunk = s.recv(65536)
+        if not chunk:
+            break
+        body += chunk
+    return (head.split(b" ")[1].decode(), body)
+
+
+def raw(host, port, ca, cert, key, *files):
+    sock = socket.create_connection((host, int(port)), timeout=10)
+    s = context(ca, cert, key).wrap_socket(sock, server_hostname="localhost")
+    for name in files:
+        with open(name, "rb") as f:
+            s.sendall(f.read())
+        status, body = read_answer(s)
+        print(status, body[:300].decode(errors="replace") if body else "-")
+    s.settimeout(0.5)
+    try:
+        print("closed" if s.recv(1) == b"" else "open")
+    except socket.timeout:
+        print("open")
+    except (ConnectionError, ssl.SSLError):
+        print("closed")
 
 
 def keepalive(host, port, ca, cert, key, path, cmd):
@@ -67,5 +115,7 @@ if __name__ == "__main__":
     if sys.argv[1] == "keepalive":
         sep = sys.argv.index("--")
         keepalive(*sys.argv[2:sep], sys.argv[sep + 1:])
+    elif sys.argv[1] == "raw":
+        raw(*sys.argv[2:])
     else:
         slow(*sys.argv[2:9])

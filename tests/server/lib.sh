@@ -124,3 +124,22 @@ issue_client() {
         --load-ca-certificate "$PKI/int.pem" --load-ca-privkey "$PKI/int.key" \
         --template "$T/$name.tmpl" --outfile "$PKI/$name.pem" --no-text 2>/dev/null
 }
+
+# raw_req [--no-cert] FILE...: send each FILE as it is on one TLS connection
+# (client.py raw); one "STATUS BODY" line per answer then "open" or
+# "closed", in $T/raw.
+raw_req() {
+    if [ "$1" = --no-cert ]; then
+        shift
+        set -- - - "$@"
+    else
+        set -- "$PKI/client.pem" "$PKI/client.key" "$@"
+    fi
+    python3 "$TESTS_SRCDIR/server/client.py" raw 127.0.0.1 "$PORT" "$PKI/root.pem" "$@" \
+        >"$T/raw" 2>&1
+}
+
+# raw_line N: line N of $T/raw.
+raw_line() {
+    sed -n "${1}p" "$T/raw"
+}
