@@ -342,6 +342,10 @@ static void log_refusal(struct request *r, const struct identity *id)
         json_object_set_new(o, "cert_subject", error_json_text(id->cert.subject));
         json_object_set_new(o, "cert_fingerprint", json_string(id->cert.fingerprint));
     }
+    if (o && id->crl_stale) {
+        json_object_set_new(o, "crl_stale", json_true());
+        json_object_set_new(o, "crl_issuer", error_json_text(id->crl_issuer));
+    }
     log_event("auth_refused", o);
 }
 
@@ -354,6 +358,7 @@ static int resolve_cert(struct request *r)
     int64_t version = trust_holder_version(srv->trust);
     struct trust_snapshot *snap;
     const union MHD_ConnectionInfo *ci;
+    int64_t now;
     int rc;
 
     if (!c->peer_read) {
@@ -367,13 +372,18 @@ static int resolve_cert(struct request *r)
     }
     if (c->peer.n == 0)
         return CG_OK;
-    if (c->has_cert_id && c->cert_id.trust_version == version)
+    /* The decision stands while the trust data and the chain's validity
+     * do: a certificate that expires during a keep-alive connection is
+     * refused from then on, with the usual reason. */
+    now = cg_now();
+    if (c->has_cert_id && c->cert_id.trust_version == version && now >= c->cert_id.valid_from &&
+        now <= c->cert_id.valid_until)
         return CG_OK;
     if (c->has_cert_id)
         identity_free(&c->cert_id);
     c->has_cert_id = false;
     snap = trust_holder_acquire(srv->trust);
-    rc = identity_from_cert(snap, &c->peer.items[0], c->peer.items + 1, c->peer.n - 1, cg_now(),
+    rc = identity_from_cert(snap, &c->peer.items[0], c->peer.items + 1, c->peer.n - 1, now,
                             &c->cert_id);
     trust_release(snap);
     if (rc)
@@ -1248,6 +1258,12 @@ static void on_completed(void *cls, struct MHD_Connection *mhd, void **req_cls,
                                 : json_null());
         if (r->reason)
             json_object_set_new(o, "reason", json_string(r->reason));
+        /* The certificate decision of this connection used a CRL past its
+         * next update: it still applied, and the log says so. */
+        if (r->conn && r->conn->has_cert_id && r->conn->cert_id.crl_stale) {
+            json_object_set_new(o, "crl_stale", json_true());
+            json_object_set_new(o, "crl_issuer", error_json_text(r->conn->cert_id.crl_issuer));
+        }
         if (!r->queued && toe == MHD_REQUEST_TERMINATED_WITH_ERROR)
             json_object_set_new(o, "answered_by", json_string("libmicrohttpd"));
         if (toe != MHD_REQUEST_TERMINATED_COMPLETED_OK && !r->sent_directly)

@@ -184,6 +184,8 @@ int identity_from_cert(const struct trust_snapshot *snap, const struct pki_cert 
     memset(id, 0, sizeof(*id));
     id->trust_version = snap->version;
     id->method = AUTH_METHOD_NONE;
+    id->valid_from = INT64_MIN;
+    id->valid_until = INT64_MAX;
     rc = pki_cert_copy(leaf, &id->cert);
     if (rc)
         return rc;
@@ -200,17 +202,29 @@ int identity_from_cert(const struct trust_snapshot *snap, const struct pki_cert 
     }
     id->issuer_ca_id = v.issuer_ca_id;
     id->crl_stale = v.crl_stale;
+    if (v.crl_stale) {
+        snprintf(id->crl_issuer, sizeof(id->crl_issuer), "%s", v.stale_crl_issuer);
+        error_utf8_trim(id->crl_issuer);
+    }
     if (v.reason == PKI_SELF_SIGNED) {
         m = find_exact(snap, leaf->fingerprint);
-        if (m && m->kind == STORE_MAP_PINNED)
+        if (m && m->kind == STORE_MAP_PINNED) {
+            id->valid_from = leaf->not_before;
+            id->valid_until = leaf->not_after;
             return map_user(snap, m, id);
+        }
         refuse(id, AUTH_SELF_SIGNED, "%s", v.detail);
         return CG_OK;
     }
     if (v.reason != PKI_OK) {
+        /* Not valid yet: decide again in the next second, it may be by then. */
+        if (v.reason == PKI_NOT_YET_VALID)
+            id->valid_until = now;
         refuse(id, from_pki(v.reason), "%s", v.detail);
         return CG_OK;
     }
+    id->valid_from = v.valid_from;
+    id->valid_until = v.valid_until;
     m = find_exact(snap, leaf->fingerprint);
     if (m && m->kind == STORE_MAP_PINNED)
         m = NULL; /* a pinned mapping is for the self-signed path only */
@@ -242,6 +256,8 @@ int identity_from_basic(const struct trust_snapshot *snap, const char *user, con
 
     memset(id, 0, sizeof(*id));
     id->trust_version = snap->version;
+    id->valid_from = INT64_MIN;
+    id->valid_until = INT64_MAX;
     ok = password_verify(password, password_len, u && u->password_hash ? u->password_hash : decoy);
     if (!u || !u->password_hash || !ok) {
         refuse(id, AUTH_BAD_PASSWORD, "the user name or password is wrong");

@@ -55,6 +55,9 @@ struct identity {
     const char *mapping_kind; /* "cert", "pinned", "rule" or NULL (static string) */
     int64_t issuer_ca_id;     /* CA table id of the leaf's issuer, 0 when none */
     bool crl_stale;           /* a CRL used was past its next update */
+    char crl_issuer[256];     /* the issuer of that CRL, "" when none */
+    int64_t valid_from;       /* the decision holds from this time ... */
+    int64_t valid_until;      /* ... to this one: the chain's validity when accepted */
     int64_t trust_version;    /* snapshot version this was decided at */
 };
 
@@ -70,6 +73,9 @@ const char *auth_method_name(enum auth_method method);
  * checked at @p now), accept a self-signed leaf only when pinned, then map it:
  * exact fingerprint mapping first, then rules bound to the issuing CA (cn, dn,
  * email, dns, uri, spki); the user must exist, be active and not locked.
+ * The decision holds while the time stays in [valid_from, valid_until] and
+ * the trust version stays the same: a caller that keeps it (a keep-alive
+ * connection) decides again when either moved.
  * @param snap trust snapshot
  * @param leaf the client's leaf
  * @param sent other certificates the client sent (may be NULL)

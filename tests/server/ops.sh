@@ -225,6 +225,37 @@ sleep 1.2
 req $(as client) "$URL$WHO"
 expect_status "unlocked again" 200
 
+# a certificate that expires during an open keep-alive connection is refused
+# from then on: the cached decision is still checked against the clock
+soon=$(($(date +%s) + 8))
+TZ=UTC issue_client shortlived 'cn = "shortlived"' \
+    "activation_date = \"$(date -u -d "@$((soon - 600))" '+%Y-%m-%d %H:%M:%S')\"" \
+    "expiration_date = \"$(date -u -d "@$soon" '+%Y-%m-%d %H:%M:%S')\""
+cg user add shortlived
+cg cert map shortlived "$PKI/shortlived.pem"
+sleep 1.2
+out=$(python3 "$CLIENT_PY" keepalive 127.0.0.1 "$PORT" "$PKI/root.pem" "$PKI/shortlived.pem" \
+    "$PKI/shortlived.key" "$WHO" -- sleep $((soon - $(date +%s) + 1)))
+[ "$out" = "200 401 expired same-connection" ] &&
+    pass "a certificate that expires on an open keep-alive connection is refused then" ||
+    fail "expiry on keep-alive: $out"
+
+# a stale CRL still applies, and the log says so: a warning when the trust
+# data is loaded, and a flag on the requests whose chain used it
+cg crl add "$PKI/int-stale.crl"
+sleep 1.2
+req $(as client) "$URL$WHO"
+expect_status "a chain checked against a stale CRL is still accepted" 200
+grep '"event":"crl_stale"' "$SERVER_LOG" | grep -q '"crl_issuer":"CN=certgate Test Issuing CA' &&
+    pass "loading a stale CRL logs a warning" || fail "no crl_stale warning"
+grep '"event":"request"' "$SERVER_LOG" | grep '"crl_stale":true' |
+    grep -q '"crl_issuer":"CN=certgate Test Issuing CA,O=certgate tests"' &&
+    pass "the request line flags the stale CRL and names its issuer" ||
+    fail "no crl_stale flag on the request line"
+req $(as revoked) "$URL$WHO"
+grep '"event":"auth_refused"' "$SERVER_LOG" | grep '"reason":"revoked"' | grep -q '"crl_stale":true' &&
+    pass "and so does a refusal by it" || fail "no crl_stale flag on the refusal"
+
 # SIGHUP: a new server certificate without dropping the listening socket
 before=$(openssl s_client -connect "127.0.0.1:$PORT" -servername localhost </dev/null \
     2>/dev/null | openssl x509 -noout -serial)

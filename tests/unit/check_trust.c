@@ -155,6 +155,38 @@ START_TEST(cached_verdicts)
 }
 END_TEST
 
+/* The window a decision holds for: the chain's, the earliest not-after of
+ * leaf, intermediate and root, and the latest not-before. */
+START_TEST(decision_window)
+{
+    struct trust_snapshot *snap = snapshot();
+    struct pki_cert leaf = load("client.pem"), in = load("int.pem"), root = load("root.pem");
+    struct pki_cert notyet = load("notyet.pem");
+    struct identity id;
+    int64_t until = leaf.not_after, from = leaf.not_before, now = cg_now();
+
+    until = in.not_after < until ? in.not_after : until;
+    until = root.not_after < until ? root.not_after : until;
+    from = in.not_before > from ? in.not_before : from;
+    from = root.not_before > from ? root.not_before : from;
+    ck_assert_int_eq(identity_from_cert(snap, &leaf, NULL, 0, now, &id), CG_OK);
+    ck_assert_int_eq(id.reason, AUTH_OK);
+    ck_assert_int_eq(id.valid_from, from);
+    ck_assert_int_eq(id.valid_until, until);
+    identity_free(&id);
+    /* A certificate not valid yet is decided again a second later. */
+    ck_assert_int_eq(identity_from_cert(snap, &notyet, NULL, 0, now, &id), CG_OK);
+    ck_assert_int_eq(id.reason, AUTH_NOT_YET_VALID);
+    ck_assert_int_eq(id.valid_until, now);
+    identity_free(&id);
+    pki_cert_free(&leaf);
+    pki_cert_free(&in);
+    pki_cert_free(&root);
+    pki_cert_free(&notyet);
+    trust_release(snap);
+}
+END_TEST
+
 START_TEST(refusals_and_basic)
 {
     struct trust_snapshot *snap = snapshot();
@@ -225,6 +257,7 @@ int main(void)
     tcase_add_checked_fixture(tc, setup, teardown);
     tcase_set_timeout(tc, 60);
     tcase_add_test(tc, cached_verdicts);
+    tcase_add_test(tc, decision_window);
     tcase_add_test(tc, refusals_and_basic);
     tcase_add_test(tc, holder_sees_changes);
     suite_add_tcase(s, tc);
