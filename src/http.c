@@ -35,6 +35,7 @@ struct http_server {
     struct writer *writer;          /* scripted resources and the Table API */
     struct MHD_Daemon *daemon;      /* libmicrohttpd */
     int active;                     /* requests in flight (atomic) */
+    int unanswered;                 /* requests that ended without a full answer (atomic) */
     uint16_t port;                  /* bound port */
     MHD_socket quiesced;            /* listen socket after quiesce, closed at stop */
     size_t max_header_size;         /* --max-header-size at start (the pool is sized for it) */
@@ -44,15 +45,16 @@ struct http_server {
 
 /* What one TLS connection knows, kept across its keep-alive requests. */
 struct conn {
-    struct http_server *srv;     /* the server */
-    char remote[64];             /* client address */
-    bool peer_read;              /* peer certificates were read */
-    struct pki_cert_list peer;   /* leaf first; empty when none was sent */
-    bool has_cert_id;            /* cert_id holds a decision */
-    struct identity cert_id;     /* the certificate's identity or refusal */
-    bool has_basic;              /* basic_id holds a decision */
-    unsigned char basic_key[32]; /* SHA-256 of the Authorization value it decided */
-    struct identity basic_id;    /* the Basic identity or refusal */
+    struct http_server *srv;      /* the server */
+    char remote[64];              /* client address */
+    bool peer_read;               /* peer certificates were read */
+    struct pki_cert_list peer;    /* leaf first; empty when none was sent */
+    bool has_cert_id;             /* cert_id holds a decision */
+    struct identity cert_id;      /* the certificate's identity or refusal */
+    bool has_basic;               /* basic_id holds a decision */
+    unsigned char basic_key[32];  /* SHA-256 of the Authorization value it decided */
+    struct identity basic_id;     /* the Basic identity or refusal */
+    struct tls_generation *creds; /* the credentials its session uses */
 };
 
 /* Outcome of a pipeline stage. */
@@ -1277,6 +1279,8 @@ static void on_completed(void *cls, struct MHD_Connection *mhd, void **req_cls,
                     r->status, us > 0 ? (uint64_t)us : 0);
     if (r->answer)
         MHD_destroy_response(r->answer);
+    if (toe != MHD_REQUEST_TERMINATED_COMPLETED_OK)
+        __atomic_add_fetch(&srv->unanswered, 1, __ATOMIC_ACQ_REL);
     writer_job_free(r->job);
     json_decref(r->dyn.params);
     free(r->path);
@@ -1318,7 +1322,7 @@ static void on_connection(void *cls, struct MHD_Connection *mhd, void **socket_c
         ci = MHD_get_connection_info(mhd, MHD_CONNECTION_INFO_GNUTLS_SESSION);
         if (ci && ci->tls_session) {
             snap = trust_holder_acquire(srv->trust);
-            tls_session_setup(srv->tls, ci->tls_session, &snap->pki, snap->version);
+            tls_session_setup(srv->tls, ci->tls_session, &snap->pki, snap->version, &c->creds);
             trust_release(snap);
         }
         *socket_context = c;
@@ -1326,6 +1330,10 @@ static void on_connection(void *cls, struct MHD_Connection *mhd, void **socket_c
     }
     if (!c)
         return;
+    /* libmicrohttpd has called gnutls_deinit by now (MHD_cleanup_connections;
+     * its other CLOSED call, for a connection that failed to start, cannot
+     * happen with poll and a thread pool), so the credentials may go. */
+    tls_session_release(srv->tls, c->creds);
     conn_forget(c);
     pki_cert_list_free(&c->peer);
     free(c);
@@ -1553,6 +1561,11 @@ void http_quiesce(struct http_server *srv)
 int http_active_requests(struct http_server *srv)
 {
     return __atomic_load_n(&srv->active, __ATOMIC_ACQUIRE);
+}
+
+int http_unanswered_requests(struct http_server *srv)
+{
+    return __atomic_load_n(&srv->unanswered, __ATOMIC_ACQUIRE);
 }
 
 void http_stop(struct http_server *srv)

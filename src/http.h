@@ -54,6 +54,9 @@ void http_quiesce(struct http_server *srv);
 /** Requests received and not yet completed. */
 int http_active_requests(struct http_server *srv);
 
+/** Requests that ended without a complete answer so far (timeout, client gone, error). */
+int http_unanswered_requests(struct http_server *srv);
+
 /** Stop the daemon and free the server. */
 void http_stop(struct http_server *srv);
 

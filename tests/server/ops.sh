@@ -17,6 +17,10 @@ expect_err "naming the flag" "threads: 'lots' is not a number"
 cg serve --cert "$PKI/server.pem" --key "$PKI/client.key" --listen 127.0.0.1:0
 [ "$RC" = 2 ] && pass "a key that does not match the certificate is refused" || fail "exit $RC"
 expect_err "in words" "key does not belong to the certificate"
+openssl pkcs8 -topk8 -in "$PKI/server.key" -out "$T/enc.key" -passout pass:secret 2>/dev/null
+cg serve --cert "$PKI/server.pem" --key "$T/enc.key"
+[ "$RC" = 2 ] && pass "an encrypted server key is refused" || fail "exit $RC"
+expect_err "saying so, and how to decrypt it" "the private key is encrypted.*openssl pkey -in"
 cg serve --cert "$PKI/server.pem" --key "$PKI/server.key" --client-cert maybe
 [ "$RC" = 2 ] && pass "a bad --client-cert is refused" || fail "exit $RC"
 cg serve --cert "$PKI/server.pem" --key "$PKI/server.key" --listen nowhere
@@ -256,6 +260,33 @@ req $(as revoked) "$URL$WHO"
 grep '"event":"auth_refused"' "$SERVER_LOG" | grep '"reason":"revoked"' | grep -q '"crl_stale":true' &&
     pass "and so does a refusal by it" || fail "no crl_stale flag on the refusal"
 
+# credentials_do_not_leak: a trust change that names no new CA (a user lock)
+# reuses the handshake credentials, and superseded ones are freed when their
+# last connection closes; 200 lock/unlock cycles, a handshake after each
+cg ca add "$PKI/foreign-chain.pem"
+sleep 1.2
+rss() { sed -n 's/^VmRSS:[[:space:]]*\([0-9]*\) kB/\1/p' "/proc/$SERVER_PID/status"; }
+handshake() { curl -s -o /dev/null --cacert "$PKI/root.pem" $(as client) "$URL/healthz"; }
+cycle() {
+    cg user lock integrator1
+    cg user unlock integrator1
+    # every 20th cycle the CA table's names change too: new credentials
+    [ $(($1 % 20)) = 0 ] && cg ca disable 4
+    [ $(($1 % 20)) = 10 ] && cg ca enable 4
+    sleep 0.21 # the trust poller runs every 200 ms
+    handshake
+}
+# the allocator's arenas grow during the first reloads, then stay
+for i in $(seq 1 30); do cycle "$i"; done
+before=$(rss)
+for i in $(seq 1 200); do cycle "$i"; done
+after=$(rss)
+[ $((after - before)) -lt 3072 ] &&
+    pass "200 trust changes with a handshake each: RSS $before -> $after kB" ||
+    fail "RSS grew from $before to $after kB over 200 trust changes"
+req $(as client) "$URL$WHO"
+expect_status "and clients still authenticate" 200
+
 # SIGHUP: a new server certificate without dropping the listening socket
 before=$(openssl s_client -connect "127.0.0.1:$PORT" -servername localhost </dev/null \
     2>/dev/null | openssl x509 -noout -serial)
@@ -298,9 +329,29 @@ kill -HUP "$SERVER_PID"
 sleep 0.5
 req -u "scripter:a long enough password" "$URL$WHO"
 expect_status "SIGHUP: basic-auth = off applies without a restart" 401 no_credentials
-grep -q '"event":"reload_partial"' "$SERVER_LOG" &&
-    pass "SIGHUP: a changed connection limit is reported as needing a restart" ||
-    fail "no reload_partial line"
+grep '"event":"reload_partial"' "$SERVER_LOG" | grep -q '"settings":\["max-connections"\]' &&
+    pass "SIGHUP: a changed connection limit is reported as needing a restart, by name" ||
+    fail "no reload_partial line naming max-connections"
+# the TLS policy applies to new connections at once; script limits and the
+# metrics address are named as needing a restart
+printf '%s\n' 'send-ca-names = none' 'tls-priority = NORMAL:-VERS-ALL:+VERS-TLS1.2' \
+    'script-timeout = 100' 'metrics-listen = 127.0.0.1:0' >"$T/live.conf"
+kill -HUP "$SERVER_PID"
+sleep 0.5
+out=$(openssl s_client -connect "127.0.0.1:$PORT" -servername localhost </dev/null 2>/dev/null)
+case "$out" in
+*"No client certificate CA names sent"*) pass "SIGHUP: send-ca-names = none applies live" ;;
+*) fail "send-ca-names after SIGHUP: $(echo "$out" | grep -i 'CA names')" ;;
+esac
+req --tlsv1.3 $(as client) "$URL$WHO"
+[ "$STATUS" = 000 ] && pass "SIGHUP: a TLS 1.2-only priority string refuses TLS 1.3 at once" ||
+    fail "TLS 1.3 after the reload: $STATUS"
+req --tls-max 1.2 $(as client) "$URL$WHO"
+expect_status "and TLS 1.2 still works" 200
+grep '"event":"reload_partial"' "$SERVER_LOG" | tail -n 1 |
+    grep -q '"settings":\["script-timeout","metrics-listen"\]' &&
+    pass "SIGHUP: script limits and the metrics address are named as needing a restart" ||
+    fail "reload_partial: $(grep reload_partial "$SERVER_LOG" | tail -n 1)"
 printf 'basic-auth = maybe\n' >"$T/live.conf"
 kill -HUP "$SERVER_PID"
 sleep 0.5
@@ -330,4 +381,23 @@ stop_server
 [ "$SERVER_RC" = 0 ] && pass "SIGTERM: exit 0 after draining" || fail "exit $SERVER_RC"
 req "$URL/healthz"
 [ "$STATUS" = 000 ] && pass "and nothing listens any more" || fail "still answering"
+
+# a request that stalls during the drain is dropped, and the log says so
+start_server --idle-timeout 2
+rm -f "$T/marker"
+python3 "$CLIENT_PY" slow 127.0.0.1 "$PORT" "$PKI/root.pem" "$PKI/client.pem" \
+    "$PKI/client.key" "$WHO" "$T/marker" >"$T/slow.out" 2>&1 &
+slow=$!
+for _ in $(seq 1 100); do
+    [ -f "$T/marker" ] && break
+    sleep 0.1
+done
+sleep 0.5
+stop_server
+rm -f "$T/marker"
+wait "$slow"
+[ "$SERVER_RC" = 0 ] && pass "SIGTERM with a stalled request: exit 0" || fail "exit $SERVER_RC"
+grep '"event":"stopped"' "$SERVER_LOG" | grep -q '"dropped":1' &&
+    pass "the log says one request got no answer" ||
+    fail "stopped line: $(grep '"event":"stopped"' "$SERVER_LOG")"
 done_testing
