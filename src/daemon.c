@@ -237,12 +237,7 @@ int daemon_main(const char *db_path, int argc, char **argv)
                  cfg->metrics_listen, (unsigned)mport);
         log_event("metrics_listening", json_pack("{s:s}", "address", maddr));
     }
-    {
-        const char *colon = strrchr(cfg->listen, ':');
-
-        snprintf(addr, sizeof(addr), "%.*s:%u", (int)(colon - cfg->listen), cfg->listen,
-                 (unsigned)http_port(srv));
-    }
+    snprintf(addr, sizeof(addr), "%s", http_address(srv));
     log_event("listening",
               json_pack("{s:s, s:s, s:s, s:s, s:b}", "address", addr, "version", PACKAGE_VERSION,
                         "database", db_path, "client_cert",

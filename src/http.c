@@ -29,18 +29,20 @@
 #define MAX_IDEM_KEY 200
 
 struct http_server {
-    const struct serve_config *cfg; /* settings */
-    struct trust_holder *trust;     /* trust snapshots */
-    struct tls_server *tls;         /* credentials */
-    struct writer *writer;          /* scripted resources and the Table API */
-    struct MHD_Daemon *daemon;      /* libmicrohttpd */
-    int active;                     /* requests in flight (atomic) */
-    int unanswered;                 /* requests that ended without a full answer (atomic) */
-    uint16_t port;                  /* bound port */
-    MHD_socket quiesced;            /* listen socket after quiesce, closed at stop */
-    size_t max_header_size;         /* --max-header-size at start (the pool is sized for it) */
-    size_t pool_size;               /* libmicrohttpd's memory pool per connection */
-    struct MHD_Daemon *metrics;     /* the --metrics-listen daemon, or NULL */
+    const struct serve_config *cfg;     /* settings */
+    struct trust_holder *trust;         /* trust snapshots */
+    struct tls_server *tls;             /* credentials */
+    struct writer *writer;              /* scripted resources and the Table API */
+    struct MHD_Daemon *daemon;          /* libmicrohttpd */
+    int active;                         /* requests in flight (atomic) */
+    int unanswered;                     /* requests that ended without a full answer (atomic) */
+    uint16_t port;                      /* bound port */
+    MHD_socket quiesced;                /* listen socket after quiesce, closed at stop */
+    size_t max_header_size;             /* --max-header-size at start (the pool is sized for it) */
+    size_t pool_size;                   /* libmicrohttpd's memory pool per connection */
+    int family;                         /* AF_INET or AF_INET6 */
+    char address[INET6_ADDRSTRLEN + 8]; /* what it listens on, "[::1]:8443" */
+    struct MHD_Daemon *metrics;         /* the --metrics-listen daemon, or NULL */
 };
 
 /* What one TLS connection knows, kept across its keep-alive requests. */
@@ -1357,48 +1359,6 @@ static void on_mhd_log(void *cls, const char *fmt, va_list ap)
     log_event("httpd", json_pack("{s:o}", "detail", error_json_text(msg)));
 }
 
-/* Parses "ADDR:PORT" or "[V6]:PORT". */
-static int parse_listen(const char *s, struct sockaddr_storage *out, socklen_t *out_len)
-{
-    char host[INET6_ADDRSTRLEN + 2];
-    const char *colon = strrchr(s, ':');
-    unsigned long port;
-    char *end = NULL;
-    size_t hlen;
-
-    if (!colon || colon == s)
-        return -1;
-    port = strtoul(colon + 1, &end, 10);
-    if (!colon[1] || *end || port > 65535)
-        return -1;
-    hlen = (size_t)(colon - s);
-    if (s[0] == '[') {
-        if (hlen < 3 || s[hlen - 1] != ']' || hlen - 2 >= sizeof(host))
-            return -1;
-        memcpy(host, s + 1, hlen - 2);
-        host[hlen - 2] = '\0';
-    } else {
-        if (hlen >= sizeof(host))
-            return -1;
-        memcpy(host, s, hlen);
-        host[hlen] = '\0';
-    }
-    memset(out, 0, sizeof(*out));
-    if (inet_pton(AF_INET, host, &((struct sockaddr_in *)out)->sin_addr) == 1) {
-        ((struct sockaddr_in *)out)->sin_family = AF_INET;
-        ((struct sockaddr_in *)out)->sin_port = htons((uint16_t)port);
-        *out_len = sizeof(struct sockaddr_in);
-        return 0;
-    }
-    if (inet_pton(AF_INET6, host, &((struct sockaddr_in6 *)out)->sin6_addr) == 1) {
-        ((struct sockaddr_in6 *)out)->sin6_family = AF_INET6;
-        ((struct sockaddr_in6 *)out)->sin6_port = htons((uint16_t)port);
-        *out_len = sizeof(struct sockaddr_in6);
-        return 0;
-    }
-    return -1;
-}
-
 int http_start(const struct serve_config *cfg, struct trust_holder *trust, struct tls_server *tls,
                struct writer *writer, struct http_server **out_srv, struct cg_err *err)
 {
@@ -1416,12 +1376,11 @@ int http_start(const struct serve_config *cfg, struct trust_holder *trust, struc
     srv->trust = trust;
     srv->tls = tls;
     srv->writer = writer;
-    if (parse_listen(cfg->listen, &addr, &addr_len)) {
-        cg_err_set(err, "--listen '%s' is not ADDRESS:PORT (127.0.0.1:8443 or [::1]:8443)",
-                   cfg->listen);
+    if (settings_address(cfg->listen, &addr, &addr_len, err)) {
         free(srv);
         return CG_EINVAL;
     }
+    srv->family = addr.ss_family;
     if (threads == 0) {
         long n = sysconf(_SC_NPROCESSORS_ONLN);
 
@@ -1438,6 +1397,8 @@ int http_start(const struct serve_config *cfg, struct trust_holder *trust, struc
      * (bench/handshake.sh, server CPU from /proc). */
     flags = MHD_USE_TLS | MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_POLL | MHD_USE_ERROR_LOG |
             MHD_ALLOW_SUSPEND_RESUME;
+    if (addr.ss_family == AF_INET6)
+        flags |= MHD_USE_IPv6;
     srv->daemon = MHD_start_daemon(
         flags, 0, NULL, NULL, on_request, srv, MHD_OPTION_EXTERNAL_LOGGER, on_mhd_log, srv,
         MHD_OPTION_SOCK_ADDR, (struct sockaddr *)&addr, MHD_OPTION_HTTPS_MEM_CERT,
@@ -1459,6 +1420,17 @@ int http_start(const struct serve_config *cfg, struct trust_holder *trust, struc
     }
     di = MHD_get_daemon_info(srv->daemon, MHD_DAEMON_INFO_BIND_PORT);
     srv->port = di ? di->port : 0;
+    {
+        char host[INET6_ADDRSTRLEN];
+        const void *a = addr.ss_family == AF_INET6
+                            ? (const void *)&((struct sockaddr_in6 *)&addr)->sin6_addr
+                            : (const void *)&((struct sockaddr_in *)&addr)->sin_addr;
+
+        if (!inet_ntop(addr.ss_family, a, host, sizeof(host)))
+            snprintf(host, sizeof(host), "?");
+        snprintf(srv->address, sizeof(srv->address),
+                 addr.ss_family == AF_INET6 ? "[%s]:%u" : "%s:%u", host, (unsigned)srv->port);
+    }
     *out_srv = srv;
     return CG_OK;
 }
@@ -1530,14 +1502,14 @@ int http_start_metrics(struct http_server *srv, const char *listen, uint16_t *ou
     socklen_t addr_len = 0;
     const union MHD_DaemonInfo *di;
 
-    if (parse_listen(listen, &addr, &addr_len)) {
-        cg_err_set(err, "--metrics-listen '%s' is not ADDRESS:PORT", listen);
+    if (settings_address(listen, &addr, &addr_len, err))
         return CG_EINVAL;
-    }
-    srv->metrics = MHD_start_daemon(
-        MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_ERROR_LOG, 0, NULL, NULL, on_metrics, srv,
-        MHD_OPTION_EXTERNAL_LOGGER, on_mhd_log, srv, MHD_OPTION_SOCK_ADDR, (struct sockaddr *)&addr,
-        MHD_OPTION_CONNECTION_LIMIT, 16, MHD_OPTION_CONNECTION_TIMEOUT, 10, MHD_OPTION_END);
+    srv->metrics = MHD_start_daemon(MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_ERROR_LOG |
+                                        (addr.ss_family == AF_INET6 ? MHD_USE_IPv6 : 0),
+                                    0, NULL, NULL, on_metrics, srv, MHD_OPTION_EXTERNAL_LOGGER,
+                                    on_mhd_log, srv, MHD_OPTION_SOCK_ADDR, (struct sockaddr *)&addr,
+                                    MHD_OPTION_CONNECTION_LIMIT, 16, MHD_OPTION_CONNECTION_TIMEOUT,
+                                    10, MHD_OPTION_END);
     if (!srv->metrics) {
         cg_err_set(err, "cannot listen on %s for metrics", listen);
         return CG_ERR;
@@ -1550,6 +1522,11 @@ int http_start_metrics(struct http_server *srv, const char *listen, uint16_t *ou
 uint16_t http_port(struct http_server *srv)
 {
     return srv->port;
+}
+
+const char *http_address(struct http_server *srv)
+{
+    return srv->address;
 }
 
 void http_quiesce(struct http_server *srv)

@@ -41,6 +41,9 @@ int http_start_metrics(struct http_server *srv, const char *listen, uint16_t *ou
 /** The port the server listens on (useful with port 0). */
 uint16_t http_port(struct http_server *srv);
 
+/** The address and port it listens on, "127.0.0.1:8443" or "[::1]:8443". */
+const char *http_address(struct http_server *srv);
+
 /**
  * Use new settings for the next requests (SIGHUP): Basic, error details and
  * the body limit; @p cfg must outlive the server. Address, threads and

@@ -33,7 +33,10 @@ start_server() {
     SERVER_PID=$!
     PORT=""
     for _ in $(seq 1 100); do
-        PORT=$(sed -n 's/.*"address":"127\.0\.0\.1:\([0-9]*\)".*/\1/p' "$SERVER_LOG" | tail -n 1)
+        # the "listening" line (its next key is basic_auth), any address
+        ADDRESS=$(sed -n 's/.*"address":"\([^"]*:[0-9]*\)","basic_auth".*/\1/p' "$SERVER_LOG" |
+            tail -n 1)
+        PORT=${ADDRESS##*:}
         [ -n "$PORT" ] && break
         if ! kill -0 "$SERVER_PID" 2>/dev/null; then
             break

@@ -24,8 +24,26 @@ expect_err "saying so, and how to decrypt it" "the private key is encrypted.*ope
 cg serve --cert "$PKI/server.pem" --key "$PKI/server.key" --client-cert maybe
 [ "$RC" = 2 ] && pass "a bad --client-cert is refused" || fail "exit $RC"
 cg serve --cert "$PKI/server.pem" --key "$PKI/server.key" --listen nowhere
-[ "$RC" -ne 0 ] && pass "a bad --listen is refused" || fail "exit $RC"
-expect_err "naming the address" "--listen 'nowhere'"
+[ "$RC" = 2 ] && pass "a bad --listen is a usage error" || fail "exit $RC"
+expect_err "naming the address" "--listen 'nowhere' is not ADDRESS:PORT"
+cg serve --cert "$PKI/server.pem" --key "$PKI/server.key" --listen :99999
+[ "$RC" = 2 ] && pass "a port over 65535 is a usage error" || fail "exit $RC"
+expect_err "saying the range" "the port must be 0 to 65535"
+cg serve --cert "$PKI/server.pem" --key "$PKI/server.key" --listen example.com:8443
+[ "$RC" = 2 ] && pass "a host name is refused" || fail "exit $RC"
+expect_err "saying that names are not looked up" "is not an IP address"
+cg serve --cert "$PKI/server.pem" --key "$PKI/server.key" --listen nowhere --check-config
+[ "$RC" = 2 ] && pass "--check-config refuses a bad --listen" || fail "exit $RC: $(cat "$T/out")"
+cg serve --cert "$PKI/server.pem" --key "$PKI/server.key" --metrics-listen bogus --check-config
+[ "$RC" = 2 ] && pass "--check-config refuses a bad --metrics-listen" || fail "exit $RC"
+expect_err "naming it" "--metrics-listen 'bogus'"
+cg serve --cert "$PKI/server.pem" --key "$PKI/server.key" --listen localhost:0 --check-config
+[ "$RC" = 0 ] && pass "localhost:PORT is accepted" || fail "localhost: $(cat "$T/err")"
+printf 'listen = 127.0.0.1:0\ntls-priority = %s\n' "$(python3 -c 'print("NORMAL" + ":%COMPAT" * 40)')" \
+    >"$T/long.conf"
+cg serve --cert "$PKI/server.pem" --key "$PKI/server.key" --config "$T/long.conf" --check-config
+[ "$RC" = 2 ] && pass "a config line too long for the parser is refused" || fail "exit $RC"
+expect_err "saying so, with its number" "long.conf: line 2 is longer than 199 characters"
 printf 'listen = 127.0.0.1:0\nbogus = 1\n' >"$T/bad.conf"
 cg serve --cert "$PKI/server.pem" --key "$PKI/server.key" --config "$T/bad.conf"
 [ "$RC" = 2 ] && pass "an unknown config key is refused" || fail "exit $RC"
@@ -78,6 +96,26 @@ expect_status "require: with a certificate, 200" 200
 req $(as foreign-client) "$URL$WHO"
 expect_status "require: an untrusted certificate still gets the reason" 401 untrusted_issuer
 stop_server
+
+# IPv6: [::1]:PORT listens, for the API and for the metrics
+if python3 -c 'import socket; socket.socket(socket.AF_INET6).bind(("::1", 0))' 2>/dev/null; then
+    start_server --listen '[::1]:0' --metrics-listen '[::1]:0'
+    case "$ADDRESS" in
+    "[::1]:"*) pass "--listen [::1]:0 listens on IPv6 ($ADDRESS)" ;;
+    *) fail "listening on $ADDRESS" ;;
+    esac
+    req --connect-to "localhost:$PORT:[::1]:$PORT" $(as client) "https://localhost:$PORT$WHO"
+    expect_status "a client reaches it over IPv6" 200
+    grep '"event":"request"' "$SERVER_LOG" | grep -q '"remote":"::1"' &&
+        pass "the log shows the IPv6 peer" || fail "no request from ::1 in the log"
+    mport=$(sed -n 's/.*"address":"\[::1\]:\([0-9]*\)","event":"metrics_listening".*/\1/p' \
+        "$SERVER_LOG")
+    curl -s -g "http://[::1]:$mport/metrics" | grep -q '^certgate_requests_total' &&
+        pass "--metrics-listen [::1]:0 serves the metrics" || fail "no metrics on [::1]:$mport"
+    stop_server
+else
+    pass "IPv6 listening # SKIP this host has no ::1"
+fi
 
 # TLS versions, generic details, body limit, config file
 printf '# test config\nbasic-auth = off\nerror-detail = generic\nmax-body-size = 64\n' \
