@@ -7,7 +7,9 @@
 #include <jansson.h>
 #include <microhttpd.h>
 #include <netinet/in.h>
+#include <netinet/tcp.h>
 #include <poll.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -40,9 +42,14 @@ struct http_server {
     MHD_socket quiesced;                /* listen socket after quiesce, closed at stop */
     size_t max_header_size;             /* --max-header-size at start (the pool is sized for it) */
     size_t pool_size;                   /* libmicrohttpd's memory pool per connection */
-    int family;                         /* AF_INET or AF_INET6 */
     char address[INET6_ADDRSTRLEN + 8]; /* what it listens on, "[::1]:8443" */
     struct MHD_Daemon *metrics;         /* the --metrics-listen daemon, or NULL */
+    pthread_mutex_t conns_lock;         /* guards conns; taken per connection, not per request */
+    struct conn *conns;                 /* open connections, for the sweeper */
+    pthread_t sweeper;                  /* enforces --head-timeout */
+    pthread_cond_t sweeper_wake;        /* with conns_lock: stops the sweeper */
+    bool sweeper_started;               /* it runs */
+    bool stopping;                      /* the sweeper should end (conns_lock) */
 };
 
 /* What one TLS connection knows, kept across its keep-alive requests. */
@@ -57,7 +64,21 @@ struct conn {
     unsigned char basic_key[32];  /* SHA-256 of the Authorization value it decided */
     struct identity basic_id;     /* the Basic identity or refusal */
     struct tls_generation *creds; /* the credentials its session uses */
+    MHD_socket fd;                /* its socket, for the sweeper */
+    uint64_t head_state;          /* atomic: what the sweeper watches (HEAD_..., see below) */
+    unsigned requests;            /* requests begun on it */
+    bool swept;                   /* the sweeper shut it down (conns_lock) */
+    struct conn *prev, *next;     /* the server's list (conns_lock) */
 };
+
+/* head_state: the two top bits say what the connection waits for, the rest
+ * is a monotonic time in ms. The workers store it, the sweeper reads it and
+ * moves it only by compare-and-swap, so a head completed meanwhile wins. */
+#define HEAD_NONE 0ULL             /* in a request: not watched */
+#define HEAD_DEADLINE (1ULL << 62) /* the head must be complete by the time */
+#define HEAD_IDLE (2ULL << 62)     /* between requests since the time */
+#define HEAD_TIME(s) ((s) & ((1ULL << 62) - 1))
+#define HEAD_KIND(s) ((s) & (3ULL << 62))
 
 /* Outcome of a pipeline stage. */
 enum stage {
@@ -149,6 +170,14 @@ static const struct serve_config *cfg_of(struct http_server *srv)
 void http_set_config(struct http_server *srv, const struct serve_config *cfg)
 {
     __atomic_store_n(&srv->cfg, cfg, __ATOMIC_RELEASE);
+}
+
+static uint64_t now_ms(void)
+{
+    struct timespec ts;
+
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
 }
 
 /* ---- responses ---- */
@@ -1185,6 +1214,10 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *mhd, const c
     }
     if (!r->started) {
         r->started = true;
+        if (r->conn) {
+            __atomic_store_n(&r->conn->head_state, HEAD_NONE, __ATOMIC_RELEASE);
+            r->conn->requests++;
+        }
         r->method = method;
         r->path = strdup(url ? url : "/");
         if (!r->path || !r->conn)
@@ -1283,6 +1316,10 @@ static void on_completed(void *cls, struct MHD_Connection *mhd, void **req_cls,
         MHD_destroy_response(r->answer);
     if (toe != MHD_REQUEST_TERMINATED_COMPLETED_OK)
         __atomic_add_fetch(&srv->unanswered, 1, __ATOMIC_ACQ_REL);
+    /* Between requests now: the next head's deadline starts with its first
+     * byte (the sweeper watches for it); until then --idle-timeout rules. */
+    if (r->conn)
+        __atomic_store_n(&r->conn->head_state, HEAD_IDLE | now_ms(), __ATOMIC_RELEASE);
     writer_job_free(r->job);
     json_decref(r->dyn.params);
     free(r->path);
@@ -1308,6 +1345,10 @@ static void on_connection(void *cls, struct MHD_Connection *mhd, void **socket_c
             return;
         metrics_connection();
         c->srv = srv;
+        /* The handshake and the first head must be done in --head-timeout. */
+        c->head_state = HEAD_DEADLINE | (now_ms() + 1000ULL * cfg_of(srv)->head_timeout);
+        ci = MHD_get_connection_info(mhd, MHD_CONNECTION_INFO_CONNECTION_FD);
+        c->fd = ci ? ci->connect_fd : MHD_INVALID_SOCKET;
         ci = MHD_get_connection_info(mhd, MHD_CONNECTION_INFO_CLIENT_ADDRESS);
         if (ci && ci->client_addr) {
             const struct sockaddr *sa = ci->client_addr;
@@ -1327,11 +1368,28 @@ static void on_connection(void *cls, struct MHD_Connection *mhd, void **socket_c
             tls_session_setup(srv->tls, ci->tls_session, &snap->pki, snap->version, &c->creds);
             trust_release(snap);
         }
+        pthread_mutex_lock(&srv->conns_lock);
+        c->next = srv->conns;
+        if (c->next)
+            c->next->prev = c;
+        srv->conns = c;
+        pthread_mutex_unlock(&srv->conns_lock);
         *socket_context = c;
         return;
     }
     if (!c)
         return;
+    /* libmicrohttpd closes the socket only after this returns: once c is
+     * off the list, the sweeper cannot touch a descriptor number that may
+     * be reused. */
+    pthread_mutex_lock(&srv->conns_lock);
+    if (c->prev)
+        c->prev->next = c->next;
+    else
+        srv->conns = c->next;
+    if (c->next)
+        c->next->prev = c->prev;
+    pthread_mutex_unlock(&srv->conns_lock);
     /* libmicrohttpd has called gnutls_deinit by now (MHD_cleanup_connections;
      * its other CLOSED call, for a connection that failed to start, cannot
      * happen with poll and a thread pool), so the credentials may go. */
@@ -1359,6 +1417,87 @@ static void on_mhd_log(void *cls, const char *fmt, va_list ap)
     log_event("httpd", json_pack("{s:o}", "detail", error_json_text(msg)));
 }
 
+/* ---- the head deadline ---- */
+
+/* When the peer last sent data, in our monotonic ms, or 0 if unknown. */
+static uint64_t last_data_received(MHD_socket fd, uint64_t now)
+{
+    struct tcp_info ti;
+    socklen_t len = sizeof(ti);
+
+    if (getsockopt(fd, IPPROTO_TCP, TCP_INFO, &ti, &len) != 0 || len < sizeof(ti))
+        return 0;
+    return now > ti.tcpi_last_data_recv ? now - ti.tcpi_last_data_recv : 0;
+}
+
+/*
+ * Closes the connections whose TLS handshake and request head are not done
+ * within --head-timeout (a client sending one byte a second would hold one
+ * for ever: --idle-timeout only measures silence). libmicrohttpd 0.9.75
+ * cannot close a connection from outside, so the sweeper shuts its socket
+ * down; libmicrohttpd then sees the end of the stream on its own thread and
+ * closes it as usual. The descriptor is valid while the connection is on
+ * the list under conns_lock (see on_connection).
+ */
+static void sweep(struct http_server *srv)
+{
+    uint64_t now = now_ms(), timeout = 1000ULL * cfg_of(srv)->head_timeout;
+
+    pthread_mutex_lock(&srv->conns_lock);
+    for (struct conn *c = srv->conns; c; c = c->next) {
+        uint64_t st = __atomic_load_n(&c->head_state, __ATOMIC_ACQUIRE);
+
+        if (c->fd == MHD_INVALID_SOCKET || HEAD_KIND(st) == HEAD_NONE)
+            continue;
+        if (HEAD_KIND(st) == HEAD_IDLE) {
+            uint64_t got = last_data_received(c->fd, now);
+
+            /* Data after the end of the last request: a head has begun.
+             * The kernel's figure is in coarse ticks, hence the margin. */
+            if (got > HEAD_TIME(st) + 50)
+                __atomic_compare_exchange_n(&c->head_state, &st, HEAD_DEADLINE | (got + timeout),
+                                            false, __ATOMIC_ACQ_REL, __ATOMIC_ACQUIRE);
+            continue;
+        }
+        if (now < HEAD_TIME(st) || c->swept)
+            continue;
+        c->swept = true;
+        shutdown(c->fd, SHUT_RDWR);
+        log_event("head_timeout",
+                  json_pack("{s:s, s:s, s:i, s:s}", "remote", c->remote, "stage",
+                            c->requests ? "request head" : "TLS handshake or first request head",
+                            "head_timeout", (int)cfg_of(srv)->head_timeout, "detail",
+                            "the client took too long to send its request head; connection "
+                            "closed (--head-timeout)"));
+    }
+    pthread_mutex_unlock(&srv->conns_lock);
+}
+
+static void *sweeper_main(void *arg)
+{
+    struct http_server *srv = arg;
+
+    pthread_mutex_lock(&srv->conns_lock);
+    while (!srv->stopping) {
+        struct timespec until;
+
+        clock_gettime(CLOCK_REALTIME, &until);
+        until.tv_nsec += 250 * 1000000L;
+        if (until.tv_nsec >= 1000000000L) {
+            until.tv_sec++;
+            until.tv_nsec -= 1000000000L;
+        }
+        pthread_cond_timedwait(&srv->sweeper_wake, &srv->conns_lock, &until);
+        if (srv->stopping)
+            break;
+        pthread_mutex_unlock(&srv->conns_lock);
+        sweep(srv);
+        pthread_mutex_lock(&srv->conns_lock);
+    }
+    pthread_mutex_unlock(&srv->conns_lock);
+    return NULL;
+}
+
 int http_start(const struct serve_config *cfg, struct trust_holder *trust, struct tls_server *tls,
                struct writer *writer, struct http_server **out_srv, struct cg_err *err)
 {
@@ -1372,15 +1511,16 @@ int http_start(const struct serve_config *cfg, struct trust_holder *trust, struc
     if (!srv)
         return CG_ENOMEM;
     srv->quiesced = MHD_INVALID_SOCKET;
+    pthread_mutex_init(&srv->conns_lock, NULL);
+    pthread_cond_init(&srv->sweeper_wake, NULL);
     srv->cfg = cfg;
     srv->trust = trust;
     srv->tls = tls;
     srv->writer = writer;
     if (settings_address(cfg->listen, &addr, &addr_len, err)) {
-        free(srv);
+        http_stop(srv);
         return CG_EINVAL;
     }
-    srv->family = addr.ss_family;
     if (threads == 0) {
         long n = sysconf(_SC_NPROCESSORS_ONLN);
 
@@ -1415,9 +1555,15 @@ int http_start(const struct serve_config *cfg, struct trust_holder *trust, struc
                    "cannot listen on %s (address in use, not permitted, or the TLS priority "
                    "string or certificate was refused; see the log)",
                    cfg->listen);
-        free(srv);
+        http_stop(srv);
         return CG_ERR;
     }
+    if (pthread_create(&srv->sweeper, NULL, sweeper_main, srv) != 0) {
+        cg_err_set(err, "cannot start the connection sweeper thread");
+        http_stop(srv);
+        return CG_ERR;
+    }
+    srv->sweeper_started = true;
     di = MHD_get_daemon_info(srv->daemon, MHD_DAEMON_INFO_BIND_PORT);
     srv->port = di ? di->port : 0;
     {
@@ -1549,10 +1695,20 @@ void http_stop(struct http_server *srv)
 {
     if (!srv)
         return;
+    if (srv->sweeper_started) {
+        pthread_mutex_lock(&srv->conns_lock);
+        srv->stopping = true;
+        pthread_cond_signal(&srv->sweeper_wake);
+        pthread_mutex_unlock(&srv->conns_lock);
+        pthread_join(srv->sweeper, NULL);
+    }
     if (srv->metrics)
         MHD_stop_daemon(srv->metrics);
-    MHD_stop_daemon(srv->daemon);
+    if (srv->daemon)
+        MHD_stop_daemon(srv->daemon);
     if (srv->quiesced != MHD_INVALID_SOCKET)
         close(srv->quiesced);
+    pthread_mutex_destroy(&srv->conns_lock);
+    pthread_cond_destroy(&srv->sweeper_wake);
     free(srv);
 }

@@ -13,6 +13,13 @@ still arriving when the server is told to stop.
       after each; prints one line per answer, "STATUS BODY" (BODY the
       first 300 bytes, or "-"), then "open" or "closed" for the connection.
       CERT and KEY may be "-" (no client certificate).
+  client.py trickle HOST PORT CA CERT KEY MODE SECONDS
+      holds a connection and reports how the server ends it, within
+      SECONDS: MODE "head" sends a request head one byte a second; "silent"
+      opens TCP and sends nothing; "idle-then-head" does one request, waits
+      quietly for 3 s, checks the connection still serves a request, then
+      trickles the next head. Prints "closed after N s" (N whole seconds
+      since the trickle began) or "open after N s".
 """
 import http.client
 import os
@@ -111,11 +118,57 @@ def slow(host, port, ca, cert, key, path, marker):
     print(data.split(b"\r\n")[0].decode() if data else "no answer")
 
 
+def trickle(host, port, ca, cert, key, mode, seconds):
+    seconds = float(seconds)
+    sock = socket.create_connection((host, int(port)), timeout=seconds + 5)
+    if mode == "silent":
+        start = time.time()
+        sock.settimeout(seconds)
+        try:
+            gone = sock.recv(1) == b""
+        except socket.timeout:
+            gone = False
+        except ConnectionError:
+            gone = True
+        print("%s after %d s" % ("closed" if gone else "open", time.time() - start))
+        return
+    s = context(ca, cert, key).wrap_socket(sock, server_hostname="localhost")
+    ok = b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n"
+    if mode == "idle-then-head":
+        s.sendall(ok)
+        first, _ = read_answer(s)
+        time.sleep(3)
+        s.sendall(ok)
+        second, _ = read_answer(s)
+        if first != "200" or second != "200":
+            print("keep-alive broken: %s %s" % (first, second))
+            return
+    head = b"GET /healthz HTTP/1.1\r\nHost: x\r\nX-Slow: " + b"a" * 1000
+    start = time.time()
+    s.settimeout(1.0)
+    for byte in head:
+        if time.time() - start > seconds:
+            break
+        try:
+            s.sendall(bytes([byte]))
+            if s.recv(1) == b"":
+                print("closed after %d s" % (time.time() - start))
+                return
+        except socket.timeout:
+            pass
+        except (ConnectionError, ssl.SSLError):
+            print("closed after %d s" % (time.time() - start))
+            return
+    print("open after %d s" % (time.time() - start))
+
+
 if __name__ == "__main__":
     if sys.argv[1] == "keepalive":
         sep = sys.argv.index("--")
         keepalive(*sys.argv[2:sep], sys.argv[sep + 1:])
     elif sys.argv[1] == "raw":
         raw(*sys.argv[2:])
+    elif sys.argv[1] == "trickle":
+        trickle(*sys.argv[2:9])
     else:
         slow(*sys.argv[2:9])

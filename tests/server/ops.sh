@@ -253,6 +253,28 @@ req $(as client) "$URL$WHO"
 expect_status "and accepts again once they close" 200
 stop_server
 
+# slow_clients_are_cut: --idle-timeout measures silence only; the TLS
+# handshake and each request head must be complete within --head-timeout,
+# counted from the connection or from the first byte after a request
+start_server --head-timeout 2
+trickle() {
+    python3 "$CLIENT_PY" trickle 127.0.0.1 "$PORT" "$PKI/root.pem" "$PKI/client.pem" \
+        "$PKI/client.key" "$1" 8
+}
+for mode in head silent idle-then-head; do
+    out=$(trickle $mode)
+    case "$out" in
+    "closed after "[2-5]" s") pass "head timeout, $mode: $out" ;;
+    *) fail "head timeout, $mode: $out" ;;
+    esac
+done
+[ "$(grep -c '"event":"head_timeout"' "$SERVER_LOG")" = 3 ] &&
+    pass "each cut connection has its head_timeout line" ||
+    fail "head_timeout lines: $(grep -c '"event":"head_timeout"' "$SERVER_LOG")"
+req $(as client) "$URL$WHO"
+expect_status "and other clients are served" 200
+stop_server
+
 # locked user on an open keep-alive connection, then on a new one
 start_server
 out=$(python3 "$CLIENT_PY" keepalive 127.0.0.1 "$PORT" "$PKI/root.pem" "$PKI/client.pem" \
