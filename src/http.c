@@ -14,7 +14,9 @@
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <sys/resource.h>
 #include <sys/socket.h>
+#include <sys/syscall.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -50,6 +52,7 @@ struct http_server {
     pthread_cond_t sweeper_wake;        /* with conns_lock: stops the sweeper */
     bool sweeper_started;               /* it runs */
     bool stopping;                      /* the sweeper should end (conns_lock) */
+    struct kdf_pool *kdf;               /* password checks off the worker threads */
 };
 
 /* What one TLS connection knows, kept across its keep-alive requests. */
@@ -82,8 +85,9 @@ struct conn {
 
 /* Outcome of a pipeline stage. */
 enum stage {
-    STAGE_CONTINUE, /* go on with the next stage */
-    STAGE_DONE,     /* a response was queued */
+    STAGE_CONTINUE,  /* go on with the next stage */
+    STAGE_DONE,      /* a response was queued */
+    STAGE_SUSPENDED, /* the connection sleeps until a password check is done */
 };
 
 struct request;
@@ -138,6 +142,11 @@ struct request {
     unsigned status;             /* status sent */
     size_t bytes;                /* body bytes sent */
     const char *reason;          /* refusal reason code, NULL if none */
+    char retry_after[12];        /* Retry-After seconds, "" when none */
+    bool kdf_pending;            /* suspended for a password check */
+    bool kdf_done;               /* it is done (atomic) */
+    bool method_mismatch;        /* a built-in path with another method */
+    char route_allow[64];        /* its Allow list */
 };
 
 static enum stage h_healthz(struct request *r);
@@ -185,7 +194,7 @@ static uint64_t now_ms(void)
 /* The headers every answer carries (and its reason, Allow, Basic realm),
  * as name/value pairs: one list for libmicrohttpd's responses and for the
  * answers send_and_close writes itself. @return the number of pairs. */
-static size_t answer_headers(const struct request *r, unsigned status, const char *out[8][2])
+static size_t answer_headers(const struct request *r, unsigned status, const char *out[10][2])
 {
     size_t n = 0;
 
@@ -200,6 +209,8 @@ static size_t answer_headers(const struct request *r, unsigned status, const cha
         out[n][0] = "Allow", out[n++][1] = r->allow;
     if (status == 401 && cfg_of(r->conn->srv)->basic_auth)
         out[n][0] = "WWW-Authenticate", out[n++][1] = "Basic realm=\"certgate\"";
+    if (r->retry_after[0])
+        out[n][0] = "Retry-After", out[n++][1] = r->retry_after;
     return n;
 }
 
@@ -222,7 +233,7 @@ static enum stage respond_text(struct request *r, unsigned status, char *text, c
 {
     static const char oom[] = "{\"error\":{\"message\":\"Internal server error\","
                               "\"detail\":\"out of memory\"},\"status\":\"failure\"}";
-    const char *hdr[8][2];
+    const char *hdr[10][2];
     struct MHD_Response *resp;
     size_t len = text ? strlen(text) : 0, n;
 
@@ -311,7 +322,7 @@ static enum MHD_Result send_and_close(struct request *r)
         MHD_get_connection_info(r->mhd, MHD_CONNECTION_INFO_GNUTLS_SESSION);
     const union MHD_ConnectionInfo *fi =
         MHD_get_connection_info(r->mhd, MHD_CONNECTION_INFO_CONNECTION_FD);
-    const char *hdr[8][2], *phrase = MHD_get_reason_phrase_for(r->status);
+    const char *hdr[10][2], *phrase = MHD_get_reason_phrase_for(r->status);
     size_t body_len = r->answer_text ? strlen(r->answer_text) : 0, n, len;
     char head[2048], date[64];
     struct tm tm;
@@ -425,22 +436,201 @@ static int resolve_cert(struct request *r)
     return CG_OK;
 }
 
-static int resolve_basic(struct request *r, const char *header)
+/* ---- password checks, off the worker threads ---- */
+
+/* Password checks waiting at most; more get a 503 (try again). */
+#define KDF_QUEUE_MAX 64
+
+struct kdf_job {
+    struct request *r;     /* the suspended request */
+    unsigned char key[32]; /* SHA-256 of its Authorization value */
+    char *user;            /* decoded user name */
+    char *password;        /* decoded password (wiped when done) */
+    size_t password_len;   /* its length */
+    struct kdf_job *next;  /* queue */
+};
+
+struct kdf_pool {
+    struct http_server *srv; /* the server */
+    pthread_mutex_t lock;    /* guards the queue */
+    pthread_cond_t wake;     /* work or stop */
+    struct kdf_job *head;    /* oldest job */
+    struct kdf_job *tail;    /* newest job */
+    unsigned queued;         /* jobs waiting */
+    bool stopping;           /* end once the queue is empty */
+    pthread_t threads[4];    /* the workers */
+    unsigned n_threads;      /* started */
+};
+
+static int64_t mono_seconds(void)
+{
+    return (int64_t)(now_ms() / 1000);
+}
+
+static void kdf_job_free(struct kdf_job *job)
+{
+    if (job->password) {
+        gnutls_memset(job->password, 0, job->password_len);
+        free(job->password);
+    }
+    free(job->user);
+    free(job);
+}
+
+/* Runs the KDF for one suspended request, records the decision on its
+ * connection (which nothing else touches while it sleeps) and wakes it. */
+static void kdf_run(struct kdf_pool *pool, struct kdf_job *job)
+{
+    struct request *r = job->r;
+    struct conn *c = r->conn;
+    struct trust_snapshot *snap = trust_holder_acquire(pool->srv->trust);
+    struct identity id;
+    int rc = identity_from_basic(snap, job->user, job->password, job->password_len, &id);
+
+    trust_release(snap);
+    if (rc == CG_OK) {
+        if (c->has_basic)
+            identity_free(&c->basic_id);
+        c->basic_id = id;
+        memcpy(c->basic_key, job->key, sizeof(job->key));
+        c->has_basic = true;
+        if (id.reason == AUTH_BAD_PASSWORD && identity_limiter_failed(c->remote, mono_seconds()))
+            log_event("basic_barred",
+                      json_pack("{s:s, s:i, s:i, s:s}", "remote", c->remote, "failures",
+                                IDENTITY_MAX_FAILURES, "seconds", IDENTITY_BAR_SECONDS, "detail",
+                                "too many wrong passwords from this address: no password is "
+                                "checked for it for a while"));
+    }
+    kdf_job_free(job);
+    __atomic_store_n(&r->kdf_done, true, __ATOMIC_RELEASE);
+    MHD_resume_connection(r->mhd);
+}
+
+static void *kdf_main(void *arg)
+{
+    struct kdf_pool *pool = arg;
+
+    /* Below the worker threads: a burst of password checks must not slow
+     * the requests that are already authenticated. */
+    setpriority(PRIO_PROCESS, (id_t)syscall(SYS_gettid), 10);
+    pthread_mutex_lock(&pool->lock);
+    for (;;) {
+        struct kdf_job *job = pool->head;
+
+        if (!job) {
+            if (pool->stopping)
+                break;
+            pthread_cond_wait(&pool->wake, &pool->lock);
+            continue;
+        }
+        pool->head = job->next;
+        if (!pool->head)
+            pool->tail = NULL;
+        pool->queued--;
+        pthread_mutex_unlock(&pool->lock);
+        kdf_run(pool, job);
+        pthread_mutex_lock(&pool->lock);
+    }
+    pthread_mutex_unlock(&pool->lock);
+    return NULL;
+}
+
+static void kdf_stop(struct kdf_pool *pool)
+{
+    if (!pool)
+        return;
+    /* Queued checks still run: their connections must be resumed before
+     * libmicrohttpd stops. */
+    pthread_mutex_lock(&pool->lock);
+    pool->stopping = true;
+    pthread_cond_broadcast(&pool->wake);
+    pthread_mutex_unlock(&pool->lock);
+    for (unsigned i = 0; i < pool->n_threads; i++)
+        pthread_join(pool->threads[i], NULL);
+    pthread_mutex_destroy(&pool->lock);
+    pthread_cond_destroy(&pool->wake);
+    free(pool);
+}
+
+static int kdf_start(struct http_server *srv, unsigned n, struct kdf_pool **out_pool)
+{
+    struct kdf_pool *pool = calloc(1, sizeof(*pool));
+
+    if (!pool)
+        return CG_ENOMEM;
+    pool->srv = srv;
+    pthread_mutex_init(&pool->lock, NULL);
+    pthread_cond_init(&pool->wake, NULL);
+    for (unsigned i = 0; i < n && i < 4; i++) {
+        if (pthread_create(&pool->threads[i], NULL, kdf_main, pool) != 0)
+            break;
+        pool->n_threads++;
+    }
+    if (pool->n_threads == 0) {
+        kdf_stop(pool);
+        return CG_ERR;
+    }
+    *out_pool = pool;
+    return CG_OK;
+}
+
+/* Queues @p job; false when the queue is full (the job is not taken). */
+static bool kdf_submit(struct kdf_pool *pool, struct kdf_job *job)
+{
+    pthread_mutex_lock(&pool->lock);
+    if (pool->queued >= KDF_QUEUE_MAX) {
+        pthread_mutex_unlock(&pool->lock);
+        return false;
+    }
+    job->next = NULL;
+    if (pool->tail)
+        pool->tail->next = job;
+    else
+        pool->head = job;
+    pool->tail = job;
+    pool->queued++;
+    pthread_cond_signal(&pool->wake);
+    pthread_mutex_unlock(&pool->lock);
+    return true;
+}
+
+/* What resolve_basic found. */
+enum basic_outcome {
+    BASIC_DECIDED, /* c->basic_id holds the decision */
+    BASIC_PENDING, /* a password check runs; the connection is suspended */
+    BASIC_BARRED,  /* the address is barred; @p out_refusal says so */
+    BASIC_BUSY,    /* too many password checks are waiting */
+    BASIC_ERROR,   /* out of memory */
+};
+
+/*
+ * The decision for a Basic Authorization value. PBKDF2 costs about 0.25 s
+ * on purpose, so it runs where it blocks no worker thread: keep-alive
+ * requests with the same value reuse the connection's decision, a value
+ * verified recently (same trust version, 5 minutes) is known without it,
+ * an address with too many wrong passwords gets no check at all, and the
+ * rest go to the KDF threads while the connection is suspended.
+ */
+static enum basic_outcome resolve_basic(struct request *r, const char *header,
+                                        struct identity *out_refusal)
 {
     struct conn *c = r->conn;
     struct trust_snapshot *snap;
     gnutls_datum_t in, out = {NULL, 0};
     unsigned char key[32];
+    struct kdf_job *job;
+    unsigned barred;
     char *colon;
-    int rc;
+    size_t pw_len;
 
+    /* Woken by the KDF thread: its decision stands for this request. */
+    if (__atomic_load_n(&r->kdf_done, __ATOMIC_ACQUIRE) && c->has_basic)
+        return BASIC_DECIDED;
     if (gnutls_hash_fast(GNUTLS_DIG_SHA256, header, strlen(header), key) < 0)
-        return CG_ERR;
-    /* PBKDF2 is slow on purpose: keep-alive requests with the same header
-     * reuse the decision of the first one (same trust version only). */
+        return BASIC_ERROR;
     if (c->has_basic && c->basic_id.trust_version == trust_holder_version(c->srv->trust) &&
         cg_consttime_eq(key, c->basic_key, sizeof(key)))
-        return CG_OK;
+        return BASIC_DECIDED;
     if (c->has_basic)
         identity_free(&c->basic_id);
     c->has_basic = false;
@@ -455,20 +645,62 @@ static int resolve_basic(struct request *r, const char *header)
         c->basic_id.trust_version = trust_holder_version(c->srv->trust);
         memcpy(c->basic_key, key, sizeof(key));
         c->has_basic = true;
-        return CG_OK;
+        return BASIC_DECIDED;
     }
     *colon = '\0';
+    pw_len = out.size - (size_t)(colon + 1 - (char *)out.data);
     snap = trust_holder_acquire(c->srv->trust);
-    rc = identity_from_basic(snap, (const char *)out.data, colon + 1,
-                             out.size - (size_t)(colon + 1 - (char *)out.data), &c->basic_id);
+    if (identity_from_basic_cached(snap, (const char *)out.data, colon + 1, pw_len, &c->basic_id) ==
+        CG_OK) {
+        trust_release(snap);
+        gnutls_memset(out.data, 0, out.size);
+        gnutls_free(out.data);
+        memcpy(c->basic_key, key, sizeof(key));
+        c->has_basic = true;
+        return BASIC_DECIDED;
+    }
     trust_release(snap);
+    barred = identity_limiter_barred(c->remote, mono_seconds());
+    if (barred) {
+        gnutls_memset(out.data, 0, out.size);
+        gnutls_free(out.data);
+        memset(out_refusal, 0, sizeof(*out_refusal));
+        out_refusal->reason = AUTH_BAD_PASSWORD;
+        snprintf(out_refusal->detail, sizeof(out_refusal->detail),
+                 "too many wrong passwords from this address: no password is checked for it for "
+                 "%u more seconds",
+                 barred);
+        snprintf(r->retry_after, sizeof(r->retry_after), "%u", barred);
+        return BASIC_BARRED;
+    }
+    job = calloc(1, sizeof(*job));
+    if (job) {
+        job->r = r;
+        memcpy(job->key, key, sizeof(key));
+        job->user = strdup((const char *)out.data);
+        job->password = malloc(pw_len ? pw_len : 1);
+        job->password_len = pw_len;
+        if (job->password)
+            memcpy(job->password, colon + 1, pw_len);
+    }
     gnutls_memset(out.data, 0, out.size);
     gnutls_free(out.data);
-    if (rc)
-        return rc;
-    memcpy(c->basic_key, key, sizeof(key));
-    c->has_basic = true;
-    return CG_OK;
+    if (!job || !job->user || !job->password) {
+        if (job)
+            kdf_job_free(job);
+        return BASIC_ERROR;
+    }
+    r->kdf_pending = true;
+    __atomic_store_n(&r->kdf_done, false, __ATOMIC_RELEASE);
+    MHD_suspend_connection(r->mhd);
+    if (!kdf_submit(c->srv->kdf, job)) {
+        MHD_resume_connection(r->mhd);
+        r->kdf_pending = false;
+        kdf_job_free(job);
+        snprintf(r->retry_after, sizeof(r->retry_after), "1");
+        return BASIC_BUSY;
+    }
+    return BASIC_PENDING;
 }
 
 /* ---- stages ---- */
@@ -503,8 +735,17 @@ static enum stage stage_authenticate(struct request *r)
     auth = MHD_lookup_connection_value(r->mhd, MHD_HEADER_KIND, MHD_HTTP_HEADER_AUTHORIZATION);
     if (auth && cfg_of(c->srv)->basic_auth && strncasecmp(auth, "Basic ", 6) == 0 &&
         strlen(auth) < MAX_AUTH_HEADER) {
-        if (resolve_basic(r, auth))
-            return respond_error(r, CG_ERROR_INTERNAL, r->id);
+        struct identity barred;
+
+        switch (resolve_basic(r, auth, &barred)) {
+        case BASIC_PENDING: return STAGE_SUSPENDED;
+        case BASIC_BARRED: return refuse_auth(r, &barred);
+        case BASIC_BUSY:
+            return respond_error(r, CG_ERROR_UNAVAILABLE,
+                                 "too many password checks are waiting: try again in a second");
+        case BASIC_ERROR: return respond_error(r, CG_ERROR_INTERNAL, r->id);
+        case BASIC_DECIDED: break;
+        }
         if (c->basic_id.reason != AUTH_OK)
             return refuse_auth(r, &c->basic_id);
         r->who = &c->basic_id;
@@ -611,34 +852,25 @@ static enum stage refuse_role(struct request *r, char *const *roles, size_t n)
 }
 
 /* Runs the stages that need no body, on the first callback of a request. */
-static enum stage pipeline_head(struct request *r)
+/* Runs the stages after routing: authentication (which may suspend the
+ * request for a password check, and is run again once it is done),
+ * authorisation and the body limit. */
+static enum stage pipeline_auth(struct request *r)
 {
     struct http_server *srv = r->conn->srv;
-    bool mismatch;
-    char allow[64];
+    enum stage st;
 
-    stage_route(r, &mismatch, allow, sizeof(allow));
-    if (!r->route && strncmp(r->path, "/api/", 5) != 0) {
-        if (mismatch)
-            return respond_text(r, 405, error_body(CG_ERROR_METHOD_NOT_ALLOWED, NULL, r->method),
-                                allow);
-        return respond_error(r, CG_ERROR_NOT_FOUND, r->path);
-    }
-    /* HEAD is answered where GET is, without the body (libmicrohttpd
-     * drops it); a script sees the method as sent. */
-    if (!r->route && srv->writer)
-        routes_match(writer_catalog(srv->writer),
-                     strcmp(r->method, "HEAD") == 0 ? "GET" : r->method, r->path, &r->dyn);
     /* A public resource skips authentication; everything else under /api
      * authenticates before a 404, so strangers learn nothing of the routes. */
     if (!(r->dyn.match == ROUTE_RESOURCE && r->dyn.resource->auth == DT_AUTH_NONE)) {
-        if (stage_authenticate(r) == STAGE_DONE)
-            return STAGE_DONE;
+        st = stage_authenticate(r);
+        if (st != STAGE_CONTINUE)
+            return st;
     }
     if (!r->route) {
-        if (mismatch || r->dyn.match == ROUTE_WRONG_METHOD)
+        if (r->method_mismatch || r->dyn.match == ROUTE_WRONG_METHOD)
             return respond_text(r, 405, error_body(CG_ERROR_METHOD_NOT_ALLOWED, NULL, r->method),
-                                mismatch ? allow : r->dyn.allow);
+                                r->method_mismatch ? r->route_allow : r->dyn.allow);
         if (r->dyn.match == ROUTE_NONE)
             return respond_error(r, CG_ERROR_NOT_FOUND, r->path);
         if (r->dyn.match == ROUTE_RESOURCE && r->who) {
@@ -660,6 +892,26 @@ static enum stage pipeline_head(struct request *r)
         return respond_error(r, CG_ERROR_BODY_TOO_LARGE, detail);
     }
     return STAGE_CONTINUE;
+}
+
+/* Runs the stages that need no body, on the first callback of a request. */
+static enum stage pipeline_head(struct request *r)
+{
+    struct http_server *srv = r->conn->srv;
+
+    stage_route(r, &r->method_mismatch, r->route_allow, sizeof(r->route_allow));
+    if (!r->route && strncmp(r->path, "/api/", 5) != 0) {
+        if (r->method_mismatch)
+            return respond_text(r, 405, error_body(CG_ERROR_METHOD_NOT_ALLOWED, NULL, r->method),
+                                r->route_allow);
+        return respond_error(r, CG_ERROR_NOT_FOUND, r->path);
+    }
+    /* HEAD is answered where GET is, without the body (libmicrohttpd
+     * drops it); a script sees the method as sent. */
+    if (!r->route && srv->writer)
+        routes_match(writer_catalog(srv->writer),
+                     strcmp(r->method, "HEAD") == 0 ? "GET" : r->method, r->path, &r->dyn);
+    return pipeline_auth(r);
 }
 
 /* ---- scripted resources and the Table API ---- */
@@ -1226,6 +1478,14 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *mhd, const c
             pipeline_head(r);
         return r->queued ? answer_early(r) : MHD_YES;
     }
+    if (r->kdf_pending) {
+        /* Resumed after the password check: go on from authentication. */
+        if (!__atomic_load_n(&r->kdf_done, __ATOMIC_ACQUIRE))
+            return MHD_YES;
+        r->kdf_pending = false;
+        pipeline_auth(r);
+        return r->queued ? answer_early(r) : MHD_YES;
+    }
     if (*upload_data_size) {
         size_t n = *upload_data_size;
 
@@ -1558,6 +1818,12 @@ int http_start(const struct serve_config *cfg, struct trust_holder *trust, struc
         http_stop(srv);
         return CG_ERR;
     }
+    /* Half the cores for password checks (at least one, at most four). */
+    if (kdf_start(srv, threads / 2 ? (threads / 2 < 4 ? threads / 2 : 4) : 1, &srv->kdf)) {
+        cg_err_set(err, "cannot start the password-check threads");
+        http_stop(srv);
+        return CG_ERR;
+    }
     if (pthread_create(&srv->sweeper, NULL, sweeper_main, srv) != 0) {
         cg_err_set(err, "cannot start the connection sweeper thread");
         http_stop(srv);
@@ -1702,6 +1968,7 @@ void http_stop(struct http_server *srv)
         pthread_mutex_unlock(&srv->conns_lock);
         pthread_join(srv->sweeper, NULL);
     }
+    kdf_stop(srv->kdf);
     if (srv->metrics)
         MHD_stop_daemon(srv->metrics);
     if (srv->daemon)

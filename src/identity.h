@@ -90,11 +90,42 @@ int identity_from_cert(const struct trust_snapshot *snap, const struct pki_cert 
 
 /**
  * Resolve HTTP Basic credentials: the user must exist, have a password, be
- * active and not locked, and the password must verify (constant time).
+ * active and not locked, and the password must verify (constant time; this
+ * runs the slow KDF, about 0.25 s). A success is remembered (see
+ * identity_from_basic_cached).
  * @return CG_OK when a decision was made, negative on internal failure
  */
 int identity_from_basic(const struct trust_snapshot *snap, const char *user, const char *password,
                         size_t password_len, struct identity *out_id);
+
+/**
+ * The decision for Basic credentials that identity_from_basic accepted at
+ * the same trust version less than five minutes ago, without the KDF. The
+ * credentials are remembered only as an HMAC-SHA256 under a random key of
+ * this process, never in clear.
+ * @return CG_OK with @p out_id filled, or CG_ENOTFOUND (run identity_from_basic)
+ */
+int identity_from_basic_cached(const struct trust_snapshot *snap, const char *user,
+                               const char *password, size_t password_len, struct identity *out_id);
+
+/** Failed password checks from one address within a minute that bar it. */
+#define IDENTITY_MAX_FAILURES 10
+/** How long such an address is barred from password checks, in seconds. */
+#define IDENTITY_BAR_SECONDS 60
+
+/**
+ * Whether @p addr may have a password checked now.
+ * @param addr the client's address, as text
+ * @param now seconds (any monotonic clock)
+ * @return 0 when it may, else the seconds its bar still lasts
+ */
+unsigned identity_limiter_barred(const char *addr, int64_t now);
+
+/**
+ * Count a wrong password from @p addr.
+ * @return true when this failure bars the address
+ */
+bool identity_limiter_failed(const char *addr, int64_t now);
 
 /** Whether the identity holds at least one of @p roles (none listed: true). */
 bool identity_has_any_role(const struct identity *id, char *const *roles, size_t n_roles);

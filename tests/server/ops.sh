@@ -253,6 +253,42 @@ req $(as client) "$URL$WHO"
 expect_status "and accepts again once they close" 200
 stop_server
 
+# password_checks_block_nobody: PBKDF2 (about 0.15-0.25 s) runs on its own
+# threads, so certificate clients are answered during a burst of wrong
+# passwords even with one worker thread; an address with 10 wrong passwords
+# in a minute gets no more checks for 60 s (401 bad_password, Retry-After)
+start_server --threads 1
+req -u "scripter:a long enough password" "$URL$WHO"
+expect_status "Basic works before the burst" 200
+burst=""
+for i in $(seq 1 30); do
+    curl -s -o /dev/null -w '%{http_code}\n' --max-time 60 --cacert "$PKI/root.pem" \
+        -u "scripter:wrong $i" "$URL$WHO" >>"$T/burst" &
+    burst="$burst $!"
+done
+sleep 0.3
+whos=""
+for _ in $(seq 1 10); do
+    curl -s -o /dev/null -w '%{http_code}\n' --max-time 2 --cacert "$PKI/root.pem" \
+        $(as client) "$URL$WHO" >>"$T/whos" &
+    whos="$whos $!"
+done
+wait $whos $burst
+ok=$(grep -c '^200$' "$T/whos")
+[ "$ok" = 10 ] && pass "during 30 wrong passwords, 10 whoami by certificate are all answered in 2 s" ||
+    fail "only $ok of 10 whoami by certificate were answered in 2 s during the burst"
+[ "$(grep -c '^401$' "$T/burst")" = 30 ] && pass "the 30 wrong passwords got their 401" ||
+    fail "burst answers: $(sort "$T/burst" | uniq -c | tr '\n' ' ')"
+grep -q '"event":"basic_barred".*"remote":"127.0.0.1"' "$SERVER_LOG" &&
+    pass "the address is barred, and the log says so" || fail "no basic_barred line"
+req -u "scripter:yet another guess" "$URL$WHO"
+expect_status "a barred address: 401 bad_password" 401 bad_password
+expect_body "saying why" "'too many wrong passwords' in j['error']['detail']" True
+[ -n "$(header Retry-After)" ] && pass "with Retry-After" || fail "no Retry-After"
+req -u "scripter:a long enough password" "$URL$WHO"
+expect_status "a password verified before the bar still works (remembered, no KDF)" 200
+stop_server
+
 # slow_clients_are_cut: --idle-timeout measures silence only; the TLS
 # handshake and each request head must be complete within --head-timeout,
 # counted from the connection or from the first byte after a request
