@@ -70,6 +70,7 @@ struct conn {
     MHD_socket fd;                /* its socket, for the sweeper */
     uint64_t head_state;          /* atomic: what the sweeper watches (HEAD_..., see below) */
     unsigned requests;            /* requests begun on it */
+    unsigned request_lines;       /* request lines read on it (requests may fail later) */
     bool swept;                   /* the sweeper shut it down (conns_lock) */
     struct conn *prev, *next;     /* the server's list (conns_lock) */
 };
@@ -1236,7 +1237,11 @@ static struct request *request_new(struct http_server *srv, struct MHD_Connectio
 
 static void *on_uri(void *cls, const char *uri, struct MHD_Connection *mhd)
 {
-    return request_new(cls, mhd, uri);
+    struct request *r = request_new(cls, mhd, uri);
+
+    if (r && r->conn)
+        r->conn->request_lines++;
+    return r;
 }
 
 static int hex_digit(char c)
@@ -1531,10 +1536,14 @@ static void on_completed(void *cls, struct MHD_Connection *mhd, void **req_cls,
     struct timespec now;
     long long us;
     json_t *o;
+    bool handed;
 
     (void)mhd;
     if (!r)
         return;
+    /* Whether our answer reached libmicrohttpd (or the socket): a request
+     * it refused itself later (a broken chunk) got its answer, not ours. */
+    handed = (r->queued && !r->answer) || r->sent_directly;
     clock_gettime(CLOCK_MONOTONIC, &now);
     us = (long long)(now.tv_sec - r->start.tv_sec) * 1000000 +
          (now.tv_nsec - r->start.tv_nsec) / 1000;
@@ -1544,7 +1553,8 @@ static void on_completed(void *cls, struct MHD_Connection *mhd, void **req_cls,
                   error_json_text(r->path && !r->bad_target ? r->path
                                   : r->target               ? r->target
                                                             : ""),
-                  "status", (int)r->status, "bytes", (json_int_t)r->bytes, "us", (json_int_t)us);
+                  "status", handed ? (int)r->status : 0, "bytes", handed ? (json_int_t)r->bytes : 0,
+                  "us", (json_int_t)us);
     if (o) {
         json_object_set_new(o, "user", r->who ? error_json_text(r->who->user) : json_null());
         json_object_set_new(o, "auth",
@@ -1561,8 +1571,11 @@ static void on_completed(void *cls, struct MHD_Connection *mhd, void **req_cls,
             json_object_set_new(o, "crl_stale", json_true());
             json_object_set_new(o, "crl_issuer", error_json_text(r->conn->cert_id.crl_issuer));
         }
-        if (!r->queued && toe == MHD_REQUEST_TERMINATED_WITH_ERROR)
+        if (!handed && toe == MHD_REQUEST_TERMINATED_WITH_ERROR) {
             json_object_set_new(o, "answered_by", json_string("libmicrohttpd"));
+            if (r->queued)
+                json_object_set_new(o, "decided_status", json_integer((json_int_t)r->status));
+        }
         if (toe != MHD_REQUEST_TERMINATED_COMPLETED_OK && !r->sent_directly)
             json_object_set_new(o, "terminated", json_string(termination_name(toe)));
     }
@@ -1650,6 +1663,16 @@ static void on_connection(void *cls, struct MHD_Connection *mhd, void **socket_c
     if (c->next)
         c->next->prev = c->prev;
     pthread_mutex_unlock(&srv->conns_lock);
+    /* Nothing else logs a connection that never got as far as a request
+     * line: a failed or abandoned TLS handshake, a client that sent
+     * nothing, or a request line libmicrohttpd refused itself (its "httpd"
+     * line says which, without the address). */
+    if (c->request_lines == 0 && !c->swept)
+        log_event("connection_closed",
+                  json_pack("{s:s, s:i, s:s}", "remote", c->remote, "requests", 0, "detail",
+                            "closed before a request line was read: a TLS handshake that failed "
+                            "or was abandoned, no data, or a request line libmicrohttpd refused "
+                            "(see the httpd line)"));
     /* libmicrohttpd has called gnutls_deinit by now (MHD_cleanup_connections;
      * its other CLOSED call, for a connection that failed to start, cannot
      * happen with poll and a thread pool), so the credentials may go. */

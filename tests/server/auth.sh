@@ -187,7 +187,10 @@ grep '"event":"auth_refused"' "$SERVER_LOG" | grep -q '"reason":"no_credentials"
     fail "no auth_refused line for no_credentials"
 grep -q '"event":"request".*"status":200.*' "$SERVER_LOG" && pass "access log lines" ||
     fail "no access log line"
-if grep -q "a long enough password\|PRIVATE KEY\|Authorization" "$SERVER_LOG"; then
+b64_good=$(printf 'scripter:a long enough password' | base64)
+b64_bad=$(printf 'scripter:wrong password' | base64)
+if grep -q -e "a long enough password" -e "PRIVATE KEY" -e "Authorization" -e "$b64_good" \
+    -e "$b64_bad" "$SERVER_LOG"; then
     fail "the log holds a secret"
 else
     pass "no password, key or Authorization value in the log"

@@ -18,8 +18,9 @@ still arriving when the server is told to stop.
       SECONDS: MODE "head" sends a request head one byte a second; "silent"
       opens TCP and sends nothing; "idle-then-head" does one request, waits
       quietly for 3 s, checks the connection still serves a request, then
-      trickles the next head. Prints "closed after N s" (N whole seconds
-      since the trickle began) or "open after N s".
+      trickles the next head; "idle" does one request and then waits for
+      the server to close the connection. Prints "closed after N s" (N
+      whole seconds since the trickle or the wait began) or "open after N s".
 """
 import http.client
 import os
@@ -134,6 +135,19 @@ def trickle(host, port, ca, cert, key, mode, seconds):
         return
     s = context(ca, cert, key).wrap_socket(sock, server_hostname="localhost")
     ok = b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n"
+    if mode == "idle":
+        s.sendall(ok)
+        read_answer(s)
+        start = time.time()
+        s.settimeout(seconds)
+        try:
+            gone = s.recv(1) == b""
+        except socket.timeout:
+            gone = False
+        except (ConnectionError, ssl.SSLError):
+            gone = True
+        print("%s after %d s" % ("closed" if gone else "open", time.time() - start))
+        return
     if mode == "idle-then-head":
         s.sendall(ok)
         first, _ = read_answer(s)
