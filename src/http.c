@@ -341,7 +341,8 @@ static enum MHD_Result send_and_close(struct request *r)
     if (len + 2 < sizeof(head) && si && si->tls_session && fi) {
         memcpy(head + len, "\r\n", 2);
         len += 2;
-        if (tls_write_all(si->tls_session, fi->connect_fd, head, len))
+        if (tls_write_all(si->tls_session, fi->connect_fd, head, len) &&
+            strcmp(r->method ? r->method : "", "HEAD") != 0)
             tls_write_all(si->tls_session, fi->connect_fd, r->answer_text, body_len);
     }
     if (r->answer)

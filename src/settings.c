@@ -81,7 +81,8 @@ void settings_usage(FILE *f)
             "  --idle-timeout S             close idle connections after S seconds (default 60)\n"
             "  --head-timeout S             close a connection whose TLS handshake and request\n"
             "                               head take longer than S seconds (default 10)\n"
-            "  --max-header-size B          request head bytes, about (default 16384; 431)\n"
+            "  --max-header-size B          request line plus header names and values, bytes\n"
+            "                               (default 16384; over it: a JSON 431)\n"
             "  --max-body-size B            request body bytes (default 1048576)\n"
             "  --durability full|normal     full (default): a 2xx answer means the rows are on\n"
             "                               disk (fsync); normal: they survive a crash of\n"
@@ -94,8 +95,8 @@ void settings_usage(FILE *f)
             "  --config FILE                read settings from FILE first\n"
             "  --check-config               check the settings, certificate, key and database,\n"
             "                               print the result and exit\n"
-            "Signals: SIGTERM/SIGINT finish requests in flight and exit 0; SIGHUP reloads the "
-            "certificate, key and log file.\n");
+            "Signals: SIGTERM/SIGINT finish requests in flight and exit 0; SIGHUP reloads the\n"
+            "certificate, key, log file and settings (the log names those that need a restart).\n");
 }
 
 /* The settings, by name, for flags and config keys alike. */
