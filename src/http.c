@@ -134,7 +134,7 @@ struct request {
     bool expect_continue;        /* the client waits for 100 Continue */
     uint64_t discarded;          /* body bytes dropped after an early answer */
     bool close_now;              /* the early answer closes the connection */
-    bool send_directly;          /* the early answer goes through send_and_close */
+    bool direct_answer;          /* the early answer must go through send_and_close */
     bool queued;                 /* the answer is decided (maybe not yet handed over) */
     struct MHD_Response *answer; /* the decided answer, not yet queued */
     const char *answer_text;     /* its body (owned by answer) */
@@ -1379,7 +1379,7 @@ static enum stage stage_head(struct request *r, const char *version)
                      h.bytes, srv->max_header_size);
         else
             snprintf(detail, sizeof(detail), "the request head has too many header fields");
-        r->close_now = r->send_directly = true;
+        r->close_now = r->direct_answer = true;
         return respond_error(r, CG_ERROR_HEADER_TOO_LARGE, detail);
     }
     r->expect_continue = h.expect_continue;
@@ -1420,7 +1420,7 @@ static enum stage stage_head(struct request *r, const char *version)
  */
 static enum MHD_Result answer_early(struct request *r)
 {
-    if (r->send_directly)
+    if (r->direct_answer)
         return send_and_close(r);
     if (r->close_now || r->expect_continue ||
         (r->has_body && !r->chunked && r->content_length > cfg_of(r->conn->srv)->max_body_size))

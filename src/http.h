@@ -1,9 +1,12 @@
 /*
  * http: the libmicrohttpd daemon and the request pipeline: per-connection
- * identity (decided once per TLS connection, redone when trust data moved),
- * the route table, authentication, authorisation, bodies, JSON responses and
- * the access log. Relies on every module before it; the only module besides
- * tls that sees libmicrohttpd or GnuTLS. Does not parse the command line.
+ * identity (decided once per TLS connection, redone when trust data or the
+ * time moved past it), the checks on the head as a whole (size, framing,
+ * text), the route table, authentication (password checks on threads of
+ * their own), authorisation, bodies, JSON responses and the access log; and
+ * the sweeper that enforces --head-timeout. Relies on every module before
+ * it; the only module besides tls that sees libmicrohttpd or GnuTLS. Does
+ * not parse the command line.
  */
 #ifndef CG_HTTP_H
 #define CG_HTTP_H

@@ -1,8 +1,10 @@
 /*
  * identity: decides who the caller is, from verified certificate facts or
- * from HTTP Basic credentials, against a trust snapshot. Relies on pki
- * (pki_verify) and trust. Does not know about HTTP or GnuTLS and does not
- * authorise (roles per resource are checked by the request pipeline).
+ * from HTTP Basic credentials, against a trust snapshot; remembers verified
+ * passwords (as HMACs) and counts wrong ones per address. Relies on pki
+ * (pki_verify), trust, password, and GnuTLS only for its HMAC and random
+ * numbers. Does not know about HTTP and does not authorise (roles per
+ * resource are checked by the request pipeline).
  */
 #ifndef CG_IDENTITY_H
 #define CG_IDENTITY_H
