@@ -27,14 +27,19 @@ static void say(const char *what, const char *detail)
     log_event(what, json_pack("{s:s}", "detail", detail));
 }
 
-/* Waits for requests in flight, up to DRAIN_SECONDS. */
-static void drain(struct http_server *srv)
+/* Waits for requests in flight, up to DRAIN_SECONDS.
+ * @return how many got no answer: still in flight then, or ended meanwhile
+ *         without one (an idle timeout, a client that went away) */
+static int drain(struct http_server *srv)
 {
+    int before = http_unanswered_requests(srv);
+
     for (int i = 0; i < DRAIN_SECONDS * 20 && http_active_requests(srv) > 0; i++) {
         struct timespec ts = {0, 50 * 1000000L};
 
         nanosleep(&ts, NULL);
     }
+    return http_active_requests(srv) + http_unanswered_requests(srv) - before;
 }
 
 /* Raises the soft open-file limit to the hard one: every connection is a
@@ -68,18 +73,62 @@ struct old_config {
     struct old_config *next;  /* older ones */
 };
 
+static const char *priority_of(const struct serve_config *c)
+{
+    return c->tls_priority ? c->tls_priority : settings_default_priority;
+}
+
+static bool str_differ(const char *a, const char *b)
+{
+    return (a == NULL) != (b == NULL) || (a && strcmp(a, b) != 0);
+}
+
+/* The settings that only a restart changes, as a JSON array of the names
+ * whose value moved (an empty array when none did). */
+static json_t *restart_needed(const struct serve_config *a, const struct serve_config *b)
+{
+    json_t *names = json_array();
+    const struct {
+        const char *name; /* the flag */
+        bool moved;       /* its value changed */
+    } checks[] = {
+        {"listen", str_differ(a->listen, b->listen)},
+        {"threads", a->threads != b->threads},
+        {"max-connections", a->max_connections != b->max_connections},
+        {"max-connections-per-ip", a->max_per_ip != b->max_per_ip},
+        {"idle-timeout", a->idle_timeout != b->idle_timeout},
+        {"max-header-size", a->max_header_size != b->max_header_size},
+        {"durability", a->durable != b->durable},
+        {"script-instructions", a->script_instructions != b->script_instructions},
+        {"script-memory", a->script_memory != b->script_memory},
+        {"script-timeout", a->script_timeout_ms != b->script_timeout_ms},
+        {"metrics-listen", str_differ(a->metrics_listen, b->metrics_listen)},
+    };
+
+    for (size_t i = 0; names && i < sizeof(checks) / sizeof(checks[0]); i++) {
+        if (checks[i].moved)
+            json_array_append_new(names, json_string(checks[i].name));
+    }
+    return names;
+}
+
 /*
  * SIGHUP: read the flags and the config file again; apply what can change
- * without a restart (certificate and key, log file, Basic, error details,
- * body limit) and say which changes need one. A bad file keeps everything.
+ * without a restart (certificate and key, TLS priority, client-cert and
+ * send-ca-names for new connections, log file, Basic, error details, body
+ * limit, head timeout) and name the changes that need one. A bad file, key
+ * or priority string keeps everything as it was.
  */
-static void reload(struct serve_config **cur, struct old_config **older, int argc, char **argv,
-                   struct http_server *srv, struct tls_server *tls)
+static void reload(const struct serve_config *started, struct serve_config **cur,
+                   struct old_config **older, int argc, char **argv, struct http_server *srv,
+                   struct tls_server *tls)
 {
     struct serve_config *next = calloc(1, sizeof(*next));
     struct old_config *keep = calloc(1, sizeof(*keep));
     struct cg_err err = {""};
+    gnutls_priority_t p = NULL;
     bool help = false;
+    json_t *restart;
 
     if (!next || !keep) {
         free(next);
@@ -88,45 +137,40 @@ static void reload(struct serve_config **cur, struct old_config **older, int arg
         return;
     }
     settings_defaults(next);
-    if (settings_parse(next, argc, argv, &help, &err)) {
-        say("reload_failed", err.msg);
-        settings_free(next);
-        free(next);
-        free(keep);
-        return;
+    if (settings_parse(next, argc, argv, &help, &err))
+        goto fail;
+    if (gnutls_priority_init(&p, priority_of(next), NULL) < 0) {
+        cg_err_set(&err, "--tls-priority '%s' is not a valid GnuTLS priority string",
+                   priority_of(next));
+        goto fail;
     }
-    if (tls_server_reload(tls, next->cert_file, next->key_file, &err)) {
-        say("reload_failed", err.msg);
-        settings_free(next);
-        free(next);
-        free(keep);
-        return;
-    }
+    gnutls_priority_deinit(p);
+    if (tls_server_reload(tls, next->cert_file, next->key_file, &err))
+        goto fail;
+    tls_server_set_policy(tls, priority_of(next), next->client_cert == CLIENT_CERT_REQUIRE,
+                          next->send_ca_names, &err);
     if (next->log_file)
         log_open(next->log_file);
-    if (strcmp(next->listen, (*cur)->listen) != 0 || next->threads != (*cur)->threads ||
-        next->client_cert != (*cur)->client_cert ||
-        next->max_connections != (*cur)->max_connections ||
-        next->max_per_ip != (*cur)->max_per_ip || next->idle_timeout != (*cur)->idle_timeout ||
-        next->max_header_size != (*cur)->max_header_size || next->durable != (*cur)->durable)
-        say("reload_partial", "listen, threads, client-cert, connection limits, header size and "
-                              "durability change only with a restart");
+    /* Against the settings the server started with: those are in force. */
+    restart = restart_needed(started, next);
+    if (restart && json_array_size(restart) > 0)
+        log_event("reload_partial",
+                  json_pack("{s:o, s:s}", "settings", restart, "detail",
+                            "these settings change only with a restart; the others apply now"));
+    else
+        json_decref(restart);
     http_set_config(srv, next);
     keep->cfg = *cur;
     keep->next = *older;
     *older = keep;
     *cur = next;
     say("reloaded", "server certificate, key and settings reloaded; new connections use them");
-}
-
-static bool priority_ok(const char *priority)
-{
-    gnutls_priority_t p = NULL;
-
-    if (gnutls_priority_init(&p, priority, NULL) < 0)
-        return false;
-    gnutls_priority_deinit(p);
-    return true;
+    return;
+fail:
+    say("reload_failed", err.msg);
+    settings_free(next);
+    free(next);
+    free(keep);
 }
 
 int daemon_main(const char *db_path, int argc, char **argv)
@@ -144,7 +188,7 @@ int daemon_main(const char *db_path, int argc, char **argv)
     sigset_t sigs;
     bool help = false;
     char addr[96];
-    int rc = 1, sig = 0;
+    int rc = 1, sig = 0, dropped = 0;
 
     /* Signals are taken by sigwait in this thread; blocked before any thread
      * starts (the trust poller, libmicrohttpd's workers), which inherit the
@@ -178,16 +222,9 @@ int daemon_main(const char *db_path, int argc, char **argv)
     }
     store_close(s);
     s = NULL;
-    if (!priority_ok(cfg->tls_priority ? cfg->tls_priority : settings_default_priority)) {
-        fprintf(stderr,
-                "certgate: serve: --tls-priority '%s' is not a valid GnuTLS priority "
-                "string\n",
-                cfg->tls_priority);
-        rc = 2;
-        goto out;
-    }
-    if (tls_server_new(cfg->cert_file, cfg->key_file, cfg->client_cert == CLIENT_CERT_REQUIRE,
-                       cfg->send_ca_names, &tls, &err)) {
+    if (tls_server_new(cfg->cert_file, cfg->key_file,
+                       cfg->tls_priority ? cfg->tls_priority : settings_default_priority,
+                       cfg->client_cert == CLIENT_CERT_REQUIRE, cfg->send_ca_names, &tls, &err)) {
         fprintf(stderr, "certgate: serve: %s\n", err.msg);
         rc = 2;
         goto out;
@@ -227,12 +264,7 @@ int daemon_main(const char *db_path, int argc, char **argv)
                  cfg->metrics_listen, (unsigned)mport);
         log_event("metrics_listening", json_pack("{s:s}", "address", maddr));
     }
-    {
-        const char *colon = strrchr(cfg->listen, ':');
-
-        snprintf(addr, sizeof(addr), "%.*s:%u", (int)(colon - cfg->listen), cfg->listen,
-                 (unsigned)http_port(srv));
-    }
+    snprintf(addr, sizeof(addr), "%s", http_address(srv));
     log_event("listening",
               json_pack("{s:s, s:s, s:s, s:s, s:b}", "address", addr, "version", PACKAGE_VERSION,
                         "database", db_path, "client_cert",
@@ -244,7 +276,7 @@ int daemon_main(const char *db_path, int argc, char **argv)
         if (sig == SIGPIPE)
             continue;
         if (sig == SIGHUP) {
-            reload(&cfg, &older, argc, argv, srv, tls);
+            reload(&first, &cfg, &older, argc, argv, srv, tls);
             continue;
         }
         break;
@@ -253,7 +285,7 @@ int daemon_main(const char *db_path, int argc, char **argv)
     say("stopping", sig == SIGINT ? "SIGINT: finishing requests in flight"
                                   : "SIGTERM: finishing requests in flight");
     http_quiesce(srv);
-    drain(srv);
+    dropped = drain(srv);
     rc = 0;
 out:
     /* Queued jobs are answered while the daemon still runs; then it stops. */
@@ -272,8 +304,17 @@ out:
     trust_holder_free(trust);
     tls_server_free(tls);
     store_close(s);
-    if (served)
+    if (served && dropped == 0) {
         say("stopped", "all requests answered");
+    } else if (served) {
+        char msg[160];
+
+        snprintf(msg, sizeof(msg),
+                 "%d request%s in flight at SIGTERM got no answer (the drain waits %d s; an "
+                 "idle or gone client ends sooner)",
+                 dropped, dropped == 1 ? "" : "s", DRAIN_SECONDS);
+        log_event("stopped", json_pack("{s:s, s:i}", "detail", msg, "dropped", dropped));
+    }
     log_close();
     settings_free(cfg);
     if (cfg != &first)

@@ -8,11 +8,16 @@
 #include <microhttpd.h>
 #include <netinet/in.h>
 #include <math.h>
+#include <netinet/tcp.h>
+#include <poll.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <sys/resource.h>
 #include <sys/socket.h>
+#include <sys/syscall.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -29,34 +34,62 @@
 #define MAX_IDEM_KEY 200
 
 struct http_server {
-    const struct serve_config *cfg; /* settings */
-    struct trust_holder *trust;     /* trust snapshots */
-    struct tls_server *tls;         /* credentials */
-    struct writer *writer;          /* scripted resources and the Table API */
-    struct MHD_Daemon *daemon;      /* libmicrohttpd */
-    int active;                     /* requests in flight (atomic) */
-    uint16_t port;                  /* bound port */
-    MHD_socket quiesced;            /* listen socket after quiesce, closed at stop */
-    struct MHD_Daemon *metrics;     /* the --metrics-listen daemon, or NULL */
+    const struct serve_config *cfg;     /* settings */
+    struct trust_holder *trust;         /* trust snapshots */
+    struct tls_server *tls;             /* credentials */
+    struct writer *writer;              /* scripted resources and the Table API */
+    struct MHD_Daemon *daemon;          /* libmicrohttpd */
+    int active;                         /* requests in flight (atomic) */
+    int unanswered;                     /* requests that ended without a full answer (atomic) */
+    uint16_t port;                      /* bound port */
+    MHD_socket quiesced;                /* listen socket after quiesce, closed at stop */
+    size_t max_header_size;             /* --max-header-size at start (the pool is sized for it) */
+    size_t pool_size;                   /* libmicrohttpd's memory pool per connection */
+    char address[INET6_ADDRSTRLEN + 8]; /* what it listens on, "[::1]:8443" */
+    struct MHD_Daemon *metrics;         /* the --metrics-listen daemon, or NULL */
+    pthread_mutex_t conns_lock;         /* guards conns; taken per connection, not per request */
+    struct conn *conns;                 /* open connections, for the sweeper */
+    pthread_t sweeper;                  /* enforces --head-timeout */
+    pthread_cond_t sweeper_wake;        /* with conns_lock: stops the sweeper */
+    bool sweeper_started;               /* it runs */
+    bool stopping;                      /* the sweeper should end (conns_lock) */
+    struct kdf_pool *kdf;               /* password checks off the worker threads */
 };
 
 /* What one TLS connection knows, kept across its keep-alive requests. */
 struct conn {
-    struct http_server *srv;     /* the server */
-    char remote[64];             /* client address */
-    bool peer_read;              /* peer certificates were read */
-    struct pki_cert_list peer;   /* leaf first; empty when none was sent */
-    bool has_cert_id;            /* cert_id holds a decision */
-    struct identity cert_id;     /* the certificate's identity or refusal */
-    bool has_basic;              /* basic_id holds a decision */
-    unsigned char basic_key[32]; /* SHA-256 of the Authorization value it decided */
-    struct identity basic_id;    /* the Basic identity or refusal */
+    struct http_server *srv;      /* the server */
+    char remote[64];              /* client address */
+    bool peer_read;               /* peer certificates were read */
+    struct pki_cert_list peer;    /* leaf first; empty when none was sent */
+    bool has_cert_id;             /* cert_id holds a decision */
+    struct identity cert_id;      /* the certificate's identity or refusal */
+    bool has_basic;               /* basic_id holds a decision */
+    unsigned char basic_key[32];  /* SHA-256 of the Authorization value it decided */
+    struct identity basic_id;     /* the Basic identity or refusal */
+    struct tls_generation *creds; /* the credentials its session uses */
+    MHD_socket fd;                /* its socket, for the sweeper */
+    uint64_t head_state;          /* atomic: what the sweeper watches (HEAD_..., see below) */
+    unsigned requests;            /* requests begun on it */
+    unsigned request_lines;       /* request lines read on it (requests may fail later) */
+    bool swept;                   /* the sweeper shut it down (conns_lock) */
+    struct conn *prev, *next;     /* the server's list (conns_lock) */
 };
+
+/* head_state: the two top bits say what the connection waits for, the rest
+ * is a monotonic time in ms. The workers store it, the sweeper reads it and
+ * moves it only by compare-and-swap, so a head completed meanwhile wins. */
+#define HEAD_NONE 0ULL             /* in a request: not watched */
+#define HEAD_DEADLINE (1ULL << 62) /* the head must be complete by the time */
+#define HEAD_IDLE (2ULL << 62)     /* between requests since the time */
+#define HEAD_TIME(s) ((s) & ((1ULL << 62) - 1))
+#define HEAD_KIND(s) ((s) & (3ULL << 62))
 
 /* Outcome of a pipeline stage. */
 enum stage {
-    STAGE_CONTINUE, /* go on with the next stage */
-    STAGE_DONE,     /* a response was queued */
+    STAGE_CONTINUE,  /* go on with the next stage */
+    STAGE_DONE,      /* a response was queued */
+    STAGE_SUSPENDED, /* the connection sleeps until a password check is done */
 };
 
 struct request;
@@ -80,25 +113,43 @@ struct route {
 
 /* One request, from the first access callback to the completion callback. */
 struct request {
-    struct conn *conn;          /* its connection */
-    struct MHD_Connection *mhd; /* libmicrohttpd's connection */
-    char id[33];                /* request id (X-Request-Id) */
-    struct timespec start;      /* when it arrived */
-    const char *method;         /* request method (MHD's storage) */
-    char *path;                 /* request path */
-    const struct route *route;  /* matched built-in route, NULL if none */
-    struct route_result dyn;    /* matched resource or Table API route */
-    struct catalog *cat;        /* the catalog dyn points into (held until completed) */
-    struct writer_job *job;     /* handed to the writer, NULL if none */
-    bool job_done;              /* the writer finished the job */
-    const struct identity *who; /* the caller, NULL when unauthenticated */
-    char *body;                 /* request body */
-    size_t body_len;            /* its length */
-    bool body_too_large;        /* the body went over the limit */
-    bool queued;                /* a response was queued */
-    unsigned status;            /* status sent */
-    size_t bytes;               /* body bytes sent */
-    const char *reason;         /* refusal reason code, NULL if none */
+    struct conn *conn;           /* its connection */
+    struct MHD_Connection *mhd;  /* libmicrohttpd's connection */
+    char id[33];                 /* request id (X-Request-Id) */
+    struct timespec start;       /* when it arrived */
+    const char *method;          /* request method (MHD's storage) */
+    char *target;                /* the request target as sent, before percent-decoding */
+    bool started;                /* the access handler has seen the complete head */
+    bool bad_target;             /* the target is not text: the log shows it as sent */
+    char *path;                  /* request path */
+    const struct route *route;   /* matched built-in route, NULL if none */
+    struct route_result dyn;     /* matched resource or Table API route */
+    struct catalog *cat;         /* the catalog dyn points into (held until completed) */
+    struct writer_job *job;      /* handed to the writer, NULL if none */
+    bool job_done;               /* the writer finished the job */
+    const struct identity *who;  /* the caller, NULL when unauthenticated */
+    char *body;                  /* request body */
+    size_t body_len;             /* its length */
+    bool has_body;               /* Content-Length > 0 or chunked */
+    bool chunked;                /* Transfer-Encoding: chunked */
+    uint64_t content_length;     /* Content-Length, 0 when none */
+    bool expect_continue;        /* the client waits for 100 Continue */
+    uint64_t discarded;          /* body bytes dropped after an early answer */
+    bool close_now;              /* the early answer closes the connection */
+    bool direct_answer;          /* the early answer must go through send_and_close */
+    bool queued;                 /* the answer is decided (maybe not yet handed over) */
+    struct MHD_Response *answer; /* the decided answer, not yet queued */
+    const char *answer_text;     /* its body (owned by answer) */
+    char allow[64];              /* its Allow header, "" when none */
+    bool sent_directly;          /* send_and_close wrote it */
+    unsigned status;             /* status sent */
+    size_t bytes;                /* body bytes sent */
+    const char *reason;          /* refusal reason code, NULL if none */
+    char retry_after[12];        /* Retry-After seconds, "" when none */
+    bool kdf_pending;            /* suspended for a password check */
+    bool kdf_done;               /* it is done (atomic) */
+    bool method_mismatch;        /* a built-in path with another method */
+    char route_allow[64];        /* its Allow list */
 };
 
 static enum stage h_healthz(struct request *r);
@@ -133,7 +184,38 @@ void http_set_config(struct http_server *srv, const struct serve_config *cfg)
     __atomic_store_n(&srv->cfg, cfg, __ATOMIC_RELEASE);
 }
 
+static uint64_t now_ms(void)
+{
+    struct timespec ts;
+
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
+}
+
 /* ---- responses ---- */
+
+/* The headers every answer carries (and its reason, Allow, Basic realm),
+ * as name/value pairs: one list for libmicrohttpd's responses and for the
+ * answers send_and_close writes itself. @return the number of pairs. */
+static size_t answer_headers(const struct request *r, unsigned status, const char *out[10][2])
+{
+    size_t n = 0;
+
+    out[n][0] = MHD_HTTP_HEADER_CONTENT_TYPE, out[n++][1] = "application/json";
+    out[n][0] = "X-Request-Id", out[n++][1] = r->id;
+    out[n][0] = "Strict-Transport-Security", out[n++][1] = "max-age=31536000";
+    out[n][0] = "X-Content-Type-Options", out[n++][1] = "nosniff";
+    out[n][0] = "Cache-Control", out[n++][1] = "no-store";
+    if (r->reason)
+        out[n][0] = "X-Certgate-Reason", out[n++][1] = r->reason;
+    if (r->allow[0])
+        out[n][0] = "Allow", out[n++][1] = r->allow;
+    if (status == 401 && cfg_of(r->conn->srv)->basic_auth)
+        out[n][0] = "WWW-Authenticate", out[n++][1] = "Basic realm=\"certgate\"";
+    if (r->retry_after[0])
+        out[n][0] = "Retry-After", out[n++][1] = r->retry_after;
+    return n;
+}
 
 static void add_common_headers(struct request *r, struct MHD_Response *resp)
 {
@@ -143,21 +225,33 @@ static void add_common_headers(struct request *r, struct MHD_Response *resp)
     MHD_add_response_header(resp, "Cache-Control", "no-store");
 }
 
-/* Queues @p text (taken over, malloc'd) with @p status as application/json. */
+/*
+ * Decides the answer: @p text (taken over, malloc'd) with @p status as
+ * application/json. It is handed to libmicrohttpd later (send_answer), once
+ * the request is complete: libmicrohttpd 0.9.75 closes the connection after
+ * any response queued before the end of the request, even a GET without a
+ * body, so a 404 queued at once would cost the client its keep-alive.
+ */
 static enum stage respond_text(struct request *r, unsigned status, char *text, const char *allow)
 {
+    static const char oom[] = "{\"error\":{\"message\":\"Internal server error\","
+                              "\"detail\":\"out of memory\"},\"status\":\"failure\"}";
+    const char *hdr[10][2];
     struct MHD_Response *resp;
-    size_t len = text ? strlen(text) : 0;
+    size_t len = text ? strlen(text) : 0, n;
 
+    if (r->queued) {
+        free(text);
+        return STAGE_DONE;
+    }
+    if (allow)
+        snprintf(r->allow, sizeof(r->allow), "%s", allow);
     if (!text) {
         /* Out of memory while building the body: still answer. */
-        static const char oom[] = "{\"error\":{\"message\":\"Internal server error\","
-                                  "\"detail\":\"out of memory\"},\"status\":\"failure\"}";
-
         status = 500;
+        len = sizeof(oom) - 1;
         resp =
             MHD_create_response_from_buffer(sizeof(oom) - 1, (void *)oom, MHD_RESPMEM_PERSISTENT);
-        len = sizeof(oom) - 1;
     } else {
         resp = MHD_create_response_from_buffer(len, text, MHD_RESPMEM_MUST_FREE);
     }
@@ -165,20 +259,101 @@ static enum stage respond_text(struct request *r, unsigned status, char *text, c
         free(text);
         return STAGE_DONE;
     }
-    MHD_add_response_header(resp, MHD_HTTP_HEADER_CONTENT_TYPE, "application/json");
-    add_common_headers(r, resp);
-    if (r->reason)
-        MHD_add_response_header(resp, "X-Certgate-Reason", r->reason);
-    if (allow)
-        MHD_add_response_header(resp, "Allow", allow);
-    if (status == 401 && cfg_of(r->conn->srv)->basic_auth)
-        MHD_add_response_header(resp, "WWW-Authenticate", "Basic realm=\"certgate\"");
-    MHD_queue_response(r->mhd, status, resp);
-    MHD_destroy_response(resp);
+    n = answer_headers(r, status, hdr);
+    for (size_t i = 0; i < n; i++)
+        MHD_add_response_header(resp, hdr[i][0], hdr[i][1]);
+    r->answer = resp;
+    r->answer_text = text ? text : oom;
     r->queued = true;
     r->status = status;
-    r->bytes = len;
+    r->bytes = strcmp(r->method ? r->method : "", "HEAD") == 0 ? 0 : len;
     return STAGE_DONE;
+}
+
+/* Hands the decided answer to libmicrohttpd. */
+static void send_answer(struct request *r)
+{
+    if (!r->answer)
+        return;
+    MHD_queue_response(r->mhd, r->status, r->answer);
+    MHD_destroy_response(r->answer);
+    r->answer = NULL;
+}
+
+/* Set when send_and_close returns MHD_NO on purpose, so that the
+ * "Application reported internal error" line that libmicrohttpd then
+ * writes on this thread is not logged as one. */
+static __thread bool closing_on_purpose;
+
+/* Writes @p len bytes on the TLS session, waiting at most 200 ms in all for
+ * a socket that is full. */
+static bool tls_write_all(gnutls_session_t s, int fd, const char *buf, size_t len)
+{
+    int waits = 0;
+
+    while (len > 0) {
+        ssize_t n = gnutls_record_send(s, buf, len);
+
+        if (n > 0) {
+            buf += n;
+            len -= (size_t)n;
+        } else if ((n == GNUTLS_E_AGAIN || n == GNUTLS_E_INTERRUPTED) && waits++ < 4) {
+            struct pollfd p = {.fd = fd, .events = POLLOUT};
+
+            poll(&p, 1, 50);
+        } else {
+            return false;
+        }
+    }
+    return true;
+}
+
+/*
+ * Writes the decided answer on the TLS session itself and closes the
+ * connection. For what libmicrohttpd 0.9.75 cannot answer: it queues no
+ * response while a body is arriving (a chunked body over the limit is cut
+ * here rather than read to its end), and a head that nearly fills the
+ * connection's memory pool leaves it no room to build the answer's
+ * headers. This runs on the connection's own thread inside a callback,
+ * when libmicrohttpd is not writing to the session, so records cannot
+ * interleave; returning MHD_NO then makes libmicrohttpd close it (with a
+ * TLS close_notify).
+ */
+static enum MHD_Result send_and_close(struct request *r)
+{
+    const union MHD_ConnectionInfo *si =
+        MHD_get_connection_info(r->mhd, MHD_CONNECTION_INFO_GNUTLS_SESSION);
+    const union MHD_ConnectionInfo *fi =
+        MHD_get_connection_info(r->mhd, MHD_CONNECTION_INFO_CONNECTION_FD);
+    const char *hdr[10][2], *phrase = MHD_get_reason_phrase_for(r->status);
+    size_t body_len = r->answer_text ? strlen(r->answer_text) : 0, n, len;
+    char head[2048], date[64];
+    struct tm tm;
+    time_t now = time(NULL);
+
+    gmtime_r(&now, &tm);
+    strftime(date, sizeof(date), "%a, %d %b %Y %H:%M:%S GMT", &tm);
+    len = (size_t)snprintf(head, sizeof(head),
+                           "HTTP/1.1 %u %s\r\nDate: %s\r\nConnection: close\r\n"
+                           "Content-Length: %zu\r\n",
+                           r->status, phrase && *phrase ? phrase : "Error", date, body_len);
+    n = answer_headers(r, r->status, hdr);
+    for (size_t i = 0; i < n && len < sizeof(head); i++)
+        len += (size_t)snprintf(head + len, sizeof(head) - len, "%s: %s\r\n", hdr[i][0], hdr[i][1]);
+    if (len + 2 < sizeof(head) && si && si->tls_session && fi) {
+        memcpy(head + len, "\r\n", 2);
+        len += 2;
+        if (tls_write_all(si->tls_session, fi->connect_fd, head, len) &&
+            strcmp(r->method ? r->method : "", "HEAD") != 0)
+            tls_write_all(si->tls_session, fi->connect_fd, r->answer_text, body_len);
+    }
+    if (r->answer)
+        MHD_destroy_response(r->answer);
+    r->answer = NULL;
+    r->answer_text = NULL;
+    r->sent_directly = true;
+    closing_on_purpose = true;
+    return MHD_NO;
 }
 
 static enum stage respond_json(struct request *r, unsigned status, json_t *body)
@@ -207,12 +382,17 @@ static void conn_forget(struct conn *c)
 
 static void log_refusal(struct request *r, const struct identity *id)
 {
-    json_t *o = json_pack("{s:s, s:s, s:s, s:s}", "request_id", r->id, "remote", r->conn->remote,
-                          "reason", auth_reason_code(id->reason), "detail", id->detail);
+    json_t *o =
+        json_pack("{s:s, s:s, s:s, s:o}", "request_id", r->id, "remote", r->conn->remote, "reason",
+                  auth_reason_code(id->reason), "detail", error_json_text(id->detail));
 
     if (o && id->has_cert) {
-        json_object_set_new(o, "cert_subject", json_string(id->cert.subject));
+        json_object_set_new(o, "cert_subject", error_json_text(id->cert.subject));
         json_object_set_new(o, "cert_fingerprint", json_string(id->cert.fingerprint));
+    }
+    if (o && id->crl_stale) {
+        json_object_set_new(o, "crl_stale", json_true());
+        json_object_set_new(o, "crl_issuer", error_json_text(id->crl_issuer));
     }
     log_event("auth_refused", o);
 }
@@ -226,6 +406,7 @@ static int resolve_cert(struct request *r)
     int64_t version = trust_holder_version(srv->trust);
     struct trust_snapshot *snap;
     const union MHD_ConnectionInfo *ci;
+    int64_t now;
     int rc;
 
     if (!c->peer_read) {
@@ -239,13 +420,18 @@ static int resolve_cert(struct request *r)
     }
     if (c->peer.n == 0)
         return CG_OK;
-    if (c->has_cert_id && c->cert_id.trust_version == version)
+    /* The decision stands while the trust data and the chain's validity
+     * do: a certificate that expires during a keep-alive connection is
+     * refused from then on, with the usual reason. */
+    now = cg_now();
+    if (c->has_cert_id && c->cert_id.trust_version == version && now >= c->cert_id.valid_from &&
+        now <= c->cert_id.valid_until)
         return CG_OK;
     if (c->has_cert_id)
         identity_free(&c->cert_id);
     c->has_cert_id = false;
     snap = trust_holder_acquire(srv->trust);
-    rc = identity_from_cert(snap, &c->peer.items[0], c->peer.items + 1, c->peer.n - 1, cg_now(),
+    rc = identity_from_cert(snap, &c->peer.items[0], c->peer.items + 1, c->peer.n - 1, now,
                             &c->cert_id);
     trust_release(snap);
     if (rc)
@@ -254,22 +440,201 @@ static int resolve_cert(struct request *r)
     return CG_OK;
 }
 
-static int resolve_basic(struct request *r, const char *header)
+/* ---- password checks, off the worker threads ---- */
+
+/* Password checks waiting at most; more get a 503 (try again). */
+#define KDF_QUEUE_MAX 64
+
+struct kdf_job {
+    struct request *r;     /* the suspended request */
+    unsigned char key[32]; /* SHA-256 of its Authorization value */
+    char *user;            /* decoded user name */
+    char *password;        /* decoded password (wiped when done) */
+    size_t password_len;   /* its length */
+    struct kdf_job *next;  /* queue */
+};
+
+struct kdf_pool {
+    struct http_server *srv; /* the server */
+    pthread_mutex_t lock;    /* guards the queue */
+    pthread_cond_t wake;     /* work or stop */
+    struct kdf_job *head;    /* oldest job */
+    struct kdf_job *tail;    /* newest job */
+    unsigned queued;         /* jobs waiting */
+    bool stopping;           /* end once the queue is empty */
+    pthread_t threads[4];    /* the workers */
+    unsigned n_threads;      /* started */
+};
+
+static int64_t mono_seconds(void)
+{
+    return (int64_t)(now_ms() / 1000);
+}
+
+static void kdf_job_free(struct kdf_job *job)
+{
+    if (job->password) {
+        gnutls_memset(job->password, 0, job->password_len);
+        free(job->password);
+    }
+    free(job->user);
+    free(job);
+}
+
+/* Runs the KDF for one suspended request, records the decision on its
+ * connection (which nothing else touches while it sleeps) and wakes it. */
+static void kdf_run(struct kdf_pool *pool, struct kdf_job *job)
+{
+    struct request *r = job->r;
+    struct conn *c = r->conn;
+    struct trust_snapshot *snap = trust_holder_acquire(pool->srv->trust);
+    struct identity id;
+    int rc = identity_from_basic(snap, job->user, job->password, job->password_len, &id);
+
+    trust_release(snap);
+    if (rc == CG_OK) {
+        if (c->has_basic)
+            identity_free(&c->basic_id);
+        c->basic_id = id;
+        memcpy(c->basic_key, job->key, sizeof(job->key));
+        c->has_basic = true;
+        if (id.reason == AUTH_BAD_PASSWORD && identity_limiter_failed(c->remote, mono_seconds()))
+            log_event("basic_barred",
+                      json_pack("{s:s, s:i, s:i, s:s}", "remote", c->remote, "failures",
+                                IDENTITY_MAX_FAILURES, "seconds", IDENTITY_BAR_SECONDS, "detail",
+                                "too many wrong passwords from this address: no password is "
+                                "checked for it for a while"));
+    }
+    kdf_job_free(job);
+    __atomic_store_n(&r->kdf_done, true, __ATOMIC_RELEASE);
+    MHD_resume_connection(r->mhd);
+}
+
+static void *kdf_main(void *arg)
+{
+    struct kdf_pool *pool = arg;
+
+    /* Below the worker threads: a burst of password checks must not slow
+     * the requests that are already authenticated. */
+    setpriority(PRIO_PROCESS, (id_t)syscall(SYS_gettid), 10);
+    pthread_mutex_lock(&pool->lock);
+    for (;;) {
+        struct kdf_job *job = pool->head;
+
+        if (!job) {
+            if (pool->stopping)
+                break;
+            pthread_cond_wait(&pool->wake, &pool->lock);
+            continue;
+        }
+        pool->head = job->next;
+        if (!pool->head)
+            pool->tail = NULL;
+        pool->queued--;
+        pthread_mutex_unlock(&pool->lock);
+        kdf_run(pool, job);
+        pthread_mutex_lock(&pool->lock);
+    }
+    pthread_mutex_unlock(&pool->lock);
+    return NULL;
+}
+
+static void kdf_stop(struct kdf_pool *pool)
+{
+    if (!pool)
+        return;
+    /* Queued checks still run: their connections must be resumed before
+     * libmicrohttpd stops. */
+    pthread_mutex_lock(&pool->lock);
+    pool->stopping = true;
+    pthread_cond_broadcast(&pool->wake);
+    pthread_mutex_unlock(&pool->lock);
+    for (unsigned i = 0; i < pool->n_threads; i++)
+        pthread_join(pool->threads[i], NULL);
+    pthread_mutex_destroy(&pool->lock);
+    pthread_cond_destroy(&pool->wake);
+    free(pool);
+}
+
+static int kdf_start(struct http_server *srv, unsigned n, struct kdf_pool **out_pool)
+{
+    struct kdf_pool *pool = calloc(1, sizeof(*pool));
+
+    if (!pool)
+        return CG_ENOMEM;
+    pool->srv = srv;
+    pthread_mutex_init(&pool->lock, NULL);
+    pthread_cond_init(&pool->wake, NULL);
+    for (unsigned i = 0; i < n && i < 4; i++) {
+        if (pthread_create(&pool->threads[i], NULL, kdf_main, pool) != 0)
+            break;
+        pool->n_threads++;
+    }
+    if (pool->n_threads == 0) {
+        kdf_stop(pool);
+        return CG_ERR;
+    }
+    *out_pool = pool;
+    return CG_OK;
+}
+
+/* Queues @p job; false when the queue is full (the job is not taken). */
+static bool kdf_submit(struct kdf_pool *pool, struct kdf_job *job)
+{
+    pthread_mutex_lock(&pool->lock);
+    if (pool->queued >= KDF_QUEUE_MAX) {
+        pthread_mutex_unlock(&pool->lock);
+        return false;
+    }
+    job->next = NULL;
+    if (pool->tail)
+        pool->tail->next = job;
+    else
+        pool->head = job;
+    pool->tail = job;
+    pool->queued++;
+    pthread_cond_signal(&pool->wake);
+    pthread_mutex_unlock(&pool->lock);
+    return true;
+}
+
+/* What resolve_basic found. */
+enum basic_outcome {
+    BASIC_DECIDED, /* c->basic_id holds the decision */
+    BASIC_PENDING, /* a password check runs; the connection is suspended */
+    BASIC_BARRED,  /* the address is barred; @p out_refusal says so */
+    BASIC_BUSY,    /* too many password checks are waiting */
+    BASIC_ERROR,   /* out of memory */
+};
+
+/*
+ * The decision for a Basic Authorization value. PBKDF2 costs about 0.25 s
+ * on purpose, so it runs where it blocks no worker thread: keep-alive
+ * requests with the same value reuse the connection's decision, a value
+ * verified recently (same trust version, 5 minutes) is known without it,
+ * an address with too many wrong passwords gets no check at all, and the
+ * rest go to the KDF threads while the connection is suspended.
+ */
+static enum basic_outcome resolve_basic(struct request *r, const char *header,
+                                        struct identity *out_refusal)
 {
     struct conn *c = r->conn;
     struct trust_snapshot *snap;
     gnutls_datum_t in, out = {NULL, 0};
     unsigned char key[32];
+    struct kdf_job *job;
+    unsigned barred;
     char *colon;
-    int rc;
+    size_t pw_len;
 
+    /* Woken by the KDF thread: its decision stands for this request. */
+    if (__atomic_load_n(&r->kdf_done, __ATOMIC_ACQUIRE) && c->has_basic)
+        return BASIC_DECIDED;
     if (gnutls_hash_fast(GNUTLS_DIG_SHA256, header, strlen(header), key) < 0)
-        return CG_ERR;
-    /* PBKDF2 is slow on purpose: keep-alive requests with the same header
-     * reuse the decision of the first one (same trust version only). */
+        return BASIC_ERROR;
     if (c->has_basic && c->basic_id.trust_version == trust_holder_version(c->srv->trust) &&
         cg_consttime_eq(key, c->basic_key, sizeof(key)))
-        return CG_OK;
+        return BASIC_DECIDED;
     if (c->has_basic)
         identity_free(&c->basic_id);
     c->has_basic = false;
@@ -284,20 +649,62 @@ static int resolve_basic(struct request *r, const char *header)
         c->basic_id.trust_version = trust_holder_version(c->srv->trust);
         memcpy(c->basic_key, key, sizeof(key));
         c->has_basic = true;
-        return CG_OK;
+        return BASIC_DECIDED;
     }
     *colon = '\0';
+    pw_len = out.size - (size_t)(colon + 1 - (char *)out.data);
     snap = trust_holder_acquire(c->srv->trust);
-    rc = identity_from_basic(snap, (const char *)out.data, colon + 1,
-                             out.size - (size_t)(colon + 1 - (char *)out.data), &c->basic_id);
+    if (identity_from_basic_cached(snap, (const char *)out.data, colon + 1, pw_len, &c->basic_id) ==
+        CG_OK) {
+        trust_release(snap);
+        gnutls_memset(out.data, 0, out.size);
+        gnutls_free(out.data);
+        memcpy(c->basic_key, key, sizeof(key));
+        c->has_basic = true;
+        return BASIC_DECIDED;
+    }
     trust_release(snap);
+    barred = identity_limiter_barred(c->remote, mono_seconds());
+    if (barred) {
+        gnutls_memset(out.data, 0, out.size);
+        gnutls_free(out.data);
+        memset(out_refusal, 0, sizeof(*out_refusal));
+        out_refusal->reason = AUTH_BAD_PASSWORD;
+        snprintf(out_refusal->detail, sizeof(out_refusal->detail),
+                 "too many wrong passwords from this address: no password is checked for it for "
+                 "%u more seconds",
+                 barred);
+        snprintf(r->retry_after, sizeof(r->retry_after), "%u", barred);
+        return BASIC_BARRED;
+    }
+    job = calloc(1, sizeof(*job));
+    if (job) {
+        job->r = r;
+        memcpy(job->key, key, sizeof(key));
+        job->user = strdup((const char *)out.data);
+        job->password = malloc(pw_len ? pw_len : 1);
+        job->password_len = pw_len;
+        if (job->password)
+            memcpy(job->password, colon + 1, pw_len);
+    }
     gnutls_memset(out.data, 0, out.size);
     gnutls_free(out.data);
-    if (rc)
-        return rc;
-    memcpy(c->basic_key, key, sizeof(key));
-    c->has_basic = true;
-    return CG_OK;
+    if (!job || !job->user || !job->password) {
+        if (job)
+            kdf_job_free(job);
+        return BASIC_ERROR;
+    }
+    r->kdf_pending = true;
+    __atomic_store_n(&r->kdf_done, false, __ATOMIC_RELEASE);
+    MHD_suspend_connection(r->mhd);
+    if (!kdf_submit(c->srv->kdf, job)) {
+        MHD_resume_connection(r->mhd);
+        r->kdf_pending = false;
+        kdf_job_free(job);
+        snprintf(r->retry_after, sizeof(r->retry_after), "1");
+        return BASIC_BUSY;
+    }
+    return BASIC_PENDING;
 }
 
 /* ---- stages ---- */
@@ -332,8 +739,17 @@ static enum stage stage_authenticate(struct request *r)
     auth = MHD_lookup_connection_value(r->mhd, MHD_HEADER_KIND, MHD_HTTP_HEADER_AUTHORIZATION);
     if (auth && cfg_of(c->srv)->basic_auth && strncasecmp(auth, "Basic ", 6) == 0 &&
         strlen(auth) < MAX_AUTH_HEADER) {
-        if (resolve_basic(r, auth))
-            return respond_error(r, CG_ERROR_INTERNAL, r->id);
+        struct identity barred;
+
+        switch (resolve_basic(r, auth, &barred)) {
+        case BASIC_PENDING: return STAGE_SUSPENDED;
+        case BASIC_BARRED: return refuse_auth(r, &barred);
+        case BASIC_BUSY:
+            return respond_error(r, CG_ERROR_UNAVAILABLE,
+                                 "too many password checks are waiting: try again in a second");
+        case BASIC_ERROR: return respond_error(r, CG_ERROR_INTERNAL, r->id);
+        case BASIC_DECIDED: break;
+        }
         if (c->basic_id.reason != AUTH_OK)
             return refuse_auth(r, &c->basic_id);
         r->who = &c->basic_id;
@@ -341,6 +757,9 @@ static enum stage stage_authenticate(struct request *r)
     }
     metrics_refusal(AUTH_NO_CREDENTIALS);
     r->reason = auth_reason_code(AUTH_NO_CREDENTIALS);
+    log_event("auth_refused",
+              json_pack("{s:s, s:s, s:s, s:s}", "request_id", r->id, "remote", c->remote, "reason",
+                        r->reason, "detail", CG_DETAIL_NO_CREDENTIALS));
     return respond_error(r, CG_ERROR_NO_CREDENTIALS, CG_DETAIL_NO_CREDENTIALS);
 }
 
@@ -353,15 +772,18 @@ static enum stage stage_route(struct request *r, bool *out_method_mismatch, char
     *out_method_mismatch = false;
     allow[0] = '\0';
     for (size_t i = 0; i < sizeof(routes) / sizeof(routes[0]); i++) {
+        bool is_get = strcmp(routes[i].method, "GET") == 0;
+
         if (strcmp(routes[i].path, r->path) != 0)
             continue;
-        if (strcmp(routes[i].method, r->method) == 0) {
+        if (strcmp(routes[i].method, r->method) == 0 ||
+            (is_get && strcmp(r->method, "HEAD") == 0)) {
             r->route = &routes[i];
             return STAGE_CONTINUE;
         }
         *out_method_mismatch = true;
-        snprintf(allow + strlen(allow), allow_len - strlen(allow), "%s%s", allow[0] ? ", " : "",
-                 routes[i].method);
+        snprintf(allow + strlen(allow), allow_len - strlen(allow), "%s%s%s", allow[0] ? ", " : "",
+                 routes[i].method, is_get ? ", HEAD" : "");
     }
     return STAGE_CONTINUE;
 }
@@ -384,7 +806,7 @@ static enum stage stage_authorise(struct request *r)
                               r->conn->remote, "reason", r->reason, "detail", detail);
 
         if (o)
-            json_object_set_new(o, "user", json_string(r->who->user));
+            json_object_set_new(o, "user", error_json_text(r->who->user));
         log_event("auth_refused", o);
     }
     return respond_error(r, CG_ERROR_NOT_AUTHORIZED, detail);
@@ -434,34 +856,25 @@ static enum stage refuse_role(struct request *r, char *const *roles, size_t n)
 }
 
 /* Runs the stages that need no body, on the first callback of a request. */
-static enum stage pipeline_head(struct request *r)
+/* Runs the stages after routing: authentication (which may suspend the
+ * request for a password check, and is run again once it is done),
+ * authorisation and the body limit. */
+static enum stage pipeline_auth(struct request *r)
 {
     struct http_server *srv = r->conn->srv;
-    bool mismatch;
-    char allow[64];
-    const char *cl;
+    enum stage st;
 
-    stage_route(r, &mismatch, allow, sizeof(allow));
-    if (!r->route && strncmp(r->path, "/api/", 5) != 0) {
-        if (mismatch)
-            return respond_text(r, 405, error_body(CG_ERROR_METHOD_NOT_ALLOWED, NULL, r->method),
-                                allow);
-        return respond_error(r, CG_ERROR_NOT_FOUND, r->path);
-    }
-    if (!r->route && srv->writer) {
-        r->cat = writer_catalog_acquire(srv->writer);
-        routes_match(r->cat, r->method, r->path, &r->dyn);
-    }
     /* A public resource skips authentication; everything else under /api
      * authenticates before a 404, so strangers learn nothing of the routes. */
     if (!(r->dyn.match == ROUTE_RESOURCE && r->dyn.resource->auth == DT_AUTH_NONE)) {
-        if (stage_authenticate(r) == STAGE_DONE)
-            return STAGE_DONE;
+        st = stage_authenticate(r);
+        if (st != STAGE_CONTINUE)
+            return st;
     }
     if (!r->route) {
-        if (mismatch || r->dyn.match == ROUTE_WRONG_METHOD)
+        if (r->method_mismatch || r->dyn.match == ROUTE_WRONG_METHOD)
             return respond_text(r, 405, error_body(CG_ERROR_METHOD_NOT_ALLOWED, NULL, r->method),
-                                mismatch ? allow : r->dyn.allow);
+                                r->method_mismatch ? r->route_allow : r->dyn.allow);
         if (r->dyn.match == ROUTE_NONE)
             return respond_error(r, CG_ERROR_NOT_FOUND, r->path);
         if (r->dyn.match == ROUTE_RESOURCE && r->who) {
@@ -476,8 +889,7 @@ static enum stage pipeline_head(struct request *r)
     } else if (stage_authorise(r) == STAGE_DONE) {
         return STAGE_DONE;
     }
-    cl = MHD_lookup_connection_value(r->mhd, MHD_HEADER_KIND, MHD_HTTP_HEADER_CONTENT_LENGTH);
-    if (cl && strtoull(cl, NULL, 10) > cfg_of(srv)->max_body_size) {
+    if (r->content_length > cfg_of(srv)->max_body_size) {
         char detail[64];
 
         snprintf(detail, sizeof(detail), "the limit is %zu bytes", cfg_of(srv)->max_body_size);
@@ -486,8 +898,32 @@ static enum stage pipeline_head(struct request *r)
     return STAGE_CONTINUE;
 }
 
+/* Runs the stages that need no body, on the first callback of a request. */
+static enum stage pipeline_head(struct request *r)
+{
+    struct http_server *srv = r->conn->srv;
+
+    stage_route(r, &r->method_mismatch, r->route_allow, sizeof(r->route_allow));
+    if (!r->route && strncmp(r->path, "/api/", 5) != 0) {
+        if (r->method_mismatch)
+            return respond_text(r, 405, error_body(CG_ERROR_METHOD_NOT_ALLOWED, NULL, r->method),
+                                r->route_allow);
+        return respond_error(r, CG_ERROR_NOT_FOUND, r->path);
+    }
+    /* HEAD is answered where GET is, without the body (libmicrohttpd
+     * drops it); a script sees the method as sent. */
+    if (!r->route && srv->writer) {
+        r->cat = writer_catalog_acquire(srv->writer);
+        routes_match(r->cat, strcmp(r->method, "HEAD") == 0 ? "GET" : r->method, r->path, &r->dyn);
+    }
+    return pipeline_auth(r);
+}
+
 /* ---- scripted resources and the Table API ---- */
 
+/* Headers get lower-case names (design section 6); query keys keep theirs.
+ * Values were checked to be UTF-8 for the query (check_target); header
+ * values are repaired rather than dropped. */
 static enum MHD_Result collect(void *cls, enum MHD_ValueKind kind, const char *key,
                                const char *value)
 {
@@ -495,16 +931,18 @@ static enum MHD_Result collect(void *cls, enum MHD_ValueKind kind, const char *k
     char name[128];
     size_t i;
 
-    (void)kind;
     if (!key)
         return MHD_YES;
-    for (i = 0; key[i] && i + 1 < sizeof(name); i++)
-        name[i] = (char)(key[i] >= 'A' && key[i] <= 'Z' ? key[i] - 'A' + 'a' : key[i]);
-    name[i] = '\0';
-    /* Credentials never reach scripts. */
-    if (strcmp(name, "authorization") == 0 || strcmp(name, "cookie") == 0)
-        return MHD_YES;
-    json_object_set_new(o, name, json_string(value ? value : ""));
+    if (kind == MHD_HEADER_KIND) {
+        for (i = 0; key[i] && i + 1 < sizeof(name); i++)
+            name[i] = (char)(key[i] >= 'A' && key[i] <= 'Z' ? key[i] - 'A' + 'a' : key[i]);
+        name[i] = '\0';
+        /* Credentials never reach scripts. */
+        if (strcmp(name, "authorization") == 0 || strcmp(name, "cookie") == 0)
+            return MHD_YES;
+        key = name;
+    }
+    json_object_set_new(o, key, error_json_text(value ? value : ""));
     return MHD_YES;
 }
 
@@ -533,8 +971,9 @@ static json_t *user_json(const struct identity *id)
 
         cg_time_iso(id->cert.not_after, na);
         json_object_set_new(u, "certificate",
-                            json_pack("{s:s, s:s, s:s, s:s, s:s}", "subject", id->cert.subject,
-                                      "issuer", id->cert.issuer, "serial", id->cert.serial,
+                            json_pack("{s:o, s:o, s:s, s:s, s:s}", "subject",
+                                      error_json_text(id->cert.subject), "issuer",
+                                      error_json_text(id->cert.issuer), "serial", id->cert.serial,
                                       "fingerprint", id->cert.fingerprint, "not_after", na));
     } else if (u) {
         json_object_set_new(u, "certificate", json_null());
@@ -809,12 +1248,13 @@ static enum stage h_whoami(struct request *r)
 
         cg_time_iso(id->cert.not_before, nb);
         cg_time_iso(id->cert.not_after, na);
-        json_object_set_new(
-            result, "certificate",
-            json_pack("{s:s, s:s, s:s, s:s, s:s, s:s, s:I, s:s?}", "subject", id->cert.subject,
-                      "issuer", id->cert.issuer, "serial", id->cert.serial, "fingerprint",
-                      id->cert.fingerprint, "not_before", nb, "not_after", na, "mapping_id",
-                      (json_int_t)id->mapping_id, "mapping_kind", id->mapping_kind));
+        json_object_set_new(result, "certificate",
+                            json_pack("{s:o, s:o, s:s, s:s, s:s, s:s, s:I, s:s?}", "subject",
+                                      error_json_text(id->cert.subject), "issuer",
+                                      error_json_text(id->cert.issuer), "serial", id->cert.serial,
+                                      "fingerprint", id->cert.fingerprint, "not_before", nb,
+                                      "not_after", na, "mapping_id", (json_int_t)id->mapping_id,
+                                      "mapping_kind", id->mapping_kind));
     } else if (result) {
         json_object_set_new(result, "certificate", json_null());
     }
@@ -844,76 +1284,318 @@ static void request_id(char out[33])
     cg_hex(raw, sizeof(raw), out);
 }
 
+/* A new request: called by libmicrohttpd as soon as the request line is in
+ * (the URI log callback), so that even a request libmicrohttpd answers
+ * itself later (a broken header or chunk) gets its access-log line. */
+static struct request *request_new(struct http_server *srv, struct MHD_Connection *mhd,
+                                   const char *target)
+{
+    struct request *r = calloc(1, sizeof(*r));
+    const union MHD_ConnectionInfo *ci;
+
+    if (!r)
+        return NULL;
+    __atomic_add_fetch(&srv->active, 1, __ATOMIC_ACQ_REL);
+    clock_gettime(CLOCK_MONOTONIC, &r->start);
+    request_id(r->id);
+    r->mhd = mhd;
+    r->target = target ? strdup(target) : NULL;
+    ci = MHD_get_connection_info(mhd, MHD_CONNECTION_INFO_SOCKET_CONTEXT);
+    r->conn = ci ? ci->socket_context : NULL;
+    return r;
+}
+
+static void *on_uri(void *cls, const char *uri, struct MHD_Connection *mhd)
+{
+    struct request *r = request_new(cls, mhd, uri);
+
+    if (r && r->conn)
+        r->conn->request_lines++;
+    return r;
+}
+
+static int hex_digit(char c)
+{
+    if (c >= '0' && c <= '9')
+        return c - '0';
+    if (c >= 'a' && c <= 'f')
+        return c - 'a' + 10;
+    if (c >= 'A' && c <= 'F')
+        return c - 'A' + 10;
+    return -1;
+}
+
+/* Decodes %XX escapes as libmicrohttpd does (others stay as they are);
+ * returns the decoded length. @p out has room for @p len bytes. */
+static size_t percent_decode(const char *in, size_t len, char *out)
+{
+    size_t o = 0;
+
+    for (size_t i = 0; i < len; i++) {
+        int hi, lo;
+
+        if (in[i] == '%' && i + 2 < len && (hi = hex_digit(in[i + 1])) >= 0 &&
+            (lo = hex_digit(in[i + 2])) >= 0) {
+            out[o++] = (char)(hi * 16 + lo);
+            i += 2;
+        } else {
+            out[o++] = in[i];
+        }
+    }
+    return o;
+}
+
+/* The path and the query as libmicrohttpd hands them on must be text:
+ * NUL would cut them short (/healthz%00junk is not /healthz) and bytes that
+ * are not UTF-8 cannot go into JSON. NULL when fine, else the detail. */
+static const char *check_target(const char *target)
+{
+    const char *q;
+    size_t len, plen, n;
+    char *buf;
+    const char *why = NULL;
+
+    if (!target)
+        return NULL;
+    len = strlen(target);
+    q = strchr(target, '?');
+    plen = q ? (size_t)(q - target) : len;
+    buf = malloc(len + 1);
+    if (!buf)
+        return "out of memory";
+    n = percent_decode(target, plen, buf);
+    if (memchr(buf, '\0', n))
+        why = "the request path holds a NUL byte (%00)";
+    else if (error_utf8_prefix(buf, n) != n)
+        why = "the request path is not valid UTF-8 once percent-decoded";
+    if (!why && q) {
+        n = percent_decode(q + 1, len - plen - 1, buf);
+        if (memchr(buf, '\0', n))
+            why = "the query string holds a NUL byte (%00)";
+        else if (error_utf8_prefix(buf, n) != n)
+            why = "the query string is not valid UTF-8 once percent-decoded";
+    }
+    free(buf);
+    return why;
+}
+
+/* What the request head holds, for the checks libmicrohttpd leaves to us. */
+struct head_scan {
+    size_t bytes;         /* header names and values, bytes */
+    size_t pool;          /* estimate of what the head takes of the memory pool */
+    unsigned n_cl;        /* Content-Length headers */
+    bool cl_differ;       /* ... and they disagree */
+    const char *cl;       /* the first one */
+    unsigned n_te;        /* Transfer-Encoding headers */
+    const char *te;       /* the first one */
+    bool expect_continue; /* Expect: 100-continue */
+};
+
+static enum MHD_Result scan_value(void *cls, enum MHD_ValueKind kind, const char *key,
+                                  size_t key_size, const char *value, size_t value_size)
+{
+    struct head_scan *h = cls;
+
+    /* libmicrohttpd keeps each value in a pool entry of about 64 bytes;
+     * cookies are parsed again from a copy of their header. */
+    h->pool += 64 + (kind == MHD_COOKIE_KIND ? key_size + value_size + 2 : 0);
+    if (kind != MHD_HEADER_KIND)
+        return MHD_YES;
+    h->bytes += key_size + value_size;
+    h->pool += key_size + value_size + 4;
+    if (!value)
+        return MHD_YES;
+    if (strcasecmp(key, MHD_HTTP_HEADER_CONTENT_LENGTH) == 0) {
+        if (h->n_cl++ == 0)
+            h->cl = value;
+        else if (strcmp(h->cl, value) != 0)
+            h->cl_differ = true;
+    } else if (strcasecmp(key, MHD_HTTP_HEADER_TRANSFER_ENCODING) == 0) {
+        if (h->n_te++ == 0)
+            h->te = value;
+    } else if (strcasecmp(key, MHD_HTTP_HEADER_EXPECT) == 0 &&
+               strcasecmp(value, "100-continue") == 0) {
+        h->expect_continue = true;
+    }
+    return MHD_YES;
+}
+
+/*
+ * The checks on the head as a whole, before anything else looks at it:
+ * its size (libmicrohttpd only refuses a head that overflows the memory
+ * pool, which is sized well above --max-header-size so that the answer
+ * always fits), the body framing (a request with two framings is how
+ * requests are smuggled past proxies), and the target (check_target).
+ */
+static enum stage stage_head(struct request *r, const char *version)
+{
+    struct http_server *srv = r->conn->srv;
+    struct head_scan h;
+    const char *bad;
+    char detail[200];
+
+    memset(&h, 0, sizeof(h));
+    MHD_get_connection_values_n(r->mhd, MHD_HEADER_KIND | MHD_COOKIE_KIND | MHD_GET_ARGUMENT_KIND,
+                                scan_value, &h);
+    h.bytes +=
+        strlen(r->method) + strlen(r->target ? r->target : "") + strlen(version ? version : "") + 2;
+    h.pool += h.bytes;
+    if (h.bytes > srv->max_header_size || h.pool + 4096 > srv->pool_size) {
+        if (h.bytes > srv->max_header_size)
+            snprintf(detail, sizeof(detail),
+                     "the request head is %zu bytes; the limit is %zu (request line, header names "
+                     "and values)",
+                     h.bytes, srv->max_header_size);
+        else
+            snprintf(detail, sizeof(detail), "the request head has too many header fields");
+        r->close_now = r->direct_answer = true;
+        return respond_error(r, CG_ERROR_HEADER_TOO_LARGE, detail);
+    }
+    r->expect_continue = h.expect_continue;
+    if (h.n_te) {
+        r->has_body = r->chunked = true;
+        r->close_now = h.n_cl > 0 || h.n_te > 1 || strcasecmp(h.te, "chunked") != 0;
+        if (h.n_cl)
+            return respond_error(r, CG_ERROR_BAD_REQUEST,
+                                 "the request has both Content-Length and Transfer-Encoding; "
+                                 "send only one of them");
+        if (r->close_now)
+            return respond_error(r, CG_ERROR_BAD_REQUEST,
+                                 "Transfer-Encoding must be exactly chunked, once");
+    } else if (h.n_cl) {
+        r->content_length = strtoull(h.cl, NULL, 10);
+        r->has_body = r->content_length > 0;
+        if (h.cl_differ) {
+            r->close_now = true;
+            return respond_error(r, CG_ERROR_BAD_REQUEST,
+                                 "the request has Content-Length headers that disagree");
+        }
+    }
+    bad = check_target(r->target);
+    if (bad) {
+        r->bad_target = true;
+        return respond_error(r, CG_ERROR_BAD_REQUEST, bad);
+    }
+    return STAGE_CONTINUE;
+}
+
+/*
+ * An answer decided from the head alone. Without a body it waits for the
+ * end of the request (keep-alive stays). With a body that fits the limit,
+ * the body is read and dropped first, for the same reason. Otherwise the
+ * answer goes now and the connection closes: a body over the limit, a
+ * client waiting for 100-continue (it need not send the body at all), a
+ * framing that cannot be trusted.
+ */
+static enum MHD_Result answer_early(struct request *r)
+{
+    if (r->direct_answer)
+        return send_and_close(r);
+    if (r->close_now || r->expect_continue ||
+        (r->has_body && !r->chunked && r->content_length > cfg_of(r->conn->srv)->max_body_size))
+        send_answer(r);
+    return MHD_YES;
+}
+
+static enum MHD_Result on_body(struct request *r, const char *data, size_t n)
+{
+    size_t limit = cfg_of(r->conn->srv)->max_body_size;
+    char *nb;
+
+    if (r->queued) {
+        /* Answered already: the body is read and dropped, up to the limit. */
+        r->discarded += n;
+        return r->discarded > limit ? send_and_close(r) : MHD_YES;
+    }
+    if (r->body_len + n > limit) {
+        char detail[64];
+
+        /* Only a chunked body gets here: a Content-Length over the limit
+         * was answered from the head. */
+        snprintf(detail, sizeof(detail), "the limit is %zu bytes", limit);
+        respond_error(r, CG_ERROR_BODY_TOO_LARGE, detail);
+        return send_and_close(r);
+    }
+    nb = realloc(r->body, r->body_len + n + 1);
+    if (!nb)
+        return MHD_NO;
+    r->body = nb;
+    memcpy(r->body + r->body_len, data, n);
+    r->body_len += n;
+    r->body[r->body_len] = '\0';
+    return MHD_YES;
+}
+
 static enum MHD_Result on_request(void *cls, struct MHD_Connection *mhd, const char *url,
                                   const char *method, const char *version, const char *upload_data,
                                   size_t *upload_data_size, void **req_cls)
 {
     struct http_server *srv = cls;
     struct request *r = *req_cls;
-    const union MHD_ConnectionInfo *ci;
 
-    (void)version;
     if (!r) {
-        r = calloc(1, sizeof(*r));
+        r = request_new(srv, mhd, NULL);
         if (!r)
             return MHD_NO;
         *req_cls = r;
-        __atomic_add_fetch(&srv->active, 1, __ATOMIC_ACQ_REL);
-        clock_gettime(CLOCK_MONOTONIC, &r->start);
-        request_id(r->id);
-        r->mhd = mhd;
+    }
+    if (!r->started) {
+        r->started = true;
+        if (r->conn) {
+            __atomic_store_n(&r->conn->head_state, HEAD_NONE, __ATOMIC_RELEASE);
+            r->conn->requests++;
+        }
         r->method = method;
         r->path = strdup(url ? url : "/");
-        ci = MHD_get_connection_info(mhd, MHD_CONNECTION_INFO_SOCKET_CONTEXT);
-        r->conn = ci ? ci->socket_context : NULL;
         if (!r->path || !r->conn)
             return MHD_NO;
-        pipeline_head(r);
-        return MHD_YES;
+        if (stage_head(r, version) == STAGE_CONTINUE)
+            pipeline_head(r);
+        return r->queued ? answer_early(r) : MHD_YES;
+    }
+    if (r->kdf_pending) {
+        /* Resumed after the password check: go on from authentication. */
+        if (!__atomic_load_n(&r->kdf_done, __ATOMIC_ACQUIRE))
+            return MHD_YES;
+        r->kdf_pending = false;
+        pipeline_auth(r);
+        return r->queued ? answer_early(r) : MHD_YES;
     }
     if (*upload_data_size) {
         size_t n = *upload_data_size;
 
         *upload_data_size = 0;
-        if (r->queued || r->body_too_large)
-            return MHD_YES;
-        if (r->body_len + n > cfg_of(srv)->max_body_size) {
-            r->body_too_large = true;
-            return MHD_YES;
-        }
-        {
-            char *nb = realloc(r->body, r->body_len + n + 1);
-
-            if (!nb)
-                return MHD_NO;
-            r->body = nb;
-        }
-        memcpy(r->body + r->body_len, upload_data, n);
-        r->body_len += n;
-        r->body[r->body_len] = '\0';
-        return MHD_YES;
+        return on_body(r, upload_data, n);
     }
+    /* The request is complete. */
     if (r->job && __atomic_load_n(&r->job_done, __ATOMIC_ACQUIRE)) {
         if (!r->queued)
             finish_job(r);
         return MHD_YES;
     }
-    if (r->queued || r->job)
-        return MHD_YES;
-    if (r->body_too_large) {
-        char detail[64];
-
-        snprintf(detail, sizeof(detail), "the limit is %zu bytes", cfg_of(srv)->max_body_size);
-        respond_error(r, CG_ERROR_BODY_TOO_LARGE, detail);
-        return MHD_YES;
+    if (!r->queued && !r->job) {
+        if (r->route)
+            r->route->handler(r);
+        else if (r->dyn.match == ROUTE_RESOURCE || r->dyn.match == ROUTE_TABLE)
+            start_job(r);
+        if (!r->queued && !(r->job && r->job->done))
+            respond_error(r, CG_ERROR_INTERNAL, r->id);
     }
-    if (r->route)
-        r->route->handler(r);
-    else if (r->dyn.match == ROUTE_RESOURCE || r->dyn.match == ROUTE_TABLE)
-        start_job(r);
-    if (!r->queued && !(r->job && r->job->done))
-        respond_error(r, CG_ERROR_INTERNAL, r->id);
+    send_answer(r);
     return MHD_YES;
+}
+
+static const char *termination_name(enum MHD_RequestTerminationCode toe)
+{
+    switch (toe) {
+    case MHD_REQUEST_TERMINATED_COMPLETED_OK: return "completed";
+    case MHD_REQUEST_TERMINATED_WITH_ERROR: return "error";
+    case MHD_REQUEST_TERMINATED_TIMEOUT_REACHED: return "timeout";
+    case MHD_REQUEST_TERMINATED_DAEMON_SHUTDOWN: return "shutdown";
+    case MHD_REQUEST_TERMINATED_READ_ERROR: return "read_error";
+    case MHD_REQUEST_TERMINATED_CLIENT_ABORT: return "client_abort";
+    }
+    return "unknown";
 }
 
 static void on_completed(void *cls, struct MHD_Connection *mhd, void **req_cls,
@@ -924,19 +1606,27 @@ static void on_completed(void *cls, struct MHD_Connection *mhd, void **req_cls,
     struct timespec now;
     long long us;
     json_t *o;
+    bool handed;
 
     (void)mhd;
     if (!r)
         return;
+    /* Whether our answer reached libmicrohttpd (or the socket): a request
+     * it refused itself later (a broken chunk) got its answer, not ours. */
+    handed = (r->queued && !r->answer) || r->sent_directly;
     clock_gettime(CLOCK_MONOTONIC, &now);
     us = (long long)(now.tv_sec - r->start.tv_sec) * 1000000 +
          (now.tv_nsec - r->start.tv_nsec) / 1000;
-    o = json_pack("{s:s, s:s, s:s, s:s, s:i, s:I, s:I}", "request_id", r->id, "remote",
-                  r->conn ? r->conn->remote : "", "method", r->method ? r->method : "", "path",
-                  r->path ? r->path : "", "status", (int)r->status, "bytes", (json_int_t)r->bytes,
+    o = json_pack("{s:s, s:s, s:o, s:o, s:i, s:I, s:I}", "request_id", r->id, "remote",
+                  r->conn ? r->conn->remote : "", "method",
+                  error_json_text(r->method ? r->method : ""), "path",
+                  error_json_text(r->path && !r->bad_target ? r->path
+                                  : r->target               ? r->target
+                                                            : ""),
+                  "status", handed ? (int)r->status : 0, "bytes", handed ? (json_int_t)r->bytes : 0,
                   "us", (json_int_t)us);
     if (o) {
-        json_object_set_new(o, "user", r->who ? json_string(r->who->user) : json_null());
+        json_object_set_new(o, "user", r->who ? error_json_text(r->who->user) : json_null());
         json_object_set_new(o, "auth",
                             json_string(r->who ? auth_method_name(r->who->method) : "none"));
         json_object_set_new(o, "cert_fingerprint",
@@ -945,8 +1635,19 @@ static void on_completed(void *cls, struct MHD_Connection *mhd, void **req_cls,
                                 : json_null());
         if (r->reason)
             json_object_set_new(o, "reason", json_string(r->reason));
-        if (toe != MHD_REQUEST_TERMINATED_COMPLETED_OK)
-            json_object_set_new(o, "terminated", json_true());
+        /* The certificate decision of this connection used a CRL past its
+         * next update: it still applied, and the log says so. */
+        if (r->conn && r->conn->has_cert_id && r->conn->cert_id.crl_stale) {
+            json_object_set_new(o, "crl_stale", json_true());
+            json_object_set_new(o, "crl_issuer", error_json_text(r->conn->cert_id.crl_issuer));
+        }
+        if (!handed && toe == MHD_REQUEST_TERMINATED_WITH_ERROR) {
+            json_object_set_new(o, "answered_by", json_string("libmicrohttpd"));
+            if (r->queued)
+                json_object_set_new(o, "decided_status", json_integer((json_int_t)r->status));
+        }
+        if (toe != MHD_REQUEST_TERMINATED_COMPLETED_OK && !r->sent_directly)
+            json_object_set_new(o, "terminated", json_string(termination_name(toe)));
     }
     log_event("request", o);
     metrics_request(r->route                         ? METRICS_SLOT_BUILTIN
@@ -954,10 +1655,19 @@ static void on_completed(void *cls, struct MHD_Connection *mhd, void **req_cls,
                     : r->dyn.match == ROUTE_TABLE    ? METRICS_SLOT_TABLE_API
                                                      : METRICS_SLOT_NONE,
                     r->status, us > 0 ? (uint64_t)us : 0);
+    if (r->answer)
+        MHD_destroy_response(r->answer);
+    if (toe != MHD_REQUEST_TERMINATED_COMPLETED_OK)
+        __atomic_add_fetch(&srv->unanswered, 1, __ATOMIC_ACQ_REL);
+    /* Between requests now: the next head's deadline starts with its first
+     * byte (the sweeper watches for it); until then --idle-timeout rules. */
+    if (r->conn)
+        __atomic_store_n(&r->conn->head_state, HEAD_IDLE | now_ms(), __ATOMIC_RELEASE);
     writer_job_free(r->job);
     writer_catalog_release(r->cat);
     json_decref(r->dyn.params);
     free(r->path);
+    free(r->target);
     free(r->body);
     free(r);
     *req_cls = NULL;
@@ -979,6 +1689,10 @@ static void on_connection(void *cls, struct MHD_Connection *mhd, void **socket_c
             return;
         metrics_connection();
         c->srv = srv;
+        /* The handshake and the first head must be done in --head-timeout. */
+        c->head_state = HEAD_DEADLINE | (now_ms() + 1000ULL * cfg_of(srv)->head_timeout);
+        ci = MHD_get_connection_info(mhd, MHD_CONNECTION_INFO_CONNECTION_FD);
+        c->fd = ci ? ci->connect_fd : MHD_INVALID_SOCKET;
         ci = MHD_get_connection_info(mhd, MHD_CONNECTION_INFO_CLIENT_ADDRESS);
         if (ci && ci->client_addr) {
             const struct sockaddr *sa = ci->client_addr;
@@ -995,14 +1709,45 @@ static void on_connection(void *cls, struct MHD_Connection *mhd, void **socket_c
         ci = MHD_get_connection_info(mhd, MHD_CONNECTION_INFO_GNUTLS_SESSION);
         if (ci && ci->tls_session) {
             snap = trust_holder_acquire(srv->trust);
-            tls_session_setup(srv->tls, ci->tls_session, &snap->pki, snap->version);
+            tls_session_setup(srv->tls, ci->tls_session, &snap->pki, snap->version, &c->creds);
             trust_release(snap);
         }
+        pthread_mutex_lock(&srv->conns_lock);
+        c->next = srv->conns;
+        if (c->next)
+            c->next->prev = c;
+        srv->conns = c;
+        pthread_mutex_unlock(&srv->conns_lock);
         *socket_context = c;
         return;
     }
     if (!c)
         return;
+    /* libmicrohttpd closes the socket only after this returns: once c is
+     * off the list, the sweeper cannot touch a descriptor number that may
+     * be reused. */
+    pthread_mutex_lock(&srv->conns_lock);
+    if (c->prev)
+        c->prev->next = c->next;
+    else
+        srv->conns = c->next;
+    if (c->next)
+        c->next->prev = c->prev;
+    pthread_mutex_unlock(&srv->conns_lock);
+    /* Nothing else logs a connection that never got as far as a request
+     * line: a failed or abandoned TLS handshake, a client that sent
+     * nothing, or a request line libmicrohttpd refused itself (its "httpd"
+     * line says which, without the address). */
+    if (c->request_lines == 0 && !c->swept)
+        log_event("connection_closed",
+                  json_pack("{s:s, s:i, s:s}", "remote", c->remote, "requests", 0, "detail",
+                            "closed before a request line was read: a TLS handshake that failed "
+                            "or was abandoned, no data, or a request line libmicrohttpd refused "
+                            "(see the httpd line)"));
+    /* libmicrohttpd has called gnutls_deinit by now (MHD_cleanup_connections;
+     * its other CLOSED call, for a connection that failed to start, cannot
+     * happen with poll and a thread pool), so the credentials may go. */
+    tls_session_release(srv->tls, c->creds);
     conn_forget(c);
     pki_cert_list_free(&c->peer);
     free(c);
@@ -1016,52 +1761,95 @@ static void on_mhd_log(void *cls, const char *fmt, va_list ap)
 
     (void)cls;
     vsnprintf(msg, sizeof(msg), fmt, ap);
+    if (closing_on_purpose && strncmp(msg, "Application reported internal error", 35) == 0) {
+        closing_on_purpose = false;
+        return;
+    }
     n = strlen(msg);
     while (n > 0 && (msg[n - 1] == '\n' || msg[n - 1] == ' '))
         msg[--n] = '\0';
-    log_event("httpd", json_pack("{s:s}", "detail", msg));
+    log_event("httpd", json_pack("{s:o}", "detail", error_json_text(msg)));
 }
 
-/* Parses "ADDR:PORT" or "[V6]:PORT". */
-static int parse_listen(const char *s, struct sockaddr_storage *out, socklen_t *out_len)
-{
-    char host[INET6_ADDRSTRLEN + 2];
-    const char *colon = strrchr(s, ':');
-    unsigned long port;
-    char *end = NULL;
-    size_t hlen;
+/* ---- the head deadline ---- */
 
-    if (!colon || colon == s)
-        return -1;
-    port = strtoul(colon + 1, &end, 10);
-    if (!colon[1] || *end || port > 65535)
-        return -1;
-    hlen = (size_t)(colon - s);
-    if (s[0] == '[') {
-        if (hlen < 3 || s[hlen - 1] != ']' || hlen - 2 >= sizeof(host))
-            return -1;
-        memcpy(host, s + 1, hlen - 2);
-        host[hlen - 2] = '\0';
-    } else {
-        if (hlen >= sizeof(host))
-            return -1;
-        memcpy(host, s, hlen);
-        host[hlen] = '\0';
-    }
-    memset(out, 0, sizeof(*out));
-    if (inet_pton(AF_INET, host, &((struct sockaddr_in *)out)->sin_addr) == 1) {
-        ((struct sockaddr_in *)out)->sin_family = AF_INET;
-        ((struct sockaddr_in *)out)->sin_port = htons((uint16_t)port);
-        *out_len = sizeof(struct sockaddr_in);
+/* When the peer last sent data, in our monotonic ms, or 0 if unknown. */
+static uint64_t last_data_received(MHD_socket fd, uint64_t now)
+{
+    struct tcp_info ti;
+    socklen_t len = sizeof(ti);
+
+    if (getsockopt(fd, IPPROTO_TCP, TCP_INFO, &ti, &len) != 0 || len < sizeof(ti))
         return 0;
+    return now > ti.tcpi_last_data_recv ? now - ti.tcpi_last_data_recv : 0;
+}
+
+/*
+ * Closes the connections whose TLS handshake and request head are not done
+ * within --head-timeout (a client sending one byte a second would hold one
+ * for ever: --idle-timeout only measures silence). libmicrohttpd 0.9.75
+ * cannot close a connection from outside, so the sweeper shuts its socket
+ * down; libmicrohttpd then sees the end of the stream on its own thread and
+ * closes it as usual. The descriptor is valid while the connection is on
+ * the list under conns_lock (see on_connection).
+ */
+static void sweep(struct http_server *srv)
+{
+    uint64_t now = now_ms(), timeout = 1000ULL * cfg_of(srv)->head_timeout;
+
+    pthread_mutex_lock(&srv->conns_lock);
+    for (struct conn *c = srv->conns; c; c = c->next) {
+        uint64_t st = __atomic_load_n(&c->head_state, __ATOMIC_ACQUIRE);
+
+        if (c->fd == MHD_INVALID_SOCKET || HEAD_KIND(st) == HEAD_NONE)
+            continue;
+        if (HEAD_KIND(st) == HEAD_IDLE) {
+            uint64_t got = last_data_received(c->fd, now);
+
+            /* Data after the end of the last request: a head has begun.
+             * The kernel's figure is in coarse ticks, hence the margin. */
+            if (got > HEAD_TIME(st) + 50)
+                __atomic_compare_exchange_n(&c->head_state, &st, HEAD_DEADLINE | (got + timeout),
+                                            false, __ATOMIC_ACQ_REL, __ATOMIC_ACQUIRE);
+            continue;
+        }
+        if (now < HEAD_TIME(st) || c->swept)
+            continue;
+        c->swept = true;
+        shutdown(c->fd, SHUT_RDWR);
+        log_event("head_timeout",
+                  json_pack("{s:s, s:s, s:i, s:s}", "remote", c->remote, "stage",
+                            c->requests ? "request head" : "TLS handshake or first request head",
+                            "head_timeout", (int)cfg_of(srv)->head_timeout, "detail",
+                            "the client took too long to send its request head; connection "
+                            "closed (--head-timeout)"));
     }
-    if (inet_pton(AF_INET6, host, &((struct sockaddr_in6 *)out)->sin6_addr) == 1) {
-        ((struct sockaddr_in6 *)out)->sin6_family = AF_INET6;
-        ((struct sockaddr_in6 *)out)->sin6_port = htons((uint16_t)port);
-        *out_len = sizeof(struct sockaddr_in6);
-        return 0;
+    pthread_mutex_unlock(&srv->conns_lock);
+}
+
+static void *sweeper_main(void *arg)
+{
+    struct http_server *srv = arg;
+
+    pthread_mutex_lock(&srv->conns_lock);
+    while (!srv->stopping) {
+        struct timespec until;
+
+        clock_gettime(CLOCK_REALTIME, &until);
+        until.tv_nsec += 250 * 1000000L;
+        if (until.tv_nsec >= 1000000000L) {
+            until.tv_sec++;
+            until.tv_nsec -= 1000000000L;
+        }
+        pthread_cond_timedwait(&srv->sweeper_wake, &srv->conns_lock, &until);
+        if (srv->stopping)
+            break;
+        pthread_mutex_unlock(&srv->conns_lock);
+        sweep(srv);
+        pthread_mutex_lock(&srv->conns_lock);
     }
-    return -1;
+    pthread_mutex_unlock(&srv->conns_lock);
+    return NULL;
 }
 
 int http_start(const struct serve_config *cfg, struct trust_holder *trust, struct tls_server *tls,
@@ -1077,14 +1865,14 @@ int http_start(const struct serve_config *cfg, struct trust_holder *trust, struc
     if (!srv)
         return CG_ENOMEM;
     srv->quiesced = MHD_INVALID_SOCKET;
+    pthread_mutex_init(&srv->conns_lock, NULL);
+    pthread_cond_init(&srv->sweeper_wake, NULL);
     srv->cfg = cfg;
     srv->trust = trust;
     srv->tls = tls;
     srv->writer = writer;
-    if (parse_listen(cfg->listen, &addr, &addr_len)) {
-        cg_err_set(err, "--listen '%s' is not ADDRESS:PORT (127.0.0.1:8443 or [::1]:8443)",
-                   cfg->listen);
-        free(srv);
+    if (settings_address(cfg->listen, &addr, &addr_len, err)) {
+        http_stop(srv);
         return CG_EINVAL;
     }
     if (threads == 0) {
@@ -1092,14 +1880,19 @@ int http_start(const struct serve_config *cfg, struct trust_holder *trust, struc
 
         threads = n > 0 ? (unsigned)n : 1;
     }
-    /* The connection's memory pool holds the request head, so its size is
-     * what bounds --max-header-size (plus room for buffers and the answer's
-     * headers); libmicrohttpd answers a larger head itself (431). */
+    /* The connection's memory pool holds the request head, its parsed
+     * fields and the answer's headers. It is sized well above
+     * --max-header-size, which stage_head enforces with a JSON 431; only a
+     * head that overflows the whole pool gets libmicrohttpd's own 431. */
+    srv->max_header_size = cfg->max_header_size;
+    srv->pool_size = 2 * cfg->max_header_size + 32 * 1024;
     /* poll(), not epoll: with TLS, libmicrohttpd 0.9.75's epoll loop cost
      * about 1.3 ms of CPU per new connection here against 0.5 ms with poll
      * (bench/handshake.sh, server CPU from /proc). */
     flags = MHD_USE_TLS | MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_POLL | MHD_USE_ERROR_LOG |
             MHD_ALLOW_SUSPEND_RESUME;
+    if (addr.ss_family == AF_INET6)
+        flags |= MHD_USE_IPv6;
     srv->daemon = MHD_start_daemon(
         flags, 0, NULL, NULL, on_request, srv, MHD_OPTION_EXTERNAL_LOGGER, on_mhd_log, srv,
         MHD_OPTION_SOCK_ADDR, (struct sockaddr *)&addr, MHD_OPTION_HTTPS_MEM_CERT,
@@ -1108,19 +1901,42 @@ int http_start(const struct serve_config *cfg, struct trust_holder *trust, struc
         cfg->tls_priority ? cfg->tls_priority : settings_default_priority,
         MHD_OPTION_THREAD_POOL_SIZE, threads, MHD_OPTION_CONNECTION_LIMIT, cfg->max_connections,
         MHD_OPTION_PER_IP_CONNECTION_LIMIT, cfg->max_per_ip, MHD_OPTION_CONNECTION_TIMEOUT,
-        cfg->idle_timeout, MHD_OPTION_CONNECTION_MEMORY_LIMIT,
-        (size_t)(cfg->max_header_size + 8192), MHD_OPTION_NOTIFY_CONNECTION, on_connection, srv,
-        MHD_OPTION_NOTIFY_COMPLETED, on_completed, srv, MHD_OPTION_END);
+        cfg->idle_timeout, MHD_OPTION_CONNECTION_MEMORY_LIMIT, srv->pool_size,
+        MHD_OPTION_NOTIFY_CONNECTION, on_connection, srv, MHD_OPTION_NOTIFY_COMPLETED, on_completed,
+        srv, MHD_OPTION_URI_LOG_CALLBACK, on_uri, srv, MHD_OPTION_END);
     if (!srv->daemon) {
         cg_err_set(err,
                    "cannot listen on %s (address in use, not permitted, or the TLS priority "
                    "string or certificate was refused; see the log)",
                    cfg->listen);
-        free(srv);
+        http_stop(srv);
         return CG_ERR;
     }
+    /* Half the cores for password checks (at least one, at most four). */
+    if (kdf_start(srv, threads / 2 ? (threads / 2 < 4 ? threads / 2 : 4) : 1, &srv->kdf)) {
+        cg_err_set(err, "cannot start the password-check threads");
+        http_stop(srv);
+        return CG_ERR;
+    }
+    if (pthread_create(&srv->sweeper, NULL, sweeper_main, srv) != 0) {
+        cg_err_set(err, "cannot start the connection sweeper thread");
+        http_stop(srv);
+        return CG_ERR;
+    }
+    srv->sweeper_started = true;
     di = MHD_get_daemon_info(srv->daemon, MHD_DAEMON_INFO_BIND_PORT);
     srv->port = di ? di->port : 0;
+    {
+        char host[INET6_ADDRSTRLEN];
+        const void *a = addr.ss_family == AF_INET6
+                            ? (const void *)&((struct sockaddr_in6 *)&addr)->sin6_addr
+                            : (const void *)&((struct sockaddr_in *)&addr)->sin_addr;
+
+        if (!inet_ntop(addr.ss_family, a, host, sizeof(host)))
+            snprintf(host, sizeof(host), "?");
+        snprintf(srv->address, sizeof(srv->address),
+                 addr.ss_family == AF_INET6 ? "[%s]:%u" : "%s:%u", host, (unsigned)srv->port);
+    }
     *out_srv = srv;
     return CG_OK;
 }
@@ -1185,14 +2001,14 @@ int http_start_metrics(struct http_server *srv, const char *listen, uint16_t *ou
     socklen_t addr_len = 0;
     const union MHD_DaemonInfo *di;
 
-    if (parse_listen(listen, &addr, &addr_len)) {
-        cg_err_set(err, "--metrics-listen '%s' is not ADDRESS:PORT", listen);
+    if (settings_address(listen, &addr, &addr_len, err))
         return CG_EINVAL;
-    }
-    srv->metrics = MHD_start_daemon(
-        MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_ERROR_LOG, 0, NULL, NULL, on_metrics, srv,
-        MHD_OPTION_EXTERNAL_LOGGER, on_mhd_log, srv, MHD_OPTION_SOCK_ADDR, (struct sockaddr *)&addr,
-        MHD_OPTION_CONNECTION_LIMIT, 16, MHD_OPTION_CONNECTION_TIMEOUT, 10, MHD_OPTION_END);
+    srv->metrics = MHD_start_daemon(MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_ERROR_LOG |
+                                        (addr.ss_family == AF_INET6 ? MHD_USE_IPv6 : 0),
+                                    0, NULL, NULL, on_metrics, srv, MHD_OPTION_EXTERNAL_LOGGER,
+                                    on_mhd_log, srv, MHD_OPTION_SOCK_ADDR, (struct sockaddr *)&addr,
+                                    MHD_OPTION_CONNECTION_LIMIT, 16, MHD_OPTION_CONNECTION_TIMEOUT,
+                                    10, MHD_OPTION_END);
     if (!srv->metrics) {
         cg_err_set(err, "cannot listen on %s for metrics", listen);
         return CG_ERR;
@@ -1207,6 +2023,11 @@ uint16_t http_port(struct http_server *srv)
     return srv->port;
 }
 
+const char *http_address(struct http_server *srv)
+{
+    return srv->address;
+}
+
 void http_quiesce(struct http_server *srv)
 {
     /* libmicrohttpd's threads may still look at it: close after stopping. */
@@ -1218,14 +2039,30 @@ int http_active_requests(struct http_server *srv)
     return __atomic_load_n(&srv->active, __ATOMIC_ACQUIRE);
 }
 
+int http_unanswered_requests(struct http_server *srv)
+{
+    return __atomic_load_n(&srv->unanswered, __ATOMIC_ACQUIRE);
+}
+
 void http_stop(struct http_server *srv)
 {
     if (!srv)
         return;
+    if (srv->sweeper_started) {
+        pthread_mutex_lock(&srv->conns_lock);
+        srv->stopping = true;
+        pthread_cond_signal(&srv->sweeper_wake);
+        pthread_mutex_unlock(&srv->conns_lock);
+        pthread_join(srv->sweeper, NULL);
+    }
+    kdf_stop(srv->kdf);
     if (srv->metrics)
         MHD_stop_daemon(srv->metrics);
-    MHD_stop_daemon(srv->daemon);
+    if (srv->daemon)
+        MHD_stop_daemon(srv->daemon);
     if (srv->quiesced != MHD_INVALID_SOCKET)
         close(srv->quiesced);
+    pthread_mutex_destroy(&srv->conns_lock);
+    pthread_cond_destroy(&srv->sweeper_wake);
     free(srv);
 }

@@ -1,9 +1,12 @@
 /*
  * http: the libmicrohttpd daemon and the request pipeline: per-connection
- * identity (decided once per TLS connection, redone when trust data moved),
- * the route table, authentication, authorisation, bodies, JSON responses and
- * the access log. Relies on every module before it; the only module besides
- * tls that sees libmicrohttpd or GnuTLS. Does not parse the command line.
+ * identity (decided once per TLS connection, redone when trust data or the
+ * time moved past it), the checks on the head as a whole (size, framing,
+ * text), the route table, authentication (password checks on threads of
+ * their own), authorisation, bodies, JSON responses and the access log; and
+ * the sweeper that enforces --head-timeout. Relies on every module before
+ * it; the only module besides tls that sees libmicrohttpd or GnuTLS. Does
+ * not parse the command line.
  */
 #ifndef CG_HTTP_H
 #define CG_HTTP_H
@@ -41,6 +44,9 @@ int http_start_metrics(struct http_server *srv, const char *listen, uint16_t *ou
 /** The port the server listens on (useful with port 0). */
 uint16_t http_port(struct http_server *srv);
 
+/** The address and port it listens on, "127.0.0.1:8443" or "[::1]:8443". */
+const char *http_address(struct http_server *srv);
+
 /**
  * Use new settings for the next requests (SIGHUP): Basic, error details and
  * the body limit; @p cfg must outlive the server. Address, threads and
@@ -53,6 +59,9 @@ void http_quiesce(struct http_server *srv);
 
 /** Requests received and not yet completed. */
 int http_active_requests(struct http_server *srv);
+
+/** Requests that ended without a complete answer so far (timeout, client gone, error). */
+int http_unanswered_requests(struct http_server *srv);
 
 /** Stop the daemon and free the server. */
 void http_stop(struct http_server *srv);

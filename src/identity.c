@@ -1,12 +1,17 @@
 #include "config.h"
 #include "identity.h"
 
+#include <gnutls/crypto.h>
+#include <gnutls/gnutls.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <stdarg.h>
 #include <strings.h>
+#include <time.h>
 
+#include "error.h"
 #include "password.h"
 
 static const char *const reason_codes[] = {
@@ -82,6 +87,8 @@ static int set_user(struct identity *id, const struct trust_user *u, enum auth_m
 static void refuse(struct identity *id, enum auth_reason reason, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
 
+/* The detail is cut on a character boundary: certificate names are UTF-8,
+ * and half a character would make the text invalid for JSON. */
 static void refuse(struct identity *id, enum auth_reason reason, const char *fmt, ...)
 {
     va_list ap;
@@ -90,6 +97,7 @@ static void refuse(struct identity *id, enum auth_reason reason, const char *fmt
     va_start(ap, fmt);
     vsnprintf(id->detail, sizeof(id->detail), fmt, ap);
     va_end(ap);
+    error_utf8_trim(id->detail);
 }
 
 static bool any_eq(char *const *v, size_t n, const char *value, bool nocase)
@@ -180,6 +188,8 @@ int identity_from_cert(const struct trust_snapshot *snap, const struct pki_cert 
     memset(id, 0, sizeof(*id));
     id->trust_version = snap->version;
     id->method = AUTH_METHOD_NONE;
+    id->valid_from = INT64_MIN;
+    id->valid_until = INT64_MAX;
     rc = pki_cert_copy(leaf, &id->cert);
     if (rc)
         return rc;
@@ -196,32 +206,150 @@ int identity_from_cert(const struct trust_snapshot *snap, const struct pki_cert 
     }
     id->issuer_ca_id = v.issuer_ca_id;
     id->crl_stale = v.crl_stale;
+    if (v.crl_stale) {
+        snprintf(id->crl_issuer, sizeof(id->crl_issuer), "%s", v.stale_crl_issuer);
+        error_utf8_trim(id->crl_issuer);
+    }
     if (v.reason == PKI_SELF_SIGNED) {
         m = find_exact(snap, leaf->fingerprint);
-        if (m && m->kind == STORE_MAP_PINNED)
+        if (m && m->kind == STORE_MAP_PINNED) {
+            id->valid_from = leaf->not_before;
+            id->valid_until = leaf->not_after;
             return map_user(snap, m, id);
+        }
         refuse(id, AUTH_SELF_SIGNED, "%s", v.detail);
         return CG_OK;
     }
     if (v.reason != PKI_OK) {
+        /* Not valid yet: decide again in the next second, it may be by then. */
+        if (v.reason == PKI_NOT_YET_VALID)
+            id->valid_until = now;
         refuse(id, from_pki(v.reason), "%s", v.detail);
         return CG_OK;
     }
+    id->valid_from = v.valid_from;
+    id->valid_until = v.valid_until;
     m = find_exact(snap, leaf->fingerprint);
     if (m && m->kind == STORE_MAP_PINNED)
         m = NULL; /* a pinned mapping is for the self-signed path only */
     if (!m)
         m = find_rule(snap, v.issuer_ca_id, leaf);
     if (!m) {
+        /* What to do comes first, the names last: a long subject may be
+         * cut, the fix and the fingerprint never are. */
         refuse(id, AUTH_NOT_MAPPED,
-               "the certificate '%s' (issuer '%s', SHA-256 %s) is trusted but not mapped to a "
-               "user: an admin can run certgate cert map USER CERT.pem, or certgate cert rule "
-               "USER --ca %lld --match cn=%s",
-               leaf->subject, leaf->issuer, leaf->fingerprint, (long long)v.issuer_ca_id,
-               leaf->cn ? leaf->cn : "...");
+               "the certificate is trusted but not mapped to a user: an admin can run certgate "
+               "cert map USER CERT.pem, or certgate cert rule USER --ca %lld --match cn=%s "
+               "(SHA-256 %s, subject '%s', issuer '%s')",
+               (long long)v.issuer_ca_id, leaf->cn && strlen(leaf->cn) <= 64 ? leaf->cn : "CN",
+               leaf->fingerprint, leaf->subject, leaf->issuer);
         return CG_OK;
     }
     return map_user(snap, m, id);
+}
+
+/* ---- verified Basic credentials, remembered ---- */
+
+#define BASIC_SLOTS 1024
+#define BASIC_SHARDS 16
+#define BASIC_SECONDS 300
+
+struct basic_entry {
+    unsigned char mac[32]; /* HMAC-SHA256(key, user NUL password) */
+    int64_t trust_version; /* the version it was verified at, 0: empty */
+    int64_t until;         /* monotonic seconds it is good until */
+};
+
+static struct {
+    pthread_once_t once;                   /* key generation */
+    bool ready;                            /* the key could be made */
+    unsigned char key[32];                 /* random, this process only */
+    pthread_mutex_t locks[BASIC_SHARDS];   /* one per shard */
+    struct basic_entry slots[BASIC_SLOTS]; /* direct-mapped by the MAC */
+} basic = {.once = PTHREAD_ONCE_INIT};
+
+static void basic_init(void)
+{
+    for (int i = 0; i < BASIC_SHARDS; i++)
+        pthread_mutex_init(&basic.locks[i], NULL);
+    basic.ready = gnutls_rnd(GNUTLS_RND_KEY, basic.key, sizeof(basic.key)) == 0;
+}
+
+static int64_t mono_seconds(void)
+{
+    struct timespec ts;
+
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (int64_t)ts.tv_sec;
+}
+
+/* The MAC of the credentials and their slot; false when no key. */
+static bool basic_mac(const char *user, const char *password, size_t len, unsigned char mac[32],
+                      unsigned *out_slot)
+{
+    gnutls_hmac_hd_t h;
+
+    pthread_once(&basic.once, basic_init);
+    if (!basic.ready || gnutls_hmac_init(&h, GNUTLS_MAC_SHA256, basic.key, sizeof(basic.key)) < 0)
+        return false;
+    gnutls_hmac(h, user, strlen(user) + 1);
+    gnutls_hmac(h, password, len);
+    gnutls_hmac_deinit(h, mac);
+    *out_slot = ((unsigned)mac[0] << 8 | mac[1]) % BASIC_SLOTS;
+    return true;
+}
+
+static void basic_remember(int64_t version, const char *user, const char *password, size_t len)
+{
+    unsigned char mac[32];
+    unsigned slot;
+    pthread_mutex_t *lock;
+
+    if (!basic_mac(user, password, len, mac, &slot))
+        return;
+    lock = &basic.locks[slot % BASIC_SHARDS];
+    pthread_mutex_lock(lock);
+    memcpy(basic.slots[slot].mac, mac, sizeof(mac));
+    basic.slots[slot].trust_version = version;
+    basic.slots[slot].until = mono_seconds() + BASIC_SECONDS;
+    pthread_mutex_unlock(lock);
+    gnutls_memset(mac, 0, sizeof(mac));
+}
+
+static int accept_basic(const struct trust_user *u, struct identity *id)
+{
+    id->reason = AUTH_OK;
+    snprintf(id->detail, sizeof(id->detail), "user %s by password", u->name);
+    return set_user(id, u, AUTH_METHOD_BASIC);
+}
+
+int identity_from_basic_cached(const struct trust_snapshot *snap, const char *user,
+                               const char *password, size_t password_len, struct identity *out_id)
+{
+    const struct trust_user *u = user ? trust_find_user(snap, user) : NULL;
+    unsigned char mac[32];
+    unsigned slot;
+    pthread_mutex_t *lock;
+    bool hit;
+
+    if (!u || !basic_mac(user, password, password_len, mac, &slot))
+        return CG_ENOTFOUND;
+    lock = &basic.locks[slot % BASIC_SHARDS];
+    pthread_mutex_lock(lock);
+    hit = basic.slots[slot].trust_version == snap->version &&
+          mono_seconds() < basic.slots[slot].until &&
+          cg_consttime_eq(basic.slots[slot].mac, mac, sizeof(mac));
+    pthread_mutex_unlock(lock);
+    gnutls_memset(mac, 0, sizeof(mac));
+    if (!hit)
+        return CG_ENOTFOUND;
+    /* Same trust version: the user is as it was when the password was
+     * checked (it was active and not locked then). */
+    memset(out_id, 0, sizeof(*out_id));
+    out_id->trust_version = snap->version;
+    out_id->valid_from = INT64_MIN;
+    out_id->valid_until = INT64_MAX;
+    return accept_basic(u, out_id);
 }
 
 int identity_from_basic(const struct trust_snapshot *snap, const char *user, const char *password,
@@ -236,6 +364,8 @@ int identity_from_basic(const struct trust_snapshot *snap, const char *user, con
 
     memset(id, 0, sizeof(*id));
     id->trust_version = snap->version;
+    id->valid_from = INT64_MIN;
+    id->valid_until = INT64_MAX;
     ok = password_verify(password, password_len, u && u->password_hash ? u->password_hash : decoy);
     if (!u || !u->password_hash || !ok) {
         refuse(id, AUTH_BAD_PASSWORD, "the user name or password is wrong");
@@ -246,9 +376,69 @@ int identity_from_basic(const struct trust_snapshot *snap, const char *user, con
                u->name, u->name);
         return CG_OK;
     }
-    id->reason = AUTH_OK;
-    snprintf(id->detail, sizeof(id->detail), "user %s by password", u->name);
-    return set_user(id, u, AUTH_METHOD_BASIC);
+    basic_remember(snap->version, user, password, password_len);
+    return accept_basic(u, id);
+}
+
+/* ---- failed passwords per address ---- */
+
+#define LIMIT_SLOTS 512
+
+struct limit_entry {
+    char addr[64];        /* client address, "" when empty */
+    int64_t window_start; /* start of the current minute of failures */
+    unsigned failures;    /* in that minute */
+    int64_t barred_until; /* no password checks before this */
+};
+
+static pthread_mutex_t limit_lock = PTHREAD_MUTEX_INITIALIZER;
+static struct limit_entry limits[LIMIT_SLOTS];
+
+static struct limit_entry *limit_slot(const char *addr)
+{
+    uint32_t h = 2166136261u;
+
+    for (const char *p = addr; *p; p++)
+        h = (h ^ (unsigned char)*p) * 16777619u;
+    return &limits[h % LIMIT_SLOTS];
+}
+
+unsigned identity_limiter_barred(const char *addr, int64_t now)
+{
+    struct limit_entry *e = limit_slot(addr);
+    unsigned left = 0;
+
+    pthread_mutex_lock(&limit_lock);
+    if (strcmp(e->addr, addr) == 0 && e->barred_until > now)
+        left = (unsigned)(e->barred_until - now);
+    pthread_mutex_unlock(&limit_lock);
+    return left;
+}
+
+bool identity_limiter_failed(const char *addr, int64_t now)
+{
+    struct limit_entry *e = limit_slot(addr);
+    bool barred = false;
+
+    pthread_mutex_lock(&limit_lock);
+    if (strcmp(e->addr, addr) != 0 && e->barred_until > now) {
+        /* The slot holds another address's bar: keep it. */
+        pthread_mutex_unlock(&limit_lock);
+        return false;
+    }
+    if (strcmp(e->addr, addr) != 0 || now - e->window_start >= 60) {
+        snprintf(e->addr, sizeof(e->addr), "%s", addr);
+        e->window_start = now;
+        e->failures = 0;
+    }
+    if (++e->failures >= IDENTITY_MAX_FAILURES && e->barred_until <= now) {
+        e->barred_until = now + IDENTITY_BAR_SECONDS;
+        e->failures = 0;
+        e->window_start = now;
+        barred = true;
+    }
+    pthread_mutex_unlock(&limit_lock);
+    return barred;
 }
 
 bool identity_has_any_role(const struct identity *id, char *const *roles, size_t n_roles)

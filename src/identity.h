@@ -1,8 +1,10 @@
 /*
  * identity: decides who the caller is, from verified certificate facts or
- * from HTTP Basic credentials, against a trust snapshot. Relies on pki
- * (pki_verify) and trust. Does not know about HTTP or GnuTLS and does not
- * authorise (roles per resource are checked by the request pipeline).
+ * from HTTP Basic credentials, against a trust snapshot; remembers verified
+ * passwords (as HMACs) and counts wrong ones per address. Relies on pki
+ * (pki_verify), trust, password, and GnuTLS only for its HMAC and random
+ * numbers. Does not know about HTTP and does not authorise (roles per
+ * resource are checked by the request pipeline).
  */
 #ifndef CG_IDENTITY_H
 #define CG_IDENTITY_H
@@ -43,7 +45,7 @@ enum auth_method {
 /** Who the caller is, or why not. */
 struct identity {
     enum auth_reason reason;  /* AUTH_OK when authenticated */
-    char detail[512];         /* the reason in words an integrator can act on */
+    char detail[1024];        /* the reason in words an integrator can act on (UTF-8) */
     enum auth_method method;  /* how it authenticated */
     int64_t user_id;          /* sys_user id, 0 when none */
     char *user;               /* user name, NULL when none */
@@ -55,6 +57,9 @@ struct identity {
     const char *mapping_kind; /* "cert", "pinned", "rule" or NULL (static string) */
     int64_t issuer_ca_id;     /* CA table id of the leaf's issuer, 0 when none */
     bool crl_stale;           /* a CRL used was past its next update */
+    char crl_issuer[256];     /* the issuer of that CRL, "" when none */
+    int64_t valid_from;       /* the decision holds from this time ... */
+    int64_t valid_until;      /* ... to this one: the chain's validity when accepted */
     int64_t trust_version;    /* snapshot version this was decided at */
 };
 
@@ -70,6 +75,9 @@ const char *auth_method_name(enum auth_method method);
  * checked at @p now), accept a self-signed leaf only when pinned, then map it:
  * exact fingerprint mapping first, then rules bound to the issuing CA (cn, dn,
  * email, dns, uri, spki); the user must exist, be active and not locked.
+ * The decision holds while the time stays in [valid_from, valid_until] and
+ * the trust version stays the same: a caller that keeps it (a keep-alive
+ * connection) decides again when either moved.
  * @param snap trust snapshot
  * @param leaf the client's leaf
  * @param sent other certificates the client sent (may be NULL)
@@ -84,11 +92,42 @@ int identity_from_cert(const struct trust_snapshot *snap, const struct pki_cert 
 
 /**
  * Resolve HTTP Basic credentials: the user must exist, have a password, be
- * active and not locked, and the password must verify (constant time).
+ * active and not locked, and the password must verify (constant time; this
+ * runs the slow KDF, about 0.25 s). A success is remembered (see
+ * identity_from_basic_cached).
  * @return CG_OK when a decision was made, negative on internal failure
  */
 int identity_from_basic(const struct trust_snapshot *snap, const char *user, const char *password,
                         size_t password_len, struct identity *out_id);
+
+/**
+ * The decision for Basic credentials that identity_from_basic accepted at
+ * the same trust version less than five minutes ago, without the KDF. The
+ * credentials are remembered only as an HMAC-SHA256 under a random key of
+ * this process, never in clear.
+ * @return CG_OK with @p out_id filled, or CG_ENOTFOUND (run identity_from_basic)
+ */
+int identity_from_basic_cached(const struct trust_snapshot *snap, const char *user,
+                               const char *password, size_t password_len, struct identity *out_id);
+
+/** Failed password checks from one address within a minute that bar it. */
+#define IDENTITY_MAX_FAILURES 10
+/** How long such an address is barred from password checks, in seconds. */
+#define IDENTITY_BAR_SECONDS 60
+
+/**
+ * Whether @p addr may have a password checked now.
+ * @param addr the client's address, as text
+ * @param now seconds (any monotonic clock)
+ * @return 0 when it may, else the seconds its bar still lasts
+ */
+unsigned identity_limiter_barred(const char *addr, int64_t now);
+
+/**
+ * Count a wrong password from @p addr.
+ * @return true when this failure bars the address
+ */
+bool identity_limiter_failed(const char *addr, int64_t now);
 
 /** Whether the identity holds at least one of @p roles (none listed: true). */
 bool identity_has_any_role(const struct identity *id, char *const *roles, size_t n_roles);

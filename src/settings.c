@@ -1,9 +1,11 @@
 #include "config.h"
 #include "settings.h"
 
+#include <arpa/inet.h>
 #include <errno.h>
 #include <getopt.h>
 #include <ini.h>
+#include <netinet/in.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -31,6 +33,7 @@ void settings_defaults(struct serve_config *c)
     c->max_connections = 1024;
     c->max_per_ip = 64;
     c->idle_timeout = 60;
+    c->head_timeout = 10;
     c->max_header_size = 16 * 1024;
     c->max_body_size = 1024 * 1024;
     c->durable = true;
@@ -76,7 +79,10 @@ void settings_usage(FILE *f)
             "  --max-connections N          default 1024\n"
             "  --max-connections-per-ip N   default 64\n"
             "  --idle-timeout S             close idle connections after S seconds (default 60)\n"
-            "  --max-header-size B          request head bytes, about (default 16384; 431)\n"
+            "  --head-timeout S             close a connection whose TLS handshake and request\n"
+            "                               head take longer than S seconds (default 10)\n"
+            "  --max-header-size B          request line plus header names and values, bytes\n"
+            "                               (default 16384; over it: a JSON 431)\n"
             "  --max-body-size B            request body bytes (default 1048576)\n"
             "  --durability full|normal     full (default): a 2xx answer means the rows are on\n"
             "                               disk (fsync); normal: they survive a crash of\n"
@@ -90,8 +96,8 @@ void settings_usage(FILE *f)
             "  --config FILE                read settings from FILE first\n"
             "  --check-config               check the settings, certificate, key and database,\n"
             "                               print the result and exit\n"
-            "Signals: SIGTERM/SIGINT finish requests in flight and exit 0; SIGHUP reloads the "
-            "certificate, key and log file.\n");
+            "Signals: SIGTERM/SIGINT finish requests in flight and exit 0; SIGHUP reloads the\n"
+            "certificate, key, log file and settings (the log names those that need a restart).\n");
 }
 
 /* The settings, by name, for flags and config keys alike. */
@@ -120,6 +126,7 @@ enum key_id {
     K_SCRIPT_THREADS,
     K_CHECK,
     K_METRICS,
+    K_HEAD_TIMEOUT,
 };
 
 static const struct option long_opts[] = {
@@ -147,6 +154,7 @@ static const struct option long_opts[] = {
     {"help", no_argument, NULL, K_HELP},
     {"check-config", no_argument, NULL, K_CHECK},
     {"metrics-listen", required_argument, NULL, K_METRICS},
+    {"head-timeout", required_argument, NULL, K_HEAD_TIMEOUT},
     {0, 0, 0, 0},
 };
 
@@ -209,6 +217,11 @@ static int apply(struct serve_config *c, int id, const char *name, const char *v
         if (number(v, 1, 86400, &n))
             goto bad_number;
         c->idle_timeout = (unsigned)n;
+        return 0;
+    case K_HEAD_TIMEOUT:
+        if (number(v, 1, 3600, &n))
+            goto bad_number;
+        c->head_timeout = (unsigned)n;
         return 0;
     case K_MAX_HEADER:
         if (number(v, 1024, 1024 * 1024, &n))
@@ -280,6 +293,106 @@ bad_number:
 bad_enum:
     cg_err_set(err, "%s: '%s' is not one of the allowed values (certgate serve --help)", name, v);
     return -1;
+}
+
+int settings_address(const char *s, struct sockaddr_storage *out, socklen_t *out_len,
+                     struct cg_err *err)
+{
+    char host[INET6_ADDRSTRLEN + 2];
+    const char *colon = strrchr(s, ':');
+    unsigned long port;
+    char *end = NULL;
+    size_t hlen;
+
+    if (!colon || !colon[1] || strspn(colon + 1, "0123456789") != strlen(colon + 1)) {
+        cg_err_set(err, "'%s' is not ADDRESS:PORT (127.0.0.1:8443, [::1]:8443 or localhost:8443)",
+                   s);
+        return CG_EINVAL;
+    }
+    errno = 0;
+    port = strtoul(colon + 1, &end, 10);
+    if (errno || port > 65535) {
+        cg_err_set(err, "'%s': the port must be 0 to 65535 (0: any free port)", s);
+        return CG_EINVAL;
+    }
+    hlen = (size_t)(colon - s);
+    if (hlen == 0) {
+        cg_err_set(err,
+                   "'%s' has no address: use 0.0.0.0:%lu for every IPv4 address, or "
+                   "127.0.0.1:%lu for this machine only",
+                   s, port, port);
+        return CG_EINVAL;
+    }
+    if (s[0] == '[') {
+        if (hlen < 3 || s[hlen - 1] != ']' || hlen - 2 >= sizeof(host))
+            goto bad_host;
+        memcpy(host, s + 1, hlen - 2);
+        host[hlen - 2] = '\0';
+    } else {
+        if (hlen >= sizeof(host))
+            goto bad_host;
+        memcpy(host, s, hlen);
+        host[hlen] = '\0';
+        if (strchr(host, ':')) {
+            cg_err_set(err, "'%s': write an IPv6 address in brackets, as [::1]:8443", s);
+            return CG_EINVAL;
+        }
+        if (strcmp(host, "localhost") == 0)
+            snprintf(host, sizeof(host), "127.0.0.1");
+    }
+    memset(out, 0, sizeof(*out));
+    if (s[0] != '[' && inet_pton(AF_INET, host, &((struct sockaddr_in *)out)->sin_addr) == 1) {
+        ((struct sockaddr_in *)out)->sin_family = AF_INET;
+        ((struct sockaddr_in *)out)->sin_port = htons((uint16_t)port);
+        *out_len = sizeof(struct sockaddr_in);
+        return CG_OK;
+    }
+    if (s[0] == '[' && inet_pton(AF_INET6, host, &((struct sockaddr_in6 *)out)->sin6_addr) == 1) {
+        ((struct sockaddr_in6 *)out)->sin6_family = AF_INET6;
+        ((struct sockaddr_in6 *)out)->sin6_port = htons((uint16_t)port);
+        *out_len = sizeof(struct sockaddr_in6);
+        return CG_OK;
+    }
+bad_host:
+    cg_err_set(err,
+               "'%s': '%.*s' is not an IP address (host names other than localhost are not "
+               "looked up)",
+               s, (int)hlen, s);
+    return CG_EINVAL;
+}
+
+/* libinih reads lines of at most INI_MAX_LINE - 1 characters and takes the
+ * rest of a longer one for a line of its own, which gives a misleading
+ * error: say what is wrong instead. */
+static int check_line_lengths(const char *path, struct cg_err *err)
+{
+    FILE *f = fopen(path, "r");
+    size_t len = 0;
+    int line = 1, c;
+
+    if (!f) {
+        cg_err_set(err, "%s: cannot open the config file: %s", path, strerror(errno));
+        return CG_EINVAL;
+    }
+    while ((c = fgetc(f)) != EOF) {
+        if (c != '\n') {
+            len++;
+            continue;
+        }
+        if (len > INI_MAX_LINE - 1)
+            break;
+        len = 0;
+        line++;
+    }
+    fclose(f);
+    if (len > INI_MAX_LINE - 1) {
+        cg_err_set(err,
+                   "%s: line %d is longer than %d characters, which the config parser cannot "
+                   "read (give a long value such as tls-priority on the command line)",
+                   path, line, INI_MAX_LINE - 1);
+        return CG_EINVAL;
+    }
+    return CG_OK;
 }
 
 struct ini_ctx {
@@ -373,7 +486,11 @@ int settings_parse(struct serve_config *c, int argc, char **argv, bool *out_help
         }
         if (pass == 1 && c->config_file) {
             struct ini_ctx ctx = {c, c->config_file, err, 0, false};
-            int rc = ini_parse(c->config_file, on_ini, &ctx);
+            int rc;
+
+            if (check_line_lengths(c->config_file, err))
+                return CG_EINVAL;
+            rc = ini_parse(c->config_file, on_ini, &ctx);
 
             if (rc == -1) {
                 cg_err_set(err, "%s: cannot open the config file: %s", c->config_file,
@@ -399,5 +516,21 @@ int settings_parse(struct serve_config *c, int argc, char **argv, bool *out_help
     }
     if (!c->listen && set_str(&c->listen, "127.0.0.1:8443"))
         return CG_ENOMEM;
+    /* Addresses are checked here, so that --check-config sees them and a
+     * bad one is a usage error, before anything is opened. */
+    {
+        struct sockaddr_storage sa;
+        socklen_t sa_len;
+        struct cg_err e = {""};
+
+        if (settings_address(c->listen, &sa, &sa_len, &e)) {
+            cg_err_set(err, "--listen %s", e.msg);
+            return CG_EINVAL;
+        }
+        if (c->metrics_listen && settings_address(c->metrics_listen, &sa, &sa_len, &e)) {
+            cg_err_set(err, "--metrics-listen %s", e.msg);
+            return CG_EINVAL;
+        }
+    }
     return CG_OK;
 }

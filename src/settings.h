@@ -9,6 +9,7 @@
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdio.h>
+#include <sys/socket.h>
 
 #include "util.h"
 
@@ -33,6 +34,7 @@ struct serve_config {
     unsigned max_connections;          /* --max-connections */
     unsigned max_per_ip;               /* --max-connections-per-ip */
     unsigned idle_timeout;             /* --idle-timeout, seconds */
+    unsigned head_timeout;             /* --head-timeout, seconds to send a request head */
     size_t max_header_size;            /* --max-header-size, bytes */
     size_t max_body_size;              /* --max-body-size, bytes */
     char *config_file;                 /* --config */
@@ -63,6 +65,18 @@ int settings_parse(struct serve_config *c, int argc, char **argv, bool *out_help
 
 /** Usage text of `certgate serve`, with every flag and its default. */
 void settings_usage(FILE *f);
+
+/**
+ * Parse a listening address: "IPv4:PORT", "[IPv6]:PORT" or "localhost:PORT"
+ * (127.0.0.1); no other host name is looked up.
+ * @param s the text
+ * @param out the socket address
+ * @param out_len its length
+ * @param err why it is not one, naming @p s
+ * @return CG_OK or CG_EINVAL
+ */
+int settings_address(const char *s, struct sockaddr_storage *out, socklen_t *out_len,
+                     struct cg_err *err);
 
 /** Free the strings of a config. */
 void settings_free(struct serve_config *c);

@@ -8,6 +8,9 @@
 #include <string.h>
 #include <time.h>
 
+#include "error.h"
+#include "log.h"
+
 /* How often the holder looks for changes made by the CLI. */
 #define POLL_MS 200
 /* Verdict cache: entries and lock shards. */
@@ -20,9 +23,10 @@ struct cache_entry {
     char key[65];         /* hash of the presented fingerprints, "" when empty */
     int64_t issuer_ca_id; /* from the verdict */
     int64_t root_ca_id;   /* from the verdict */
-    int64_t valid_from;   /* chain validity window */
-    int64_t valid_until;
-    bool crl_stale; /* from the verdict */
+    int64_t valid_from;   /* chain validity window: from */
+    int64_t valid_until;  /* ... until */
+    bool crl_stale;       /* from the verdict */
+    char crl_issuer[256]; /* issuer of the stale CRL */
 };
 
 struct trust_cache {
@@ -62,6 +66,8 @@ bool trust_cache_get(const struct trust_snapshot *snap, const char key[65], int6
         out_verdict->issuer_ca_id = c->slots[slot].issuer_ca_id;
         out_verdict->root_ca_id = c->slots[slot].root_ca_id;
         out_verdict->crl_stale = c->slots[slot].crl_stale;
+        memcpy(out_verdict->stale_crl_issuer, c->slots[slot].crl_issuer,
+               sizeof(out_verdict->stale_crl_issuer));
         out_verdict->valid_from = c->slots[slot].valid_from;
         out_verdict->valid_until = c->slots[slot].valid_until;
         hit = true;
@@ -88,6 +94,8 @@ void trust_cache_put(const struct trust_snapshot *snap, const char key[65],
     c->slots[slot].valid_from = v->valid_from;
     c->slots[slot].valid_until = v->valid_until;
     c->slots[slot].crl_stale = v->crl_stale;
+    snprintf(c->slots[slot].crl_issuer, sizeof(c->slots[slot].crl_issuer), "%s",
+             v->stale_crl_issuer);
     pthread_mutex_unlock(lock);
 }
 
@@ -314,6 +322,29 @@ struct trust_snapshot *trust_holder_acquire(struct trust_holder *h)
     return snap;
 }
 
+/* A CRL past its next update still applies (design section 2), but never
+ * silently: one line per stale CRL each time a trust version is loaded. */
+static void warn_stale_crls(const struct trust_snapshot *snap)
+{
+    int64_t now = cg_now();
+
+    for (size_t i = 0; i < snap->pki.n_crls; i++) {
+        const struct pki_crl *crl = &snap->pki.crls[i].crl;
+        char when[21];
+
+        if (!crl->next_update || crl->next_update >= now)
+            continue;
+        cg_time_iso(crl->next_update, when);
+        log_event("crl_stale",
+                  json_pack("{s:I, s:o, s:s, s:I, s:s}", "ca_id",
+                            (json_int_t)snap->pki.crls[i].ca_id, "crl_issuer",
+                            error_json_text(crl->issuer), "next_update", when, "trust_version",
+                            (json_int_t)snap->version, "detail",
+                            "a CRL is past its next update; it still applies: load a fresh one "
+                            "with certgate crl add"));
+    }
+}
+
 int trust_holder_refresh(struct trust_holder *h, struct cg_err *err)
 {
     struct trust_snapshot *snap = NULL, *old;
@@ -336,6 +367,7 @@ int trust_holder_refresh(struct trust_holder *h, struct cg_err *err)
     __atomic_store_n(&h->version, snap->version, __ATOMIC_RELEASE);
     pthread_mutex_unlock(&h->lock);
     trust_release(old);
+    warn_stale_crls(snap);
     return CG_OK;
 }
 
@@ -361,7 +393,8 @@ static void *poller(void *arg)
         if (trust_holder_refresh(h, &err)) {
             /* Keep serving with the last good snapshot; say so once. */
             if (!h->warned)
-                fprintf(stderr, "{\"event\":\"trust_reload_failed\",\"detail\":\"%s\"}\n", err.msg);
+                log_event("trust_reload_failed",
+                          json_pack("{s:o}", "detail", error_json_text(err.msg)));
             h->warned = true;
         } else {
             h->warned = false;
@@ -394,6 +427,7 @@ int trust_holder_new(const char *db_path, struct trust_holder **out_holder, stru
     if (rc)
         goto fail;
     h->version = h->cur->version;
+    warn_stale_crls(h->cur);
     if (pthread_create(&h->thread, NULL, poller, h) != 0) {
         cg_err_set(err, "cannot start the trust poller thread");
         rc = CG_ERR;

@@ -111,10 +111,60 @@ req "$URL/api/nothing/here"
 expect_status "unknown /api path without credentials: 401 first" 401 no_credentials
 req -X POST $(as client) "$WHO"
 expect_status "wrong method: 405" 405
-[ "$(header Allow)" = GET ] && pass "405 carries Allow" || fail "Allow: $(header Allow)"
+[ "$(header Allow)" = "GET, HEAD" ] && pass "405 carries Allow" || fail "Allow: $(header Allow)"
 expect_body "405 message" "j['error']['message']" "Method not Supported"
 req "$URL/healthz"
 expect_status "healthz needs no authentication" 200
+
+# a path or query that is not text is a JSON 400 before routing: bytes that
+# are not UTF-8 once decoded, or a NUL that would cut the path short
+for target in '/%ff' '/api/x/%ff' '/healthz%00junk' '/api/certgate/v1/whoami?k=%c3'; do
+    req $(as client) "$URL$target"
+    expect_status "target $target: 400" 400
+    expect_body "target $target: Invalid request" "j['error']['message']" "Invalid request"
+done
+grep '"status":400' "$SERVER_LOG" | grep -q '"path":"/healthz%00junk"' &&
+    pass "the log shows a NUL path as sent" || fail "no access line for /healthz%00junk"
+
+# query_keys_keep_their_case: headers reach scripts lower-cased, query keys
+# as sent; a header value that is not UTF-8 is repaired, not dropped
+cat >"$T/echo.lua" <<'LUA'
+response.status = 200
+response.body = { query = request.query, headers = request.headers }
+LUA
+cg resource add --api t/echo --method GET --path /q --script "$T/echo.lua" --auth none
+sleep 1.2
+req -H "X-Mixed-Case: $(printf 'a\377b')" "$URL/api/t/echo/q?CamelKey=Value&lower=x"
+expect_status "echo resource: 200" 200
+expect_body "query keys keep their case" "sorted(j['query'].keys())" "['CamelKey', 'lower']"
+expect_body "header names are lower-case" "'x-mixed-case' in j['headers']" True
+expect_body "a header value that is not UTF-8 is repaired" "j['headers']['x-mixed-case']" \
+    'a\xffb'
+req "$URL/api/t/echo/q?k=%ff"
+expect_status "a query value that is not UTF-8: 400" 400
+expect_body "400 says where" "j['error']['detail']" \
+    "the query string is not valid UTF-8 once percent-decoded"
+
+# non_ascii_subjects: UTF-8 names reach whoami intact, and a long one is cut
+# without losing the fix or the JSON
+issue_client utf8 'cn = "Jürgen Müller"' 'organization = "Acme"' 'expiration_days = 30'
+cg user add juergen
+cg cert map juergen "$PKI/utf8.pem"
+issue_client longdn 'cn = "Jürgen"' \
+    "organization = \"$(python3 -c 'print("ü" * 300)')\"" 'expiration_days = 30'
+sleep 1.2
+req $(as utf8) "$WHO"
+expect_status "a non-ASCII subject: 200" 200
+expect_body "whoami shows the UTF-8 subject" "j['result']['certificate']['subject']" \
+    "CN=Jürgen Müller,O=Acme"
+req $(as longdn) "$WHO"
+expect_status "a long non-ASCII subject, unmapped: 401 with its reason" 401 not_mapped
+expect_body "the detail keeps the fix" "'certgate cert map' in j['error']['detail']" True
+[ -n "$(header X-Request-Id)" ] && pass "and the answer carries its request id" ||
+    fail "no X-Request-Id on the long-subject refusal"
+grep '"event":"auth_refused"' "$SERVER_LOG" | grep '"reason":"not_mapped"' |
+    grep '"cert_subject":"CN=Jürgen,O=üü' | grep -q '"detail":"the certificate is trusted' &&
+    pass "the refusal line keeps every field" || fail "auth_refused line for the long subject"
 
 # basic_auth_fallback
 printf 'a long enough password\n' | "$CERTGATE" user add scripter --roles push --password-stdin >/dev/null
@@ -132,9 +182,15 @@ expect_body "does not say whether the user exists" "j['error']['detail']" \
 # the log: one access line per request, one reason line per refusal, no secrets
 grep -q '"event":"auth_refused".*"reason":"untrusted_issuer"' "$SERVER_LOG" &&
     pass "refusals are logged with their reason" || fail "no auth_refused line"
+grep '"event":"auth_refused"' "$SERVER_LOG" | grep -q '"reason":"no_credentials"' &&
+    pass "a request without credentials has its auth_refused line too" ||
+    fail "no auth_refused line for no_credentials"
 grep -q '"event":"request".*"status":200.*' "$SERVER_LOG" && pass "access log lines" ||
     fail "no access log line"
-if grep -q "a long enough password\|PRIVATE KEY\|Authorization" "$SERVER_LOG"; then
+b64_good=$(printf 'scripter:a long enough password' | base64)
+b64_bad=$(printf 'scripter:wrong password' | base64)
+if grep -q -e "a long enough password" -e "PRIVATE KEY" -e "Authorization" -e "$b64_good" \
+    -e "$b64_bad" "$SERVER_LOG"; then
     fail "the log holds a secret"
 else
     pass "no password, key or Authorization value in the log"

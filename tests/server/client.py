@@ -8,6 +8,19 @@ still arriving when the server is told to stop.
   client.py slow HOST PORT CA CERT KEY PATH MARKER
       sends the headers and half the body, creates MARKER, waits until
       MARKER is removed (at most 20 s), sends the rest; prints the status.
+  client.py raw HOST PORT CA CERT KEY FILE...
+      on one connection, sends each FILE as it is and reads one answer
+      after each; prints one line per answer, "STATUS BODY" (BODY the
+      first 300 bytes, or "-"), then "open" or "closed" for the connection.
+      CERT and KEY may be "-" (no client certificate).
+  client.py trickle HOST PORT CA CERT KEY MODE SECONDS
+      holds a connection and reports how the server ends it, within
+      SECONDS: MODE "head" sends a request head one byte a second; "silent"
+      opens TCP and sends nothing; "idle-then-head" does one request, waits
+      quietly for 3 s, checks the connection still serves a request, then
+      trickles the next head; "idle" does one request and then waits for
+      the server to close the connection. Prints "closed after N s" (N
+      whole seconds since the trickle or the wait began) or "open after N s".
 """
 import http.client
 import os
@@ -20,8 +33,51 @@ import time
 
 def context(ca, cert, key):
     ctx = ssl.create_default_context(cafile=ca)
-    ctx.load_cert_chain(cert, key)
+    if cert != "-":
+        ctx.load_cert_chain(cert, key)
     return ctx
+
+
+def read_answer(s):
+    """One HTTP answer: (status, body); status "none" when the server closed."""
+    data = b""
+    while b"\r\n\r\n" not in data:
+        try:
+            chunk = s.recv(65536)
+        except (ConnectionError, ssl.SSLError, socket.timeout):
+            chunk = b""
+        if not chunk:
+            return ("none", b"")
+        data += chunk
+    head, _, body = data.partition(b"\r\n\r\n")
+    length = 0
+    for line in head.split(b"\r\n")[1:]:
+        name, _, value = line.partition(b":")
+        if name.strip().lower() == b"content-length":
+            length = int(value)
+    while len(body) < length:
+        chunk = s.recv(65536)
+        if not chunk:
+            break
+        body += chunk
+    return (head.split(b" ")[1].decode(), body)
+
+
+def raw(host, port, ca, cert, key, *files):
+    sock = socket.create_connection((host, int(port)), timeout=10)
+    s = context(ca, cert, key).wrap_socket(sock, server_hostname="localhost")
+    for name in files:
+        with open(name, "rb") as f:
+            s.sendall(f.read())
+        status, body = read_answer(s)
+        print(status, body[:300].decode(errors="replace") if body else "-")
+    s.settimeout(0.5)
+    try:
+        print("closed" if s.recv(1) == b"" else "open")
+    except socket.timeout:
+        print("open")
+    except (ConnectionError, ssl.SSLError):
+        print("closed")
 
 
 def keepalive(host, port, ca, cert, key, path, cmd):
@@ -63,9 +119,70 @@ def slow(host, port, ca, cert, key, path, marker):
     print(data.split(b"\r\n")[0].decode() if data else "no answer")
 
 
+def trickle(host, port, ca, cert, key, mode, seconds):
+    seconds = float(seconds)
+    sock = socket.create_connection((host, int(port)), timeout=seconds + 5)
+    if mode == "silent":
+        start = time.time()
+        sock.settimeout(seconds)
+        try:
+            gone = sock.recv(1) == b""
+        except socket.timeout:
+            gone = False
+        except ConnectionError:
+            gone = True
+        print("%s after %d s" % ("closed" if gone else "open", time.time() - start))
+        return
+    s = context(ca, cert, key).wrap_socket(sock, server_hostname="localhost")
+    ok = b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n"
+    if mode == "idle":
+        s.sendall(ok)
+        read_answer(s)
+        start = time.time()
+        s.settimeout(seconds)
+        try:
+            gone = s.recv(1) == b""
+        except socket.timeout:
+            gone = False
+        except (ConnectionError, ssl.SSLError):
+            gone = True
+        print("%s after %d s" % ("closed" if gone else "open", time.time() - start))
+        return
+    if mode == "idle-then-head":
+        s.sendall(ok)
+        first, _ = read_answer(s)
+        time.sleep(3)
+        s.sendall(ok)
+        second, _ = read_answer(s)
+        if first != "200" or second != "200":
+            print("keep-alive broken: %s %s" % (first, second))
+            return
+    head = b"GET /healthz HTTP/1.1\r\nHost: x\r\nX-Slow: " + b"a" * 1000
+    start = time.time()
+    s.settimeout(1.0)
+    for byte in head:
+        if time.time() - start > seconds:
+            break
+        try:
+            s.sendall(bytes([byte]))
+            if s.recv(1) == b"":
+                print("closed after %d s" % (time.time() - start))
+                return
+        except socket.timeout:
+            pass
+        except (ConnectionError, ssl.SSLError):
+            print("closed after %d s" % (time.time() - start))
+            return
+    print("open after %d s" % (time.time() - start))
+
+
 if __name__ == "__main__":
     if sys.argv[1] == "keepalive":
         sep = sys.argv.index("--")
         keepalive(*sys.argv[2:sep], sys.argv[sep + 1:])
+    elif sys.argv[1] == "raw":
+        raw(*sys.argv[2:])
+    elif sys.argv[1] == "trickle":
+        trickle(*sys.argv[2:9])
     else:
         slow(*sys.argv[2:9])

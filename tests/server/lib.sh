@@ -33,7 +33,10 @@ start_server() {
     SERVER_PID=$!
     PORT=""
     for _ in $(seq 1 100); do
-        PORT=$(sed -n 's/.*"address":"127\.0\.0\.1:\([0-9]*\)".*/\1/p' "$SERVER_LOG" | tail -n 1)
+        # the "listening" line (its next key is basic_auth), any address
+        ADDRESS=$(sed -n 's/.*"address":"\([^"]*:[0-9]*\)","basic_auth".*/\1/p' "$SERVER_LOG" |
+            tail -n 1)
+        PORT=${ADDRESS##*:}
         [ -n "$PORT" ] && break
         if ! kill -0 "$SERVER_PID" 2>/dev/null; then
             break
@@ -109,3 +112,37 @@ expect_body() {
 }
 
 NO_CREDS='{"error":{"message":"User Not Authenticated","detail":"Required to provide Auth information"},"status":"failure"}'
+
+# issue_client NAME TEMPLATE-LINE...: $PKI/NAME.pem and NAME.key, a client
+# certificate issued by the test issuing CA (certtool template lines, e.g.
+# 'cn = "x"' or 'expiration_date = "..."').
+issue_client() {
+    name=$1
+    shift
+    certtool --generate-privkey --key-type ecdsa --curve secp256r1 --no-text \
+        --outfile "$PKI/$name.key" 2>/dev/null
+    { echo "serial = $(od -An -N4 -tu4 /dev/urandom | tr -d ' ')"; echo tls_www_client
+        echo signing_key; printf '%s\n' "$@"; } >"$T/$name.tmpl"
+    certtool --generate-certificate --load-privkey "$PKI/$name.key" \
+        --load-ca-certificate "$PKI/int.pem" --load-ca-privkey "$PKI/int.key" \
+        --template "$T/$name.tmpl" --outfile "$PKI/$name.pem" --no-text 2>/dev/null
+}
+
+# raw_req [--no-cert] FILE...: send each FILE as it is on one TLS connection
+# (client.py raw); one "STATUS BODY" line per answer then "open" or
+# "closed", in $T/raw.
+raw_req() {
+    if [ "$1" = --no-cert ]; then
+        shift
+        set -- - - "$@"
+    else
+        set -- "$PKI/client.pem" "$PKI/client.key" "$@"
+    fi
+    python3 "$TESTS_SRCDIR/server/client.py" raw 127.0.0.1 "$PORT" "$PKI/root.pem" "$@" \
+        >"$T/raw" 2>&1
+}
+
+# raw_line N: line N of $T/raw.
+raw_line() {
+    sed -n "${1}p" "$T/raw"
+}

@@ -58,6 +58,71 @@ START_TEST(details_are_escaped)
 }
 END_TEST
 
+START_TEST(invalid_utf8_is_repaired_not_dropped)
+{
+    char *body = error_body(CG_ERROR_NOT_FOUND, NULL, "/api/x/\xff\xc3(");
+    json_error_t jerr;
+    json_t *o = json_loads(body, 0, &jerr);
+
+    ck_assert_ptr_nonnull(o);
+    ck_assert_str_eq(json_string_value(json_object_get(json_object_get(o, "error"), "detail")),
+                     "/api/x/\\xff\\xc3(");
+    json_decref(o);
+    free(body);
+}
+END_TEST
+
+/* error_utf8_prefix: how much of each input is valid UTF-8. */
+static const struct {
+    const char *in; /* bytes */
+    size_t valid;   /* expected valid prefix */
+} utf8_cases[] = {
+    {"plain ascii", 11},     {"J\xc3\xbcrgen", 7}, /* ü */
+    {"\xe2\x82\xac", 3},                           /* € */
+    {"\xf0\x9f\x94\x91", 4},                       /* U+1F511 */
+    {"ab\xff", 2},                                 /* never valid */
+    {"ab\xc3", 2},                                 /* cut in the middle */
+    {"\xc0\xaf", 0},                               /* overlong '/' */
+    {"\xe0\x80\xaf", 0},                           /* overlong, 3 bytes */
+    {"\xed\xa0\x80", 0},                           /* surrogate U+D800 */
+    {"\xf4\x90\x80\x80", 0},                       /* above U+10FFFF */
+    {"a\xe2\x82", 1},                              /* truncated € */
+    {"\xc3\xbc\x80", 2},                           /* stray continuation byte */
+};
+
+START_TEST(utf8_prefix)
+{
+    ck_assert_uint_eq(error_utf8_prefix(utf8_cases[_i].in, strlen(utf8_cases[_i].in)),
+                      utf8_cases[_i].valid);
+}
+END_TEST
+
+START_TEST(utf8_trim_cuts_half_characters)
+{
+    char a[] = "M\xc3\xbcller \xc3", b[] = "\xe2\x82\xac\xe2\x82", c[] = "ok \xc3\xbc", d[] = "";
+
+    error_utf8_trim(a);
+    error_utf8_trim(b);
+    error_utf8_trim(c);
+    error_utf8_trim(d);
+    ck_assert_str_eq(a, "M\xc3\xbcller ");
+    ck_assert_str_eq(b, "\xe2\x82\xac");
+    ck_assert_str_eq(c, "ok \xc3\xbc");
+    ck_assert_str_eq(d, "");
+}
+END_TEST
+
+START_TEST(json_text_null_and_valid)
+{
+    json_t *n = error_json_text(NULL), *v = error_json_text("J\xc3\xbcrgen");
+
+    ck_assert(json_is_null(n));
+    ck_assert_str_eq(json_string_value(v), "J\xc3\xbcrgen");
+    json_decref(n);
+    json_decref(v);
+}
+END_TEST
+
 START_TEST(reason_codes)
 {
     static const char *const codes[] = {
@@ -95,6 +160,12 @@ int main(void)
     tcase_add_test(tc, no_credentials_body_is_exact);
     tcase_add_test(tc, details_are_escaped);
     tcase_add_test(tc, reason_codes);
+    suite_add_tcase(s, tc);
+    tc = tcase_create("utf8");
+    tcase_add_test(tc, invalid_utf8_is_repaired_not_dropped);
+    tcase_add_loop_test(tc, utf8_prefix, 0, sizeof(utf8_cases) / sizeof(utf8_cases[0]));
+    tcase_add_test(tc, utf8_trim_cuts_half_characters);
+    tcase_add_test(tc, json_text_null_and_valid);
     suite_add_tcase(s, tc);
     sr = srunner_create(s);
     srunner_run_all(sr, CK_NORMAL);

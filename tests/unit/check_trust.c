@@ -155,6 +155,38 @@ START_TEST(cached_verdicts)
 }
 END_TEST
 
+/* The window a decision holds for: the chain's, the earliest not-after of
+ * leaf, intermediate and root, and the latest not-before. */
+START_TEST(decision_window)
+{
+    struct trust_snapshot *snap = snapshot();
+    struct pki_cert leaf = load("client.pem"), in = load("int.pem"), root = load("root.pem");
+    struct pki_cert notyet = load("notyet.pem");
+    struct identity id;
+    int64_t until = leaf.not_after, from = leaf.not_before, now = cg_now();
+
+    until = in.not_after < until ? in.not_after : until;
+    until = root.not_after < until ? root.not_after : until;
+    from = in.not_before > from ? in.not_before : from;
+    from = root.not_before > from ? root.not_before : from;
+    ck_assert_int_eq(identity_from_cert(snap, &leaf, NULL, 0, now, &id), CG_OK);
+    ck_assert_int_eq(id.reason, AUTH_OK);
+    ck_assert_int_eq(id.valid_from, from);
+    ck_assert_int_eq(id.valid_until, until);
+    identity_free(&id);
+    /* A certificate not valid yet is decided again a second later. */
+    ck_assert_int_eq(identity_from_cert(snap, &notyet, NULL, 0, now, &id), CG_OK);
+    ck_assert_int_eq(id.reason, AUTH_NOT_YET_VALID);
+    ck_assert_int_eq(id.valid_until, now);
+    identity_free(&id);
+    pki_cert_free(&leaf);
+    pki_cert_free(&in);
+    pki_cert_free(&root);
+    pki_cert_free(&notyet);
+    trust_release(snap);
+}
+END_TEST
+
 START_TEST(refusals_and_basic)
 {
     struct trust_snapshot *snap = snapshot();
@@ -182,6 +214,55 @@ START_TEST(refusals_and_basic)
     pki_cert_free(&other);
     pki_cert_free(&foreign);
     trust_release(snap);
+}
+END_TEST
+
+/* A verified password is remembered for its trust version only. */
+START_TEST(basic_verifications_are_remembered)
+{
+    struct trust_snapshot *snap = snapshot();
+    struct identity id;
+
+    ck_assert_int_eq(
+        identity_from_basic_cached(snap, "integrator1", "a long enough password", 22, &id),
+        CG_ENOTFOUND);
+    ck_assert_int_eq(identity_from_basic(snap, "integrator1", "a long enough password", 22, &id),
+                     CG_OK);
+    ck_assert_int_eq(id.reason, AUTH_OK);
+    identity_free(&id);
+    ck_assert_int_eq(
+        identity_from_basic_cached(snap, "integrator1", "a long enough password", 22, &id), CG_OK);
+    ck_assert_int_eq(id.reason, AUTH_OK);
+    ck_assert_int_eq(id.method, AUTH_METHOD_BASIC);
+    ck_assert_str_eq(id.user, "integrator1");
+    identity_free(&id);
+    ck_assert_int_eq(
+        identity_from_basic_cached(snap, "integrator1", "a long enough passwore", 22, &id),
+        CG_ENOTFOUND);
+    /* Another trust version: checked again. */
+    snap->version++;
+    ck_assert_int_eq(
+        identity_from_basic_cached(snap, "integrator1", "a long enough password", 22, &id),
+        CG_ENOTFOUND);
+    trust_release(snap);
+}
+END_TEST
+
+START_TEST(limiter_bars_after_ten_failures)
+{
+    const char *addr = "192.0.2.7";
+
+    for (int i = 1; i < IDENTITY_MAX_FAILURES; i++)
+        ck_assert(!identity_limiter_failed(addr, 1000));
+    ck_assert_uint_eq(identity_limiter_barred(addr, 1000), 0);
+    ck_assert(identity_limiter_failed(addr, 1001));
+    ck_assert_uint_eq(identity_limiter_barred(addr, 1001), IDENTITY_BAR_SECONDS);
+    ck_assert_uint_eq(identity_limiter_barred("192.0.2.8", 1001), 0);
+    ck_assert_uint_eq(identity_limiter_barred(addr, 1001 + IDENTITY_BAR_SECONDS), 0);
+    /* Failures spread over more than a minute do not add up. */
+    for (int i = 0; i < 2 * IDENTITY_MAX_FAILURES; i++)
+        ck_assert(
+            !identity_limiter_failed("192.0.2.9", 2000 + 61 * i / (IDENTITY_MAX_FAILURES - 1)));
 }
 END_TEST
 
@@ -225,8 +306,11 @@ int main(void)
     tcase_add_checked_fixture(tc, setup, teardown);
     tcase_set_timeout(tc, 60);
     tcase_add_test(tc, cached_verdicts);
+    tcase_add_test(tc, decision_window);
     tcase_add_test(tc, refusals_and_basic);
     tcase_add_test(tc, holder_sees_changes);
+    tcase_add_test(tc, basic_verifications_are_remembered);
+    tcase_add_test(tc, limiter_bars_after_ten_failures);
     suite_add_tcase(s, tc);
     sr = srunner_create(s);
     srunner_run_all(sr, CK_NORMAL);
