@@ -41,7 +41,7 @@ sh "$top/tests/pki/mkpki.sh" "$t/pki" >/dev/null 2>&1
 "$certgate" resource add --api acme/inbound --method POST --path /records \
     --script "$top/contrib/scripts/push.lua" --roles push >/dev/null
 "$certgate" serve --cert "$t/pki/server-fullchain.pem" --key "$t/pki/server.key" \
-    --listen 127.0.0.1:0 --durability "${DURABILITY:-full}" --log-file "$t/server.log" &
+    --listen 127.0.0.1:0 --durability "${DURABILITY:-full}" --log-file "$t/server.log" ${SERVE_ARGS:-} &
 pid=$!
 port=""
 for _ in $(seq 1 100); do
