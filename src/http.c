@@ -1687,7 +1687,6 @@ static void on_connection(void *cls, struct MHD_Connection *mhd, void **socket_c
         c = calloc(1, sizeof(*c));
         if (!c)
             return;
-        metrics_connection();
         c->srv = srv;
         /* The handshake and the first head must be done in --head-timeout. */
         c->head_state = HEAD_DEADLINE | (now_ms() + 1000ULL * cfg_of(srv)->head_timeout);

@@ -9,6 +9,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "metrics.h"
+
 /*
  * One generation of credentials: the key pair and the CA names it puts in
  * the certificate request. A session keeps a pointer to the credentials it
@@ -315,6 +317,19 @@ static struct tls_generation *current(struct tls_server *srv, const struct pki_t
     return ng;
 }
 
+/* Counts a completed handshake: the client's Finished message, received. */
+static int on_finished(gnutls_session_t s, unsigned htype, unsigned when, unsigned incoming,
+                       const gnutls_datum_t *msg)
+{
+    (void)s;
+    (void)htype;
+    (void)when;
+    (void)msg;
+    if (incoming)
+        metrics_connection();
+    return 0;
+}
+
 int tls_session_setup(struct tls_server *srv, void *session, const struct pki_trust *trust,
                       int64_t trust_version, struct tls_generation **out_gen)
 {
@@ -338,6 +353,7 @@ int tls_session_setup(struct tls_server *srv, void *session, const struct pki_tr
     gnutls_certificate_server_set_request(s, require ? GNUTLS_CERT_REQUIRE : GNUTLS_CERT_REQUEST);
     if (!send_names)
         gnutls_certificate_send_x509_rdn_sequence(s, 1);
+    gnutls_handshake_set_hook_function(s, GNUTLS_HANDSHAKE_FINISHED, GNUTLS_HOOK_POST, on_finished);
     return rc;
 }
 
