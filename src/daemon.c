@@ -102,6 +102,7 @@ static json_t *restart_needed(const struct serve_config *a, const struct serve_c
         {"script-instructions", a->script_instructions != b->script_instructions},
         {"script-memory", a->script_memory != b->script_memory},
         {"script-timeout", a->script_timeout_ms != b->script_timeout_ms},
+        {"script-threads", a->script_threads != b->script_threads},
         {"metrics-listen", str_differ(a->metrics_listen, b->metrics_listen)},
     };
 
