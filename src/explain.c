@@ -104,7 +104,8 @@ int explain_main(const char *db_path, bool json, int argc, char **argv)
 
     memset(&id, 0, sizeof(id));
     optind = 1;
-    while ((opt = getopt_long(argc, argv, "", opts, NULL)) != -1) {
+    opterr = 0;
+    while ((opt = getopt_long(argc, argv, ":", opts, NULL)) != -1) {
         if (opt == 'c') {
             chain_path = optarg;
         } else if (opt == 'a') {
@@ -117,12 +118,17 @@ int explain_main(const char *db_path, bool json, int argc, char **argv)
             fputs(usage, stdout);
             return 0;
         } else {
-            fputs(usage, stderr);
+            /* One line, as every command says a usage error. */
+            fprintf(stderr, "certgate check: %s %s (see certgate check --help)\n",
+                    opt == ':' ? "option needs a value:" : "unknown option",
+                    optind > 0 && optind <= argc ? argv[optind - 1] : "");
             return 2;
         }
     }
     if (optind != argc - 1) {
-        fputs(usage, stderr);
+        fprintf(stderr, "certgate check: %s (see certgate check --help)\n",
+                optind >= argc ? "name the client certificate file: certgate check CLIENT.pem"
+                               : "one certificate file at a time");
         return 2;
     }
     if (read_certs(argv[optind], &certs))

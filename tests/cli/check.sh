@@ -85,4 +85,12 @@ cg check "$PKI/nope.pem"
 [ "$RC" -eq 2 ] && pass "a missing file is a usage error" || fail "exit $RC"
 cg check "$PKI/client.pem" --at yesterday
 [ "$RC" -eq 2 ] && pass "a bad --at is a usage error" || fail "exit $RC"
+cg check "$PKI/client.pem" --bogus
+[ "$RC" -eq 2 ] && pass "an unknown option is a usage error" || fail "exit $RC"
+expect_err "in one line naming it" "^certgate check: unknown option --bogus"
+[ "$(wc -l <"$T/err" 2>/dev/null || echo 0)" -le 1 ] && pass "one line only" ||
+    fail "$(wc -l <"$T/err") lines"
+cg check
+[ "$RC" -eq 2 ] && pass "no file is a usage error" || fail "exit $RC"
+expect_err "saying what to give" "name the client certificate file"
 done_testing
