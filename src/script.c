@@ -1192,12 +1192,14 @@ int script_run(struct script_vm *vm, const char *key, const char *source, const 
                struct script_result *out)
 {
     lua_State *L = vm->L;
-    struct run_args args = {req, out};
+    struct run_args args;
     size_t baseline;
     int rc, base = lua_gettop(L);
 
     memset(out, 0, sizeof(*out));
     out->status = 200;
+    args.req = req;
+    args.out = out;
     if (load_chunk(vm, key, source, name, out->log_detail, sizeof(out->log_detail))) {
         out->outcome = SCRIPT_ERROR;
         out->status = 500;
