@@ -229,6 +229,7 @@ struct executor {
     pthread_t thread;      /* the thread */
     struct script_vm *vm;  /* its Lua state */
     struct dtable_db *rdb; /* its read-only connection */
+    int64_t running;       /* what it runs now (job_kind), -1: nothing; under the lock */
 };
 
 struct writer {
@@ -1344,6 +1345,40 @@ static void execute(struct executor *x, struct writer_job *job)
     pthread_mutex_unlock(&w->lock);
 }
 
+/* What a job runs, for fairness: a resource's id, or 0 for the Table API. */
+static int64_t job_kind(const struct writer_job *job)
+{
+    return job->op == WRITER_SCRIPT ? job->resource->id : 0;
+}
+
+/*
+ * Takes the first queued job that may run now, under the lock: one
+ * resource (or the Table API) may hold all script threads but one, so a
+ * resource whose script is slow, however many requests it gets, leaves a
+ * thread to everything else. NULL when nothing may run.
+ */
+static struct writer_job *take_job(struct writer *w)
+{
+    unsigned limit = w->n_execs > 1 ? w->n_execs - 1 : 1;
+
+    for (struct writer_job **p = &w->xhead, *prev = NULL; *p; prev = *p, p = &(*p)->next) {
+        struct writer_job *job = *p;
+        int64_t kind = job_kind(job);
+        unsigned busy = 0;
+
+        for (unsigned i = 0; i < w->n_execs; i++)
+            busy += w->execs[i].running == kind;
+        if (busy >= limit)
+            continue;
+        *p = job->next;
+        if (w->xtail == job)
+            w->xtail = prev;
+        job->next = NULL;
+        return job;
+    }
+    return NULL;
+}
+
 static void *executor_main(void *arg)
 {
     struct executor *x = arg;
@@ -1351,20 +1386,30 @@ static void *executor_main(void *arg)
 
     pthread_mutex_lock(&w->lock);
     for (;;) {
-        struct writer_job *job;
+        struct writer_job *job = NULL;
 
-        while (!w->xhead && !w->exec_stopping)
+        while (!(w->xhead && (job = take_job(w))) && !w->exec_stopping)
             pthread_cond_wait(&w->exec_wake, &w->lock);
-        if (!w->xhead)
-            break;
-        job = w->xhead;
-        w->xhead = job->next;
-        if (!w->xhead)
-            w->xtail = NULL;
-        job->next = NULL;
+        if (!job && w->xhead)
+            job = take_job(w);
+        if (!job) {
+            if (!w->xhead)
+                break;
+            /* Stopping, and what is left waits for busy kinds: take it anyway. */
+            job = w->xhead;
+            w->xhead = job->next;
+            if (!w->xhead)
+                w->xtail = NULL;
+            job->next = NULL;
+        }
+        x->running = job_kind(job);
         pthread_mutex_unlock(&w->lock);
         execute(x, job);
         pthread_mutex_lock(&w->lock);
+        x->running = -1;
+        /* A job that waited for this kind to free a thread may run now. */
+        if (w->xhead)
+            pthread_cond_broadcast(&w->exec_wake);
     }
     pthread_mutex_unlock(&w->lock);
     return NULL;
@@ -1372,11 +1417,13 @@ static void *executor_main(void *arg)
 
 /* ---- start and stop ---- */
 
+/* One per core, and at least two, so that one slow resource always leaves
+ * a thread to the others (take_job). */
 static unsigned default_threads(void)
 {
     long n = sysconf(_SC_NPROCESSORS_ONLN);
 
-    return n < 1 ? 1 : n > MAX_THREADS ? MAX_THREADS : (unsigned)n;
+    return n < 2 ? 2 : n > MAX_THREADS ? MAX_THREADS : (unsigned)n;
 }
 
 static void free_executors(struct writer *w)
@@ -1424,6 +1471,7 @@ int writer_start(const char *db_path, const struct script_limits *limits, bool d
     rc = script_vm_new(&w->limits, &w->vm);
     for (unsigned i = 0; rc == CG_OK && i < w->n_execs; i++) {
         w->execs[i].w = w;
+        w->execs[i].running = -1;
         rc = script_vm_new(&w->limits, &w->execs[i].vm);
         if (rc == CG_OK)
             rc = dtable_open_reader(db_path, &w->execs[i].rdb, err);
