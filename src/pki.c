@@ -283,34 +283,6 @@ static bool valid_dns_name(const char *n)
     return label > 0;
 }
 
-/* A dNSName constraint is a host name, never ".example.com" (that form is
- * for URIs only). */
-static bool bad_dns_constraint(gnutls_x509_crt_t crt)
-{
-    gnutls_x509_name_constraints_t nc = NULL;
-    bool bad = false;
-
-    if (gnutls_x509_name_constraints_init(&nc) < 0)
-        return false;
-    if (gnutls_x509_crt_get_name_constraints(crt, nc, 0, NULL) >= 0) {
-        for (int excluded = 0; excluded < 2 && !bad; excluded++) {
-            for (unsigned i = 0;; i++) {
-                gnutls_datum_t name = {NULL, 0};
-                unsigned type = 0;
-                int rc = excluded ? gnutls_x509_name_constraints_get_excluded(nc, i, &type, &name)
-                                  : gnutls_x509_name_constraints_get_permitted(nc, i, &type, &name);
-
-                if (rc < 0)
-                    break;
-                if (type == GNUTLS_SAN_DNSNAME && name.size > 0 && name.data[0] == '.')
-                    bad = true;
-            }
-        }
-    }
-    gnutls_x509_name_constraints_deinit(nc);
-    return bad;
-}
-
 /* Whether @p len bytes are valid UTF-8 without control characters. */
 static bool text_ok(const unsigned char *p, size_t len)
 {
@@ -326,18 +298,24 @@ static bool text_ok(const unsigned char *p, size_t len)
     return true;
 }
 
-/* A directoryName constraint whose text is not clean (see clean_text)
- * could not be compared with the subjects below it, which certgate escapes:
- * an excluded subtree would then exclude nothing. */
-static bool bad_dn_constraint(gnutls_x509_crt_t crt)
+/* What can be wrong with the names of a CA's nameConstraints. */
+enum nc_defect {
+    NC_BAD_DNS = 1, /* a dNSName of the ".example.com" form (that form is for URIs only) */
+    NC_BAD_DN = 2,  /* a directoryName whose text is not clean (see clean_text): it could
+                     * not be compared with the subjects below it, which certgate escapes,
+                     * so an excluded subtree would exclude nothing */
+};
+
+/* The nc_defect bits of @p crt's name constraints (0: none). */
+static unsigned constraint_defects(gnutls_x509_crt_t crt)
 {
     gnutls_x509_name_constraints_t nc = NULL;
-    bool bad = false;
+    unsigned bad = 0;
 
     if (gnutls_x509_name_constraints_init(&nc) < 0)
-        return false;
+        return 0;
     if (gnutls_x509_crt_get_name_constraints(crt, nc, 0, NULL) >= 0) {
-        for (int excluded = 0; excluded < 2 && !bad; excluded++) {
+        for (int excluded = 0; excluded < 2; excluded++) {
             for (unsigned i = 0;; i++) {
                 gnutls_datum_t name = {NULL, 0};
                 unsigned type = 0;
@@ -346,8 +324,10 @@ static bool bad_dn_constraint(gnutls_x509_crt_t crt)
 
                 if (rc < 0)
                     break;
+                if (type == GNUTLS_SAN_DNSNAME && name.size > 0 && name.data[0] == '.')
+                    bad |= NC_BAD_DNS;
                 if (type == GNUTLS_SAN_DN && !text_ok(name.data, name.size))
-                    bad = true;
+                    bad |= NC_BAD_DN;
             }
         }
     }
@@ -395,7 +375,7 @@ static const char *find_defect(gnutls_x509_crt_t crt, const struct pki_cert *c)
                 return "it carries name constraints but is not a CA";
             if (!critical)
                 return "its nameConstraints extension is not marked critical";
-            if (bad_dn_constraint(crt))
+            if (constraint_defects(crt) & NC_BAD_DN)
                 return "a directoryName in its nameConstraints is not valid UTF-8 text";
             if (gnutls_x509_crt_get_extension_data(crt, i, raw, &rlen) < 0 || rlen < 2 ||
                 raw[0] != 0x30 || raw[1] >= 0x80)
@@ -410,7 +390,7 @@ static const char *find_defect(gnutls_x509_crt_t crt, const struct pki_cert *c)
             }
             if (empty)
                 return "its nameConstraints extension lists no subtrees";
-            if (bad_dns_constraint(crt))
+            if (constraint_defects(crt) & NC_BAD_DNS)
                 return "a dNSName in its nameConstraints is malformed (RFC 5280 4.2.1.10)";
         }
     }
