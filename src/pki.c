@@ -1528,6 +1528,27 @@ static bool intermediate_sans_allowed(gnutls_x509_name_constraints_t nc,
     return ok;
 }
 
+/* The name constraints of @p c, and its GnuTLS certificate (the caller
+ * frees both); false when it has none (nothing to free then). */
+static bool load_constraints(const struct pki_cert *c, gnutls_x509_crt_t *out_crt,
+                             gnutls_x509_name_constraints_t *out_nc)
+{
+    *out_crt = NULL;
+    *out_nc = NULL;
+    if (import_der(out_crt, c->der, c->der_len))
+        return false;
+    if (gnutls_x509_name_constraints_init(out_nc) < 0 ||
+        gnutls_x509_crt_get_name_constraints(*out_crt, *out_nc, 0, NULL) < 0) {
+        if (*out_nc)
+            gnutls_x509_name_constraints_deinit(*out_nc);
+        gnutls_x509_crt_deinit(*out_crt);
+        *out_nc = NULL;
+        *out_crt = NULL;
+        return false;
+    }
+    return true;
+}
+
 /* Names a certificate presents to name constraints: its subject's
  * attributes and its SANs. */
 static size_t constrained_names(const struct pki_cert *c)
@@ -1577,15 +1598,8 @@ static bool nc_extra_hold(const struct link *chain, size_t n, char *why, size_t 
         gnutls_x509_name_constraints_t nc = NULL;
         size_t n_nc = 0, n_names = 0;
 
-        if (import_der(&crt, chain[ca].cert->der, chain[ca].cert->der_len))
+        if (!load_constraints(chain[ca].cert, &crt, &nc))
             continue;
-        if (gnutls_x509_name_constraints_init(&nc) < 0 ||
-            gnutls_x509_crt_get_name_constraints(crt, nc, 0, NULL) < 0) {
-            if (nc)
-                gnutls_x509_name_constraints_deinit(nc);
-            gnutls_x509_crt_deinit(crt);
-            continue;
-        }
         for (size_t below = 0; below < ca; below++)
             n_names += constrained_names(chain[below].cert);
         for (int excluded = 0; excluded < 2; excluded++) {
@@ -1643,15 +1657,8 @@ static bool dn_constraints_hold(const struct link *chain, size_t n, char *why, s
         gnutls_x509_crt_t crt = NULL;
         gnutls_x509_name_constraints_t nc = NULL;
 
-        if (import_der(&crt, chain[ca].cert->der, chain[ca].cert->der_len))
+        if (!load_constraints(chain[ca].cert, &crt, &nc))
             continue;
-        if (gnutls_x509_name_constraints_init(&nc) < 0 ||
-            gnutls_x509_crt_get_name_constraints(crt, nc, 0, NULL) < 0) {
-            if (nc)
-                gnutls_x509_name_constraints_deinit(nc);
-            gnutls_x509_crt_deinit(crt);
-            continue;
-        }
         for (size_t below = 0; ok && below < ca; below++) {
             const char *dn = chain[below].cert->subject;
             bool any_permitted = false, permitted = false, excluded = false;
