@@ -140,15 +140,32 @@ static const struct store_map *find_exact(const struct trust_snapshot *snap, con
     return NULL;
 }
 
-static const struct store_map *find_rule(const struct trust_snapshot *snap, int64_t ca_id,
-                                         const struct pki_cert *c)
+/* Whether table record @p ca_id is a copy of the CA that signed @p c with
+ * the key @p issuer_spki: a rule is bound to a CA, not to one certificate of
+ * it, so a renewed or cross-signed copy on the path matches it too. */
+static bool rule_ca_issued(const struct trust_snapshot *snap, int64_t ca_id,
+                           const char *issuer_spki, const struct pki_cert *c)
 {
-    if (!ca_id)
+    for (size_t i = 0; i < snap->pki.n_cas; i++) {
+        const struct pki_cert *ca = &snap->pki.cas[i].cert;
+
+        if (snap->pki.cas[i].id == ca_id)
+            return strcmp(ca->spki_sha256, issuer_spki) == 0 && ca->subject &&
+                   strcmp(ca->subject, c->issuer) == 0;
+    }
+    return false;
+}
+
+static const struct store_map *find_rule(const struct trust_snapshot *snap,
+                                         const struct pki_verdict *v, const struct pki_cert *c)
+{
+    if (!v->issuer_spki[0])
         return NULL;
     for (size_t i = 0; i < snap->n_maps; i++) {
         const struct store_map *m = &snap->maps[i];
 
-        if (m->kind == STORE_MAP_RULE && m->is_active && m->ca_id == ca_id && rule_matches(m, c))
+        if (m->kind == STORE_MAP_RULE && m->is_active && rule_matches(m, c) &&
+            rule_ca_issued(snap, m->ca_id, v->issuer_spki, c))
             return m;
     }
     return NULL;
@@ -233,7 +250,7 @@ int identity_from_cert(const struct trust_snapshot *snap, const struct pki_cert 
     if (m && m->kind == STORE_MAP_PINNED)
         m = NULL; /* a pinned mapping is for the self-signed path only */
     if (!m)
-        m = find_rule(snap, v.issuer_ca_id, leaf);
+        m = find_rule(snap, &v, leaf);
     if (!m) {
         /* What to do comes first, the names last: a long subject may be
          * cut, the fix and the fingerprint never are. */

@@ -13,6 +13,9 @@
 #include <strings.h>
 #include <stdarg.h>
 
+#include "constraints.h"
+#include "der.h"
+
 /* A bundle larger than this is not a client's or a CA's chain. */
 #define MAX_BUNDLE_CERTS 64
 /* Longest chain the verifier builds, leaf included. */
@@ -283,63 +286,11 @@ static bool valid_dns_name(const char *n)
     return label > 0;
 }
 
-/* Whether @p len bytes are valid UTF-8 without control characters. */
-static bool text_ok(const unsigned char *p, size_t len)
-{
-    while (len > 0) {
-        uint32_t cp = 0;
-        size_t n = cg_utf8_char((const char *)p, len, &cp);
-
-        if (n == 0 || cg_is_control(cp))
-            return false;
-        p += n;
-        len -= n;
-    }
-    return true;
-}
-
-/* What can be wrong with the names of a CA's nameConstraints. */
-enum nc_defect {
-    NC_BAD_DNS = 1, /* a dNSName of the ".example.com" form (that form is for URIs only) */
-    NC_BAD_DN = 2,  /* a directoryName whose text is not clean (see clean_text): it could
-                     * not be compared with the subjects below it, which certgate escapes,
-                     * so an excluded subtree would exclude nothing */
-};
-
-/* The nc_defect bits of @p crt's name constraints (0: none). */
-static unsigned constraint_defects(gnutls_x509_crt_t crt)
-{
-    gnutls_x509_name_constraints_t nc = NULL;
-    unsigned bad = 0;
-
-    if (gnutls_x509_name_constraints_init(&nc) < 0)
-        return 0;
-    if (gnutls_x509_crt_get_name_constraints(crt, nc, 0, NULL) >= 0) {
-        for (int excluded = 0; excluded < 2; excluded++) {
-            for (unsigned i = 0;; i++) {
-                gnutls_datum_t name = {NULL, 0};
-                unsigned type = 0;
-                int rc = excluded ? gnutls_x509_name_constraints_get_excluded(nc, i, &type, &name)
-                                  : gnutls_x509_name_constraints_get_permitted(nc, i, &type, &name);
-
-                if (rc < 0)
-                    break;
-                if (type == GNUTLS_SAN_DNSNAME && name.size > 0 && name.data[0] == '.')
-                    bad |= NC_BAD_DNS;
-                if (type == GNUTLS_SAN_DN && !text_ok(name.data, name.size))
-                    bad |= NC_BAD_DN;
-            }
-        }
-    }
-    gnutls_x509_name_constraints_deinit(nc);
-    return bad;
-}
-
 /*
  * RFC 5280 rules GnuTLS's path validation does not enforce, checked once at
  * parse time; the verifier refuses a chain holding a certificate with a defect.
  */
-static const char *find_defect(gnutls_x509_crt_t crt, const struct pki_cert *c)
+static const char *find_defect(gnutls_x509_crt_t crt, struct pki_cert *c)
 {
     unsigned bc_critical = 0, ca = 0;
     int pathlen = -1;
@@ -367,38 +318,42 @@ static const char *find_defect(gnutls_x509_crt_t crt, const struct pki_cert *c)
         } else if (strcmp(oid, "2.5.29.35") == 0 && critical) {
             return "its authorityKeyIdentifier extension is marked critical";
         } else if (strcmp(oid, "2.5.29.30") == 0) {
-            unsigned char raw[2048];
-            size_t rlen = sizeof(raw), pos;
-            bool empty = true;
+            gnutls_datum_t raw = {NULL, 0};
+            const char *why;
 
             if (!c->is_ca)
                 return "it carries name constraints but is not a CA";
             if (!critical)
                 return "its nameConstraints extension is not marked critical";
-            if (constraint_defects(crt) & NC_BAD_DN)
-                return "a directoryName in its nameConstraints is not valid UTF-8 text";
-            if (gnutls_x509_crt_get_extension_data(crt, i, raw, &rlen) < 0 || rlen < 2 ||
-                raw[0] != 0x30 || raw[1] >= 0x80)
-                continue; /* long or unusual encodings: GnuTLS's validation judges them */
-            /* NameConstraints ::= SEQUENCE { [0] permitted, [1] excluded }: at
-             * least one of them must hold a subtree (RFC 5280 4.2.1.10). */
-            for (pos = 2; pos + 1 < rlen; pos += 2 + raw[pos + 1]) {
-                if (raw[pos + 1] != 0)
-                    empty = false;
-                if (raw[pos + 1] >= 0x80)
-                    break;
-            }
-            if (empty)
-                return "its nameConstraints extension lists no subtrees";
-            if (constraint_defects(crt) & NC_BAD_DNS)
-                return "a dNSName in its nameConstraints is malformed (RFC 5280 4.2.1.10)";
+            if (gnutls_x509_crt_get_extension_data2(crt, i, &raw) < 0)
+                return "its nameConstraints extension cannot be read";
+            why = constraints_defect(raw.data, raw.size, &c->n_name_constraints);
+            gnutls_free(raw.data);
+            if (why)
+                return why;
         }
+    }
+    if (!c->subject[0]) {
+        unsigned char san[8];
+        size_t size = sizeof(san);
+        unsigned san_critical = 0;
+        int rc =
+            gnutls_x509_crt_get_extension_by_oid(crt, "2.5.29.17", 0, san, &size, &san_critical);
+
+        if ((rc < 0 && rc != GNUTLS_E_SHORT_MEMORY_BUFFER) || !san_critical)
+            return "its subject is empty, so its names must be in a subjectAltName marked "
+                   "critical (RFC 5280 4.1.2.6), and it has none";
     }
     if (gnutls_x509_crt_get_basic_constraints(crt, &bc_critical, &ca, &pathlen) >= 0 && ca &&
         !bc_critical)
         return "it is a CA whose basicConstraints extension is not marked critical";
     if (c->is_ca && !c->ski[0])
         return "it is a CA without a subjectKeyIdentifier";
+    /* Without it a renewed or re-keyed CA cannot be told apart on the path. */
+    if (!c->is_self_signed && !c->aki[0])
+        return "it has no authorityKeyIdentifier, which RFC 5280 4.2.1.1 requires in every "
+               "certificate but a self-signed one: reissue it with one (certtool adds it; "
+               "openssl needs authorityKeyIdentifier = keyid in the extensions)";
     if (!c->is_ca && c->has_key_usage && (c->key_usage & PKI_KU_KEY_CERT_SIGN))
         return "its key usage allows signing certificates (keyCertSign) but it is not a CA";
     if (gnutls_x509_crt_get_pk_algorithm(crt, NULL) == GNUTLS_PK_DSA)
@@ -450,9 +405,15 @@ static int fill_cert(gnutls_x509_crt_t crt, struct pki_cert *c)
     gnutls_free(d.data);
     sha256_hex(c->der, c->der_len, c->fingerprint);
 
-    if (gnutls_x509_crt_get_dn3(crt, &d, 0) < 0)
+    /* An empty subject is valid when the names are in a critical
+     * subjectAltName (RFC 5280 4.1.2.6): it is written as "". */
+    rc = gnutls_x509_crt_get_dn3(crt, &d, 0);
+    if (rc == GNUTLS_E_REQUESTED_DATA_NOT_AVAILABLE)
+        c->subject = strdup("");
+    else if (rc < 0)
         goto parse;
-    c->subject = dn_text(&d);
+    else
+        c->subject = dn_text(&d);
     if (gnutls_x509_crt_get_issuer_dn3(crt, &d, 0) < 0)
         goto parse;
     c->issuer = dn_text(&d);
@@ -523,7 +484,6 @@ static int fill_cert(gnutls_x509_crt_t crt, struct pki_cert *c)
                              : "unknown");
     if (!c->sig_algo)
         goto nomem;
-    c->defect = find_defect(crt, c);
     {
         gnutls_datum_t sdn = {NULL, 0}, idn = {NULL, 0};
 
@@ -534,6 +494,7 @@ static int fill_cert(gnutls_x509_crt_t crt, struct pki_cert *c)
         gnutls_free(idn.data);
     }
     c->is_self_signed = c->is_self_issued && pki_cert_issued_by(c, c);
+    c->defect = find_defect(crt, c);
     return CG_OK;
 parse:
     rc = CG_EPARSE;
@@ -1128,6 +1089,194 @@ out:
 
 /* ---- CRLs ---- */
 
+/* The dotted form of an OID's contents, for messages. */
+static void oid_text(const uint8_t *p, size_t len, char *out, size_t outlen)
+{
+    size_t o = 0;
+    uint64_t v = 0;
+    bool first = true;
+
+    out[0] = '\0';
+    for (size_t i = 0; i < len && o + 24 < outlen; i++) {
+        if (v > (UINT64_MAX >> 7))
+            break;
+        v = (v << 7) | (p[i] & 0x7f);
+        if (p[i] & 0x80)
+            continue;
+        if (first)
+            o += (size_t)snprintf(out + o, outlen - o, "%u.%llu", v < 80 ? (unsigned)(v / 40) : 2,
+                                  (unsigned long long)(v < 80 ? v % 40 : v - 80));
+        else
+            o += (size_t)snprintf(out + o, outlen - o, ".%llu", (unsigned long long)v);
+        first = false;
+        v = 0;
+    }
+}
+
+/* OIDs of the CRL entry extensions RFC 5280 5.3 defines, as DER contents. */
+static const struct {
+    const char *der; /* OID contents */
+    bool is_known;   /* false: certificateIssuer, which makes the CRL indirect */
+} entry_exts[] = {
+    {"\x55\x1d\x15", true},  /* reasonCode */
+    {"\x55\x1d\x17", true},  /* holdInstructionCode */
+    {"\x55\x1d\x18", true},  /* invalidityDate */
+    {"\x55\x1d\x1d", false}, /* certificateIssuer */
+};
+
+/* Why an entry's extensions make the CRL unusable, in @p why; false when
+ * they do not. */
+static bool entry_exts_refused(const struct der_tlv *exts, char *why, size_t whylen)
+{
+    struct der in = der_enter(exts);
+    struct der_tlv ext, oid, crit;
+    int rc;
+
+    while ((rc = der_next(&in, &ext)) == 0) {
+        struct der e = der_enter(&ext);
+        bool critical = false, known = false;
+        char text[64];
+
+        if (ext.tag != DER_SEQUENCE || der_expect(&e, DER_OID, &oid))
+            break;
+        if (der_expect(&e, DER_BOOLEAN, &crit) == 0)
+            critical = crit.len == 1 && crit.val[0] != 0;
+        for (size_t k = 0; k < sizeof(entry_exts) / sizeof(entry_exts[0]); k++) {
+            if (oid.len == 3 && memcmp(oid.val, entry_exts[k].der, 3) == 0) {
+                if (!entry_exts[k].is_known) {
+                    snprintf(why, whylen,
+                             "it is an indirect CRL (an entry names another certificate "
+                             "issuer): load the complete CRL that the issuing CA signed itself");
+                    return true;
+                }
+                known = true;
+            }
+        }
+        if (critical && !known) {
+            oid_text(oid.val, oid.len, text, sizeof(text));
+            snprintf(why, whylen,
+                     "an entry has the critical extension %s, which certgate does not know, so "
+                     "the CRL cannot be applied as its issuer meant: load a CRL without it",
+                     text);
+            return true;
+        }
+    }
+    if (rc != 1) {
+        snprintf(why, whylen, "an entry's extensions are malformed");
+        return true;
+    }
+    return false;
+}
+
+/* Walks the revoked entries of a CRL's DER for their extensions: false with
+ * @p why when an entry makes it unusable or the list cannot be read. */
+static bool entries_ok(const struct pki_crl *c, char *why, size_t whylen)
+{
+    struct der all = der_init(c->der, c->der_len), list, in;
+    struct der_tlv outer, tbs, t;
+
+    if (der_expect(&all, DER_SEQUENCE, &outer))
+        goto malformed;
+    in = der_enter(&outer);
+    if (der_expect(&in, DER_SEQUENCE, &tbs))
+        goto malformed;
+    in = der_enter(&tbs);
+    der_expect(&in, DER_INTEGER, &t); /* version, optional */
+    if (der_expect(&in, DER_SEQUENCE, &t) || der_expect(&in, DER_SEQUENCE, &t) ||
+        der_next(&in, &t) != 0) /* signature, issuer, thisUpdate */
+        goto malformed;
+    if (der_peek(&in, DER_UTC_TIME) || der_peek(&in, DER_GENERALIZED_TIME))
+        der_next(&in, &t); /* nextUpdate */
+    if (der_expect(&in, DER_SEQUENCE, &t))
+        return true; /* no revoked entries */
+    list = der_enter(&t);
+    for (;;) {
+        struct der_tlv entry, serial, date, exts;
+        struct der e;
+        int rc = der_next(&list, &entry);
+
+        if (rc == 1)
+            return true;
+        if (rc < 0 || entry.tag != DER_SEQUENCE)
+            goto malformed;
+        e = der_enter(&entry);
+        if (der_expect(&e, DER_INTEGER, &serial) || der_next(&e, &date) != 0)
+            goto malformed;
+        if (der_expect(&e, DER_SEQUENCE, &exts) == 0 && entry_exts_refused(&exts, why, whylen))
+            return false;
+    }
+malformed:
+    snprintf(why, whylen, "its list of revoked certificates is not valid DER");
+    return false;
+}
+
+/*
+ * Whether @p crl is a complete CRL of its issuer, the only kind that can
+ * replace another: a delta CRL lists only the changes since a complete one,
+ * a CRL with an issuingDistributionPoint covers only part of the issuer's
+ * certificates, and an unknown critical extension may change what the
+ * entries mean; each, taken as complete, would un-revoke certificates.
+ * Fills out->partial ("" when complete).
+ */
+static void crl_scope(gnutls_x509_crl_t crl, struct pki_crl *out)
+{
+    static const char *const known[] = {
+        "2.5.29.35",         /* authorityKeyIdentifier */
+        "2.5.29.18",         /* issuerAltName */
+        "2.5.29.20",         /* cRLNumber */
+        "2.5.29.46",         /* freshestCRL: where deltas are; this one is complete */
+        "1.3.6.1.5.5.7.1.1", /* authorityInfoAccess */
+    };
+
+    out->partial[0] = '\0';
+    for (unsigned i = 0; i < 64; i++) {
+        char oid[128];
+        size_t size = sizeof(oid);
+        unsigned critical = 0;
+        bool is_known = false;
+        int rc = gnutls_x509_crl_get_extension_info(crl, i, oid, &size, &critical);
+
+        if (rc == GNUTLS_E_REQUESTED_DATA_NOT_AVAILABLE)
+            break;
+        if (rc < 0) {
+            snprintf(out->partial, sizeof(out->partial), "an extension cannot be read");
+            return;
+        }
+        if (strcmp(oid, "2.5.29.27") == 0) {
+            snprintf(out->partial, sizeof(out->partial),
+                     "it is a delta CRL (deltaCRLIndicator): it lists only the changes since a "
+                     "complete CRL, and in place of one it would un-revoke the rest; load the "
+                     "issuer's complete CRL instead, and a newer complete CRL after each change");
+            return;
+        }
+        if (strcmp(oid, "2.5.29.28") == 0) {
+            snprintf(out->partial, sizeof(out->partial),
+                     "it covers only part of its issuer's certificates (issuingDistributionPoint): "
+                     "load a complete CRL of the CA, one without a distribution point scope");
+            return;
+        }
+        for (size_t k = 0; k < sizeof(known) / sizeof(known[0]); k++)
+            is_known = is_known || strcmp(oid, known[k]) == 0;
+        if (critical && !is_known) {
+            snprintf(out->partial, sizeof(out->partial),
+                     "it has the critical extension %s, which certgate does not know, so it "
+                     "cannot be applied as its issuer meant: load a CRL without it",
+                     oid);
+            return;
+        }
+    }
+    entries_ok(out, out->partial, sizeof(out->partial));
+}
+
+int pki_crl_number_cmp(const char *a, const char *b)
+{
+    size_t la = strlen(a), lb = strlen(b);
+
+    if (la != lb)
+        return la < lb ? -1 : 1;
+    return strcmp(a, b);
+}
+
 int pki_parse_crl(const char *data, size_t len, struct pki_crl *out_crl, struct cg_err *err)
 {
     gnutls_x509_crl_t crl = NULL;
@@ -1207,7 +1356,16 @@ int pki_parse_crl(const char *data, size_t len, struct pki_crl *out_crl, struct 
             cg_err_set(err, "the CRL number extension of the CRL is marked critical");
             goto out;
         }
+        if (nsize == 0 || nsize > 20) {
+            cg_err_set(err, "the CRL number of the CRL is not 1 to 20 octets (RFC 5280 5.2.3)");
+            goto out;
+        }
+        serial_hex(num, nsize, out_crl->number, sizeof(out_crl->number));
+        /* Without a leading zero digit either: "3", not "03". */
+        if (out_crl->number[0] == '0' && out_crl->number[1])
+            memmove(out_crl->number, out_crl->number + 1, strlen(out_crl->number));
     }
+    crl_scope(crl, out_crl);
     t = gnutls_x509_crl_get_this_update(crl);
     if (t == (time_t)-1) {
         cg_err_set(err, "the CRL has no this-update time");
@@ -1383,11 +1541,45 @@ static bool in_chain(const struct link *chain, size_t n, const struct pki_cert *
     return false;
 }
 
+bool pki_same_ca(const struct pki_cert *a, const struct pki_cert *b)
+{
+    return a->subject && b->subject && strcmp(a->spki_sha256, b->spki_sha256) == 0 &&
+           strcmp(a->subject, b->subject) == 0;
+}
+
+/* The table's record of the CA @p c is a copy of (same name and key), the
+ * exact certificate first; NULL when the table has no copy of it. */
 static const struct pki_trust_ca *table_record(const struct pki_trust *t, const struct pki_cert *c)
 {
+    const struct pki_trust_ca *twin = NULL;
+
     for (size_t i = 0; i < t->n_cas; i++) {
         if (strcmp(t->cas[i].cert.fingerprint, c->fingerprint) == 0)
             return &t->cas[i];
+        if (!twin && pki_same_ca(&t->cas[i].cert, c))
+            twin = &t->cas[i];
+    }
+    return twin;
+}
+
+/* A disabled record of the table with @p c's key: disabling a CA refuses
+ * every chain through its key, whatever copy of it is on the path. */
+static const struct pki_trust_ca *key_disabled(const struct pki_trust *t, const struct pki_cert *c)
+{
+    for (size_t i = 0; i < t->n_cas; i++) {
+        if (!t->cas[i].is_active && strcmp(t->cas[i].cert.spki_sha256, c->spki_sha256) == 0)
+            return &t->cas[i];
+    }
+    return NULL;
+}
+
+/* The deleted CA whose key @p c carries, or NULL. */
+static const struct pki_trust_deleted *key_deleted(const struct pki_trust *t,
+                                                   const struct pki_cert *c)
+{
+    for (size_t i = 0; i < t->n_deleted; i++) {
+        if (strcmp(t->deleted[i].spki_sha256, c->spki_sha256) == 0)
+            return &t->deleted[i];
     }
     return NULL;
 }
@@ -1427,20 +1619,17 @@ static bool next_issuer(const struct pki_trust *t, const struct pki_cert *sent, 
     return false;
 }
 
-/* Whether a CRL of the table, issued by @p issuer, lists @p cert. */
+/* Whether a CRL of the table lists @p cert: one with @p cert's issuer name,
+ * signed by the key that signed @p cert (the key of @p issuer), whichever
+ * copy of that CA the path runs through. */
 static bool revoked(const struct pki_trust *t, const struct link *issuer,
                     const struct pki_cert *cert, int64_t now, struct pki_verdict *v)
 {
     for (size_t i = 0; i < t->n_crls; i++) {
         const struct pki_trust_crl *tc = &t->crls[i];
-        bool applies;
 
-        if (issuer->ca)
-            applies = tc->ca_id == issuer->ca->id;
-        else
-            applies = tc->crl.issuer && strcmp(tc->crl.issuer, cert->issuer) == 0 &&
-                      pki_crl_signed_by(&tc->crl, issuer->cert);
-        if (!applies)
+        if (!tc->crl.issuer || strcmp(tc->crl.issuer, cert->issuer) != 0 ||
+            strcmp(tc->signer_spki, issuer->cert->spki_sha256) != 0)
             continue;
         if (tc->crl.next_update && tc->crl.next_update < now && !v->crl_stale) {
             v->crl_stale = true;
@@ -1483,72 +1672,6 @@ static int check_validity(const struct pki_cert *c, bool is_leaf, int64_t now,
     return 0;
 }
 
-/* Whether the subject @p dn (RFC 4514, most specific RDN first) lies in the
- * subtree @p base: base is dn itself or dn's tail after an RDN separator. */
-static bool dn_within(const char *dn, const char *base, size_t base_len)
-{
-    size_t dl = strlen(dn);
-
-    if (base_len == 0 || base_len > dl)
-        return base_len == 0;
-    if (strncmp(dn + dl - base_len, base, base_len) != 0)
-        return false;
-    return base_len == dl || dn[dl - base_len - 1] == ',';
-}
-
-/* The SANs of an intermediate against a CA's name constraints: GnuTLS's
- * path validation checks the leaf's names only. */
-static bool intermediate_sans_allowed(gnutls_x509_name_constraints_t nc,
-                                      const struct pki_cert *cert)
-{
-    gnutls_x509_crt_t crt = NULL;
-    bool ok = true;
-
-    if (import_der(&crt, cert->der, cert->der_len))
-        return true;
-    for (unsigned i = 0; ok && i < 256; i++) {
-        unsigned char buf[1024];
-        size_t size = sizeof(buf);
-        unsigned type = 0;
-        gnutls_datum_t name;
-        int rc = gnutls_x509_crt_get_subject_alt_name2(crt, i, buf, &size, &type, NULL);
-
-        if (rc == GNUTLS_E_REQUESTED_DATA_NOT_AVAILABLE)
-            break;
-        if (rc < 0)
-            continue;
-        if (rc != GNUTLS_SAN_DNSNAME && rc != GNUTLS_SAN_RFC822NAME && rc != GNUTLS_SAN_URI &&
-            rc != GNUTLS_SAN_IPADDRESS)
-            continue;
-        name.data = buf;
-        name.size = (unsigned)size;
-        ok = gnutls_x509_name_constraints_check(nc, (gnutls_x509_subject_alt_name_t)rc, &name) != 0;
-    }
-    gnutls_x509_crt_deinit(crt);
-    return ok;
-}
-
-/* The name constraints of @p c, and its GnuTLS certificate (the caller
- * frees both); false when it has none (nothing to free then). */
-static bool load_constraints(const struct pki_cert *c, gnutls_x509_crt_t *out_crt,
-                             gnutls_x509_name_constraints_t *out_nc)
-{
-    *out_crt = NULL;
-    *out_nc = NULL;
-    if (import_der(out_crt, c->der, c->der_len))
-        return false;
-    if (gnutls_x509_name_constraints_init(out_nc) < 0 ||
-        gnutls_x509_crt_get_name_constraints(*out_crt, *out_nc, 0, NULL) < 0) {
-        if (*out_nc)
-            gnutls_x509_name_constraints_deinit(*out_nc);
-        gnutls_x509_crt_deinit(*out_crt);
-        *out_nc = NULL;
-        *out_crt = NULL;
-        return false;
-    }
-    return true;
-}
-
 /* Names a certificate presents to name constraints: its subject's
  * attributes and its SANs. */
 static size_t constrained_names(const struct pki_cert *c)
@@ -1564,151 +1687,48 @@ static size_t constrained_names(const struct pki_cert *c)
     return n;
 }
 
-/* Whether the wildcard SAN "*.base" could stand for a name under the
- * excluded dNSName subtree @p ex: "*.example.com" stands for
- * "bar.example.com", which "bar.example.com" excludes, though the wildcard
- * string itself is not under it (RFC 5280 and RFC 9525 leave this open; the
- * defensive reading refuses, as after CVE-2025-61727). */
-static bool wildcard_hits_excluded(const char *san, const char *ex, size_t ex_len)
-{
-    size_t bl;
-
-    if (san[0] != '*' || san[1] != '.')
-        return false;
-    san += 2;
-    bl = strlen(san);
-    return ex_len > bl + 1 && ex[ex_len - bl - 1] == '.' &&
-           strncasecmp(ex + ex_len - bl, san, bl) == 0;
-}
-
 /*
- * Checks GnuTLS 3.7 leaves out, before its own path validation runs: a cap
- * on constraints x names (each pair costs a comparison, so a CA with
- * thousands of constraints over a certificate with thousands of names is a
- * CPU bomb; the cap is OpenSSL's), and wildcard dNSName SANs against
- * excluded subtrees. 1 when they hold, 0 with @p why when not.
+ * Name constraints (RFC 5280 4.2.1.10 and 6.1.3), which certgate applies
+ * itself: GnuTLS 3.7 checks the leaf only, refuses a whole CA over a name
+ * form it does not know, and does not apply directoryName subtrees. Every
+ * certificate below a constrained CA is checked against that CA's subtrees
+ * (self-issued intermediates exempt), after a cap on constraints x names:
+ * each pair costs a comparison, so thousands of each are a CPU bomb (the cap
+ * is OpenSSL's). True when they hold, false with @p why when not.
  */
-static bool nc_extra_hold(const struct link *chain, size_t n, char *why, size_t whylen)
+static bool constraints_ok(const struct link *chain, size_t n, char *why, size_t whylen)
 {
     enum { MAX_NC_CHECKS = 1 << 20 };
-    bool ok = true;
 
-    for (size_t ca = 1; ok && ca < n; ca++) {
-        gnutls_x509_crt_t crt = NULL;
-        gnutls_x509_name_constraints_t nc = NULL;
-        size_t n_nc = 0, n_names = 0;
+    for (size_t ca = 1; ca < n; ca++) {
+        const struct pki_cert *cac = chain[ca].cert;
+        size_t n_names = 0;
 
-        if (!load_constraints(chain[ca].cert, &crt, &nc))
+        if (cac->n_name_constraints == 0)
             continue;
         for (size_t below = 0; below < ca; below++)
             n_names += constrained_names(chain[below].cert);
-        for (int excluded = 0; excluded < 2; excluded++) {
-            for (unsigned i = 0;; i++, n_nc++) {
-                gnutls_datum_t name = {NULL, 0};
-                unsigned type = 0;
-                int rc = excluded ? gnutls_x509_name_constraints_get_excluded(nc, i, &type, &name)
-                                  : gnutls_x509_name_constraints_get_permitted(nc, i, &type, &name);
-
-                if (rc < 0)
-                    break;
-                if (!excluded || type != GNUTLS_SAN_DNSNAME || !ok)
-                    continue;
-                for (size_t below = 0; ok && below < ca; below++) {
-                    const struct pki_cert *c = chain[below].cert;
-
-                    for (size_t k = 0; ok && k < c->n_san_dns; k++) {
-                        if (wildcard_hits_excluded(c->san_dns[k], (const char *)name.data,
-                                                   name.size)) {
-                            snprintf(why, whylen,
-                                     "the wildcard name '%s' of '%s' covers '%.*s', which the "
-                                     "name constraints of the CA '%s' exclude",
-                                     c->san_dns[k], c->subject, (int)name.size,
-                                     (const char *)name.data, chain[ca].cert->subject);
-                            ok = false;
-                        }
-                    }
-                }
-            }
-        }
-        if (ok && n_nc > 0 && n_names > MAX_NC_CHECKS / n_nc) {
+        if (n_names > MAX_NC_CHECKS / cac->n_name_constraints) {
             snprintf(why, whylen,
                      "the CA '%s' has %zu name constraints to check against %zu names below it, "
                      "more than certgate checks (%d pairs)",
-                     chain[ca].cert->subject, n_nc, n_names, MAX_NC_CHECKS);
-            ok = false;
+                     cac->subject, cac->n_name_constraints, n_names, MAX_NC_CHECKS);
+            return false;
         }
-        gnutls_x509_name_constraints_deinit(nc);
-        gnutls_x509_crt_deinit(crt);
-    }
-    return ok;
-}
-
-/*
- * directoryName constraints (RFC 5280 4.2.1.10), which GnuTLS 3.7 does not
- * apply: every certificate below a constrained CA (self-issued
- * intermediates exempt) must have a subject within a permitted subtree and
- * in no excluded one.
- */
-static bool dn_constraints_hold(const struct link *chain, size_t n, char *why, size_t whylen)
-{
-    bool ok = true;
-
-    for (size_t ca = 1; ok && ca < n; ca++) {
-        gnutls_x509_crt_t crt = NULL;
-        gnutls_x509_name_constraints_t nc = NULL;
-
-        if (!load_constraints(chain[ca].cert, &crt, &nc))
-            continue;
-        for (size_t below = 0; ok && below < ca; below++) {
-            const char *dn = chain[below].cert->subject;
-            bool any_permitted = false, permitted = false, excluded = false;
-
+        for (size_t below = 0; below < ca; below++) {
             if (below > 0 && chain[below].cert->is_self_issued)
                 continue;
-            for (unsigned i = 0;; i++) {
-                gnutls_datum_t name = {NULL, 0};
-                unsigned type = 0;
-
-                if (gnutls_x509_name_constraints_get_permitted(nc, i, &type, &name) < 0)
-                    break;
-                if (type != GNUTLS_SAN_DN)
-                    continue;
-                /* GnuTLS hands directoryName constraints over as RFC 4514 text. */
-                any_permitted = true;
-                permitted = permitted || dn_within(dn, (const char *)name.data, name.size);
-            }
-            for (unsigned i = 0;; i++) {
-                gnutls_datum_t name = {NULL, 0};
-                unsigned type = 0;
-
-                if (gnutls_x509_name_constraints_get_excluded(nc, i, &type, &name) < 0)
-                    break;
-                if (type == GNUTLS_SAN_DN)
-                    excluded = excluded || dn_within(dn, (const char *)name.data, name.size);
-            }
-            if (below > 0 && !intermediate_sans_allowed(nc, chain[below].cert))
-                excluded = true;
-            if ((any_permitted && !permitted) || excluded) {
-                snprintf(why, whylen,
-                         "the subject '%s' is outside the directoryName constraints of the CA "
-                         "'%s'",
-                         chain[below].cert->subject, chain[ca].cert->subject);
-                ok = false;
-            }
+            if (constraints_hold(cac, chain[below].cert, why, whylen) != 1)
+                return false;
         }
-        gnutls_x509_name_constraints_deinit(nc);
-        gnutls_x509_crt_deinit(crt);
     }
-    return ok;
+    return true;
 }
 
-/*
- * Runs GnuTLS's own RFC 5280 path validation over the chain built above,
- * with its root as the only anchor: name constraints, unknown critical
- * extensions, key strength (the "medium" profile) and the clientAuth purpose.
- * Times are checked by the caller (at the caller's `now`), not here.
- */
-static int gnutls_path_check(const struct link *chain, size_t n, struct pki_verdict *v)
+/* GnuTLS's RFC 5280 validation of @p n certificates, the last as the only
+ * anchor: 0 with its status, -1 when it could not run. Times are checked
+ * by the caller (at the caller's `now`), not here. */
+static int gnutls_status(const struct link *chain, size_t n, unsigned *out_status)
 {
     gnutls_x509_crt_t crts[MAX_CHAIN], anchor = NULL;
     gnutls_x509_trust_list_t tl = NULL;
@@ -1716,10 +1736,10 @@ static int gnutls_path_check(const struct link *chain, size_t n, struct pki_verd
                                    (unsigned char *)GNUTLS_KP_TLS_WWW_CLIENT, 0};
     unsigned flags = GNUTLS_VERIFY_DISABLE_TIME_CHECKS | GNUTLS_VERIFY_DISABLE_TRUSTED_TIME_CHECKS |
                      GNUTLS_PROFILE_TO_VFLAGS(GNUTLS_PROFILE_MEDIUM);
-    unsigned status = 0;
     size_t imported = 0;
-    int rc = CG_ENOMEM;
+    int rc = -1;
 
+    *out_status = 0;
     for (; imported < n; imported++) {
         if (import_der(&crts[imported], chain[imported].cert->der, chain[imported].cert->der_len))
             goto out;
@@ -1732,23 +1752,57 @@ static int gnutls_path_check(const struct link *chain, size_t n, struct pki_verd
     if (gnutls_x509_trust_list_add_cas(tl, &anchor, 1, 0) != 1)
         goto out;
     anchor = NULL;
-    if (gnutls_x509_trust_list_verify_crt2(tl, crts, (unsigned)n, &vdata, 1, flags, &status, NULL) <
-        0) {
-        refuse(v, PKI_UNTRUSTED_ISSUER, "the chain could not be validated");
-        rc = CG_OK;
-        goto out;
+    if (gnutls_x509_trust_list_verify_crt2(tl, crts, (unsigned)n, &vdata, 1, flags, out_status,
+                                           NULL) < 0)
+        *out_status = GNUTLS_CERT_INVALID;
+    rc = 0;
+out:
+    if (anchor)
+        gnutls_x509_crt_deinit(anchor);
+    if (tl)
+        gnutls_x509_trust_list_deinit(tl, 1);
+    for (size_t i = 0; i < imported; i++)
+        gnutls_x509_crt_deinit(crts[i]);
+    return rc;
+}
+
+/*
+ * Runs GnuTLS's own RFC 5280 path validation over the chain built above:
+ * unknown critical extensions, signatures, key strength (the "medium"
+ * profile) and the clientAuth purpose.
+ * GnuTLS 3.7 reports "signer constraints" for name constraints it handles
+ * worse than constraints_ok (a name form it does not know, directoryName)
+ * and for a pathLenConstraint it counts self-issued certificates against,
+ * which check_link counts as RFC 5280 does; and it stops at the first
+ * certificate that fails. So when that is all it says of the whole chain,
+ * each link is validated on its own (a certificate with its issuer as the
+ * anchor, where neither rule can bite): every other check still runs on
+ * every certificate, and certgate's own verdict on constraints stands.
+ */
+static int gnutls_path_check(const struct link *chain, size_t n, struct pki_verdict *v)
+{
+    unsigned status = 0;
+
+    if (gnutls_status(chain, n, &status))
+        return CG_ENOMEM;
+    if (status & GNUTLS_CERT_SIGNER_CONSTRAINTS_FAILURE) {
+        status = 0;
+        for (size_t i = 0; i + 1 < n && status == 0; i++) {
+            unsigned one = 0;
+
+            if (gnutls_status(chain + i, 2, &one))
+                return CG_ENOMEM;
+            status = one & ~(unsigned)GNUTLS_CERT_SIGNER_CONSTRAINTS_FAILURE;
+            if (status == GNUTLS_CERT_INVALID)
+                status = 0; /* it accompanied the masked bit only */
+        }
     }
-    rc = CG_OK;
     if (status == 0)
-        goto out;
+        return CG_OK;
     if (status & GNUTLS_CERT_PURPOSE_MISMATCH)
         refuse(v, PKI_BAD_KEY_USAGE,
                "a certificate of the chain does not allow TLS client "
                "authentication (extended key usage)");
-    else if (status & GNUTLS_CERT_SIGNER_CONSTRAINTS_FAILURE)
-        refuse(v, PKI_UNTRUSTED_ISSUER,
-               "the chain violates the constraints of a CA in it "
-               "(name constraints or path length)");
     else if (status & GNUTLS_CERT_INSECURE_ALGORITHM)
         refuse(v, PKI_UNTRUSTED_ISSUER,
                "a certificate of the chain uses an insecure algorithm "
@@ -1761,14 +1815,7 @@ static int gnutls_path_check(const struct link *chain, size_t n, struct pki_verd
                txt.data ? (const char *)txt.data : "rejected by RFC 5280 path validation");
         gnutls_free(txt.data);
     }
-out:
-    if (anchor)
-        gnutls_x509_crt_deinit(anchor);
-    if (tl)
-        gnutls_x509_trust_list_deinit(tl, 1);
-    for (size_t i = 0; i < imported; i++)
-        gnutls_x509_crt_deinit(crts[i]);
-    return rc;
+    return CG_OK;
 }
 
 /* A depth-first search for a valid path: when the first issuer found leads
@@ -1813,6 +1860,9 @@ static int check_link(struct search *sr, size_t n, const struct link *next, size
 {
     struct pki_verdict *v = &sr->tmp;
     const struct link *cur = &sr->chain[n - 1];
+    const struct pki_trust_ca *off;
+    const struct pki_trust_deleted *gone;
+    char t[21];
 
     memset(v, 0, sizeof(*v));
     if (check_validity(next->cert, false, sr->now, v))
@@ -1858,11 +1908,20 @@ static int check_link(struct search *sr, size_t n, const struct link *next, size
                       cur->cert->subject, cur->cert->serial, next->cert->subject,
                       n == 1 ? ": the client needs a new certificate" : ""),
                1;
-    if (next->ca && !next->ca->is_active)
+    off = key_disabled(sr->trust, next->cert);
+    if (off)
         return refuse(v, PKI_CA_DISABLED,
                       "the CA '%s' is disabled in the CA certificate chain table: run certgate "
                       "ca enable %lld, or have the client use a certificate from an active CA",
-                      next->cert->subject, (long long)next->ca->id),
+                      next->cert->subject, (long long)off->id),
+               1;
+    gone = key_deleted(sr->trust, next->cert);
+    if (gone)
+        return refuse(v, PKI_UNTRUSTED_ISSUER,
+                      "the CA '%s' was deleted from the CA certificate chain table on %s, and "
+                      "every copy of it is refused: add it again with certgate ca add if you "
+                      "trust it again",
+                      gone->subject, when(gone->deleted_at, t)),
                1;
     return 0;
 }
@@ -1886,7 +1945,7 @@ static int finish_path(struct search *sr, size_t n)
                root->cert->subject);
         return 0;
     }
-    if (!nc_extra_hold(sr->chain, n, why, sizeof(why))) {
+    if (!constraints_ok(sr->chain, n, why, sizeof(why))) {
         refuse(v, PKI_UNTRUSTED_ISSUER, "%s", why);
         return 0;
     }
@@ -1894,15 +1953,13 @@ static int finish_path(struct search *sr, size_t n)
         return -1;
     if (v->reason != PKI_OK)
         return 0;
-    if (!dn_constraints_hold(sr->chain, n, why, sizeof(why))) {
-        refuse(v, PKI_UNTRUSTED_ISSUER, "%s", why);
-        return 0;
-    }
     *sr->out = *v;
     sr->out->reason = PKI_OK;
     sr->out->crl_stale = crl_stale;
     snprintf(sr->out->stale_crl_issuer, sizeof(sr->out->stale_crl_issuer), "%s", stale);
     sr->out->issuer_ca_id = sr->chain[1].ca ? sr->chain[1].ca->id : 0;
+    snprintf(sr->out->issuer_spki, sizeof(sr->out->issuer_spki), "%s",
+             sr->chain[1].cert->spki_sha256);
     sr->out->root_ca_id = root->ca->id;
     sr->out->valid_from = INT64_MIN;
     sr->out->valid_until = INT64_MAX;
@@ -2010,6 +2067,14 @@ int pki_verify(const struct pki_trust *trust, const struct pki_cert *leaf,
     if (leaf->defect)
         return refuse(v, PKI_UNTRUSTED_ISSUER, "the client certificate '%s' breaks RFC 5280: %s",
                       leaf->subject, leaf->defect);
+    /* As rustls-webpki does: a CA's key signs certificates, and a client
+     * that holds one should present a certificate issued for it. */
+    if (leaf->is_ca)
+        return refuse(v, PKI_BAD_KEY_USAGE,
+                      "the certificate '%s' is a CA certificate (basicConstraints CA:TRUE), "
+                      "which certgate does not accept as a client's own certificate: use a client "
+                      "certificate that this CA issued",
+                      leaf->subject);
     if (leaf->has_key_usage && !(leaf->key_usage & PKI_KU_DIGITAL_SIGNATURE))
         return refuse(v, PKI_BAD_KEY_USAGE,
                       "the key usage of the client certificate '%s' does not allow digital "

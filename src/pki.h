@@ -24,36 +24,37 @@
 
 /** The facts of one X.509 certificate, in plain C. */
 struct pki_cert {
-    unsigned char *der;   /* DER encoding */
-    size_t der_len;       /* its length */
-    char *subject;        /* subject DN, RFC 4514 string */
-    char *issuer;         /* issuer DN, RFC 4514 string */
-    char *cn;             /* first subject CN, or NULL */
-    char serial[80];      /* serial number, lower-case hex, no separators */
-    char fingerprint[65]; /* SHA-256 of the DER, lower-case hex */
-    char spki_sha256[65]; /* SHA-256 of the SubjectPublicKeyInfo DER, lower-case hex */
-    char ski[129];        /* subject key identifier, hex, "" when absent */
-    char aki[129];        /* authority key identifier, hex, "" when absent */
-    int64_t not_before;   /* validity start, seconds since the epoch */
-    int64_t not_after;    /* validity end, seconds since the epoch */
-    bool is_ca;           /* basicConstraints cA is true */
-    int path_len;         /* basicConstraints pathLenConstraint, -1 when absent */
-    bool is_self_issued;  /* subject DN equals issuer DN */
-    bool is_self_signed;  /* self-issued and its signature verifies with its own key */
-    bool has_key_usage;   /* keyUsage extension present */
-    unsigned key_usage;   /* PKI_KU_* bits when present */
-    bool has_eku;         /* extendedKeyUsage extension present */
-    bool eku_client_auth; /* EKU lists clientAuth */
-    bool eku_any;         /* EKU lists anyExtendedKeyUsage */
-    char **san_email;     /* rfc822Name SANs */
-    size_t n_san_email;   /* count */
-    char **san_dns;       /* dNSName SANs */
-    size_t n_san_dns;     /* count */
-    char **san_uri;       /* URI SANs */
-    size_t n_san_uri;     /* count */
-    const char *defect;   /* why the certificate breaks RFC 5280, NULL when it does not */
-    char *key_type;       /* "EC P-256", "RSA 2048", ... */
-    char *sig_algo;       /* signature algorithm name, e.g. "ECDSA-SHA256" */
+    unsigned char *der;        /* DER encoding */
+    size_t der_len;            /* its length */
+    char *subject;             /* subject DN, RFC 4514 string */
+    char *issuer;              /* issuer DN, RFC 4514 string */
+    char *cn;                  /* first subject CN, or NULL */
+    char serial[80];           /* serial number, lower-case hex, no separators */
+    char fingerprint[65];      /* SHA-256 of the DER, lower-case hex */
+    char spki_sha256[65];      /* SHA-256 of the SubjectPublicKeyInfo DER, lower-case hex */
+    char ski[129];             /* subject key identifier, hex, "" when absent */
+    char aki[129];             /* authority key identifier, hex, "" when absent */
+    int64_t not_before;        /* validity start, seconds since the epoch */
+    int64_t not_after;         /* validity end, seconds since the epoch */
+    bool is_ca;                /* basicConstraints cA is true */
+    int path_len;              /* basicConstraints pathLenConstraint, -1 when absent */
+    bool is_self_issued;       /* subject DN equals issuer DN */
+    bool is_self_signed;       /* self-issued and its signature verifies with its own key */
+    bool has_key_usage;        /* keyUsage extension present */
+    unsigned key_usage;        /* PKI_KU_* bits when present */
+    bool has_eku;              /* extendedKeyUsage extension present */
+    bool eku_client_auth;      /* EKU lists clientAuth */
+    bool eku_any;              /* EKU lists anyExtendedKeyUsage */
+    char **san_email;          /* rfc822Name SANs */
+    size_t n_san_email;        /* count */
+    char **san_dns;            /* dNSName SANs */
+    size_t n_san_dns;          /* count */
+    char **san_uri;            /* URI SANs */
+    size_t n_san_uri;          /* count */
+    size_t n_name_constraints; /* subtrees of its nameConstraints, 0 when it has none */
+    const char *defect;        /* why the certificate breaks RFC 5280, NULL when it does not */
+    char *key_type;            /* "EC P-256", "RSA 2048", ... */
+    char *sig_algo;            /* signature algorithm name, e.g. "ECDSA-SHA256" */
 };
 
 /** A growable list of certificates. */
@@ -71,8 +72,12 @@ struct pki_crl {
     char aki[129];          /* authority key identifier, hex, "" when absent */
     int64_t this_update;    /* seconds since the epoch */
     int64_t next_update;    /* seconds since the epoch, 0 when absent */
+    char number[41];        /* CRL number, lower-case hex without leading zeros */
     char **revoked_serials; /* lower-case hex serials */
     size_t n_revoked;       /* count */
+    char partial[256];      /* why it is not a complete CRL of its issuer (a delta CRL, a
+                             * partitioned scope, an unknown critical extension), with what to
+                             * load instead; "" for a complete CRL */
 };
 
 /** Why a bundle could not be used; filled by pki_parse_bundle on failure. */
@@ -152,6 +157,18 @@ int pki_parse_crl(const char *data, size_t len, struct pki_crl *out_crl, struct 
  */
 bool pki_crl_signed_by(const struct pki_crl *crl, const struct pki_cert *ca);
 
+/**
+ * Compare two CRL numbers (lower-case hex without leading zeros).
+ * @return <0, 0 or >0 as @p a is lower than, equal to or higher than @p b
+ */
+int pki_crl_number_cmp(const char *a, const char *b);
+
+/**
+ * Whether two certificates are the same CA: the same subject and public key
+ * (a renewed or cross-signed copy is the same CA).
+ */
+bool pki_same_ca(const struct pki_cert *a, const struct pki_cert *b);
+
 /** Free the members of a CRL. */
 void pki_crl_free(struct pki_crl *crl);
 
@@ -162,18 +179,32 @@ struct pki_trust_ca {
     struct pki_cert cert; /* the certificate */
 };
 
-/** One CRL loaded in sys_crl, with the CA it belongs to. */
+/**
+ * One CRL loaded in sys_crl. It belongs to a CA's key, not to a record of
+ * the table: it applies to the certificates whose issuer is its issuer and
+ * whose signature verifies with the key that signed it, whichever copy of
+ * that CA (renewed, cross-signed, sent by the client, deleted) is on the path.
+ */
 struct pki_trust_crl {
-    int64_t ca_id;      /* the CA that signed it */
-    struct pki_crl crl; /* the CRL */
+    char signer_spki[65]; /* SHA-256 (hex) of the public key that signed it */
+    struct pki_crl crl;   /* the CRL */
+};
+
+/** A CA deleted from the table: its key stays refused until it is added again. */
+struct pki_trust_deleted {
+    char spki_sha256[65]; /* SHA-256 (hex) of its public key */
+    char *subject;        /* its subject, for messages */
+    int64_t deleted_at;   /* when, seconds since the epoch */
 };
 
 /** Trust data: the CA table and the CRLs, read-only while verifying. */
 struct pki_trust {
-    struct pki_trust_ca *cas;   /* CA records */
-    size_t n_cas;               /* count */
-    struct pki_trust_crl *crls; /* CRLs */
-    size_t n_crls;              /* count */
+    struct pki_trust_ca *cas;          /* CA records */
+    size_t n_cas;                      /* count */
+    struct pki_trust_crl *crls;        /* CRLs */
+    size_t n_crls;                     /* count */
+    struct pki_trust_deleted *deleted; /* keys of deleted CAs */
+    size_t n_deleted;                  /* count */
 };
 
 /** Verdict of a chain check; the codes map 1:1 to design section 5 reasons. */
@@ -193,7 +224,9 @@ enum pki_reason {
 struct pki_verdict {
     enum pki_reason reason;     /* PKI_OK when trusted */
     char detail[512];           /* the reason in words an integrator can act on */
-    int64_t issuer_ca_id;       /* table id of the CA that issued the leaf, 0 if not in table */
+    int64_t issuer_ca_id;       /* table id of a record of the CA that issued the leaf (same
+                                 * name and key), 0 if not in the table */
+    char issuer_spki[65];       /* SHA-256 (hex) of the key that signed the leaf, "" if none */
     int64_t root_ca_id;         /* table id of the root the chain ends at, 0 if none */
     size_t chain_len;           /* certificates in the built chain, leaf included */
     char chain[8][256];         /* subjects of the built chain, leaf first (first 8) */

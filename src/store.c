@@ -26,8 +26,14 @@ enum stmt_id {
     ST_CA_CHILDREN,
     ST_CA_DELETE,
     ST_CA_DELETE_RULES,
-    ST_CRL_NEWER,
-    ST_CRL_DELETE_OLDER,
+    ST_CA_COPY,
+    ST_CA_COPY_DISABLED,
+    ST_CA_MOVE_RULES,
+    ST_CA_BURY,
+    ST_CA_UNBURY,
+    ST_CA_DELETED_LIST,
+    ST_CRL_SCOPE,
+    ST_CRL_DELETE_SCOPE,
     ST_CRL_INSERT,
     ST_CRL_LIST,
     ST_USER_INSERT,
@@ -80,7 +86,10 @@ static const char *const stmt_sql[ST_COUNT] = {
     [ST_CA_BY_FP_PREFIX] = "SELECT " CA_COLS " FROM sys_ca_certificate "
                            "WHERE substr(fingerprint, 1, length(?1)) = ?1 ORDER BY id LIMIT 2",
     [ST_CA_LIST] = "SELECT " CA_COLS " FROM sys_ca_certificate ORDER BY id",
-    [ST_CA_SET_ACTIVE] = "UPDATE sys_ca_certificate SET active = ?, updated_on = ? WHERE id = ?",
+    /* Every copy of the CA (same key) takes the new state. */
+    [ST_CA_SET_ACTIVE] = "UPDATE sys_ca_certificate SET active = ?1, updated_on = ?2 "
+                         "WHERE spki_sha256 = (SELECT spki_sha256 FROM sys_ca_certificate "
+                         "WHERE id = ?3) AND (active <> ?1 OR id = ?3)",
     [ST_CA_DEPS] =
         CA_BELOW "SELECT "
                  "(SELECT count(*) FROM kids), "
@@ -92,16 +101,34 @@ static const char *const stmt_sql[ST_COUNT] = {
                  "(SELECT count(*) FROM sys_user_certificate m WHERE m.kind <> 'rule' "
                  " AND m.issuer IN (SELECT subject FROM sys_ca_certificate WHERE id IN kids) "
                  " AND m.issuer NOT IN (SELECT subject FROM sys_ca_certificate WHERE id = ?1)), "
-                 "(SELECT count(*) FROM sys_crl WHERE ca_id = ?1)",
+                 "(SELECT count(*) FROM sys_crl r, sys_ca_certificate c WHERE c.id = ?1 "
+                 " AND r.signer_spki = c.spki_sha256 AND r.issuer = c.subject)",
     [ST_CA_CHILDREN] = CA_BELOW "SELECT id, subject FROM sys_ca_certificate "
                                 "WHERE id IN kids ORDER BY id LIMIT 4",
     [ST_CA_DELETE] = "DELETE FROM sys_ca_certificate WHERE id = ?",
     [ST_CA_DELETE_RULES] = "DELETE FROM sys_user_certificate WHERE kind = 'rule' AND ca_id = ?",
-    [ST_CRL_NEWER] = "SELECT count(*) FROM sys_crl WHERE ca_id = ? AND this_update >= ?",
-    [ST_CRL_DELETE_OLDER] = "DELETE FROM sys_crl WHERE ca_id = ? AND this_update < ?",
-    [ST_CRL_INSERT] = "INSERT INTO sys_crl (ca_id, issuer, fingerprint, this_update, next_update, "
-                      "revoked_count, der, created_on) VALUES (?,?,?,?,?,?,?,?)",
-    [ST_CRL_LIST] = "SELECT id, ca_id, issuer, fingerprint, this_update, next_update, "
+    /* Another record of the same CA (name and key) as record ?1. */
+    [ST_CA_COPY] = "SELECT o.id FROM sys_ca_certificate o, sys_ca_certificate c WHERE c.id = ?1 "
+                   "AND o.id <> c.id AND o.spki_sha256 = c.spki_sha256 AND o.subject = c.subject "
+                   "ORDER BY o.active DESC, o.id LIMIT 1",
+    [ST_CA_COPY_DISABLED] = "SELECT id FROM sys_ca_certificate WHERE spki_sha256 = ? "
+                            "AND active = 0 ORDER BY id LIMIT 1",
+    [ST_CA_MOVE_RULES] = "UPDATE sys_user_certificate SET ca_id = ?2 WHERE kind = 'rule' "
+                         "AND ca_id = ?1",
+    [ST_CA_BURY] = "INSERT INTO sys_ca_deleted (spki_sha256, subject, fingerprint, deleted_at, "
+                   "deleted_on) SELECT spki_sha256, subject, fingerprint, ?2, ?3 "
+                   "FROM sys_ca_certificate WHERE id = ?1 ON CONFLICT (spki_sha256) DO UPDATE "
+                   "SET subject = excluded.subject, fingerprint = excluded.fingerprint, "
+                   "deleted_at = excluded.deleted_at, deleted_on = excluded.deleted_on",
+    [ST_CA_UNBURY] = "DELETE FROM sys_ca_deleted WHERE spki_sha256 = ?",
+    [ST_CA_DELETED_LIST] = "SELECT spki_sha256, subject, fingerprint, deleted_at, deleted_on "
+                           "FROM sys_ca_deleted ORDER BY deleted_at, spki_sha256",
+    [ST_CRL_SCOPE] = "SELECT count(*), coalesce(max(id), 0) FROM sys_crl WHERE issuer = ? "
+                     "AND signer_spki = ?",
+    [ST_CRL_DELETE_SCOPE] = "DELETE FROM sys_crl WHERE issuer = ? AND signer_spki = ?",
+    [ST_CRL_INSERT] = "INSERT INTO sys_crl (issuer, signer_spki, fingerprint, this_update, "
+                      "next_update, revoked_count, der, created_on) VALUES (?,?,?,?,?,?,?,?)",
+    [ST_CRL_LIST] = "SELECT id, signer_spki, issuer, fingerprint, this_update, next_update, "
                     "revoked_count, der, created_on FROM sys_crl ORDER BY id",
     [ST_USER_INSERT] = "INSERT INTO sys_user (name, password_hash, created_on, updated_on) "
                        "VALUES (?,?,?,?)",
@@ -433,6 +460,22 @@ int store_commit(struct store *s, struct cg_err *err)
     return rc;
 }
 
+int store_read_begin(struct store *s, struct cg_err *err)
+{
+    int rc;
+
+    if (s->depth != 0) {
+        cg_err_set(err, "a read transaction cannot nest in another transaction");
+        return CG_EDB;
+    }
+    /* DEFERRED: the snapshot is taken at the first read and holds until
+     * the end, however the CLI writes meanwhile (WAL). */
+    rc = exec(s, "BEGIN DEFERRED", err);
+    if (rc == CG_OK)
+        s->depth++;
+    return rc;
+}
+
 void store_rollback(struct store *s)
 {
     char sql[80];
@@ -535,14 +578,59 @@ static int read_ca(sqlite3_stmt *st, struct store_ca *ca)
     return CG_OK;
 }
 
-int store_ca_insert(struct store *s, struct store_ca *ca, struct cg_err *err)
+/* Whether the key @p spki is a disabled CA's: 1 yes, 0 no, negative on failure. */
+static int key_is_disabled(struct store *s, const char *spki, struct cg_err *err)
 {
-    sqlite3_stmt *st = stmt(s, ST_CA_INSERT, err);
-    char now[21];
+    sqlite3_stmt *st = stmt(s, ST_CA_COPY_DISABLED, err);
     int rc;
 
     if (!st)
         return CG_EDB;
+    bind_text(st, 1, spki);
+    rc = sqlite3_step(st);
+    rc = rc == SQLITE_ROW ? 1 : rc == SQLITE_DONE ? 0 : db_fail(s, err, "read CA state");
+    done(st);
+    return rc;
+}
+
+/* Forgets that the CA with key @p spki was deleted; *out_was tells whether it was. */
+static int unbury(struct store *s, const char *spki, bool *out_was, struct cg_err *err)
+{
+    sqlite3_stmt *st = stmt(s, ST_CA_UNBURY, err);
+    int rc;
+
+    if (!st)
+        return CG_EDB;
+    bind_text(st, 1, spki);
+    rc = step_done(s, st, err, "forget a deleted CA");
+    *out_was = rc == CG_OK && sqlite3_changes(s->db) > 0;
+    done(st);
+    return rc;
+}
+
+int store_ca_insert(struct store *s, struct store_ca *ca, struct cg_err *err)
+{
+    sqlite3_stmt *st;
+    char now[21];
+    int rc;
+
+    rc = store_begin(s, err);
+    if (rc)
+        return rc;
+    /* A copy of a disabled CA is the same CA: it comes in disabled. */
+    rc = key_is_disabled(s, ca->spki_sha256, err);
+    if (rc < 0)
+        goto out;
+    if (rc == 1)
+        ca->is_active = false;
+    rc = unbury(s, ca->spki_sha256, &ca->was_deleted, err);
+    if (rc)
+        goto out;
+    st = stmt(s, ST_CA_INSERT, err);
+    if (!st) {
+        rc = CG_EDB;
+        goto out;
+    }
     now_iso(now);
     bind_text(st, 1, ca->name);
     bind_text(st, 2, ca->subject);
@@ -570,6 +658,11 @@ int store_ca_insert(struct store *s, struct store_ca *ca, struct cg_err *err)
         snprintf(ca->updated_on, sizeof(ca->updated_on), "%s", now);
     }
     done(st);
+    if (rc == CG_OK)
+        rc = store_commit(s, err);
+out:
+    if (rc)
+        store_rollback(s);
     return rc;
 }
 
@@ -780,11 +873,67 @@ static int refuse_delete(struct store *s, int64_t id, const struct store_ca_deps
     return CG_EDEPEND;
 }
 
+/* Another record of the same CA as @p id, 0 when none: 0 or positive,
+ * negative on failure. */
+static int64_t copy_of(struct store *s, int64_t id, struct cg_err *err)
+{
+    sqlite3_stmt *st = stmt(s, ST_CA_COPY, err);
+    int64_t other;
+    int rc;
+
+    if (!st)
+        return CG_EDB;
+    sqlite3_bind_int64(st, 1, id);
+    rc = sqlite3_step(st);
+    other = rc == SQLITE_ROW    ? sqlite3_column_int64(st, 0)
+            : rc == SQLITE_DONE ? 0
+                                : db_fail(s, err, "find copies of a CA");
+    done(st);
+    return other;
+}
+
+static int run_ids(struct store *s, enum stmt_id id, int64_t a, int64_t b, const char *what,
+                   struct cg_err *err)
+{
+    sqlite3_stmt *st = stmt(s, id, err);
+    int rc;
+
+    if (!st)
+        return CG_EDB;
+    sqlite3_bind_int64(st, 1, a);
+    if (b)
+        sqlite3_bind_int64(st, 2, b);
+    rc = step_done(s, st, err, what);
+    done(st);
+    return rc;
+}
+
+/* Deletes the last record of a CA, keeping its key refused (sys_ca_deleted):
+ * a renewed or cross-signed copy of it that a client sends is the same CA. */
+static int delete_last_copy(struct store *s, int64_t id, struct cg_err *err)
+{
+    sqlite3_stmt *st = stmt(s, ST_CA_BURY, err);
+    char now[21];
+    int rc;
+
+    if (!st)
+        return CG_EDB;
+    now_iso(now);
+    sqlite3_bind_int64(st, 1, id);
+    sqlite3_bind_int64(st, 2, cg_now());
+    bind_text(st, 3, now);
+    rc = step_done(s, st, err, "remember the deleted CA");
+    done(st);
+    if (rc)
+        return rc;
+    return run_ids(s, ST_CA_DELETE_RULES, id, 0, "delete rules", err);
+}
+
 int store_ca_delete(struct store *s, int64_t id, bool force, struct store_ca_deps *out_deps,
                     struct cg_err *err)
 {
     struct store_ca_deps d;
-    sqlite3_stmt *st;
+    int64_t other;
     int rc;
 
     rc = store_begin(s, err);
@@ -793,34 +942,31 @@ int store_ca_delete(struct store *s, int64_t id, bool force, struct store_ca_dep
     rc = store_ca_dependents(s, id, &d, err);
     if (rc)
         goto out;
+    other = copy_of(s, id, err);
+    if (other < 0) {
+        rc = (int)other;
+        goto out;
+    }
+    d.copy_id = other;
     if (out_deps)
         *out_deps = d;
-    if ((d.child_cas || d.rules || d.mappings || d.child_rules || d.child_mappings) && !force) {
+    if (other) {
+        /* The CA stays in the table through its other copy: what was bound
+         * to this record is bound to that one. */
+        rc = run_ids(s, ST_CA_MOVE_RULES, id, other, "move rules", err);
+    } else if ((d.child_cas || d.rules || d.mappings || d.child_rules || d.child_mappings) &&
+               !force) {
         rc = refuse_delete(s, id, &d, err);
-        goto out;
+    } else {
+        rc = delete_last_copy(s, id, err);
     }
-    st = stmt(s, ST_CA_DELETE_RULES, err);
-    if (!st) {
-        rc = CG_EDB;
-        goto out;
-    }
-    sqlite3_bind_int64(st, 1, id);
-    rc = step_done(s, st, err, "delete rules");
-    done(st);
     if (rc)
         goto out;
-    st = stmt(s, ST_CA_DELETE, err);
-    if (!st) {
-        rc = CG_EDB;
-        goto out;
-    }
-    sqlite3_bind_int64(st, 1, id);
-    rc = step_done(s, st, err, "delete CA");
+    rc = run_ids(s, ST_CA_DELETE, id, 0, "delete CA", err);
     if (rc == CG_OK && sqlite3_changes(s->db) == 0) {
         cg_err_set(err, "no CA with id %lld", (long long)id);
         rc = CG_ENOTFOUND;
     }
-    done(st);
     if (rc)
         goto out;
     rc = store_commit(s, err);
@@ -852,40 +998,55 @@ void store_ca_list_free(struct store_ca *cas, size_t n)
 
 /* ---- CRLs ---- */
 
-int store_crl_insert(struct store *s, struct store_crl *crl, struct cg_err *err)
+int store_crl_scope(struct store *s, const char *issuer, const char *signer_spki,
+                    struct store_crl_scope *out_scope, struct cg_err *err)
 {
+    sqlite3_stmt *st = stmt(s, ST_CRL_SCOPE, err);
+    int rc = CG_OK;
+
+    memset(out_scope, 0, sizeof(*out_scope));
+    if (!st)
+        return CG_EDB;
+    bind_text(st, 1, issuer);
+    bind_text(st, 2, signer_spki);
+    if (sqlite3_step(st) == SQLITE_ROW) {
+        out_scope->count = sqlite3_column_int64(st, 0);
+        out_scope->max_id = sqlite3_column_int64(st, 1);
+    } else {
+        rc = db_fail(s, err, "read the CRLs of a CA");
+    }
+    done(st);
+    return rc;
+}
+
+int store_crl_replace(struct store *s, struct store_crl *crl, const struct store_crl_scope *seen,
+                      struct cg_err *err)
+{
+    struct store_crl_scope now_scope;
     sqlite3_stmt *st;
-    int64_t newer = 0;
     char now[21];
     int rc;
 
     rc = store_begin(s, err);
     if (rc)
         return rc;
-    /* Only ever move forward: an older CRL would un-revoke certificates. */
-    st = stmt(s, ST_CRL_NEWER, err);
-    if (!st) {
-        rc = CG_EDB;
+    /* The caller decided "newer" from what it saw: another crl add in
+     * between would make that decision stale. */
+    rc = store_crl_scope(s, crl->issuer, crl->signer_spki, &now_scope, err);
+    if (rc)
         goto out;
-    }
-    sqlite3_bind_int64(st, 1, crl->ca_id);
-    sqlite3_bind_int64(st, 2, crl->this_update);
-    if (sqlite3_step(st) == SQLITE_ROW)
-        newer = sqlite3_column_int64(st, 0);
-    done(st);
-    if (newer) {
-        cg_err_set(err, "a CRL from this CA issued at the same time or later is already loaded "
-                        "(certgate crl list): load only a newer CRL");
+    if (now_scope.count != seen->count || now_scope.max_id != seen->max_id) {
+        cg_err_set(err, "another CRL of this CA was loaded meanwhile: run certgate crl add again");
         rc = CG_EEXIST;
         goto out;
     }
-    st = stmt(s, ST_CRL_DELETE_OLDER, err);
+    st = stmt(s, ST_CRL_DELETE_SCOPE, err);
     if (!st) {
         rc = CG_EDB;
         goto out;
     }
-    sqlite3_bind_int64(st, 1, crl->ca_id);
-    sqlite3_bind_int64(st, 2, crl->this_update);
+    bind_text(st, 1, crl->issuer);
+    bind_text(st, 2, crl->signer_spki);
     rc = step_done(s, st, err, "replace CRL");
     done(st);
     if (rc)
@@ -896,8 +1057,8 @@ int store_crl_insert(struct store *s, struct store_crl *crl, struct cg_err *err)
         goto out;
     }
     now_iso(now);
-    sqlite3_bind_int64(st, 1, crl->ca_id);
-    bind_text(st, 2, crl->issuer);
+    bind_text(st, 1, crl->issuer);
+    bind_text(st, 2, crl->signer_spki);
     bind_text(st, 3, crl->fingerprint);
     sqlite3_bind_int64(st, 4, crl->this_update);
     sqlite3_bind_int64(st, 5, crl->next_update);
@@ -927,7 +1088,7 @@ static int read_crl_row(sqlite3_stmt *st, void *rec)
 
     memset(c, 0, sizeof(*c));
     c->id = sqlite3_column_int64(st, 0);
-    c->ca_id = sqlite3_column_int64(st, 1);
+    col_buf(st, 1, c->signer_spki, sizeof(c->signer_spki));
     c->issuer = col_str(st, 2);
     col_buf(st, 3, c->fingerprint, sizeof(c->fingerprint));
     c->this_update = sqlite3_column_int64(st, 4);
@@ -978,6 +1139,54 @@ void store_crl_list_free(struct store_crl *crls, size_t n)
     for (size_t i = 0; crls && i < n; i++)
         store_crl_free(&crls[i]);
     free(crls);
+}
+
+/* ---- deleted CAs ---- */
+
+static int read_deleted_row(sqlite3_stmt *st, void *rec)
+{
+    struct store_ca_deleted *d = rec;
+
+    memset(d, 0, sizeof(*d));
+    col_buf(st, 0, d->spki_sha256, sizeof(d->spki_sha256));
+    d->subject = col_str(st, 1);
+    col_buf(st, 2, d->fingerprint, sizeof(d->fingerprint));
+    d->deleted_at = sqlite3_column_int64(st, 3);
+    col_buf(st, 4, d->deleted_on, sizeof(d->deleted_on));
+    return d->subject ? CG_OK : CG_ENOMEM;
+}
+
+static void free_deleted_row(void *rec)
+{
+    struct store_ca_deleted *d = rec;
+
+    free(d->subject);
+    d->subject = NULL;
+}
+
+int store_ca_deleted_list(struct store *s, struct store_ca_deleted **out_list, size_t *out_n,
+                          struct cg_err *err)
+{
+    sqlite3_stmt *st = stmt(s, ST_CA_DELETED_LIST, err);
+    int rc;
+
+    *out_list = NULL;
+    *out_n = 0;
+    if (!st)
+        return CG_EDB;
+    rc = sqlrows_collect(st, sizeof(**out_list), read_deleted_row, free_deleted_row,
+                         (void **)out_list, out_n);
+    if (rc == CG_EDB)
+        db_fail(s, err, "list deleted CAs");
+    done(st);
+    return rc;
+}
+
+void store_ca_deleted_list_free(struct store_ca_deleted *list, size_t n)
+{
+    for (size_t i = 0; list && i < n; i++)
+        free(list[i].subject);
+    free(list);
 }
 
 /* ---- users and roles ---- */

@@ -44,14 +44,18 @@ struct store_ca {
     size_t der_len;       /* length */
     char *pem;            /* PEM text */
     bool is_active;       /* active flag */
+    bool was_deleted;     /* set by store_ca_insert: the CA had been deleted, now trusted again */
     char created_on[21];  /* ISO 8601 */
     char updated_on[21];  /* ISO 8601 */
 };
 
-/** A CRL record. */
+/**
+ * A CRL record. It belongs to the key that signed it (and its issuer name),
+ * not to one record of the CA table: it applies to every copy of that CA.
+ */
 struct store_crl {
     int64_t id;            /* row id */
-    int64_t ca_id;         /* the CA that signed it */
+    char signer_spki[65];  /* SHA-256 hex of the public key that signed it */
     char *issuer;          /* RFC 4514 */
     char fingerprint[65];  /* SHA-256 hex of the DER */
     int64_t this_update;   /* seconds since the epoch */
@@ -138,6 +142,12 @@ int store_trust_version(struct store *s, int64_t *out_version);
 
 /** Begin an immediate (write) transaction. @return CG_OK or CG_EDB */
 int store_begin(struct store *s, struct cg_err *err);
+/**
+ * Begin a read transaction: every read until store_commit (or
+ * store_rollback) sees the same snapshot of the database.
+ * @return CG_OK or CG_EDB
+ */
+int store_read_begin(struct store *s, struct cg_err *err);
 /** Commit. @return CG_OK or CG_EDB */
 int store_commit(struct store *s, struct cg_err *err);
 /** Roll back; harmless when no transaction is open. */
@@ -146,7 +156,9 @@ void store_rollback(struct store *s);
 /* ---- CA certificate chain table ---- */
 
 /**
- * Insert a CA record (id, created_on and updated_on are filled in).
+ * Insert a CA record (id, created_on and updated_on are filled in). A copy
+ * of a disabled CA (same key) comes in disabled (is_active is cleared), and
+ * a deleted CA's key is trusted again (was_deleted is set).
  * @return CG_OK, CG_EEXIST (same fingerprint), CG_EDB
  */
 int store_ca_insert(struct store *s, struct store_ca *ca, struct cg_err *err);
@@ -170,7 +182,11 @@ int store_ca_get_by_fingerprint(struct store *s, const char *fingerprint, struct
  */
 int store_ca_list(struct store *s, struct store_ca **out_cas, size_t *out_n, struct cg_err *err);
 
-/** Set the active flag. @return CG_OK, CG_ENOTFOUND, CG_EDB */
+/**
+ * Set the active flag of a CA: of every record of it (every certificate
+ * with its key), since a copy is the same CA.
+ * @return CG_OK, CG_ENOTFOUND, CG_EDB
+ */
 int store_ca_set_active(struct store *s, int64_t id, bool is_active, struct cg_err *err);
 
 /**
@@ -184,7 +200,8 @@ struct store_ca_deps {
     int64_t mappings;       /* exact/pinned mappings whose issuer is its subject */
     int64_t child_rules;    /* rules bound to the CAs below it */
     int64_t child_mappings; /* exact mappings of certificates the CAs below it issued */
-    int64_t crls;           /* CRLs it signed */
+    int64_t crls;           /* CRLs its key signed (they stay when it is deleted) */
+    int64_t copy_id;        /* another record of the same CA (name and key), 0 when none */
 };
 
 /**
@@ -196,10 +213,13 @@ int store_ca_dependents(struct store *s, int64_t id, struct store_ca_deps *out_d
                         struct cg_err *err);
 
 /**
- * Delete a CA. When anything but its CRLs depends on it (see
+ * Delete a CA record. When another record of the same CA (name and key)
+ * stays, nothing depended on this one alone: its rules move to that copy.
+ * Otherwise, when anything but its CRLs depends on it (see
  * store_ca_dependents) it is refused, naming what depends on it, unless
- * @p force: then its own rules and CRLs go with it, and the CAs, rules and
- * mappings below it stay.
+ * @p force: then its own rules go with it, and the CAs, rules and mappings
+ * below it stay. Deleting the last copy keeps the CA's key refused
+ * (sys_ca_deleted) until it is added again; its CRLs are kept.
  * @param out_deps what depended on it (may be NULL); filled also on CG_EDEPEND
  * @return CG_OK, CG_ENOTFOUND, CG_EDEPEND, CG_EDB
  */
@@ -211,13 +231,41 @@ void store_ca_free(struct store_ca *ca);
 /** Free an array of CA records. */
 void store_ca_list_free(struct store_ca *cas, size_t n);
 
+/** A CA key deleted from the table. */
+struct store_ca_deleted {
+    char spki_sha256[65]; /* its public key, SHA-256 hex */
+    char *subject;        /* its subject */
+    char fingerprint[65]; /* the last record of it that was deleted */
+    int64_t deleted_at;   /* seconds since the epoch */
+    char deleted_on[21];  /* ISO 8601 */
+};
+
+/** Deleted CA keys, oldest first. @return CG_OK or CG_EDB */
+int store_ca_deleted_list(struct store *s, struct store_ca_deleted **out_list, size_t *out_n,
+                          struct cg_err *err);
+/** Free a list of deleted CA keys. */
+void store_ca_deleted_list_free(struct store_ca_deleted *list, size_t n);
+
 /* ---- CRLs ---- */
 
+/** What the CRLs of one scope (issuer name and signing key) were when read. */
+struct store_crl_scope {
+    int64_t count;  /* CRLs of that scope */
+    int64_t max_id; /* highest id among them, 0 when none */
+};
+
+/** The CRLs of one scope now. @return CG_OK or CG_EDB */
+int store_crl_scope(struct store *s, const char *issuer, const char *signer_spki,
+                    struct store_crl_scope *out_scope, struct cg_err *err);
+
 /**
- * Insert a CRL; a CRL of the same CA with an older this_update is replaced.
- * @return CG_OK, CG_EEXIST (same fingerprint), CG_EDB
+ * Load a CRL in place of the CRLs of its scope (issuer and signer_spki),
+ * which the caller has judged older; refused when they changed since the
+ * caller read @p seen (another crl add ran in between).
+ * @return CG_OK, CG_EEXIST (same fingerprint, or the scope changed), CG_EDB
  */
-int store_crl_insert(struct store *s, struct store_crl *crl, struct cg_err *err);
+int store_crl_replace(struct store *s, struct store_crl *crl, const struct store_crl_scope *seen,
+                      struct cg_err *err);
 
 /** All CRLs, ordered by id. @return CG_OK or CG_EDB */
 int store_crl_list(struct store *s, struct store_crl **out_crls, size_t *out_n, struct cg_err *err);

@@ -23,6 +23,7 @@ struct cache_entry {
     char key[65];         /* hash of the presented fingerprints, "" when empty */
     int64_t issuer_ca_id; /* from the verdict */
     int64_t root_ca_id;   /* from the verdict */
+    char issuer_spki[65]; /* from the verdict */
     int64_t valid_from;   /* chain validity window: from */
     int64_t valid_until;  /* ... until */
     bool crl_stale;       /* from the verdict */
@@ -65,6 +66,8 @@ bool trust_cache_get(const struct trust_snapshot *snap, const char key[65], int6
         out_verdict->reason = PKI_OK;
         out_verdict->issuer_ca_id = c->slots[slot].issuer_ca_id;
         out_verdict->root_ca_id = c->slots[slot].root_ca_id;
+        memcpy(out_verdict->issuer_spki, c->slots[slot].issuer_spki,
+               sizeof(out_verdict->issuer_spki));
         out_verdict->crl_stale = c->slots[slot].crl_stale;
         memcpy(out_verdict->stale_crl_issuer, c->slots[slot].crl_issuer,
                sizeof(out_verdict->stale_crl_issuer));
@@ -91,6 +94,7 @@ void trust_cache_put(const struct trust_snapshot *snap, const char key[65],
     snprintf(c->slots[slot].key, sizeof(c->slots[slot].key), "%s", key);
     c->slots[slot].issuer_ca_id = v->issuer_ca_id;
     c->slots[slot].root_ca_id = v->root_ca_id;
+    memcpy(c->slots[slot].issuer_spki, v->issuer_spki, sizeof(c->slots[slot].issuer_spki));
     c->slots[slot].valid_from = v->valid_from;
     c->slots[slot].valid_until = v->valid_until;
     c->slots[slot].crl_stale = v->crl_stale;
@@ -115,6 +119,9 @@ static void snapshot_free(struct trust_snapshot *snap)
     for (size_t i = 0; i < snap->pki.n_crls; i++)
         pki_crl_free(&snap->pki.crls[i].crl);
     free(snap->pki.crls);
+    for (size_t i = 0; i < snap->pki.n_deleted; i++)
+        free(snap->pki.deleted[i].subject);
+    free(snap->pki.deleted);
     for (size_t i = 0; i < snap->n_users; i++) {
         free(snap->users[i].name);
         free(snap->users[i].password_hash);
@@ -179,12 +186,40 @@ static int load_crls(struct store *s, struct trust_snapshot *snap, struct cg_err
     for (size_t i = 0; i < n; i++) {
         struct pki_trust_crl *t = &snap->pki.crls[snap->pki.n_crls];
 
+        /* A CRL loaded before certgate refused partial ones still applies:
+         * applying its entries only ever refuses more. */
         if (pki_parse_crl((const char *)crls[i].der, crls[i].der_len, &t->crl, NULL))
             continue;
-        t->ca_id = crls[i].ca_id;
+        memcpy(t->signer_spki, crls[i].signer_spki, sizeof(t->signer_spki));
         snap->pki.n_crls++;
     }
     store_crl_list_free(crls, n);
+    return CG_OK;
+}
+
+static int load_deleted(struct store *s, struct trust_snapshot *snap, struct cg_err *err)
+{
+    struct store_ca_deleted *list = NULL;
+    size_t n = 0;
+    int rc = store_ca_deleted_list(s, &list, &n, err);
+
+    if (rc)
+        return rc;
+    snap->pki.deleted = calloc(n ? n : 1, sizeof(*snap->pki.deleted));
+    if (!snap->pki.deleted) {
+        store_ca_deleted_list_free(list, n);
+        return CG_ENOMEM;
+    }
+    for (size_t i = 0; i < n; i++) {
+        struct pki_trust_deleted *d = &snap->pki.deleted[i];
+
+        memcpy(d->spki_sha256, list[i].spki_sha256, sizeof(d->spki_sha256));
+        d->subject = list[i].subject;
+        list[i].subject = NULL;
+        d->deleted_at = list[i].deleted_at;
+    }
+    snap->pki.n_deleted = n;
+    store_ca_deleted_list_free(list, n);
     return CG_OK;
 }
 
@@ -221,38 +256,34 @@ static int load_users(struct store *s, struct trust_snapshot *snap, struct cg_er
 
 int trust_load(struct store *s, struct trust_snapshot **out_snap, struct cg_err *err)
 {
-    struct trust_snapshot *snap = NULL;
-    int64_t before = 0, after = 0;
-    int rc = CG_OK;
+    struct trust_snapshot *snap = calloc(1, sizeof(*snap));
+    int rc;
 
-    /* Read the version before and after, and retry when the CLI changed
-     * something in between, so version and data always agree. */
-    for (int attempt = 0; attempt < 5; attempt++) {
-        snapshot_free(snap);
-        snap = calloc(1, sizeof(*snap));
-        if (!snap)
-            return CG_ENOMEM;
-        rc = store_trust_version(s, &before);
-        if (rc == CG_OK)
-            rc = load_cas(s, snap, err);
-        if (rc == CG_OK)
-            rc = load_crls(s, snap, err);
-        if (rc == CG_OK)
-            rc = load_users(s, snap, err);
-        if (rc == CG_OK)
-            rc = store_map_list(s, NULL, &snap->maps, &snap->n_maps, err);
-        if (rc == CG_OK)
-            rc = store_trust_version(s, &after);
-        if (rc)
-            break;
-        if (before == after)
-            break;
+    if (!snap)
+        return CG_ENOMEM;
+    /* One read transaction: the version and every table come from the same
+     * snapshot of the database, whatever the CLI commits meanwhile. */
+    rc = store_read_begin(s, err);
+    if (rc) {
+        free(snap);
+        return rc;
     }
+    rc = store_trust_version(s, &snap->version);
+    if (rc == CG_OK)
+        rc = load_cas(s, snap, err);
+    if (rc == CG_OK)
+        rc = load_crls(s, snap, err);
+    if (rc == CG_OK)
+        rc = load_deleted(s, snap, err);
+    if (rc == CG_OK)
+        rc = load_users(s, snap, err);
+    if (rc == CG_OK)
+        rc = store_map_list(s, NULL, &snap->maps, &snap->n_maps, err);
+    store_rollback(s); /* read only: nothing to keep */
     if (rc) {
         snapshot_free(snap);
         return rc;
     }
-    snap->version = after;
     snap->refs = 1;
     snap->cache = calloc(1, sizeof(*snap->cache));
     if (snap->cache) {
@@ -336,8 +367,8 @@ static void warn_stale_crls(const struct trust_snapshot *snap)
             continue;
         cg_time_iso(crl->next_update, when);
         log_event("crl_stale",
-                  json_pack("{s:I, s:o, s:s, s:I, s:s}", "ca_id",
-                            (json_int_t)snap->pki.crls[i].ca_id, "crl_issuer",
+                  json_pack("{s:s, s:o, s:s, s:I, s:s}", "signer_spki",
+                            snap->pki.crls[i].signer_spki, "crl_issuer",
                             error_json_text(crl->issuer), "next_update", when, "trust_version",
                             (json_int_t)snap->version, "detail",
                             "a CRL is past its next update; it still applies: load a fresh one "

@@ -51,7 +51,7 @@ const struct cli_command cli_ca_commands[] = {
      .run = ca_delete,
      .usage = "ca delete ID|FINGERPRINT [--force]",
      .help = "delete a CA; refused while CAs below it, rules or mappings depend on it, unless "
-             "--force (its own rules go with it)"},
+             "--force (its own rules go with it); every copy of it stays refused"},
     {.group = "crl",
      .name = "add",
      .run = crl_add,
@@ -315,6 +315,14 @@ static int ca_add(struct cli_ctx *ctx, int argc, char **argv)
             goto out;
         }
         ids[i] = rec.id;
+        if (!rec.is_active)
+            cli_warn("%s (id %lld) is a copy of a disabled CA (same name and key): it is added "
+                     "disabled too; certgate ca enable %lld enables every copy",
+                     bundle.items[i].subject, (long long)rec.id, (long long)rec.id);
+        if (rec.was_deleted)
+            cli_warn("%s (id %lld) had been deleted from the table: chains through its key are "
+                     "trusted again, and the CRLs it signed apply again",
+                     bundle.items[i].subject, (long long)rec.id);
     }
     if (store_commit(s, &err)) {
         cli_fail(ctx, "%s", err.msg);
@@ -366,16 +374,35 @@ out:
     return rc;
 }
 
-/* The newest CRL of a CA, or NULL. */
-static const struct store_crl *crl_of(const struct store_crl *crls, size_t n, int64_t ca_id)
+/* Whether @p crl was signed by the key of CA record @p ca (and names it). */
+static bool crl_signed_by_record(const struct store_crl *crl, const struct store_ca *ca)
+{
+    return strcmp(crl->signer_spki, ca->spki_sha256) == 0 && crl->issuer && ca->subject &&
+           strcmp(crl->issuer, ca->subject) == 0;
+}
+
+/* The newest CRL of a CA (of its key, whichever record), or NULL. */
+static const struct store_crl *crl_of(const struct store_crl *crls, size_t n,
+                                      const struct store_ca *ca)
 {
     const struct store_crl *best = NULL;
 
     for (size_t i = 0; i < n; i++) {
-        if (crls[i].ca_id == ca_id && (!best || crls[i].this_update > best->this_update))
+        if (crl_signed_by_record(&crls[i], ca) &&
+            (!best || crls[i].this_update > best->this_update))
             best = &crls[i];
     }
     return best;
+}
+
+/* The first record of the CA whose key signed @p crl, 0 when none is left. */
+static int64_t crl_ca_id(const struct store_crl *crl, const struct store_ca *cas, size_t n)
+{
+    for (size_t i = 0; i < n; i++) {
+        if (crl_signed_by_record(crl, &cas[i]))
+            return cas[i].id;
+    }
+    return 0;
 }
 
 static bool crl_is_stale(const struct store_crl *crl)
@@ -406,7 +433,7 @@ static int ca_list(struct cli_ctx *ctx, int argc, char **argv)
         json_t *arr = json_array();
 
         for (size_t i = 0; i < n; i++) {
-            const struct store_crl *crl = crl_of(crls, n_crls, cas[i].id);
+            const struct store_crl *crl = crl_of(crls, n_crls, &cas[i]);
             json_t *o = ca_json(&cas[i]);
             long days = cli_days_until(cas[i].not_after);
 
@@ -432,7 +459,7 @@ static int ca_list(struct cli_ctx *ctx, int argc, char **argv)
     printf("%-4s %-8s %-12s %-20s %-6s %-14s %s\n", "ID", "STATUS", "KIND", "EXPIRES", "DAYS",
            "CRL", "SUBJECT");
     for (size_t i = 0; i < n; i++) {
-        const struct store_crl *crl = crl_of(crls, n_crls, cas[i].id);
+        const struct store_crl *crl = crl_of(crls, n_crls, &cas[i]);
         long days = cli_days_until(cas[i].not_after);
         char t[21], crlbuf[48], flag[64] = "";
 
@@ -509,7 +536,7 @@ static int ca_show(struct cli_ctx *ctx, int argc, char **argv)
     }
     if (set.certs[self].der && !ca.is_root)
         issuer = find_issuer(&set, &set.certs[self]);
-    crl = crl_of(crls, n_crls, ca.id);
+    crl = crl_of(crls, n_crls, &ca);
 
     if (ctx->json) {
         json_t *o = ca_json(&ca), *children = json_array();
@@ -598,8 +625,11 @@ out:
 static int set_active(struct cli_ctx *ctx, int argc, char **argv, bool active)
 {
     struct store *s = NULL;
-    struct store_ca ca;
+    struct store_ca ca, *all = NULL;
     struct cg_err err = {""};
+    json_t *copies_json = json_array();
+    char copies[256] = "";
+    size_t n = 0, cl = 0;
     int rc = CLI_FAIL;
 
     memset(&ca, 0, sizeof(ca));
@@ -614,15 +644,33 @@ static int set_active(struct cli_ctx *ctx, int argc, char **argv, bool active)
         cli_fail(ctx, "%s", err.msg);
         goto out;
     }
+    /* Every record with its key changed with it: name them. */
+    if (store_ca_list(s, &all, &n, &err)) {
+        cli_fail(ctx, "%s", err.msg);
+        goto out;
+    }
+    for (size_t i = 0; i < n; i++) {
+        if (all[i].id != ca.id && strcmp(all[i].spki_sha256, ca.spki_sha256) == 0) {
+            cg_strappend(copies, sizeof(copies), &cl, "%s%lld", cl ? ", " : "",
+                         (long long)all[i].id);
+            copies_json = cli_json_append(copies_json, json_integer(all[i].id));
+        }
+    }
     if (ctx->json) {
-        rc = cli_print_json(json_pack("{s:I, s:s, s:b}", "id", (json_int_t)ca.id, "subject",
-                                      ca.subject, "active", active));
+        rc = cli_print_json(json_pack("{s:I, s:s, s:b, s:o}", "id", (json_int_t)ca.id, "subject",
+                                      ca.subject, "active", active, "copies", copies_json));
+        copies_json = NULL;
         goto out;
     }
     printf("CA %lld (%s) is now %s\n", (long long)ca.id, ca.subject,
            active ? "active" : "disabled");
+    if (cl)
+        printf("so are the other records of its key (renewed or cross-signed copies): %s\n",
+               copies);
     rc = CLI_OK;
 out:
+    json_decref(copies_json);
+    store_ca_list_free(all, n);
     store_ca_free(&ca);
     store_close(s);
     return rc;
@@ -674,15 +722,29 @@ static int ca_delete(struct cli_ctx *ctx, int argc, char **argv)
     maps = d.mappings + d.child_mappings;
     if (ctx->json) {
         rc = cli_print_json(json_pack(
-            "{s:I, s:s, s:b, s:{s:I, s:I}, s:{s:I, s:I, s:I}}", "deleted", (json_int_t)ca.id,
-            "subject", ca.subject, "forced", force, "removed", "rules", (json_int_t)d.rules, "crls",
-            (json_int_t)d.crls, "left", "child_cas", (json_int_t)d.child_cas, "rules",
-            (json_int_t)d.child_rules, "mapped_certificates", (json_int_t)maps));
+            "{s:I, s:s, s:b, s:I, s:{s:I}, s:{s:I, s:I, s:I, s:I}}", "deleted", (json_int_t)ca.id,
+            "subject", ca.subject, "forced", force, "copy_kept", (json_int_t)d.copy_id, "removed",
+            "rules", (json_int_t)(d.copy_id ? 0 : d.rules), "left", "child_cas",
+            (json_int_t)d.child_cas, "rules", (json_int_t)d.child_rules, "mapped_certificates",
+            (json_int_t)maps, "crls", (json_int_t)d.crls));
         goto out;
     }
-    printf("deleted CA %lld (%s) with its %lld rule%s and %lld CRL%s\n", (long long)ca.id,
-           ca.subject, (long long)d.rules, d.rules == 1 ? "" : "s", (long long)d.crls,
-           d.crls == 1 ? "" : "s");
+    if (d.copy_id) {
+        printf("deleted record %lld of CA %s; the CA stays in the table through record %lld "
+               "(same name and key), which its %lld rule%s now point%s at\n",
+               (long long)ca.id, ca.subject, (long long)d.copy_id, (long long)d.rules,
+               d.rules == 1 ? "" : "s", d.rules == 1 ? "s" : "");
+        rc = CLI_OK;
+        goto out;
+    }
+    printf("deleted CA %lld (%s) with its %lld rule%s\n", (long long)ca.id, ca.subject,
+           (long long)d.rules, d.rules == 1 ? "" : "s");
+    printf("every copy of this CA (same name and key) is refused from now on, also when a "
+           "client sends it, until it is added again with certgate ca add");
+    if (d.crls)
+        printf("; its %lld CRL%s %s kept and appl%s again then", (long long)d.crls,
+               d.crls == 1 ? "" : "s", d.crls == 1 ? "is" : "are", d.crls == 1 ? "ies" : "y");
+    putchar('\n');
     if (d.child_cas || maps || d.child_rules)
         printf("left in the table: %lld CA%s below it, %lld rule%s bound to those and %lld "
                "mapped certificate%s; clients chaining through the deleted CA are refused until "
@@ -696,15 +758,50 @@ out:
     return rc;
 }
 
+/*
+ * Whether @p crl may replace the CRLs of its scope in @p crls (those with
+ * its issuer, signed by @p spki): only a newer complete CRL does, one with a
+ * higher CRL number, issued no earlier. 1 yes, 0 no (said why), -1 error.
+ */
+static int crl_is_newer(const struct cli_ctx *ctx, const char *path, const struct pki_crl *crl,
+                        const char *spki, const struct store_crl *crls, size_t n)
+{
+    for (size_t i = 0; i < n; i++) {
+        struct pki_crl old;
+        struct cg_err err = {""};
+        char t1[21], t2[21];
+        int newer;
+
+        if (strcmp(crls[i].signer_spki, spki) != 0 || strcmp(crls[i].issuer, crl->issuer) != 0)
+            continue;
+        if (pki_parse_crl((const char *)crls[i].der, crls[i].der_len, &old, &err))
+            continue; /* unreadable now: it cannot be compared, and applies nothing */
+        newer =
+            pki_crl_number_cmp(crl->number, old.number) > 0 && crl->this_update >= old.this_update;
+        if (!newer)
+            cli_fail(ctx,
+                     "%s: a CRL from this CA issued at the same time or later is already loaded "
+                     "(CRL %lld: number %s, issued %s; this one: number %s, issued %s): only a "
+                     "newer complete CRL replaces it",
+                     path, (long long)crls[i].id, old.number, cli_time(old.this_update, t1),
+                     crl->number, cli_time(crl->this_update, t2));
+        pki_crl_free(&old);
+        if (!newer)
+            return 0;
+    }
+    return 1;
+}
+
 static int crl_add(struct cli_ctx *ctx, int argc, char **argv)
 {
     struct ca_set set = {NULL, NULL, 0};
     struct store *s = NULL;
     struct pki_crl crl;
-    struct store_crl rec;
+    struct store_crl rec, *crls = NULL;
+    struct store_crl_scope seen;
     struct cg_err err = {""};
     char *data = NULL;
-    size_t len = 0;
+    size_t len = 0, n_crls = 0;
     long signer = -1, named = -1;
     int rc = CLI_FAIL;
     char t[21];
@@ -716,6 +813,10 @@ static int crl_add(struct cli_ctx *ctx, int argc, char **argv)
         return cli_fail(ctx, "%s", err.msg);
     if (pki_parse_crl(data, len, &crl, &err)) {
         cli_fail(ctx, "%s: %s", argv[1], err.msg[0] ? err.msg : "not a CRL");
+        goto out;
+    }
+    if (crl.partial[0]) {
+        cli_fail(ctx, "%s: refused: %s", argv[1], crl.partial);
         goto out;
     }
     s = cli_open_store(ctx);
@@ -757,15 +858,24 @@ static int crl_add(struct cli_ctx *ctx, int argc, char **argv)
         goto out;
     }
     memset(&rec, 0, sizeof(rec));
-    rec.ca_id = set.cas[signer].id;
+    snprintf(rec.signer_spki, sizeof(rec.signer_spki), "%s", set.certs[signer].spki_sha256);
     rec.issuer = crl.issuer;
+    /* What is loaded for this CA's key now, read before deciding "newer";
+     * store_crl_replace refuses if it changes before the write. */
+    if (store_crl_scope(s, rec.issuer, rec.signer_spki, &seen, &err) ||
+        store_crl_list(s, &crls, &n_crls, &err)) {
+        cli_fail(ctx, "%s", err.msg);
+        goto out;
+    }
+    if (crl_is_newer(ctx, argv[1], &crl, rec.signer_spki, crls, n_crls) != 1)
+        goto out;
     snprintf(rec.fingerprint, sizeof(rec.fingerprint), "%s", crl.fingerprint);
     rec.this_update = crl.this_update;
     rec.next_update = crl.next_update;
     rec.revoked_count = (int64_t)crl.n_revoked;
     rec.der = crl.der;
     rec.der_len = crl.der_len;
-    if (store_crl_insert(s, &rec, &err)) {
+    if (store_crl_replace(s, &rec, &seen, &err)) {
         cli_fail(ctx, "%s: %s", argv[1], err.msg);
         goto out;
     }
@@ -774,17 +884,22 @@ static int crl_add(struct cli_ctx *ctx, int argc, char **argv)
                  "fresh one from the CA",
                  cli_time(crl.next_update, t));
     if (ctx->json) {
-        rc = cli_print_json(json_pack("{s:I, s:I, s:s, s:I}", "id", (json_int_t)rec.id, "ca_id",
-                                      (json_int_t)rec.ca_id, "issuer", crl.issuer, "revoked",
-                                      (json_int_t)crl.n_revoked));
+        rc = cli_print_json(json_pack("{s:I, s:I, s:s, s:s, s:I, s:I}", "id", (json_int_t)rec.id,
+                                      "ca_id", (json_int_t)set.cas[signer].id, "issuer", crl.issuer,
+                                      "number", crl.number, "revoked", (json_int_t)crl.n_revoked,
+                                      "replaced", (json_int_t)seen.count));
         goto out;
     }
-    printf("added CRL %lld from CA %lld (%s): %zu revoked certificates\n", (long long)rec.id,
-           (long long)rec.ca_id, crl.issuer, crl.n_revoked);
+    printf("added CRL %lld from CA %lld (%s): %zu revoked certificates", (long long)rec.id,
+           (long long)set.cas[signer].id, crl.issuer, crl.n_revoked);
+    if (seen.count)
+        printf("; it replaces the older CRL of that CA");
+    putchar('\n');
     rc = CLI_OK;
 out:
     free(data);
     pki_crl_free(&crl);
+    store_crl_list_free(crls, n_crls);
     ca_set_free(&set);
     store_close(s);
     return rc;
@@ -793,9 +908,10 @@ out:
 static int crl_list(struct cli_ctx *ctx, int argc, char **argv)
 {
     struct store_crl *crls = NULL;
+    struct store_ca *cas = NULL;
     struct store *s = NULL;
     struct cg_err err = {""};
-    size_t n = 0;
+    size_t n = 0, n_cas = 0;
     int rc = CLI_FAIL;
     char t1[21], t2[21];
 
@@ -805,35 +921,50 @@ static int crl_list(struct cli_ctx *ctx, int argc, char **argv)
     s = cli_open_store(ctx);
     if (!s)
         return CLI_FAIL;
-    if (store_crl_list(s, &crls, &n, &err)) {
+    if (store_crl_list(s, &crls, &n, &err) || store_ca_list(s, &cas, &n_cas, &err)) {
         cli_fail(ctx, "%s", err.msg);
         goto out;
     }
     if (ctx->json) {
         json_t *arr = json_array();
 
-        for (size_t i = 0; i < n; i++)
+        for (size_t i = 0; i < n; i++) {
+            int64_t ca_id = crl_ca_id(&crls[i], cas, n_cas);
+
             arr = cli_json_append(
                 arr,
-                json_pack("{s:I, s:I, s:s, s:s, s:s, s:I, s:b}", "id", (json_int_t)crls[i].id,
-                          "ca_id", (json_int_t)crls[i].ca_id, "issuer", crls[i].issuer,
-                          "this_update", cli_time(crls[i].this_update, t1), "next_update",
+                json_pack("{s:I, s:o, s:s, s:s, s:s, s:s, s:I, s:b}", "id", (json_int_t)crls[i].id,
+                          "ca_id", ca_id ? json_integer(ca_id) : json_null(), "issuer",
+                          crls[i].issuer, "signer_spki", crls[i].signer_spki, "this_update",
+                          cli_time(crls[i].this_update, t1), "next_update",
                           crls[i].next_update ? cli_time(crls[i].next_update, t2) : "", "revoked",
                           (json_int_t)crls[i].revoked_count, "stale", crl_is_stale(&crls[i])));
+        }
         rc = cli_print_json(arr);
         goto out;
     } else {
         printf("%-4s %-5s %-20s %-20s %-8s %s\n", "ID", "CA", "THIS UPDATE", "NEXT UPDATE",
                "REVOKED", "ISSUER");
-        for (size_t i = 0; i < n; i++)
-            printf("%-4lld %-5lld %-20s %-20s %-8lld %s%s\n", (long long)crls[i].id,
-                   (long long)crls[i].ca_id, cli_time(crls[i].this_update, t1),
+        for (size_t i = 0; i < n; i++) {
+            int64_t ca_id = crl_ca_id(&crls[i], cas, n_cas);
+            char ca[24];
+
+            /* A deleted CA's CRLs stay, for the day it comes back. */
+            if (ca_id)
+                snprintf(ca, sizeof(ca), "%lld", (long long)ca_id);
+            else
+                snprintf(ca, sizeof(ca), "-");
+            printf("%-4lld %-5s %-20s %-20s %-8lld %s%s%s\n", (long long)crls[i].id, ca,
+                   cli_time(crls[i].this_update, t1),
                    crls[i].next_update ? cli_time(crls[i].next_update, t2) : "none",
                    (long long)crls[i].revoked_count, crls[i].issuer,
-                   crl_is_stale(&crls[i]) ? "  [STALE]" : "");
+                   crl_is_stale(&crls[i]) ? "  [STALE]" : "",
+                   ca_id ? "" : "  [its CA was deleted]");
+        }
     }
     rc = CLI_OK;
 out:
+    store_ca_list_free(cas, n_cas);
     store_crl_list_free(crls, n);
     store_close(s);
     return rc;

@@ -192,7 +192,8 @@ expect_ok "ca show of the root" ca show 2
 expect_out "counts what is below it" \
     "depends on it: 0 rules, 0 mapped certificates; 1 CAs below it, with 0 rules and 1 mapped"
 expect_ok "ca delete --force of the root" ca delete 2 --force
-expect_out "says what it removed" "deleted CA 2 \\(CN=certgate Test Root CA.*\\) with its 0 rules and 0 CRLs"
+expect_out "says what it removed" "deleted CA 2 \\(CN=certgate Test Root CA.*\\) with its 0 rules"
+expect_out "and that its key stays refused" "every copy of this CA \\(same name and key\\) is refused"
 expect_out "and what it left" "left in the table: 1 CA below it, 0 rules bound to those and 1 mapped certificate"
 n=$(sqlite3 "$DB" 'SELECT count(*) FROM sys_ca_certificate')
 [ "$n" = 1 ] && pass "the child CA stays" || fail "$n CAs left"

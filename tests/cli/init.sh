@@ -34,10 +34,12 @@ expect_refused "a database from a newer certgate is refused" \
     "schema version 42.*newer" user list
 sqlite3 "$DB" "PRAGMA user_version = $LATEST"
 
-# A version-1 database (before scripted resources) is upgraded in place.
-cg user add keepme
-sqlite3 "$DB" "DROP TABLE sys_ws_operation; DROP TABLE sys_db_table; DROP TABLE sys_idempotency;
-    DELETE FROM sys_meta WHERE key = 'resource_version'; PRAGMA user_version = 1"
+# A version-1 database (before scripted resources), made from the text of
+# schema/001_init.sql, is upgraded in place.
+rm -f "$DB" "$DB-wal" "$DB-shm"
+{ cat "$TESTS_SRCDIR/../schema/001_init.sql"; echo "PRAGMA user_version = 1;
+    INSERT INTO sys_user (name, created_on, updated_on) VALUES ('keepme', 'x', 'x');"; } |
+    sqlite3 "$DB"
 expect_ok "a command on a version-1 database" user list
 expect_out "keeps its data" "keepme"
 v=$(sqlite3 "$DB" "PRAGMA user_version")

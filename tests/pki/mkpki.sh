@@ -24,6 +24,18 @@
 #   int-unknown-root.pem   an intermediate signed by foreign-root
 #   leaf-as-ca.pem         copy of client.pem;  with-key.pem: client.pem + client.key
 #   garbage.pem            a CERTIFICATE block with invalid base64;  empty.pem; text.pem
+# Copies of one CA and CRLs of every kind, for the trust tests:
+#   int-renewed.pem        the issuing CA renewed: same subject and key, signed by root
+#   int-cross.pem          the issuing CA cross-signed: same subject and key, by foreign-root
+#   revoked-renewed.pem    revoked.pem + int-renewed.pem;  client-renewed-int.pem likewise
+#   revoked-cross.pem      revoked.pem + int-cross.pem
+#   int-newer.crl          complete CRL of int, number 3, revoking revoked and client2
+#   int-delta.crl          delta CRL of int (critical deltaCRLIndicator), number 5, no entries
+#   int-idp.crl            CRL of int for a partitioned scope (issuingDistributionPoint)
+#   int-critext.crl        CRL of int with an unknown critical extension
+#   nc-int.pem/.key        intermediate under root, permitted directoryName O=Good
+#   nc-good.pem/.key       O=Good,CN=nc-good under nc-int
+#   nc-escaped.pem/.key    one RDN OU="x,O=Good" (an escaped comma), then CN, under nc-int
 set -eu
 
 out=${1:?usage: mkpki.sh OUTDIR}
@@ -148,6 +160,81 @@ echo 02 >ossl/crlnumber
 openssl ca -config ossl/ca.cnf -gencrl -keyfile int.key -cert int.pem \
     -crl_lastupdate 20200101000000Z -crl_nextupdate 20200201000000Z -out int-stale.crl \
     2>/dev/null
+rm -rf ossl
+
+# The issuing CA renewed (same key, new serial and dates) and cross-signed
+# by another root: copies of one CA.
+cp int.key int-renewed.key
+issue int-renewed root 'cn = "certgate Test Issuing CA"' 'organization = "certgate tests"' $CA \
+    'path_len = 0' 'expiration_days = 1900'
+cp int.key int-cross.key
+issue int-cross foreign-root 'cn = "certgate Test Issuing CA"' 'organization = "certgate tests"' \
+    $CA 'path_len = 0' 'expiration_days = 1000'
+rm -f int-renewed.key int-cross.key
+cat revoked.pem int-renewed.pem >revoked-renewed.pem
+cat client.pem int-renewed.pem >client-renewed-int.pem
+cat revoked.pem int-cross.pem >revoked-cross.pem
+
+# CRLs of int beyond the complete one: openssl, with raw extensions where
+# its configuration has no name for them.
+mkdir -p ossl
+: >ossl/index.txt
+for f in revoked client2; do
+    s=$(certtool -i --infile "$f.pem" | sed -n 's/^[[:space:]]*Serial Number (hex): //p')
+    printf 'R\t300101000000Z\t250101000000Z\t%s\tunknown\t/CN=%s\n' \
+        "$(echo "$s" | tr a-f A-F)" "$f" >>ossl/index.txt
+done
+# crl NAME NUMBER EXTENSION-LINES...: int-NAME.crl with CRL number NUMBER.
+crl() {
+    out=$1
+    echo "$2" >ossl/crlnumber
+    shift 2
+    {
+        printf '[ca]\ndefault_ca = d\n[d]\ndatabase = ossl/index.txt\n'
+        printf 'crlnumber = ossl/crlnumber\ndefault_md = sha256\ncrl_extensions = ext\n'
+        printf '[ext]\nauthorityKeyIdentifier = keyid:always\n'
+        printf '%s\n' "$@"
+    } >ossl/ca.cnf
+    openssl ca -config ossl/ca.cnf -gencrl -keyfile int.key -cert int.pem -crldays 30 \
+        -out "int-$out.crl" 2>/dev/null
+}
+crl newer 03
+: >ossl/index.txt
+crl delta 05 '2.5.29.27 = critical,DER:02:01:03'
+crl idp 06 'issuingDistributionPoint = critical,@idp' '[idp]' 'fullname = URI:http://crl.example/int-part1.crl'
+crl critext 07 '1.3.6.1.4.1.55555.1 = critical,DER:05:00'
+rm -rf ossl
+
+# A CA constrained to directoryName O=Good, a leaf inside, and a leaf whose
+# one OU value holds an escaped comma: "OU=x\,O=Good" is not in O=Good.
+mkdir -p ossl
+cat >ossl/ext.cnf <<'CNF'
+[nc]
+basicConstraints = critical,CA:TRUE,pathlen:0
+keyUsage = critical,keyCertSign,cRLSign
+subjectKeyIdentifier = hash
+authorityKeyIdentifier = keyid
+nameConstraints = critical,permitted;dirName:good
+[good]
+O = Good
+[leaf]
+basicConstraints = critical,CA:FALSE
+keyUsage = critical,digitalSignature
+extendedKeyUsage = clientAuth
+subjectKeyIdentifier = hash
+authorityKeyIdentifier = keyid
+CNF
+# ossl_issue NAME CA SUBJECT SECTION
+ossl_issue() {
+    key "$1"
+    openssl req -new -key "$1.key" -subj "$3" -out ossl/req.pem
+    serial=$((serial + 1))
+    openssl x509 -req -in ossl/req.pem -CA "$2.pem" -CAkey "$2.key" -set_serial "$serial" \
+        -days 365 -sha256 -extfile ossl/ext.cnf -extensions "$4" -out "$1.pem" 2>/dev/null
+}
+ossl_issue nc-int root '/O=Good/CN=Good Issuing CA' nc
+ossl_issue nc-good nc-int '/O=Good/CN=nc-good' leaf
+ossl_issue nc-escaped nc-int '/OU=x,O=Good/CN=nc-escaped' leaf
 rm -rf ossl
 
 key server

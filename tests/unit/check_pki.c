@@ -383,8 +383,8 @@ START_TEST(odd_dn_constraint_is_a_defect)
 {
     struct pki_cert c;
 
-    /* An excluded subtree with a raw byte could not be compared with the
-     * escaped subjects below it, so it would exclude nothing. */
+    /* An excluded subtree whose UTF8String is not UTF-8 cannot be compared
+     * as text with the subjects below it: the CA is malformed. */
     make_odd_cert("\x0c\x02"
                   "CA",
                   4, NULL, "O=Evil\xe9", &c);
@@ -607,7 +607,7 @@ START_TEST(verify_table)
     struct pki_cert_list root = {NULL, 0}, in = {NULL, 0}, leaf = {NULL, 0}, sent = {NULL, 0};
     struct pki_trust_ca cas[2];
     struct pki_trust_crl crl;
-    struct pki_trust t = {cas, 0, &crl, 0};
+    struct pki_trust t = {cas, 0, &crl, 0, NULL, 0};
     struct pki_parse_error e;
     struct pki_verdict v;
     struct cg_err err = {""};
@@ -631,7 +631,7 @@ START_TEST(verify_table)
 
         ck_assert_int_eq(pki_parse_crl(data, len, &crl.crl, &err), CG_OK);
         free(data);
-        crl.ca_id = 2;
+        memcpy(crl.signer_spki, in.items[0].spki_sha256, sizeof(crl.signer_spki));
         t.n_crls = 1;
     }
     ck_assert_int_eq(pki_verify(&t, &leaf.items[0], sent.items, sent.n, cg_now(), &v), CG_OK);
@@ -657,7 +657,7 @@ START_TEST(verify_at_time_and_stale_crl)
     struct pki_cert_list root = {NULL, 0}, in = {NULL, 0}, leaf = {NULL, 0};
     struct pki_trust_ca cas[2];
     struct pki_trust_crl crl;
-    struct pki_trust t = {cas, 2, &crl, 1};
+    struct pki_trust t = {cas, 2, &crl, 1, NULL, 0};
     struct pki_parse_error e;
     struct pki_verdict v;
     struct cg_err err = {""};
@@ -672,7 +672,7 @@ START_TEST(verify_at_time_and_stale_crl)
     data = slurp("int-stale.crl", &len);
     ck_assert_int_eq(pki_parse_crl(data, len, &crl.crl, &err), CG_OK);
     free(data);
-    crl.ca_id = 2;
+    memcpy(crl.signer_spki, in.items[0].spki_sha256, sizeof(crl.signer_spki));
     /* A CRL past its next update still applies, and is flagged. */
     ck_assert_int_eq(pki_verify(&t, &leaf.items[0], NULL, 0, cg_now(), &v), CG_OK);
     ck_assert_str_eq(pki_reason_code(v.reason), "revoked");

@@ -54,7 +54,8 @@ static void fake_ca(struct store_ca *ca, const char *fp, const char *subject, bo
     ca->issuer = (char *)(root ? subject : "CN=Root");
     ca->serial = (char *)"01";
     snprintf(ca->fingerprint, sizeof(ca->fingerprint), "%s", fp);
-    snprintf(ca->spki_sha256, sizeof(ca->spki_sha256), "%064d", 7);
+    /* One key per certificate here: copies of one CA are tested apart. */
+    snprintf(ca->spki_sha256, sizeof(ca->spki_sha256), "%s", fp);
     ca->not_before = 1000;
     ca->not_after = 4000000000LL;
     ca->is_root = root;
@@ -159,9 +160,10 @@ START_TEST(upgrade_from_version_1)
     struct store *up = NULL;
     struct store_user u;
     struct store_ca ca;
+    struct store_crl *crls = NULL;
     struct cg_err err = {""};
     char p1[160], file[512], *v1 = NULL;
-    size_t len = 0;
+    size_t len = 0, n_crls = 0;
     sqlite3 *db = NULL;
     sqlite3_stmt *st = NULL;
 
@@ -181,7 +183,16 @@ START_TEST(upgrade_from_version_1)
                      "INSERT INTO sys_ca_certificate (subject, issuer, serial, fingerprint, "
                      "spki_sha256, not_before, not_after, is_root, der, pem, created_on, "
                      "updated_on) VALUES ('CN=Root', 'CN=Root', '01', '" FP1 "', 'x', 1, "
-                     "4000000000, 1, x'3000', 'pem', 'x', 'x');",
+                     "4000000000, 1, x'3000', 'pem', 'x', 'x');"
+                     /* A disabled copy of it (same subject and key), and a CRL
+                      * bound to the first record, as version 1 bound them. */
+                     "INSERT INTO sys_ca_certificate (subject, issuer, serial, fingerprint, "
+                     "spki_sha256, not_before, not_after, is_root, der, pem, active, created_on, "
+                     "updated_on) VALUES ('CN=Root', 'CN=Root', '02', '" FP2 "', 'x', 1, "
+                     "4000000000, 1, x'3001', 'pem', 0, 'x', 'x');"
+                     "INSERT INTO sys_crl (ca_id, issuer, fingerprint, this_update, "
+                     "revoked_count, der, created_on) VALUES (1, 'CN=Root', 'crl', 5, 1, "
+                     "x'3000', 'x');",
                      NULL, NULL, NULL),
         SQLITE_OK);
     sqlite3_close(db);
@@ -196,7 +207,15 @@ START_TEST(upgrade_from_version_1)
     store_user_free(&u);
     ck_assert_int_eq(store_ca_find(up, FP1, &ca, &err), CG_OK);
     ck_assert_str_eq(ca.subject, "CN=Root");
+    /* Version 4: copies of one CA agree (a disabled copy disables it) and a
+     * CRL belongs to the key of the record it was bound to. */
+    ck_assert(!ca.is_active);
     store_ca_free(&ca);
+    ck_assert_int_eq(store_crl_list(up, &crls, &n_crls, &err), CG_OK);
+    ck_assert_uint_eq(n_crls, 1);
+    ck_assert_str_eq(crls[0].signer_spki, "x");
+    ck_assert_str_eq(crls[0].issuer, "CN=Root");
+    store_crl_list_free(crls, n_crls);
     store_close(up);
 
     /* Version 2's tables and counter are there. */
@@ -512,13 +531,14 @@ START_TEST(crls)
     static unsigned char der[] = {0x30, 0x00};
     struct store_ca ca;
     struct store_crl c, *list = NULL;
+    struct store_crl_scope seen;
     struct cg_err err = {""};
     size_t n = 0;
 
     fake_ca(&ca, FP1, "CN=Int", false);
     ck_assert_int_eq(store_ca_insert(s, &ca, &err), CG_OK);
     memset(&c, 0, sizeof(c));
-    c.ca_id = 1;
+    snprintf(c.signer_spki, sizeof(c.signer_spki), "%s", ca.spki_sha256);
     c.issuer = (char *)"CN=Int";
     snprintf(c.fingerprint, sizeof(c.fingerprint), "%s", FP2);
     c.this_update = 2000;
@@ -526,17 +546,27 @@ START_TEST(crls)
     c.revoked_count = 1;
     c.der = der;
     c.der_len = sizeof(der);
-    ck_assert_int_eq(store_crl_insert(s, &c, &err), CG_OK);
-    /* An older one is refused: it would un-revoke certificates. */
+    ck_assert_int_eq(store_crl_scope(s, c.issuer, c.signer_spki, &seen, &err), CG_OK);
+    ck_assert_int_eq(seen.count, 0);
+    ck_assert_int_eq(store_crl_replace(s, &c, &seen, &err), CG_OK);
+    /* The same CRL again, or any CRL decided on a stale view of the scope,
+     * is refused: another one was loaded in between. */
+    ck_assert_int_eq(store_crl_replace(s, &c, &seen, &err), CG_EEXIST);
     snprintf(c.fingerprint, sizeof(c.fingerprint), "%s", FP3);
-    c.this_update = 1500;
-    ck_assert_int_eq(store_crl_insert(s, &c, &err), CG_EEXIST);
-    /* A newer one replaces it. */
     c.this_update = 2500;
-    ck_assert_int_eq(store_crl_insert(s, &c, &err), CG_OK);
+    ck_assert_int_eq(store_crl_replace(s, &c, &seen, &err), CG_EEXIST);
+    /* Decided on the current view, the newer one replaces it. */
+    ck_assert_int_eq(store_crl_scope(s, c.issuer, c.signer_spki, &seen, &err), CG_OK);
+    ck_assert_int_eq(seen.count, 1);
+    ck_assert_int_eq(store_crl_replace(s, &c, &seen, &err), CG_OK);
     ck_assert_int_eq(store_crl_list(s, &list, &n, &err), CG_OK);
     ck_assert_uint_eq(n, 1);
     ck_assert_int_eq(list[0].this_update, 2500);
+    store_crl_list_free(list, n);
+    /* The CRLs belong to the key: deleting the CA keeps them. */
+    ck_assert_int_eq(store_ca_delete(s, ca.id, false, NULL, &err), CG_OK);
+    ck_assert_int_eq(store_crl_list(s, &list, &n, &err), CG_OK);
+    ck_assert_uint_eq(n, 1);
     store_crl_list_free(list, n);
 }
 END_TEST

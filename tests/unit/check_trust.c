@@ -3,6 +3,7 @@
 #include "config.h"
 
 #include <check.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -266,6 +267,51 @@ START_TEST(limiter_bars_after_ten_failures)
 }
 END_TEST
 
+/* Adds users (each with a role: +2 on the trust version) until told to stop. */
+static void *writer(void *arg)
+{
+    volatile int *stop = arg;
+    struct store *s = NULL;
+    struct cg_err err = {""};
+    char *roles[1] = {(char *)"push"};
+
+    ck_assert_int_eq(store_open(db, STORE_OPEN_EXISTING, &s, &err), CG_OK);
+    for (int i = 0; i < 5000 && !*stop; i++) {
+        char name[32];
+        int64_t id;
+
+        snprintf(name, sizeof(name), "w%d", i);
+        ck_assert_int_eq(store_user_add(s, name, roles, 1, NULL, &id, &err), CG_OK);
+    }
+    store_close(s);
+    return NULL;
+}
+
+/* A snapshot is one moment of the database: its version and its data agree
+ * however fast the CLI writes (each user added here moves the version by 2). */
+START_TEST(snapshot_is_consistent_under_writes)
+{
+    struct trust_snapshot *snap = snapshot();
+    int64_t base = snap->version - 2 * (int64_t)(snap->n_users - 1);
+    volatile int stop = 0;
+    pthread_t t;
+
+    trust_release(snap);
+    ck_assert_int_eq(pthread_create(&t, NULL, writer, (void *)&stop), 0);
+    for (int i = 0; i < 200; i++) {
+        snap = snapshot();
+        ck_assert_msg(snap->version == base + 2 * (int64_t)(snap->n_users - 1),
+                      "version %lld with %zu users (base %lld)", (long long)snap->version,
+                      snap->n_users, (long long)base);
+        for (size_t u = 0; u < snap->n_users; u++)
+            ck_assert_uint_eq(snap->users[u].n_roles, 1);
+        trust_release(snap);
+    }
+    stop = 1;
+    pthread_join(t, NULL);
+}
+END_TEST
+
 START_TEST(holder_sees_changes)
 {
     struct trust_holder *h = NULL;
@@ -309,6 +355,7 @@ int main(void)
     tcase_add_test(tc, decision_window);
     tcase_add_test(tc, refusals_and_basic);
     tcase_add_test(tc, holder_sees_changes);
+    tcase_add_test(tc, snapshot_is_consistent_under_writes);
     tcase_add_test(tc, basic_verifications_are_remembered);
     tcase_add_test(tc, limiter_bars_after_ten_failures);
     suite_add_tcase(s, tc);
