@@ -276,7 +276,7 @@ static void *writer(void *arg)
     char *roles[1] = {(char *)"push"};
 
     ck_assert_int_eq(store_open(db, STORE_OPEN_EXISTING, &s, &err), CG_OK);
-    for (int i = 0; i < 5000 && !*stop; i++) {
+    for (int i = 0; i < 1000 && !*stop; i++) {
         char name[32];
         int64_t id;
 
@@ -298,7 +298,7 @@ START_TEST(snapshot_is_consistent_under_writes)
 
     trust_release(snap);
     ck_assert_int_eq(pthread_create(&t, NULL, writer, (void *)&stop), 0);
-    for (int i = 0; i < 200; i++) {
+    for (int i = 0; i < 60; i++) {
         snap = snapshot();
         ck_assert_msg(snap->version == base + 2 * (int64_t)(snap->n_users - 1),
                       "version %lld with %zu users (base %lld)", (long long)snap->version,
