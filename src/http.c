@@ -1129,6 +1129,8 @@ static enum stage start_job(struct request *r)
     }
     job->method = strdup(r->method);
     job->path = strdup(r->path);
+    /* Always set by on_uri; the path stands in if libmicrohttpd skipped it. */
+    job->target = strdup(r->target ? r->target : r->path);
     job->raw_body = r->body ? strdup(r->body) : strdup("");
     job->req.method = job->method;
     job->req.path = job->path;
@@ -1145,13 +1147,18 @@ static enum stage start_job(struct request *r)
                                  "Idempotency-Key must be 1 to 200 "
                                  "characters");
         job->idem_key = strdup(idem);
+        if (!job->idem_key)
+            return respond_error(r, CG_ERROR_INTERNAL, r->id);
     }
     memcpy(job->request_id, r->id, sizeof(job->request_id));
-    if (job->idem_key)
-        dtable_request_sha256(job->method, job->path, r->body ? r->body : "", r->body_len,
-                              job->request_sha256);
-    if (!job->method || !job->path || !job->raw_body || !job->user_name || !job->req.user)
+    if (!job->method || !job->path || !job->target || !job->raw_body || !job->user_name ||
+        !job->req.user)
         return respond_error(r, CG_ERROR_INTERNAL, r->id);
+    /* The key binds the whole request: method, target with its query
+     * string, body. */
+    if (job->idem_key)
+        dtable_request_sha256(job->method, job->target, r->body ? r->body : "", r->body_len,
+                              job->request_sha256);
     job->done = job_finished;
     job->ctx = r;
     /* The worker does not wait for the disk: the connection sleeps until
