@@ -45,9 +45,9 @@ unset LD_PRELOAD CG_STALL_MATCH CG_STALL_MS CG_STALL_NOTE
 ASAN_OPTIONS=$ASAN_SAVED
 
 # rotation_under_load_loses_no_line: six keep-alive clients send requests
-# until told to stop; three /stall-N requests hold their log writers across
-# the rename and the SIGHUP, each 3 s. Every X-Request-Id a client got must be in one
-# of the two files, once.
+# until told to stop; three /stall-N requests hold their log writers, the
+# first across the rename and the SIGHUP. Every X-Request-Id a client got
+# must be in one of the two files, once.
 PYTHONPATH="$TESTS_SRCDIR/server" python3 - "$URL" "$PKI" "$T/stop" "$STALLS" \
     >"$T/load.out" 2>"$T/load.err" <<'PY' &
 import os, sys, time
@@ -93,8 +93,8 @@ else
 fi
 mv "$SERVER_LOG" "$OLD"
 kill -HUP "$SERVER_PID"
-wait_for has_line "$SERVER_LOG" '"event":"reloaded"' && pass "SIGHUP: the reload is logged to the new file" ||
-    fail "no reloaded line in the new file"
+wait_for has_line "$SERVER_LOG" '"event":"reloaded"' &&
+    pass "SIGHUP: the reload is logged to the new file" || fail "no reloaded line in the new file"
 old_size=$(wc -c <"$OLD")
 # The held writers let go (3 s after each began), then the load stops.
 wait_for let_go ||
