@@ -1,6 +1,7 @@
 #include "config.h"
 #include "daemon.h"
 
+#include <errno.h>
 #include <gnutls/gnutls.h>
 #include <jansson.h>
 #include <signal.h>
@@ -150,8 +151,16 @@ static void reload(const struct serve_config *started, struct serve_config **cur
         goto fail;
     tls_server_set_policy(tls, priority_of(next), next->client_cert == CLIENT_CERT_REQUIRE,
                           next->send_ca_names, &err);
-    if (next->log_file)
-        log_open(next->log_file);
+    if (next->log_file && log_open(next->log_file)) {
+        char msg[600];
+
+        /* Said once, here: the lines go on to the file opened before. */
+        snprintf(msg, sizeof(msg),
+                 "cannot open the log file %.400s (%s): logging goes on to the file opened "
+                 "before",
+                 next->log_file, strerror(errno));
+        say("log_reopen_failed", msg);
+    }
     /* Against the settings the server started with: those are in force. */
     restart = restart_needed(started, next);
     if (restart && json_array_size(restart) > 0)

@@ -79,20 +79,24 @@ bool dtable_valid_name(const char *name)
            strcmp(name, "rowid") != 0 && strcmp(name, "oid") != 0;
 }
 
-void dtable_request_sha256(const char *method, const char *path, const char *body, size_t len,
-                           char out[65])
+void dtable_request_sha256(const char *method, const char *target, const char *body, size_t len,
+                           char out[DTABLE_REQUEST_HASH_SIZE])
 {
     gnutls_hash_hd_t h;
     unsigned char d[32];
 
+    /* The target as sent, not a canonical form: a retry resends the same
+     * bytes, and two spellings of one query (reordered, re-escaped) are
+     * refused as different rather than risk replaying for another request. */
     memset(d, 0, sizeof(d));
     if (gnutls_hash_init(&h, GNUTLS_DIG_SHA256) == 0) {
         gnutls_hash(h, method, strlen(method) + 1);
-        gnutls_hash(h, path, strlen(path) + 1);
+        gnutls_hash(h, target, strlen(target) + 1);
         gnutls_hash(h, body, len);
         gnutls_hash_deinit(h, d);
     }
-    cg_hex(d, sizeof(d), out);
+    memcpy(out, "v2:", 3);
+    cg_hex(d, sizeof(d), out + 3);
 }
 
 void dtable_uuid(char out[37])

@@ -244,15 +244,18 @@ int dtable_resource_version(struct dtable_db *db, int64_t *out_version);
 
 /* ---- idempotency ---- */
 
+/** Size of a request hash from dtable_request_sha256, with its NUL. */
+#define DTABLE_REQUEST_HASH_SIZE 68
+
 /** A stored response of a request sent with an Idempotency-Key. */
 struct dtable_idem {
-    int status;              /* HTTP status */
-    char *body;              /* response body */
-    json_t *headers;         /* the script's response headers (object), or NULL */
-    char request_sha256[65]; /* SHA-256 of method, path and body of the first request */
-    char method[16];         /* its method */
-    char *path;              /* its path */
-    int64_t created_at;      /* seconds since the epoch; for put: replace rows older than this */
+    int status;                                    /* HTTP status */
+    char *body;                                    /* response body */
+    json_t *headers;                               /* the script's response headers, or NULL */
+    char request_sha256[DTABLE_REQUEST_HASH_SIZE]; /* dtable_request_sha256 of the first request */
+    char method[16];                               /* its method */
+    char *path;                                    /* its request target (path and query) */
+    int64_t created_at; /* seconds since the epoch; for put: replace rows older than this */
 };
 
 /**
@@ -274,11 +277,19 @@ int dtable_idem_purge(struct dtable_db *db, int64_t before, struct cg_err *err);
 void dtable_idem_free(struct dtable_idem *r);
 
 /**
- * The SHA-256 (hex) that identifies a request for Idempotency-Key: its
- * method, path and body.
+ * What identifies a request for Idempotency-Key: "v2:" and the SHA-256 (hex)
+ * of its method, its request target exactly as sent (path and query string,
+ * before percent-decoding) and its body. Rows stored before the hash
+ * covered the query string hold the bare hash of method, decoded path and
+ * body (or nothing, before schema 3): they never equal a "v2:" value, so
+ * such a key is refused, never replayed for a request it cannot tell apart.
+ * @param method the request method
+ * @param target the request target as sent ("/api/a/b?x=1")
+ * @param body the body, @p len bytes
+ * @param out "v2:" and 64 hex digits
  */
-void dtable_request_sha256(const char *method, const char *path, const char *body, size_t len,
-                           char out[65]);
+void dtable_request_sha256(const char *method, const char *target, const char *body, size_t len,
+                           char out[DTABLE_REQUEST_HASH_SIZE]);
 
 /** A fresh UUID v4 from GnuTLS's random generator, lower-case. */
 void dtable_uuid(char out[37]);

@@ -54,6 +54,7 @@ struct http_server {
     bool sweeper_started;               /* it runs */
     bool stopping;                      /* the sweeper should end (conns_lock) */
     struct kdf_pool *kdf;               /* password checks off the worker threads */
+    struct identity_limiter *limiter;   /* wrong passwords per client address */
 };
 
 /* What one TLS connection knows, kept across its keep-alive requests. */
@@ -148,6 +149,7 @@ struct request {
     char retry_after[12];        /* Retry-After seconds, "" when none */
     bool kdf_pending;            /* suspended for a password check */
     bool kdf_done;               /* it is done (atomic) */
+    unsigned kdf_barred;         /* the address was barred before its check ran: seconds left */
     bool method_mismatch;        /* a built-in path with another method */
     char route_allow[64];        /* its Allow list */
 };
@@ -451,6 +453,7 @@ struct kdf_job {
     char *user;            /* decoded user name */
     char *password;        /* decoded password (wiped when done) */
     size_t password_len;   /* its length */
+    unsigned barred;       /* its address was barred while it waited: seconds left, 0: run it */
     struct kdf_job *next;  /* queue */
 };
 
@@ -482,32 +485,77 @@ static void kdf_job_free(struct kdf_job *job)
 }
 
 /* Runs the KDF for one suspended request, records the decision on its
- * connection (which nothing else touches while it sleeps) and wakes it. */
+ * connection (which nothing else touches while it sleeps) and wakes it.
+ * A job whose address was barred while it waited gets no check. */
 static void kdf_run(struct kdf_pool *pool, struct kdf_job *job)
 {
     struct request *r = job->r;
     struct conn *c = r->conn;
-    struct trust_snapshot *snap = trust_holder_acquire(pool->srv->trust);
+    struct http_server *srv = pool->srv;
+    struct trust_snapshot *snap;
     struct identity id;
-    int rc = identity_from_basic(snap, job->user, job->password, job->password_len, &id);
+    bool failed;
+    int rc;
 
+    if (job->barred) {
+        r->kdf_barred = job->barred;
+        goto out;
+    }
+    snap = trust_holder_acquire(srv->trust);
+    rc = identity_from_basic(snap, job->user, job->password, job->password_len, &id);
     trust_release(snap);
+    failed = rc == CG_OK && id.reason == AUTH_BAD_PASSWORD;
     if (rc == CG_OK) {
         if (c->has_basic)
             identity_free(&c->basic_id);
         c->basic_id = id;
         memcpy(c->basic_key, job->key, sizeof(job->key));
         c->has_basic = true;
-        if (id.reason == AUTH_BAD_PASSWORD && identity_limiter_failed(c->remote, mono_seconds()))
-            log_event("basic_barred",
-                      json_pack("{s:s, s:i, s:i, s:s}", "remote", c->remote, "failures",
-                                IDENTITY_MAX_FAILURES, "seconds", IDENTITY_BAR_SECONDS, "detail",
-                                "too many wrong passwords from this address: no password is "
-                                "checked for it for a while"));
     }
+    if (identity_limiter_end(srv->limiter, c->remote, mono_seconds(), failed))
+        log_event("basic_barred",
+                  json_pack("{s:s, s:i, s:i, s:s}", "remote", c->remote, "failures",
+                            IDENTITY_MAX_FAILURES, "seconds", IDENTITY_BAR_SECONDS, "detail",
+                            "too many wrong passwords from this address: no password is "
+                            "checked for it for a while"));
+    /* Jobs of this address that waited for it may go now, or are barred. */
+    pthread_mutex_lock(&pool->lock);
+    pthread_cond_broadcast(&pool->wake);
+    pthread_mutex_unlock(&pool->lock);
+out:
     kdf_job_free(job);
     __atomic_store_n(&r->kdf_done, true, __ATOMIC_RELEASE);
     MHD_resume_connection(r->mhd);
+}
+
+/* The oldest job that may go now, taken off the queue: one whose address
+ * has room for another check under the limit, or is barred (then it gets
+ * no check). Jobs of an address whose checks under way could still bar it
+ * stay queued. NULL when none may go. Called with the pool's lock. */
+static struct kdf_job *kdf_take(struct kdf_pool *pool)
+{
+    int64_t now = mono_seconds();
+    struct kdf_job *job, *prev = NULL;
+
+    for (job = pool->head; job; prev = job, job = job->next) {
+        unsigned seconds = 0;
+        enum identity_limit v =
+            identity_limiter_begin(pool->srv->limiter, job->r->conn->remote, now, &seconds);
+
+        if (v == IDENTITY_LIMIT_WAIT)
+            continue;
+        if (v == IDENTITY_LIMIT_BARRED)
+            job->barred = seconds ? seconds : 1;
+        if (prev)
+            prev->next = job->next;
+        else
+            pool->head = job->next;
+        if (pool->tail == job)
+            pool->tail = prev;
+        pool->queued--;
+        return job;
+    }
+    return NULL;
 }
 
 static void *kdf_main(void *arg)
@@ -519,18 +567,15 @@ static void *kdf_main(void *arg)
     setpriority(PRIO_PROCESS, (id_t)syscall(SYS_gettid), 10);
     pthread_mutex_lock(&pool->lock);
     for (;;) {
-        struct kdf_job *job = pool->head;
+        struct kdf_job *job = kdf_take(pool);
 
         if (!job) {
-            if (pool->stopping)
+            /* Queued jobs wait for a running check, which wakes us. */
+            if (pool->stopping && !pool->head)
                 break;
             pthread_cond_wait(&pool->wake, &pool->lock);
             continue;
         }
-        pool->head = job->next;
-        if (!pool->head)
-            pool->tail = NULL;
-        pool->queued--;
         pthread_mutex_unlock(&pool->lock);
         kdf_run(pool, job);
         pthread_mutex_lock(&pool->lock);
@@ -607,6 +652,20 @@ enum basic_outcome {
     BASIC_ERROR,   /* out of memory */
 };
 
+/* The refusal of a request from an address barred for @p seconds more. */
+static enum basic_outcome refuse_barred(struct request *r, unsigned seconds,
+                                        struct identity *out_refusal)
+{
+    memset(out_refusal, 0, sizeof(*out_refusal));
+    out_refusal->reason = AUTH_BAD_PASSWORD;
+    snprintf(out_refusal->detail, sizeof(out_refusal->detail),
+             "too many wrong passwords from this address: no password is checked for it for "
+             "%u more seconds",
+             seconds);
+    snprintf(r->retry_after, sizeof(r->retry_after), "%u", seconds);
+    return BASIC_BARRED;
+}
+
 /*
  * The decision for a Basic Authorization value. PBKDF2 costs about 0.25 s
  * on purpose, so it runs where it blocks no worker thread: keep-alive
@@ -628,8 +687,12 @@ static enum basic_outcome resolve_basic(struct request *r, const char *header,
     size_t pw_len;
 
     /* Woken by the KDF thread: its decision stands for this request. */
-    if (__atomic_load_n(&r->kdf_done, __ATOMIC_ACQUIRE) && c->has_basic)
-        return BASIC_DECIDED;
+    if (__atomic_load_n(&r->kdf_done, __ATOMIC_ACQUIRE)) {
+        if (r->kdf_barred)
+            return refuse_barred(r, r->kdf_barred, out_refusal);
+        if (c->has_basic)
+            return BASIC_DECIDED;
+    }
     if (gnutls_hash_fast(GNUTLS_DIG_SHA256, header, strlen(header), key) < 0)
         return BASIC_ERROR;
     if (c->has_basic && c->basic_id.trust_version == trust_holder_version(c->srv->trust) &&
@@ -664,18 +727,11 @@ static enum basic_outcome resolve_basic(struct request *r, const char *header,
         return BASIC_DECIDED;
     }
     trust_release(snap);
-    barred = identity_limiter_barred(c->remote, mono_seconds());
+    barred = identity_limiter_barred(c->srv->limiter, c->remote, mono_seconds());
     if (barred) {
         gnutls_memset(out.data, 0, out.size);
         gnutls_free(out.data);
-        memset(out_refusal, 0, sizeof(*out_refusal));
-        out_refusal->reason = AUTH_BAD_PASSWORD;
-        snprintf(out_refusal->detail, sizeof(out_refusal->detail),
-                 "too many wrong passwords from this address: no password is checked for it for "
-                 "%u more seconds",
-                 barred);
-        snprintf(r->retry_after, sizeof(r->retry_after), "%u", barred);
-        return BASIC_BARRED;
+        return refuse_barred(r, barred, out_refusal);
     }
     job = calloc(1, sizeof(*job));
     if (job) {
@@ -695,6 +751,7 @@ static enum basic_outcome resolve_basic(struct request *r, const char *header,
         return BASIC_ERROR;
     }
     r->kdf_pending = true;
+    r->kdf_barred = 0;
     __atomic_store_n(&r->kdf_done, false, __ATOMIC_RELEASE);
     MHD_suspend_connection(r->mhd);
     if (!kdf_submit(c->srv->kdf, job)) {
@@ -1129,6 +1186,8 @@ static enum stage start_job(struct request *r)
     }
     job->method = strdup(r->method);
     job->path = strdup(r->path);
+    /* Always set by on_uri; the path stands in if libmicrohttpd skipped it. */
+    job->target = strdup(r->target ? r->target : r->path);
     job->raw_body = r->body ? strdup(r->body) : strdup("");
     job->req.method = job->method;
     job->req.path = job->path;
@@ -1145,13 +1204,18 @@ static enum stage start_job(struct request *r)
                                  "Idempotency-Key must be 1 to 200 "
                                  "characters");
         job->idem_key = strdup(idem);
+        if (!job->idem_key)
+            return respond_error(r, CG_ERROR_INTERNAL, r->id);
     }
     memcpy(job->request_id, r->id, sizeof(job->request_id));
-    if (job->idem_key)
-        dtable_request_sha256(job->method, job->path, r->body ? r->body : "", r->body_len,
-                              job->request_sha256);
-    if (!job->method || !job->path || !job->raw_body || !job->user_name || !job->req.user)
+    if (!job->method || !job->path || !job->target || !job->raw_body || !job->user_name ||
+        !job->req.user)
         return respond_error(r, CG_ERROR_INTERNAL, r->id);
+    /* The key binds the whole request: method, target with its query
+     * string, body. */
+    if (job->idem_key)
+        dtable_request_sha256(job->method, job->target, r->body ? r->body : "", r->body_len,
+                              job->request_sha256);
     job->done = job_finished;
     job->ctx = r;
     /* The worker does not wait for the disk: the connection sleeps until
@@ -1911,6 +1975,11 @@ int http_start(const struct serve_config *cfg, struct trust_holder *trust, struc
         http_stop(srv);
         return CG_ERR;
     }
+    if (identity_limiter_new(0, &srv->limiter)) {
+        cg_err_set(err, "out of memory");
+        http_stop(srv);
+        return CG_ENOMEM;
+    }
     /* Half the cores for password checks (at least one, at most four). */
     if (kdf_start(srv, threads / 2 ? (threads / 2 < 4 ? threads / 2 : 4) : 1, &srv->kdf)) {
         cg_err_set(err, "cannot start the password-check threads");
@@ -2059,6 +2128,7 @@ void http_stop(struct http_server *srv)
         MHD_stop_daemon(srv->metrics);
     if (srv->daemon)
         MHD_stop_daemon(srv->daemon);
+    identity_limiter_free(srv->limiter);
     if (srv->quiesced != MHD_INVALID_SOCKET)
         close(srv->quiesced);
     pthread_mutex_destroy(&srv->conns_lock);

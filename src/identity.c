@@ -399,62 +399,207 @@ int identity_from_basic(const struct trust_snapshot *snap, const char *user, con
 
 /* ---- failed passwords per address ---- */
 
-#define LIMIT_SLOTS 512
-
+/* What the limiter knows of one address. */
 struct limit_entry {
-    char addr[64];        /* client address, "" when empty */
-    int64_t window_start; /* start of the current minute of failures */
-    unsigned failures;    /* in that minute */
-    int64_t barred_until; /* no password checks before this */
+    char addr[64];             /* client address, the whole of it */
+    int64_t window_start;      /* start of the current minute of failures */
+    unsigned failures;         /* wrong passwords in that minute */
+    unsigned running;          /* checks begun and not yet ended */
+    int64_t barred_until;      /* no password checks before this */
+    struct limit_entry *chain; /* next in its hash bucket */
+    struct limit_entry *newer; /* recency list, towards the most recent */
+    struct limit_entry *older; /* recency list, towards the least recent */
 };
 
-static pthread_mutex_t limit_lock = PTHREAD_MUTEX_INITIALIZER;
-static struct limit_entry limits[LIMIT_SLOTS];
+struct identity_limiter {
+    pthread_mutex_t lock;         /* guards everything below */
+    struct limit_entry *entries;  /* capacity entries, allocated once */
+    size_t capacity;              /* addresses remembered at most */
+    size_t used;                  /* entries in use */
+    struct limit_entry **buckets; /* hash chains, n_buckets of them */
+    size_t n_buckets;             /* a power of two, at least 2 * capacity */
+    uint64_t seed;                /* random: no one can pick addresses that share a chain */
+    struct limit_entry *newest;   /* most recently seen */
+    struct limit_entry *oldest;   /* least recently seen */
+};
 
-static struct limit_entry *limit_slot(const char *addr)
+int identity_limiter_new(size_t capacity, struct identity_limiter **out_lim)
 {
-    uint32_t h = 2166136261u;
+    struct identity_limiter *lim = calloc(1, sizeof(*lim));
 
-    for (const char *p = addr; *p; p++)
-        h = (h ^ (unsigned char)*p) * 16777619u;
-    return &limits[h % LIMIT_SLOTS];
+    if (!lim)
+        return CG_ENOMEM;
+    lim->capacity = capacity ? capacity : IDENTITY_LIMITER_ADDRESSES;
+    lim->n_buckets = 16;
+    while (lim->n_buckets < 2 * lim->capacity)
+        lim->n_buckets *= 2;
+    lim->entries = calloc(lim->capacity, sizeof(*lim->entries));
+    lim->buckets = calloc(lim->n_buckets, sizeof(*lim->buckets));
+    if (!lim->entries || !lim->buckets)
+        goto nomem;
+    if (gnutls_rnd(GNUTLS_RND_NONCE, &lim->seed, sizeof(lim->seed)) < 0)
+        lim->seed = (uint64_t)mono_seconds();
+    pthread_mutex_init(&lim->lock, NULL);
+    *out_lim = lim;
+    return CG_OK;
+nomem:
+    free(lim->entries);
+    free(lim->buckets);
+    free(lim);
+    return CG_ENOMEM;
 }
 
-unsigned identity_limiter_barred(const char *addr, int64_t now)
+void identity_limiter_free(struct identity_limiter *lim)
 {
-    struct limit_entry *e = limit_slot(addr);
+    if (!lim)
+        return;
+    pthread_mutex_destroy(&lim->lock);
+    free(lim->entries);
+    free(lim->buckets);
+    free(lim);
+}
+
+static struct limit_entry **bucket(struct identity_limiter *lim, const char *addr)
+{
+    uint64_t h = 14695981039346656037ULL ^ lim->seed;
+
+    for (const char *p = addr; *p; p++)
+        h = (h ^ (unsigned char)*p) * 1099511628211ULL;
+    h ^= h >> 29;
+    return &lim->buckets[h & (lim->n_buckets - 1)];
+}
+
+static void unlink_recent(struct identity_limiter *lim, struct limit_entry *e)
+{
+    if (e->newer)
+        e->newer->older = e->older;
+    else
+        lim->newest = e->older;
+    if (e->older)
+        e->older->newer = e->newer;
+    else
+        lim->oldest = e->newer;
+    e->newer = e->older = NULL;
+}
+
+static void push_newest(struct identity_limiter *lim, struct limit_entry *e)
+{
+    e->older = lim->newest;
+    e->newer = NULL;
+    if (lim->newest)
+        lim->newest->newer = e;
+    lim->newest = e;
+    if (!lim->oldest)
+        lim->oldest = e;
+}
+
+/* The entry of @p addr, moved to the most recent end; NULL when it has none
+ * and @p add is false. Adding to a full table forgets the least recently
+ * seen address with no check under way (there are at most as many of
+ * those as password-check threads). Call with the lock held. */
+static struct limit_entry *find(struct identity_limiter *lim, const char *addr, bool add)
+{
+    struct limit_entry **head = bucket(lim, addr), *e, **pp;
+
+    for (e = *head; e; e = e->chain) {
+        if (strcmp(e->addr, addr) == 0) {
+            unlink_recent(lim, e);
+            push_newest(lim, e);
+            return e;
+        }
+    }
+    if (!add)
+        return NULL;
+    if (lim->used < lim->capacity) {
+        e = &lim->entries[lim->used++];
+    } else {
+        for (e = lim->oldest; e && e->running; e = e->newer) {
+        }
+        if (!e)
+            return NULL;
+        for (pp = bucket(lim, e->addr); *pp != e; pp = &(*pp)->chain) {
+        }
+        *pp = e->chain;
+        unlink_recent(lim, e);
+    }
+    memset(e, 0, sizeof(*e));
+    snprintf(e->addr, sizeof(e->addr), "%s", addr);
+    e->chain = *head;
+    *head = e;
+    push_newest(lim, e);
+    return e;
+}
+
+/* The minute of failures starts with the first one; once it is over,
+ * they no longer count. */
+static void roll_window(struct limit_entry *e, int64_t now)
+{
+    if (e->failures && now - e->window_start >= 60)
+        e->failures = 0;
+}
+
+unsigned identity_limiter_barred(struct identity_limiter *lim, const char *addr, int64_t now)
+{
+    struct limit_entry *e;
     unsigned left = 0;
 
-    pthread_mutex_lock(&limit_lock);
-    if (strcmp(e->addr, addr) == 0 && e->barred_until > now)
+    pthread_mutex_lock(&lim->lock);
+    e = find(lim, addr, false);
+    if (e && e->barred_until > now)
         left = (unsigned)(e->barred_until - now);
-    pthread_mutex_unlock(&limit_lock);
+    pthread_mutex_unlock(&lim->lock);
     return left;
 }
 
-bool identity_limiter_failed(const char *addr, int64_t now)
+enum identity_limit identity_limiter_begin(struct identity_limiter *lim, const char *addr,
+                                           int64_t now, unsigned *out_seconds)
 {
-    struct limit_entry *e = limit_slot(addr);
+    struct limit_entry *e;
+    enum identity_limit v = IDENTITY_LIMIT_GO;
+
+    pthread_mutex_lock(&lim->lock);
+    e = find(lim, addr, true);
+    if (!e) {
+        /* Every entry has a check under way: more than the table holds
+         * run at once, which the password-check threads rule out. */
+        v = IDENTITY_LIMIT_WAIT;
+    } else if (e->barred_until > now) {
+        *out_seconds = (unsigned)(e->barred_until - now);
+        v = IDENTITY_LIMIT_BARRED;
+    } else {
+        roll_window(e, now);
+        /* Checks under way count as failures until they end: the bar
+         * takes effect after exactly IDENTITY_MAX_FAILURES wrong ones. */
+        if (e->failures + e->running >= IDENTITY_MAX_FAILURES)
+            v = IDENTITY_LIMIT_WAIT;
+        else
+            e->running++;
+    }
+    pthread_mutex_unlock(&lim->lock);
+    return v;
+}
+
+bool identity_limiter_end(struct identity_limiter *lim, const char *addr, int64_t now, bool failed)
+{
+    struct limit_entry *e;
     bool barred = false;
 
-    pthread_mutex_lock(&limit_lock);
-    if (strcmp(e->addr, addr) != 0 && e->barred_until > now) {
-        /* The slot holds another address's bar: keep it. */
-        pthread_mutex_unlock(&limit_lock);
-        return false;
+    pthread_mutex_lock(&lim->lock);
+    e = find(lim, addr, true);
+    if (e && e->running)
+        e->running--;
+    if (e && failed && e->barred_until <= now) {
+        roll_window(e, now);
+        if (e->failures++ == 0)
+            e->window_start = now;
+        if (e->failures >= IDENTITY_MAX_FAILURES) {
+            e->barred_until = now + IDENTITY_BAR_SECONDS;
+            e->failures = 0;
+            e->window_start = now;
+            barred = true;
+        }
     }
-    if (strcmp(e->addr, addr) != 0 || now - e->window_start >= 60) {
-        snprintf(e->addr, sizeof(e->addr), "%s", addr);
-        e->window_start = now;
-        e->failures = 0;
-    }
-    if (++e->failures >= IDENTITY_MAX_FAILURES && e->barred_until <= now) {
-        e->barred_until = now + IDENTITY_BAR_SECONDS;
-        e->failures = 0;
-        e->window_start = now;
-        barred = true;
-    }
-    pthread_mutex_unlock(&limit_lock);
+    pthread_mutex_unlock(&lim->lock);
     return barred;
 }
 

@@ -1,10 +1,11 @@
 /*
  * identity: decides who the caller is, from verified certificate facts or
  * from HTTP Basic credentials, against a trust snapshot; remembers verified
- * passwords (as HMACs) and counts wrong ones per address. Relies on pki
- * (pki_verify), trust, password, and GnuTLS only for its HMAC and random
- * numbers. Does not know about HTTP and does not authorise (roles per
- * resource are checked by the request pipeline).
+ * passwords (as HMACs) and counts wrong ones per address (a limiter object
+ * that the server owns). Relies on pki (pki_verify), trust, password, and
+ * GnuTLS only for its HMAC and random numbers. Does not know about HTTP and
+ * does not authorise (roles per resource are checked by the request
+ * pipeline).
  */
 #ifndef CG_IDENTITY_H
 #define CG_IDENTITY_H
@@ -114,20 +115,59 @@ int identity_from_basic_cached(const struct trust_snapshot *snap, const char *us
 #define IDENTITY_MAX_FAILURES 10
 /** How long such an address is barred from password checks, in seconds. */
 #define IDENTITY_BAR_SECONDS 60
+/** Addresses a limiter remembers by default; the least recently seen goes first. */
+#define IDENTITY_LIMITER_ADDRESSES 4096
 
 /**
- * Whether @p addr may have a password checked now.
+ * Wrong passwords counted per client address, exactly (the whole address
+ * is the key), in bounded memory. A check is counted from when it begins:
+ * at most IDENTITY_MAX_FAILURES checks of one address are ever under way or
+ * failed within a minute, so no more wrong passwords than that are tried
+ * before the bar, however many arrive at once. One object per server; the
+ * functions are thread-safe.
+ */
+struct identity_limiter;
+
+/**
+ * A limiter remembering @p capacity addresses at most (0: the default);
+ * when full, the address seen least recently with no check under way is
+ * forgotten.
+ * @return CG_OK or CG_ENOMEM
+ */
+int identity_limiter_new(size_t capacity, struct identity_limiter **out_lim);
+
+/** Free a limiter; NULL is allowed. */
+void identity_limiter_free(struct identity_limiter *lim);
+
+/**
+ * Whether @p addr is barred from password checks now.
  * @param addr the client's address, as text
  * @param now seconds (any monotonic clock)
- * @return 0 when it may, else the seconds its bar still lasts
+ * @return 0 when it is not, else the seconds its bar still lasts
  */
-unsigned identity_limiter_barred(const char *addr, int64_t now);
+unsigned identity_limiter_barred(struct identity_limiter *lim, const char *addr, int64_t now);
+
+/** What identity_limiter_begin decided. */
+enum identity_limit {
+    IDENTITY_LIMIT_GO,     /* run the check; end it with identity_limiter_end */
+    IDENTITY_LIMIT_WAIT,   /* checks under way may bar the address: ask again after one ends */
+    IDENTITY_LIMIT_BARRED, /* refuse without a check */
+};
 
 /**
- * Count a wrong password from @p addr.
+ * Begin a password check for @p addr: allowed while the wrong passwords of
+ * its current minute plus the checks under way stay below the limit.
+ * @param out_seconds with IDENTITY_LIMIT_BARRED: the seconds the bar lasts
+ */
+enum identity_limit identity_limiter_begin(struct identity_limiter *lim, const char *addr,
+                                           int64_t now, unsigned *out_seconds);
+
+/**
+ * End a check that identity_limiter_begin allowed.
+ * @param failed the password was wrong (or the user unknown)
  * @return true when this failure bars the address
  */
-bool identity_limiter_failed(const char *addr, int64_t now);
+bool identity_limiter_end(struct identity_limiter *lim, const char *addr, int64_t now, bool failed);
 
 /** Whether the identity holds at least one of @p roles (none listed: true). */
 bool identity_has_any_role(const struct identity *id, char *const *roles, size_t n_roles);

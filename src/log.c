@@ -8,39 +8,49 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
 #include <unistd.h>
 
-static int log_fd = -1; /* -1: stderr */
-static pthread_mutex_t reopen_lock = PTHREAD_MUTEX_INITIALIZER;
+/* -1: stderr. Once a file is open its number never changes: a reopen puts
+ * the new file under the same number (dup3), so a writer that loaded the
+ * number before the reopen writes a whole line to the old file or to the
+ * new one, never to a closed or reused descriptor. */
+static int log_fd = -1;
+static pthread_mutex_t open_lock = PTHREAD_MUTEX_INITIALIZER; /* one open at a time */
 
 int log_open(const char *path)
 {
-    int fd, old;
+    int fd, cur, rc = 0, saved;
 
     if (!path)
         return 0;
     fd = open(path, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, 0640);
     if (fd < 0)
         return -1;
-    pthread_mutex_lock(&reopen_lock);
-    old = __atomic_exchange_n(&log_fd, fd, __ATOMIC_ACQ_REL);
-    pthread_mutex_unlock(&reopen_lock);
-    /* A writer may still hold the old descriptor for one line: a closed fd
-     * would lose that line, a late close loses nothing. */
-    if (old >= 0) {
-        struct timespec ts = {0, 50 * 1000000L};
-
-        nanosleep(&ts, NULL);
-        close(old);
+    pthread_mutex_lock(&open_lock);
+    cur = __atomic_load_n(&log_fd, __ATOMIC_ACQUIRE);
+    if (cur < 0) {
+        __atomic_store_n(&log_fd, fd, __ATOMIC_RELEASE);
+        fd = -1;
+    } else if (dup3(fd, cur, O_CLOEXEC) < 0) {
+        /* The old file stays in place: nothing is lost. */
+        rc = -1;
     }
-    return 0;
+    pthread_mutex_unlock(&open_lock);
+    saved = errno;
+    if (fd >= 0)
+        close(fd);
+    errno = saved;
+    return rc;
 }
 
 void log_close(void)
 {
-    int old = __atomic_exchange_n(&log_fd, -1, __ATOMIC_ACQ_REL);
+    int old;
 
+    /* Called when the other threads are gone: no writer holds the number. */
+    pthread_mutex_lock(&open_lock);
+    old = __atomic_exchange_n(&log_fd, -1, __ATOMIC_ACQ_REL);
+    pthread_mutex_unlock(&open_lock);
     if (old >= 0)
         close(old);
 }

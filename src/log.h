@@ -11,8 +11,11 @@
 
 /**
  * Send log lines to @p path (appended, created 0640), or stderr when NULL.
- * Called again (SIGHUP), it reopens the file for log rotation.
- * @return 0 or -1 with errno set
+ * Called again (SIGHUP), it reopens the file for log rotation: the new file
+ * replaces the old one atomically for every thread, and a line being
+ * written meanwhile goes whole to one of them. No sleep, no lost line.
+ * @return 0, or -1 with errno set: the file could not be opened, and lines
+ *         keep going where they went before
  */
 int log_open(const char *path);
 

@@ -440,14 +440,22 @@ static void finish(struct writer *w, struct writer_job *job)
 /* Answers from a stored response, or refuses a key reused for another request. */
 static void replay(struct writer_job *job, struct dtable_idem *st)
 {
-    if (st->request_sha256[0] && strcmp(st->request_sha256, job->request_sha256) != 0) {
+    /* A row stored before the hash covered the query string (no "v2:")
+     * cannot tell this request from another: refused, never replayed. */
+    if (strcmp(st->request_sha256, job->request_sha256) != 0) {
         char when[21], detail[600];
 
         cg_time_iso(st->created_at, when);
-        snprintf(detail, sizeof(detail),
-                 "the Idempotency-Key '%.200s' was used at %s for a different request (%s "
-                 "%.200s, or another body): send a new key with a new request",
-                 job->idem_key, when, st->method, st->path);
+        if (strncmp(st->request_sha256, "v2:", 3) != 0)
+            snprintf(detail, sizeof(detail),
+                     "the Idempotency-Key '%.200s' was used at %s by an older certgate that did "
+                     "not record the whole request (%s %.200s): send a new key",
+                     job->idem_key, when, st->method, st->path);
+        else
+            snprintf(detail, sizeof(detail),
+                     "the Idempotency-Key '%.200s' was used at %s for a different request (%s "
+                     "%.200s, or another body): send a new key with a new request",
+                     job->idem_key, when, st->method, st->path);
         set_error(job, 422, "Idempotency-Key reused", detail);
         return;
     }
@@ -1039,7 +1047,7 @@ static int store_idem(struct writer *w, struct writer_job *job, int64_t now, str
     st.headers = job->headers;
     snprintf(st.request_sha256, sizeof(st.request_sha256), "%s", job->request_sha256);
     snprintf(st.method, sizeof(st.method), "%s", job->method);
-    st.path = job->path;
+    st.path = job->target;
     st.created_at = now - IDEM_SECONDS;
     return dtable_idem_put(w->db, job->user_name, job->idem_key, &st, now, err);
 }
@@ -1601,6 +1609,7 @@ void writer_job_free(struct writer_job *job)
     json_decref(job->req.user);
     free(job->method);
     free(job->path);
+    free(job->target);
     free(job->raw_body);
     free(job->user_name);
     free(job->idem_key);

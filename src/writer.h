@@ -64,6 +64,7 @@ struct writer_job {
     struct script_request req;              /* request facts (json owned by the job) */
     char *method;                           /* owned copy for req.method */
     char *path;                             /* owned copy for req.path */
+    char *target;                           /* the request target as sent (path and query) */
     char *raw_body;                         /* owned copy for req.raw_body */
     char *user_name;                        /* who (for sys_created_by, idempotency) */
     char *idem_key;                         /* Idempotency-Key, NULL when none */
@@ -78,14 +79,14 @@ struct writer_job {
     void (*done)(struct writer_job *job); /* called once, on a writer thread, when answered */
     void *ctx;                            /* the caller's */
     /* the writer's own */
-    struct writer_wset *ws;  /* collected writes and reads of the current run */
-    struct catalog *cat;     /* catalog the run uses (a reference is held) */
-    int attempts;            /* runs so far */
-    int64_t snap_seq;        /* commits visible to the run's snapshot (at least) */
-    bool serial;             /* run on the committer, inside the transaction */
-    bool retry;              /* the committer found a conflict: run again */
-    char request_sha256[65]; /* of method, path and body, for Idempotency-Key */
-    struct writer_job *next; /* queue link */
+    struct writer_wset *ws; /* collected writes and reads of the current run */
+    struct catalog *cat;    /* catalog the run uses (a reference is held) */
+    int attempts;           /* runs so far */
+    int64_t snap_seq;       /* commits visible to the run's snapshot (at least) */
+    bool serial;            /* run on the committer, inside the transaction */
+    bool retry;             /* the committer found a conflict: run again */
+    char request_sha256[DTABLE_REQUEST_HASH_SIZE]; /* dtable_request_sha256, for Idempotency-Key */
+    struct writer_job *next;                       /* queue link */
 };
 
 struct writer;

@@ -186,6 +186,48 @@ req $C -H "$J" -H "Idempotency-Key: same-key" -d '{"name":"other"}' \
 expect_status "the key with another body: 422" 422
 expect_body "says the key was reused" "j['error']['message']" "Idempotency-Key reused"
 [ "$(rows u_inbound "name = 'other'")" = 0 ] && pass "and writes nothing" || fail "row written"
+# idempotency_key_binds_the_query_string: the same key, body and path with
+# another query string is another request: refused, and the script does
+# not run again; the first request itself is still replayed
+req $C -H "$J" -H "Idempotency-Key: query-key" -d '{"name":"query"}' \
+    "$URL/api/acme/inbound/records?a=1"
+expect_status "a key sent with ?a=1: 201" 201
+req $C -H "$J" -H "Idempotency-Key: query-key" -d '{"name":"query"}' \
+    "$URL/api/acme/inbound/records?a=2"
+expect_status "the key with ?a=2 instead: 422, not a replay" 422
+expect_body "says the key was reused" "j['error']['message']" "Idempotency-Key reused"
+expect_body "naming the first request with its query" \
+    "'/api/acme/inbound/records?a=1' in j['error']['detail']" True
+[ -z "$(header Idempotent-Replayed)" ] && pass "and is not marked as replayed" ||
+    fail "Idempotent-Replayed: $(header Idempotent-Replayed)"
+req $C -H "$J" -H "Idempotency-Key: query-key" -d '{"name":"query"}' \
+    "$URL/api/acme/inbound/records"
+expect_status "the key without a query string: 422" 422
+req $C -H "$J" -H "Idempotency-Key: query-key" -d '{"name":"query"}' \
+    "$URL/api/acme/inbound/records?a=1"
+[ "$STATUS" = 201 ] && [ "$(header Idempotent-Replayed)" = true ] &&
+    pass "the first request sent again with ?a=1 is replayed" ||
+    fail "retry of ?a=1: $STATUS, Idempotent-Replayed '$(header Idempotent-Replayed)'"
+[ "$(rows u_inbound "name = 'query'")" = 1 ] && pass "the script ran once for the four" ||
+    fail "$(rows u_inbound "name = 'query'") rows for one key"
+# A row stored before the hash covered the query string (SHA-256 of method,
+# decoded path and body, or nothing at all) cannot tell ?a=1 from ?a=2: it
+# is refused, never replayed, even for what looks like the same request.
+old=$(python3 -c 'import hashlib; print(hashlib.sha256(b"POST\0/api/acme/inbound/records\0{\"name\":\"legacy\"}").hexdigest())')
+for h in "$old" ""; do
+    kind=${h:+"SHA-256 of method, path and body"}
+    sqlite3 "$DB" "INSERT INTO sys_idempotency (user_name, idem_key, method, path, status, body,
+        created_at, request_sha256) VALUES ('integrator1', 'legacy-key', 'POST',
+        '/api/acme/inbound/records', 201, '{\"legacy\":true}', CAST(strftime('%s') AS INTEGER),
+        '$h') ON CONFLICT DO UPDATE SET request_sha256 = excluded.request_sha256"
+    req $C -H "$J" -H "Idempotency-Key: legacy-key" -d '{"name":"legacy"}' \
+        "$URL/api/acme/inbound/records?a=2"
+    expect_status "a key stored with ${kind:-no hash}: 422, not a replay" 422
+    expect_body "saying it cannot tell the requests apart" \
+        "'older certgate' in j['error']['detail']" True
+done
+[ "$(rows u_inbound "name = 'legacy'")" = 0 ] && pass "and nothing ran" ||
+    fail "$(rows u_inbound "name = 'legacy'") rows for a legacy key"
 req $C -H "$J" -H "Idempotency-Key: loc-key" -d '{}' "$URL/api/acme/test/loc"
 expect_status "a script that sets Location: 201" 201
 loc=$(header Location)

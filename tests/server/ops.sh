@@ -360,6 +360,58 @@ req -u "scripter:a long enough password" "$URL$WHO"
 expect_status "a password verified before the bar still works (remembered, no KDF)" 200
 stop_server
 
+# wrong_passwords_at_once_get_no_more_checks_than_the_limit: 30 wrong
+# passwords sent together from one address, with four password-check
+# threads: exactly 10 are checked (a wrong password), the other 20 are
+# refused as barred without a check, including those queued before the bar
+start_server --threads 8
+burst=""
+for i in $(seq 1 30); do
+    curl -s -o "$T/guess.$i" -w '%{http_code}\n' --max-time 60 --cacert "$PKI/root.pem" \
+        -u "scripter:guess $i" "$URL$WHO" >>"$T/guesses" &
+    burst="$burst $!"
+done
+wait $burst
+checked=$(grep -l 'the user name or password is wrong' "$T"/guess.* | wc -l)
+barred=$(grep -l 'too many wrong passwords' "$T"/guess.* | wc -l)
+[ "$(grep -c '^401$' "$T/guesses")" = 30 ] && pass "30 wrong passwords at once: 30 answers of 401" ||
+    fail "answers: $(sort "$T/guesses" | uniq -c | tr '\n' ' ')"
+[ "$checked" = 10 ] && [ "$barred" = 20 ] &&
+    pass "10 were checked and 20 refused as barred without a check" ||
+    fail "$checked checked (10 at most), $barred barred"
+[ "$(grep -c '"event":"basic_barred"' "$SERVER_LOG")" = 1 ] && pass "one basic_barred line" ||
+    fail "$(grep -c '"event":"basic_barred"' "$SERVER_LOG") basic_barred lines"
+stop_server
+
+# addresses_that_shared_a_slot_keep_their_own_counts: 127.0.0.14 and
+# 127.0.0.144 fell into one slot of the former 512-slot table (FNV-1a), where
+# each wrong password of one reset the other's count. Alternating wrong
+# passwords, each address is barred after its own tenth, and only it.
+start_server
+A=127.0.0.14
+B=127.0.0.144
+guess() {
+    curl -s -o /dev/null -w '%{http_code}\n' --max-time 20 --cacert "$PKI/root.pem" \
+        --interface "$1" -u "scripter:$2" "$URL$WHO"
+}
+for i in $(seq 1 10); do
+    guess $A "wrong a$i"
+    guess $B "wrong b$i"
+done >"$T/alternating"
+[ "$(grep -c '^401$' "$T/alternating")" = 20 ] &&
+    pass "20 alternating wrong passwords from $A and $B: 401 each" ||
+    fail "alternating answers: $(sort "$T/alternating" | uniq -c | tr '\n' ' ') (can curl bind $A?)"
+for a in $A $B; do
+    grep -q "\"event\":\"basic_barred\".*\"remote\":\"$a\"" "$SERVER_LOG" &&
+        pass "$a is barred after its own ten" || fail "$a is not barred"
+    req --interface $a -u "scripter:a long enough password" "$URL$WHO"
+    expect_status "$a: even the right password is refused while barred" 401 bad_password
+    expect_body "as barred" "'too many wrong passwords' in j['error']['detail']" True
+done
+req -u "scripter:a long enough password" "$URL$WHO"
+expect_status "127.0.0.1 is not barred by them" 200
+stop_server
+
 # slow_clients_are_cut: --idle-timeout measures silence only; the TLS
 # handshake and each request head must be complete within --head-timeout,
 # counted from the connection or from the first byte after a request

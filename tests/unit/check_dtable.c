@@ -390,6 +390,34 @@ START_TEST(idempotency)
 }
 END_TEST
 
+/* The request hash covers method, the whole target as sent, and body. */
+START_TEST(request_hash)
+{
+    char a[DTABLE_REQUEST_HASH_SIZE], b[DTABLE_REQUEST_HASH_SIZE];
+    static const struct {
+        const char *method, *target, *body;
+    } other[] = {
+        {"PUT", "/x?a=1", "{}"},  {"POST", "/x?a=2", "{}"},   {"POST", "/x", "{}"},
+        {"POST", "/x?a=1", "[]"}, {"POST", "/x?a=%31", "{}"}, {"POST", "/x?a=1&", "{}"},
+        {"POST", "/y?a=1", "{}"},
+    };
+
+    dtable_request_sha256("POST", "/x?a=1", "{}", 2, a);
+    ck_assert_uint_eq(strlen(a), DTABLE_REQUEST_HASH_SIZE - 1);
+    ck_assert_int_eq(strncmp(a, "v2:", 3), 0);
+    dtable_request_sha256("POST", "/x?a=1", "{}", 2, b);
+    ck_assert_str_eq(a, b);
+    for (size_t i = 0; i < sizeof(other) / sizeof(other[0]); i++) {
+        dtable_request_sha256(other[i].method, other[i].target, other[i].body,
+                              strlen(other[i].body), b);
+        ck_assert_str_ne(a, b);
+    }
+    /* Method and target are delimited: "POST" + "/x" is not "POS" + "T/x". */
+    dtable_request_sha256("POS", "T/x?a=1", "{}", 2, b);
+    ck_assert_str_ne(a, b);
+}
+END_TEST
+
 int main(void)
 {
     Suite *s = suite_create("dtable");
@@ -406,6 +434,7 @@ int main(void)
     tcase_add_test(tc, resources_and_routes);
     tcase_add_test(tc, most_specific_route_wins);
     tcase_add_test(tc, idempotency);
+    tcase_add_test(tc, request_hash);
     tcase_add_test(tc, deadline_interrupts_queries);
     suite_add_tcase(s, tc);
     sr = srunner_create(s);

@@ -249,21 +249,117 @@ START_TEST(basic_verifications_are_remembered)
 }
 END_TEST
 
+/* Begins and ends @p n checks of @p addr at @p now, all wrong. */
+static bool fail_n(struct identity_limiter *lim, const char *addr, int n, int64_t now)
+{
+    bool barred = false;
+    unsigned secs;
+
+    for (int i = 0; i < n; i++) {
+        ck_assert_int_eq(identity_limiter_begin(lim, addr, now, &secs), IDENTITY_LIMIT_GO);
+        barred = identity_limiter_end(lim, addr, now, true);
+    }
+    return barred;
+}
+
 START_TEST(limiter_bars_after_ten_failures)
 {
+    struct identity_limiter *lim = NULL;
     const char *addr = "192.0.2.7";
+    unsigned secs = 0;
 
-    for (int i = 1; i < IDENTITY_MAX_FAILURES; i++)
-        ck_assert(!identity_limiter_failed(addr, 1000));
-    ck_assert_uint_eq(identity_limiter_barred(addr, 1000), 0);
-    ck_assert(identity_limiter_failed(addr, 1001));
-    ck_assert_uint_eq(identity_limiter_barred(addr, 1001), IDENTITY_BAR_SECONDS);
-    ck_assert_uint_eq(identity_limiter_barred("192.0.2.8", 1001), 0);
-    ck_assert_uint_eq(identity_limiter_barred(addr, 1001 + IDENTITY_BAR_SECONDS), 0);
+    ck_assert_int_eq(identity_limiter_new(0, &lim), CG_OK);
+    ck_assert(!fail_n(lim, addr, IDENTITY_MAX_FAILURES - 1, 1000));
+    ck_assert_uint_eq(identity_limiter_barred(lim, addr, 1000), 0);
+    ck_assert(fail_n(lim, addr, 1, 1001));
+    ck_assert_uint_eq(identity_limiter_barred(lim, addr, 1001), IDENTITY_BAR_SECONDS);
+    ck_assert_int_eq(identity_limiter_begin(lim, addr, 1002, &secs), IDENTITY_LIMIT_BARRED);
+    ck_assert_uint_eq(secs, IDENTITY_BAR_SECONDS - 1);
+    ck_assert_uint_eq(identity_limiter_barred(lim, "192.0.2.8", 1001), 0);
+    ck_assert_uint_eq(identity_limiter_barred(lim, addr, 1001 + IDENTITY_BAR_SECONDS), 0);
     /* Failures spread over more than a minute do not add up. */
     for (int i = 0; i < 2 * IDENTITY_MAX_FAILURES; i++)
-        ck_assert(
-            !identity_limiter_failed("192.0.2.9", 2000 + 61 * i / (IDENTITY_MAX_FAILURES - 1)));
+        ck_assert(!fail_n(lim, "192.0.2.9", 1, 2000 + 61 * i / (IDENTITY_MAX_FAILURES - 1)));
+    /* A right password does not count. */
+    ck_assert_int_eq(identity_limiter_begin(lim, "192.0.2.10", 3000, &secs), IDENTITY_LIMIT_GO);
+    ck_assert(!identity_limiter_end(lim, "192.0.2.10", 3000, false));
+    ck_assert(!fail_n(lim, "192.0.2.10", IDENTITY_MAX_FAILURES - 1, 3000));
+    identity_limiter_free(lim);
+}
+END_TEST
+
+/* Addresses never share a count: each is its own key, whatever its hash. */
+START_TEST(limiter_is_exact_per_address)
+{
+    struct identity_limiter *lim = NULL;
+    char a[32], b[32];
+
+    ck_assert_int_eq(identity_limiter_new(0, &lim), CG_OK);
+    /* Alternating wrong passwords from many addresses: none resets another. */
+    for (int round = 0; round < IDENTITY_MAX_FAILURES - 1; round++) {
+        for (int i = 0; i < 600; i++) {
+            snprintf(a, sizeof(a), "10.0.%d.%d", i / 250, i % 250);
+            ck_assert(!fail_n(lim, a, 1, 1000));
+        }
+    }
+    for (int i = 0; i < 600; i++) {
+        snprintf(a, sizeof(a), "10.0.%d.%d", i / 250, i % 250);
+        ck_assert(fail_n(lim, a, 1, 1000));
+    }
+    /* A bar of one address does not stop another from being counted. */
+    snprintf(b, sizeof(b), "10.9.9.9");
+    ck_assert(fail_n(lim, b, IDENTITY_MAX_FAILURES, 1000));
+    identity_limiter_free(lim);
+}
+END_TEST
+
+/* Checks under way count: no more than the limit run before the bar. */
+START_TEST(limiter_counts_checks_under_way)
+{
+    struct identity_limiter *lim = NULL;
+    const char *addr = "2001:db8::1";
+    unsigned secs = 0;
+    int i, started = 0, barred = 0;
+
+    ck_assert_int_eq(identity_limiter_new(0, &lim), CG_OK);
+    for (i = 0; i < 3 * IDENTITY_MAX_FAILURES; i++) {
+        enum identity_limit v = identity_limiter_begin(lim, addr, 1000, &secs);
+
+        if (v == IDENTITY_LIMIT_GO)
+            started++;
+        else
+            ck_assert_int_eq(v, IDENTITY_LIMIT_WAIT);
+    }
+    ck_assert_int_eq(started, IDENTITY_MAX_FAILURES);
+    /* One right password frees one place; wrong ones fill the rest. */
+    ck_assert(!identity_limiter_end(lim, addr, 1000, false));
+    ck_assert_int_eq(identity_limiter_begin(lim, addr, 1000, &secs), IDENTITY_LIMIT_GO);
+    for (i = 0; i < IDENTITY_MAX_FAILURES; i++)
+        barred += identity_limiter_end(lim, addr, 1001, true);
+    ck_assert_int_eq(barred, 1);
+    ck_assert_int_eq(identity_limiter_begin(lim, addr, 1001, &secs), IDENTITY_LIMIT_BARRED);
+    identity_limiter_free(lim);
+}
+END_TEST
+
+/* Memory is bounded: a full table forgets the address seen least recently,
+ * never one with a check under way. */
+START_TEST(limiter_forgets_the_least_recent)
+{
+    struct identity_limiter *lim = NULL;
+    unsigned secs;
+
+    ck_assert_int_eq(identity_limiter_new(3, &lim), CG_OK);
+    ck_assert(fail_n(lim, "a", IDENTITY_MAX_FAILURES, 1000));
+    ck_assert_int_eq(identity_limiter_begin(lim, "b", 1000, &secs), IDENTITY_LIMIT_GO);
+    ck_assert(!fail_n(lim, "c", 1, 1000));
+    ck_assert_uint_gt(identity_limiter_barred(lim, "a", 1000), 0); /* a is now the newest */
+    /* d takes the place of c: b is older but has a check under way. */
+    ck_assert(!fail_n(lim, "d", 1, 1000));
+    ck_assert_uint_gt(identity_limiter_barred(lim, "a", 1000), 0);
+    ck_assert(!identity_limiter_end(lim, "b", 1000, true));
+    ck_assert(!fail_n(lim, "c", IDENTITY_MAX_FAILURES - 1, 1000)); /* forgotten: 9, not 10 */
+    identity_limiter_free(lim);
 }
 END_TEST
 
@@ -358,6 +454,9 @@ int main(void)
     tcase_add_test(tc, snapshot_is_consistent_under_writes);
     tcase_add_test(tc, basic_verifications_are_remembered);
     tcase_add_test(tc, limiter_bars_after_ten_failures);
+    tcase_add_test(tc, limiter_is_exact_per_address);
+    tcase_add_test(tc, limiter_counts_checks_under_way);
+    tcase_add_test(tc, limiter_forgets_the_least_recent);
     suite_add_tcase(s, tc);
     sr = srunner_create(s);
     srunner_run_all(sr, CK_NORMAL);
