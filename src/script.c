@@ -17,6 +17,8 @@
 #define MAX_DEPTH SCRIPT_MAX_DEPTH
 /* The count hook runs every this many VM instructions. */
 #define HOOK_EVERY 1000
+/* How json.encode writes: compact, in the order the keys came. */
+#define JSON_FLAGS (JSON_COMPACT | JSON_ENCODE_ANY | JSON_PRESERVE_ORDER)
 /* Compiled chunks kept per VM. */
 #define CHUNK_CACHE 128
 /* log(): longest line kept, and lines per request. */
@@ -28,6 +30,7 @@ static const char k_null = 0;     /* certgate.null sentinel (a full userdata, in
 static const char k_array_mt = 0; /* metatable marking decoded arrays */
 static const char k_fail_mt = 0;  /* metatable of certgate.fail errors */
 static const char k_vm = 0;       /* the struct script_vm */
+static const char k_guard_mt = 0; /* metatable of struct guard */
 
 struct chunk {
     char *key; /* script version */
@@ -84,6 +87,41 @@ static struct script_vm *vm_of(lua_State *L)
     vm = lua_touserdata(L, -1);
     lua_pop(L, 1);
     return vm;
+}
+
+/*
+ * C memory that a library function holds while it can still raise a Lua
+ * error (a luaL_check*, a memory error in lua_push* or lua_createtable, a
+ * cap): a to-be-closed userdata on the function's own stack owns it, so the
+ * error's unwinding frees it, as does the function's return. A longjmp
+ * skips every free() written after the call that raised.
+ */
+struct guard {
+    json_t *json[2]; /* values to json_decref */
+};
+
+static int guard_close(lua_State *L)
+{
+    struct guard *g = lua_touserdata(L, 1);
+
+    for (size_t i = 0; i < sizeof(g->json) / sizeof(g->json[0]); i++) {
+        json_decref(g->json[i]);
+        g->json[i] = NULL;
+    }
+    return 0;
+}
+
+/* A new empty guard at the top of the stack, closed when the calling C
+ * function returns or raises. Call it before any C allocation. */
+static struct guard *guard_new(lua_State *L)
+{
+    struct guard *g = lua_newuserdatauv(L, sizeof(*g), 0);
+
+    memset(g, 0, sizeof(*g));
+    lua_rawgetp(L, LUA_REGISTRYINDEX, &k_guard_mt);
+    lua_setmetatable(L, -2);
+    lua_toclose(L, -1);
+    return g;
 }
 
 static void hook(lua_State *L, lua_Debug *ar)
@@ -374,9 +412,26 @@ bool script_json_fits(json_t *v)
     return !v || fits(v, 0);
 }
 
+/* script_push_json's work, run protected: out of memory is an answer there,
+ * not a panic of the state. */
+static int push_protected(lua_State *L)
+{
+    if (push_json(L, lua_touserdata(L, 1), 0))
+        return luaL_error(L, "nested too deeply");
+    return 1;
+}
+
 int script_push_json(struct script_vm *vm, json_t *v)
 {
-    return push_json(vm->L, v, 0) ? CG_EINVAL : CG_OK;
+    int rc;
+
+    lua_pushcfunction(vm->L, push_protected);
+    lua_pushlightuserdata(vm->L, v);
+    rc = lua_pcall(vm->L, 1, 1, 0);
+    if (rc == LUA_OK)
+        return CG_OK;
+    lua_pop(vm->L, 1);
+    return rc == LUA_ERRMEM ? CG_ENOMEM : CG_EINVAL;
 }
 
 json_t *script_pop_json(struct script_vm *vm, char *err, size_t errlen)
@@ -399,36 +454,33 @@ static const struct script_db_ops *db_of(lua_State *L)
     return vm->db;
 }
 
-static json_t *arg_json(lua_State *L, int idx)
+/* The Lua value at @p idx as JSON, owned by @p g (its slot @p slot); raises
+ * what cannot be represented. */
+static json_t *arg_json(lua_State *L, int idx, struct guard *g, int slot)
 {
     char err[200];
-    json_t *v;
 
-    v = to_json(L, idx, 0, err, sizeof(err));
-    if (!v)
+    g->json[slot] = to_json(L, idx, 0, err, sizeof(err));
+    if (!g->json[slot])
         luaL_error(L, "%s", err);
-    return v;
+    return g->json[slot];
 }
 
-/* Raises a Lua error carrying a C message, after freeing @p tmp. */
-static int raise_db(lua_State *L, const char *what, const char *err, json_t *tmp)
-{
-    json_decref(tmp);
-    return luaL_error(L, "%s: %s", what, err);
-}
-
+/* Every argument is checked before anything is allocated in C, and what is
+ * allocated then belongs to a guard: a raise at any point leaks nothing. */
 static int l_db_insert(lua_State *L)
 {
     const struct script_db_ops *db = db_of(L);
     const char *table = luaL_checkstring(L, 1);
     char id[37], err[300] = "";
+    struct guard *g;
     json_t *fields;
 
     luaL_checktype(L, 2, LUA_TTABLE);
-    fields = arg_json(L, 2);
+    g = guard_new(L);
+    fields = arg_json(L, 2, g, 0);
     if (db->insert(db->ctx, table, fields, id, err, sizeof(err)))
-        return raise_db(L, "db.insert", err, fields);
-    json_decref(fields);
+        return luaL_error(L, "db.insert: %s", err);
     lua_pushstring(L, id);
     return 1;
 }
@@ -438,13 +490,14 @@ static int l_db_update(lua_State *L)
     const struct script_db_ops *db = db_of(L);
     const char *table = luaL_checkstring(L, 1), *sys_id = luaL_checkstring(L, 2);
     char err[300] = "";
+    struct guard *g;
     json_t *fields;
     int rc;
 
     luaL_checktype(L, 3, LUA_TTABLE);
-    fields = arg_json(L, 3);
+    g = guard_new(L);
+    fields = arg_json(L, 3, g, 0);
     rc = db->update(db->ctx, table, sys_id, fields, err, sizeof(err));
-    json_decref(fields);
     if (rc == CG_ENOTFOUND) {
         lua_pushboolean(L, 0);
         return 1;
@@ -460,8 +513,8 @@ static int l_db_get(lua_State *L)
     const struct script_db_ops *db = db_of(L);
     const char *table = luaL_checkstring(L, 1), *sys_id = luaL_checkstring(L, 2);
     char err[300] = "";
-    json_t *rec = NULL;
-    int rc = db->get(db->ctx, table, sys_id, &rec, err, sizeof(err));
+    struct guard *g = guard_new(L);
+    int rc = db->get(db->ctx, table, sys_id, &g->json[0], err, sizeof(err));
 
     if (rc == CG_ENOTFOUND) {
         lua_pushnil(L);
@@ -469,9 +522,8 @@ static int l_db_get(lua_State *L)
     }
     if (rc)
         return luaL_error(L, "db.get: %s", err);
-    rc = push_json(L, rec, 0);
-    json_decref(rec);
-    if (rc)
+    /* A memory error while the record becomes Lua values frees it too. */
+    if (push_json(L, g->json[0], 0))
         return luaL_error(L, "db.get: record too deep");
     return 1;
 }
@@ -481,18 +533,16 @@ static int l_db_query(lua_State *L)
     const struct script_db_ops *db = db_of(L);
     const char *table = luaL_checkstring(L, 1);
     char err[300] = "";
-    json_t *filter = NULL, *rows = NULL;
+    struct guard *g;
+    json_t *filter = NULL;
     long limit = 100, offset = 0;
     int rc;
 
-    if (!lua_isnoneornil(L, 2)) {
+    lua_settop(L, 3); /* the guard goes above the arguments, absent or not */
+    if (!lua_isnil(L, 2))
         luaL_checktype(L, 2, LUA_TTABLE);
-        filter = arg_json(L, 2);
-        if (json_is_array(filter) && json_array_size(filter) == 0) {
-            json_decref(filter);
-            filter = json_object();
-        }
-    }
+    /* The options may run metamethods and raise: read them before the
+     * filter is converted. */
     if (lua_istable(L, 3)) {
         lua_getfield(L, 3, "limit");
         if (!lua_isnil(L, -1))
@@ -502,13 +552,19 @@ static int l_db_query(lua_State *L)
             offset = (long)luaL_checkinteger(L, -1);
         lua_pop(L, 2);
     }
-    rc = db->query(db->ctx, table, filter, limit, offset, &rows, err, sizeof(err));
-    json_decref(filter);
+    g = guard_new(L);
+    if (!lua_isnil(L, 2)) {
+        filter = arg_json(L, 2, g, 0);
+        if (json_is_array(filter) && json_array_size(filter) == 0) {
+            json_decref(filter);
+            filter = json_object();
+            g->json[0] = filter;
+        }
+    }
+    rc = db->query(db->ctx, table, filter, limit, offset, &g->json[1], err, sizeof(err));
     if (rc)
         return luaL_error(L, "db.query: %s", err);
-    rc = push_json(L, rows, 0);
-    json_decref(rows);
-    if (rc)
+    if (push_json(L, g->json[1], 0))
         return luaL_error(L, "db.query: records too deep");
     return 1;
 }
@@ -582,19 +638,22 @@ static int l_log(lua_State *L)
 static int l_json_encode(lua_State *L)
 {
     char err[200];
-    json_t *v;
-    char *text;
+    struct guard *g;
+    size_t need;
+    luaL_Buffer b;
 
     luaL_checkany(L, 1);
-    v = to_json(L, 1, 0, err, sizeof(err));
-    if (!v)
+    g = guard_new(L);
+    g->json[0] = to_json(L, 1, 0, err, sizeof(err));
+    if (!g->json[0])
         return luaL_error(L, "json.encode: %s", err);
-    text = json_dumps(v, JSON_COMPACT | JSON_ENCODE_ANY | JSON_PRESERVE_ORDER);
-    json_decref(v);
-    if (!text)
+    /* The text is written straight into Lua memory, where the memory cap
+     * sees it, rather than into a C copy. */
+    need = json_dumpb(g->json[0], NULL, 0, JSON_FLAGS);
+    if (need == 0)
         return luaL_error(L, "json.encode: out of memory");
-    lua_pushstring(L, text);
-    free(text);
+    json_dumpb(g->json[0], luaL_buffinitsize(L, &b, need), need, JSON_FLAGS);
+    luaL_pushresultsize(&b, need);
     return 1;
 }
 
@@ -603,17 +662,15 @@ static int l_json_decode(lua_State *L)
     size_t len;
     const char *s = luaL_checklstring(L, 1, &len);
     json_error_t jerr;
-    json_t *v = json_loadb(s, len, JSON_DECODE_ANY, &jerr);
-    int rc;
+    struct guard *g = guard_new(L);
 
-    if (!v) {
+    g->json[0] = json_loadb(s, len, JSON_DECODE_ANY, &jerr);
+    if (!g->json[0]) {
         lua_pushnil(L);
         lua_pushfstring(L, "line %d: %s", jerr.line, jerr.text);
         return 2;
     }
-    rc = push_json(L, v, 0);
-    json_decref(v);
-    if (rc)
+    if (push_json(L, g->json[0], 0))
         return luaL_error(L, "json.decode: nested too deeply");
     return 1;
 }
@@ -897,6 +954,13 @@ static int setup(lua_State *L)
     lua_pushliteral(L, "certgate.fail");
     lua_setfield(L, -2, "__metatable");
     lua_rawsetp(L, LUA_REGISTRYINDEX, &k_fail_mt);
+    /* Guards never reach a script; they are closed, not collected. */
+    lua_newtable(L);
+    lua_pushcfunction(L, guard_close);
+    lua_setfield(L, -2, "__close");
+    lua_pushliteral(L, "guard");
+    lua_setfield(L, -2, "__metatable");
+    lua_rawsetp(L, LUA_REGISTRYINDEX, &k_guard_mt);
     return 0;
 }
 

@@ -112,7 +112,10 @@ bool script_json_fits(json_t *v);
 
 /* JSON <-> Lua, for tests and the runtime. */
 struct lua_State;
-/** Push @p v as a Lua value (arrays marked, null as certgate.null). */
+/**
+ * Push @p v as a Lua value (arrays marked, null as certgate.null).
+ * @return CG_OK (the value is on the stack), CG_EINVAL (nested too deeply) or CG_ENOMEM
+ */
 int script_push_json(struct script_vm *vm, json_t *v);
 /**
  * Convert the Lua value on top of the VM's stack to JSON (pops it).

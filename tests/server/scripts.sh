@@ -31,6 +31,12 @@ printf 'response.body = { q = request.query }\n' >"$T/query.lua"
 cg resource add --api acme/test --method GET --path /query --script "$T/query.lua"
 printf 'while true do end\n' >"$T/loop.lua"
 cg resource add --api acme/test --method GET --path /loop --script "$T/loop.lua"
+# a Lua error raised while db.query holds the converted filter in C
+printf 'db.query("u_inbound", { name = "x" }, { limit = "many" })\n' >"$T/badquery.lua"
+cg resource add --api acme/test --method GET --path /badquery --script "$T/badquery.lua"
+printf 'for i = 1, 200 do pcall(db.query, "u_inbound", { name = "x" }, { offset = {} }) end\n%s\n' \
+    'response.body = { survived = true }' >"$T/badquery2.lua"
+cg resource add --api acme/test --method GET --path /badquery2 --script "$T/badquery2.lua"
 printf 'a long enough password\n' | "$CERTGATE" user add scripter --roles push --password-stdin \
     >/dev/null
 start_server --metrics-listen 127.0.0.1:0
@@ -108,6 +114,17 @@ req $C "$URL/api/acme/test/loop"
 expect_status "infinite loop stopped: 500" 500
 req $C "$URL/api/acme/test/version"
 expect_status "and the server keeps serving" 200
+
+# db_query_bad_argument_is_500_and_leaks_nothing (the sanitizer build's
+# LeakSanitizer reports any leak when the server stops: see the end)
+req $C "$URL/api/acme/test/badquery"
+expect_status "db.query with a non-integer limit: 500" 500
+expect_body "the JSON error" "j['status'] + ' ' + j['error']['message']" "failure Internal server error"
+grep '"event":"script_error"' "$SERVER_LOG" | grep -q "bad argument" &&
+    pass "the argument error is in the log" || fail "no script_error line for badquery"
+req $C "$URL/api/acme/test/badquery2"
+expect_status "200 caught argument errors in db.query: the script goes on" 200
+expect_body "and answers" "j['survived']" True
 
 # batch_failure_writes_nothing
 before=$(rows u_inbound)
@@ -256,4 +273,9 @@ grep -q '^# TYPE certgate_request_duration_seconds histogram' "$T/metrics" &&
     pass "metrics: Prometheus text format" || fail "no TYPE line"
 stop_server
 [ "$SERVER_RC" = 0 ] && pass "clean stop" || fail "exit $SERVER_RC"
+if grep -q "LeakSanitizer" "$T/server.out"; then
+    fail "the server leaked: $(grep -A 12 'ERROR: LeakSanitizer' "$T/server.out" | head -n 30)"
+else
+    pass "no leak reported when the server stops"
+fi
 done_testing

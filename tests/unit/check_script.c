@@ -12,6 +12,26 @@
 
 static struct script_vm *vm;
 
+/* jansson values alive now: the allocation functions below count them, so a
+ * test can prove that a run freed every value it made or was given. */
+static long json_live;
+
+static void *counting_malloc(size_t n)
+{
+    void *p = malloc(n);
+
+    if (p)
+        json_live++;
+    return p;
+}
+
+static void counting_free(void *p)
+{
+    if (p)
+        json_live--;
+    free(p);
+}
+
 static void setup(void)
 {
     struct script_limits l;
@@ -341,6 +361,98 @@ START_TEST(log_is_bounded)
 }
 END_TEST
 
+/*
+ * A small database behind the db.* functions: a query answers rows_per_query
+ * fresh records, get one record, insert and update accept. What they hand to
+ * the script is the script module's to free.
+ */
+static size_t rows_per_query = 3;
+
+static int t_insert(void *ctx, const char *table, json_t *fields, char out_id[37], char *err,
+                    size_t errlen)
+{
+    (void)ctx, (void)table, (void)fields, (void)err, (void)errlen;
+    snprintf(out_id, 37, "%s", "00000000-0000-4000-8000-000000000001");
+    return CG_OK;
+}
+
+static int t_get(void *ctx, const char *table, const char *sys_id, json_t **out, char *err,
+                 size_t errlen)
+{
+    (void)ctx, (void)table, (void)err, (void)errlen;
+    *out = json_pack("{s:s, s:s}", "sys_id", sys_id, "name", "one record");
+    return *out ? CG_OK : CG_ENOMEM;
+}
+
+static int t_query(void *ctx, const char *table, json_t *filter, long limit, long offset,
+                   json_t **out, char *err, size_t errlen)
+{
+    json_t *rows = json_array();
+
+    (void)ctx, (void)table, (void)filter, (void)limit, (void)offset, (void)err, (void)errlen;
+    for (size_t i = 0; rows && i < rows_per_query; i++)
+        json_array_append_new(rows, json_pack("{s:i, s:s}", "n", (int)i, "name",
+                                              "a record of the test table, long enough"));
+    *out = rows;
+    return rows ? CG_OK : CG_ENOMEM;
+}
+
+static int t_update(void *ctx, const char *table, const char *sys_id, json_t *fields, char *err,
+                    size_t errlen)
+{
+    (void)ctx, (void)table, (void)sys_id, (void)fields, (void)err, (void)errlen;
+    return CG_OK;
+}
+
+static const struct script_db_ops test_db = {NULL, t_insert, t_get, t_query, t_update, NULL};
+
+/* Scripts whose Lua errors unwind through a library function that holds C
+ * memory at that moment, and how they must end. */
+static const struct {
+    const char *src;             /* the script */
+    enum script_outcome outcome; /* how it ends */
+} unwind_cases[] = {
+    /* luaL_check* raising in db.query's options, after the filter was made */
+    {"db.query('t', {name = 'x'}, {limit = 'many'})", SCRIPT_ERROR},
+    {"db.query('t', {name = 'x'}, {offset = 1.5})", SCRIPT_ERROR},
+    {"db.query('t', {name = 'x'}, setmetatable({}, {__index = function() error('no') end}))",
+     SCRIPT_ERROR},
+    {"for i = 1, 50 do pcall(db.query, 't', {name = 'x'}, {limit = {}}) end", SCRIPT_OK},
+    {"db.insert('t', {name = 'x', f = print})", SCRIPT_ERROR},
+    {"db.update('t', 'id', {name = {1, nil, 3}})", SCRIPT_ERROR},
+    /* memory errors while records, decoded values or encoded text are made */
+    {"local keep = {} for i = 1, 100 do keep[i] = db.query('t') end", SCRIPT_LIMIT_MEMORY},
+    {"local keep = {} for i = 1, 1e6 do keep[i] = db.get('t', 'id') end", SCRIPT_LIMIT_MEMORY},
+    {"json.decode('[' .. string.rep('[1],', 5e5) .. '1]')", SCRIPT_LIMIT_MEMORY},
+    {"local s = string.rep('x', 3e6) local t = json.encode({s, s})", SCRIPT_LIMIT_MEMORY},
+    /* and the same calls when nothing goes wrong */
+    {"assert(#db.query('t', {name = 'x'}, {limit = 5}) == 3) "
+     "assert(db.get('t', 'id').name == 'one record') "
+     "assert(db.insert('t', {name = 'y'})) assert(db.update('t', 'id', {name = 'z'})) "
+     "assert(json.encode(json.decode('{\"a\":[1,2]}')) == '{\"a\":[1,2]}')",
+     SCRIPT_OK},
+};
+
+START_TEST(unwinding_frees_c_memory)
+{
+    struct script_request req = {.method = "POST", .path = "/x"};
+    struct script_result res;
+    const char *src = unwind_cases[_i].src;
+    long before;
+
+    rows_per_query = 3;
+    if (strstr(src, "keep[i] = db.query"))
+        rows_per_query = 2000;
+    before = json_live;
+    ck_assert_int_eq(script_run(vm, src, src, "unwind.lua", &req, &test_db, &res), CG_OK);
+    ck_assert_msg(res.outcome == unwind_cases[_i].outcome, "%s: outcome %d (%s)", src, res.outcome,
+                  res.log_detail);
+    script_result_free(&res);
+    ck_assert_msg(json_live == before, "%s: %ld jansson allocations left behind", src,
+                  json_live - before);
+}
+END_TEST
+
 START_TEST(syntax_errors_name_file_and_line)
 {
     char err[300];
@@ -360,6 +472,7 @@ int main(void)
     SRunner *sr;
     int failed;
 
+    json_set_alloc_funcs(counting_malloc, counting_free);
     tc = tcase_create("json");
     tcase_add_checked_fixture(tc, setup, teardown);
     tcase_add_loop_test(tc, json_roundtrip, 0,
@@ -376,6 +489,12 @@ int main(void)
     tcase_add_test(tc, request_is_visible);
     tcase_add_test(tc, syntax_errors_name_file_and_line);
     tcase_add_test(tc, log_is_bounded);
+    suite_add_tcase(s, tc);
+    tc = tcase_create("cleanup");
+    tcase_add_checked_fixture(tc, setup, teardown);
+    tcase_set_timeout(tc, 60);
+    tcase_add_loop_test(tc, unwinding_frees_c_memory, 0,
+                        sizeof(unwind_cases) / sizeof(unwind_cases[0]));
     suite_add_tcase(s, tc);
     sr = srunner_create(s);
     srunner_run_all(sr, CK_NORMAL);
