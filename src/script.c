@@ -5,6 +5,7 @@
 #include <lua.h>
 #include <lualib.h>
 #include <math.h>
+#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -17,6 +18,25 @@
 #define MAX_DEPTH SCRIPT_MAX_DEPTH
 /* The count hook runs every this many VM instructions. */
 #define HOOK_EVERY 1000
+/*
+ * Lua values become JSON in C, outside the Lua allocator and the count
+ * hook, and a table reached twice is converted twice: {t, t} nested 26 deep
+ * is 2^26 values from a few kilobytes of Lua. So what a conversion walks is
+ * counted as the least it can take in the Lua heap (a value's slot, a hash
+ * node's key, a table's header), and a request may hand C at most its
+ * memory cap of that and its memory cap of JSON text (see struct conv): data
+ * that fits the cap without sharing always fits, and jansson's copy is a few
+ * times the cap at most, however much is shared.
+ */
+#define SLOT_BYTES 16  /* a TValue: any value, in an array part or on the stack */
+#define NODE_EXTRA 8   /* a hash node (24 bytes) holds its key besides the value */
+#define TABLE_BYTES 56 /* a Table header, besides the slot that holds it */
+/* Values converted (either way) per charge to the instruction cap; each
+ * value counts as one instruction, and the wall clock is looked at then. */
+#define CHARGE_EVERY 1024
+/* What a db.* call leaves in C until the request ends besides its JSON (its
+ * entry in the request's read or write set), charged to the same budget. */
+#define DB_CALL_BYTES 128
 /* How json.encode writes: compact, in the order the keys came. */
 #define JSON_FLAGS (JSON_COMPACT | JSON_ENCODE_ANY | JSON_PRESERVE_ORDER)
 /* Compiled chunks kept per VM. */
@@ -48,6 +68,8 @@ struct script_vm {
     enum script_outcome limit_hit;    /* which cap stopped it */
     const struct script_db_ops *db;   /* current request's database */
     unsigned log_lines;               /* log() calls of the current request */
+    size_t json_heap;                 /* Lua heap bytes the request may still convert */
+    size_t json_bytes;                /* bytes of JSON text it may still hand to C */
     struct chunk chunks[CHUNK_CACHE]; /* compiled scripts */
 };
 
@@ -98,6 +120,7 @@ static struct script_vm *vm_of(lua_State *L)
  */
 struct guard {
     json_t *json[2]; /* values to json_decref */
+    char *text;      /* text from json_dumps, freed with jansson's free */
 };
 
 static int guard_close(lua_State *L)
@@ -107,6 +130,13 @@ static int guard_close(lua_State *L)
     for (size_t i = 0; i < sizeof(g->json) / sizeof(g->json[0]); i++) {
         json_decref(g->json[i]);
         g->json[i] = NULL;
+    }
+    if (g->text) {
+        json_free_t jfree;
+
+        json_get_alloc_funcs(NULL, &jfree);
+        jfree(g->text);
+        g->text = NULL;
     }
     return 0;
 }
@@ -124,37 +154,65 @@ static struct guard *guard_new(lua_State *L)
     return g;
 }
 
+static void hook(lua_State *L, lua_Debug *ar);
+
+static const char *limit_text(enum script_outcome o)
+{
+    return o == SCRIPT_LIMIT_TIME ? "wall-time limit reached" : "instruction limit reached";
+}
+
+/*
+ * Charges @p n units of work to the instruction cap and looks at the wall
+ * clock, as the count hook does; never raises, so code that holds C memory
+ * can free it first. Once a cap is reached, every following instruction
+ * raises again, so a script that catches the error with pcall cannot go on.
+ * @return whether a cap is reached (vm->limit_hit says which)
+ */
+static bool over_caps(lua_State *L, struct script_vm *vm, uint64_t n)
+{
+    struct timespec now;
+
+    if (vm->limit_hit != SCRIPT_OK)
+        return true;
+    if (vm->limits.instructions) {
+        vm->count += n;
+        if (vm->count > vm->limits.instructions)
+            vm->limit_hit = SCRIPT_LIMIT_INSTRUCTIONS;
+    }
+    if (vm->limit_hit == SCRIPT_OK && vm->deadline.tv_sec) {
+        clock_gettime(CLOCK_MONOTONIC, &now);
+        if (now.tv_sec > vm->deadline.tv_sec ||
+            (now.tv_sec == vm->deadline.tv_sec && now.tv_nsec > vm->deadline.tv_nsec))
+            vm->limit_hit = SCRIPT_LIMIT_TIME;
+    }
+    if (vm->limit_hit == SCRIPT_OK)
+        return false;
+    lua_sethook(L, hook, LUA_MASKCOUNT, 1);
+    return true;
+}
+
 static void hook(lua_State *L, lua_Debug *ar)
 {
     struct script_vm *vm = vm_of(L);
-    struct timespec now;
 
     (void)ar;
-    /* Once a cap is hit, every following instruction raises again, so a
-     * script that catches the error with pcall cannot go on. */
-    if (vm->limit_hit != SCRIPT_OK) {
-        luaL_error(L, "%s",
-                   vm->limit_hit == SCRIPT_LIMIT_TIME ? "wall-time limit reached"
-                                                      : "instruction limit reached");
-    }
-    vm->count += HOOK_EVERY;
-    if (vm->count > vm->limits.instructions) {
-        vm->limit_hit = SCRIPT_LIMIT_INSTRUCTIONS;
-        lua_sethook(L, hook, LUA_MASKCOUNT, 1);
-        luaL_error(L, "instruction limit reached");
-    }
-    clock_gettime(CLOCK_MONOTONIC, &now);
-    if (now.tv_sec > vm->deadline.tv_sec ||
-        (now.tv_sec == vm->deadline.tv_sec && now.tv_nsec > vm->deadline.tv_nsec)) {
-        vm->limit_hit = SCRIPT_LIMIT_TIME;
-        lua_sethook(L, hook, LUA_MASKCOUNT, 1);
-        luaL_error(L, "wall-time limit reached");
-    }
+    if (over_caps(L, vm, HOOK_EVERY))
+        luaL_error(L, "%s", limit_text(vm->limit_hit));
+}
+
+/* Charges @p n units of work to the caps; raises when one is reached. For
+ * library calls that loop in C, where the count hook never runs. */
+static void charge(lua_State *L, uint64_t n)
+{
+    struct script_vm *vm = vm_of(L);
+
+    if (over_caps(L, vm, n))
+        luaL_error(L, "%s", limit_text(vm->limit_hit));
 }
 
 /* ---- JSON -> Lua ---- */
 
-static int push_json(lua_State *L, json_t *v, int depth)
+static int push(lua_State *L, json_t *v, int depth, unsigned *io_n)
 {
     size_t i;
     const char *key;
@@ -164,12 +222,17 @@ static int push_json(lua_State *L, json_t *v, int depth)
         return -1;
     if (!lua_checkstack(L, 4))
         return -1;
+    /* The Lua heap counts what is made; the work counts here. */
+    if (++*io_n == CHARGE_EVERY) {
+        *io_n = 0;
+        charge(L, CHARGE_EVERY);
+    }
     switch (json_typeof(v)) {
     case JSON_OBJECT:
         lua_createtable(L, 0, (int)json_object_size(v));
         json_object_foreach(v, key, item)
         {
-            if (push_json(L, item, depth + 1))
+            if (push(L, item, depth + 1, io_n))
                 return -1;
             lua_setfield(L, -2, key);
         }
@@ -178,7 +241,7 @@ static int push_json(lua_State *L, json_t *v, int depth)
         lua_createtable(L, (int)json_array_size(v), 0);
         json_array_foreach(v, i, item)
         {
-            if (push_json(L, item, depth + 1))
+            if (push(L, item, depth + 1, io_n))
                 return -1;
             lua_rawseti(L, -2, (lua_Integer)i + 1);
         }
@@ -195,9 +258,144 @@ static int push_json(lua_State *L, json_t *v, int depth)
     }
 }
 
+/*
+ * Pushes @p v as a Lua value. Raises on a memory error or a cap: the caller
+ * must own @p v through something the unwinding frees.
+ * @return 0, or -1 when @p v is nested too deeply
+ */
+static int push_json(lua_State *L, json_t *v)
+{
+    unsigned n = 0;
+
+    return push(L, v, 0, &n);
+}
+
 /* ---- Lua -> JSON ---- */
 
-static json_t *to_json(lua_State *L, int idx, int depth, char *err, size_t errlen);
+/* Why a conversion stopped. */
+enum conv_stop {
+    CONV_DONE,    /* it did not */
+    CONV_BAD,     /* a value JSON cannot represent (the script's mistake) */
+    CONV_TOO_BIG, /* over its budget: the memory cap */
+    CONV_CAP,     /* the instruction or wall-time cap (vm->limit_hit) */
+};
+
+/*
+ * One Lua -> JSON conversion and what it may still make. It never raises (a
+ * raise would leak the half-made value): it stops, frees what it made and
+ * says why in err. The bytes are those of the compact text, counted high
+ * (escapes, 24 for any real), so the text is never longer.
+ */
+struct conv {
+    lua_State *L;         /* the state */
+    struct script_vm *vm; /* its VM, for the caps */
+    size_t heap;          /* bytes of Lua heap it may still walk (see SLOT_BYTES) */
+    size_t bytes;         /* bytes of JSON text it may still make */
+    size_t max_heap;      /* what it started with, for the message */
+    size_t max_bytes;     /* what it started with, for the message */
+    unsigned uncharged;   /* values made since the last charge */
+    enum conv_stop stop;  /* why it stopped */
+    const char *what;     /* what is converted, for the message ("response.body") */
+    char *err;            /* the reason, on failure */
+    size_t errlen;        /* its size */
+};
+
+static void conv_init(struct conv *c, lua_State *L, struct script_vm *vm, size_t heap, size_t bytes,
+                      const char *what, char *err, size_t errlen)
+{
+    memset(c, 0, sizeof(*c));
+    c->L = L;
+    c->vm = vm;
+    c->heap = c->max_heap = heap;
+    c->bytes = c->max_bytes = bytes;
+    c->what = what;
+    c->err = err;
+    c->errlen = errlen;
+}
+
+/* The script's mistake: @p fmt says what cannot be JSON. */
+static void conv_bad(struct conv *c, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+static void conv_bad(struct conv *c, const char *fmt, ...)
+{
+    va_list ap;
+
+    c->stop = CONV_BAD;
+    va_start(ap, fmt);
+    vsnprintf(c->err, c->errlen, fmt, ap);
+    va_end(ap);
+}
+
+/* Charges the work a conversion did since its last charge.
+ * @return false (c->stop set) when that reaches a cap */
+static bool conv_finish(struct conv *c)
+{
+    unsigned n = c->uncharged;
+
+    c->uncharged = 0;
+    if (!over_caps(c->L, c->vm, n))
+        return true;
+    c->stop = CONV_CAP;
+    snprintf(c->err, c->errlen, "%s", limit_text(c->vm->limit_hit));
+    return false;
+}
+
+/* Takes @p heap bytes of Lua data walked and @p bytes of JSON text from the
+ * budget; each value (a @p heap of SLOT_BYTES or more) also counts as an
+ * instruction. @return false (c->stop set) when the budget or a cap is out */
+static bool take(struct conv *c, size_t heap, size_t bytes)
+{
+    if (heap > c->heap || bytes > c->bytes) {
+        c->stop = CONV_TOO_BIG;
+        snprintf(c->err, c->errlen,
+                 "%s would be more than the memory cap allows (%zu bytes of Lua data walked, "
+                 "%zu bytes of JSON; a table reached twice counts twice)",
+                 c->what, c->max_heap, c->max_bytes);
+        return false;
+    }
+    c->heap -= heap;
+    c->bytes -= bytes;
+    if (heap >= SLOT_BYTES)
+        c->uncharged++;
+    return c->uncharged < CHARGE_EVERY || conv_finish(c);
+}
+
+/* Bytes of @p s as a JSON string, counted high: jansson escapes '"', '\\'
+ * and control characters, the longest way six bytes (\u001f). */
+static size_t quoted_len(const char *s, size_t len)
+{
+    size_t n = len + 2;
+
+    for (size_t i = 0; i < len; i++) {
+        unsigned char ch = (unsigned char)s[i];
+
+        if (ch == '"' || ch == '\\')
+            n += 1;
+        else if (ch < 0x20)
+            n += 5;
+    }
+    return n;
+}
+
+/* Takes a string of @p len bytes, not reading it when it cannot fit. */
+static bool take_string(struct conv *c, const char *s, size_t len)
+{
+    return take(c, SLOT_BYTES, len + 2 > c->bytes ? len + 2 : quoted_len(s, len));
+}
+
+/* Bytes of @p n in decimal. */
+static size_t integer_len(lua_Integer n)
+{
+    lua_Unsigned u = n < 0 ? 0 - (lua_Unsigned)n : (lua_Unsigned)n;
+    size_t len = n < 0 ? 2 : 1;
+
+    while (u >= 10) {
+        u /= 10;
+        len++;
+    }
+    return len;
+}
+
+static json_t *to_json(struct conv *c, int idx, int depth);
 
 /* Whether @p s holds well-formed UTF-8 (no overlongs, no surrogates). */
 static bool utf8_ok(const char *s, size_t len)
@@ -243,8 +441,9 @@ static bool is_null(lua_State *L, int idx)
     return yes;
 }
 
-static json_t *table_to_json(lua_State *L, int idx, int depth, char *err, size_t errlen)
+static json_t *table_to_json(struct conv *c, int idx, int depth)
 {
+    lua_State *L = c->L;
     bool marked_array = false;
     lua_Integer n = 0, max = 0;
     json_t *out;
@@ -279,8 +478,7 @@ static json_t *table_to_json(lua_State *L, int idx, int depth, char *err, size_t
             }
             break;
         } else {
-            snprintf(err, errlen, "a table key of type %s cannot be a JSON key",
-                     luaL_typename(L, -1));
+            conv_bad(c, "a table key of type %s cannot be a JSON key", luaL_typename(L, -1));
             lua_pop(L, 1);
             return NULL;
         }
@@ -289,17 +487,24 @@ static json_t *table_to_json(lua_State *L, int idx, int depth, char *err, size_t
         if (n == 0 && !marked_array)
             return json_object(); /* {} unless it was decoded from [] */
         if (n != max) {
-            snprintf(err, errlen,
+            conv_bad(c, "%s",
                      "a table with integer keys is not a sequence 1..n (sparse "
                      "arrays cannot be JSON arrays)");
             return NULL;
         }
         out = json_array();
-        for (lua_Integer i = 1; out && i <= n; i++) {
+        if (!out)
+            goto nomem;
+        for (lua_Integer i = 1; i <= n; i++) {
             json_t *item;
 
+            /* the comma before every item but the first */
+            if (i > 1 && !take(c, 0, 1)) {
+                json_decref(out);
+                return NULL;
+            }
             lua_rawgeti(L, idx, i);
-            item = to_json(L, lua_gettop(L), depth + 1, err, errlen);
+            item = to_json(c, lua_gettop(L), depth + 1);
             lua_pop(L, 1);
             if (!item || json_array_append_new(out, item)) {
                 json_decref(out);
@@ -309,22 +514,31 @@ static json_t *table_to_json(lua_State *L, int idx, int depth, char *err, size_t
         return out;
     }
     out = json_object();
+    if (!out)
+        goto nomem;
     lua_pushnil(L);
-    while (out && lua_next(L, idx)) {
-        json_t *item = to_json(L, lua_gettop(L), depth + 1, err, errlen);
+    while (lua_next(L, idx)) {
+        json_t *item;
         size_t klen;
-        const char *k;
+        const char *k = lua_tolstring(L, -2, &klen);
 
+        /* The key, its colon, and the comma before it (counted high for
+         * the first member). */
+        if (!take(c, NODE_EXTRA, quoted_len(k, klen) + 2)) {
+            lua_pop(L, 2);
+            json_decref(out);
+            return NULL;
+        }
+        item = to_json(c, lua_gettop(L), depth + 1);
         lua_pop(L, 1);
         if (!item) {
             lua_pop(L, 1);
             json_decref(out);
             return NULL;
         }
-        k = lua_tolstring(L, -1, &klen);
         /* A key must survive the trip as it is: no NUL inside, UTF-8. */
         if (strlen(k) != klen || json_object_set_new(out, k, item) != 0) {
-            snprintf(err, errlen, "a table key %s",
+            conv_bad(c, "a table key %s",
                      strlen(k) != klen ? "holds a NUL byte" : "is not valid UTF-8");
             if (strlen(k) != klen)
                 json_decref(item);
@@ -335,52 +549,104 @@ static json_t *table_to_json(lua_State *L, int idx, int depth, char *err, size_t
     }
     return out;
 mixed:
-    snprintf(err, errlen, "a table mixes string keys and array items");
+    conv_bad(c, "a table mixes string keys and array items");
+    return NULL;
+nomem:
+    conv_bad(c, "out of memory");
     return NULL;
 }
 
-static json_t *to_json(lua_State *L, int idx, int depth, char *err, size_t errlen)
+static json_t *to_json(struct conv *c, int idx, int depth)
 {
+    lua_State *L = c->L;
     json_t *v;
     size_t len;
     const char *s;
 
     if (depth > MAX_DEPTH) {
-        snprintf(err, errlen, "the value is nested more than %d levels deep (or cyclic)",
+        c->stop = CONV_BAD;
+        snprintf(c->err, c->errlen, "the value is nested more than %d levels deep (or cyclic)",
                  MAX_DEPTH);
         return NULL;
     }
     switch (lua_type(L, idx)) {
-    case LUA_TNIL: return json_null();
-    case LUA_TBOOLEAN: return json_boolean(lua_toboolean(L, idx));
+    case LUA_TNIL: return take(c, SLOT_BYTES, 4) ? json_null() : NULL;
+    case LUA_TBOOLEAN:
+        return take(c, SLOT_BYTES, lua_toboolean(L, idx) ? 4 : 5)
+                   ? json_boolean(lua_toboolean(L, idx))
+                   : NULL;
     case LUA_TNUMBER:
-        if (lua_isinteger(L, idx))
+        if (lua_isinteger(L, idx)) {
+            if (!take(c, SLOT_BYTES, integer_len(lua_tointeger(L, idx))))
+                return NULL;
             return json_integer((json_int_t)lua_tointeger(L, idx));
+        }
         if (!isfinite(lua_tonumber(L, idx))) {
-            snprintf(err, errlen, "NaN and infinity cannot be represented in JSON");
+            conv_bad(c, "NaN and infinity cannot be represented in JSON");
             return NULL;
         }
-        return json_real(lua_tonumber(L, idx));
+        /* "%.17g", and ".0" when that looks like an integer: 24 at most */
+        return take(c, SLOT_BYTES, 24) ? json_real(lua_tonumber(L, idx)) : NULL;
     case LUA_TSTRING:
         s = lua_tolstring(L, idx, &len);
+        if (!take_string(c, s, len))
+            return NULL;
         v = json_stringn(s, len);
         if (!v)
-            snprintf(err, errlen, "a string is not valid UTF-8");
+            conv_bad(c, "a string is not valid UTF-8");
         return v;
     case LUA_TUSERDATA:
         if (is_null(L, idx))
-            return json_null();
+            return take(c, SLOT_BYTES, 4) ? json_null() : NULL;
         break;
     case LUA_TTABLE:
         if (!lua_checkstack(L, 8)) {
-            snprintf(err, errlen, "the value is nested too deeply");
+            conv_bad(c, "the value is nested too deeply");
             return NULL;
         }
-        return table_to_json(L, idx, depth, err, errlen);
+        /* the brackets */
+        if (!take(c, SLOT_BYTES + TABLE_BYTES, 2))
+            return NULL;
+        return table_to_json(c, idx, depth);
     default: break;
     }
-    snprintf(err, errlen, "a %s cannot be represented in JSON", luaL_typename(L, idx));
+    conv_bad(c, "a %s cannot be represented in JSON", luaL_typename(L, idx));
     return NULL;
+}
+
+/* Converts the value at @p idx, all its work charged.
+ * @return the value, or NULL with c->stop and c->err set */
+static json_t *convert(struct conv *c, int idx)
+{
+    json_t *v = to_json(c, lua_absindex(c->L, idx), 0);
+
+    if (!v && c->stop == CONV_DONE)
+        conv_bad(c, "out of memory"); /* jansson's own allocation failed */
+    if (v && !conv_finish(c)) {
+        json_decref(v);
+        return NULL;
+    }
+    return v;
+}
+
+/*
+ * Converts the value at @p idx for C to keep until the request ends (the
+ * response, what db.* calls hand over), from the request's budget.
+ * @return the value, or NULL with c->stop and c->err set
+ */
+static json_t *convert_kept(lua_State *L, int idx, const char *what, char *err, size_t errlen,
+                            struct conv *c)
+{
+    struct script_vm *vm = vm_of(L);
+    json_t *v;
+
+    conv_init(c, L, vm, vm->json_heap, vm->json_bytes, what, err, errlen);
+    v = convert(c, idx);
+    if (v) {
+        vm->json_heap = c->heap;
+        vm->json_bytes = c->bytes;
+    }
+    return v;
 }
 
 static bool fits(json_t *v, int depth)
@@ -416,7 +682,7 @@ bool script_json_fits(json_t *v)
  * not a panic of the state. */
 static int push_protected(lua_State *L)
 {
-    if (push_json(L, lua_touserdata(L, 1), 0))
+    if (push_json(L, lua_touserdata(L, 1)))
         return luaL_error(L, "nested too deeply");
     return 1;
 }
@@ -436,33 +702,56 @@ int script_push_json(struct script_vm *vm, json_t *v)
 
 json_t *script_pop_json(struct script_vm *vm, char *err, size_t errlen)
 {
-    json_t *v = to_json(vm->L, lua_gettop(vm->L), 0, err, errlen);
+    struct conv c;
+    json_t *v;
 
+    conv_init(&c, vm->L, vm, vm->limits.memory, vm->limits.memory, "the value", err, errlen);
+    v = convert(&c, -1);
     lua_pop(vm->L, 1);
     return v;
 }
 
 /* ---- the script API ---- */
 
-/* The running request's database, or a Lua error outside a request. */
-static const struct script_db_ops *db_of(lua_State *L)
+/* Raises the error of a conversion that stopped; @p fn names the function. */
+static int raise_conv(lua_State *L, const char *fn, const struct conv *c)
+{
+    /* Over the budget is over the memory cap: the run ends as one. */
+    if (c->stop == CONV_TOO_BIG)
+        c->vm->hit_memory = true;
+    return luaL_error(L, "%s: %s", fn, c->err);
+}
+
+/* The running request's database, or a Lua error outside a request. Each
+ * call takes its entry in the request's read or write set from the budget. */
+static const struct script_db_ops *db_of(lua_State *L, const char *fn)
 {
     struct script_vm *vm = vm_of(L);
 
     if (!vm->db || !vm->db->insert)
         luaL_error(L, "the database is not available here");
+    if (vm->json_heap < DB_CALL_BYTES) {
+        vm->hit_memory = true;
+        luaL_error(L,
+                   "%s: the request's database calls would hold more than the memory cap "
+                   "allows in C",
+                   fn);
+    }
+    vm->json_heap -= DB_CALL_BYTES;
     return vm->db;
 }
 
-/* The Lua value at @p idx as JSON, owned by @p g (its slot @p slot); raises
- * what cannot be represented. */
-static json_t *arg_json(lua_State *L, int idx, struct guard *g, int slot)
+/* The Lua value at @p idx as JSON that C keeps until the request ends,
+ * owned by @p g (its slot @p slot); raises what cannot be represented. */
+static json_t *arg_json(lua_State *L, int idx, const char *fn, const char *what, struct guard *g,
+                        int slot)
 {
-    char err[200];
+    char err[300];
+    struct conv c;
 
-    g->json[slot] = to_json(L, idx, 0, err, sizeof(err));
+    g->json[slot] = convert_kept(L, idx, what, err, sizeof(err), &c);
     if (!g->json[slot])
-        luaL_error(L, "%s", err);
+        raise_conv(L, fn, &c);
     return g->json[slot];
 }
 
@@ -470,7 +759,7 @@ static json_t *arg_json(lua_State *L, int idx, struct guard *g, int slot)
  * allocated then belongs to a guard: a raise at any point leaks nothing. */
 static int l_db_insert(lua_State *L)
 {
-    const struct script_db_ops *db = db_of(L);
+    const struct script_db_ops *db = db_of(L, "db.insert");
     const char *table = luaL_checkstring(L, 1);
     char id[37], err[300] = "";
     struct guard *g;
@@ -478,7 +767,7 @@ static int l_db_insert(lua_State *L)
 
     luaL_checktype(L, 2, LUA_TTABLE);
     g = guard_new(L);
-    fields = arg_json(L, 2, g, 0);
+    fields = arg_json(L, 2, "db.insert", "the record", g, 0);
     if (db->insert(db->ctx, table, fields, id, err, sizeof(err)))
         return luaL_error(L, "db.insert: %s", err);
     lua_pushstring(L, id);
@@ -487,7 +776,7 @@ static int l_db_insert(lua_State *L)
 
 static int l_db_update(lua_State *L)
 {
-    const struct script_db_ops *db = db_of(L);
+    const struct script_db_ops *db = db_of(L, "db.update");
     const char *table = luaL_checkstring(L, 1), *sys_id = luaL_checkstring(L, 2);
     char err[300] = "";
     struct guard *g;
@@ -496,7 +785,7 @@ static int l_db_update(lua_State *L)
 
     luaL_checktype(L, 3, LUA_TTABLE);
     g = guard_new(L);
-    fields = arg_json(L, 3, g, 0);
+    fields = arg_json(L, 3, "db.update", "the record", g, 0);
     rc = db->update(db->ctx, table, sys_id, fields, err, sizeof(err));
     if (rc == CG_ENOTFOUND) {
         lua_pushboolean(L, 0);
@@ -510,7 +799,7 @@ static int l_db_update(lua_State *L)
 
 static int l_db_get(lua_State *L)
 {
-    const struct script_db_ops *db = db_of(L);
+    const struct script_db_ops *db = db_of(L, "db.get");
     const char *table = luaL_checkstring(L, 1), *sys_id = luaL_checkstring(L, 2);
     char err[300] = "";
     struct guard *g = guard_new(L);
@@ -523,14 +812,14 @@ static int l_db_get(lua_State *L)
     if (rc)
         return luaL_error(L, "db.get: %s", err);
     /* A memory error while the record becomes Lua values frees it too. */
-    if (push_json(L, g->json[0], 0))
+    if (push_json(L, g->json[0]))
         return luaL_error(L, "db.get: record too deep");
     return 1;
 }
 
 static int l_db_query(lua_State *L)
 {
-    const struct script_db_ops *db = db_of(L);
+    const struct script_db_ops *db = db_of(L, "db.query");
     const char *table = luaL_checkstring(L, 1);
     char err[300] = "";
     struct guard *g;
@@ -554,7 +843,7 @@ static int l_db_query(lua_State *L)
     }
     g = guard_new(L);
     if (!lua_isnil(L, 2)) {
-        filter = arg_json(L, 2, g, 0);
+        filter = arg_json(L, 2, "db.query", "the filter", g, 0);
         if (json_is_array(filter) && json_array_size(filter) == 0) {
             json_decref(filter);
             filter = json_object();
@@ -564,7 +853,7 @@ static int l_db_query(lua_State *L)
     rc = db->query(db->ctx, table, filter, limit, offset, &g->json[1], err, sizeof(err));
     if (rc)
         return luaL_error(L, "db.query: %s", err);
-    if (push_json(L, g->json[1], 0))
+    if (push_json(L, g->json[1]))
         return luaL_error(L, "db.query: records too deep");
     return 1;
 }
@@ -637,40 +926,83 @@ static int l_log(lua_State *L)
 
 static int l_json_encode(lua_State *L)
 {
-    char err[200];
+    struct script_vm *vm = vm_of(L);
+    char err[300];
     struct guard *g;
-    size_t need;
-    luaL_Buffer b;
+    struct conv c;
+    size_t len, bytes = vm->limits.memory;
 
     luaL_checkany(L, 1);
+    /* The tree is freed on return, so each call may make as much as a
+     * request keeps; its text must fit the memory the script has left. */
+    if (vm->cap) {
+        size_t room = vm->cap > vm->used ? vm->cap - vm->used : 0;
+
+        if (room < bytes)
+            bytes = room;
+    }
+    conv_init(&c, L, vm, vm->limits.memory, bytes, "the text", err, sizeof(err));
     g = guard_new(L);
-    g->json[0] = to_json(L, 1, 0, err, sizeof(err));
+    g->json[0] = convert(&c, 1);
     if (!g->json[0])
-        return luaL_error(L, "json.encode: %s", err);
-    /* The text is written straight into Lua memory, where the memory cap
-     * sees it, rather than into a C copy. */
-    need = json_dumpb(g->json[0], NULL, 0, JSON_FLAGS);
-    if (need == 0)
+        return raise_conv(L, "json.encode", &c);
+    g->text = json_dumps(g->json[0], JSON_FLAGS);
+    if (!g->text)
         return luaL_error(L, "json.encode: out of memory");
-    json_dumpb(g->json[0], luaL_buffinitsize(L, &b, need), need, JSON_FLAGS);
-    luaL_pushresultsize(&b, need);
+    len = strlen(g->text); /* jansson writes a NUL inside a string as \u0000 */
+    charge(L, len / 16);
+    lua_pushlstring(L, g->text, len);
     return 1;
+}
+
+/* The most values JSON text @p s can hold: the first, and one after each
+ * '[', '{' and ',' outside strings. */
+static size_t values_max(const char *s, size_t len)
+{
+    size_t n = 1;
+    bool in_string = false;
+
+    for (size_t i = 0; i < len; i++) {
+        if (in_string) {
+            if (s[i] == '\\')
+                i++;
+            else if (s[i] == '"')
+                in_string = false;
+        } else if (s[i] == '"') {
+            in_string = true;
+        } else if (s[i] == ',' || s[i] == '[' || s[i] == '{') {
+            n++;
+        }
+    }
+    return n;
 }
 
 static int l_json_decode(lua_State *L)
 {
-    size_t len;
+    struct script_vm *vm = vm_of(L);
+    size_t len, n;
     const char *s = luaL_checklstring(L, 1, &len);
     json_error_t jerr;
-    struct guard *g = guard_new(L);
+    struct guard *g;
 
+    /* jansson parses into C memory, tens of bytes a value (\"[[],[],..."
+     * is twenty times its length); each value then takes at least
+     * SLOT_BYTES of the Lua heap. A text with more values than the memory
+     * left could hold fails now, before it is parsed. */
+    charge(L, len / 16);
+    n = values_max(s, len);
+    if (vm->cap && (vm->used >= vm->cap || n > (vm->cap - vm->used) / SLOT_BYTES)) {
+        vm->hit_memory = true;
+        return luaL_error(L, "json.decode: not enough memory for up to %zu values", n);
+    }
+    g = guard_new(L);
     g->json[0] = json_loadb(s, len, JSON_DECODE_ANY, &jerr);
     if (!g->json[0]) {
         lua_pushnil(L);
         lua_pushfstring(L, "line %d: %s", jerr.line, jerr.text);
         return 2;
     }
-    if (push_json(L, g->json[0], 0))
+    if (push_json(L, g->json[0]))
         return luaL_error(L, "json.decode: nested too deeply");
     return 1;
 }
@@ -751,39 +1083,12 @@ static int l_setmetatable(lua_State *L)
     return 1;
 }
 
-/* Charges @p n units of work to the instruction cap; raises when over it.
- * For library calls that loop in C, where the count hook never runs. */
-static void charge(lua_State *L, uint64_t n)
-{
-    struct script_vm *vm = vm_of(L);
-
-    if (vm->limits.instructions == 0)
-        return;
-    vm->count += n;
-    if (vm->count > vm->limits.instructions) {
-        vm->limit_hit = SCRIPT_LIMIT_INSTRUCTIONS;
-        lua_sethook(L, hook, LUA_MASKCOUNT, 1);
-        luaL_error(L, "instruction limit reached");
-    }
-}
-
 /* Pattern matching work (luapat): one matcher step costs about what one VM
  * instruction does, so it counts against the instruction cap, and the wall
  * clock is checked as the count hook would. */
 static void charge_steps(lua_State *L, unsigned long steps)
 {
-    struct script_vm *vm = vm_of(L);
-    struct timespec now;
-
     charge(L, steps);
-    clock_gettime(CLOCK_MONOTONIC, &now);
-    if (vm->deadline.tv_sec &&
-        (now.tv_sec > vm->deadline.tv_sec ||
-         (now.tv_sec == vm->deadline.tv_sec && now.tv_nsec > vm->deadline.tv_nsec))) {
-        vm->limit_hit = SCRIPT_LIMIT_TIME;
-        lua_sethook(L, hook, LUA_MASKCOUNT, 1);
-        luaL_error(L, "wall-time limit reached");
-    }
 }
 
 /* string.rep: Lua's loops n times even when the result is empty. */
@@ -1060,17 +1365,17 @@ static int push_request(lua_State *L, const struct script_request *req)
     lua_setfield(L, -2, "method");
     lua_pushstring(L, req->path ? req->path : "");
     lua_setfield(L, -2, "path");
-    if (req->params ? push_json(L, req->params, 0) : (lua_newtable(L), 0))
+    if (req->params ? push_json(L, req->params) : (lua_newtable(L), 0))
         return -1;
     lua_setfield(L, -2, "params");
-    if (req->query ? push_json(L, req->query, 0) : (lua_newtable(L), 0))
+    if (req->query ? push_json(L, req->query) : (lua_newtable(L), 0))
         return -1;
     lua_setfield(L, -2, "query");
-    if (req->headers ? push_json(L, req->headers, 0) : (lua_newtable(L), 0))
+    if (req->headers ? push_json(L, req->headers) : (lua_newtable(L), 0))
         return -1;
     lua_setfield(L, -2, "headers");
     if (req->body) {
-        if (push_json(L, req->body, 0))
+        if (push_json(L, req->body))
             return -1;
     } else {
         lua_pushnil(L);
@@ -1078,7 +1383,7 @@ static int push_request(lua_State *L, const struct script_request *req)
     lua_setfield(L, -2, "body");
     lua_pushlstring(L, req->raw_body ? req->raw_body : "", req->raw_body ? req->raw_len : 0);
     lua_setfield(L, -2, "raw_body");
-    if (req->user ? push_json(L, req->user, 0) : (lua_newtable(L), 0))
+    if (req->user ? push_json(L, req->user) : (lua_newtable(L), 0))
         return -1;
     lua_setfield(L, -2, "user");
     return 0;
@@ -1096,11 +1401,25 @@ static bool valid_header(const char *name, const char *value)
     return !strpbrk(value, "\r\n") && strlen(value) < 4096;
 }
 
+/* How a run ends whose response could not be converted: a cap reached
+ * raises as the hook would; otherwise @p out says which mistake. */
+static void stopped(lua_State *L, const struct conv *c, struct script_result *out)
+{
+    if (c->stop == CONV_CAP)
+        luaL_error(L, "%s", limit_text(c->vm->limit_hit));
+    out->outcome = c->stop == CONV_TOO_BIG ? SCRIPT_LIMIT_MEMORY : SCRIPT_BAD_RESPONSE;
+    snprintf(out->log_detail, sizeof(out->log_detail), "%s%s",
+             c->stop == CONV_TOO_BIG ? "memory limit reached: " : "", c->err);
+}
+
 /* Reads `response` (at the top of the stack) into @p out, with raw access
  * only: no metamethod of the script runs here. */
 static void read_response(lua_State *L, struct script_result *out)
 {
+    struct script_vm *vm = vm_of(L);
     int t = lua_gettop(L);
+    char err[300];
+    struct conv c;
 
     if (!lua_istable(L, t)) {
         out->outcome = SCRIPT_BAD_RESPONSE;
@@ -1122,9 +1441,9 @@ static void read_response(lua_State *L, struct script_result *out)
     lua_pushliteral(L, "body");
     lua_rawget(L, t);
     if (!lua_isnil(L, -1)) {
-        out->body = to_json(L, lua_gettop(L), 0, out->log_detail, sizeof(out->log_detail));
+        out->body = convert_kept(L, -1, "response.body", err, sizeof(err), &c);
         if (!out->body) {
-            out->outcome = SCRIPT_BAD_RESPONSE;
+            stopped(L, &c, out);
             lua_pop(L, 1);
             return;
         }
@@ -1133,22 +1452,38 @@ static void read_response(lua_State *L, struct script_result *out)
     lua_pushliteral(L, "headers");
     lua_rawget(L, t);
     if (lua_istable(L, -1)) {
+        conv_init(&c, L, vm, vm->json_heap, vm->json_bytes, "response.headers", err, sizeof(err));
         out->headers = json_object();
         lua_pushnil(L);
-        while (lua_next(L, -2)) {
-            if (lua_type(L, -2) == LUA_TSTRING && lua_type(L, -1) == LUA_TSTRING &&
-                valid_header(lua_tostring(L, -2), lua_tostring(L, -1)) &&
-                json_object_set_new(out->headers, lua_tostring(L, -2),
-                                    json_string(lua_tostring(L, -1))) == 0) {
-                /* kept */
-            } else if (out->outcome == SCRIPT_OK) {
+        while (out->headers && lua_next(L, -2)) {
+            /* lua_tostring would turn a number key into a string and
+             * break lua_next: the types first. */
+            bool strings = lua_type(L, -2) == LUA_TSTRING && lua_type(L, -1) == LUA_TSTRING;
+            const char *name = strings ? lua_tostring(L, -2) : "";
+            const char *value = strings ? lua_tostring(L, -1) : "";
+
+            if (strings && valid_header(name, value) &&
+                !take(&c, SLOT_BYTES + NODE_EXTRA,
+                      quoted_len(name, strlen(name)) + quoted_len(value, strlen(value)) + 2)) {
+                stopped(L, &c, out);
+                lua_pop(L, 2);
+                break;
+            }
+            if (!strings || !valid_header(name, value) ||
+                json_object_set_new(out->headers, name, json_string(value)) != 0) {
                 out->outcome = SCRIPT_BAD_RESPONSE;
                 snprintf(out->log_detail, sizeof(out->log_detail),
                          "response.headers must map header names to UTF-8 strings without "
                          "CR/LF");
+                lua_pop(L, 2);
+                break;
             }
             lua_pop(L, 1);
         }
+        if (out->outcome == SCRIPT_OK && !conv_finish(&c))
+            stopped(L, &c, out);
+        vm->json_heap = c.heap;
+        vm->json_bytes = c.bytes;
     } else if (!lua_isnil(L, -1)) {
         out->outcome = SCRIPT_BAD_RESPONSE;
         snprintf(out->log_detail, sizeof(out->log_detail), "response.headers must be a table");
@@ -1185,7 +1520,9 @@ static void read_error(lua_State *L, struct script_vm *vm, int rc, struct script
     }
     if (rc == LUA_ERRMEM || vm->hit_memory) {
         out->outcome = SCRIPT_LIMIT_MEMORY;
-        snprintf(out->log_detail, sizeof(out->log_detail), "memory limit reached");
+        snprintf(out->log_detail, sizeof(out->log_detail), "memory limit reached%s%s",
+                 lua_type(L, e) == LUA_TSTRING ? ": " : "",
+                 lua_type(L, e) == LUA_TSTRING ? lua_tostring(L, e) : "");
         return;
     }
     if (lua_type(L, e) == LUA_TTABLE && lua_getmetatable(L, e)) {
@@ -1279,6 +1616,8 @@ int script_run(struct script_vm *vm, const char *key, const char *source, const 
     vm->log_lines = 0;
     vm->limit_hit = SCRIPT_OK;
     vm->hit_memory = false;
+    vm->json_heap = vm->limits.memory;
+    vm->json_bytes = vm->limits.memory;
     clock_gettime(CLOCK_MONOTONIC, &vm->deadline);
     vm->deadline.tv_sec += vm->limits.wall_ms / 1000;
     vm->deadline.tv_nsec += (long)(vm->limits.wall_ms % 1000) * 1000000L;
@@ -1293,11 +1632,14 @@ int script_run(struct script_vm *vm, const char *key, const char *source, const 
     if (rc != LUA_OK) {
         script_result_free(out);
         read_error(L, vm, rc, out);
-    } else if (out->outcome == SCRIPT_BAD_RESPONSE) {
+    } else if (out->outcome != SCRIPT_OK) {
         out->status = 500;
     }
     lua_sethook(L, NULL, 0, 0);
+    /* Outside a request nothing is capped (script_push_json, the GC). */
     vm->cap = 0;
+    vm->limit_hit = SCRIPT_OK;
+    memset(&vm->deadline, 0, sizeof(vm->deadline));
     lua_settop(L, base);
     vm->db = NULL;
     /* Keep the state small between requests (no finalizer can run here:

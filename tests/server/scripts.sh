@@ -37,6 +37,16 @@ cg resource add --api acme/test --method GET --path /badquery --script "$T/badqu
 printf 'for i = 1, 200 do pcall(db.query, "u_inbound", { name = "x" }, { offset = {} }) end\n%s\n' \
     'response.body = { survived = true }' >"$T/badquery2.lua"
 cg resource add --api acme/test --method GET --path /badquery2 --script "$T/badquery2.lua"
+# Lua -> JSON amplification: 26 tables that reach each other twice are 2^26
+# JSON values; the same through json.encode; and a large honest response
+printf 'local t = {}\nfor i = 1, 26 do t = { t, t } end\nresponse.body = t\n' >"$T/double.lua"
+cg resource add --api acme/test --method GET --path /double --script "$T/double.lua"
+printf 'local t = {}\nfor i = 1, 26 do t = { t, t } end\nresponse.body = { text = json.encode(t) }\n' \
+    >"$T/double_encode.lua"
+cg resource add --api acme/test --method GET --path /double_encode --script "$T/double_encode.lua"
+printf 'local t = {}\nfor i = 1, 50000 do t[i] = { id = i, name = "item " .. i } end\n%s\n' \
+    'response.body = { result = t }' >"$T/large.lua"
+cg resource add --api acme/test --method GET --path /large --script "$T/large.lua"
 printf 'a long enough password\n' | "$CERTGATE" user add scripter --roles push --password-stdin \
     >/dev/null
 start_server --metrics-listen 127.0.0.1:0
@@ -112,6 +122,40 @@ req $C "$URL/api/acme/test/broken"
 expect_status "nil index: 500" 500
 req $C "$URL/api/acme/test/loop"
 expect_status "infinite loop stopped: 500" 500
+req $C "$URL/api/acme/test/version"
+expect_status "and the server keeps serving" 200
+
+# doubling_table_is_a_quick_json_error_and_rss_stays_bounded
+rss_kb() { awk '/^VmRSS/ { print $2 }' "/proc/$SERVER_PID/status"; }
+peak_kb() { awk '/^VmHWM/ { print $2 }' "/proc/$SERVER_PID/status"; }
+rss_before=$(rss_kb)
+for path in double double_encode double; do
+    start=$(date +%s%N)
+    req $C "$URL/api/acme/test/$path"
+    ms=$((($(date +%s%N) - start) / 1000000))
+    expect_status "$path: a table reached 2^26 times is a 500" 500
+    expect_body "$path: the JSON error" "j['status'] + ' ' + j['error']['message']" \
+        "failure Internal server error"
+    # without the budget: minutes, gigabytes, or a dead daemon
+    [ "$ms" -lt 10000 ] && pass "$path: answered in ${ms} ms" || fail "$path: took ${ms} ms"
+done
+grep '"event":"script_error"' "$SERVER_LOG" | grep '"path":"/api/acme/test/double"' |
+    grep -q "memory limit reached: response.body would be more than the memory cap allows" &&
+    pass "the log names the memory cap" || fail "no memory-cap line for double.lua"
+grep '"event":"script_error"' "$SERVER_LOG" | grep "double_encode.lua" |
+    grep -q "json.encode: the text would be more than the memory cap allows" &&
+    pass "the log names json.encode" || fail "no memory-cap line for double_encode.lua"
+# At 16 MiB of --script-memory jansson's copy is some 40 MiB at most on each
+# script thread (about 200 MiB in all under AddressSanitizer, whose
+# quarantine keeps freed memory); without the budget it is gigabytes.
+peak=$(peak_kb)
+[ $((peak - rss_before)) -lt 524288 ] &&
+    pass "peak RSS stayed bounded (${rss_before} kB before, peak ${peak} kB)" ||
+    fail "peak RSS ${peak} kB from ${rss_before} kB"
+req $C "$URL/api/acme/test/large"
+expect_status "a large honest response (50,000 records) still works" 200
+expect_body "all of it" "len(j['result']) == 50000 and j['result'][-1]['name'] == 'item 50000'" \
+    True
 req $C "$URL/api/acme/test/version"
 expect_status "and the server keeps serving" 200
 
@@ -264,7 +308,7 @@ metric 'certgate_auth_refusals_total{reason="no_credentials"}' ">= 1"
 metric 'certgate_auth_refusals_total{reason="role_missing"}' ">= 2"
 metric 'certgate_auth_refusals_total{reason="cert_required"}' ">= 1"
 metric 'certgate_tls_connections_total' ">= 16"
-metric 'certgate_script_errors_total' ">= 3"
+metric 'certgate_script_errors_total' ">= 7"
 metric 'certgate_request_duration_seconds_count' ">= 430"
 metric 'certgate_db_commit_duration_seconds_count' ">= 1"
 metric 'certgate_cas_expiring_30d' "== 0"

@@ -14,14 +14,14 @@ static struct script_vm *vm;
 
 /* jansson values alive now: the allocation functions below count them, so a
  * test can prove that a run freed every value it made or was given. */
-static long json_live;
+static long json_live, json_peak;
 
 static void *counting_malloc(size_t n)
 {
     void *p = malloc(n);
 
-    if (p)
-        json_live++;
+    if (p && ++json_live > json_peak)
+        json_peak = json_live;
     return p;
 }
 
@@ -453,6 +453,104 @@ START_TEST(unwinding_frees_c_memory)
 }
 END_TEST
 
+/* Scripts that would make far more JSON in C than their memory cap (8 MiB
+ * here: 524288 values, 8388608 bytes), and scripts as large as a legitimate
+ * one gets, with how each must end. */
+static const struct {
+    const char *src;             /* the script */
+    enum script_outcome outcome; /* how it ends */
+    long max_allocs;             /* jansson allocations alive at once at most, 0: the default */
+} amplify_cases[] = {
+    /* a table reached twice is converted twice: 2^21 values from 21 tables */
+    {"local t = {} for i = 1, 21 do t = {t, t} end response.body = t", SCRIPT_LIMIT_MEMORY, 0},
+    {"local t = {} for i = 1, 22 do t = {t, t} end response.body = {deep = t}", SCRIPT_LIMIT_MEMORY,
+     0},
+    {"local t = {} for i = 1, 21 do t = {t, t} end local s = json.encode(t)", SCRIPT_LIMIT_MEMORY,
+     0},
+    {"local t = {} for i = 1, 21 do t = {a = t, b = t} end db.insert('t', {payload = t})",
+     SCRIPT_LIMIT_MEMORY, 0},
+    {"local t = {} for i = 1, 21 do t = {t, t} end db.query('t', {payload = t})",
+     SCRIPT_LIMIT_MEMORY, 0},
+    /* caught, the same conversion again and again: the instruction cap */
+    {"local t = {} for i = 1, 21 do t = {t, t} end "
+     "while true do pcall(json.encode, t) end",
+     SCRIPT_LIMIT_INSTRUCTIONS, 0},
+    /* one string many times: bytes, escapes counted */
+    {"local s = string.rep('x', 1e6) local t = {} for i = 1, 100 do t[i] = s end "
+     "response.body = t",
+     SCRIPT_LIMIT_MEMORY, 0},
+    {"response.body = string.rep('\\1', 2e6)", SCRIPT_LIMIT_MEMORY, 0},
+    {"local v = string.rep('v', 4000) for i = 1, 5000 do response.headers['X-H' .. i] = v end",
+     SCRIPT_LIMIT_MEMORY, 0},
+    {"for i = 1, 3 do db.insert('t', {s = string.rep('x', 3e6)}) end", SCRIPT_LIMIT_MEMORY, 0},
+    /* a text with more values than the memory left is not parsed */
+    {"local t = json.decode('[' .. string.rep('0,', 1e6) .. '0]')", SCRIPT_LIMIT_MEMORY, 100},
+    /* as large as fits: these work */
+    {"local t = {} for i = 1, 200000 do t[i] = i end response.body = t", SCRIPT_OK, 0},
+    {"local t = {} for i = 1, 20000 do t[i] = {id = i, name = 'item ' .. i} end "
+     "response.body = t",
+     SCRIPT_OK, 0},
+    {"response.body = {s = string.rep('x', 3e6)}", SCRIPT_OK, 0},
+    {"local t = {} for i = 1, 10 do t = {t, t} end response.body = {a = t, b = json.encode(t)}",
+     SCRIPT_OK, 0},
+    {"local s = string.rep('1,', 1e5) assert(#json.decode('[' .. s .. '1]') == 100001)", SCRIPT_OK,
+     0},
+};
+
+START_TEST(conversion_stays_within_caps)
+{
+    struct script_request req = {.method = "POST", .path = "/x"};
+    struct script_result res;
+    const char *src = amplify_cases[_i].src;
+    long before = json_live, made, max = amplify_cases[_i].max_allocs;
+
+    json_peak = json_live;
+    ck_assert_int_eq(script_run(vm, src, src, "amplify.lua", &req, &test_db, &res), CG_OK);
+    made = json_peak - before;
+    /* A value converted counts as one instruction but takes the time of
+     * dozens: on a loaded machine the wall clock may stop the loop first. */
+    if (amplify_cases[_i].outcome == SCRIPT_LIMIT_INSTRUCTIONS && res.outcome == SCRIPT_LIMIT_TIME)
+        res.outcome = SCRIPT_LIMIT_INSTRUCTIONS;
+    ck_assert_msg(res.outcome == amplify_cases[_i].outcome, "%s: outcome %d (%s)", src, res.outcome,
+                  res.log_detail);
+    if (res.outcome == SCRIPT_LIMIT_MEMORY)
+        ck_assert_int_eq(res.status, 500);
+    /* By default at most 3 allocations a value (a value, its storage, a
+     * string copy) for the memory cap's share of values, not what the
+     * sharing multiplies. */
+    if (max == 0)
+        max = 3 * (8 * 1024 * 1024 / 16);
+    ck_assert_msg(made <= max, "%s: %ld jansson allocations at once", src, made);
+    script_result_free(&res);
+    ck_assert_int_eq(json_live, before);
+    /* and the VM goes on serving */
+    ck_assert_int_eq(run("response.body = {ok = true}", &res), SCRIPT_OK);
+    script_result_free(&res);
+}
+END_TEST
+
+START_TEST(conversion_says_why)
+{
+    struct script_result res;
+
+    ck_assert_int_eq(run("local t = {} for i = 1, 21 do t = {t, t} end response.body = t", &res),
+                     SCRIPT_LIMIT_MEMORY);
+    ck_assert_msg(strstr(res.log_detail,
+                         "response.body would be more than the memory cap allows (8388608 bytes"),
+                  "%s", res.log_detail);
+    script_result_free(&res);
+    ck_assert_int_eq(
+        run("local t = {} for i = 1, 21 do t = {t, t} end local ok, e = pcall(json.encode, t) "
+            "response.body = {e = e}",
+            &res),
+        SCRIPT_OK);
+    ck_assert_msg(strstr(json_string_value(json_object_get(res.body, "e")),
+                         "json.encode: the text would be more than the memory cap allows"),
+                  "%s", json_dumps(res.body, 0));
+    script_result_free(&res);
+}
+END_TEST
+
 START_TEST(syntax_errors_name_file_and_line)
 {
     char err[300];
@@ -495,6 +593,9 @@ int main(void)
     tcase_set_timeout(tc, 60);
     tcase_add_loop_test(tc, unwinding_frees_c_memory, 0,
                         sizeof(unwind_cases) / sizeof(unwind_cases[0]));
+    tcase_add_loop_test(tc, conversion_stays_within_caps, 0,
+                        sizeof(amplify_cases) / sizeof(amplify_cases[0]));
+    tcase_add_test(tc, conversion_says_why);
     suite_add_tcase(s, tc);
     sr = srunner_create(s);
     srunner_run_all(sr, CK_NORMAL);
