@@ -9,6 +9,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/random.h>
 #include <time.h>
 
 #include "luapat.h"
@@ -68,6 +69,7 @@ struct script_vm {
     enum script_outcome limit_hit;    /* which cap stopped it */
     const struct script_db_ops *db;   /* current request's database */
     unsigned log_lines;               /* log() calls of the current request */
+    struct timespec cpu_start;        /* the thread's CPU time when the request began */
     size_t json_heap;                 /* Lua heap bytes the request may still convert */
     size_t json_bytes;                /* bytes of JSON text it may still hand to C */
     struct chunk chunks[CHUNK_CACHE]; /* compiled scripts */
@@ -1015,7 +1017,8 @@ static const char *const base_allowed[] = {
     "rawget", "rawlen",   "rawset",       "select",       "tonumber", "tostring", "type",
     "xpcall", "_VERSION", "getmetatable", "setmetatable", NULL,
 };
-static const char *const libs_allowed[] = {"string", "table", "math", "utf8", NULL};
+/* Copied into each request; math is made anew for each (push_math). */
+static const char *const libs_allowed[] = {"string", "table", "utf8", NULL};
 static const char *const os_allowed[] = {"time", "clock", "date", "difftime", NULL};
 
 /* A fresh shallow copy of table @p src (at the top) into a new table. */
@@ -1031,6 +1034,44 @@ static void copy_table(lua_State *L)
     lua_remove(L, -2);
 }
 
+/* 128 bits for math.randomseed, from the kernel; should that fail, the
+ * clocks and a counter, so that no two requests share a sequence. */
+static void fresh_seed(lua_Integer out[2])
+{
+    static unsigned long counter;
+    struct timespec now;
+    uint64_t n[2];
+
+    if (getrandom(n, sizeof(n), GRND_NONBLOCK) != (ssize_t)sizeof(n)) {
+        clock_gettime(CLOCK_REALTIME, &now);
+        n[0] = ((uint64_t)now.tv_sec << 30) ^ (uint64_t)now.tv_nsec;
+        clock_gettime(CLOCK_MONOTONIC, &now);
+        n[1] = ((uint64_t)now.tv_nsec << 20) ^ __atomic_add_fetch(&counter, 1, __ATOMIC_RELAXED);
+    }
+    memcpy(out, n, sizeof(n));
+}
+
+/*
+ * A math library of this request's own. Lua's math.random and
+ * math.randomseed share their generator as an upvalue, so a copy of the
+ * table would share it with every request on the thread: one request's
+ * randomseed(42) would make the next one's numbers known. Lua seeds a new
+ * one from the time in seconds and an address, the same for two requests
+ * in one second, so it is seeded here from fresh_seed.
+ */
+static void push_math(lua_State *L)
+{
+    lua_Integer seed[2];
+
+    lua_pushcfunction(L, luaopen_math); /* a new table and generator each call */
+    lua_call(L, 0, 1);
+    fresh_seed(seed);
+    lua_getfield(L, -1, "randomseed");
+    lua_pushinteger(L, seed[0]);
+    lua_pushinteger(L, seed[1]);
+    lua_call(L, 2, 0);
+}
+
 /* Builds the globals of one request: fresh copies of the allowed libraries,
  * so nothing a script changes survives it. The pristine libraries live in
  * the registry ("cg.libs"). */
@@ -1038,6 +1079,9 @@ static void push_env(lua_State *L)
 {
     lua_newtable(L);                               /* env */
     lua_getfield(L, LUA_REGISTRYINDEX, "cg.libs"); /* env libs */
+    lua_getfield(L, -1, "string");
+    luapat_reset(L, -1);
+    lua_pop(L, 1);
     for (const char *const *b = base_allowed; *b; b++) {
         lua_getfield(L, -1, *b);
         lua_setfield(L, -3, *b);
@@ -1047,6 +1091,8 @@ static void push_env(lua_State *L)
         copy_table(L);
         lua_setfield(L, -3, *l);
     }
+    push_math(L);
+    lua_setfield(L, -3, "math");
     lua_getfield(L, -1, "os");
     copy_table(L);
     lua_setfield(L, -3, "os");
@@ -1154,6 +1200,20 @@ static int l_array(lua_State *L)
     return 1;
 }
 
+/* os.clock: CPU time of this request's thread since the request began.
+ * Lua's is the whole process's, which shows what other requests and threads
+ * have done. */
+static int l_clock(lua_State *L)
+{
+    struct script_vm *vm = vm_of(L);
+    struct timespec now;
+
+    clock_gettime(CLOCK_THREAD_CPUTIME_ID, &now);
+    lua_pushnumber(L, (double)(now.tv_sec - vm->cpu_start.tv_sec) +
+                          (double)(now.tv_nsec - vm->cpu_start.tv_nsec) / 1e9);
+    return 1;
+}
+
 static int l_null_tostring(lua_State *L)
 {
     lua_pushliteral(L, "null");
@@ -1210,6 +1270,8 @@ static int setup(lua_State *L)
         lua_setfield(L, -3, *o);
     }
     lua_pop(L, 1);
+    lua_pushcfunction(L, l_clock);
+    lua_setfield(L, -2, "clock");
     lua_setfield(L, -3, "os");
     lua_pop(L, 1); /* the real globals */
 
@@ -1306,6 +1368,11 @@ void script_vm_free(struct script_vm *vm)
     if (vm->L)
         lua_close(vm->L);
     free(vm);
+}
+
+size_t script_vm_memory(const struct script_vm *vm)
+{
+    return vm->used;
 }
 
 int script_check_syntax(const char *source, size_t len, const char *name, char *err, size_t errlen)
@@ -1606,7 +1673,8 @@ int script_run(struct script_vm *vm, const char *key, const char *source, const 
         out->status = 500;
         return CG_OK;
     }
-    /* stack: chunk */
+    /* stack: chunk; one copy stays below for after the run */
+    lua_pushvalue(L, -1);
     lua_pushcfunction(L, run_protected);
     lua_insert(L, -2);
     lua_pushlightuserdata(L, &args);
@@ -1618,6 +1686,7 @@ int script_run(struct script_vm *vm, const char *key, const char *source, const 
     vm->hit_memory = false;
     vm->json_heap = vm->limits.memory;
     vm->json_bytes = vm->limits.memory;
+    clock_gettime(CLOCK_THREAD_CPUTIME_ID, &vm->cpu_start);
     clock_gettime(CLOCK_MONOTONIC, &vm->deadline);
     vm->deadline.tv_sec += vm->limits.wall_ms / 1000;
     vm->deadline.tv_nsec += (long)(vm->limits.wall_ms % 1000) * 1000000L;
@@ -1640,6 +1709,11 @@ int script_run(struct script_vm *vm, const char *key, const char *source, const 
     vm->cap = 0;
     vm->limit_hit = SCRIPT_OK;
     memset(&vm->deadline, 0, sizeof(vm->deadline));
+    /* The cached chunk's _ENV would keep this request's globals, and all
+     * they reach (its body, records, user), alive until the chunk runs
+     * again: it points nowhere between runs. */
+    lua_pushnil(L);
+    lua_setupvalue(L, base + 1, 1);
     lua_settop(L, base);
     vm->db = NULL;
     /* Keep the state small between requests (no finalizer can run here:

@@ -85,6 +85,13 @@ int script_vm_new(const struct script_limits *limits, struct script_vm **out_vm)
 void script_vm_free(struct script_vm *vm);
 
 /**
+ * Bytes the VM's Lua state holds now; between requests, what it keeps.
+ * @param vm the VM
+ * @return bytes allocated by its allocator
+ */
+size_t script_vm_memory(const struct script_vm *vm);
+
+/**
  * Compile a script (text only, never bytecode) to check its syntax.
  * @param name chunk name used in messages ("push.lua")
  * @param err "push.lua:3: message" on failure

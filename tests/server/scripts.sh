@@ -47,6 +47,16 @@ cg resource add --api acme/test --method GET --path /double_encode --script "$T/
 printf 'local t = {}\nfor i = 1, 50000 do t[i] = { id = i, name = "item " .. i } end\n%s\n' \
     'response.body = { result = t }' >"$T/large.lua"
 cg resource add --api acme/test --method GET --path /large --script "$T/large.lua"
+# state between requests: a seed, and the CPU clock
+draw='local t = {}\nfor i = 1, 4 do t[i] = math.random(1, 1000000000) end\nresponse.body = t\n'
+printf "math.randomseed(42)\n$draw" >"$T/seeded.lua"
+cg resource add --api acme/test --method GET --path /seeded --script "$T/seeded.lua"
+printf 'math.randomseed(42)\n' >"$T/seedonly.lua"
+cg resource add --api acme/test --method GET --path /seedonly --script "$T/seedonly.lua"
+printf "$draw" >"$T/draw.lua"
+cg resource add --api acme/test --method GET --path /draw --script "$T/draw.lua"
+printf 'response.body = { clock = os.clock() }\n' >"$T/clock.lua"
+cg resource add --api acme/test --method GET --path /clock --script "$T/clock.lua"
 printf 'a long enough password\n' | "$CERTGATE" user add scripter --roles push --password-stdin \
     >/dev/null
 start_server --metrics-listen 127.0.0.1:0
@@ -158,6 +168,10 @@ expect_body "all of it" "len(j['result']) == 50000 and j['result'][-1]['name'] =
     True
 req $C "$URL/api/acme/test/version"
 expect_status "and the server keeps serving" 200
+
+# os_clock_is_per_request
+req $C "$URL/api/acme/test/clock"
+expect_body "os.clock() counts this request's CPU time, not the server's" "j['clock'] < 0.5" True
 
 # db_query_bad_argument_is_500_and_leaks_nothing (the sanitizer build's
 # LeakSanitizer reports any leak when the server stops: see the end)
@@ -317,6 +331,37 @@ grep -q '^# TYPE certgate_request_duration_seconds histogram' "$T/metrics" &&
     pass "metrics: Prometheus text format" || fail "no TYPE line"
 stop_server
 [ "$SERVER_RC" = 0 ] && pass "clean stop" || fail "exit $SERVER_RC"
+cp "$T/server.out" "$T/server1.out"
+
+# a_seed_does_not_reach_the_next_request: with one script thread every
+# request runs in the same Lua state, where a shared generator would carry
+# one request's math.randomseed(42) into the next one's math.random
+start_server --script-threads 1
+req $C "$URL/api/acme/test/seeded"
+expect_status "a script may seed its own generator" 200
+s42=$(cat "$T/body")
+req $C "$URL/api/acme/test/seeded"
+[ "$(cat "$T/body")" = "$s42" ] && pass "and its sequence repeats within a request" ||
+    fail "seed 42 gave $s42, then $(cat "$T/body")"
+same=0
+: >"$T/draws"
+for _ in 1 2 3 4; do
+    req $C "$URL/api/acme/test/seedonly"
+    req $C "$URL/api/acme/test/draw"
+    [ "$(cat "$T/body")" = "$s42" ] && same=$((same + 1))
+    cat "$T/body" >>"$T/draws"
+    echo >>"$T/draws"
+    req $C "$URL/api/acme/test/draw"
+    cat "$T/body" >>"$T/draws"
+    echo >>"$T/draws"
+done
+[ "$same" = 0 ] && pass "math.randomseed(42) does not make the next request's numbers known" ||
+    fail "$same of 4 draws after a seeded request were seed 42's sequence $s42"
+[ "$(sort -u "$T/draws" | wc -l)" = 8 ] && pass "8 requests that do not seed drew 8 sequences" ||
+    fail "draws repeat: $(sort "$T/draws" | uniq -d | head -n 1)"
+stop_server
+[ "$SERVER_RC" = 0 ] && pass "clean stop (one script thread)" || fail "exit $SERVER_RC"
+cat "$T/server1.out" >>"$T/server.out"
 if grep -q "LeakSanitizer" "$T/server.out"; then
     fail "the server leaked: $(grep -A 12 'ERROR: LeakSanitizer' "$T/server.out" | head -n 30)"
 else

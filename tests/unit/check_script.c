@@ -293,6 +293,93 @@ START_TEST(globals_do_not_leak)
                          &res),
                      SCRIPT_OK);
     script_result_free(&res);
+    /* every library table the sandbox offers */
+    ck_assert_int_eq(
+        run("for _, lib in ipairs({string, table, math, utf8, os, certgate, json, db}) "
+            "do lib.x = 1 for k in pairs(lib) do lib[k] = nil end end",
+            &res),
+        SCRIPT_OK);
+    script_result_free(&res);
+    ck_assert_int_eq(
+        run("for _, lib in ipairs({string, table, math, utf8, os, certgate, json, db}) "
+            "do assert(lib.x == nil) end assert(string.upper and table.insert and "
+            "math.floor and utf8.char and os.time and certgate.fail and json.encode "
+            "and db.query)",
+            &res),
+        SCRIPT_OK);
+    script_result_free(&res);
+}
+END_TEST
+
+/* The body of a run, as compact JSON (malloc'd). */
+static char *run_body(const char *src)
+{
+    struct script_result res;
+    char *text;
+
+    ck_assert_msg(run(src, &res) == SCRIPT_OK, "%s: %s", src, res.log_detail);
+    text = json_dumps(res.body, JSON_COMPACT | JSON_ENCODE_ANY);
+    script_result_free(&res);
+    return text;
+}
+
+START_TEST(random_state_is_per_request)
+{
+    const char *draw = "local t = {} for i = 1, 4 do t[i] = math.random(1, 1000000000) end "
+                       "response.body = t";
+    const char *seeded = "math.randomseed(42) local t = {} for i = 1, 4 do "
+                         "t[i] = math.random(1, 1000000000) end response.body = t";
+    struct script_result res;
+    char *with42 = run_body(seeded), *again42 = run_body(seeded), *next, *a, *b;
+
+    /* A script's own seed still makes its own sequence repeatable. */
+    ck_assert_str_eq(with42, again42);
+    /* A seed does not reach the next request... */
+    ck_assert_int_eq(run("math.randomseed(42)", &res), SCRIPT_OK);
+    script_result_free(&res);
+    next = run_body(draw);
+    ck_assert_msg(strcmp(next, with42) != 0, "the next request drew the seeded sequence %s", next);
+    /* ...and requests that do not seed draw different sequences. */
+    a = run_body(draw);
+    b = run_body(draw);
+    ck_assert_msg(strcmp(a, b) != 0, "two requests drew the same sequence %s", a);
+    free(with42);
+    free(again42);
+    free(next);
+    free(a);
+    free(b);
+}
+END_TEST
+
+START_TEST(clock_is_per_request)
+{
+    struct script_result res;
+    char *c;
+    double used;
+
+    /* one request burns CPU... */
+    ck_assert_int_eq(run("local t = os.clock() while os.clock() - t < 0.3 do end", &res),
+                     SCRIPT_OK);
+    script_result_free(&res);
+    /* ...which the next one's os.clock() does not show */
+    c = run_body("response.body = os.clock()");
+    used = strtod(c, NULL);
+    ck_assert_msg(used >= 0 && used < 0.2, "os.clock() is %s in a fresh request", c);
+    free(c);
+}
+END_TEST
+
+START_TEST(nothing_kept_after_a_run)
+{
+    struct script_result res;
+    size_t before = script_vm_memory(vm);
+
+    ck_assert_int_eq(run("kept = string.rep('x', 3e6) response.body = {n = #kept}", &res),
+                     SCRIPT_OK);
+    script_result_free(&res);
+    /* the run's globals are garbage once it is over */
+    ck_assert_msg(script_vm_memory(vm) < before + 1024 * 1024,
+                  "%zu bytes held after the run, %zu before", script_vm_memory(vm), before);
 }
 END_TEST
 
@@ -584,6 +671,9 @@ int main(void)
     tcase_add_loop_test(tc, limits_and_errors, 0, sizeof(limit_cases) / sizeof(limit_cases[0]));
     tcase_add_test(tc, wall_time);
     tcase_add_test(tc, globals_do_not_leak);
+    tcase_add_test(tc, random_state_is_per_request);
+    tcase_add_test(tc, clock_is_per_request);
+    tcase_add_test(tc, nothing_kept_after_a_run);
     tcase_add_test(tc, request_is_visible);
     tcase_add_test(tc, syntax_errors_name_file_and_line);
     tcase_add_test(tc, log_is_bounded);
