@@ -32,6 +32,8 @@
 #define SLOT_BYTES 16  /* a TValue: any value, in an array part or on the stack */
 #define NODE_EXTRA 8   /* a hash node (24 bytes) holds its key besides the value */
 #define TABLE_BYTES 56 /* a Table header, besides the slot that holds it */
+/* Bytes a library loop (a scan, a copy) does in the time of one instruction. */
+#define BYTES_PER_STEP 16
 /* Values converted (either way) per charge to the instruction cap; each
  * value counts as one instruction, and the wall clock is looked at then. */
 #define CHARGE_EVERY 1024
@@ -174,14 +176,17 @@ static bool over_caps(lua_State *L, struct script_vm *vm, uint64_t n)
 {
     struct timespec now;
 
+    uint64_t before = vm->count;
+
     if (vm->limit_hit != SCRIPT_OK)
         return true;
-    if (vm->limits.instructions) {
-        vm->count += n;
-        if (vm->count > vm->limits.instructions)
-            vm->limit_hit = SCRIPT_LIMIT_INSTRUCTIONS;
-    }
-    if (vm->limit_hit == SCRIPT_OK && vm->deadline.tv_sec) {
+    vm->count += n;
+    if (vm->limits.instructions && vm->count > vm->limits.instructions)
+        vm->limit_hit = SCRIPT_LIMIT_INSTRUCTIONS;
+    /* The clock as often as the hook looks at it: small charges of many
+     * cheap calls add up to a look, not one each. */
+    if (vm->limit_hit == SCRIPT_OK && vm->deadline.tv_sec &&
+        (n >= HOOK_EVERY || before / HOOK_EVERY != vm->count / HOOK_EVERY)) {
         clock_gettime(CLOCK_MONOTONIC, &now);
         if (now.tv_sec > vm->deadline.tv_sec ||
             (now.tv_sec == vm->deadline.tv_sec && now.tv_nsec > vm->deadline.tv_nsec))
@@ -1185,6 +1190,119 @@ static int l_move(lua_State *L)
     return 1;
 }
 
+/* What a wrapped table function costs (l_charged). */
+enum cost {
+    COST_SORT,   /* n log n comparisons */
+    COST_INSERT, /* table.insert(t, pos, v) shifts up to n items */
+    COST_REMOVE, /* table.remove(t, pos) shifts up to n items */
+    COST_CONCAT, /* table.concat(t, sep, i, j): j - i + 1 items */
+    COST_UNPACK, /* table.unpack(t, i, j): j - i + 1 items */
+};
+
+/* Items from @p i to @p j, 0 when none, not overflowing. */
+static uint64_t span(lua_Integer i, lua_Integer j)
+{
+    return j >= i ? (uint64_t)j - (uint64_t)i + 1 : 0;
+}
+
+/*
+ * A table function that loops in C over the script's table, charged to the
+ * caps by its size before it runs: the count hook never fires inside it, so
+ * `while true do table.sort(t) end` on 500,000 items ran 33 s past a 1 s
+ * wall-time cap (the hook looks at the clock once per 250 sorts). The sizes
+ * are raw (no __len runs twice); upvalue 1 is Lua's function, 2 its cost.
+ */
+static int l_charged(lua_State *L)
+{
+    uint64_t n = lua_type(L, 1) == LUA_TTABLE ? lua_rawlen(L, 1) : 0, lg = 1;
+    int top = lua_gettop(L);
+
+    switch ((enum cost)lua_tointeger(L, lua_upvalueindex(2))) {
+    case COST_SORT:
+        while (lg < 63 && (UINT64_C(1) << lg) < n)
+            lg++;
+        n *= lg;
+        break;
+    case COST_INSERT: n = top >= 3 ? n : 0; break;
+    case COST_REMOVE: n = top >= 2 ? n : 0; break;
+    case COST_CONCAT:
+        n = span(luaL_optinteger(L, 3, 1), luaL_optinteger(L, 4, (lua_Integer)n));
+        break;
+    case COST_UNPACK:
+        n = span(luaL_optinteger(L, 2, 1), luaL_optinteger(L, 3, (lua_Integer)n));
+        break;
+    }
+    charge(L, n > UINT64_MAX / 4 ? UINT64_MAX / 4 : n);
+    lua_pushvalue(L, lua_upvalueindex(1));
+    lua_insert(L, 1);
+    lua_call(L, top, LUA_MULTRET);
+    return lua_gettop(L);
+}
+
+/*
+ * A library function whose work grows with its string arguments
+ * (string.upper, utf8.len, string.format, os.date, tonumber...), charged one
+ * instruction per call and per BYTES_PER_STEP bytes of them before it runs:
+ * a loop of utf8.len over 7 MB ran 2.6 s past a 1 s wall-time cap, the hook
+ * looking at the clock once per 250 calls. Upvalue 1 holds Lua's function
+ * (a C function without upvalues, called in this frame: no second call), 2
+ * the VM (the registry is slower).
+ */
+static int l_bytes(lua_State *L)
+{
+    lua_CFunction f = *(lua_CFunction *)lua_touserdata(L, lua_upvalueindex(1));
+    struct script_vm *vm = lua_touserdata(L, lua_upvalueindex(2));
+    int top = lua_gettop(L);
+    uint64_t n = 1;
+
+    for (int i = 1; i <= top; i++) {
+        if (lua_type(L, i) == LUA_TSTRING)
+            n += lua_rawlen(L, i) / BYTES_PER_STEP;
+    }
+    if (over_caps(L, vm, n))
+        return luaL_error(L, "%s", limit_text(vm->limit_hit));
+    return f(L);
+}
+
+/* Replaces the C function at the top by its l_bytes closure. */
+static void push_bytes_closure(lua_State *L)
+{
+    lua_CFunction f = lua_tocfunction(L, -1);
+    lua_CFunction *slot = lua_newuserdatauv(L, sizeof(*slot), 0);
+
+    *slot = f;
+    lua_remove(L, -2);
+    lua_pushlightuserdata(L, vm_of(L));
+    lua_pushcclosure(L, l_bytes, 2);
+}
+
+/* Wraps every function of the table at the top in l_bytes, but those named
+ * in @p skip (charged their own way). */
+static void charge_bytes_of(lua_State *L, const char *const *skip)
+{
+    lua_pushnil(L);
+    while (lua_next(L, -2)) {
+        bool skipped = lua_type(L, -2) != LUA_TSTRING || !lua_iscfunction(L, -1);
+
+        /* only C functions without upvalues can run in l_bytes' frame */
+        if (!skipped && lua_getupvalue(L, -1, 1) != NULL) {
+            lua_pop(L, 1);
+            skipped = true;
+        }
+        for (const char *const *k = skip; !skipped && *k; k++)
+            skipped = strcmp(lua_tostring(L, -2), *k) == 0;
+        if (skipped) {
+            lua_pop(L, 1);
+            continue;
+        }
+        push_bytes_closure(L);
+        /* setting an existing field keeps lua_next going */
+        lua_pushvalue(L, -2);
+        lua_insert(L, -2);
+        lua_rawset(L, -4);
+    }
+}
+
 /* certgate.array(t): marks a table to be encoded as a JSON array, so a
  * script can answer [] (an empty table is {} otherwise). */
 static int l_array(lua_State *L)
@@ -1222,6 +1340,17 @@ static int l_null_tostring(lua_State *L)
 
 static int setup(lua_State *L)
 {
+    /* string.rep and the pattern functions are charged by what they do */
+    static const char *const string_own_charges[] = {"rep",    "find", "match",
+                                                     "gmatch", "gsub", NULL};
+    static const char *const none[] = {NULL};
+    static const struct {
+        const char *name; /* in table */
+        enum cost cost;   /* how l_charged charges it */
+    } charged_fns[] = {
+        {"sort", COST_SORT},     {"insert", COST_INSERT}, {"remove", COST_REMOVE},
+        {"concat", COST_CONCAT}, {"unpack", COST_UNPACK},
+    };
     static const luaL_Reg db_fns[] = {
         {"insert", l_db_insert}, {"get", l_db_get}, {"query", l_db_query},
         {"update", l_db_update}, {NULL, NULL},
@@ -1254,14 +1383,24 @@ static int setup(lua_State *L)
     lua_getfield(L, -1, "string");
     lua_pushnil(L);
     lua_setfield(L, -2, "dump");
+    charge_bytes_of(L, string_own_charges);
     lua_pushcfunction(L, l_rep);
     lua_setfield(L, -2, "rep");
     luapat_install(L, lua_gettop(L), charge_steps);
+    lua_pop(L, 1);
+    lua_getfield(L, -1, "utf8");
+    charge_bytes_of(L, none);
     lua_pop(L, 1);
     lua_getfield(L, -1, "table");
     lua_getfield(L, -1, "move");
     lua_pushcclosure(L, l_move, 1);
     lua_setfield(L, -2, "move");
+    for (size_t i = 0; i < sizeof(charged_fns) / sizeof(charged_fns[0]); i++) {
+        lua_getfield(L, -1, charged_fns[i].name);
+        lua_pushinteger(L, charged_fns[i].cost);
+        lua_pushcclosure(L, l_charged, 2);
+        lua_setfield(L, -2, charged_fns[i].name);
+    }
     lua_pop(L, 1);
     lua_newtable(L);
     lua_getfield(L, -2, "os");
@@ -1270,10 +1409,14 @@ static int setup(lua_State *L)
         lua_setfield(L, -3, *o);
     }
     lua_pop(L, 1);
+    charge_bytes_of(L, none); /* os.date's format */
     lua_pushcfunction(L, l_clock);
     lua_setfield(L, -2, "clock");
     lua_setfield(L, -3, "os");
-    lua_pop(L, 1); /* the real globals */
+    lua_pop(L, 1);                   /* the real globals */
+    lua_getfield(L, -1, "tonumber"); /* it scans its string */
+    push_bytes_closure(L);
+    lua_setfield(L, -2, "tonumber");
 
     lua_pushcfunction(L, l_setmetatable);
     lua_setfield(L, -2, "setmetatable");

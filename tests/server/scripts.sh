@@ -47,6 +47,10 @@ cg resource add --api acme/test --method GET --path /double_encode --script "$T/
 printf 'local t = {}\nfor i = 1, 50000 do t[i] = { id = i, name = "item " .. i } end\n%s\n' \
     'response.body = { result = t }' >"$T/large.lua"
 cg resource add --api acme/test --method GET --path /large --script "$T/large.lua"
+# a C loop over the script's data, called again and again
+printf 'local t = {}\nfor i = 1, 5e5 do t[i] = (i * 7919) %% 1000003 end\n%s\n' \
+    'while true do table.sort(t) end' >"$T/sortloop.lua"
+cg resource add --api acme/test --method GET --path /sortloop --script "$T/sortloop.lua"
 # state between requests: a seed, and the CPU clock
 draw='local t = {}\nfor i = 1, 4 do t[i] = math.random(1, 1000000000) end\nresponse.body = t\n'
 printf "math.randomseed(42)\n$draw" >"$T/seeded.lua"
@@ -172,6 +176,18 @@ expect_status "and the server keeps serving" 200
 # os_clock_is_per_request
 req $C "$URL/api/acme/test/clock"
 expect_body "os.clock() counts this request's CPU time, not the server's" "j['clock'] < 0.5" True
+
+# table_sort_in_a_loop_stops_at_the_caps (the hook looked at the clock once
+# per 250 sorts: half a minute past a 5 s cap)
+start=$(date +%s%N)
+req $C "$URL/api/acme/test/sortloop"
+ms=$((($(date +%s%N) - start) / 1000000))
+expect_status "table.sort in a loop: 500" 500
+[ "$ms" -lt 5000 ] && pass "stopped within the wall-time cap (${ms} ms)" ||
+    fail "table.sort loop took ${ms} ms"
+grep '"event":"script_error"' "$SERVER_LOG" | grep '"path":"/api/acme/test/sortloop"' |
+    grep -q "instruction limit reached" && pass "by the instruction cap, each sort charged" ||
+    fail "no instruction-limit line for sortloop"
 
 # db_query_bad_argument_is_500_and_leaks_nothing (the sanitizer build's
 # LeakSanitizer reports any leak when the server stops: see the end)
@@ -322,7 +338,7 @@ metric 'certgate_auth_refusals_total{reason="no_credentials"}' ">= 1"
 metric 'certgate_auth_refusals_total{reason="role_missing"}' ">= 2"
 metric 'certgate_auth_refusals_total{reason="cert_required"}' ">= 1"
 metric 'certgate_tls_connections_total' ">= 16"
-metric 'certgate_script_errors_total' ">= 7"
+metric 'certgate_script_errors_total' ">= 8"
 metric 'certgate_request_duration_seconds_count' ">= 430"
 metric 'certgate_db_commit_duration_seconds_count' ">= 1"
 metric 'certgate_cas_expiring_30d' "== 0"

@@ -235,6 +235,31 @@ static const struct {
     {"local s = string.rep('a', 100000) string.find(s, '.-.-.-.-b')", SCRIPT_LIMIT_INSTRUCTIONS,
      500},
     {"assert(('  x  '):match('^%s*(.-)%s*$') == 'x')", SCRIPT_OK, 200},
+    /* Table and string functions that loop in C over the script's data are
+     * charged by its size: without, the hook looks at the clock once per
+     * hundreds of such calls, seconds past the wall-time cap. */
+    {"local t = {} for i = 1, 2e5 do t[i] = (i * 7919) % 1000003 end "
+     "while true do table.sort(t) end",
+     SCRIPT_LIMIT_INSTRUCTIONS, 500},
+    {"local t = {} for i = 1, 1e5 do t[i] = 'ab' end while true do local s = table.concat(t) end",
+     SCRIPT_LIMIT_INSTRUCTIONS, 500},
+    {"local t = {} for i = 1, 1e5 do t[i] = i end while true do local a = {table.unpack(t)} end",
+     SCRIPT_LIMIT_INSTRUCTIONS, 500},
+    {"local t = {} for i = 1, 2e5 do t[i] = i end "
+     "while true do table.insert(t, 1, 0) table.remove(t, 1) end",
+     SCRIPT_LIMIT_INSTRUCTIONS, 500},
+    {"local s = string.rep('x', 3e6) while true do local n = utf8.len(s) end",
+     SCRIPT_LIMIT_INSTRUCTIONS, 500},
+    {"local s = string.rep('x', 1e6) while true do local u = s:upper() end",
+     SCRIPT_LIMIT_INSTRUCTIONS, 500},
+    {"local s = string.rep('7', 3e6) while true do local n = tonumber(s) end",
+     SCRIPT_LIMIT_INSTRUCTIONS, 500},
+    {"local t = {} for i = 1, 1e4 do t[i] = -i end table.sort(t) assert(t[1] == -1e4) "
+     "table.insert(t, 1, 0) assert(table.remove(t, 1) == 0) "
+     "assert(table.concat({1, 2, 3}, ',') == '1,2,3') assert(select(2, table.unpack({1, 2})) == 2) "
+     "assert(('abc'):upper() == 'ABC' and utf8.len('caf\\xc3\\xa9') == 4) "
+     "assert(tonumber('12') == 12 and os.date('!%Y', 0) == '1970')",
+     SCRIPT_OK, 200},
     {"assert(select(2, ('a,b,c'):gsub(',', ';')) == 2)", SCRIPT_OK, 200},
 };
 
