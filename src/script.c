@@ -66,6 +66,7 @@ struct script_vm {
     size_t used;                      /* bytes allocated now */
     size_t cap;                       /* allocation limit while a request runs (0: none) */
     bool hit_memory;                  /* the allocator refused because of the cap */
+    bool in_request;                  /* a script_run is under way: the caps apply */
     uint64_t count;                   /* instructions of the current request */
     struct timespec deadline;         /* wall-time limit of the current request */
     enum script_outcome limit_hit;    /* which cap stopped it */
@@ -178,6 +179,8 @@ static bool over_caps(lua_State *L, struct script_vm *vm, uint64_t n)
 
     uint64_t before = vm->count;
 
+    if (!vm->in_request)
+        return false; /* script_push_json, script_pop_json: nothing to charge */
     if (vm->limit_hit != SCRIPT_OK)
         return true;
     vm->count += n;
@@ -185,7 +188,7 @@ static bool over_caps(lua_State *L, struct script_vm *vm, uint64_t n)
         vm->limit_hit = SCRIPT_LIMIT_INSTRUCTIONS;
     /* The clock as often as the hook looks at it: small charges of many
      * cheap calls add up to a look, not one each. */
-    if (vm->limit_hit == SCRIPT_OK && vm->deadline.tv_sec &&
+    if (vm->limit_hit == SCRIPT_OK &&
         (n >= HOOK_EVERY || before / HOOK_EVERY != vm->count / HOOK_EVERY)) {
         clock_gettime(CLOCK_MONOTONIC, &now);
         if (now.tv_sec > vm->deadline.tv_sec ||
@@ -1839,6 +1842,7 @@ int script_run(struct script_vm *vm, const char *key, const char *source, const 
     }
     baseline = vm->used;
     vm->cap = baseline + vm->limits.memory;
+    vm->in_request = true;
     lua_sethook(L, hook, LUA_MASKCOUNT, HOOK_EVERY);
     rc = lua_pcall(L, 2, 0, 0);
     if (rc != LUA_OK) {
@@ -1849,9 +1853,9 @@ int script_run(struct script_vm *vm, const char *key, const char *source, const 
     }
     lua_sethook(L, NULL, 0, 0);
     /* Outside a request nothing is capped (script_push_json, the GC). */
+    vm->in_request = false;
     vm->cap = 0;
     vm->limit_hit = SCRIPT_OK;
-    memset(&vm->deadline, 0, sizeof(vm->deadline));
     /* The cached chunk's _ENV would keep this request's globals, and all
      * they reach (its body, records, user), alive until the chunk runs
      * again: it points nowhere between runs. */

@@ -96,6 +96,29 @@ START_TEST(json_roundtrip)
 }
 END_TEST
 
+/* The caps are a request's: a conversion after a run that spent them works. */
+START_TEST(conversion_outside_a_request)
+{
+    struct script_request req = {.method = "GET", .path = "/"};
+    static const struct script_db_ops none = {0};
+    struct script_result res;
+    json_t *in = json_pack("[i, s, {s:b}]", 1, "two", "three", 1), *out;
+    char err[200] = "";
+
+    ck_assert_int_eq(
+        script_run(vm, "while true do end", "while true do end", "loop.lua", &req, &none, &res),
+        CG_OK);
+    ck_assert_int_eq(res.outcome, SCRIPT_LIMIT_INSTRUCTIONS);
+    script_result_free(&res);
+    ck_assert_int_eq(script_push_json(vm, in), CG_OK);
+    out = script_pop_json(vm, err, sizeof(err));
+    ck_assert_msg(out != NULL, "%s", err);
+    ck_assert(json_equal(in, out));
+    json_decref(in);
+    json_decref(out);
+}
+END_TEST
+
 /* Lua expressions and the JSON they must give, or NULL when they must be refused. */
 static const struct {
     const char *lua;  /* returns one value */
@@ -688,6 +711,7 @@ int main(void)
     tcase_add_loop_test(tc, json_roundtrip, 0,
                         sizeof(roundtrip_cases) / sizeof(roundtrip_cases[0]));
     tcase_add_loop_test(tc, lua_to_json, 0, sizeof(lua_cases) / sizeof(lua_cases[0]));
+    tcase_add_test(tc, conversion_outside_a_request);
     suite_add_tcase(s, tc);
     tc = tcase_create("sandbox");
     tcase_add_checked_fixture(tc, setup, teardown);
