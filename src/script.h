@@ -19,7 +19,8 @@
 /** Per-request caps. */
 struct script_limits {
     uint64_t instructions; /* Lua VM instructions (default 10,000,000) */
-    size_t memory;         /* bytes allocated above the VM's baseline (default 16 MiB) */
+    size_t memory;         /* bytes allocated above the VM's baseline (default 16 MiB), and
+                              the budget of what a request converts to JSON in C */
     unsigned wall_ms;      /* wall time in milliseconds (default 5000) */
 };
 
