@@ -773,3 +773,17 @@ void luapat_install(lua_State *L, int idx, luapat_charge_fn charge)
     }
     lua_pop(L, 1);
 }
+
+void luapat_reset(lua_State *L, int idx)
+{
+    struct budget *bud;
+
+    lua_getfield(L, idx, "find"); /* every installed function shares the budget */
+    if (lua_getupvalue(L, -1, 1) != NULL) {
+        bud = lua_touserdata(L, -1);
+        if (bud)
+            bud->left = LUAPAT_STEPS;
+        lua_pop(L, 1);
+    }
+    lua_pop(L, 1);
+}

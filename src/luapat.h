@@ -32,4 +32,13 @@ typedef void (*luapat_charge_fn)(lua_State *L, unsigned long steps);
  */
 void luapat_install(lua_State *L, int idx, luapat_charge_fn charge);
 
+/**
+ * Forget the steps carried over from earlier calls, so that what one run left
+ * does not move the point where the next one is charged (a sandbox calls it
+ * when a request begins).
+ * @param L the state
+ * @param idx stack index of a table luapat_install filled
+ */
+void luapat_reset(lua_State *L, int idx);
+
 #endif

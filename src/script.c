@@ -5,9 +5,11 @@
 #include <lua.h>
 #include <lualib.h>
 #include <math.h>
+#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/random.h>
 #include <time.h>
 
 #include "luapat.h"
@@ -17,6 +19,29 @@
 #define MAX_DEPTH SCRIPT_MAX_DEPTH
 /* The count hook runs every this many VM instructions. */
 #define HOOK_EVERY 1000
+/*
+ * Lua values become JSON in C, outside the Lua allocator and the count
+ * hook, and a table reached twice is converted twice: {t, t} nested 26 deep
+ * is 2^26 values from a few kilobytes of Lua. So what a conversion walks is
+ * counted as the least it can take in the Lua heap (a value's slot, a hash
+ * node's key, a table's header), and a request may hand C at most its
+ * memory cap of that and its memory cap of JSON text (see struct conv): data
+ * that fits the cap without sharing always fits, and jansson's copy is a few
+ * times the cap at most, however much is shared.
+ */
+#define SLOT_BYTES 16  /* a TValue: any value, in an array part or on the stack */
+#define NODE_EXTRA 8   /* a hash node (24 bytes) holds its key besides the value */
+#define TABLE_BYTES 56 /* a Table header, besides the slot that holds it */
+/* Bytes a library loop (a scan, a copy) does in the time of one instruction. */
+#define BYTES_PER_STEP 16
+/* Values converted (either way) per charge to the instruction cap; each
+ * value counts as one instruction, and the wall clock is looked at then. */
+#define CHARGE_EVERY 1024
+/* What a db.* call leaves in C until the request ends besides its JSON (its
+ * entry in the request's read or write set), charged to the same budget. */
+#define DB_CALL_BYTES 128
+/* How json.encode writes: compact, in the order the keys came. */
+#define JSON_FLAGS (JSON_COMPACT | JSON_ENCODE_ANY | JSON_PRESERVE_ORDER)
 /* Compiled chunks kept per VM. */
 #define CHUNK_CACHE 128
 /* log(): longest line kept, and lines per request. */
@@ -28,6 +53,7 @@ static const char k_null = 0;     /* certgate.null sentinel (a full userdata, in
 static const char k_array_mt = 0; /* metatable marking decoded arrays */
 static const char k_fail_mt = 0;  /* metatable of certgate.fail errors */
 static const char k_vm = 0;       /* the struct script_vm */
+static const char k_guard_mt = 0; /* metatable of struct guard */
 
 struct chunk {
     char *key; /* script version */
@@ -40,11 +66,15 @@ struct script_vm {
     size_t used;                      /* bytes allocated now */
     size_t cap;                       /* allocation limit while a request runs (0: none) */
     bool hit_memory;                  /* the allocator refused because of the cap */
+    bool in_request;                  /* a script_run is under way: the caps apply */
     uint64_t count;                   /* instructions of the current request */
     struct timespec deadline;         /* wall-time limit of the current request */
     enum script_outcome limit_hit;    /* which cap stopped it */
     const struct script_db_ops *db;   /* current request's database */
     unsigned log_lines;               /* log() calls of the current request */
+    struct timespec cpu_start;        /* the thread's CPU time when the request began */
+    size_t json_heap;                 /* Lua heap bytes the request may still convert */
+    size_t json_bytes;                /* bytes of JSON text it may still hand to C */
     struct chunk chunks[CHUNK_CACHE]; /* compiled scripts */
 };
 
@@ -86,37 +116,113 @@ static struct script_vm *vm_of(lua_State *L)
     return vm;
 }
 
+/*
+ * C memory that a library function holds while it can still raise a Lua
+ * error (a luaL_check*, a memory error in lua_push* or lua_createtable, a
+ * cap): a to-be-closed userdata on the function's own stack owns it, so the
+ * error's unwinding frees it, as does the function's return. A longjmp
+ * skips every free() written after the call that raised.
+ */
+struct guard {
+    json_t *json[2]; /* values to json_decref */
+    char *text;      /* text from json_dumps, freed with jansson's free */
+};
+
+static int guard_close(lua_State *L)
+{
+    struct guard *g = lua_touserdata(L, 1);
+
+    for (size_t i = 0; i < sizeof(g->json) / sizeof(g->json[0]); i++) {
+        json_decref(g->json[i]);
+        g->json[i] = NULL;
+    }
+    if (g->text) {
+        json_free_t jfree;
+
+        json_get_alloc_funcs(NULL, &jfree);
+        jfree(g->text);
+        g->text = NULL;
+    }
+    return 0;
+}
+
+/* A new empty guard at the top of the stack, closed when the calling C
+ * function returns or raises. Call it before any C allocation. */
+static struct guard *guard_new(lua_State *L)
+{
+    struct guard *g = lua_newuserdatauv(L, sizeof(*g), 0);
+
+    memset(g, 0, sizeof(*g));
+    lua_rawgetp(L, LUA_REGISTRYINDEX, &k_guard_mt);
+    lua_setmetatable(L, -2);
+    lua_toclose(L, -1);
+    return g;
+}
+
+static void hook(lua_State *L, lua_Debug *ar);
+
+static const char *limit_text(enum script_outcome o)
+{
+    return o == SCRIPT_LIMIT_TIME ? "wall-time limit reached" : "instruction limit reached";
+}
+
+/*
+ * Charges @p n units of work to the instruction cap and looks at the wall
+ * clock, as the count hook does; never raises, so code that holds C memory
+ * can free it first. Once a cap is reached, every following instruction
+ * raises again, so a script that catches the error with pcall cannot go on.
+ * @return whether a cap is reached (vm->limit_hit says which)
+ */
+static bool over_caps(lua_State *L, struct script_vm *vm, uint64_t n)
+{
+    struct timespec now;
+
+    uint64_t before = vm->count;
+
+    if (!vm->in_request)
+        return false; /* script_push_json, script_pop_json: nothing to charge */
+    if (vm->limit_hit != SCRIPT_OK)
+        return true;
+    vm->count += n;
+    if (vm->limits.instructions && vm->count > vm->limits.instructions)
+        vm->limit_hit = SCRIPT_LIMIT_INSTRUCTIONS;
+    /* The clock as often as the hook looks at it: small charges of many
+     * cheap calls add up to a look, not one each. */
+    if (vm->limit_hit == SCRIPT_OK &&
+        (n >= HOOK_EVERY || before / HOOK_EVERY != vm->count / HOOK_EVERY)) {
+        clock_gettime(CLOCK_MONOTONIC, &now);
+        if (now.tv_sec > vm->deadline.tv_sec ||
+            (now.tv_sec == vm->deadline.tv_sec && now.tv_nsec > vm->deadline.tv_nsec))
+            vm->limit_hit = SCRIPT_LIMIT_TIME;
+    }
+    if (vm->limit_hit == SCRIPT_OK)
+        return false;
+    lua_sethook(L, hook, LUA_MASKCOUNT, 1);
+    return true;
+}
+
 static void hook(lua_State *L, lua_Debug *ar)
 {
     struct script_vm *vm = vm_of(L);
-    struct timespec now;
 
     (void)ar;
-    /* Once a cap is hit, every following instruction raises again, so a
-     * script that catches the error with pcall cannot go on. */
-    if (vm->limit_hit != SCRIPT_OK) {
-        luaL_error(L, "%s",
-                   vm->limit_hit == SCRIPT_LIMIT_TIME ? "wall-time limit reached"
-                                                      : "instruction limit reached");
-    }
-    vm->count += HOOK_EVERY;
-    if (vm->count > vm->limits.instructions) {
-        vm->limit_hit = SCRIPT_LIMIT_INSTRUCTIONS;
-        lua_sethook(L, hook, LUA_MASKCOUNT, 1);
-        luaL_error(L, "instruction limit reached");
-    }
-    clock_gettime(CLOCK_MONOTONIC, &now);
-    if (now.tv_sec > vm->deadline.tv_sec ||
-        (now.tv_sec == vm->deadline.tv_sec && now.tv_nsec > vm->deadline.tv_nsec)) {
-        vm->limit_hit = SCRIPT_LIMIT_TIME;
-        lua_sethook(L, hook, LUA_MASKCOUNT, 1);
-        luaL_error(L, "wall-time limit reached");
-    }
+    if (over_caps(L, vm, HOOK_EVERY))
+        luaL_error(L, "%s", limit_text(vm->limit_hit));
+}
+
+/* Charges @p n units of work to the caps; raises when one is reached. For
+ * library calls that loop in C, where the count hook never runs. */
+static void charge(lua_State *L, uint64_t n)
+{
+    struct script_vm *vm = vm_of(L);
+
+    if (over_caps(L, vm, n))
+        luaL_error(L, "%s", limit_text(vm->limit_hit));
 }
 
 /* ---- JSON -> Lua ---- */
 
-static int push_json(lua_State *L, json_t *v, int depth)
+static int push(lua_State *L, json_t *v, int depth, unsigned *io_n)
 {
     size_t i;
     const char *key;
@@ -126,12 +232,17 @@ static int push_json(lua_State *L, json_t *v, int depth)
         return -1;
     if (!lua_checkstack(L, 4))
         return -1;
+    /* The Lua heap counts what is made; the work counts here. */
+    if (++*io_n == CHARGE_EVERY) {
+        *io_n = 0;
+        charge(L, CHARGE_EVERY);
+    }
     switch (json_typeof(v)) {
     case JSON_OBJECT:
         lua_createtable(L, 0, (int)json_object_size(v));
         json_object_foreach(v, key, item)
         {
-            if (push_json(L, item, depth + 1))
+            if (push(L, item, depth + 1, io_n))
                 return -1;
             lua_setfield(L, -2, key);
         }
@@ -140,7 +251,7 @@ static int push_json(lua_State *L, json_t *v, int depth)
         lua_createtable(L, (int)json_array_size(v), 0);
         json_array_foreach(v, i, item)
         {
-            if (push_json(L, item, depth + 1))
+            if (push(L, item, depth + 1, io_n))
                 return -1;
             lua_rawseti(L, -2, (lua_Integer)i + 1);
         }
@@ -157,9 +268,144 @@ static int push_json(lua_State *L, json_t *v, int depth)
     }
 }
 
+/*
+ * Pushes @p v as a Lua value. Raises on a memory error or a cap: the caller
+ * must own @p v through something the unwinding frees.
+ * @return 0, or -1 when @p v is nested too deeply
+ */
+static int push_json(lua_State *L, json_t *v)
+{
+    unsigned n = 0;
+
+    return push(L, v, 0, &n);
+}
+
 /* ---- Lua -> JSON ---- */
 
-static json_t *to_json(lua_State *L, int idx, int depth, char *err, size_t errlen);
+/* Why a conversion stopped. */
+enum conv_stop {
+    CONV_DONE,    /* it did not */
+    CONV_BAD,     /* a value JSON cannot represent (the script's mistake) */
+    CONV_TOO_BIG, /* over its budget: the memory cap */
+    CONV_CAP,     /* the instruction or wall-time cap (vm->limit_hit) */
+};
+
+/*
+ * One Lua -> JSON conversion and what it may still make. It never raises (a
+ * raise would leak the half-made value): it stops, frees what it made and
+ * says why in err. The bytes are those of the compact text, counted high
+ * (escapes, 24 for any real), so the text is never longer.
+ */
+struct conv {
+    lua_State *L;         /* the state */
+    struct script_vm *vm; /* its VM, for the caps */
+    size_t heap;          /* bytes of Lua heap it may still walk (see SLOT_BYTES) */
+    size_t bytes;         /* bytes of JSON text it may still make */
+    size_t max_heap;      /* what it started with, for the message */
+    size_t max_bytes;     /* what it started with, for the message */
+    unsigned uncharged;   /* values made since the last charge */
+    enum conv_stop stop;  /* why it stopped */
+    const char *what;     /* what is converted, for the message ("response.body") */
+    char *err;            /* the reason, on failure */
+    size_t errlen;        /* its size */
+};
+
+static void conv_init(struct conv *c, lua_State *L, struct script_vm *vm, size_t heap, size_t bytes,
+                      const char *what, char *err, size_t errlen)
+{
+    memset(c, 0, sizeof(*c));
+    c->L = L;
+    c->vm = vm;
+    c->heap = c->max_heap = heap;
+    c->bytes = c->max_bytes = bytes;
+    c->what = what;
+    c->err = err;
+    c->errlen = errlen;
+}
+
+/* The script's mistake: @p fmt says what cannot be JSON. */
+static void conv_bad(struct conv *c, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+static void conv_bad(struct conv *c, const char *fmt, ...)
+{
+    va_list ap;
+
+    c->stop = CONV_BAD;
+    va_start(ap, fmt);
+    vsnprintf(c->err, c->errlen, fmt, ap);
+    va_end(ap);
+}
+
+/* Charges the work a conversion did since its last charge.
+ * @return false (c->stop set) when that reaches a cap */
+static bool conv_finish(struct conv *c)
+{
+    unsigned n = c->uncharged;
+
+    c->uncharged = 0;
+    if (!over_caps(c->L, c->vm, n))
+        return true;
+    c->stop = CONV_CAP;
+    snprintf(c->err, c->errlen, "%s", limit_text(c->vm->limit_hit));
+    return false;
+}
+
+/* Takes @p heap bytes of Lua data walked and @p bytes of JSON text from the
+ * budget; each value (a @p heap of SLOT_BYTES or more) also counts as an
+ * instruction. @return false (c->stop set) when the budget or a cap is out */
+static bool take(struct conv *c, size_t heap, size_t bytes)
+{
+    if (heap > c->heap || bytes > c->bytes) {
+        c->stop = CONV_TOO_BIG;
+        snprintf(c->err, c->errlen,
+                 "%s would be more than the memory cap allows (%zu bytes of Lua data walked, "
+                 "%zu bytes of JSON; a table reached twice counts twice)",
+                 c->what, c->max_heap, c->max_bytes);
+        return false;
+    }
+    c->heap -= heap;
+    c->bytes -= bytes;
+    if (heap >= SLOT_BYTES)
+        c->uncharged++;
+    return c->uncharged < CHARGE_EVERY || conv_finish(c);
+}
+
+/* Bytes of @p s as a JSON string, counted high: jansson escapes '"', '\\'
+ * and control characters, the longest way six bytes (\u001f). */
+static size_t quoted_len(const char *s, size_t len)
+{
+    size_t n = len + 2;
+
+    for (size_t i = 0; i < len; i++) {
+        unsigned char ch = (unsigned char)s[i];
+
+        if (ch == '"' || ch == '\\')
+            n += 1;
+        else if (ch < 0x20)
+            n += 5;
+    }
+    return n;
+}
+
+/* Takes a string of @p len bytes, not reading it when it cannot fit. */
+static bool take_string(struct conv *c, const char *s, size_t len)
+{
+    return take(c, SLOT_BYTES, len + 2 > c->bytes ? len + 2 : quoted_len(s, len));
+}
+
+/* Bytes of @p n in decimal. */
+static size_t integer_len(lua_Integer n)
+{
+    lua_Unsigned u = n < 0 ? 0 - (lua_Unsigned)n : (lua_Unsigned)n;
+    size_t len = n < 0 ? 2 : 1;
+
+    while (u >= 10) {
+        u /= 10;
+        len++;
+    }
+    return len;
+}
+
+static json_t *to_json(struct conv *c, int idx, int depth);
 
 /* Whether @p s holds well-formed UTF-8 (no overlongs, no surrogates). */
 static bool utf8_ok(const char *s, size_t len)
@@ -205,8 +451,9 @@ static bool is_null(lua_State *L, int idx)
     return yes;
 }
 
-static json_t *table_to_json(lua_State *L, int idx, int depth, char *err, size_t errlen)
+static json_t *table_to_json(struct conv *c, int idx, int depth)
 {
+    lua_State *L = c->L;
     bool marked_array = false;
     lua_Integer n = 0, max = 0;
     json_t *out;
@@ -241,8 +488,7 @@ static json_t *table_to_json(lua_State *L, int idx, int depth, char *err, size_t
             }
             break;
         } else {
-            snprintf(err, errlen, "a table key of type %s cannot be a JSON key",
-                     luaL_typename(L, -1));
+            conv_bad(c, "a table key of type %s cannot be a JSON key", luaL_typename(L, -1));
             lua_pop(L, 1);
             return NULL;
         }
@@ -251,17 +497,24 @@ static json_t *table_to_json(lua_State *L, int idx, int depth, char *err, size_t
         if (n == 0 && !marked_array)
             return json_object(); /* {} unless it was decoded from [] */
         if (n != max) {
-            snprintf(err, errlen,
+            conv_bad(c, "%s",
                      "a table with integer keys is not a sequence 1..n (sparse "
                      "arrays cannot be JSON arrays)");
             return NULL;
         }
         out = json_array();
-        for (lua_Integer i = 1; out && i <= n; i++) {
+        if (!out)
+            goto nomem;
+        for (lua_Integer i = 1; i <= n; i++) {
             json_t *item;
 
+            /* the comma before every item but the first */
+            if (i > 1 && !take(c, 0, 1)) {
+                json_decref(out);
+                return NULL;
+            }
             lua_rawgeti(L, idx, i);
-            item = to_json(L, lua_gettop(L), depth + 1, err, errlen);
+            item = to_json(c, lua_gettop(L), depth + 1);
             lua_pop(L, 1);
             if (!item || json_array_append_new(out, item)) {
                 json_decref(out);
@@ -271,22 +524,31 @@ static json_t *table_to_json(lua_State *L, int idx, int depth, char *err, size_t
         return out;
     }
     out = json_object();
+    if (!out)
+        goto nomem;
     lua_pushnil(L);
-    while (out && lua_next(L, idx)) {
-        json_t *item = to_json(L, lua_gettop(L), depth + 1, err, errlen);
+    while (lua_next(L, idx)) {
+        json_t *item;
         size_t klen;
-        const char *k;
+        const char *k = lua_tolstring(L, -2, &klen);
 
+        /* The key, its colon, and the comma before it (counted high for
+         * the first member). */
+        if (!take(c, NODE_EXTRA, quoted_len(k, klen) + 2)) {
+            lua_pop(L, 2);
+            json_decref(out);
+            return NULL;
+        }
+        item = to_json(c, lua_gettop(L), depth + 1);
         lua_pop(L, 1);
         if (!item) {
             lua_pop(L, 1);
             json_decref(out);
             return NULL;
         }
-        k = lua_tolstring(L, -1, &klen);
         /* A key must survive the trip as it is: no NUL inside, UTF-8. */
         if (strlen(k) != klen || json_object_set_new(out, k, item) != 0) {
-            snprintf(err, errlen, "a table key %s",
+            conv_bad(c, "a table key %s",
                      strlen(k) != klen ? "holds a NUL byte" : "is not valid UTF-8");
             if (strlen(k) != klen)
                 json_decref(item);
@@ -297,52 +559,104 @@ static json_t *table_to_json(lua_State *L, int idx, int depth, char *err, size_t
     }
     return out;
 mixed:
-    snprintf(err, errlen, "a table mixes string keys and array items");
+    conv_bad(c, "a table mixes string keys and array items");
+    return NULL;
+nomem:
+    conv_bad(c, "out of memory");
     return NULL;
 }
 
-static json_t *to_json(lua_State *L, int idx, int depth, char *err, size_t errlen)
+static json_t *to_json(struct conv *c, int idx, int depth)
 {
+    lua_State *L = c->L;
     json_t *v;
     size_t len;
     const char *s;
 
     if (depth > MAX_DEPTH) {
-        snprintf(err, errlen, "the value is nested more than %d levels deep (or cyclic)",
+        c->stop = CONV_BAD;
+        snprintf(c->err, c->errlen, "the value is nested more than %d levels deep (or cyclic)",
                  MAX_DEPTH);
         return NULL;
     }
     switch (lua_type(L, idx)) {
-    case LUA_TNIL: return json_null();
-    case LUA_TBOOLEAN: return json_boolean(lua_toboolean(L, idx));
+    case LUA_TNIL: return take(c, SLOT_BYTES, 4) ? json_null() : NULL;
+    case LUA_TBOOLEAN:
+        return take(c, SLOT_BYTES, lua_toboolean(L, idx) ? 4 : 5)
+                   ? json_boolean(lua_toboolean(L, idx))
+                   : NULL;
     case LUA_TNUMBER:
-        if (lua_isinteger(L, idx))
+        if (lua_isinteger(L, idx)) {
+            if (!take(c, SLOT_BYTES, integer_len(lua_tointeger(L, idx))))
+                return NULL;
             return json_integer((json_int_t)lua_tointeger(L, idx));
+        }
         if (!isfinite(lua_tonumber(L, idx))) {
-            snprintf(err, errlen, "NaN and infinity cannot be represented in JSON");
+            conv_bad(c, "NaN and infinity cannot be represented in JSON");
             return NULL;
         }
-        return json_real(lua_tonumber(L, idx));
+        /* "%.17g", and ".0" when that looks like an integer: 24 at most */
+        return take(c, SLOT_BYTES, 24) ? json_real(lua_tonumber(L, idx)) : NULL;
     case LUA_TSTRING:
         s = lua_tolstring(L, idx, &len);
+        if (!take_string(c, s, len))
+            return NULL;
         v = json_stringn(s, len);
         if (!v)
-            snprintf(err, errlen, "a string is not valid UTF-8");
+            conv_bad(c, "a string is not valid UTF-8");
         return v;
     case LUA_TUSERDATA:
         if (is_null(L, idx))
-            return json_null();
+            return take(c, SLOT_BYTES, 4) ? json_null() : NULL;
         break;
     case LUA_TTABLE:
         if (!lua_checkstack(L, 8)) {
-            snprintf(err, errlen, "the value is nested too deeply");
+            conv_bad(c, "the value is nested too deeply");
             return NULL;
         }
-        return table_to_json(L, idx, depth, err, errlen);
+        /* the brackets */
+        if (!take(c, SLOT_BYTES + TABLE_BYTES, 2))
+            return NULL;
+        return table_to_json(c, idx, depth);
     default: break;
     }
-    snprintf(err, errlen, "a %s cannot be represented in JSON", luaL_typename(L, idx));
+    conv_bad(c, "a %s cannot be represented in JSON", luaL_typename(L, idx));
     return NULL;
+}
+
+/* Converts the value at @p idx, all its work charged.
+ * @return the value, or NULL with c->stop and c->err set */
+static json_t *convert(struct conv *c, int idx)
+{
+    json_t *v = to_json(c, lua_absindex(c->L, idx), 0);
+
+    if (!v && c->stop == CONV_DONE)
+        conv_bad(c, "out of memory"); /* jansson's own allocation failed */
+    if (v && !conv_finish(c)) {
+        json_decref(v);
+        return NULL;
+    }
+    return v;
+}
+
+/*
+ * Converts the value at @p idx for C to keep until the request ends (the
+ * response, what db.* calls hand over), from the request's budget.
+ * @return the value, or NULL with c->stop and c->err set
+ */
+static json_t *convert_kept(lua_State *L, int idx, const char *what, char *err, size_t errlen,
+                            struct conv *c)
+{
+    struct script_vm *vm = vm_of(L);
+    json_t *v;
+
+    conv_init(c, L, vm, vm->json_heap, vm->json_bytes, what, err, errlen);
+    v = convert(c, idx);
+    if (v) {
+        vm->json_heap = c->heap;
+        vm->json_bytes = c->bytes;
+    }
+    return v;
 }
 
 static bool fits(json_t *v, int depth)
@@ -374,77 +688,115 @@ bool script_json_fits(json_t *v)
     return !v || fits(v, 0);
 }
 
+/* script_push_json's work, run protected: out of memory is an answer there,
+ * not a panic of the state. */
+static int push_protected(lua_State *L)
+{
+    if (push_json(L, lua_touserdata(L, 1)))
+        return luaL_error(L, "nested too deeply");
+    return 1;
+}
+
 int script_push_json(struct script_vm *vm, json_t *v)
 {
-    return push_json(vm->L, v, 0) ? CG_EINVAL : CG_OK;
+    int rc;
+
+    lua_pushcfunction(vm->L, push_protected);
+    lua_pushlightuserdata(vm->L, v);
+    rc = lua_pcall(vm->L, 1, 1, 0);
+    if (rc == LUA_OK)
+        return CG_OK;
+    lua_pop(vm->L, 1);
+    return rc == LUA_ERRMEM ? CG_ENOMEM : CG_EINVAL;
 }
 
 json_t *script_pop_json(struct script_vm *vm, char *err, size_t errlen)
 {
-    json_t *v = to_json(vm->L, lua_gettop(vm->L), 0, err, errlen);
+    struct conv c;
+    json_t *v;
 
+    conv_init(&c, vm->L, vm, vm->limits.memory, vm->limits.memory, "the value", err, errlen);
+    v = convert(&c, -1);
     lua_pop(vm->L, 1);
     return v;
 }
 
 /* ---- the script API ---- */
 
-/* The running request's database, or a Lua error outside a request. */
-static const struct script_db_ops *db_of(lua_State *L)
+/* Raises the error of a conversion that stopped; @p fn names the function. */
+static int raise_conv(lua_State *L, const char *fn, const struct conv *c)
+{
+    /* Over the budget is over the memory cap: the run ends as one. */
+    if (c->stop == CONV_TOO_BIG)
+        c->vm->hit_memory = true;
+    return luaL_error(L, "%s: %s", fn, c->err);
+}
+
+/* The running request's database, or a Lua error outside a request. Each
+ * call takes its entry in the request's read or write set from the budget. */
+static const struct script_db_ops *db_of(lua_State *L, const char *fn)
 {
     struct script_vm *vm = vm_of(L);
 
     if (!vm->db || !vm->db->insert)
         luaL_error(L, "the database is not available here");
+    if (vm->json_heap < DB_CALL_BYTES) {
+        vm->hit_memory = true;
+        luaL_error(L,
+                   "%s: the request's database calls would hold more than the memory cap "
+                   "allows in C",
+                   fn);
+    }
+    vm->json_heap -= DB_CALL_BYTES;
     return vm->db;
 }
 
-static json_t *arg_json(lua_State *L, int idx)
+/* The Lua value at @p idx as JSON that C keeps until the request ends,
+ * owned by @p g (its slot @p slot); raises what cannot be represented. */
+static json_t *arg_json(lua_State *L, int idx, const char *fn, const char *what, struct guard *g,
+                        int slot)
 {
-    char err[200];
-    json_t *v;
+    char err[300];
+    struct conv c;
 
-    v = to_json(L, idx, 0, err, sizeof(err));
-    if (!v)
-        luaL_error(L, "%s", err);
-    return v;
+    g->json[slot] = convert_kept(L, idx, what, err, sizeof(err), &c);
+    if (!g->json[slot])
+        raise_conv(L, fn, &c);
+    return g->json[slot];
 }
 
-/* Raises a Lua error carrying a C message, after freeing @p tmp. */
-static int raise_db(lua_State *L, const char *what, const char *err, json_t *tmp)
-{
-    json_decref(tmp);
-    return luaL_error(L, "%s: %s", what, err);
-}
-
+/* Every argument is checked before anything is allocated in C, and what is
+ * allocated then belongs to a guard: a raise at any point leaks nothing. */
 static int l_db_insert(lua_State *L)
 {
-    const struct script_db_ops *db = db_of(L);
+    const struct script_db_ops *db = db_of(L, "db.insert");
     const char *table = luaL_checkstring(L, 1);
     char id[37], err[300] = "";
+    struct guard *g;
     json_t *fields;
 
     luaL_checktype(L, 2, LUA_TTABLE);
-    fields = arg_json(L, 2);
+    g = guard_new(L);
+    fields = arg_json(L, 2, "db.insert", "the record", g, 0);
     if (db->insert(db->ctx, table, fields, id, err, sizeof(err)))
-        return raise_db(L, "db.insert", err, fields);
-    json_decref(fields);
+        return luaL_error(L, "db.insert: %s", err);
     lua_pushstring(L, id);
     return 1;
 }
 
 static int l_db_update(lua_State *L)
 {
-    const struct script_db_ops *db = db_of(L);
+    const struct script_db_ops *db = db_of(L, "db.update");
     const char *table = luaL_checkstring(L, 1), *sys_id = luaL_checkstring(L, 2);
     char err[300] = "";
+    struct guard *g;
     json_t *fields;
     int rc;
 
     luaL_checktype(L, 3, LUA_TTABLE);
-    fields = arg_json(L, 3);
+    g = guard_new(L);
+    fields = arg_json(L, 3, "db.update", "the record", g, 0);
     rc = db->update(db->ctx, table, sys_id, fields, err, sizeof(err));
-    json_decref(fields);
     if (rc == CG_ENOTFOUND) {
         lua_pushboolean(L, 0);
         return 1;
@@ -457,11 +809,11 @@ static int l_db_update(lua_State *L)
 
 static int l_db_get(lua_State *L)
 {
-    const struct script_db_ops *db = db_of(L);
+    const struct script_db_ops *db = db_of(L, "db.get");
     const char *table = luaL_checkstring(L, 1), *sys_id = luaL_checkstring(L, 2);
     char err[300] = "";
-    json_t *rec = NULL;
-    int rc = db->get(db->ctx, table, sys_id, &rec, err, sizeof(err));
+    struct guard *g = guard_new(L);
+    int rc = db->get(db->ctx, table, sys_id, &g->json[0], err, sizeof(err));
 
     if (rc == CG_ENOTFOUND) {
         lua_pushnil(L);
@@ -469,30 +821,27 @@ static int l_db_get(lua_State *L)
     }
     if (rc)
         return luaL_error(L, "db.get: %s", err);
-    rc = push_json(L, rec, 0);
-    json_decref(rec);
-    if (rc)
+    /* A memory error while the record becomes Lua values frees it too. */
+    if (push_json(L, g->json[0]))
         return luaL_error(L, "db.get: record too deep");
     return 1;
 }
 
 static int l_db_query(lua_State *L)
 {
-    const struct script_db_ops *db = db_of(L);
+    const struct script_db_ops *db = db_of(L, "db.query");
     const char *table = luaL_checkstring(L, 1);
     char err[300] = "";
-    json_t *filter = NULL, *rows = NULL;
+    struct guard *g;
+    json_t *filter = NULL;
     long limit = 100, offset = 0;
     int rc;
 
-    if (!lua_isnoneornil(L, 2)) {
+    lua_settop(L, 3); /* the guard goes above the arguments, absent or not */
+    if (!lua_isnil(L, 2))
         luaL_checktype(L, 2, LUA_TTABLE);
-        filter = arg_json(L, 2);
-        if (json_is_array(filter) && json_array_size(filter) == 0) {
-            json_decref(filter);
-            filter = json_object();
-        }
-    }
+    /* The options may run metamethods and raise: read them before the
+     * filter is converted. */
     if (lua_istable(L, 3)) {
         lua_getfield(L, 3, "limit");
         if (!lua_isnil(L, -1))
@@ -502,13 +851,19 @@ static int l_db_query(lua_State *L)
             offset = (long)luaL_checkinteger(L, -1);
         lua_pop(L, 2);
     }
-    rc = db->query(db->ctx, table, filter, limit, offset, &rows, err, sizeof(err));
-    json_decref(filter);
+    g = guard_new(L);
+    if (!lua_isnil(L, 2)) {
+        filter = arg_json(L, 2, "db.query", "the filter", g, 0);
+        if (json_is_array(filter) && json_array_size(filter) == 0) {
+            json_decref(filter);
+            filter = json_object();
+            g->json[0] = filter;
+        }
+    }
+    rc = db->query(db->ctx, table, filter, limit, offset, &g->json[1], err, sizeof(err));
     if (rc)
         return luaL_error(L, "db.query: %s", err);
-    rc = push_json(L, rows, 0);
-    json_decref(rows);
-    if (rc)
+    if (push_json(L, g->json[1]))
         return luaL_error(L, "db.query: records too deep");
     return 1;
 }
@@ -581,39 +936,83 @@ static int l_log(lua_State *L)
 
 static int l_json_encode(lua_State *L)
 {
-    char err[200];
-    json_t *v;
-    char *text;
+    struct script_vm *vm = vm_of(L);
+    char err[300];
+    struct guard *g;
+    struct conv c;
+    size_t len, bytes = vm->limits.memory;
 
     luaL_checkany(L, 1);
-    v = to_json(L, 1, 0, err, sizeof(err));
-    if (!v)
-        return luaL_error(L, "json.encode: %s", err);
-    text = json_dumps(v, JSON_COMPACT | JSON_ENCODE_ANY | JSON_PRESERVE_ORDER);
-    json_decref(v);
-    if (!text)
+    /* The tree is freed on return, so each call may make as much as a
+     * request keeps; its text must fit the memory the script has left. */
+    if (vm->cap) {
+        size_t room = vm->cap > vm->used ? vm->cap - vm->used : 0;
+
+        if (room < bytes)
+            bytes = room;
+    }
+    conv_init(&c, L, vm, vm->limits.memory, bytes, "the text", err, sizeof(err));
+    g = guard_new(L);
+    g->json[0] = convert(&c, 1);
+    if (!g->json[0])
+        return raise_conv(L, "json.encode", &c);
+    g->text = json_dumps(g->json[0], JSON_FLAGS);
+    if (!g->text)
         return luaL_error(L, "json.encode: out of memory");
-    lua_pushstring(L, text);
-    free(text);
+    len = strlen(g->text); /* jansson writes a NUL inside a string as \u0000 */
+    charge(L, len / 16);
+    lua_pushlstring(L, g->text, len);
     return 1;
+}
+
+/* The most values JSON text @p s can hold: the first, and one after each
+ * '[', '{' and ',' outside strings. */
+static size_t values_max(const char *s, size_t len)
+{
+    size_t n = 1;
+    bool in_string = false;
+
+    for (size_t i = 0; i < len; i++) {
+        if (in_string) {
+            if (s[i] == '\\')
+                i++;
+            else if (s[i] == '"')
+                in_string = false;
+        } else if (s[i] == '"') {
+            in_string = true;
+        } else if (s[i] == ',' || s[i] == '[' || s[i] == '{') {
+            n++;
+        }
+    }
+    return n;
 }
 
 static int l_json_decode(lua_State *L)
 {
-    size_t len;
+    struct script_vm *vm = vm_of(L);
+    size_t len, n;
     const char *s = luaL_checklstring(L, 1, &len);
     json_error_t jerr;
-    json_t *v = json_loadb(s, len, JSON_DECODE_ANY, &jerr);
-    int rc;
+    struct guard *g;
 
-    if (!v) {
+    /* jansson parses into C memory, tens of bytes a value (\"[[],[],..."
+     * is twenty times its length); each value then takes at least
+     * SLOT_BYTES of the Lua heap. A text with more values than the memory
+     * left could hold fails now, before it is parsed. */
+    charge(L, len / 16);
+    n = values_max(s, len);
+    if (vm->cap && (vm->used >= vm->cap || n > (vm->cap - vm->used) / SLOT_BYTES)) {
+        vm->hit_memory = true;
+        return luaL_error(L, "json.decode: not enough memory for up to %zu values", n);
+    }
+    g = guard_new(L);
+    g->json[0] = json_loadb(s, len, JSON_DECODE_ANY, &jerr);
+    if (!g->json[0]) {
         lua_pushnil(L);
         lua_pushfstring(L, "line %d: %s", jerr.line, jerr.text);
         return 2;
     }
-    rc = push_json(L, v, 0);
-    json_decref(v);
-    if (rc)
+    if (push_json(L, g->json[0]))
         return luaL_error(L, "json.decode: nested too deeply");
     return 1;
 }
@@ -626,7 +1025,8 @@ static const char *const base_allowed[] = {
     "rawget", "rawlen",   "rawset",       "select",       "tonumber", "tostring", "type",
     "xpcall", "_VERSION", "getmetatable", "setmetatable", NULL,
 };
-static const char *const libs_allowed[] = {"string", "table", "math", "utf8", NULL};
+/* Copied into each request; math is made anew for each (push_math). */
+static const char *const libs_allowed[] = {"string", "table", "utf8", NULL};
 static const char *const os_allowed[] = {"time", "clock", "date", "difftime", NULL};
 
 /* A fresh shallow copy of table @p src (at the top) into a new table. */
@@ -642,6 +1042,44 @@ static void copy_table(lua_State *L)
     lua_remove(L, -2);
 }
 
+/* 128 bits for math.randomseed, from the kernel; should that fail, the
+ * clocks and a counter, so that no two requests share a sequence. */
+static void fresh_seed(lua_Integer out[2])
+{
+    static unsigned long counter;
+    struct timespec now;
+    uint64_t n[2];
+
+    if (getrandom(n, sizeof(n), GRND_NONBLOCK) != (ssize_t)sizeof(n)) {
+        clock_gettime(CLOCK_REALTIME, &now);
+        n[0] = ((uint64_t)now.tv_sec << 30) ^ (uint64_t)now.tv_nsec;
+        clock_gettime(CLOCK_MONOTONIC, &now);
+        n[1] = ((uint64_t)now.tv_nsec << 20) ^ __atomic_add_fetch(&counter, 1, __ATOMIC_RELAXED);
+    }
+    memcpy(out, n, sizeof(n));
+}
+
+/*
+ * A math library of this request's own. Lua's math.random and
+ * math.randomseed share their generator as an upvalue, so a copy of the
+ * table would share it with every request on the thread: one request's
+ * randomseed(42) would make the next one's numbers known. Lua seeds a new
+ * one from the time in seconds and an address, the same for two requests
+ * in one second, so it is seeded here from fresh_seed.
+ */
+static void push_math(lua_State *L)
+{
+    lua_Integer seed[2];
+
+    lua_pushcfunction(L, luaopen_math); /* a new table and generator each call */
+    lua_call(L, 0, 1);
+    fresh_seed(seed);
+    lua_getfield(L, -1, "randomseed");
+    lua_pushinteger(L, seed[0]);
+    lua_pushinteger(L, seed[1]);
+    lua_call(L, 2, 0);
+}
+
 /* Builds the globals of one request: fresh copies of the allowed libraries,
  * so nothing a script changes survives it. The pristine libraries live in
  * the registry ("cg.libs"). */
@@ -649,6 +1087,9 @@ static void push_env(lua_State *L)
 {
     lua_newtable(L);                               /* env */
     lua_getfield(L, LUA_REGISTRYINDEX, "cg.libs"); /* env libs */
+    lua_getfield(L, -1, "string");
+    luapat_reset(L, -1);
+    lua_pop(L, 1);
     for (const char *const *b = base_allowed; *b; b++) {
         lua_getfield(L, -1, *b);
         lua_setfield(L, -3, *b);
@@ -658,6 +1099,8 @@ static void push_env(lua_State *L)
         copy_table(L);
         lua_setfield(L, -3, *l);
     }
+    push_math(L);
+    lua_setfield(L, -3, "math");
     lua_getfield(L, -1, "os");
     copy_table(L);
     lua_setfield(L, -3, "os");
@@ -694,39 +1137,12 @@ static int l_setmetatable(lua_State *L)
     return 1;
 }
 
-/* Charges @p n units of work to the instruction cap; raises when over it.
- * For library calls that loop in C, where the count hook never runs. */
-static void charge(lua_State *L, uint64_t n)
-{
-    struct script_vm *vm = vm_of(L);
-
-    if (vm->limits.instructions == 0)
-        return;
-    vm->count += n;
-    if (vm->count > vm->limits.instructions) {
-        vm->limit_hit = SCRIPT_LIMIT_INSTRUCTIONS;
-        lua_sethook(L, hook, LUA_MASKCOUNT, 1);
-        luaL_error(L, "instruction limit reached");
-    }
-}
-
 /* Pattern matching work (luapat): one matcher step costs about what one VM
  * instruction does, so it counts against the instruction cap, and the wall
  * clock is checked as the count hook would. */
 static void charge_steps(lua_State *L, unsigned long steps)
 {
-    struct script_vm *vm = vm_of(L);
-    struct timespec now;
-
     charge(L, steps);
-    clock_gettime(CLOCK_MONOTONIC, &now);
-    if (vm->deadline.tv_sec &&
-        (now.tv_sec > vm->deadline.tv_sec ||
-         (now.tv_sec == vm->deadline.tv_sec && now.tv_nsec > vm->deadline.tv_nsec))) {
-        vm->limit_hit = SCRIPT_LIMIT_TIME;
-        lua_sethook(L, hook, LUA_MASKCOUNT, 1);
-        luaL_error(L, "wall-time limit reached");
-    }
 }
 
 /* string.rep: Lua's loops n times even when the result is empty. */
@@ -777,6 +1193,119 @@ static int l_move(lua_State *L)
     return 1;
 }
 
+/* What a wrapped table function costs (l_charged). */
+enum cost {
+    COST_SORT,   /* n log n comparisons */
+    COST_INSERT, /* table.insert(t, pos, v) shifts up to n items */
+    COST_REMOVE, /* table.remove(t, pos) shifts up to n items */
+    COST_CONCAT, /* table.concat(t, sep, i, j): j - i + 1 items */
+    COST_UNPACK, /* table.unpack(t, i, j): j - i + 1 items */
+};
+
+/* Items from @p i to @p j, 0 when none, not overflowing. */
+static uint64_t span(lua_Integer i, lua_Integer j)
+{
+    return j >= i ? (uint64_t)j - (uint64_t)i + 1 : 0;
+}
+
+/*
+ * A table function that loops in C over the script's table, charged to the
+ * caps by its size before it runs: the count hook never fires inside it, so
+ * `while true do table.sort(t) end` on 500,000 items ran 33 s past a 1 s
+ * wall-time cap (the hook looks at the clock once per 250 sorts). The sizes
+ * are raw (no __len runs twice); upvalue 1 is Lua's function, 2 its cost.
+ */
+static int l_charged(lua_State *L)
+{
+    uint64_t n = lua_type(L, 1) == LUA_TTABLE ? lua_rawlen(L, 1) : 0, lg = 1;
+    int top = lua_gettop(L);
+
+    switch ((enum cost)lua_tointeger(L, lua_upvalueindex(2))) {
+    case COST_SORT:
+        while (lg < 63 && (UINT64_C(1) << lg) < n)
+            lg++;
+        n *= lg;
+        break;
+    case COST_INSERT: n = top >= 3 ? n : 0; break;
+    case COST_REMOVE: n = top >= 2 ? n : 0; break;
+    case COST_CONCAT:
+        n = span(luaL_optinteger(L, 3, 1), luaL_optinteger(L, 4, (lua_Integer)n));
+        break;
+    case COST_UNPACK:
+        n = span(luaL_optinteger(L, 2, 1), luaL_optinteger(L, 3, (lua_Integer)n));
+        break;
+    }
+    charge(L, n > UINT64_MAX / 4 ? UINT64_MAX / 4 : n);
+    lua_pushvalue(L, lua_upvalueindex(1));
+    lua_insert(L, 1);
+    lua_call(L, top, LUA_MULTRET);
+    return lua_gettop(L);
+}
+
+/*
+ * A library function whose work grows with its string arguments
+ * (string.upper, utf8.len, string.format, os.date, tonumber...), charged one
+ * instruction per call and per BYTES_PER_STEP bytes of them before it runs:
+ * a loop of utf8.len over 7 MB ran 2.6 s past a 1 s wall-time cap, the hook
+ * looking at the clock once per 250 calls. Upvalue 1 holds Lua's function
+ * (a C function without upvalues, called in this frame: no second call), 2
+ * the VM (the registry is slower).
+ */
+static int l_bytes(lua_State *L)
+{
+    lua_CFunction f = *(lua_CFunction *)lua_touserdata(L, lua_upvalueindex(1));
+    struct script_vm *vm = lua_touserdata(L, lua_upvalueindex(2));
+    int top = lua_gettop(L);
+    uint64_t n = 1;
+
+    for (int i = 1; i <= top; i++) {
+        if (lua_type(L, i) == LUA_TSTRING)
+            n += lua_rawlen(L, i) / BYTES_PER_STEP;
+    }
+    if (over_caps(L, vm, n))
+        return luaL_error(L, "%s", limit_text(vm->limit_hit));
+    return f(L);
+}
+
+/* Replaces the C function at the top by its l_bytes closure. */
+static void push_bytes_closure(lua_State *L)
+{
+    lua_CFunction f = lua_tocfunction(L, -1);
+    lua_CFunction *slot = lua_newuserdatauv(L, sizeof(*slot), 0);
+
+    *slot = f;
+    lua_remove(L, -2);
+    lua_pushlightuserdata(L, vm_of(L));
+    lua_pushcclosure(L, l_bytes, 2);
+}
+
+/* Wraps every function of the table at the top in l_bytes, but those named
+ * in @p skip (charged their own way). */
+static void charge_bytes_of(lua_State *L, const char *const *skip)
+{
+    lua_pushnil(L);
+    while (lua_next(L, -2)) {
+        bool skipped = lua_type(L, -2) != LUA_TSTRING || !lua_iscfunction(L, -1);
+
+        /* only C functions without upvalues can run in l_bytes' frame */
+        if (!skipped && lua_getupvalue(L, -1, 1) != NULL) {
+            lua_pop(L, 1);
+            skipped = true;
+        }
+        for (const char *const *k = skip; !skipped && *k; k++)
+            skipped = strcmp(lua_tostring(L, -2), *k) == 0;
+        if (skipped) {
+            lua_pop(L, 1);
+            continue;
+        }
+        push_bytes_closure(L);
+        /* setting an existing field keeps lua_next going */
+        lua_pushvalue(L, -2);
+        lua_insert(L, -2);
+        lua_rawset(L, -4);
+    }
+}
+
 /* certgate.array(t): marks a table to be encoded as a JSON array, so a
  * script can answer [] (an empty table is {} otherwise). */
 static int l_array(lua_State *L)
@@ -792,6 +1321,20 @@ static int l_array(lua_State *L)
     return 1;
 }
 
+/* os.clock: CPU time of this request's thread since the request began.
+ * Lua's is the whole process's, which shows what other requests and threads
+ * have done. */
+static int l_clock(lua_State *L)
+{
+    struct script_vm *vm = vm_of(L);
+    struct timespec now;
+
+    clock_gettime(CLOCK_THREAD_CPUTIME_ID, &now);
+    lua_pushnumber(L, (double)(now.tv_sec - vm->cpu_start.tv_sec) +
+                          (double)(now.tv_nsec - vm->cpu_start.tv_nsec) / 1e9);
+    return 1;
+}
+
 static int l_null_tostring(lua_State *L)
 {
     lua_pushliteral(L, "null");
@@ -800,6 +1343,17 @@ static int l_null_tostring(lua_State *L)
 
 static int setup(lua_State *L)
 {
+    /* string.rep and the pattern functions are charged by what they do */
+    static const char *const string_own_charges[] = {"rep",    "find", "match",
+                                                     "gmatch", "gsub", NULL};
+    static const char *const none[] = {NULL};
+    static const struct {
+        const char *name; /* in table */
+        enum cost cost;   /* how l_charged charges it */
+    } charged_fns[] = {
+        {"sort", COST_SORT},     {"insert", COST_INSERT}, {"remove", COST_REMOVE},
+        {"concat", COST_CONCAT}, {"unpack", COST_UNPACK},
+    };
     static const luaL_Reg db_fns[] = {
         {"insert", l_db_insert}, {"get", l_db_get}, {"query", l_db_query},
         {"update", l_db_update}, {NULL, NULL},
@@ -832,14 +1386,24 @@ static int setup(lua_State *L)
     lua_getfield(L, -1, "string");
     lua_pushnil(L);
     lua_setfield(L, -2, "dump");
+    charge_bytes_of(L, string_own_charges);
     lua_pushcfunction(L, l_rep);
     lua_setfield(L, -2, "rep");
     luapat_install(L, lua_gettop(L), charge_steps);
+    lua_pop(L, 1);
+    lua_getfield(L, -1, "utf8");
+    charge_bytes_of(L, none);
     lua_pop(L, 1);
     lua_getfield(L, -1, "table");
     lua_getfield(L, -1, "move");
     lua_pushcclosure(L, l_move, 1);
     lua_setfield(L, -2, "move");
+    for (size_t i = 0; i < sizeof(charged_fns) / sizeof(charged_fns[0]); i++) {
+        lua_getfield(L, -1, charged_fns[i].name);
+        lua_pushinteger(L, charged_fns[i].cost);
+        lua_pushcclosure(L, l_charged, 2);
+        lua_setfield(L, -2, charged_fns[i].name);
+    }
     lua_pop(L, 1);
     lua_newtable(L);
     lua_getfield(L, -2, "os");
@@ -848,8 +1412,14 @@ static int setup(lua_State *L)
         lua_setfield(L, -3, *o);
     }
     lua_pop(L, 1);
+    charge_bytes_of(L, none); /* os.date's format */
+    lua_pushcfunction(L, l_clock);
+    lua_setfield(L, -2, "clock");
     lua_setfield(L, -3, "os");
-    lua_pop(L, 1); /* the real globals */
+    lua_pop(L, 1);                   /* the real globals */
+    lua_getfield(L, -1, "tonumber"); /* it scans its string */
+    push_bytes_closure(L);
+    lua_setfield(L, -2, "tonumber");
 
     lua_pushcfunction(L, l_setmetatable);
     lua_setfield(L, -2, "setmetatable");
@@ -897,6 +1467,13 @@ static int setup(lua_State *L)
     lua_pushliteral(L, "certgate.fail");
     lua_setfield(L, -2, "__metatable");
     lua_rawsetp(L, LUA_REGISTRYINDEX, &k_fail_mt);
+    /* Guards never reach a script; they are closed, not collected. */
+    lua_newtable(L);
+    lua_pushcfunction(L, guard_close);
+    lua_setfield(L, -2, "__close");
+    lua_pushliteral(L, "guard");
+    lua_setfield(L, -2, "__metatable");
+    lua_rawsetp(L, LUA_REGISTRYINDEX, &k_guard_mt);
     return 0;
 }
 
@@ -937,6 +1514,11 @@ void script_vm_free(struct script_vm *vm)
     if (vm->L)
         lua_close(vm->L);
     free(vm);
+}
+
+size_t script_vm_memory(const struct script_vm *vm)
+{
+    return vm->used;
 }
 
 int script_check_syntax(const char *source, size_t len, const char *name, char *err, size_t errlen)
@@ -996,17 +1578,17 @@ static int push_request(lua_State *L, const struct script_request *req)
     lua_setfield(L, -2, "method");
     lua_pushstring(L, req->path ? req->path : "");
     lua_setfield(L, -2, "path");
-    if (req->params ? push_json(L, req->params, 0) : (lua_newtable(L), 0))
+    if (req->params ? push_json(L, req->params) : (lua_newtable(L), 0))
         return -1;
     lua_setfield(L, -2, "params");
-    if (req->query ? push_json(L, req->query, 0) : (lua_newtable(L), 0))
+    if (req->query ? push_json(L, req->query) : (lua_newtable(L), 0))
         return -1;
     lua_setfield(L, -2, "query");
-    if (req->headers ? push_json(L, req->headers, 0) : (lua_newtable(L), 0))
+    if (req->headers ? push_json(L, req->headers) : (lua_newtable(L), 0))
         return -1;
     lua_setfield(L, -2, "headers");
     if (req->body) {
-        if (push_json(L, req->body, 0))
+        if (push_json(L, req->body))
             return -1;
     } else {
         lua_pushnil(L);
@@ -1014,7 +1596,7 @@ static int push_request(lua_State *L, const struct script_request *req)
     lua_setfield(L, -2, "body");
     lua_pushlstring(L, req->raw_body ? req->raw_body : "", req->raw_body ? req->raw_len : 0);
     lua_setfield(L, -2, "raw_body");
-    if (req->user ? push_json(L, req->user, 0) : (lua_newtable(L), 0))
+    if (req->user ? push_json(L, req->user) : (lua_newtable(L), 0))
         return -1;
     lua_setfield(L, -2, "user");
     return 0;
@@ -1032,11 +1614,25 @@ static bool valid_header(const char *name, const char *value)
     return !strpbrk(value, "\r\n") && strlen(value) < 4096;
 }
 
+/* How a run ends whose response could not be converted: a cap reached
+ * raises as the hook would; otherwise @p out says which mistake. */
+static void stopped(lua_State *L, const struct conv *c, struct script_result *out)
+{
+    if (c->stop == CONV_CAP)
+        luaL_error(L, "%s", limit_text(c->vm->limit_hit));
+    out->outcome = c->stop == CONV_TOO_BIG ? SCRIPT_LIMIT_MEMORY : SCRIPT_BAD_RESPONSE;
+    snprintf(out->log_detail, sizeof(out->log_detail), "%s%s",
+             c->stop == CONV_TOO_BIG ? "memory limit reached: " : "", c->err);
+}
+
 /* Reads `response` (at the top of the stack) into @p out, with raw access
  * only: no metamethod of the script runs here. */
 static void read_response(lua_State *L, struct script_result *out)
 {
+    struct script_vm *vm = vm_of(L);
     int t = lua_gettop(L);
+    char err[300];
+    struct conv c;
 
     if (!lua_istable(L, t)) {
         out->outcome = SCRIPT_BAD_RESPONSE;
@@ -1058,9 +1654,9 @@ static void read_response(lua_State *L, struct script_result *out)
     lua_pushliteral(L, "body");
     lua_rawget(L, t);
     if (!lua_isnil(L, -1)) {
-        out->body = to_json(L, lua_gettop(L), 0, out->log_detail, sizeof(out->log_detail));
+        out->body = convert_kept(L, -1, "response.body", err, sizeof(err), &c);
         if (!out->body) {
-            out->outcome = SCRIPT_BAD_RESPONSE;
+            stopped(L, &c, out);
             lua_pop(L, 1);
             return;
         }
@@ -1069,22 +1665,38 @@ static void read_response(lua_State *L, struct script_result *out)
     lua_pushliteral(L, "headers");
     lua_rawget(L, t);
     if (lua_istable(L, -1)) {
+        conv_init(&c, L, vm, vm->json_heap, vm->json_bytes, "response.headers", err, sizeof(err));
         out->headers = json_object();
         lua_pushnil(L);
-        while (lua_next(L, -2)) {
-            if (lua_type(L, -2) == LUA_TSTRING && lua_type(L, -1) == LUA_TSTRING &&
-                valid_header(lua_tostring(L, -2), lua_tostring(L, -1)) &&
-                json_object_set_new(out->headers, lua_tostring(L, -2),
-                                    json_string(lua_tostring(L, -1))) == 0) {
-                /* kept */
-            } else if (out->outcome == SCRIPT_OK) {
+        while (out->headers && lua_next(L, -2)) {
+            /* lua_tostring would turn a number key into a string and
+             * break lua_next: the types first. */
+            bool strings = lua_type(L, -2) == LUA_TSTRING && lua_type(L, -1) == LUA_TSTRING;
+            const char *name = strings ? lua_tostring(L, -2) : "";
+            const char *value = strings ? lua_tostring(L, -1) : "";
+
+            if (strings && valid_header(name, value) &&
+                !take(&c, SLOT_BYTES + NODE_EXTRA,
+                      quoted_len(name, strlen(name)) + quoted_len(value, strlen(value)) + 2)) {
+                stopped(L, &c, out);
+                lua_pop(L, 2);
+                break;
+            }
+            if (!strings || !valid_header(name, value) ||
+                json_object_set_new(out->headers, name, json_string(value)) != 0) {
                 out->outcome = SCRIPT_BAD_RESPONSE;
                 snprintf(out->log_detail, sizeof(out->log_detail),
                          "response.headers must map header names to UTF-8 strings without "
                          "CR/LF");
+                lua_pop(L, 2);
+                break;
             }
             lua_pop(L, 1);
         }
+        if (out->outcome == SCRIPT_OK && !conv_finish(&c))
+            stopped(L, &c, out);
+        vm->json_heap = c.heap;
+        vm->json_bytes = c.bytes;
     } else if (!lua_isnil(L, -1)) {
         out->outcome = SCRIPT_BAD_RESPONSE;
         snprintf(out->log_detail, sizeof(out->log_detail), "response.headers must be a table");
@@ -1121,7 +1733,9 @@ static void read_error(lua_State *L, struct script_vm *vm, int rc, struct script
     }
     if (rc == LUA_ERRMEM || vm->hit_memory) {
         out->outcome = SCRIPT_LIMIT_MEMORY;
-        snprintf(out->log_detail, sizeof(out->log_detail), "memory limit reached");
+        snprintf(out->log_detail, sizeof(out->log_detail), "memory limit reached%s%s",
+                 lua_type(L, e) == LUA_TSTRING ? ": " : "",
+                 lua_type(L, e) == LUA_TSTRING ? lua_tostring(L, e) : "");
         return;
     }
     if (lua_type(L, e) == LUA_TTABLE && lua_getmetatable(L, e)) {
@@ -1205,7 +1819,8 @@ int script_run(struct script_vm *vm, const char *key, const char *source, const 
         out->status = 500;
         return CG_OK;
     }
-    /* stack: chunk */
+    /* stack: chunk; one copy stays below for after the run */
+    lua_pushvalue(L, -1);
     lua_pushcfunction(L, run_protected);
     lua_insert(L, -2);
     lua_pushlightuserdata(L, &args);
@@ -1215,6 +1830,9 @@ int script_run(struct script_vm *vm, const char *key, const char *source, const 
     vm->log_lines = 0;
     vm->limit_hit = SCRIPT_OK;
     vm->hit_memory = false;
+    vm->json_heap = vm->limits.memory;
+    vm->json_bytes = vm->limits.memory;
+    clock_gettime(CLOCK_THREAD_CPUTIME_ID, &vm->cpu_start);
     clock_gettime(CLOCK_MONOTONIC, &vm->deadline);
     vm->deadline.tv_sec += vm->limits.wall_ms / 1000;
     vm->deadline.tv_nsec += (long)(vm->limits.wall_ms % 1000) * 1000000L;
@@ -1224,16 +1842,25 @@ int script_run(struct script_vm *vm, const char *key, const char *source, const 
     }
     baseline = vm->used;
     vm->cap = baseline + vm->limits.memory;
+    vm->in_request = true;
     lua_sethook(L, hook, LUA_MASKCOUNT, HOOK_EVERY);
     rc = lua_pcall(L, 2, 0, 0);
     if (rc != LUA_OK) {
         script_result_free(out);
         read_error(L, vm, rc, out);
-    } else if (out->outcome == SCRIPT_BAD_RESPONSE) {
+    } else if (out->outcome != SCRIPT_OK) {
         out->status = 500;
     }
     lua_sethook(L, NULL, 0, 0);
+    /* Outside a request nothing is capped (script_push_json, the GC). */
+    vm->in_request = false;
     vm->cap = 0;
+    vm->limit_hit = SCRIPT_OK;
+    /* The cached chunk's _ENV would keep this request's globals, and all
+     * they reach (its body, records, user), alive until the chunk runs
+     * again: it points nowhere between runs. */
+    lua_pushnil(L);
+    lua_setupvalue(L, base + 1, 1);
     lua_settop(L, base);
     vm->db = NULL;
     /* Keep the state small between requests (no finalizer can run here:

@@ -19,7 +19,8 @@
 /** Per-request caps. */
 struct script_limits {
     uint64_t instructions; /* Lua VM instructions (default 10,000,000) */
-    size_t memory;         /* bytes allocated above the VM's baseline (default 16 MiB) */
+    size_t memory;         /* bytes allocated above the VM's baseline (default 16 MiB), and
+                              the budget of what a request converts to JSON in C */
     unsigned wall_ms;      /* wall time in milliseconds (default 5000) */
 };
 
@@ -85,6 +86,13 @@ int script_vm_new(const struct script_limits *limits, struct script_vm **out_vm)
 void script_vm_free(struct script_vm *vm);
 
 /**
+ * Bytes the VM's Lua state holds now; between requests, what it keeps.
+ * @param vm the VM
+ * @return bytes allocated by its allocator
+ */
+size_t script_vm_memory(const struct script_vm *vm);
+
+/**
  * Compile a script (text only, never bytecode) to check its syntax.
  * @param name chunk name used in messages ("push.lua")
  * @param err "push.lua:3: message" on failure
@@ -112,7 +120,10 @@ bool script_json_fits(json_t *v);
 
 /* JSON <-> Lua, for tests and the runtime. */
 struct lua_State;
-/** Push @p v as a Lua value (arrays marked, null as certgate.null). */
+/**
+ * Push @p v as a Lua value (arrays marked, null as certgate.null).
+ * @return CG_OK (the value is on the stack), CG_EINVAL (nested too deeply) or CG_ENOMEM
+ */
 int script_push_json(struct script_vm *vm, json_t *v);
 /**
  * Convert the Lua value on top of the VM's stack to JSON (pops it).

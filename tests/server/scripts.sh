@@ -31,6 +31,36 @@ printf 'response.body = { q = request.query }\n' >"$T/query.lua"
 cg resource add --api acme/test --method GET --path /query --script "$T/query.lua"
 printf 'while true do end\n' >"$T/loop.lua"
 cg resource add --api acme/test --method GET --path /loop --script "$T/loop.lua"
+# a Lua error raised while db.query holds the converted filter in C
+printf 'db.query("u_inbound", { name = "x" }, { limit = "many" })\n' >"$T/badquery.lua"
+cg resource add --api acme/test --method GET --path /badquery --script "$T/badquery.lua"
+printf 'for i = 1, 200 do pcall(db.query, "u_inbound", { name = "x" }, { offset = {} }) end\n%s\n' \
+    'response.body = { survived = true }' >"$T/badquery2.lua"
+cg resource add --api acme/test --method GET --path /badquery2 --script "$T/badquery2.lua"
+# Lua -> JSON amplification: 26 tables that reach each other twice are 2^26
+# JSON values; the same through json.encode; and a large honest response
+printf 'local t = {}\nfor i = 1, 26 do t = { t, t } end\nresponse.body = t\n' >"$T/double.lua"
+cg resource add --api acme/test --method GET --path /double --script "$T/double.lua"
+printf 'local t = {}\nfor i = 1, 26 do t = { t, t } end\nresponse.body = { text = json.encode(t) }\n' \
+    >"$T/double_encode.lua"
+cg resource add --api acme/test --method GET --path /double_encode --script "$T/double_encode.lua"
+printf 'local t = {}\nfor i = 1, 50000 do t[i] = { id = i, name = "item " .. i } end\n%s\n' \
+    'response.body = { result = t }' >"$T/large.lua"
+cg resource add --api acme/test --method GET --path /large --script "$T/large.lua"
+# a C loop over the script's data, called again and again
+printf 'local t = {}\nfor i = 1, 5e5 do t[i] = (i * 7919) %% 1000003 end\n%s\n' \
+    'while true do table.sort(t) end' >"$T/sortloop.lua"
+cg resource add --api acme/test --method GET --path /sortloop --script "$T/sortloop.lua"
+# state between requests: a seed, and the CPU clock
+draw='local t = {}\nfor i = 1, 4 do t[i] = math.random(1, 1000000000) end\nresponse.body = t\n'
+printf "math.randomseed(42)\n$draw" >"$T/seeded.lua"
+cg resource add --api acme/test --method GET --path /seeded --script "$T/seeded.lua"
+printf 'math.randomseed(42)\n' >"$T/seedonly.lua"
+cg resource add --api acme/test --method GET --path /seedonly --script "$T/seedonly.lua"
+printf "$draw" >"$T/draw.lua"
+cg resource add --api acme/test --method GET --path /draw --script "$T/draw.lua"
+printf 'response.body = { clock = os.clock() }\n' >"$T/clock.lua"
+cg resource add --api acme/test --method GET --path /clock --script "$T/clock.lua"
 printf 'a long enough password\n' | "$CERTGATE" user add scripter --roles push --password-stdin \
     >/dev/null
 start_server --metrics-listen 127.0.0.1:0
@@ -108,6 +138,67 @@ req $C "$URL/api/acme/test/loop"
 expect_status "infinite loop stopped: 500" 500
 req $C "$URL/api/acme/test/version"
 expect_status "and the server keeps serving" 200
+
+# doubling_table_is_a_quick_json_error_and_rss_stays_bounded
+rss_kb() { awk '/^VmRSS/ { print $2 }' "/proc/$SERVER_PID/status"; }
+peak_kb() { awk '/^VmHWM/ { print $2 }' "/proc/$SERVER_PID/status"; }
+rss_before=$(rss_kb)
+for path in double double_encode double; do
+    start=$(date +%s%N)
+    req $C "$URL/api/acme/test/$path"
+    ms=$((($(date +%s%N) - start) / 1000000))
+    expect_status "$path: a table reached 2^26 times is a 500" 500
+    expect_body "$path: the JSON error" "j['status'] + ' ' + j['error']['message']" \
+        "failure Internal server error"
+    # without the budget: minutes, gigabytes, or a dead daemon
+    [ "$ms" -lt 10000 ] && pass "$path: answered in ${ms} ms" || fail "$path: took ${ms} ms"
+done
+grep '"event":"script_error"' "$SERVER_LOG" | grep '"path":"/api/acme/test/double"' |
+    grep -q "memory limit reached: response.body would be more than the memory cap allows" &&
+    pass "the log names the memory cap" || fail "no memory-cap line for double.lua"
+grep '"event":"script_error"' "$SERVER_LOG" | grep "double_encode.lua" |
+    grep -q "json.encode: the text would be more than the memory cap allows" &&
+    pass "the log names json.encode" || fail "no memory-cap line for double_encode.lua"
+# At 16 MiB of --script-memory jansson's copy is some 40 MiB at most on each
+# script thread (about 200 MiB in all under AddressSanitizer, whose
+# quarantine keeps freed memory); without the budget it is gigabytes.
+peak=$(peak_kb)
+[ $((peak - rss_before)) -lt 524288 ] &&
+    pass "peak RSS stayed bounded (${rss_before} kB before, peak ${peak} kB)" ||
+    fail "peak RSS ${peak} kB from ${rss_before} kB"
+req $C "$URL/api/acme/test/large"
+expect_status "a large honest response (50,000 records) still works" 200
+expect_body "all of it" "len(j['result']) == 50000 and j['result'][-1]['name'] == 'item 50000'" \
+    True
+req $C "$URL/api/acme/test/version"
+expect_status "and the server keeps serving" 200
+
+# os_clock_is_per_request
+req $C "$URL/api/acme/test/clock"
+expect_body "os.clock() counts this request's CPU time, not the server's" "j['clock'] < 0.5" True
+
+# table_sort_in_a_loop_stops_at_the_caps (the hook looked at the clock once
+# per 250 sorts: half a minute past a 5 s cap)
+start=$(date +%s%N)
+req $C "$URL/api/acme/test/sortloop"
+ms=$((($(date +%s%N) - start) / 1000000))
+expect_status "table.sort in a loop: 500" 500
+[ "$ms" -lt 5000 ] && pass "stopped within the wall-time cap (${ms} ms)" ||
+    fail "table.sort loop took ${ms} ms"
+grep '"event":"script_error"' "$SERVER_LOG" | grep '"path":"/api/acme/test/sortloop"' |
+    grep -q "instruction limit reached" && pass "by the instruction cap, each sort charged" ||
+    fail "no instruction-limit line for sortloop"
+
+# db_query_bad_argument_is_500_and_leaks_nothing (the sanitizer build's
+# LeakSanitizer reports any leak when the server stops: see the end)
+req $C "$URL/api/acme/test/badquery"
+expect_status "db.query with a non-integer limit: 500" 500
+expect_body "the JSON error" "j['status'] + ' ' + j['error']['message']" "failure Internal server error"
+grep '"event":"script_error"' "$SERVER_LOG" | grep -q "bad argument" &&
+    pass "the argument error is in the log" || fail "no script_error line for badquery"
+req $C "$URL/api/acme/test/badquery2"
+expect_status "200 caught argument errors in db.query: the script goes on" 200
+expect_body "and answers" "j['survived']" True
 
 # batch_failure_writes_nothing
 before=$(rows u_inbound)
@@ -247,7 +338,7 @@ metric 'certgate_auth_refusals_total{reason="no_credentials"}' ">= 1"
 metric 'certgate_auth_refusals_total{reason="role_missing"}' ">= 2"
 metric 'certgate_auth_refusals_total{reason="cert_required"}' ">= 1"
 metric 'certgate_tls_connections_total' ">= 16"
-metric 'certgate_script_errors_total' ">= 3"
+metric 'certgate_script_errors_total' ">= 8"
 metric 'certgate_request_duration_seconds_count' ">= 430"
 metric 'certgate_db_commit_duration_seconds_count' ">= 1"
 metric 'certgate_cas_expiring_30d' "== 0"
@@ -256,4 +347,40 @@ grep -q '^# TYPE certgate_request_duration_seconds histogram' "$T/metrics" &&
     pass "metrics: Prometheus text format" || fail "no TYPE line"
 stop_server
 [ "$SERVER_RC" = 0 ] && pass "clean stop" || fail "exit $SERVER_RC"
+cp "$T/server.out" "$T/server1.out"
+
+# a_seed_does_not_reach_the_next_request: with one script thread every
+# request runs in the same Lua state, where a shared generator would carry
+# one request's math.randomseed(42) into the next one's math.random
+start_server --script-threads 1
+req $C "$URL/api/acme/test/seeded"
+expect_status "a script may seed its own generator" 200
+s42=$(cat "$T/body")
+req $C "$URL/api/acme/test/seeded"
+[ "$(cat "$T/body")" = "$s42" ] && pass "and its sequence repeats within a request" ||
+    fail "seed 42 gave $s42, then $(cat "$T/body")"
+same=0
+: >"$T/draws"
+for _ in 1 2 3 4; do
+    req $C "$URL/api/acme/test/seedonly"
+    req $C "$URL/api/acme/test/draw"
+    [ "$(cat "$T/body")" = "$s42" ] && same=$((same + 1))
+    cat "$T/body" >>"$T/draws"
+    echo >>"$T/draws"
+    req $C "$URL/api/acme/test/draw"
+    cat "$T/body" >>"$T/draws"
+    echo >>"$T/draws"
+done
+[ "$same" = 0 ] && pass "math.randomseed(42) does not make the next request's numbers known" ||
+    fail "$same of 4 draws after a seeded request were seed 42's sequence $s42"
+[ "$(sort -u "$T/draws" | wc -l)" = 8 ] && pass "8 requests that do not seed drew 8 sequences" ||
+    fail "draws repeat: $(sort "$T/draws" | uniq -d | head -n 1)"
+stop_server
+[ "$SERVER_RC" = 0 ] && pass "clean stop (one script thread)" || fail "exit $SERVER_RC"
+cat "$T/server1.out" >>"$T/server.out"
+if grep -q "LeakSanitizer" "$T/server.out"; then
+    fail "the server leaked: $(grep -A 12 'ERROR: LeakSanitizer' "$T/server.out" | head -n 30)"
+else
+    pass "no leak reported when the server stops"
+fi
 done_testing

@@ -1029,6 +1029,52 @@ START_TEST(small_calls_add_up)
 }
 END_TEST
 
+/* Runs @p k small finds in @p L. */
+static void small_finds(lua_State *L, unsigned long k)
+{
+    char code[100];
+
+    snprintf(code, sizeof(code), "for i = 1, %lu do assert(('abc'):find('c') == 3) end", k);
+    ck_assert_int_eq(luaL_dostring(L, code), LUA_OK);
+}
+
+/* luapat_reset drops the carried steps: what one request left over does not
+ * move the point where the next one is charged. */
+START_TEST(reset_forgets_carried_steps)
+{
+    lua_State *L = new_state(true, count_charge);
+    unsigned long per_charge = 0, k;
+
+    /* how many small finds make one charge */
+    budget_reset(0);
+    while (charge_calls == 0) {
+        small_finds(L, 1);
+        per_charge++;
+    }
+    lua_close(L);
+    ck_assert_uint_ge(per_charge, 8);
+    k = per_charge * 3 / 4;
+    /* three quarters of a charge, twice: without a reset between, a charge */
+    L = new_state(true, count_charge);
+    budget_reset(0);
+    small_finds(L, k);
+    ck_assert_uint_eq(charge_calls, 0);
+    small_finds(L, k);
+    ck_assert_uint_eq(charge_calls, 1);
+    lua_close(L);
+    /* with one, none */
+    L = new_state(true, count_charge);
+    budget_reset(0);
+    small_finds(L, k);
+    lua_getglobal(L, "string");
+    luapat_reset(L, -1);
+    lua_pop(L, 1);
+    small_finds(L, k);
+    ck_assert_uint_eq(charge_calls, 0);
+    lua_close(L);
+}
+END_TEST
+
 /* Other slow shapes: nested quantifiers, %b over a long run, back-references, plain find. */
 START_TEST(slow_shapes_are_stopped)
 {
@@ -1126,6 +1172,7 @@ static Suite *luapat_suite(void)
     tcase_add_test(tc, empty_matches_are_charged);
     tcase_add_test(tc, plain_find_is_charged);
     tcase_add_test(tc, small_calls_add_up);
+    tcase_add_test(tc, reset_forgets_carried_steps);
     tcase_add_test(tc, slow_shapes_are_stopped);
     tcase_add_test(tc, no_budget_still_bounded);
     tcase_add_test(tc, memory_cap_applies);

@@ -12,6 +12,26 @@
 
 static struct script_vm *vm;
 
+/* jansson values alive now: the allocation functions below count them, so a
+ * test can prove that a run freed every value it made or was given. */
+static long json_live, json_peak;
+
+static void *counting_malloc(size_t n)
+{
+    void *p = malloc(n);
+
+    if (p && ++json_live > json_peak)
+        json_peak = json_live;
+    return p;
+}
+
+static void counting_free(void *p)
+{
+    if (p)
+        json_live--;
+    free(p);
+}
+
 static void setup(void)
 {
     struct script_limits l;
@@ -71,6 +91,29 @@ START_TEST(json_roundtrip)
     ck_assert_int_eq(json_typeof(in), json_typeof(out));
     free(a);
     free(b);
+    json_decref(in);
+    json_decref(out);
+}
+END_TEST
+
+/* The caps are a request's: a conversion after a run that spent them works. */
+START_TEST(conversion_outside_a_request)
+{
+    struct script_request req = {.method = "GET", .path = "/"};
+    static const struct script_db_ops none = {0};
+    struct script_result res;
+    json_t *in = json_pack("[i, s, {s:b}]", 1, "two", "three", 1), *out;
+    char err[200] = "";
+
+    ck_assert_int_eq(
+        script_run(vm, "while true do end", "while true do end", "loop.lua", &req, &none, &res),
+        CG_OK);
+    ck_assert_int_eq(res.outcome, SCRIPT_LIMIT_INSTRUCTIONS);
+    script_result_free(&res);
+    ck_assert_int_eq(script_push_json(vm, in), CG_OK);
+    out = script_pop_json(vm, err, sizeof(err));
+    ck_assert_msg(out != NULL, "%s", err);
+    ck_assert(json_equal(in, out));
     json_decref(in);
     json_decref(out);
 }
@@ -215,6 +258,31 @@ static const struct {
     {"local s = string.rep('a', 100000) string.find(s, '.-.-.-.-b')", SCRIPT_LIMIT_INSTRUCTIONS,
      500},
     {"assert(('  x  '):match('^%s*(.-)%s*$') == 'x')", SCRIPT_OK, 200},
+    /* Table and string functions that loop in C over the script's data are
+     * charged by its size: without, the hook looks at the clock once per
+     * hundreds of such calls, seconds past the wall-time cap. */
+    {"local t = {} for i = 1, 2e5 do t[i] = (i * 7919) % 1000003 end "
+     "while true do table.sort(t) end",
+     SCRIPT_LIMIT_INSTRUCTIONS, 500},
+    {"local t = {} for i = 1, 1e5 do t[i] = 'ab' end while true do local s = table.concat(t) end",
+     SCRIPT_LIMIT_INSTRUCTIONS, 500},
+    {"local t = {} for i = 1, 1e5 do t[i] = i end while true do local a = {table.unpack(t)} end",
+     SCRIPT_LIMIT_INSTRUCTIONS, 500},
+    {"local t = {} for i = 1, 2e5 do t[i] = i end "
+     "while true do table.insert(t, 1, 0) table.remove(t, 1) end",
+     SCRIPT_LIMIT_INSTRUCTIONS, 500},
+    {"local s = string.rep('x', 3e6) while true do local n = utf8.len(s) end",
+     SCRIPT_LIMIT_INSTRUCTIONS, 500},
+    {"local s = string.rep('x', 1e6) while true do local u = s:upper() end",
+     SCRIPT_LIMIT_INSTRUCTIONS, 500},
+    {"local s = string.rep('7', 3e6) while true do local n = tonumber(s) end",
+     SCRIPT_LIMIT_INSTRUCTIONS, 500},
+    {"local t = {} for i = 1, 1e4 do t[i] = -i end table.sort(t) assert(t[1] == -1e4) "
+     "table.insert(t, 1, 0) assert(table.remove(t, 1) == 0) "
+     "assert(table.concat({1, 2, 3}, ',') == '1,2,3') assert(select(2, table.unpack({1, 2})) == 2) "
+     "assert(('abc'):upper() == 'ABC' and utf8.len('caf\\xc3\\xa9') == 4) "
+     "assert(tonumber('12') == 12 and os.date('!%Y', 0) == '1970')",
+     SCRIPT_OK, 200},
     {"assert(select(2, ('a,b,c'):gsub(',', ';')) == 2)", SCRIPT_OK, 200},
 };
 
@@ -273,6 +341,93 @@ START_TEST(globals_do_not_leak)
                          &res),
                      SCRIPT_OK);
     script_result_free(&res);
+    /* every library table the sandbox offers */
+    ck_assert_int_eq(
+        run("for _, lib in ipairs({string, table, math, utf8, os, certgate, json, db}) "
+            "do lib.x = 1 for k in pairs(lib) do lib[k] = nil end end",
+            &res),
+        SCRIPT_OK);
+    script_result_free(&res);
+    ck_assert_int_eq(
+        run("for _, lib in ipairs({string, table, math, utf8, os, certgate, json, db}) "
+            "do assert(lib.x == nil) end assert(string.upper and table.insert and "
+            "math.floor and utf8.char and os.time and certgate.fail and json.encode "
+            "and db.query)",
+            &res),
+        SCRIPT_OK);
+    script_result_free(&res);
+}
+END_TEST
+
+/* The body of a run, as compact JSON (malloc'd). */
+static char *run_body(const char *src)
+{
+    struct script_result res;
+    char *text;
+
+    ck_assert_msg(run(src, &res) == SCRIPT_OK, "%s: %s", src, res.log_detail);
+    text = json_dumps(res.body, JSON_COMPACT | JSON_ENCODE_ANY);
+    script_result_free(&res);
+    return text;
+}
+
+START_TEST(random_state_is_per_request)
+{
+    const char *draw = "local t = {} for i = 1, 4 do t[i] = math.random(1, 1000000000) end "
+                       "response.body = t";
+    const char *seeded = "math.randomseed(42) local t = {} for i = 1, 4 do "
+                         "t[i] = math.random(1, 1000000000) end response.body = t";
+    struct script_result res;
+    char *with42 = run_body(seeded), *again42 = run_body(seeded), *next, *a, *b;
+
+    /* A script's own seed still makes its own sequence repeatable. */
+    ck_assert_str_eq(with42, again42);
+    /* A seed does not reach the next request... */
+    ck_assert_int_eq(run("math.randomseed(42)", &res), SCRIPT_OK);
+    script_result_free(&res);
+    next = run_body(draw);
+    ck_assert_msg(strcmp(next, with42) != 0, "the next request drew the seeded sequence %s", next);
+    /* ...and requests that do not seed draw different sequences. */
+    a = run_body(draw);
+    b = run_body(draw);
+    ck_assert_msg(strcmp(a, b) != 0, "two requests drew the same sequence %s", a);
+    free(with42);
+    free(again42);
+    free(next);
+    free(a);
+    free(b);
+}
+END_TEST
+
+START_TEST(clock_is_per_request)
+{
+    struct script_result res;
+    char *c;
+    double used;
+
+    /* one request burns CPU... */
+    ck_assert_int_eq(run("local t = os.clock() while os.clock() - t < 0.3 do end", &res),
+                     SCRIPT_OK);
+    script_result_free(&res);
+    /* ...which the next one's os.clock() does not show */
+    c = run_body("response.body = os.clock()");
+    used = strtod(c, NULL);
+    ck_assert_msg(used >= 0 && used < 0.2, "os.clock() is %s in a fresh request", c);
+    free(c);
+}
+END_TEST
+
+START_TEST(nothing_kept_after_a_run)
+{
+    struct script_result res;
+    size_t before = script_vm_memory(vm);
+
+    ck_assert_int_eq(run("kept = string.rep('x', 3e6) response.body = {n = #kept}", &res),
+                     SCRIPT_OK);
+    script_result_free(&res);
+    /* the run's globals are garbage once it is over */
+    ck_assert_msg(script_vm_memory(vm) < before + 1024 * 1024,
+                  "%zu bytes held after the run, %zu before", script_vm_memory(vm), before);
 }
 END_TEST
 
@@ -341,6 +496,196 @@ START_TEST(log_is_bounded)
 }
 END_TEST
 
+/*
+ * A small database behind the db.* functions: a query answers rows_per_query
+ * fresh records, get one record, insert and update accept. What they hand to
+ * the script is the script module's to free.
+ */
+static size_t rows_per_query = 3;
+
+static int t_insert(void *ctx, const char *table, json_t *fields, char out_id[37], char *err,
+                    size_t errlen)
+{
+    (void)ctx, (void)table, (void)fields, (void)err, (void)errlen;
+    snprintf(out_id, 37, "%s", "00000000-0000-4000-8000-000000000001");
+    return CG_OK;
+}
+
+static int t_get(void *ctx, const char *table, const char *sys_id, json_t **out, char *err,
+                 size_t errlen)
+{
+    (void)ctx, (void)table, (void)err, (void)errlen;
+    *out = json_pack("{s:s, s:s}", "sys_id", sys_id, "name", "one record");
+    return *out ? CG_OK : CG_ENOMEM;
+}
+
+static int t_query(void *ctx, const char *table, json_t *filter, long limit, long offset,
+                   json_t **out, char *err, size_t errlen)
+{
+    json_t *rows = json_array();
+
+    (void)ctx, (void)table, (void)filter, (void)limit, (void)offset, (void)err, (void)errlen;
+    for (size_t i = 0; rows && i < rows_per_query; i++)
+        json_array_append_new(rows, json_pack("{s:i, s:s}", "n", (int)i, "name",
+                                              "a record of the test table, long enough"));
+    *out = rows;
+    return rows ? CG_OK : CG_ENOMEM;
+}
+
+static int t_update(void *ctx, const char *table, const char *sys_id, json_t *fields, char *err,
+                    size_t errlen)
+{
+    (void)ctx, (void)table, (void)sys_id, (void)fields, (void)err, (void)errlen;
+    return CG_OK;
+}
+
+static const struct script_db_ops test_db = {NULL, t_insert, t_get, t_query, t_update, NULL};
+
+/* Scripts whose Lua errors unwind through a library function that holds C
+ * memory at that moment, and how they must end. */
+static const struct {
+    const char *src;             /* the script */
+    enum script_outcome outcome; /* how it ends */
+} unwind_cases[] = {
+    /* luaL_check* raising in db.query's options, after the filter was made */
+    {"db.query('t', {name = 'x'}, {limit = 'many'})", SCRIPT_ERROR},
+    {"db.query('t', {name = 'x'}, {offset = 1.5})", SCRIPT_ERROR},
+    {"db.query('t', {name = 'x'}, setmetatable({}, {__index = function() error('no') end}))",
+     SCRIPT_ERROR},
+    {"for i = 1, 50 do pcall(db.query, 't', {name = 'x'}, {limit = {}}) end", SCRIPT_OK},
+    {"db.insert('t', {name = 'x', f = print})", SCRIPT_ERROR},
+    {"db.update('t', 'id', {name = {1, nil, 3}})", SCRIPT_ERROR},
+    /* memory errors while records, decoded values or encoded text are made */
+    {"local keep = {} for i = 1, 100 do keep[i] = db.query('t') end", SCRIPT_LIMIT_MEMORY},
+    {"local keep = {} for i = 1, 1e6 do keep[i] = db.get('t', 'id') end", SCRIPT_LIMIT_MEMORY},
+    {"json.decode('[' .. string.rep('[1],', 5e5) .. '1]')", SCRIPT_LIMIT_MEMORY},
+    {"local s = string.rep('x', 3e6) local t = json.encode({s, s})", SCRIPT_LIMIT_MEMORY},
+    /* and the same calls when nothing goes wrong */
+    {"assert(#db.query('t', {name = 'x'}, {limit = 5}) == 3) "
+     "assert(db.get('t', 'id').name == 'one record') "
+     "assert(db.insert('t', {name = 'y'})) assert(db.update('t', 'id', {name = 'z'})) "
+     "assert(json.encode(json.decode('{\"a\":[1,2]}')) == '{\"a\":[1,2]}')",
+     SCRIPT_OK},
+};
+
+START_TEST(unwinding_frees_c_memory)
+{
+    struct script_request req = {.method = "POST", .path = "/x"};
+    struct script_result res;
+    const char *src = unwind_cases[_i].src;
+    long before;
+
+    rows_per_query = 3;
+    if (strstr(src, "keep[i] = db.query"))
+        rows_per_query = 2000;
+    before = json_live;
+    ck_assert_int_eq(script_run(vm, src, src, "unwind.lua", &req, &test_db, &res), CG_OK);
+    ck_assert_msg(res.outcome == unwind_cases[_i].outcome, "%s: outcome %d (%s)", src, res.outcome,
+                  res.log_detail);
+    script_result_free(&res);
+    ck_assert_msg(json_live == before, "%s: %ld jansson allocations left behind", src,
+                  json_live - before);
+}
+END_TEST
+
+/* Scripts that would make far more JSON in C than their memory cap (8 MiB
+ * here: 524288 values, 8388608 bytes), and scripts as large as a legitimate
+ * one gets, with how each must end. */
+static const struct {
+    const char *src;             /* the script */
+    enum script_outcome outcome; /* how it ends */
+    long max_allocs;             /* jansson allocations alive at once at most, 0: the default */
+} amplify_cases[] = {
+    /* a table reached twice is converted twice: 2^21 values from 21 tables */
+    {"local t = {} for i = 1, 21 do t = {t, t} end response.body = t", SCRIPT_LIMIT_MEMORY, 0},
+    {"local t = {} for i = 1, 22 do t = {t, t} end response.body = {deep = t}", SCRIPT_LIMIT_MEMORY,
+     0},
+    {"local t = {} for i = 1, 21 do t = {t, t} end local s = json.encode(t)", SCRIPT_LIMIT_MEMORY,
+     0},
+    {"local t = {} for i = 1, 21 do t = {a = t, b = t} end db.insert('t', {payload = t})",
+     SCRIPT_LIMIT_MEMORY, 0},
+    {"local t = {} for i = 1, 21 do t = {t, t} end db.query('t', {payload = t})",
+     SCRIPT_LIMIT_MEMORY, 0},
+    /* caught, the same conversion again and again: the instruction cap */
+    {"local t = {} for i = 1, 21 do t = {t, t} end "
+     "while true do pcall(json.encode, t) end",
+     SCRIPT_LIMIT_INSTRUCTIONS, 0},
+    /* one string many times: bytes, escapes counted */
+    {"local s = string.rep('x', 1e6) local t = {} for i = 1, 100 do t[i] = s end "
+     "response.body = t",
+     SCRIPT_LIMIT_MEMORY, 0},
+    {"response.body = string.rep('\\1', 2e6)", SCRIPT_LIMIT_MEMORY, 0},
+    {"local v = string.rep('v', 4000) for i = 1, 5000 do response.headers['X-H' .. i] = v end",
+     SCRIPT_LIMIT_MEMORY, 0},
+    {"for i = 1, 3 do db.insert('t', {s = string.rep('x', 3e6)}) end", SCRIPT_LIMIT_MEMORY, 0},
+    /* a text with more values than the memory left is not parsed */
+    {"local t = json.decode('[' .. string.rep('0,', 1e6) .. '0]')", SCRIPT_LIMIT_MEMORY, 100},
+    /* as large as fits: these work */
+    {"local t = {} for i = 1, 200000 do t[i] = i end response.body = t", SCRIPT_OK, 0},
+    {"local t = {} for i = 1, 20000 do t[i] = {id = i, name = 'item ' .. i} end "
+     "response.body = t",
+     SCRIPT_OK, 0},
+    {"response.body = {s = string.rep('x', 3e6)}", SCRIPT_OK, 0},
+    {"local t = {} for i = 1, 10 do t = {t, t} end response.body = {a = t, b = json.encode(t)}",
+     SCRIPT_OK, 0},
+    {"local s = string.rep('1,', 1e5) assert(#json.decode('[' .. s .. '1]') == 100001)", SCRIPT_OK,
+     0},
+};
+
+START_TEST(conversion_stays_within_caps)
+{
+    struct script_request req = {.method = "POST", .path = "/x"};
+    struct script_result res;
+    const char *src = amplify_cases[_i].src;
+    long before = json_live, made, max = amplify_cases[_i].max_allocs;
+
+    json_peak = json_live;
+    ck_assert_int_eq(script_run(vm, src, src, "amplify.lua", &req, &test_db, &res), CG_OK);
+    made = json_peak - before;
+    /* A value converted counts as one instruction but takes the time of
+     * dozens: on a loaded machine the wall clock may stop the loop first. */
+    if (amplify_cases[_i].outcome == SCRIPT_LIMIT_INSTRUCTIONS && res.outcome == SCRIPT_LIMIT_TIME)
+        res.outcome = SCRIPT_LIMIT_INSTRUCTIONS;
+    ck_assert_msg(res.outcome == amplify_cases[_i].outcome, "%s: outcome %d (%s)", src, res.outcome,
+                  res.log_detail);
+    if (res.outcome == SCRIPT_LIMIT_MEMORY)
+        ck_assert_int_eq(res.status, 500);
+    /* By default at most 3 allocations a value (a value, its storage, a
+     * string copy) for the memory cap's share of values, not what the
+     * sharing multiplies. */
+    if (max == 0)
+        max = 3 * (8 * 1024 * 1024 / 16);
+    ck_assert_msg(made <= max, "%s: %ld jansson allocations at once", src, made);
+    script_result_free(&res);
+    ck_assert_int_eq(json_live, before);
+    /* and the VM goes on serving */
+    ck_assert_int_eq(run("response.body = {ok = true}", &res), SCRIPT_OK);
+    script_result_free(&res);
+}
+END_TEST
+
+START_TEST(conversion_says_why)
+{
+    struct script_result res;
+
+    ck_assert_int_eq(run("local t = {} for i = 1, 21 do t = {t, t} end response.body = t", &res),
+                     SCRIPT_LIMIT_MEMORY);
+    ck_assert_msg(strstr(res.log_detail,
+                         "response.body would be more than the memory cap allows (8388608 bytes"),
+                  "%s", res.log_detail);
+    script_result_free(&res);
+    ck_assert_int_eq(
+        run("local t = {} for i = 1, 21 do t = {t, t} end local ok, e = pcall(json.encode, t) "
+            "response.body = {e = e}",
+            &res),
+        SCRIPT_OK);
+    ck_assert_msg(strstr(json_string_value(json_object_get(res.body, "e")),
+                         "json.encode: the text would be more than the memory cap allows"),
+                  "%s", json_dumps(res.body, 0));
+    script_result_free(&res);
+}
+END_TEST
+
 START_TEST(syntax_errors_name_file_and_line)
 {
     char err[300];
@@ -360,11 +705,13 @@ int main(void)
     SRunner *sr;
     int failed;
 
+    json_set_alloc_funcs(counting_malloc, counting_free);
     tc = tcase_create("json");
     tcase_add_checked_fixture(tc, setup, teardown);
     tcase_add_loop_test(tc, json_roundtrip, 0,
                         sizeof(roundtrip_cases) / sizeof(roundtrip_cases[0]));
     tcase_add_loop_test(tc, lua_to_json, 0, sizeof(lua_cases) / sizeof(lua_cases[0]));
+    tcase_add_test(tc, conversion_outside_a_request);
     suite_add_tcase(s, tc);
     tc = tcase_create("sandbox");
     tcase_add_checked_fixture(tc, setup, teardown);
@@ -373,9 +720,21 @@ int main(void)
     tcase_add_loop_test(tc, limits_and_errors, 0, sizeof(limit_cases) / sizeof(limit_cases[0]));
     tcase_add_test(tc, wall_time);
     tcase_add_test(tc, globals_do_not_leak);
+    tcase_add_test(tc, random_state_is_per_request);
+    tcase_add_test(tc, clock_is_per_request);
+    tcase_add_test(tc, nothing_kept_after_a_run);
     tcase_add_test(tc, request_is_visible);
     tcase_add_test(tc, syntax_errors_name_file_and_line);
     tcase_add_test(tc, log_is_bounded);
+    suite_add_tcase(s, tc);
+    tc = tcase_create("cleanup");
+    tcase_add_checked_fixture(tc, setup, teardown);
+    tcase_set_timeout(tc, 60);
+    tcase_add_loop_test(tc, unwinding_frees_c_memory, 0,
+                        sizeof(unwind_cases) / sizeof(unwind_cases[0]));
+    tcase_add_loop_test(tc, conversion_stays_within_caps, 0,
+                        sizeof(amplify_cases) / sizeof(amplify_cases[0]));
+    tcase_add_test(tc, conversion_says_why);
     suite_add_tcase(s, tc);
     sr = srunner_create(s);
     srunner_run_all(sr, CK_NORMAL);
