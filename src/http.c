@@ -26,6 +26,7 @@
 #include "log.h"
 #include "metrics.h"
 #include "routes.h"
+#include "target.h"
 #include "writer.h"
 
 /* The longest Authorization header certgate reads. */
@@ -922,7 +923,7 @@ static enum stage pipeline_head(struct request *r)
 /* ---- scripted resources and the Table API ---- */
 
 /* Headers get lower-case names (design section 6); query keys keep theirs.
- * Values were checked to be UTF-8 for the query (check_target); header
+ * Values were checked to be UTF-8 for the query (target_check); header
  * values are repaired rather than dropped. */
 static enum MHD_Result collect(void *cls, enum MHD_ValueKind kind, const char *key,
                                const char *value)
@@ -1314,71 +1315,6 @@ static void *on_uri(void *cls, const char *uri, struct MHD_Connection *mhd)
     return r;
 }
 
-static int hex_digit(char c)
-{
-    if (c >= '0' && c <= '9')
-        return c - '0';
-    if (c >= 'a' && c <= 'f')
-        return c - 'a' + 10;
-    if (c >= 'A' && c <= 'F')
-        return c - 'A' + 10;
-    return -1;
-}
-
-/* Decodes %XX escapes as libmicrohttpd does (others stay as they are);
- * returns the decoded length. @p out has room for @p len bytes. */
-static size_t percent_decode(const char *in, size_t len, char *out)
-{
-    size_t o = 0;
-
-    for (size_t i = 0; i < len; i++) {
-        int hi, lo;
-
-        if (in[i] == '%' && i + 2 < len && (hi = hex_digit(in[i + 1])) >= 0 &&
-            (lo = hex_digit(in[i + 2])) >= 0) {
-            out[o++] = (char)(hi * 16 + lo);
-            i += 2;
-        } else {
-            out[o++] = in[i];
-        }
-    }
-    return o;
-}
-
-/* The path and the query as libmicrohttpd hands them on must be text:
- * NUL would cut them short (/healthz%00junk is not /healthz) and bytes that
- * are not UTF-8 cannot go into JSON. NULL when fine, else the detail. */
-static const char *check_target(const char *target)
-{
-    const char *q;
-    size_t len, plen, n;
-    char *buf;
-    const char *why = NULL;
-
-    if (!target)
-        return NULL;
-    len = strlen(target);
-    q = strchr(target, '?');
-    plen = q ? (size_t)(q - target) : len;
-    buf = malloc(len + 1);
-    if (!buf)
-        return "out of memory";
-    n = percent_decode(target, plen, buf);
-    if (memchr(buf, '\0', n))
-        why = "the request path holds a NUL byte (%00)";
-    else if (error_utf8_prefix(buf, n) != n)
-        why = "the request path is not valid UTF-8 once percent-decoded";
-    if (!why && q) {
-        n = percent_decode(q + 1, len - plen - 1, buf);
-        if (memchr(buf, '\0', n))
-            why = "the query string holds a NUL byte (%00)";
-        else if (error_utf8_prefix(buf, n) != n)
-            why = "the query string is not valid UTF-8 once percent-decoded";
-    }
-    free(buf);
-    return why;
-}
-
 /* What the request head holds, for the checks libmicrohttpd leaves to us. */
 struct head_scan {
     size_t bytes;         /* header names and values, bytes */
@@ -1425,7 +1361,7 @@ static enum MHD_Result scan_value(void *cls, enum MHD_ValueKind kind, const char
  * its size (libmicrohttpd only refuses a head that overflows the memory
  * pool, which is sized well above --max-header-size so that the answer
  * always fits), the body framing (a request with two framings is how
- * requests are smuggled past proxies), and the target (check_target).
+ * requests are smuggled past proxies), and the target (target_check).
  */
 static enum stage stage_head(struct request *r, const char *version)
 {
@@ -1471,7 +1407,7 @@ static enum stage stage_head(struct request *r, const char *version)
                                  "the request has Content-Length headers that disagree");
         }
     }
-    bad = check_target(r->target);
+    bad = target_check(r->target);
     if (bad) {
         r->bad_target = true;
         return respond_error(r, CG_ERROR_BAD_REQUEST, bad);
