@@ -7,7 +7,6 @@
 #include <jansson.h>
 #include <microhttpd.h>
 #include <netinet/in.h>
-#include <math.h>
 #include <netinet/tcp.h>
 #include <poll.h>
 #include <pthread.h>
@@ -26,6 +25,7 @@
 #include "log.h"
 #include "metrics.h"
 #include "routes.h"
+#include "table_query.h"
 #include "target.h"
 #include "writer.h"
 
@@ -1001,34 +1001,6 @@ static bool json_content_type(struct request *r)
            (ct[n] == '\0' || ct[n] == ';' || ct[n] == ' ');
 }
 
-/* A Table API filter value from the query string, typed as the column
- * compares it: integers and reals as numbers, json columns as JSON (else
- * as a string), text as text. Unknown columns are left as text for the
- * writer to refuse by name. */
-static json_t *table_filter_value(const struct dtable_column *c, const char *val)
-{
-    char *end = NULL;
-
-    if (c && c->type == DT_INTEGER && *val) {
-        long long n = strtoll(val, &end, 10);
-
-        if (!*end)
-            return json_integer(n);
-    } else if (c && c->type == DT_REAL && *val) {
-        double d = strtod(val, &end);
-
-        if (!*end && isfinite(d))
-            return json_real(d);
-    } else if (c && c->type == DT_JSON) {
-        json_error_t jerr;
-        json_t *j = json_loads(val, JSON_DECODE_ANY, &jerr);
-
-        if (j)
-            return j;
-    }
-    return json_string(val);
-}
-
 /* Builds the job for the writer, or answers the request itself (400/415). */
 static enum stage start_job(struct request *r)
 {
@@ -1069,57 +1041,21 @@ static enum stage start_job(struct request *r)
             job->op = WRITER_TABLE_GET;
             job->sys_id = strdup(r->dyn.sys_id);
         } else {
-            json_t *q = collect_args(r, MHD_GET_ARGUMENT_KIND), *v;
-            const char *key;
-            void *tmp;
+            json_t *q = collect_args(r, MHD_GET_ARGUMENT_KIND);
+            struct table_query tq;
+            char detail[200];
+            int rc;
 
             job->op = WRITER_TABLE_LIST;
-            job->limit = 100;
-            job->filter = json_object();
-            json_object_foreach_safe(q, tmp, key, v)
-            {
-                const char *val = json_string_value(v);
-                char *end = NULL;
-
-                (void)tmp;
-                if (strcmp(key, "sysparm_limit") == 0 || strcmp(key, "sysparm_offset") == 0) {
-                    bool lim = key[8] == 'l';
-                    long n = strtol(val, &end, 10);
-
-                    if (!*val || *end || n < (lim ? 1 : 0) ||
-                        n > (lim ? DTABLE_MAX_LIMIT : INT32_MAX)) {
-                        char detail[120];
-
-                        snprintf(detail, sizeof(detail), "%s takes a whole number from %d to %ld",
-                                 key, lim ? 1 : 0, lim ? (long)DTABLE_MAX_LIMIT : (long)INT32_MAX);
-                        json_decref(q);
-                        return respond_error(r, CG_ERROR_BAD_REQUEST, detail);
-                    }
-                    if (lim)
-                        job->limit = n;
-                    else
-                        job->offset = n;
-                } else if (strncmp(key, "sysparm_", 8) == 0) {
-                    char detail[200];
-
-                    snprintf(detail, sizeof(detail),
-                             "%.64s is not supported: use sysparm_limit, sysparm_offset and "
-                             "COLUMN=VALUE filters",
-                             key);
-                    json_decref(q);
-                    return respond_error(r, CG_ERROR_BAD_REQUEST, detail);
-                } else {
-                    json_t *fv = table_filter_value(dtable_column(r->dyn.table, key), val);
-
-                    if (!fv) {
-                        json_decref(q);
-                        return respond_error(r, CG_ERROR_BAD_REQUEST,
-                                             "a filter value is not valid UTF-8");
-                    }
-                    json_object_set_new(job->filter, key, fv);
-                }
-            }
+            rc = table_query_parse(r->dyn.table, q, &tq, detail, sizeof(detail));
             json_decref(q);
+            if (rc == CG_EINVAL)
+                return respond_error(r, CG_ERROR_BAD_REQUEST, detail);
+            if (rc)
+                return respond_error(r, CG_ERROR_INTERNAL, r->id);
+            job->limit = tq.limit;
+            job->offset = tq.offset;
+            job->filter = tq.filter;
         }
     } else {
         job->op = WRITER_SCRIPT;
