@@ -109,7 +109,7 @@ static bool any_eq(char *const *v, size_t n, const char *value, bool nocase)
     return false;
 }
 
-static bool rule_matches(const struct store_map *m, const struct pki_cert *c)
+bool identity_rule_matches(const struct store_map *m, const struct pki_cert *c)
 {
     const char *f = m->match_field, *v = m->match_value;
 
@@ -148,7 +148,8 @@ static const struct store_map *find_rule(const struct trust_snapshot *snap, int6
     for (size_t i = 0; i < snap->n_maps; i++) {
         const struct store_map *m = &snap->maps[i];
 
-        if (m->kind == STORE_MAP_RULE && m->is_active && m->ca_id == ca_id && rule_matches(m, c))
+        if (m->kind == STORE_MAP_RULE && m->is_active && m->ca_id == ca_id &&
+            identity_rule_matches(m, c))
             return m;
     }
     return NULL;

@@ -129,6 +129,15 @@ unsigned identity_limiter_barred(const char *addr, int64_t now);
  */
 bool identity_limiter_failed(const char *addr, int64_t now);
 
+/**
+ * Whether a rule mapping's field and value (cn, dn, email, dns, uri, spki)
+ * match a certificate; the rule's CA binding and active flag are not looked at.
+ * @param m a STORE_MAP_RULE mapping
+ * @param c the certificate's facts
+ * @return true when the rule matches
+ */
+bool identity_rule_matches(const struct store_map *m, const struct pki_cert *c);
+
 /** Whether the identity holds at least one of @p roles (none listed: true). */
 bool identity_has_any_role(const struct identity *id, char *const *roles, size_t n_roles);
 
