@@ -811,8 +811,10 @@ static int parse_der(const char *data, size_t len, struct pki_cert_list *out_lis
         if (grc >= 0) {
             rc = list_push(out_list, crt);
             gnutls_x509_crt_deinit(crt);
-            if (rc)
+            if (rc) {
+                pki_cert_list_free(out_list);
                 perr(out_err, 1, NULL, "the DER certificate could not be read");
+            }
             return rc;
         }
         gnutls_x509_crt_deinit(crt);
