@@ -66,9 +66,11 @@ cp int.crl int-stale.crl foreign.crl int-crl.der foreign-crl.der "$out/fuzz_crl/
 { cat int-crl.der; printf '%s' "$S"; cat int.der; } >"$out/fuzz_crl/int-crl-and-ca.der"
 
 # DNs: the typed DN, the certificate, a rule.
-for c in client dn-*; do
+for c in client.pem dn-*.pem; do
     c=${c%.pem}
-    [ -f "$c.pem" ] && [ -f "$c.dn" ] || continue
+    if [ ! -f "$c.pem" ] || [ ! -f "$c.dn" ]; then
+        continue
+    fi
     { cat "$c.dn"; printf '%s' "$S"; cat "$c.pem"; printf '%scn=integrator1' "$S"; } \
         >"$out/fuzz_dn/$c"
     { cat "$c.dn"; printf '%s' "$S"; cat "$c.pem"; printf '%sdn=' "$S"; cat "$c.dn"; } \
@@ -85,6 +87,7 @@ chain() {
     ctl=$2
     shift 2
     {
+        # shellcheck disable=SC2059 # the control bytes are octal escapes
         printf "$ctl"
         first=1
         for f in "$@"; do

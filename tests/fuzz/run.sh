@@ -126,7 +126,7 @@ for t in $targets; do
             failed="$failed $t"
             continue
         fi
-        echo "fuzz: $t: $(ls "$src/regress/$t" | wc -l) regression inputs pass"
+        echo "fuzz: $t: $(find "$src/regress/$t" -type f | wc -l) regression inputs pass"
     fi
     if [ "$secs" -eq 0 ]; then
         set -- -runs=0
