@@ -485,14 +485,8 @@ static int l_db_query(lua_State *L)
     long limit = 100, offset = 0;
     int rc;
 
-    if (!lua_isnoneornil(L, 2)) {
-        luaL_checktype(L, 2, LUA_TTABLE);
-        filter = arg_json(L, 2);
-        if (json_is_array(filter) && json_array_size(filter) == 0) {
-            json_decref(filter);
-            filter = json_object();
-        }
-    }
+    /* The options first: a Lua error raised while reading them would leak
+     * a filter already converted (found by fuzz_script). */
     if (lua_istable(L, 3)) {
         lua_getfield(L, 3, "limit");
         if (!lua_isnil(L, -1))
@@ -501,6 +495,14 @@ static int l_db_query(lua_State *L)
         if (!lua_isnil(L, -1))
             offset = (long)luaL_checkinteger(L, -1);
         lua_pop(L, 2);
+    }
+    if (!lua_isnoneornil(L, 2)) {
+        luaL_checktype(L, 2, LUA_TTABLE);
+        filter = arg_json(L, 2);
+        if (json_is_array(filter) && json_array_size(filter) == 0) {
+            json_decref(filter);
+            filter = json_object();
+        }
     }
     rc = db->query(db->ctx, table, filter, limit, offset, &rows, err, sizeof(err));
     json_decref(filter);
