@@ -3,8 +3,9 @@
 # missing. Safe to re-run. Needs root (or sudo).
 #   sh contrib/install-deps.sh          to build and run certgate (the demo)
 #   sh contrib/install-deps.sh --test   also what the test suite needs
-#                                       (python3, clang-format, cppcheck, and
-#                                       Node.js and npm for newman)
+#                                       (python3, clang-format, cppcheck, clang
+#                                       and its runtime for the fuzz harnesses,
+#                                       and Node.js and npm for newman)
 set -eu
 
 # Build: compiler, autotools, the libraries' headers and Check (configure
@@ -13,7 +14,10 @@ set -eu
 PACKAGES="build-essential autoconf automake pkg-config ca-certificates
 libmicrohttpd-dev libgnutls28-dev gnutls-bin libjansson-dev libsqlite3-dev sqlite3
 liblua5.4-dev libinih-dev check curl openssl"
-TEST_PACKAGES="python3 clang-format cppcheck"
+# The fuzz harnesses (tests/fuzz) build with clang -fsanitize=fuzzer: clang
+# 14 finds libFuzzer in libclang-rt-14-dev (libclang_rt.fuzzer), which clang
+# only recommends, so it is named here; libfuzzer-14-dev is not needed.
+TEST_PACKAGES="python3 clang-format cppcheck clang libclang-rt-14-dev"
 
 what="build and run"
 case "${1:-}" in
@@ -23,7 +27,7 @@ case "${1:-}" in
     what="build, run and test"
     ;;
 -h | --help)
-    sed -n '2,7p' "$0" | sed 's/^# \{0,1\}//'
+    sed -n '2,8p' "$0" | sed 's/^# \{0,1\}//'
     exit 0
     ;;
 *)

@@ -1,11 +1,13 @@
 #!/bin/sh
 # The whole test suite from scratch: dependencies, a -Werror build, the man
 # page and certgate-pki checks and `make check`, then an AddressSanitizer +
-# UndefinedBehaviorSanitizer build and `make check` again. Builds out of tree
+# UndefinedBehaviorSanitizer build and `make check` again, then every libFuzzer
+# harness of tests/fuzz for FUZZ_SECONDS (default 15) each. Builds out of tree
 # in ./build/ so the source tree stays clean; a source tree configured in
 # place (./configure run in it) is cleaned with `make distclean` first,
 # since configure refuses to build elsewhere from it. Safe to re-run.
-# Usage: contrib/run-tests.sh [--quick] (--quick: skip the sanitizer pass).
+# Usage: contrib/run-tests.sh [--quick] (--quick: skip the sanitizer pass and
+# the fuzzing; FUZZ_SECONDS=0 replays the fuzz seeds and regression inputs only).
 set -eu
 
 top=$(cd "$(dirname "$0")/.." && pwd)
@@ -108,9 +110,10 @@ echo "== static checks: clang-format, cppcheck"
 c_sources() {
     if git -C "$top" rev-parse --is-inside-work-tree >/dev/null 2>&1; then
         git -C "$top" ls-files --cached --others --exclude-standard -- 'src/*.[ch]' \
-            'tests/unit/*.[ch]'
+            'tests/unit/*.[ch]' 'tests/fuzz/*.[ch]'
     else
-        find src tests/unit -name '*.[ch]' ! -name schema_sql.c ! -name config.h -print | sort
+        find src tests/unit tests/fuzz -name '*.[ch]' ! -name schema_sql.c ! -name config.h \
+            -print | sort
     fi
 }
 if command -v clang-format >/dev/null 2>&1; then
@@ -137,6 +140,16 @@ if [ "$quick" = no ]; then
     LSAN_OPTIONS=${LSAN_OPTIONS:-suppressions=$top/tests/lsan.supp:print_suppressions=0}
     export ASAN_OPTIONS UBSAN_OPTIONS LSAN_OPTIONS
     run_pass sanitizers --enable-sanitizers
+    # Fuzzing: each harness replays its regression inputs, then fuzzes for
+    # FUZZ_SECONDS from its seeds, in a clang build of its own; one test.
+    echo "== fuzz: tests/fuzz/run.sh ${FUZZ_SECONDS:-15} (each target)"
+    rm -rf "$top/build/fuzz"
+    if FUZZ_BUILDDIR="$top/build/fuzz" sh "$top/tests/fuzz/run.sh" "${FUZZ_SECONDS:-15}"; then
+        TOTAL_PASS=$((TOTAL_PASS + 1))
+    else
+        echo "tests: $TOTAL_PASS passed, $((TOTAL_FAIL + 1)) failed"
+        exit 1
+    fi
 fi
 if [ -n "${CI:-}" ] && [ "$TOTAL_SKIP" -gt "$ALLOWED_SKIP" ]; then
     echo "run-tests: $((TOTAL_SKIP - ALLOWED_SKIP)) tests skipped in CI: a prerequisite is missing" >&2

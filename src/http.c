@@ -7,7 +7,6 @@
 #include <jansson.h>
 #include <microhttpd.h>
 #include <netinet/in.h>
-#include <math.h>
 #include <netinet/tcp.h>
 #include <poll.h>
 #include <pthread.h>
@@ -26,6 +25,8 @@
 #include "log.h"
 #include "metrics.h"
 #include "routes.h"
+#include "table_query.h"
+#include "target.h"
 #include "writer.h"
 
 /* The longest Authorization header certgate reads. */
@@ -979,7 +980,7 @@ static enum stage pipeline_head(struct request *r)
 /* ---- scripted resources and the Table API ---- */
 
 /* Headers get lower-case names (design section 6); query keys keep theirs.
- * Values were checked to be UTF-8 for the query (check_target); header
+ * Values were checked to be UTF-8 for the query (target_check); header
  * values are repaired rather than dropped. */
 static enum MHD_Result collect(void *cls, enum MHD_ValueKind kind, const char *key,
                                const char *value)
@@ -1057,34 +1058,6 @@ static bool json_content_type(struct request *r)
            (ct[n] == '\0' || ct[n] == ';' || ct[n] == ' ');
 }
 
-/* A Table API filter value from the query string, typed as the column
- * compares it: integers and reals as numbers, json columns as JSON (else
- * as a string), text as text. Unknown columns are left as text for the
- * writer to refuse by name. */
-static json_t *table_filter_value(const struct dtable_column *c, const char *val)
-{
-    char *end = NULL;
-
-    if (c && c->type == DT_INTEGER && *val) {
-        long long n = strtoll(val, &end, 10);
-
-        if (!*end)
-            return json_integer(n);
-    } else if (c && c->type == DT_REAL && *val) {
-        double d = strtod(val, &end);
-
-        if (!*end && isfinite(d))
-            return json_real(d);
-    } else if (c && c->type == DT_JSON) {
-        json_error_t jerr;
-        json_t *j = json_loads(val, JSON_DECODE_ANY, &jerr);
-
-        if (j)
-            return j;
-    }
-    return json_string(val);
-}
-
 /* Builds the job for the writer, or answers the request itself (400/415). */
 static enum stage start_job(struct request *r)
 {
@@ -1125,57 +1098,21 @@ static enum stage start_job(struct request *r)
             job->op = WRITER_TABLE_GET;
             job->sys_id = strdup(r->dyn.sys_id);
         } else {
-            json_t *q = collect_args(r, MHD_GET_ARGUMENT_KIND), *v;
-            const char *key;
-            void *tmp;
+            json_t *q = collect_args(r, MHD_GET_ARGUMENT_KIND);
+            struct table_query tq;
+            char detail[200];
+            int rc;
 
             job->op = WRITER_TABLE_LIST;
-            job->limit = 100;
-            job->filter = json_object();
-            json_object_foreach_safe(q, tmp, key, v)
-            {
-                const char *val = json_string_value(v);
-                char *end = NULL;
-
-                (void)tmp;
-                if (strcmp(key, "sysparm_limit") == 0 || strcmp(key, "sysparm_offset") == 0) {
-                    bool lim = key[8] == 'l';
-                    long n = strtol(val, &end, 10);
-
-                    if (!*val || *end || n < (lim ? 1 : 0) ||
-                        n > (lim ? DTABLE_MAX_LIMIT : INT32_MAX)) {
-                        char detail[120];
-
-                        snprintf(detail, sizeof(detail), "%s takes a whole number from %d to %ld",
-                                 key, lim ? 1 : 0, lim ? (long)DTABLE_MAX_LIMIT : (long)INT32_MAX);
-                        json_decref(q);
-                        return respond_error(r, CG_ERROR_BAD_REQUEST, detail);
-                    }
-                    if (lim)
-                        job->limit = n;
-                    else
-                        job->offset = n;
-                } else if (strncmp(key, "sysparm_", 8) == 0) {
-                    char detail[200];
-
-                    snprintf(detail, sizeof(detail),
-                             "%.64s is not supported: use sysparm_limit, sysparm_offset and "
-                             "COLUMN=VALUE filters",
-                             key);
-                    json_decref(q);
-                    return respond_error(r, CG_ERROR_BAD_REQUEST, detail);
-                } else {
-                    json_t *fv = table_filter_value(dtable_column(r->dyn.table, key), val);
-
-                    if (!fv) {
-                        json_decref(q);
-                        return respond_error(r, CG_ERROR_BAD_REQUEST,
-                                             "a filter value is not valid UTF-8");
-                    }
-                    json_object_set_new(job->filter, key, fv);
-                }
-            }
+            rc = table_query_parse(r->dyn.table, q, &tq, detail, sizeof(detail));
             json_decref(q);
+            if (rc == CG_EINVAL)
+                return respond_error(r, CG_ERROR_BAD_REQUEST, detail);
+            if (rc)
+                return respond_error(r, CG_ERROR_INTERNAL, r->id);
+            job->limit = tq.limit;
+            job->offset = tq.offset;
+            job->filter = tq.filter;
         }
     } else {
         job->op = WRITER_SCRIPT;
@@ -1378,71 +1315,6 @@ static void *on_uri(void *cls, const char *uri, struct MHD_Connection *mhd)
     return r;
 }
 
-static int hex_digit(char c)
-{
-    if (c >= '0' && c <= '9')
-        return c - '0';
-    if (c >= 'a' && c <= 'f')
-        return c - 'a' + 10;
-    if (c >= 'A' && c <= 'F')
-        return c - 'A' + 10;
-    return -1;
-}
-
-/* Decodes %XX escapes as libmicrohttpd does (others stay as they are);
- * returns the decoded length. @p out has room for @p len bytes. */
-static size_t percent_decode(const char *in, size_t len, char *out)
-{
-    size_t o = 0;
-
-    for (size_t i = 0; i < len; i++) {
-        int hi, lo;
-
-        if (in[i] == '%' && i + 2 < len && (hi = hex_digit(in[i + 1])) >= 0 &&
-            (lo = hex_digit(in[i + 2])) >= 0) {
-            out[o++] = (char)(hi * 16 + lo);
-            i += 2;
-        } else {
-            out[o++] = in[i];
-        }
-    }
-    return o;
-}
-
-/* The path and the query as libmicrohttpd hands them on must be text:
- * NUL would cut them short (/healthz%00junk is not /healthz) and bytes that
- * are not UTF-8 cannot go into JSON. NULL when fine, else the detail. */
-static const char *check_target(const char *target)
-{
-    const char *q;
-    size_t len, plen, n;
-    char *buf;
-    const char *why = NULL;
-
-    if (!target)
-        return NULL;
-    len = strlen(target);
-    q = strchr(target, '?');
-    plen = q ? (size_t)(q - target) : len;
-    buf = malloc(len + 1);
-    if (!buf)
-        return "out of memory";
-    n = percent_decode(target, plen, buf);
-    if (memchr(buf, '\0', n))
-        why = "the request path holds a NUL byte (%00)";
-    else if (error_utf8_prefix(buf, n) != n)
-        why = "the request path is not valid UTF-8 once percent-decoded";
-    if (!why && q) {
-        n = percent_decode(q + 1, len - plen - 1, buf);
-        if (memchr(buf, '\0', n))
-            why = "the query string holds a NUL byte (%00)";
-        else if (error_utf8_prefix(buf, n) != n)
-            why = "the query string is not valid UTF-8 once percent-decoded";
-    }
-    free(buf);
-    return why;
-}
-
 /* What the request head holds, for the checks libmicrohttpd leaves to us. */
 struct head_scan {
     size_t bytes;         /* header names and values, bytes */
@@ -1489,7 +1361,7 @@ static enum MHD_Result scan_value(void *cls, enum MHD_ValueKind kind, const char
  * its size (libmicrohttpd only refuses a head that overflows the memory
  * pool, which is sized well above --max-header-size so that the answer
  * always fits), the body framing (a request with two framings is how
- * requests are smuggled past proxies), and the target (check_target).
+ * requests are smuggled past proxies), and the target (target_check).
  */
 static enum stage stage_head(struct request *r, const char *version)
 {
@@ -1535,7 +1407,7 @@ static enum stage stage_head(struct request *r, const char *version)
                                  "the request has Content-Length headers that disagree");
         }
     }
-    bad = check_target(r->target);
+    bad = target_check(r->target);
     if (bad) {
         r->bad_target = true;
         return respond_error(r, CG_ERROR_BAD_REQUEST, bad);

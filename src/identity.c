@@ -109,7 +109,7 @@ static bool any_eq(char *const *v, size_t n, const char *value, bool nocase)
     return false;
 }
 
-static bool rule_matches(const struct store_map *m, const struct pki_cert *c)
+bool identity_rule_matches(const struct store_map *m, const struct pki_cert *c)
 {
     const char *f = m->match_field, *v = m->match_value;
 
@@ -164,7 +164,7 @@ static const struct store_map *find_rule(const struct trust_snapshot *snap,
     for (size_t i = 0; i < snap->n_maps; i++) {
         const struct store_map *m = &snap->maps[i];
 
-        if (m->kind == STORE_MAP_RULE && m->is_active && rule_matches(m, c) &&
+        if (m->kind == STORE_MAP_RULE && m->is_active && identity_rule_matches(m, c) &&
             rule_ca_issued(snap, m->ca_id, v->issuer_spki, c))
             return m;
     }

@@ -169,6 +169,15 @@ enum identity_limit identity_limiter_begin(struct identity_limiter *lim, const c
  */
 bool identity_limiter_end(struct identity_limiter *lim, const char *addr, int64_t now, bool failed);
 
+/**
+ * Whether a rule mapping's field and value (cn, dn, email, dns, uri, spki)
+ * match a certificate; the rule's CA binding and active flag are not looked at.
+ * @param m a STORE_MAP_RULE mapping
+ * @param c the certificate's facts
+ * @return true when the rule matches
+ */
+bool identity_rule_matches(const struct store_map *m, const struct pki_cert *c);
+
 /** Whether the identity holds at least one of @p roles (none listed: true). */
 bool identity_has_any_role(const struct identity *id, char *const *roles, size_t n_roles);
 

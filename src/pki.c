@@ -772,8 +772,10 @@ static int parse_der(const char *data, size_t len, struct pki_cert_list *out_lis
         if (grc >= 0) {
             rc = list_push(out_list, crt);
             gnutls_x509_crt_deinit(crt);
-            if (rc)
+            if (rc) {
+                pki_cert_list_free(out_list);
                 perr(out_err, 1, NULL, "the DER certificate could not be read");
+            }
             return rc;
         }
         gnutls_x509_crt_deinit(crt);
@@ -995,7 +997,13 @@ int pki_canonical_dn(const char *in, char **out_dn, struct cg_err *err)
     if (rc)
         return rc;
     for (const char *p = raw; *p; p++) {
-        if (*p == '\\' && p[1]) {
+        /* GnuTLS's parser takes "\\," for an escaped ',' (found by fuzz_dn). */
+        if (*p == '\\' && p[1] == '\\' && p[2] == ',') {
+            cg_err_set(err, "a value ends with a backslash, which certgate cannot match on: "
+                            "map the exact certificate, or match its key with spki=");
+            rc = CG_EPARSE;
+            goto out;
+        } else if (*p == '\\' && p[1]) {
             p++;
         } else if (*p == '+') {
             cg_err_set(err, "it has a multi-valued RDN ('+' joins two attributes), which "

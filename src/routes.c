@@ -153,16 +153,19 @@ static int version_number(const char *v)
 }
 
 /* The API's default version: the highest version it has ("" when it has
- * unversioned resources only). */
+ * unversioned resources only). Two spellings of one number ("v2", "v02")
+ * are told apart by their text, so that the catalog's order never decides
+ * (found by fuzz_routes). */
 static const char *default_version(const struct catalog *c, const char *ns, const char *api)
 {
     const char *best = "";
 
     for (size_t i = 0; i < c->n_resources; i++) {
         const struct dtable_resource *r = &c->resources[i];
+        int n = version_number(r->version), b = version_number(best);
 
         if (strcmp(r->ns, ns) == 0 && strcmp(r->api, api) == 0 &&
-            version_number(r->version) > version_number(best))
+            (n > b || (n == b && strcmp(r->version, best) > 0)))
             best = r->version;
     }
     return best;
@@ -221,9 +224,12 @@ void routes_match(const struct catalog *c, const char *method, const char *path,
         match_table(c, method, &p, out);
         return;
     }
+    int best = -1;
+
     for (size_t i = 0; i < c->n_resources; i++) {
         const struct dtable_resource *r = &c->resources[i];
         bool versioned, plain;
+        int rank;
 
         if (strcmp(r->ns, p.s[1]) != 0 || strcmp(r->api, p.s[2]) != 0)
             continue;
@@ -239,9 +245,16 @@ void routes_match(const struct catalog *c, const char *method, const char *path,
             add_allow(out, r->method);
             continue;
         }
-        /* The most specific template answers, whatever the order they were added in. */
-        if (out->resource && !more_specific(r->path, out->resource->path))
+        /* Whatever the order they were added in, the resource that answers
+         * is: one of the version the path names, else one without versions,
+         * else one of the default version reached without its version
+         * segment; among those, the most specific template (an order that
+         * decided before was found by fuzz_routes). */
+        rank = versioned ? 2 : r->version[0] ? 0 : 1;
+        if (out->resource &&
+            (rank < best || (rank == best && !more_specific(r->path, out->resource->path))))
             continue;
+        best = rank;
         json_decref(out->params);
         out->params = json_object();
         match_tail(r->path, p.s + (versioned ? 4 : 3), p.n - (versioned ? 4 : 3), out->params);

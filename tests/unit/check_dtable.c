@@ -325,6 +325,55 @@ START_TEST(most_specific_route_wins)
 }
 END_TEST
 
+/* Found by fuzz_routes: which resource answered depended on the catalog's order. */
+START_TEST(route_precedence_is_order_free)
+{
+    struct dtable_resource rs[5], rev[5];
+    struct catalog c, r;
+    struct route_result m;
+    const char *versions[] = {"", "v1", "v2", "v02", "v2"};
+    const char *paths[] = {"/x", "/x", "/{p}/x", "/y", "/x"};
+
+    memset(rs, 0, sizeof(rs));
+    memset(&c, 0, sizeof(c));
+    for (int i = 0; i < 5; i++) {
+        rs[i].id = i + 1;
+        rs[i].ns = (char *)"acme";
+        rs[i].api = (char *)"shop";
+        rs[i].version = (char *)versions[i];
+        rs[i].method = (char *)"GET";
+        rs[i].path = (char *)paths[i];
+        rev[4 - i] = rs[i];
+    }
+    c.resources = rs;
+    c.n_resources = 5;
+    r = c;
+    r.resources = rev;
+    for (int k = 0; k < 2; k++) {
+        const struct catalog *cat = k ? &r : &c;
+
+        /* Without a version segment: the resource without versions, not
+         * the default version's. */
+        routes_match(cat, "GET", "/api/acme/shop/x", &m);
+        ck_assert_int_eq(m.match, ROUTE_RESOURCE);
+        ck_assert_int_eq(m.resource->id, 1);
+        json_decref(m.params);
+        /* A version named in the path beats a parameter that would take it. */
+        routes_match(cat, "GET", "/api/acme/shop/v1/x", &m);
+        ck_assert_int_eq(m.match, ROUTE_RESOURCE);
+        ck_assert_int_eq(m.resource->id, 2);
+        json_decref(m.params);
+        /* v2 and v02 are one number: the default is picked by text, not order. */
+        routes_match(cat, "GET", "/api/acme/shop/y", &m);
+        ck_assert_int_eq(m.match, ROUTE_NONE);
+        routes_match(cat, "GET", "/api/acme/shop/v2/x", &m);
+        ck_assert_int_eq(m.match, ROUTE_RESOURCE);
+        ck_assert_int_eq(m.resource->id, 5);
+        json_decref(m.params);
+    }
+}
+END_TEST
+
 START_TEST(deadline_interrupts_queries)
 {
     json_t *in = json_pack("{s:s}", "name", "bulk"), *rows = NULL;
@@ -433,6 +482,7 @@ int main(void)
     tcase_add_test(tc, savepoints);
     tcase_add_test(tc, resources_and_routes);
     tcase_add_test(tc, most_specific_route_wins);
+    tcase_add_test(tc, route_precedence_is_order_free);
     tcase_add_test(tc, idempotency);
     tcase_add_test(tc, request_hash);
     tcase_add_test(tc, deadline_interrupts_queries);
