@@ -6,9 +6,9 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "explain.h"
+#include "cli/check.h"
 #include "cli/cli_int.h"
-#include "daemon.h"
+#include "serve/daemon.h"
 
 /* Largest certificate or CRL file the CLI reads: far above any real bundle. */
 #define MAX_PEM_FILE (4 * 1024 * 1024)

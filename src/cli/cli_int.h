@@ -11,9 +11,9 @@
 #include <stdbool.h>
 #include <stdint.h>
 
-#include "pki.h"
-#include "store.h"
-#include "util.h"
+#include "pki/pki.h"
+#include "db/store.h"
+#include "base/util.h"
 
 /** Exit statuses. */
 enum cli_exit {

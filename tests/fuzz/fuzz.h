@@ -14,7 +14,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "error.h"
+#include "base/error.h"
 
 /* Separates the pieces of one input (certificates, a DN, a rule, a body).
  * Base64 and JSON seldom hold it; the dictionaries list it. */

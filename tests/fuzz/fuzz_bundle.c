@@ -8,7 +8,7 @@
 #include "config.h"
 
 #include "fuzz.h"
-#include "pki.h"
+#include "pki/pki.h"
 
 static void check_strv(char **v, size_t n, const char *what)
 {

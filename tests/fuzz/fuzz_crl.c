@@ -8,7 +8,7 @@
 #include "config.h"
 
 #include "fuzz.h"
-#include "pki.h"
+#include "pki/pki.h"
 
 static bool is_hex(const char *s)
 {

@@ -12,8 +12,8 @@
 #include "config.h"
 
 #include "fuzz.h"
-#include "identity.h"
-#include "pki.h"
+#include "auth/identity.h"
+#include "pki/pki.h"
 
 static bool rule(const char *field, const char *value, const struct pki_cert *c)
 {

@@ -12,7 +12,7 @@
 #include "config.h"
 
 #include "fuzz.h"
-#include "routes.h"
+#include "http/routes.h"
 
 #define MAX_ENTRIES 16
 

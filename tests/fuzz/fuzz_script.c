@@ -13,7 +13,7 @@
 #include <jansson.h>
 
 #include "fuzz.h"
-#include "script.h"
+#include "script/script.h"
 
 /* Exercises what a script does with a body: conversions both ways, the db
  * API, certgate.fail, response headers; each step under pcall so that a

@@ -15,10 +15,10 @@
 #include <microhttpd.h>
 #include <unistd.h>
 
-#include "dtable.h"
+#include "db/dtable.h"
 #include "fuzz.h"
-#include "store.h"
-#include "table_query.h"
+#include "db/store.h"
+#include "engine/table_query.h"
 
 static char dir[64];
 static struct dtable_db *db;

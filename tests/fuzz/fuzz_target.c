@@ -12,7 +12,7 @@
 #include <microhttpd.h>
 
 #include "fuzz.h"
-#include "target.h"
+#include "http/target.h"
 
 /* Whether libmicrohttpd's decoding of @p s (len bytes) is text. */
 static bool decodes_to_text(const char *s, size_t len)

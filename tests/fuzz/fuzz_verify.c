@@ -12,7 +12,7 @@
 #include "config.h"
 
 #include "fuzz.h"
-#include "pki.h"
+#include "pki/pki.h"
 
 #define MAX_PIECES 8
 #define MAX_CERTS 17

@@ -7,9 +7,9 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "dtable.h"
-#include "routes.h"
-#include "store.h"
+#include "db/dtable.h"
+#include "http/routes.h"
+#include "db/store.h"
 
 static char dir[64], path[128];
 static struct dtable_db *db;

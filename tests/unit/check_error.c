@@ -6,8 +6,8 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "error.h"
-#include "identity.h"
+#include "base/error.h"
+#include "auth/identity.h"
 
 static const struct {
     enum cg_error e;     /* registry entry */

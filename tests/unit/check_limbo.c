@@ -14,7 +14,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "pki.h"
+#include "pki/pki.h"
 
 /*
  * Cases whose expected verdict differs from certgate's policy on purpose,

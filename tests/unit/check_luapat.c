@@ -18,7 +18,7 @@
 #include <string.h>
 #include <time.h>
 
-#include "luapat.h"
+#include "script/luapat.h"
 
 static unsigned long charged;      /* steps charged so far */
 static unsigned long charge_limit; /* raise once charged reaches it; 0: never */

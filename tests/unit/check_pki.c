@@ -10,7 +10,7 @@
 #include <string.h>
 #include <time.h>
 
-#include "pki.h"
+#include "pki/pki.h"
 
 static char dir[64];
 

@@ -7,8 +7,8 @@
 #include <string.h>
 #include <time.h>
 
-#include "script.h"
-#include "util.h"
+#include "script/script.h"
+#include "base/util.h"
 
 static struct script_vm *vm;
 

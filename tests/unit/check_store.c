@@ -10,7 +10,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-#include "store.h"
+#include "db/store.h"
 
 static char dir[64], path[128];
 static struct store *s;

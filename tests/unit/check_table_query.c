@@ -6,7 +6,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "table_query.h"
+#include "engine/table_query.h"
 
 static struct dtable_column cols[] = {
     {"name", DT_TEXT},

@@ -5,7 +5,7 @@
 #include <stdbool.h>
 #include <stdlib.h>
 
-#include "target.h"
+#include "http/target.h"
 
 static const struct {
     const char *target; /* as sent */

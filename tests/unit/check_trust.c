@@ -9,10 +9,10 @@
 #include <string.h>
 #include <unistd.h>
 
-#include "identity.h"
-#include "password.h"
-#include "store.h"
-#include "trust.h"
+#include "auth/identity.h"
+#include "auth/password.h"
+#include "db/store.h"
+#include "trust/trust.h"
 
 static char dir[64], db[128];
 

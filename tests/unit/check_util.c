@@ -7,8 +7,8 @@
 #include <string.h>
 #include <unistd.h>
 
-#include "password.h"
-#include "util.h"
+#include "auth/password.h"
+#include "base/util.h"
 
 START_TEST(time_roundtrip)
 {

@@ -1,0 +1,1544 @@
+#include "config.h"
+#include "db/dtable.h"
+#include "db/sqlrows.h"
+
+#include <gnutls/crypto.h>
+#include <gnutls/gnutls.h>
+#include <math.h>
+#include <stdarg.h>
+#include <sqlite3.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+/* Statements cached per connection, keyed by their SQL text. */
+#define STMT_CACHE 64
+/* Most columns a data table may have. */
+#define MAX_COLUMNS 64
+
+struct cached {
+    char *sql;          /* key */
+    sqlite3_stmt *st;   /* prepared once */
+    unsigned long used; /* for eviction */
+};
+
+struct dtable_db {
+    sqlite3 *db;                     /* the connection */
+    struct cached cache[STMT_CACHE]; /* prepared statements */
+    unsigned long tick;              /* use counter */
+    int sp_depth;                    /* open savepoints */
+    int64_t deadline_ms;             /* interrupt statements after this, 0: never */
+};
+
+static const char *const type_names[] = {"text", "integer", "real", "json"};
+static const char *const auth_names[] = {"any", "cert", "basic", "none"};
+
+const char *dtable_type_name(enum dtable_type t)
+{
+    return (unsigned)t < 4 ? type_names[t] : "text";
+}
+
+int dtable_type_parse(const char *name)
+{
+    for (int i = 0; i < 4; i++) {
+        if (strcmp(name, type_names[i]) == 0)
+            return i;
+    }
+    return -1;
+}
+
+const char *dtable_auth_name(enum dtable_auth a)
+{
+    return (unsigned)a < 4 ? auth_names[a] : "any";
+}
+
+int dtable_auth_parse(const char *name)
+{
+    for (int i = 0; i < 4; i++) {
+        if (strcmp(name, auth_names[i]) == 0)
+            return i;
+    }
+    return -1;
+}
+
+bool dtable_valid_name(const char *name)
+{
+    size_t n = 0;
+
+    if (!name || !(name[0] >= 'a' && name[0] <= 'z'))
+        return false;
+    for (; name[n]; n++) {
+        char c = name[n];
+
+        if (!((c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') || c == '_') || n >= 63)
+            return false;
+    }
+    /* rowid and oid would shadow SQLite's own row number, which orders records. */
+    return strncmp(name, "sys_", 4) != 0 && strncmp(name, "sqlite_", 7) != 0 &&
+           strcmp(name, "rowid") != 0 && strcmp(name, "oid") != 0;
+}
+
+void dtable_request_sha256(const char *method, const char *target, const char *body, size_t len,
+                           char out[DTABLE_REQUEST_HASH_SIZE])
+{
+    gnutls_hash_hd_t h;
+    unsigned char d[32];
+
+    /* The target as sent, not a canonical form: a retry resends the same
+     * bytes, and two spellings of one query (reordered, re-escaped) are
+     * refused as different rather than risk replaying for another request. */
+    memset(d, 0, sizeof(d));
+    if (gnutls_hash_init(&h, GNUTLS_DIG_SHA256) == 0) {
+        gnutls_hash(h, method, strlen(method) + 1);
+        gnutls_hash(h, target, strlen(target) + 1);
+        gnutls_hash(h, body, len);
+        gnutls_hash_deinit(h, d);
+    }
+    memcpy(out, "v2:", 3);
+    cg_hex(d, sizeof(d), out + 3);
+}
+
+void dtable_uuid(char out[37])
+{
+    unsigned char b[16];
+    char hex[33];
+
+    if (gnutls_rnd(GNUTLS_RND_NONCE, b, sizeof(b)) < 0)
+        memset(b, 0, sizeof(b));                  /* never reached with a working GnuTLS */
+    b[6] = (unsigned char)((b[6] & 0x0f) | 0x40); /* version 4 */
+    b[8] = (unsigned char)((b[8] & 0x3f) | 0x80); /* RFC 4122 variant */
+    cg_hex(b, sizeof(b), hex);
+    snprintf(out, 37, "%.8s-%.4s-%.4s-%.4s-%.12s", hex, hex + 8, hex + 12, hex + 16, hex + 20);
+}
+
+static int fail_db(struct dtable_db *db, struct cg_err *err, const char *what)
+{
+    cg_err_set(err, "database: %s: %s", what, sqlite3_errmsg(db->db));
+    return CG_EDB;
+}
+
+static int exec(struct dtable_db *db, const char *sql, struct cg_err *err)
+{
+    char *msg = NULL;
+
+    if (sqlite3_exec(db->db, sql, NULL, NULL, &msg) != SQLITE_OK) {
+        cg_err_set(err, "database: %s", msg ? msg : sqlite3_errmsg(db->db));
+        sqlite3_free(msg);
+        return CG_EDB;
+    }
+    return CG_OK;
+}
+
+/* A prepared statement for @p sql, reset and unbound. */
+static sqlite3_stmt *prep(struct dtable_db *db, const char *sql, struct cg_err *err)
+{
+    struct cached *slot = &db->cache[0];
+
+    for (int i = 0; i < STMT_CACHE; i++) {
+        struct cached *c = &db->cache[i];
+
+        if (c->sql && strcmp(c->sql, sql) == 0) {
+            c->used = ++db->tick;
+            sqlite3_reset(c->st);
+            sqlite3_clear_bindings(c->st);
+            return c->st;
+        }
+        if (!c->sql || c->used < slot->used)
+            slot = c;
+    }
+    if (slot->sql) {
+        sqlite3_finalize(slot->st);
+        free(slot->sql);
+        slot->sql = NULL;
+    }
+    if (sqlite3_prepare_v3(db->db, sql, -1, SQLITE_PREPARE_PERSISTENT, &slot->st, NULL) !=
+        SQLITE_OK) {
+        fail_db(db, err, "prepare");
+        slot->st = NULL;
+        return NULL;
+    }
+    slot->sql = strdup(sql);
+    if (!slot->sql) {
+        sqlite3_finalize(slot->st);
+        slot->st = NULL;
+        return NULL;
+    }
+    slot->used = ++db->tick;
+    return slot->st;
+}
+
+static void done(sqlite3_stmt *st)
+{
+    if (st) {
+        sqlite3_reset(st);
+        sqlite3_clear_bindings(st);
+    }
+}
+
+int64_t dtable_now_ms(void)
+{
+    struct timespec ts;
+
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+/* SQLite's progress handler: a non-zero return interrupts the statement. */
+static int over_deadline(void *arg)
+{
+    struct dtable_db *db = arg;
+
+    return db->deadline_ms && dtable_now_ms() > db->deadline_ms;
+}
+
+void dtable_set_deadline(struct dtable_db *db, int64_t deadline_ms)
+{
+    db->deadline_ms = deadline_ms;
+}
+
+/* A connection with @p flags, then @p pragmas. */
+static int open_conn(const char *path, int flags, const char *pragmas, struct dtable_db **out_db,
+                     struct cg_err *err)
+{
+    struct dtable_db *db = calloc(1, sizeof(*db));
+
+    if (!db)
+        return CG_ENOMEM;
+    if (sqlite3_open_v2(path, &db->db, flags | SQLITE_OPEN_NOMUTEX, NULL) != SQLITE_OK) {
+        cg_err_set(err, "cannot open database %s: %s", path,
+                   db->db ? sqlite3_errmsg(db->db) : "out of memory");
+        dtable_close(db);
+        return CG_EDB;
+    }
+    sqlite3_busy_timeout(db->db, 5000);
+    sqlite3_progress_handler(db->db, 10000, over_deadline, db);
+    if (exec(db, pragmas, err)) {
+        dtable_close(db);
+        return CG_EDB;
+    }
+    *out_db = db;
+    return CG_OK;
+}
+
+int dtable_open(const char *path, struct dtable_db **out_db, struct cg_err *err)
+{
+    return open_conn(path, SQLITE_OPEN_READWRITE,
+                     "PRAGMA journal_mode = WAL; PRAGMA foreign_keys = ON; "
+                     "PRAGMA synchronous = FULL",
+                     out_db, err);
+}
+
+int dtable_open_reader(const char *path, struct dtable_db **out_db, struct cg_err *err)
+{
+    return open_conn(path, SQLITE_OPEN_READONLY, "PRAGMA query_only = ON", out_db, err);
+}
+
+int dtable_read_begin(struct dtable_db *db, struct cg_err *err)
+{
+    if (!sqlite3_get_autocommit(db->db))
+        return CG_OK;
+    return exec(db, "BEGIN", err);
+}
+
+void dtable_read_end(struct dtable_db *db)
+{
+    if (!sqlite3_get_autocommit(db->db))
+        sqlite3_exec(db->db, "COMMIT", NULL, NULL, NULL);
+}
+
+void dtable_close(struct dtable_db *db)
+{
+    if (!db)
+        return;
+    for (int i = 0; i < STMT_CACHE; i++) {
+        sqlite3_finalize(db->cache[i].st);
+        free(db->cache[i].sql);
+    }
+    sqlite3_close(db->db);
+    free(db);
+}
+
+int dtable_set_durable(struct dtable_db *db, bool durable, struct cg_err *err)
+{
+    return exec(db, durable ? "PRAGMA synchronous = FULL" : "PRAGMA synchronous = NORMAL", err);
+}
+
+int dtable_begin(struct dtable_db *db, struct cg_err *err)
+{
+    return exec(db, "BEGIN IMMEDIATE", err);
+}
+
+int dtable_commit(struct dtable_db *db, struct cg_err *err)
+{
+    return exec(db, "COMMIT", err);
+}
+
+void dtable_rollback(struct dtable_db *db)
+{
+    if (!sqlite3_get_autocommit(db->db))
+        sqlite3_exec(db->db, "ROLLBACK", NULL, NULL, NULL);
+    db->sp_depth = 0;
+}
+
+int dtable_savepoint(struct dtable_db *db, struct cg_err *err)
+{
+    char sql[40];
+
+    snprintf(sql, sizeof(sql), "SAVEPOINT req_%d", db->sp_depth);
+    if (exec(db, sql, err))
+        return CG_EDB;
+    db->sp_depth++;
+    return CG_OK;
+}
+
+int dtable_release(struct dtable_db *db, struct cg_err *err)
+{
+    char sql[40];
+
+    if (db->sp_depth <= 0)
+        return CG_OK;
+    snprintf(sql, sizeof(sql), "RELEASE req_%d", db->sp_depth - 1);
+    db->sp_depth--;
+    return exec(db, sql, err);
+}
+
+void dtable_rollback_to(struct dtable_db *db)
+{
+    char sql[80];
+
+    if (db->sp_depth <= 0)
+        return;
+    snprintf(sql, sizeof(sql), "ROLLBACK TO req_%d; RELEASE req_%d", db->sp_depth - 1,
+             db->sp_depth - 1);
+    sqlite3_exec(db->db, sql, NULL, NULL, NULL);
+    db->sp_depth--;
+}
+
+/* ---- tables ---- */
+
+static char *join_roles(char *const *roles, size_t n)
+{
+    size_t len = 1;
+    char *s;
+
+    for (size_t i = 0; i < n; i++)
+        len += strlen(roles[i]) + 1;
+    s = calloc(1, len);
+    if (!s)
+        return NULL;
+    for (size_t i = 0; i < n; i++) {
+        if (i)
+            strcat(s, ",");
+        strcat(s, roles[i]);
+    }
+    return s;
+}
+
+int dtable_table_create(struct dtable_db *db, const char *name, const struct dtable_column *cols,
+                        size_t n_cols, char *const *roles, size_t n_roles, struct cg_err *err)
+{
+    char *sql = NULL, *roles_text = NULL, *cols_text = NULL, now[21];
+    json_t *cj = NULL;
+    sqlite3_stmt *st;
+    size_t cap;
+    int rc;
+
+    if (!dtable_valid_name(name)) {
+        cg_err_set(err,
+                   "invalid table name '%s': use a-z, 0-9 and _, starting with a letter, at "
+                   "most 63 characters, not starting with sys_",
+                   name);
+        return CG_EINVAL;
+    }
+    if (n_cols == 0 || n_cols > MAX_COLUMNS) {
+        cg_err_set(err, "a table needs 1 to %d columns", MAX_COLUMNS);
+        return CG_EINVAL;
+    }
+    for (size_t i = 0; i < n_cols; i++) {
+        if (!dtable_valid_name(cols[i].name)) {
+            cg_err_set(err,
+                       "invalid column name '%s': use a-z, 0-9 and _, starting with a "
+                       "letter, not starting with sys_ (sys_id, sys_created_on and "
+                       "sys_created_by are added for you)",
+                       cols[i].name);
+            return CG_EINVAL;
+        }
+        for (size_t j = 0; j < i; j++) {
+            if (strcmp(cols[i].name, cols[j].name) == 0) {
+                cg_err_set(err, "column '%s' is listed twice", cols[i].name);
+                return CG_EINVAL;
+            }
+        }
+    }
+    for (size_t i = 0; i < n_roles; i++) {
+        if (!cg_valid_name(roles[i])) {
+            cg_err_set(err, "invalid role name '%s'", roles[i]);
+            return CG_EINVAL;
+        }
+    }
+    /* Names are validated above, so quoting them is belt and braces. */
+    cap = 256 + n_cols * 160;
+    sql = malloc(cap);
+    cj = json_array();
+    if (!sql || !cj) {
+        rc = CG_ENOMEM;
+        goto out;
+    }
+    snprintf(sql, cap,
+             "CREATE TABLE \"%s\" (sys_id TEXT PRIMARY KEY NOT NULL, "
+             "sys_created_on TEXT NOT NULL, sys_created_by TEXT NOT NULL",
+             name);
+    for (size_t i = 0; i < n_cols; i++) {
+        const char *n = cols[i].name;
+        size_t len = strlen(sql);
+
+        switch (cols[i].type) {
+        case DT_INTEGER: snprintf(sql + len, cap - len, ", \"%s\" INTEGER", n); break;
+        case DT_REAL: snprintf(sql + len, cap - len, ", \"%s\" REAL", n); break;
+        case DT_JSON:
+            snprintf(sql + len, cap - len,
+                     ", \"%s\" TEXT CHECK (\"%s\" IS NULL OR json_valid(\"%s\"))", n, n, n);
+            break;
+        default: snprintf(sql + len, cap - len, ", \"%s\" TEXT", n); break;
+        }
+        json_array_append_new(
+            cj, json_pack("{s:s, s:s}", "name", n, "type", dtable_type_name(cols[i].type)));
+    }
+    strncat(sql, ") STRICT", cap - strlen(sql) - 1);
+    cols_text = json_dumps(cj, JSON_COMPACT);
+    roles_text = join_roles(roles, n_roles);
+    if (!cols_text || !roles_text) {
+        rc = CG_ENOMEM;
+        goto out;
+    }
+    rc = dtable_begin(db, err);
+    if (rc)
+        goto out;
+    st = prep(db, "SELECT 1 FROM sqlite_master WHERE lower(name) = lower(?)", err);
+    if (!st) {
+        rc = CG_EDB;
+        goto fail;
+    }
+    sqlite3_bind_text(st, 1, name, -1, SQLITE_TRANSIENT);
+    rc = sqlite3_step(st);
+    done(st);
+    if (rc == SQLITE_ROW) {
+        cg_err_set(err, "a table named '%s' already exists", name);
+        rc = CG_EEXIST;
+        goto fail;
+    }
+    rc = exec(db, sql, err);
+    if (rc)
+        goto fail;
+    st = prep(db,
+              "INSERT INTO sys_db_table (name, columns, roles, created_on, updated_on) "
+              "VALUES (?, ?, ?, ?, ?)",
+              err);
+    if (!st) {
+        rc = CG_EDB;
+        goto fail;
+    }
+    cg_time_iso(cg_now(), now);
+    sqlite3_bind_text(st, 1, name, -1, SQLITE_TRANSIENT);
+    sqlite3_bind_text(st, 2, cols_text, -1, SQLITE_TRANSIENT);
+    sqlite3_bind_text(st, 3, roles_text, -1, SQLITE_TRANSIENT);
+    sqlite3_bind_text(st, 4, now, -1, SQLITE_TRANSIENT);
+    sqlite3_bind_text(st, 5, now, -1, SQLITE_TRANSIENT);
+    rc = sqlite3_step(st) == SQLITE_DONE ? CG_OK : fail_db(db, err, "register table");
+    done(st);
+    if (rc)
+        goto fail;
+    rc = dtable_commit(db, err);
+    if (rc == CG_OK)
+        goto out;
+fail:
+    dtable_rollback(db);
+out:
+    json_decref(cj);
+    free(cols_text);
+    free(roles_text);
+    free(sql);
+    return rc;
+}
+
+static int read_table(sqlite3_stmt *st, struct dtable_table *t)
+{
+    json_error_t jerr;
+    json_t *cols, *c;
+    const unsigned char *roles;
+    size_t i;
+
+    memset(t, 0, sizeof(*t));
+    t->id = sqlite3_column_int64(st, 0);
+    t->name = strdup((const char *)sqlite3_column_text(st, 1));
+    cols = json_loads((const char *)sqlite3_column_text(st, 2), 0, &jerr);
+    roles = sqlite3_column_text(st, 3);
+    snprintf(t->created_on, sizeof(t->created_on), "%s", (const char *)sqlite3_column_text(st, 4));
+    if (!t->name || !json_is_array(cols)) {
+        json_decref(cols);
+        dtable_table_free(t);
+        return CG_EPARSE;
+    }
+    t->cols = calloc(json_array_size(cols) + 1, sizeof(*t->cols));
+    if (!t->cols) {
+        json_decref(cols);
+        dtable_table_free(t);
+        return CG_ENOMEM;
+    }
+    json_array_foreach(cols, i, c)
+    {
+        const char *n = json_string_value(json_object_get(c, "name"));
+        const char *ty = json_string_value(json_object_get(c, "type"));
+        int type = ty ? dtable_type_parse(ty) : -1;
+
+        if (!n || type < 0)
+            continue;
+        snprintf(t->cols[t->n_cols].name, sizeof(t->cols[0].name), "%s", n);
+        t->cols[t->n_cols++].type = (enum dtable_type)type;
+    }
+    json_decref(cols);
+    if (cg_split_list(roles ? (const char *)roles : "", &t->roles, &t->n_roles)) {
+        dtable_table_free(t);
+        return CG_ENOMEM;
+    }
+    return CG_OK;
+}
+
+#define TABLE_COLS "id, name, columns, roles, created_on"
+
+/* Tables whose registry row no longer parses are skipped, not fatal. */
+static int read_table_row(sqlite3_stmt *st, void *rec)
+{
+    int rc = read_table(st, rec);
+
+    if (rc == CG_EPARSE)
+        memset(rec, 0, sizeof(struct dtable_table));
+    return rc == CG_EPARSE ? CG_OK : rc;
+}
+
+static void free_table_row(void *rec)
+{
+    dtable_table_free(rec);
+}
+
+int dtable_table_list(struct dtable_db *db, struct dtable_table **out_tables, size_t *out_n,
+                      struct cg_err *err)
+{
+    sqlite3_stmt *st = prep(db, "SELECT " TABLE_COLS " FROM sys_db_table ORDER BY name", err);
+    struct dtable_table *ts = NULL;
+    size_t n = 0, kept = 0;
+    int rc;
+
+    *out_tables = NULL;
+    *out_n = 0;
+    if (!st)
+        return CG_EDB;
+    rc = sqlrows_collect(st, sizeof(*ts), read_table_row, free_table_row, (void **)&ts, &n);
+    done(st);
+    if (rc == CG_EDB)
+        return fail_db(db, err, "list tables");
+    if (rc)
+        return rc;
+    for (size_t i = 0; i < n; i++) {
+        if (ts[i].name)
+            ts[kept++] = ts[i];
+    }
+    *out_tables = ts;
+    *out_n = kept;
+    return CG_OK;
+}
+
+int dtable_table_get(struct dtable_db *db, const char *name, struct dtable_table *out_table,
+                     struct cg_err *err)
+{
+    sqlite3_stmt *st = prep(db, "SELECT " TABLE_COLS " FROM sys_db_table WHERE name = ?", err);
+    int rc;
+
+    if (!st)
+        return CG_EDB;
+    sqlite3_bind_text(st, 1, name, -1, SQLITE_TRANSIENT);
+    rc = sqlite3_step(st);
+    if (rc == SQLITE_ROW)
+        rc = read_table(st, out_table);
+    else if (rc == SQLITE_DONE) {
+        cg_err_set(err, "no table named '%s'", name);
+        rc = CG_ENOTFOUND;
+    } else
+        rc = fail_db(db, err, "read table");
+    done(st);
+    return rc;
+}
+
+int dtable_table_count(struct dtable_db *db, const char *name, int64_t *out_n, struct cg_err *err)
+{
+    char sql[160];
+    sqlite3_stmt *st;
+    int rc = CG_OK;
+
+    if (!dtable_valid_name(name))
+        return CG_EINVAL;
+    snprintf(sql, sizeof(sql), "SELECT count(*) FROM \"%s\"", name);
+    st = prep(db, sql, err);
+    if (!st)
+        return CG_EDB;
+    if (sqlite3_step(st) == SQLITE_ROW)
+        *out_n = sqlite3_column_int64(st, 0);
+    else
+        rc = fail_db(db, err, "count");
+    done(st);
+    return rc;
+}
+
+int dtable_table_drop(struct dtable_db *db, const char *name, struct cg_err *err)
+{
+    struct dtable_table t;
+    char sql[160];
+    sqlite3_stmt *st;
+    int rc;
+
+    rc = dtable_table_get(db, name, &t, err);
+    if (rc)
+        return rc;
+    dtable_table_free(&t);
+    /* Cached statements may name the table: drop them first. */
+    for (int i = 0; i < STMT_CACHE; i++) {
+        if (db->cache[i].sql && strstr(db->cache[i].sql, name)) {
+            sqlite3_finalize(db->cache[i].st);
+            free(db->cache[i].sql);
+            db->cache[i].sql = NULL;
+            db->cache[i].st = NULL;
+        }
+    }
+    rc = dtable_begin(db, err);
+    if (rc)
+        return rc;
+    snprintf(sql, sizeof(sql), "DROP TABLE \"%s\"", name);
+    rc = exec(db, sql, err);
+    if (rc)
+        goto fail;
+    st = prep(db, "DELETE FROM sys_db_table WHERE name = ?", err);
+    if (!st) {
+        rc = CG_EDB;
+        goto fail;
+    }
+    sqlite3_bind_text(st, 1, name, -1, SQLITE_TRANSIENT);
+    rc = sqlite3_step(st) == SQLITE_DONE ? CG_OK : fail_db(db, err, "unregister table");
+    done(st);
+    if (rc)
+        goto fail;
+    return dtable_commit(db, err);
+fail:
+    dtable_rollback(db);
+    return rc;
+}
+
+void dtable_table_free(struct dtable_table *t)
+{
+    if (!t)
+        return;
+    free(t->name);
+    free(t->cols);
+    cg_strv_free(t->roles, t->n_roles);
+    memset(t, 0, sizeof(*t));
+}
+
+void dtable_table_list_free(struct dtable_table *t, size_t n)
+{
+    for (size_t i = 0; t && i < n; i++)
+        dtable_table_free(&t[i]);
+    free(t);
+}
+
+const struct dtable_column *dtable_column(const struct dtable_table *t, const char *name)
+{
+    for (size_t i = 0; i < t->n_cols; i++) {
+        if (strcmp(t->cols[i].name, name) == 0)
+            return &t->cols[i];
+    }
+    return NULL;
+}
+
+/* ---- records ---- */
+
+/* A growing SQL text; on allocation failure it stays marked failed. */
+struct sql {
+    char *s;    /* text */
+    size_t len; /* used */
+    size_t cap; /* allocated */
+    bool bad;   /* an allocation failed */
+};
+
+static void sql_add(struct sql *q, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+static void sql_add(struct sql *q, const char *fmt, ...)
+{
+    va_list ap;
+    int n;
+
+    if (q->bad)
+        return;
+    va_start(ap, fmt);
+    n = vsnprintf(q->s ? q->s + q->len : NULL, q->s ? q->cap - q->len : 0, fmt, ap);
+    va_end(ap);
+    if (n < 0) {
+        q->bad = true;
+        return;
+    }
+    if (!q->s || q->len + (size_t)n >= q->cap) {
+        size_t cap = (q->len + (size_t)n + 1) * 2;
+        char *s = realloc(q->s, cap);
+
+        if (!s) {
+            q->bad = true;
+            return;
+        }
+        q->s = s;
+        q->cap = cap;
+        va_start(ap, fmt);
+        vsnprintf(q->s + q->len, q->cap - q->len, fmt, ap);
+        va_end(ap);
+    }
+    q->len += (size_t)n;
+}
+
+/* Prepares the built SQL (or fails with CG_ENOMEM when building failed). */
+static sqlite3_stmt *sql_prep(struct dtable_db *db, struct sql *q, struct cg_err *err)
+{
+    sqlite3_stmt *st;
+
+    if (q->bad || !q->s) {
+        cg_err_set(err, "out of memory");
+        free(q->s);
+        return NULL;
+    }
+    st = prep(db, q->s, err);
+    free(q->s);
+    q->s = NULL;
+    return st;
+}
+
+/* The columns a filter or record may name besides the admin's. */
+static const struct dtable_column sys_text_cols[] = {
+    {"sys_id", DT_TEXT},
+    {"sys_created_on", DT_TEXT},
+    {"sys_created_by", DT_TEXT},
+};
+
+/* The column @p name of @p t, the sys_ ones included when @p with_sys. */
+static const struct dtable_column *column(const struct dtable_table *t, const char *name,
+                                          bool with_sys)
+{
+    const struct dtable_column *c = dtable_column(t, name);
+
+    for (size_t i = 0; !c && with_sys && i < 3; i++) {
+        if (strcmp(name, sys_text_cols[i].name) == 0)
+            c = &sys_text_cols[i];
+    }
+    return c;
+}
+
+/* Whether @p v may be stored in column @p c (JSON null always may). */
+static int check_value(const struct dtable_column *c, json_t *v, const char *table,
+                       struct cg_err *err)
+{
+    bool ok;
+
+    switch (c->type) {
+    case DT_TEXT: ok = json_is_string(v) || json_is_null(v); break;
+    case DT_INTEGER: ok = json_is_integer(v) || json_is_null(v); break;
+    case DT_REAL: ok = json_is_number(v) || json_is_null(v); break;
+    default: ok = true; break;
+    }
+    if (!ok)
+        cg_err_set(err, "column '%s' of table '%s' takes %s values", c->name, table,
+                   dtable_type_name(c->type));
+    return ok ? CG_OK : CG_EINVAL;
+}
+
+/* The text a json column stores for @p v (malloc'd): compact, keys sorted,
+ * so that equal values are equal texts and a filter can compare them. */
+static char *json_text(json_t *v)
+{
+    return json_dumps(v, JSON_COMPACT | JSON_ENCODE_ANY | JSON_SORT_KEYS);
+}
+
+/* Binds a JSON value to a column, after check_value. */
+static int bind_value(sqlite3_stmt *st, int i, const struct dtable_column *c, json_t *v)
+{
+    if (json_is_null(v))
+        return sqlite3_bind_null(st, i) == SQLITE_OK ? CG_OK : CG_EDB;
+    switch (c->type) {
+    case DT_TEXT:
+        sqlite3_bind_text(st, i, json_string_value(v), (int)json_string_length(v),
+                          SQLITE_TRANSIENT);
+        return CG_OK;
+    case DT_INTEGER: sqlite3_bind_int64(st, i, json_integer_value(v)); return CG_OK;
+    case DT_REAL: sqlite3_bind_double(st, i, json_number_value(v)); return CG_OK;
+    case DT_JSON: {
+        char *text = json_text(v);
+
+        if (!text)
+            return CG_ENOMEM;
+        sqlite3_bind_text(st, i, text, -1, free);
+        return CG_OK;
+    }
+    }
+    return CG_EINVAL;
+}
+
+int dtable_check_record(const struct dtable_table *t, json_t *fields, struct cg_err *err)
+{
+    const char *key;
+    json_t *v;
+
+    if (!json_is_object(fields)) {
+        cg_err_set(err, "the record for table '%s' must be a JSON object", t->name);
+        return CG_EINVAL;
+    }
+    json_object_foreach(fields, key, v)
+    {
+        const struct dtable_column *c = dtable_column(t, key);
+
+        if (!c) {
+            cg_err_set(err, "unknown column '%s' in table '%s'", key, t->name);
+            return CG_EINVAL;
+        }
+        if (check_value(c, v, t->name, err))
+            return CG_EINVAL;
+    }
+    return CG_OK;
+}
+
+int dtable_check_filter(const struct dtable_table *t, json_t *filter, struct cg_err *err)
+{
+    const char *key;
+    json_t *v;
+
+    if (!filter)
+        return CG_OK;
+    if (!json_is_object(filter)) {
+        cg_err_set(err, "a query filter must be an object of column = value");
+        return CG_EINVAL;
+    }
+    json_object_foreach(filter, key, v)
+    {
+        const struct dtable_column *c = column(t, key, true);
+
+        if (!c) {
+            cg_err_set(err, "unknown column '%s' in table '%s'", key, t->name);
+            return CG_EINVAL;
+        }
+        if (check_value(c, v, t->name, err))
+            return CG_EINVAL;
+    }
+    return CG_OK;
+}
+
+json_t *dtable_new_row(const struct dtable_table *t, const char *sys_id, const char *created_on,
+                       const char *created_by, json_t *fields)
+{
+    json_t *o = json_pack("{s:s, s:s, s:s}", "sys_id", sys_id, "sys_created_on", created_on,
+                          "sys_created_by", created_by ? created_by : "");
+
+    if (!o)
+        return NULL;
+    for (size_t c = 0; c < t->n_cols; c++)
+        json_object_set_new(o, t->cols[c].name, json_null());
+    if (dtable_merge_fields(t, o, fields)) {
+        json_decref(o);
+        return NULL;
+    }
+    return o;
+}
+
+int dtable_merge_fields(const struct dtable_table *t, json_t *row, json_t *fields)
+{
+    const char *key;
+    json_t *v;
+
+    json_object_foreach(fields, key, v)
+    {
+        const struct dtable_column *c = dtable_column(t, key);
+        json_t *stored;
+
+        if (!c)
+            continue;
+        /* What reading the row back would give: a real column holds reals,
+         * a json column a copy of the value. */
+        if (json_is_null(v))
+            stored = json_null();
+        else if (c->type == DT_REAL)
+            stored = json_real(json_number_value(v));
+        else if (c->type == DT_JSON)
+            stored = json_deep_copy(v);
+        else
+            stored = json_incref(v);
+        if (!stored || json_object_set_new(row, key, stored))
+            return CG_ENOMEM;
+    }
+    return CG_OK;
+}
+
+/* Whether one stored value equals a filter value, as SQL `=` (or IS NULL)
+ * compares them. */
+static bool value_matches(const struct dtable_column *c, json_t *have, json_t *want)
+{
+    if (json_is_null(want))
+        return !have || json_is_null(have);
+    if (!have || json_is_null(have))
+        return false;
+    switch (c->type) {
+    case DT_TEXT:
+        return json_is_string(have) && json_string_length(have) == json_string_length(want) &&
+               memcmp(json_string_value(have), json_string_value(want), json_string_length(want)) ==
+                   0;
+    case DT_INTEGER:
+        return json_is_integer(have) && json_integer_value(have) == json_integer_value(want);
+    case DT_REAL: return json_is_number(have) && json_number_value(have) == json_number_value(want);
+    case DT_JSON: {
+        char *a = json_text(have), *b = json_text(want);
+        bool eq = a && b && strcmp(a, b) == 0;
+
+        free(a);
+        free(b);
+        return eq;
+    }
+    }
+    return false;
+}
+
+static bool row_matches(const struct dtable_table *t, json_t *row, json_t *filter, bool loose)
+{
+    const char *key;
+    json_t *v;
+
+    json_object_foreach(filter, key, v)
+    {
+        const struct dtable_column *c = column(t, key, true);
+
+        if (!c)
+            return loose;
+        /* Loose: a json column, or a value kept only as `true` (unknown),
+         * may match. */
+        if (loose && (c->type == DT_JSON || json_is_true(json_object_get(row, key))))
+            continue;
+        if (!value_matches(c, json_object_get(row, key), v))
+            return false;
+    }
+    return true;
+}
+
+bool dtable_row_matches(const struct dtable_table *t, json_t *row, json_t *filter)
+{
+    return row_matches(t, row, filter, false);
+}
+
+bool dtable_row_may_match(const struct dtable_table *t, json_t *row, json_t *filter)
+{
+    return row_matches(t, row, filter, true);
+}
+
+int dtable_insert_row(struct dtable_db *db, const struct dtable_table *t, const char *sys_id,
+                      const char *created_on, const char *created_by, json_t *fields,
+                      struct cg_err *err)
+{
+    struct sql q = {0};
+    sqlite3_stmt *st;
+    int rc;
+
+    rc = dtable_check_record(t, fields, err);
+    if (rc)
+        return rc;
+    sql_add(&q, "INSERT INTO \"%s\" (sys_id, sys_created_on, sys_created_by", t->name);
+    for (size_t c = 0; c < t->n_cols; c++)
+        sql_add(&q, ", \"%s\"", t->cols[c].name);
+    sql_add(&q, ") VALUES (?, ?, ?");
+    for (size_t c = 0; c < t->n_cols; c++)
+        sql_add(&q, ", ?");
+    sql_add(&q, ")");
+    st = sql_prep(db, &q, err);
+    if (!st)
+        return CG_EDB;
+    sqlite3_bind_text(st, 1, sys_id, -1, SQLITE_TRANSIENT);
+    sqlite3_bind_text(st, 2, created_on, -1, SQLITE_TRANSIENT);
+    sqlite3_bind_text(st, 3, created_by ? created_by : "", -1, SQLITE_TRANSIENT);
+    for (size_t c = 0; c < t->n_cols; c++) {
+        json_t *v = json_object_get(fields, t->cols[c].name);
+
+        if (v && bind_value(st, (int)c + 4, &t->cols[c], v)) {
+            done(st);
+            return CG_ENOMEM;
+        }
+    }
+    rc = sqlite3_step(st) == SQLITE_DONE ? CG_OK : fail_db(db, err, "insert");
+    done(st);
+    return rc;
+}
+
+int dtable_insert(struct dtable_db *db, const struct dtable_table *t, json_t *fields,
+                  const char *user, char out_sys_id[37], struct cg_err *err)
+{
+    char now[96];
+
+    dtable_uuid(out_sys_id);
+    cg_now_iso_ms(now);
+    return dtable_insert_row(db, t, out_sys_id, now, user, fields, err);
+}
+
+int dtable_update(struct dtable_db *db, const struct dtable_table *t, const char *sys_id,
+                  json_t *fields, struct cg_err *err)
+{
+    struct sql q = {0};
+    const char *key;
+    sqlite3_stmt *st;
+    json_t *v;
+    int rc, i = 1;
+
+    rc = dtable_check_record(t, fields, err);
+    if (rc)
+        return rc;
+    if (json_object_size(fields) == 0) {
+        /* Nothing to change, but the record must exist all the same. */
+        sql_add(&q, "SELECT 1 FROM \"%s\" WHERE sys_id = ?", t->name);
+    } else {
+        sql_add(&q, "UPDATE \"%s\" SET ", t->name);
+        json_object_foreach(fields, key, v)
+        {
+            sql_add(&q, "%s\"%s\" = ?", i > 1 ? ", " : "", key);
+            i++;
+        }
+        sql_add(&q, " WHERE sys_id = ?");
+    }
+    st = sql_prep(db, &q, err);
+    if (!st)
+        return CG_EDB;
+    i = 1;
+    json_object_foreach(fields, key, v)
+    {
+        if (bind_value(st, i++, dtable_column(t, key), v)) {
+            done(st);
+            return CG_ENOMEM;
+        }
+    }
+    sqlite3_bind_text(st, i, sys_id, -1, SQLITE_TRANSIENT);
+    rc = sqlite3_step(st);
+    if (json_object_size(fields) == 0)
+        rc = rc == SQLITE_ROW ? CG_OK : rc == SQLITE_DONE ? CG_ENOTFOUND : fail_db(db, err, "read");
+    else if (rc == SQLITE_DONE)
+        rc = sqlite3_changes(db->db) == 0 ? CG_ENOTFOUND : CG_OK;
+    else
+        rc = fail_db(db, err, "update");
+    if (rc == CG_ENOTFOUND)
+        cg_err_set(err, "no record %s in table '%s'", sys_id, t->name);
+    done(st);
+    return rc;
+}
+
+/* The record at the current row (after the rowid in column 0); *io_bytes
+ * grows by its size. */
+static json_t *row_json(sqlite3_stmt *st, const struct dtable_table *t, size_t *io_bytes)
+{
+    json_t *o = json_object();
+
+    if (!o)
+        return NULL;
+    for (int k = 1; k <= 3; k++) {
+        json_t *s = json_stringn((const char *)sqlite3_column_text(st, k),
+                                 (size_t)sqlite3_column_bytes(st, k));
+
+        json_object_set_new(o, sys_text_cols[k - 1].name, s ? s : json_null());
+    }
+    for (size_t c = 0; c < t->n_cols; c++) {
+        int col = (int)c + 4;
+        json_t *v;
+
+        *io_bytes += (size_t)sqlite3_column_bytes(st, col) + 16;
+        if (sqlite3_column_type(st, col) == SQLITE_NULL) {
+            v = json_null();
+        } else if (t->cols[c].type == DT_INTEGER) {
+            v = json_integer(sqlite3_column_int64(st, col));
+        } else if (t->cols[c].type == DT_REAL) {
+            v = json_real(sqlite3_column_double(st, col));
+        } else if (t->cols[c].type == DT_JSON) {
+            json_error_t jerr;
+
+            v = json_loads((const char *)sqlite3_column_text(st, col), JSON_DECODE_ANY, &jerr);
+            if (!v)
+                v = json_null();
+        } else {
+            v = json_stringn((const char *)sqlite3_column_text(st, col),
+                             (size_t)sqlite3_column_bytes(st, col));
+            /* Text written by something other than certgate may not be UTF-8. */
+            if (!v)
+                v = json_null();
+        }
+        json_object_set_new(o, t->cols[c].name, v);
+    }
+    *io_bytes += 128;
+    return o;
+}
+
+static void select_list(struct sql *q, const struct dtable_table *t)
+{
+    sql_add(q, "SELECT rowid, sys_id, sys_created_on, sys_created_by");
+    for (size_t c = 0; c < t->n_cols; c++)
+        sql_add(q, ", \"%s\"", t->cols[c].name);
+    sql_add(q, " FROM \"%s\"", t->name);
+}
+
+int dtable_get_ex(struct dtable_db *db, const struct dtable_table *t, const char *sys_id,
+                  json_t **out_record, int64_t *out_rowid, struct cg_err *err)
+{
+    struct sql q = {0};
+    sqlite3_stmt *st;
+    size_t bytes = 0;
+    int rc;
+
+    select_list(&q, t);
+    sql_add(&q, " WHERE sys_id = ?");
+    st = sql_prep(db, &q, err);
+    if (!st)
+        return CG_EDB;
+    sqlite3_bind_text(st, 1, sys_id, -1, SQLITE_TRANSIENT);
+    rc = sqlite3_step(st);
+    if (rc == SQLITE_ROW) {
+        if (out_rowid)
+            *out_rowid = sqlite3_column_int64(st, 0);
+        *out_record = row_json(st, t, &bytes);
+        rc = *out_record ? CG_OK : CG_ENOMEM;
+    } else if (rc == SQLITE_DONE) {
+        cg_err_set(err, "no record %s in table '%s'", sys_id, t->name);
+        rc = CG_ENOTFOUND;
+    } else {
+        rc = fail_db(db, err, "read");
+    }
+    done(st);
+    return rc;
+}
+
+int dtable_get(struct dtable_db *db, const struct dtable_table *t, const char *sys_id,
+               json_t **out_record, struct cg_err *err)
+{
+    return dtable_get_ex(db, t, sys_id, out_record, NULL, err);
+}
+
+int dtable_query_ex(struct dtable_db *db, const struct dtable_table *t, json_t *filter,
+                    json_t *exclude, long limit, long offset, size_t max_bytes, json_t **out_array,
+                    json_t **out_rowids, struct cg_err *err)
+{
+    struct sql q = {0};
+    const char *key;
+    sqlite3_stmt *st;
+    json_t *v, *arr, *ids = NULL;
+    size_t bytes = 0, i;
+    int rc, n = 1;
+
+    rc = dtable_check_filter(t, filter, err);
+    if (rc)
+        return rc;
+    select_list(&q, t);
+    json_object_foreach(filter, key, v)
+    {
+        sql_add(&q, "%s\"%s\" %s", n++ == 1 ? " WHERE " : " AND ", key,
+                json_is_null(v) ? "IS NULL" : "= ?");
+    }
+    if (json_array_size(exclude) > 0) {
+        sql_add(&q, "%s sys_id NOT IN (SELECT value FROM json_each(?))",
+                n == 1 ? " WHERE" : " AND");
+    }
+    sql_add(&q, " ORDER BY rowid LIMIT ? OFFSET ?");
+    st = sql_prep(db, &q, err);
+    if (!st)
+        return CG_EDB;
+    n = 1;
+    json_object_foreach(filter, key, v)
+    {
+        if (json_is_null(v))
+            continue;
+        if (bind_value(st, n++, column(t, key, true), v)) {
+            done(st);
+            return CG_ENOMEM;
+        }
+    }
+    if (json_array_size(exclude) > 0) {
+        char *text = json_text(exclude);
+
+        if (!text) {
+            done(st);
+            return CG_ENOMEM;
+        }
+        sqlite3_bind_text(st, n++, text, -1, free);
+    }
+    sqlite3_bind_int64(st, n++, limit);
+    sqlite3_bind_int64(st, n, offset < 0 ? 0 : offset);
+    arr = json_array();
+    if (out_rowids)
+        ids = json_array();
+    if (!arr || (out_rowids && !ids)) {
+        rc = SQLITE_NOMEM;
+        goto out;
+    }
+    for (i = 0;; i++) {
+        json_t *row;
+
+        rc = sqlite3_step(st);
+        if (rc != SQLITE_ROW)
+            break;
+        row = row_json(st, t, &bytes);
+        if (!row || json_array_append_new(arr, row)) {
+            rc = SQLITE_NOMEM;
+            break;
+        }
+        if (ids)
+            json_array_append_new(ids, json_integer(sqlite3_column_int64(st, 0)));
+        if (max_bytes && bytes > max_bytes) {
+            rc = SQLITE_TOOBIG;
+            break;
+        }
+    }
+out:
+    done(st);
+    if (rc != SQLITE_DONE) {
+        json_decref(arr);
+        json_decref(ids);
+        if (rc == SQLITE_TOOBIG) {
+            cg_err_set(err,
+                       "the %zu records read from '%s' are larger than %zu bytes: ask for fewer "
+                       "at a time",
+                       i + 1, t->name, max_bytes);
+            return CG_EINVAL;
+        }
+        if (rc == SQLITE_NOMEM) {
+            cg_err_set(err, "out of memory");
+            return CG_ENOMEM;
+        }
+        return fail_db(db, err, "query");
+    }
+    *out_array = arr;
+    if (out_rowids)
+        *out_rowids = ids;
+    return CG_OK;
+}
+
+int dtable_query(struct dtable_db *db, const struct dtable_table *t, json_t *filter, long limit,
+                 long offset, json_t **out_array, struct cg_err *err)
+{
+    if (limit <= 0)
+        limit = 100;
+    if (limit > DTABLE_MAX_LIMIT)
+        limit = DTABLE_MAX_LIMIT;
+    return dtable_query_ex(db, t, filter, NULL, limit, offset, 0, out_array, NULL, err);
+}
+
+/* ---- resources ---- */
+
+#define RES_COLS                                                                                   \
+    "id, namespace, api, version, method, path, script_name, script, roles, auth, active, "        \
+    "updated_on"
+
+static int read_resource(sqlite3_stmt *st, struct dtable_resource *r)
+{
+    const char *roles = (const char *)sqlite3_column_text(st, 8);
+    int auth = dtable_auth_parse((const char *)sqlite3_column_text(st, 9));
+
+    memset(r, 0, sizeof(*r));
+    r->id = sqlite3_column_int64(st, 0);
+    r->ns = strdup((const char *)sqlite3_column_text(st, 1));
+    r->api = strdup((const char *)sqlite3_column_text(st, 2));
+    r->version = strdup((const char *)sqlite3_column_text(st, 3));
+    r->method = strdup((const char *)sqlite3_column_text(st, 4));
+    r->path = strdup((const char *)sqlite3_column_text(st, 5));
+    r->script_name = strdup((const char *)sqlite3_column_text(st, 6));
+    r->script = strdup((const char *)sqlite3_column_text(st, 7));
+    r->auth = auth < 0 ? DT_AUTH_ANY : (enum dtable_auth)auth;
+    r->is_active = sqlite3_column_int(st, 10) != 0;
+    snprintf(r->updated_on, sizeof(r->updated_on), "%s", (const char *)sqlite3_column_text(st, 11));
+    if (!r->ns || !r->api || !r->version || !r->method || !r->path || !r->script_name ||
+        !r->script || cg_split_list(roles ? roles : "", &r->roles, &r->n_roles)) {
+        dtable_resource_free(r);
+        return CG_ENOMEM;
+    }
+    {
+        unsigned char d[32];
+
+        gnutls_hash_fast(GNUTLS_DIG_SHA256, r->script, strlen(r->script), d);
+        cg_hex(d, sizeof(d), r->script_sha256);
+    }
+    return CG_OK;
+}
+
+int dtable_resource_add(struct dtable_db *db, struct dtable_resource *r, struct cg_err *err)
+{
+    sqlite3_stmt *st = prep(db,
+                            "INSERT INTO sys_ws_operation (namespace, api, version, method, "
+                            "path, script_name, script, roles, auth, active, created_on, "
+                            "updated_on) VALUES (?,?,?,?,?,?,?,?,?,?,?,?)",
+                            err);
+    char now[21], *roles;
+    int rc;
+
+    if (!st)
+        return CG_EDB;
+    roles = join_roles(r->roles, r->n_roles);
+    if (!roles)
+        return CG_ENOMEM;
+    cg_time_iso(cg_now(), now);
+    sqlite3_bind_text(st, 1, r->ns, -1, SQLITE_TRANSIENT);
+    sqlite3_bind_text(st, 2, r->api, -1, SQLITE_TRANSIENT);
+    sqlite3_bind_text(st, 3, r->version, -1, SQLITE_TRANSIENT);
+    sqlite3_bind_text(st, 4, r->method, -1, SQLITE_TRANSIENT);
+    sqlite3_bind_text(st, 5, r->path, -1, SQLITE_TRANSIENT);
+    sqlite3_bind_text(st, 6, r->script_name, -1, SQLITE_TRANSIENT);
+    sqlite3_bind_text(st, 7, r->script, -1, SQLITE_TRANSIENT);
+    sqlite3_bind_text(st, 8, roles, -1, free);
+    sqlite3_bind_text(st, 9, dtable_auth_name(r->auth), -1, SQLITE_STATIC);
+    sqlite3_bind_int(st, 10, 1);
+    sqlite3_bind_text(st, 11, now, -1, SQLITE_TRANSIENT);
+    sqlite3_bind_text(st, 12, now, -1, SQLITE_TRANSIENT);
+    rc = sqlite3_step(st);
+    if (rc == SQLITE_DONE) {
+        r->id = sqlite3_last_insert_rowid(db->db);
+        rc = CG_OK;
+    } else if ((rc & 0xff) == SQLITE_CONSTRAINT) {
+        cg_err_set(err, "a resource %s %s already exists in %s/%s%s%s", r->method, r->path, r->ns,
+                   r->api, r->version[0] ? " version " : "", r->version);
+        rc = CG_EEXIST;
+    } else {
+        rc = fail_db(db, err, "add resource");
+    }
+    done(st);
+    return rc;
+}
+
+int dtable_resource_update(struct dtable_db *db, const struct dtable_resource *r,
+                           struct cg_err *err)
+{
+    sqlite3_stmt *st = prep(db,
+                            "UPDATE sys_ws_operation SET script_name = ?, script = ?, "
+                            "roles = ?, auth = ?, updated_on = ? WHERE id = ?",
+                            err);
+    char now[21], *roles;
+    int rc;
+
+    if (!st)
+        return CG_EDB;
+    roles = join_roles(r->roles, r->n_roles);
+    if (!roles)
+        return CG_ENOMEM;
+    cg_time_iso(cg_now(), now);
+    sqlite3_bind_text(st, 1, r->script_name, -1, SQLITE_TRANSIENT);
+    sqlite3_bind_text(st, 2, r->script, -1, SQLITE_TRANSIENT);
+    sqlite3_bind_text(st, 3, roles, -1, free);
+    sqlite3_bind_text(st, 4, dtable_auth_name(r->auth), -1, SQLITE_STATIC);
+    sqlite3_bind_text(st, 5, now, -1, SQLITE_TRANSIENT);
+    sqlite3_bind_int64(st, 6, r->id);
+    rc = sqlite3_step(st) == SQLITE_DONE ? CG_OK : fail_db(db, err, "update resource");
+    if (rc == CG_OK && sqlite3_changes(db->db) == 0) {
+        cg_err_set(err, "no resource with id %lld", (long long)r->id);
+        rc = CG_ENOTFOUND;
+    }
+    done(st);
+    return rc;
+}
+
+int dtable_resource_delete(struct dtable_db *db, int64_t id, struct cg_err *err)
+{
+    sqlite3_stmt *st = prep(db, "DELETE FROM sys_ws_operation WHERE id = ?", err);
+    int rc;
+
+    if (!st)
+        return CG_EDB;
+    sqlite3_bind_int64(st, 1, id);
+    rc = sqlite3_step(st) == SQLITE_DONE ? CG_OK : fail_db(db, err, "delete resource");
+    if (rc == CG_OK && sqlite3_changes(db->db) == 0) {
+        cg_err_set(err, "no resource with id %lld", (long long)id);
+        rc = CG_ENOTFOUND;
+    }
+    done(st);
+    return rc;
+}
+
+int dtable_resource_get(struct dtable_db *db, int64_t id, struct dtable_resource *out,
+                        struct cg_err *err)
+{
+    sqlite3_stmt *st = prep(db, "SELECT " RES_COLS " FROM sys_ws_operation WHERE id = ?", err);
+    int rc;
+
+    if (!st)
+        return CG_EDB;
+    sqlite3_bind_int64(st, 1, id);
+    rc = sqlite3_step(st);
+    if (rc == SQLITE_ROW)
+        rc = read_resource(st, out);
+    else if (rc == SQLITE_DONE) {
+        cg_err_set(err, "no resource with id %lld", (long long)id);
+        rc = CG_ENOTFOUND;
+    } else
+        rc = fail_db(db, err, "read resource");
+    done(st);
+    return rc;
+}
+
+static int read_resource_row(sqlite3_stmt *st, void *rec)
+{
+    return read_resource(st, rec);
+}
+
+static void free_resource_row(void *rec)
+{
+    dtable_resource_free(rec);
+}
+
+int dtable_resource_list(struct dtable_db *db, struct dtable_resource **out, size_t *out_n,
+                         struct cg_err *err)
+{
+    sqlite3_stmt *st = prep(db, "SELECT " RES_COLS " FROM sys_ws_operation ORDER BY id", err);
+    int rc;
+
+    *out = NULL;
+    *out_n = 0;
+    if (!st)
+        return CG_EDB;
+    rc = sqlrows_collect(st, sizeof(**out), read_resource_row, free_resource_row, (void **)out,
+                         out_n);
+    if (rc == CG_EDB)
+        fail_db(db, err, "list resources");
+    done(st);
+    return rc;
+}
+
+void dtable_resource_free(struct dtable_resource *r)
+{
+    if (!r)
+        return;
+    free(r->ns);
+    free(r->api);
+    free(r->version);
+    free(r->method);
+    free(r->path);
+    free(r->script_name);
+    free(r->script);
+    cg_strv_free(r->roles, r->n_roles);
+    memset(r, 0, sizeof(*r));
+}
+
+void dtable_resource_list_free(struct dtable_resource *r, size_t n)
+{
+    for (size_t i = 0; r && i < n; i++)
+        dtable_resource_free(&r[i]);
+    free(r);
+}
+
+int dtable_resource_version(struct dtable_db *db, int64_t *out_version)
+{
+    sqlite3_stmt *st = prep(db, "SELECT value FROM sys_meta WHERE key = 'resource_version'", NULL);
+    int rc = CG_EDB;
+
+    if (!st)
+        return CG_EDB;
+    if (sqlite3_step(st) == SQLITE_ROW) {
+        *out_version = sqlite3_column_int64(st, 0);
+        rc = CG_OK;
+    }
+    done(st);
+    return rc;
+}
+
+/* ---- idempotency ---- */
+
+int dtable_idem_get(struct dtable_db *db, const char *user, const char *key, int64_t since,
+                    struct dtable_idem *out, struct cg_err *err)
+{
+    sqlite3_stmt *st = prep(db,
+                            "SELECT status, body, headers, request_sha256, method, path, "
+                            "created_at FROM sys_idempotency WHERE user_name = ? AND "
+                            "idem_key = ? AND created_at >= ?",
+                            err);
+    int rc;
+
+    if (!st)
+        return CG_EDB;
+    memset(out, 0, sizeof(*out));
+    sqlite3_bind_text(st, 1, user, -1, SQLITE_TRANSIENT);
+    sqlite3_bind_text(st, 2, key, -1, SQLITE_TRANSIENT);
+    sqlite3_bind_int64(st, 3, since);
+    rc = sqlite3_step(st);
+    if (rc == SQLITE_ROW) {
+        json_error_t jerr;
+
+        out->status = sqlite3_column_int(st, 0);
+        out->body = strdup((const char *)sqlite3_column_text(st, 1));
+        out->headers = json_loads((const char *)sqlite3_column_text(st, 2), 0, &jerr);
+        snprintf(out->request_sha256, sizeof(out->request_sha256), "%s",
+                 (const char *)sqlite3_column_text(st, 3));
+        snprintf(out->method, sizeof(out->method), "%s", (const char *)sqlite3_column_text(st, 4));
+        out->path = strdup((const char *)sqlite3_column_text(st, 5));
+        out->created_at = sqlite3_column_int64(st, 6);
+        rc = out->body && out->path ? CG_OK : CG_ENOMEM;
+        if (rc)
+            dtable_idem_free(out);
+    } else {
+        rc = rc == SQLITE_DONE ? CG_ENOTFOUND : fail_db(db, err, "idempotency lookup");
+    }
+    done(st);
+    return rc;
+}
+
+int dtable_idem_put(struct dtable_db *db, const char *user, const char *key,
+                    const struct dtable_idem *resp, int64_t now, struct cg_err *err)
+{
+    sqlite3_stmt *st = prep(db,
+                            "INSERT INTO sys_idempotency (user_name, idem_key, method, path, "
+                            "status, body, headers, request_sha256, created_at) VALUES "
+                            "(?,?,?,?,?,?,?,?,?) ON CONFLICT (user_name, idem_key) DO UPDATE "
+                            "SET method = excluded.method, path = excluded.path, status = "
+                            "excluded.status, body = excluded.body, headers = excluded.headers, "
+                            "request_sha256 = excluded.request_sha256, created_at = "
+                            "excluded.created_at WHERE created_at < ?",
+                            err);
+    char *headers = json_dumps(resp->headers ? resp->headers : json_object(), JSON_COMPACT);
+    int rc;
+
+    if (!st || !headers) {
+        free(headers);
+        return st ? CG_ENOMEM : CG_EDB;
+    }
+    sqlite3_bind_text(st, 1, user, -1, SQLITE_TRANSIENT);
+    sqlite3_bind_text(st, 2, key, -1, SQLITE_TRANSIENT);
+    sqlite3_bind_text(st, 3, resp->method, -1, SQLITE_TRANSIENT);
+    sqlite3_bind_text(st, 4, resp->path ? resp->path : "", -1, SQLITE_TRANSIENT);
+    sqlite3_bind_int(st, 5, resp->status);
+    sqlite3_bind_text(st, 6, resp->body ? resp->body : "", -1, SQLITE_TRANSIENT);
+    sqlite3_bind_text(st, 7, headers, -1, free);
+    sqlite3_bind_text(st, 8, resp->request_sha256, -1, SQLITE_TRANSIENT);
+    sqlite3_bind_int64(st, 9, now);
+    sqlite3_bind_int64(st, 10, resp->created_at);
+    rc = sqlite3_step(st) == SQLITE_DONE ? CG_OK : fail_db(db, err, "store idempotent response");
+    /* No row changed: a live response for this key is there already. */
+    if (rc == CG_OK && sqlite3_changes(db->db) == 0)
+        rc = CG_EEXIST;
+    done(st);
+    return rc;
+}
+
+int dtable_idem_purge(struct dtable_db *db, int64_t before, struct cg_err *err)
+{
+    sqlite3_stmt *st = prep(db, "DELETE FROM sys_idempotency WHERE created_at < ?", err);
+    int rc;
+
+    if (!st)
+        return CG_EDB;
+    sqlite3_bind_int64(st, 1, before);
+    rc = sqlite3_step(st) == SQLITE_DONE ? CG_OK : fail_db(db, err, "purge idempotency keys");
+    done(st);
+    return rc;
+}
+
+void dtable_idem_free(struct dtable_idem *r)
+{
+    free(r->body);
+    free(r->path);
+    json_decref(r->headers);
+    r->body = r->path = NULL;
+    r->headers = NULL;
+}
