@@ -1,8 +1,9 @@
 #include "config.h"
 #include "auth/identity.h"
+#include "base/crypto.h"
+#include "base/clock.h"
+#include "base/utf8.h"
 
-#include <gnutls/crypto.h>
-#include <gnutls/gnutls.h>
 #include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -97,7 +98,7 @@ static void refuse(struct identity *id, enum auth_reason reason, const char *fmt
     va_start(ap, fmt);
     vsnprintf(id->detail, sizeof(id->detail), fmt, ap);
     va_end(ap);
-    error_utf8_trim(id->detail);
+    utf8_trim(id->detail);
 }
 
 static bool any_eq(char *const *v, size_t n, const char *value, bool nocase)
@@ -225,7 +226,7 @@ int identity_from_cert(const struct trust_snapshot *snap, const struct pki_cert 
     id->crl_stale = v.crl_stale;
     if (v.crl_stale) {
         snprintf(id->crl_issuer, sizeof(id->crl_issuer), "%s", v.stale_crl_issuer);
-        error_utf8_trim(id->crl_issuer);
+        utf8_trim(id->crl_issuer);
     }
     if (v.reason == PKI_SELF_SIGNED) {
         m = find_exact(snap, leaf->fingerprint);
@@ -289,29 +290,21 @@ static void basic_init(void)
 {
     for (int i = 0; i < BASIC_SHARDS; i++)
         pthread_mutex_init(&basic.locks[i], NULL);
-    basic.ready = gnutls_rnd(GNUTLS_RND_KEY, basic.key, sizeof(basic.key)) == 0;
-}
-
-static int64_t mono_seconds(void)
-{
-    struct timespec ts;
-
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (int64_t)ts.tv_sec;
+    basic.ready = crypto_random(basic.key, sizeof(basic.key), true) == CG_OK;
 }
 
 /* The MAC of the credentials and their slot; false when no key. */
 static bool basic_mac(const char *user, const char *password, size_t len, unsigned char mac[32],
                       unsigned *out_slot)
 {
-    gnutls_hmac_hd_t h;
+    struct crypto_hash h;
 
     pthread_once(&basic.once, basic_init);
-    if (!basic.ready || gnutls_hmac_init(&h, GNUTLS_MAC_SHA256, basic.key, sizeof(basic.key)) < 0)
+    if (!basic.ready || crypto_hmac_sha256_begin(&h, basic.key, sizeof(basic.key)))
         return false;
-    gnutls_hmac(h, user, strlen(user) + 1);
-    gnutls_hmac(h, password, len);
-    gnutls_hmac_deinit(h, mac);
+    crypto_hash_update(&h, user, strlen(user) + 1);
+    crypto_hash_update(&h, password, len);
+    crypto_hash_end(&h, mac);
     *out_slot = ((unsigned)mac[0] << 8 | mac[1]) % BASIC_SLOTS;
     return true;
 }
@@ -328,9 +321,9 @@ static void basic_remember(int64_t version, const char *user, const char *passwo
     pthread_mutex_lock(lock);
     memcpy(basic.slots[slot].mac, mac, sizeof(mac));
     basic.slots[slot].trust_version = version;
-    basic.slots[slot].until = mono_seconds() + BASIC_SECONDS;
+    basic.slots[slot].until = clock_s() + BASIC_SECONDS;
     pthread_mutex_unlock(lock);
-    gnutls_memset(mac, 0, sizeof(mac));
+    crypto_wipe(mac, sizeof(mac));
 }
 
 static int accept_basic(const struct trust_user *u, struct identity *id)
@@ -353,11 +346,10 @@ int identity_from_basic_cached(const struct trust_snapshot *snap, const char *us
         return CG_ENOTFOUND;
     lock = &basic.locks[slot % BASIC_SHARDS];
     pthread_mutex_lock(lock);
-    hit = basic.slots[slot].trust_version == snap->version &&
-          mono_seconds() < basic.slots[slot].until &&
+    hit = basic.slots[slot].trust_version == snap->version && clock_s() < basic.slots[slot].until &&
           cg_consttime_eq(basic.slots[slot].mac, mac, sizeof(mac));
     pthread_mutex_unlock(lock);
-    gnutls_memset(mac, 0, sizeof(mac));
+    crypto_wipe(mac, sizeof(mac));
     if (!hit)
         return CG_ENOTFOUND;
     /* Same trust version: the user is as it was when the password was
@@ -437,8 +429,8 @@ int identity_limiter_new(size_t capacity, struct identity_limiter **out_lim)
     lim->buckets = calloc(lim->n_buckets, sizeof(*lim->buckets));
     if (!lim->entries || !lim->buckets)
         goto nomem;
-    if (gnutls_rnd(GNUTLS_RND_NONCE, &lim->seed, sizeof(lim->seed)) < 0)
-        lim->seed = (uint64_t)mono_seconds();
+    if (crypto_random(&lim->seed, sizeof(lim->seed), false))
+        lim->seed = (uint64_t)clock_s();
     pthread_mutex_init(&lim->lock, NULL);
     *out_lim = lim;
     return CG_OK;

@@ -1,8 +1,8 @@
 #include "config.h"
 #include "auth/password.h"
 
-#include <gnutls/crypto.h>
-#include <gnutls/gnutls.h>
+#include "base/crypto.h"
+
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -12,43 +12,36 @@
 
 static int b64(const unsigned char *in, size_t len, char *out, size_t outlen)
 {
-    gnutls_datum_t src = {(unsigned char *)in, (unsigned)len}, dst = {NULL, 0};
-    int rc;
+    char *text = crypto_base64_encode(in, len);
+    int rc = CG_ERR;
 
-    rc = gnutls_base64_encode2(&src, &dst);
-    if (rc < 0)
-        return CG_ERR;
-    if (dst.size + 1 > outlen) {
-        gnutls_free(dst.data);
-        return CG_ERR;
+    if (text && strlen(text) < outlen) {
+        memcpy(out, text, strlen(text) + 1);
+        rc = CG_OK;
     }
-    memcpy(out, dst.data, dst.size);
-    out[dst.size] = '\0';
-    gnutls_free(dst.data);
-    return CG_OK;
+    free(text);
+    return rc;
 }
 
 static int unb64(const char *in, unsigned char *out, size_t expect_len)
 {
-    gnutls_datum_t src = {(unsigned char *)in, (unsigned)strlen(in)}, dst = {NULL, 0};
-    int ok;
+    unsigned char *data = NULL;
+    size_t len = 0;
+    int rc = crypto_base64_decode(in, strlen(in), &data, &len);
 
-    if (gnutls_base64_decode2(&src, &dst) < 0)
-        return CG_EPARSE;
-    ok = dst.size == expect_len;
-    if (ok)
-        memcpy(out, dst.data, expect_len);
-    gnutls_free(dst.data);
-    return ok ? CG_OK : CG_EPARSE;
+    if (rc == CG_OK && len != expect_len)
+        rc = CG_EPARSE;
+    if (rc == CG_OK)
+        memcpy(out, data, expect_len);
+    crypto_wipe(data, len);
+    free(data);
+    return rc;
 }
 
 static int derive(const char *password, size_t len, const unsigned char *salt, unsigned iter,
                   unsigned char out[HASH_LEN])
 {
-    gnutls_datum_t key = {(unsigned char *)password, (unsigned)len};
-    gnutls_datum_t s = {(unsigned char *)salt, SALT_LEN};
-
-    return gnutls_pbkdf2(GNUTLS_MAC_SHA256, &key, &s, iter, out, HASH_LEN) < 0 ? CG_ERR : CG_OK;
+    return crypto_pbkdf2_sha256(password, len, salt, SALT_LEN, iter, out, HASH_LEN);
 }
 
 int password_hash(const char *password, size_t len, char **out_encoded)
@@ -59,7 +52,7 @@ int password_hash(const char *password, size_t len, char **out_encoded)
 
     if (len == 0 || len > PASSWORD_MAX_LEN)
         return CG_EINVAL;
-    if (gnutls_rnd(GNUTLS_RND_KEY, salt, sizeof(salt)) < 0)
+    if (crypto_random(salt, sizeof(salt), true))
         return CG_ERR;
     rc = derive(password, len, salt, PASSWORD_ITERATIONS, hash);
     if (rc)
@@ -78,7 +71,7 @@ int password_hash(const char *password, size_t len, char **out_encoded)
     sprintf(enc, "pbkdf2-sha256$%u$%s$%s", (unsigned)PASSWORD_ITERATIONS, salt64, hash64);
     *out_encoded = enc;
 out:
-    gnutls_memset(hash, 0, sizeof(hash));
+    crypto_wipe(hash, sizeof(hash));
     return rc;
 }
 
@@ -100,6 +93,6 @@ bool password_verify(const char *password, size_t len, const char *encoded)
     if (derive(password, len, salt, iter, got))
         return false;
     ok = cg_consttime_eq(got, want, HASH_LEN);
-    gnutls_memset(got, 0, sizeof(got));
+    crypto_wipe(got, sizeof(got));
     return ok;
 }

@@ -1,5 +1,6 @@
 #include "config.h"
 #include "base/util.h"
+#include "base/utf8.h"
 
 #include <errno.h>
 #include <stdarg.h>
@@ -248,68 +249,6 @@ bool cg_valid_name(const char *s)
             return false;
         if (n >= 64)
             return false;
-    }
-    return true;
-}
-
-size_t cg_utf8_char(const char *s, size_t len, uint32_t *out_cp)
-{
-    const unsigned char *p = (const unsigned char *)s;
-    uint32_t cp, min;
-    size_t n;
-
-    if (len == 0)
-        return 0;
-    if (p[0] < 0x80) {
-        n = 1;
-        cp = p[0];
-        min = 0;
-    } else if ((p[0] & 0xe0) == 0xc0) {
-        n = 2;
-        cp = p[0] & 0x1f;
-        min = 0x80;
-    } else if ((p[0] & 0xf0) == 0xe0) {
-        n = 3;
-        cp = p[0] & 0x0f;
-        min = 0x800;
-    } else if ((p[0] & 0xf8) == 0xf0) {
-        n = 4;
-        cp = p[0] & 0x07;
-        min = 0x10000;
-    } else {
-        return 0;
-    }
-    if (n > len)
-        return 0;
-    for (size_t i = 1; i < n; i++) {
-        if ((p[i] & 0xc0) != 0x80)
-            return 0;
-        cp = (cp << 6) | (p[i] & 0x3f);
-    }
-    if (cp < min || cp > 0x10ffff || (cp >= 0xd800 && cp <= 0xdfff))
-        return 0;
-    if (out_cp)
-        *out_cp = cp;
-    return n;
-}
-
-bool cg_is_control(uint32_t cp)
-{
-    return cp < 0x20 || (cp >= 0x7f && cp <= 0x9f);
-}
-
-bool cg_text_valid(const char *s)
-{
-    size_t len = s ? strlen(s) : 0;
-
-    while (len > 0) {
-        uint32_t cp = 0;
-        size_t n = cg_utf8_char(s, len, &cp);
-
-        if (n == 0 || cg_is_control(cp))
-            return false;
-        s += n;
-        len -= n;
     }
     return true;
 }

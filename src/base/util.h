@@ -126,30 +126,6 @@ void cg_strv_free(char **v, size_t n);
 bool cg_consttime_eq(const void *a, const void *b, size_t len);
 
 /**
- * Length of the UTF-8 character at @p s, strictly decoded: no overlong
- * forms, no surrogates, nothing past U+10FFFF.
- * @param s bytes
- * @param len bytes available at @p s
- * @param out_cp its code point (may be NULL)
- * @return 1 to 4, or 0 when @p s does not start with a valid character
- */
-size_t cg_utf8_char(const char *s, size_t len, uint32_t *out_cp);
-
-/**
- * Whether a code point is a control character (C0, DEL or C1).
- * @return true for U+0000-U+001F, U+007F-U+009F
- */
-bool cg_is_control(uint32_t cp);
-
-/**
- * Whether @p s is printable text: valid UTF-8 without control characters.
- * Names and match values the CLI stores must be, so every record can be
- * printed as JSON and compared with what certgate renders.
- * @return true when valid (an empty string is valid)
- */
-bool cg_text_valid(const char *s);
-
-/**
  * Whether @p s is a valid role or user name: 1-64 chars of [A-Za-z0-9_.@-].
  * @return true when valid
  */

@@ -1,5 +1,6 @@
 #include "config.h"
 #include "cli/check.h"
+#include "base/utf8.h"
 
 #include <getopt.h>
 #include <jansson.h>
@@ -76,8 +77,8 @@ static json_t *cert_json(const struct pki_cert *c)
 
     cg_time_iso(c->not_before, nb);
     cg_time_iso(c->not_after, na);
-    return json_pack("{s:o, s:o, s:s, s:s, s:s, s:s, s:s}", "subject", error_json_text(c->subject),
-                     "issuer", error_json_text(c->issuer), "serial", c->serial, "fingerprint",
+    return json_pack("{s:o, s:o, s:s, s:s, s:s, s:s, s:s}", "subject", utf8_json(c->subject),
+                     "issuer", utf8_json(c->issuer), "serial", c->serial, "fingerprint",
                      c->fingerprint, "spki_sha256", c->spki_sha256, "not_before", nb, "not_after",
                      na);
 }
@@ -158,19 +159,19 @@ int explain_main(const char *db_path, bool json, int argc, char **argv)
         /* The verifier keeps the first 255 bytes of each subject: do not
          * let a cut character cost the whole answer. */
         for (size_t i = 0; i < v.chain_len && i < 8; i++) {
-            error_utf8_trim(v.chain[i]);
-            json_array_append_new(ch, error_json_text(v.chain[i]));
+            utf8_trim(v.chain[i]);
+            json_array_append_new(ch, utf8_json(v.chain[i]));
         }
         for (size_t i = 0; i < id.n_roles; i++)
             json_array_append_new(roles, json_string(id.roles[i]));
-        error_utf8_trim(v.stale_crl_issuer);
+        utf8_trim(v.stale_crl_issuer);
         o = json_pack("{s:s, s:s, s:o, s:s?, s:o, s:I, s:s?, s:o, s:o, s:b, s:o, s:I}", "decision",
                       rc == 0 ? "accepted" : "refused", "reason", auth_reason_code(id.reason),
-                      "detail", error_json_text(id.detail), "user", id.user, "roles", roles,
+                      "detail", utf8_json(id.detail), "user", id.user, "roles", roles,
                       "mapping_id", (json_int_t)id.mapping_id, "mapping_kind", id.mapping_kind,
                       "chain", ch, "certificate", cert_json(&certs.items[0]), "crl_stale",
                       v.crl_stale, "crl_issuer",
-                      v.crl_stale ? error_json_text(v.stale_crl_issuer) : json_null(),
+                      v.crl_stale ? utf8_json(v.stale_crl_issuer) : json_null(),
                       "trust_version", (json_int_t)snap->version);
         if (!o) {
             fprintf(stderr, "certgate: check: out of memory\n");

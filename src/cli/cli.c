@@ -1,5 +1,6 @@
 #include "config.h"
 #include "cli/cli.h"
+#include "base/utf8.h"
 
 #include <stdarg.h>
 #include <stdio.h>
@@ -179,7 +180,7 @@ int cli_check_text(const struct cli_ctx *ctx, const char *what, const char *valu
 {
     if (!*value || strlen(value) > max)
         return cli_fail(ctx, "%s must be 1 to %zu bytes", what, max);
-    if (!cg_text_valid(value))
+    if (!utf8_text_valid(value))
         return cli_fail(ctx,
                         "%s is not valid UTF-8 text (or holds control characters): certgate "
                         "stores names and match values as UTF-8; check your terminal's or "

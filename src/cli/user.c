@@ -1,5 +1,6 @@
 /* `certgate user ...`: users, roles and Basic passwords. */
 #include "config.h"
+#include "base/utf8.h"
 
 #include <getopt.h>
 #include <stdio.h>
@@ -229,7 +230,7 @@ static int user_add(struct cli_ctx *ctx, int argc, char **argv)
         return cli_fail(ctx,
                         "invalid user name '%s': use 1 to 64 letters, digits, '_', '.', "
                         "'@' or '-', not starting with '-'",
-                        cg_text_valid(name) ? name : "(not UTF-8 text)");
+                        utf8_text_valid(name) ? name : "(not UTF-8 text)");
     if (parse_roles(ctx, roles_arg, &roles, &n_roles))
         return CLI_FAIL;
     s = cli_open_store(ctx);

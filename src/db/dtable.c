@@ -1,9 +1,9 @@
 #include "config.h"
 #include "db/dtable.h"
+#include "base/crypto.h"
+#include "base/clock.h"
 #include "db/sqlrows.h"
 
-#include <gnutls/crypto.h>
-#include <gnutls/gnutls.h>
 #include <math.h>
 #include <stdarg.h>
 #include <sqlite3.h>
@@ -79,24 +79,25 @@ bool dtable_valid_name(const char *name)
            strcmp(name, "rowid") != 0 && strcmp(name, "oid") != 0;
 }
 
-void dtable_request_sha256(const char *method, const char *target, const char *body, size_t len,
-                           char out[DTABLE_REQUEST_HASH_SIZE])
+int dtable_request_sha256(const char *method, const char *target, const char *body, size_t len,
+                          char out[DTABLE_REQUEST_HASH_SIZE])
 {
-    gnutls_hash_hd_t h;
+    struct crypto_hash h;
     unsigned char d[32];
 
     /* The target as sent, not a canonical form: a retry resends the same
      * bytes, and two spellings of one query (reordered, re-escaped) are
      * refused as different rather than risk replaying for another request. */
-    memset(d, 0, sizeof(d));
-    if (gnutls_hash_init(&h, GNUTLS_DIG_SHA256) == 0) {
-        gnutls_hash(h, method, strlen(method) + 1);
-        gnutls_hash(h, target, strlen(target) + 1);
-        gnutls_hash(h, body, len);
-        gnutls_hash_deinit(h, d);
-    }
+    out[0] = '\0';
+    if (crypto_sha256_begin(&h))
+        return CG_ERR; /* no hash: the caller refuses the request, never stores "" */
+    crypto_hash_update(&h, method, strlen(method) + 1);
+    crypto_hash_update(&h, target, strlen(target) + 1);
+    crypto_hash_update(&h, body, len);
+    crypto_hash_end(&h, d);
     memcpy(out, "v2:", 3);
     cg_hex(d, sizeof(d), out + 3);
+    return CG_OK;
 }
 
 void dtable_uuid(char out[37])
@@ -104,7 +105,7 @@ void dtable_uuid(char out[37])
     unsigned char b[16];
     char hex[33];
 
-    if (gnutls_rnd(GNUTLS_RND_NONCE, b, sizeof(b)) < 0)
+    if (crypto_random(b, sizeof(b), false))
         memset(b, 0, sizeof(b));                  /* never reached with a working GnuTLS */
     b[6] = (unsigned char)((b[6] & 0x0f) | 0x40); /* version 4 */
     b[8] = (unsigned char)((b[8] & 0x3f) | 0x80); /* RFC 4122 variant */
@@ -176,20 +177,12 @@ static void done(sqlite3_stmt *st)
     }
 }
 
-int64_t dtable_now_ms(void)
-{
-    struct timespec ts;
-
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
-
 /* SQLite's progress handler: a non-zero return interrupts the statement. */
 static int over_deadline(void *arg)
 {
     struct dtable_db *db = arg;
 
-    return db->deadline_ms && dtable_now_ms() > db->deadline_ms;
+    return db->deadline_ms && clock_ms() > db->deadline_ms;
 }
 
 void dtable_set_deadline(struct dtable_db *db, int64_t deadline_ms)
@@ -1258,12 +1251,7 @@ static int read_resource(sqlite3_stmt *st, struct dtable_resource *r)
         dtable_resource_free(r);
         return CG_ENOMEM;
     }
-    {
-        unsigned char d[32];
-
-        gnutls_hash_fast(GNUTLS_DIG_SHA256, r->script, strlen(r->script), d);
-        cg_hex(d, sizeof(d), r->script_sha256);
-    }
+    crypto_sha256_hex(r->script, strlen(r->script), r->script_sha256);
     return CG_OK;
 }
 

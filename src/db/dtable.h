@@ -107,14 +107,11 @@ void dtable_close(struct dtable_db *db);
 int dtable_set_durable(struct dtable_db *db, bool durable, struct cg_err *err);
 
 /**
- * Interrupt any statement still running after @p deadline_ms (CLOCK_MONOTONIC
+ * Interrupt any statement still running after @p deadline_ms (clock_ms,
  * milliseconds); 0 clears it. Keeps one slow query in a script from holding
  * the committer past the script's wall-time cap.
  */
 void dtable_set_deadline(struct dtable_db *db, int64_t deadline_ms);
-
-/** Monotonic clock in milliseconds, for dtable_set_deadline. */
-int64_t dtable_now_ms(void);
 
 /* Transactions: begin takes the write lock; savepoints nest inside. */
 int dtable_begin(struct dtable_db *db, struct cg_err *err);
@@ -287,9 +284,10 @@ void dtable_idem_free(struct dtable_idem *r);
  * @param target the request target as sent ("/api/a/b?x=1")
  * @param body the body, @p len bytes
  * @param out "v2:" and 64 hex digits
+ * @return CG_OK, or CG_ERR when no hash could be made (@p out is then "")
  */
-void dtable_request_sha256(const char *method, const char *target, const char *body, size_t len,
-                           char out[DTABLE_REQUEST_HASH_SIZE]);
+int dtable_request_sha256(const char *method, const char *target, const char *body, size_t len,
+                          char out[DTABLE_REQUEST_HASH_SIZE]);
 
 /** A fresh UUID v4 from GnuTLS's random generator, lower-case. */
 void dtable_uuid(char out[37]);

@@ -1,5 +1,6 @@
 #include "config.h"
 #include "engine/writer.h"
+#include "base/clock.h"
 
 #include <pthread.h>
 #include <stdio.h>
@@ -263,11 +264,6 @@ struct writer {
     uint64_t conflicts, serial;     /* optimistic runs redone, requests run serially */
 };
 
-static int64_t now_ms(void)
-{
-    return dtable_now_ms();
-}
-
 /* ---- the catalog ---- */
 
 static void catalog_free_one(struct catalog *c)
@@ -294,7 +290,7 @@ static void catalog_free_all(struct catalog *c)
 static void catalog_reclaim(struct writer *w)
 {
     struct catalog *c = __atomic_load_n(&w->cur, __ATOMIC_ACQUIRE), *prev = c, *o;
-    int64_t t = now_ms();
+    int64_t t = clock_ms();
 
     for (o = c ? c->older : NULL; o; o = prev->older) {
         if (__atomic_load_n(&o->refs, __ATOMIC_ACQUIRE) == 0 &&
@@ -351,7 +347,7 @@ static int refresh(struct writer *w, struct cg_err *err)
     c->n_resources = n;
     c->older = old;
     if (old)
-        old->retired_ms = now_ms();
+        old->retired_ms = clock_ms();
     __atomic_store_n(&w->cur, c, __ATOMIC_RELEASE);
     return CG_OK;
 }
@@ -836,7 +832,7 @@ static void run_script(struct writer *w, struct script_vm *vm, struct op_ctx *ct
     /* The compiled chunk is kept per script text, so a changed script
      * always runs as it is now. */
     snprintf(key, sizeof(key), "%lld:%s", (long long)r->id, r->script_sha256);
-    dtable_set_deadline(ctx->db, dtable_now_ms() + w->limits.wall_ms);
+    dtable_set_deadline(ctx->db, clock_ms() + w->limits.wall_ms);
     rc = script_run(vm, key, r->script, r->script_name, &job->req, &ops, &res);
     dtable_set_deadline(ctx->db, 0);
     if (rc) {
@@ -1144,7 +1140,7 @@ static void commit_job(struct writer *w, struct writer_job *job, int64_t now)
 /* Forgets committed writes older than LOG_KEEP_MS. */
 static void log_prune(struct writer *w)
 {
-    int64_t t = now_ms();
+    int64_t t = clock_ms();
 
     while (w->log_old &&
            (t - w->log_old->when_ms > LOG_KEEP_MS || w->log_entries > LOG_MAX_ENTRIES)) {
@@ -1191,14 +1187,10 @@ static void run_batch(struct writer *w, struct writer_job *batch)
             set_error(j, 503, "Service unavailable", "the database is busy: retry");
     }
     if (ok) {
-        struct timespec t0, t1;
-        int rc;
+        int64_t t0 = clock_us();
+        int rc = dtable_commit(w->db, &err);
 
-        clock_gettime(CLOCK_MONOTONIC, &t0);
-        rc = dtable_commit(w->db, &err);
-        clock_gettime(CLOCK_MONOTONIC, &t1);
-        metrics_commit(
-            (uint64_t)((t1.tv_sec - t0.tv_sec) * 1000000 + (t1.tv_nsec - t0.tv_nsec) / 1000));
+        metrics_commit((uint64_t)(clock_us() - t0));
         if (rc) {
             /* Nothing of this batch is on disk: no request may report success. */
             dtable_rollback(w->db);
@@ -1215,7 +1207,7 @@ static void run_batch(struct writer *w, struct writer_job *batch)
             /* The number is published after the commit: a snapshot taken
              * after reading it sees at least this batch. */
             w->pending->seq = __atomic_add_fetch(&w->seq, 1, __ATOMIC_ACQ_REL);
-            w->pending->when_ms = now_ms();
+            w->pending->when_ms = clock_ms();
             log_push(w, w->pending);
             w->pending = NULL;
         }
@@ -1264,12 +1256,7 @@ static void *committer(void *arg)
         while (!w->head && !w->stopping) {
             struct timespec until;
 
-            clock_gettime(CLOCK_REALTIME, &until);
-            until.tv_nsec += POLL_MS * 1000000L;
-            if (until.tv_nsec >= 1000000000L) {
-                until.tv_sec++;
-                until.tv_nsec -= 1000000000L;
-            }
+            clock_deadline(&until, POLL_MS);
             if (pthread_cond_timedwait(&w->wake, &w->lock, &until) != 0 && !w->head) {
                 pthread_mutex_unlock(&w->lock);
                 housekeeping(w);
@@ -1292,8 +1279,8 @@ static void *committer(void *arg)
         pthread_mutex_unlock(&w->lock);
         refresh(w, &err);
         run_batch(w, batch);
-        if (now_ms() - w->last_house_ms > POLL_MS) {
-            w->last_house_ms = now_ms();
+        if (clock_ms() - w->last_house_ms > POLL_MS) {
+            w->last_house_ms = clock_ms();
             housekeeping(w);
         }
         pthread_mutex_lock(&w->lock);

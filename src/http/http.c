@@ -1,9 +1,10 @@
 #include "config.h"
 #include "http/http.h"
+#include "base/crypto.h"
+#include "base/clock.h"
+#include "base/utf8.h"
 
 #include <arpa/inet.h>
-#include <gnutls/crypto.h>
-#include <gnutls/gnutls.h>
 #include <jansson.h>
 #include <microhttpd.h>
 #include <netinet/in.h>
@@ -118,7 +119,7 @@ struct request {
     struct conn *conn;           /* its connection */
     struct MHD_Connection *mhd;  /* libmicrohttpd's connection */
     char id[33];                 /* request id (X-Request-Id) */
-    struct timespec start;       /* when it arrived */
+    int64_t start_us;            /* when it arrived (clock_us) */
     const char *method;          /* request method (MHD's storage) */
     char *target;                /* the request target as sent, before percent-decoding */
     bool started;                /* the access handler has seen the complete head */
@@ -185,14 +186,6 @@ static const struct serve_config *cfg_of(struct http_server *srv)
 void http_set_config(struct http_server *srv, const struct serve_config *cfg)
 {
     __atomic_store_n(&srv->cfg, cfg, __ATOMIC_RELEASE);
-}
-
-static uint64_t now_ms(void)
-{
-    struct timespec ts;
-
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
 }
 
 /* ---- responses ---- */
@@ -288,29 +281,6 @@ static void send_answer(struct request *r)
  * writes on this thread is not logged as one. */
 static __thread bool closing_on_purpose;
 
-/* Writes @p len bytes on the TLS session, waiting at most 200 ms in all for
- * a socket that is full. */
-static bool tls_write_all(gnutls_session_t s, int fd, const char *buf, size_t len)
-{
-    int waits = 0;
-
-    while (len > 0) {
-        ssize_t n = gnutls_record_send(s, buf, len);
-
-        if (n > 0) {
-            buf += n;
-            len -= (size_t)n;
-        } else if ((n == GNUTLS_E_AGAIN || n == GNUTLS_E_INTERRUPTED) && waits++ < 4) {
-            struct pollfd p = {.fd = fd, .events = POLLOUT};
-
-            poll(&p, 1, 50);
-        } else {
-            return false;
-        }
-    }
-    return true;
-}
-
 /*
  * Writes the decided answer on the TLS session itself and closes the
  * connection. For what libmicrohttpd 0.9.75 cannot answer: it queues no
@@ -346,9 +316,9 @@ static enum MHD_Result send_and_close(struct request *r)
     if (len + 2 < sizeof(head) && si && si->tls_session && fi) {
         memcpy(head + len, "\r\n", 2);
         len += 2;
-        if (tls_write_all(si->tls_session, fi->connect_fd, head, len) &&
+        if (tls_session_send_all(si->tls_session, fi->connect_fd, head, len) &&
             strcmp(r->method ? r->method : "", "HEAD") != 0)
-            tls_write_all(si->tls_session, fi->connect_fd, r->answer_text, body_len);
+            tls_session_send_all(si->tls_session, fi->connect_fd, r->answer_text, body_len);
     }
     if (r->answer)
         MHD_destroy_response(r->answer);
@@ -385,17 +355,16 @@ static void conn_forget(struct conn *c)
 
 static void log_refusal(struct request *r, const struct identity *id)
 {
-    json_t *o =
-        json_pack("{s:s, s:s, s:s, s:o}", "request_id", r->id, "remote", r->conn->remote, "reason",
-                  auth_reason_code(id->reason), "detail", error_json_text(id->detail));
+    json_t *o = json_pack("{s:s, s:s, s:s, s:o}", "request_id", r->id, "remote", r->conn->remote,
+                          "reason", auth_reason_code(id->reason), "detail", utf8_json(id->detail));
 
     if (o && id->has_cert) {
-        json_object_set_new(o, "cert_subject", error_json_text(id->cert.subject));
+        json_object_set_new(o, "cert_subject", utf8_json(id->cert.subject));
         json_object_set_new(o, "cert_fingerprint", json_string(id->cert.fingerprint));
     }
     if (o && id->crl_stale) {
         json_object_set_new(o, "crl_stale", json_true());
-        json_object_set_new(o, "crl_issuer", error_json_text(id->crl_issuer));
+        json_object_set_new(o, "crl_issuer", utf8_json(id->crl_issuer));
     }
     log_event("auth_refused", o);
 }
@@ -470,15 +439,10 @@ struct kdf_pool {
     unsigned n_threads;      /* started */
 };
 
-static int64_t mono_seconds(void)
-{
-    return (int64_t)(now_ms() / 1000);
-}
-
 static void kdf_job_free(struct kdf_job *job)
 {
     if (job->password) {
-        gnutls_memset(job->password, 0, job->password_len);
+        crypto_wipe(job->password, job->password_len);
         free(job->password);
     }
     free(job->user);
@@ -513,7 +477,7 @@ static void kdf_run(struct kdf_pool *pool, struct kdf_job *job)
         memcpy(c->basic_key, job->key, sizeof(job->key));
         c->has_basic = true;
     }
-    if (identity_limiter_end(srv->limiter, c->remote, mono_seconds(), failed))
+    if (identity_limiter_end(srv->limiter, c->remote, clock_s(), failed))
         log_event("basic_barred",
                   json_pack("{s:s, s:i, s:i, s:s}", "remote", c->remote, "failures",
                             IDENTITY_MAX_FAILURES, "seconds", IDENTITY_BAR_SECONDS, "detail",
@@ -535,7 +499,7 @@ out:
  * stay queued. NULL when none may go. Called with the pool's lock. */
 static struct kdf_job *kdf_take(struct kdf_pool *pool)
 {
-    int64_t now = mono_seconds();
+    int64_t now = clock_s();
     struct kdf_job *job, *prev = NULL;
 
     for (job = pool->head; job; prev = job, job = job->next) {
@@ -680,8 +644,8 @@ static enum basic_outcome resolve_basic(struct request *r, const char *header,
 {
     struct conn *c = r->conn;
     struct trust_snapshot *snap;
-    gnutls_datum_t in, out = {NULL, 0};
-    unsigned char key[32];
+    unsigned char key[32], *creds = NULL;
+    size_t creds_len = 0;
     struct kdf_job *job;
     unsigned barred;
     char *colon;
@@ -694,7 +658,7 @@ static enum basic_outcome resolve_basic(struct request *r, const char *header,
         if (c->has_basic)
             return BASIC_DECIDED;
     }
-    if (gnutls_hash_fast(GNUTLS_DIG_SHA256, header, strlen(header), key) < 0)
+    if (crypto_sha256(header, strlen(header), key))
         return BASIC_ERROR;
     if (c->has_basic && c->basic_id.trust_version == trust_holder_version(c->srv->trust) &&
         cg_consttime_eq(key, c->basic_key, sizeof(key)))
@@ -702,11 +666,13 @@ static enum basic_outcome resolve_basic(struct request *r, const char *header,
     if (c->has_basic)
         identity_free(&c->basic_id);
     c->has_basic = false;
-    in.data = (unsigned char *)header + 6;
-    in.size = (unsigned)strlen(header + 6);
     memset(&c->basic_id, 0, sizeof(c->basic_id));
-    if (gnutls_base64_decode2(&in, &out) < 0 || !(colon = memchr(out.data, ':', out.size))) {
-        gnutls_free(out.data);
+    colon = NULL;
+    if (crypto_base64_decode(header + 6, strlen(header + 6), &creds, &creds_len) == CG_OK)
+        colon = memchr(creds, ':', creds_len);
+    if (!colon) {
+        crypto_wipe(creds, creds_len);
+        free(creds);
         c->basic_id.reason = AUTH_BAD_PASSWORD;
         snprintf(c->basic_id.detail, sizeof(c->basic_id.detail),
                  "the Authorization header is not valid Basic credentials");
@@ -716,36 +682,36 @@ static enum basic_outcome resolve_basic(struct request *r, const char *header,
         return BASIC_DECIDED;
     }
     *colon = '\0';
-    pw_len = out.size - (size_t)(colon + 1 - (char *)out.data);
+    pw_len = creds_len - (size_t)(colon + 1 - (char *)creds);
     snap = trust_holder_acquire(c->srv->trust);
-    if (identity_from_basic_cached(snap, (const char *)out.data, colon + 1, pw_len, &c->basic_id) ==
+    if (identity_from_basic_cached(snap, (const char *)creds, colon + 1, pw_len, &c->basic_id) ==
         CG_OK) {
         trust_release(snap);
-        gnutls_memset(out.data, 0, out.size);
-        gnutls_free(out.data);
+        crypto_wipe(creds, creds_len);
+        free(creds);
         memcpy(c->basic_key, key, sizeof(key));
         c->has_basic = true;
         return BASIC_DECIDED;
     }
     trust_release(snap);
-    barred = identity_limiter_barred(c->srv->limiter, c->remote, mono_seconds());
+    barred = identity_limiter_barred(c->srv->limiter, c->remote, clock_s());
     if (barred) {
-        gnutls_memset(out.data, 0, out.size);
-        gnutls_free(out.data);
+        crypto_wipe(creds, creds_len);
+        free(creds);
         return refuse_barred(r, barred, out_refusal);
     }
     job = calloc(1, sizeof(*job));
     if (job) {
         job->r = r;
         memcpy(job->key, key, sizeof(key));
-        job->user = strdup((const char *)out.data);
+        job->user = strdup((const char *)creds);
         job->password = malloc(pw_len ? pw_len : 1);
         job->password_len = pw_len;
         if (job->password)
             memcpy(job->password, colon + 1, pw_len);
     }
-    gnutls_memset(out.data, 0, out.size);
-    gnutls_free(out.data);
+    crypto_wipe(creds, creds_len);
+    free(creds);
     if (!job || !job->user || !job->password) {
         if (job)
             kdf_job_free(job);
@@ -864,7 +830,7 @@ static enum stage stage_authorise(struct request *r)
                               r->conn->remote, "reason", r->reason, "detail", detail);
 
         if (o)
-            json_object_set_new(o, "user", error_json_text(r->who->user));
+            json_object_set_new(o, "user", utf8_json(r->who->user));
         log_event("auth_refused", o);
     }
     return respond_error(r, CG_ERROR_NOT_AUTHORIZED, detail);
@@ -1000,7 +966,7 @@ static enum MHD_Result collect(void *cls, enum MHD_ValueKind kind, const char *k
             return MHD_YES;
         key = name;
     }
-    json_object_set_new(o, key, error_json_text(value ? value : ""));
+    json_object_set_new(o, key, utf8_json(value ? value : ""));
     return MHD_YES;
 }
 
@@ -1030,8 +996,8 @@ static json_t *user_json(const struct identity *id)
         cg_time_iso(id->cert.not_after, na);
         json_object_set_new(u, "certificate",
                             json_pack("{s:o, s:o, s:s, s:s, s:s}", "subject",
-                                      error_json_text(id->cert.subject), "issuer",
-                                      error_json_text(id->cert.issuer), "serial", id->cert.serial,
+                                      utf8_json(id->cert.subject), "issuer",
+                                      utf8_json(id->cert.issuer), "serial", id->cert.serial,
                                       "fingerprint", id->cert.fingerprint, "not_after", na));
     } else if (u) {
         json_object_set_new(u, "certificate", json_null());
@@ -1150,9 +1116,9 @@ static enum stage start_job(struct request *r)
         return respond_error(r, CG_ERROR_INTERNAL, r->id);
     /* The key binds the whole request: method, target with its query
      * string, body. */
-    if (job->idem_key)
-        dtable_request_sha256(job->method, job->target, r->body ? r->body : "", r->body_len,
-                              job->request_sha256);
+    if (job->idem_key && dtable_request_sha256(job->method, job->target, r->body ? r->body : "",
+                                               r->body_len, job->request_sha256))
+        return respond_error(r, CG_ERROR_INTERNAL, r->id);
     job->done = job_finished;
     job->ctx = r;
     /* The worker does not wait for the disk: the connection sleeps until
@@ -1251,8 +1217,8 @@ static enum stage h_whoami(struct request *r)
         cg_time_iso(id->cert.not_after, na);
         json_object_set_new(result, "certificate",
                             json_pack("{s:o, s:o, s:s, s:s, s:s, s:s, s:I, s:s?}", "subject",
-                                      error_json_text(id->cert.subject), "issuer",
-                                      error_json_text(id->cert.issuer), "serial", id->cert.serial,
+                                      utf8_json(id->cert.subject), "issuer",
+                                      utf8_json(id->cert.issuer), "serial", id->cert.serial,
                                       "fingerprint", id->cert.fingerprint, "not_before", nb,
                                       "not_after", na, "mapping_id", (json_int_t)id->mapping_id,
                                       "mapping_kind", id->mapping_kind));
@@ -1280,7 +1246,7 @@ static void request_id(char out[33])
 {
     unsigned char raw[16];
 
-    if (gnutls_rnd(GNUTLS_RND_NONCE, raw, sizeof(raw)) < 0)
+    if (crypto_random(raw, sizeof(raw), false))
         memset(raw, 0, sizeof(raw));
     cg_hex(raw, sizeof(raw), out);
 }
@@ -1297,7 +1263,7 @@ static struct request *request_new(struct http_server *srv, struct MHD_Connectio
     if (!r)
         return NULL;
     __atomic_add_fetch(&srv->active, 1, __ATOMIC_ACQ_REL);
-    clock_gettime(CLOCK_MONOTONIC, &r->start);
+    r->start_us = clock_us();
     request_id(r->id);
     r->mhd = mhd;
     r->target = target ? strdup(target) : NULL;
@@ -1539,7 +1505,6 @@ static void on_completed(void *cls, struct MHD_Connection *mhd, void **req_cls,
 {
     struct http_server *srv = cls;
     struct request *r = *req_cls;
-    struct timespec now;
     long long us;
     json_t *o;
     bool handed;
@@ -1550,19 +1515,17 @@ static void on_completed(void *cls, struct MHD_Connection *mhd, void **req_cls,
     /* Whether our answer reached libmicrohttpd (or the socket): a request
      * it refused itself later (a broken chunk) got its answer, not ours. */
     handed = (r->queued && !r->answer) || r->sent_directly;
-    clock_gettime(CLOCK_MONOTONIC, &now);
-    us = (long long)(now.tv_sec - r->start.tv_sec) * 1000000 +
-         (now.tv_nsec - r->start.tv_nsec) / 1000;
+    us = (long long)(clock_us() - r->start_us);
     o = json_pack("{s:s, s:s, s:o, s:o, s:i, s:I, s:I}", "request_id", r->id, "remote",
-                  r->conn ? r->conn->remote : "", "method",
-                  error_json_text(r->method ? r->method : ""), "path",
-                  error_json_text(r->path && !r->bad_target ? r->path
-                                  : r->target               ? r->target
-                                                            : ""),
+                  r->conn ? r->conn->remote : "", "method", utf8_json(r->method ? r->method : ""),
+                  "path",
+                  utf8_json(r->path && !r->bad_target ? r->path
+                            : r->target               ? r->target
+                                                      : ""),
                   "status", handed ? (int)r->status : 0, "bytes", handed ? (json_int_t)r->bytes : 0,
                   "us", (json_int_t)us);
     if (o) {
-        json_object_set_new(o, "user", r->who ? error_json_text(r->who->user) : json_null());
+        json_object_set_new(o, "user", r->who ? utf8_json(r->who->user) : json_null());
         json_object_set_new(o, "auth",
                             json_string(r->who ? auth_method_name(r->who->method) : "none"));
         json_object_set_new(o, "cert_fingerprint",
@@ -1575,7 +1538,7 @@ static void on_completed(void *cls, struct MHD_Connection *mhd, void **req_cls,
          * next update: it still applied, and the log says so. */
         if (r->conn && r->conn->has_cert_id && r->conn->cert_id.crl_stale) {
             json_object_set_new(o, "crl_stale", json_true());
-            json_object_set_new(o, "crl_issuer", error_json_text(r->conn->cert_id.crl_issuer));
+            json_object_set_new(o, "crl_issuer", utf8_json(r->conn->cert_id.crl_issuer));
         }
         if (!handed && toe == MHD_REQUEST_TERMINATED_WITH_ERROR) {
             json_object_set_new(o, "answered_by", json_string("libmicrohttpd"));
@@ -1598,7 +1561,7 @@ static void on_completed(void *cls, struct MHD_Connection *mhd, void **req_cls,
     /* Between requests now: the next head's deadline starts with its first
      * byte (the sweeper watches for it); until then --idle-timeout rules. */
     if (r->conn)
-        __atomic_store_n(&r->conn->head_state, HEAD_IDLE | now_ms(), __ATOMIC_RELEASE);
+        __atomic_store_n(&r->conn->head_state, HEAD_IDLE | (uint64_t)clock_ms(), __ATOMIC_RELEASE);
     writer_job_free(r->job);
     writer_catalog_release(r->cat);
     json_decref(r->dyn.params);
@@ -1625,7 +1588,8 @@ static void on_connection(void *cls, struct MHD_Connection *mhd, void **socket_c
             return;
         c->srv = srv;
         /* The handshake and the first head must be done in --head-timeout. */
-        c->head_state = HEAD_DEADLINE | (now_ms() + 1000ULL * cfg_of(srv)->head_timeout);
+        c->head_state =
+            HEAD_DEADLINE | ((uint64_t)clock_ms() + 1000ULL * cfg_of(srv)->head_timeout);
         ci = MHD_get_connection_info(mhd, MHD_CONNECTION_INFO_CONNECTION_FD);
         c->fd = ci ? ci->connect_fd : MHD_INVALID_SOCKET;
         ci = MHD_get_connection_info(mhd, MHD_CONNECTION_INFO_CLIENT_ADDRESS);
@@ -1703,7 +1667,7 @@ static void on_mhd_log(void *cls, const char *fmt, va_list ap)
     n = strlen(msg);
     while (n > 0 && (msg[n - 1] == '\n' || msg[n - 1] == ' '))
         msg[--n] = '\0';
-    log_event("httpd", json_pack("{s:o}", "detail", error_json_text(msg)));
+    log_event("httpd", json_pack("{s:o}", "detail", utf8_json(msg)));
 }
 
 /* ---- the head deadline ---- */
@@ -1730,7 +1694,7 @@ static uint64_t last_data_received(MHD_socket fd, uint64_t now)
  */
 static void sweep(struct http_server *srv)
 {
-    uint64_t now = now_ms(), timeout = 1000ULL * cfg_of(srv)->head_timeout;
+    uint64_t now = (uint64_t)clock_ms(), timeout = 1000ULL * cfg_of(srv)->head_timeout;
 
     pthread_mutex_lock(&srv->conns_lock);
     for (struct conn *c = srv->conns; c; c = c->next) {
@@ -1770,12 +1734,7 @@ static void *sweeper_main(void *arg)
     while (!srv->stopping) {
         struct timespec until;
 
-        clock_gettime(CLOCK_REALTIME, &until);
-        until.tv_nsec += 250 * 1000000L;
-        if (until.tv_nsec >= 1000000000L) {
-            until.tv_sec++;
-            until.tv_nsec -= 1000000000L;
-        }
+        clock_deadline(&until, 250);
         pthread_cond_timedwait(&srv->sweeper_wake, &srv->conns_lock, &until);
         if (srv->stopping)
             break;

@@ -1,5 +1,6 @@
 #include "config.h"
 #include "http/target.h"
+#include "base/utf8.h"
 
 #include <stdlib.h>
 #include <string.h>
@@ -58,13 +59,13 @@ const char *target_check(const char *target)
     n = percent_decode(target, plen, buf);
     if (memchr(buf, '\0', n))
         why = "the request path holds a NUL byte (%00)";
-    else if (error_utf8_prefix(buf, n) != n)
+    else if (utf8_prefix(buf, n) != n)
         why = "the request path is not valid UTF-8 once percent-decoded";
     if (!why && q) {
         n = percent_decode(q + 1, len - plen - 1, buf);
         if (memchr(buf, '\0', n))
             why = "the query string holds a NUL byte (%00)";
-        else if (error_utf8_prefix(buf, n) != n)
+        else if (utf8_prefix(buf, n) != n)
             why = "the query string is not valid UTF-8 once percent-decoded";
     }
     free(buf);

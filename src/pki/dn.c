@@ -1,5 +1,6 @@
 #include "config.h"
 #include "pki/dn.h"
+#include "base/utf8.h"
 
 #include <stdbool.h>
 #include <string.h>
@@ -52,7 +53,7 @@ static int raw_next(struct canon *c, uint32_t *cp)
         return 0;
     switch (c->tag) {
     case DER_UTF8_STRING:
-        n = cg_utf8_char((const char *)c->p, c->len, cp);
+        n = utf8_char((const char *)c->p, c->len, cp);
         if (n == 0)
             return -1;
         break;

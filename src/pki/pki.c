@@ -1,5 +1,6 @@
 #include "config.h"
 #include "pki/pki.h"
+#include "base/utf8.h"
 
 #include <gnutls/abstract.h>
 #include <gnutls/crypto.h>
@@ -13,6 +14,7 @@
 #include <strings.h>
 #include <stdarg.h>
 
+#include "base/crypto.h"
 #include "pki/constraints.h"
 #include "pki/der.h"
 
@@ -34,17 +36,6 @@ static char *datum_str(gnutls_datum_t *d)
     gnutls_free(d->data);
     d->data = NULL;
     return s;
-}
-
-static void sha256_hex(const void *data, size_t len, char out[65])
-{
-    unsigned char h[32];
-
-    if (gnutls_hash_fast(GNUTLS_DIG_SHA256, data, len, h) < 0) {
-        out[0] = '\0';
-        return;
-    }
-    cg_hex(h, sizeof(h), out);
 }
 
 /* Serial numbers as lower-case hex without leading zero bytes, so a serial
@@ -79,12 +70,12 @@ static char *clean_text(const char *in, size_t len, bool escape_backslash)
 
     for (i = 0; i < len;) {
         uint32_t cp = 0;
-        size_t n = cg_utf8_char(in + i, len - i, &cp);
+        size_t n = utf8_char(in + i, len - i, &cp);
 
         if (n == 0) {
             n = 1;
             size += 2;
-        } else if (cg_is_control(cp)) {
+        } else if (utf8_is_control(cp)) {
             size += 2 * n;
         } else if (escape_backslash && cp == '\\') {
             size += 1;
@@ -96,8 +87,8 @@ static char *clean_text(const char *in, size_t len, bool escape_backslash)
         return NULL;
     for (i = 0; i < len;) {
         uint32_t cp = 0;
-        size_t n = cg_utf8_char(in + i, len - i, &cp);
-        bool esc = n == 0 || cg_is_control(cp);
+        size_t n = utf8_char(in + i, len - i, &cp);
+        bool esc = n == 0 || utf8_is_control(cp);
 
         if (n == 0)
             n = 1;
@@ -235,7 +226,7 @@ static int fill_key(gnutls_x509_crt_t crt, struct pki_cert *c)
         goto out;
     if (gnutls_pubkey_export2(pub, GNUTLS_X509_FMT_DER, &spki) < 0)
         goto out;
-    sha256_hex(spki.data, spki.size, c->spki_sha256);
+    crypto_sha256_hex(spki.data, spki.size, c->spki_sha256);
     algo = gnutls_x509_crt_get_pk_algorithm(crt, &bits);
     if (algo == GNUTLS_PK_EC) {
         gnutls_ecc_curve_t curve = GNUTLS_ECC_CURVE_INVALID;
@@ -403,7 +394,7 @@ static int fill_cert(gnutls_x509_crt_t crt, struct pki_cert *c)
     memcpy(c->der, d.data, d.size);
     c->der_len = d.size;
     gnutls_free(d.data);
-    sha256_hex(c->der, c->der_len, c->fingerprint);
+    crypto_sha256_hex(c->der, c->der_len, c->fingerprint);
 
     /* An empty subject is valid when the names are in a critical
      * subjectAltName (RFC 5280 4.1.2.6): it is written as "". */
@@ -1332,7 +1323,7 @@ int pki_parse_crl(const char *data, size_t len, struct pki_crl *out_crl, struct 
     }
     memcpy(out_crl->der, der.data, der.size);
     out_crl->der_len = der.size;
-    sha256_hex(out_crl->der, out_crl->der_len, out_crl->fingerprint);
+    crypto_sha256_hex(out_crl->der, out_crl->der_len, out_crl->fingerprint);
     {
         gnutls_datum_t dn = {NULL, 0};
 
@@ -1486,17 +1477,17 @@ static const char *const reason_codes[] = {
 void pki_chain_key(const struct pki_cert *leaf, const struct pki_cert *sent, size_t n_sent,
                    char out_key[65])
 {
-    gnutls_hash_hd_t h;
+    struct crypto_hash h;
     unsigned char d[32];
 
-    if (gnutls_hash_init(&h, GNUTLS_DIG_SHA256) < 0) {
+    if (crypto_sha256_begin(&h)) {
         snprintf(out_key, 65, "%s", leaf->fingerprint);
         return;
     }
-    gnutls_hash(h, leaf->fingerprint, 64);
+    crypto_hash_update(&h, leaf->fingerprint, 64);
     for (size_t i = 0; i < n_sent; i++)
-        gnutls_hash(h, sent[i].fingerprint, 64);
-    gnutls_hash_deinit(h, d);
+        crypto_hash_update(&h, sent[i].fingerprint, 64);
+    crypto_hash_end(&h, d);
     cg_hex(d, sizeof(d), out_key);
 }
 

@@ -1,5 +1,7 @@
 #include "config.h"
 #include "script/script.h"
+#include "base/clock.h"
+#include "base/utf8.h"
 
 #include <lauxlib.h>
 #include <lua.h>
@@ -68,7 +70,7 @@ struct script_vm {
     bool hit_memory;                  /* the allocator refused because of the cap */
     bool in_request;                  /* a script_run is under way: the caps apply */
     uint64_t count;                   /* instructions of the current request */
-    struct timespec deadline;         /* wall-time limit of the current request */
+    int64_t deadline_ms;              /* wall-time limit of the current request (clock_ms) */
     enum script_outcome limit_hit;    /* which cap stopped it */
     const struct script_db_ops *db;   /* current request's database */
     unsigned log_lines;               /* log() calls of the current request */
@@ -175,8 +177,6 @@ static const char *limit_text(enum script_outcome o)
  */
 static bool over_caps(lua_State *L, struct script_vm *vm, uint64_t n)
 {
-    struct timespec now;
-
     uint64_t before = vm->count;
 
     if (!vm->in_request)
@@ -190,9 +190,7 @@ static bool over_caps(lua_State *L, struct script_vm *vm, uint64_t n)
      * cheap calls add up to a look, not one each. */
     if (vm->limit_hit == SCRIPT_OK &&
         (n >= HOOK_EVERY || before / HOOK_EVERY != vm->count / HOOK_EVERY)) {
-        clock_gettime(CLOCK_MONOTONIC, &now);
-        if (now.tv_sec > vm->deadline.tv_sec ||
-            (now.tv_sec == vm->deadline.tv_sec && now.tv_nsec > vm->deadline.tv_nsec))
+        if (clock_ms() > vm->deadline_ms)
             vm->limit_hit = SCRIPT_LIMIT_TIME;
     }
     if (vm->limit_hit == SCRIPT_OK)
@@ -406,39 +404,6 @@ static size_t integer_len(lua_Integer n)
 }
 
 static json_t *to_json(struct conv *c, int idx, int depth);
-
-/* Whether @p s holds well-formed UTF-8 (no overlongs, no surrogates). */
-static bool utf8_ok(const char *s, size_t len)
-{
-    const unsigned char *p = (const unsigned char *)s, *end = p + len;
-
-    while (p < end) {
-        unsigned c = *p++, n, cp;
-
-        if (c < 0x80)
-            continue;
-        if (c >= 0xc2 && c <= 0xdf)
-            n = 1, cp = c & 0x1f;
-        else if (c >= 0xe0 && c <= 0xef)
-            n = 2, cp = c & 0x0f;
-        else if (c >= 0xf0 && c <= 0xf4)
-            n = 3, cp = c & 0x07;
-        else
-            return false;
-        if ((size_t)(end - p) < n)
-            return false;
-        for (unsigned i = 0; i < n; i++) {
-            if ((p[i] & 0xc0) != 0x80)
-                return false;
-            cp = (cp << 6) | (p[i] & 0x3f);
-        }
-        p += n;
-        if ((n == 2 && cp < 0x800) || (n == 3 && (cp < 0x10000 || cp > 0x10ffff)) ||
-            (cp >= 0xd800 && cp <= 0xdfff))
-            return false;
-    }
-    return true;
-}
 
 /* Whether the value at @p idx is certgate.null. */
 static bool is_null(lua_State *L, int idx)
@@ -921,7 +886,7 @@ static int l_log(lua_State *L)
     for (size_t i = 0; i < len;) {
         size_t w = 1;
 
-        while (w <= 4 && i + w <= len && !utf8_ok(line + i, w))
+        while (w <= 4 && i + w <= len && !utf8_valid(line + i, w))
             w++;
         if (w > 4 || i + w > len) {
             line[i++] = '?';
@@ -1712,7 +1677,7 @@ static void fail_field(lua_State *L, int t, const char *name, char *out, size_t 
     snprintf(out, outlen, "%s", lua_type(L, -1) == LUA_TSTRING ? lua_tostring(L, -1) : "");
     lua_pop(L, 1);
     /* The message goes into a JSON body: keep it UTF-8. */
-    if (!utf8_ok(out, strlen(out)))
+    if (!utf8_valid(out, strlen(out)))
         snprintf(out, outlen, "(not valid UTF-8)");
 }
 
@@ -1833,13 +1798,7 @@ int script_run(struct script_vm *vm, const char *key, const char *source, const 
     vm->json_heap = vm->limits.memory;
     vm->json_bytes = vm->limits.memory;
     clock_gettime(CLOCK_THREAD_CPUTIME_ID, &vm->cpu_start);
-    clock_gettime(CLOCK_MONOTONIC, &vm->deadline);
-    vm->deadline.tv_sec += vm->limits.wall_ms / 1000;
-    vm->deadline.tv_nsec += (long)(vm->limits.wall_ms % 1000) * 1000000L;
-    if (vm->deadline.tv_nsec >= 1000000000L) {
-        vm->deadline.tv_sec++;
-        vm->deadline.tv_nsec -= 1000000000L;
-    }
+    vm->deadline_ms = clock_ms() + (int64_t)vm->limits.wall_ms;
     baseline = vm->used;
     vm->cap = baseline + vm->limits.memory;
     vm->in_request = true;

@@ -2,7 +2,6 @@
 #include "serve/daemon.h"
 
 #include <errno.h>
-#include <gnutls/gnutls.h>
 #include <jansson.h>
 #include <signal.h>
 #include <stdio.h>
@@ -128,7 +127,6 @@ static void reload(const struct serve_config *started, struct serve_config **cur
     struct serve_config *next = calloc(1, sizeof(*next));
     struct old_config *keep = calloc(1, sizeof(*keep));
     struct cg_err err = {""};
-    gnutls_priority_t p = NULL;
     bool help = false;
     json_t *restart;
 
@@ -141,12 +139,8 @@ static void reload(const struct serve_config *started, struct serve_config **cur
     settings_defaults(next);
     if (settings_parse(next, argc, argv, &help, &err))
         goto fail;
-    if (gnutls_priority_init(&p, priority_of(next), NULL) < 0) {
-        cg_err_set(&err, "--tls-priority '%s' is not a valid GnuTLS priority string",
-                   priority_of(next));
+    if (tls_priority_check(priority_of(next), &err))
         goto fail;
-    }
-    gnutls_priority_deinit(p);
     if (tls_server_reload(tls, next->cert_file, next->key_file, &err))
         goto fail;
     tls_server_set_policy(tls, priority_of(next), next->client_cert == CLIENT_CERT_REQUIRE,

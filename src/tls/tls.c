@@ -4,6 +4,7 @@
 #include <gnutls/crypto.h>
 #include <gnutls/gnutls.h>
 #include <gnutls/x509.h>
+#include <poll.h>
 #include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -414,4 +415,37 @@ void tls_session_describe(void *session, const char **out_protocol, const char *
 
     *out_protocol = gnutls_protocol_get_name(gnutls_protocol_get_version(s));
     *out_cipher = cipher ? cipher : "";
+}
+
+bool tls_session_send_all(void *session, int fd, const char *buf, size_t len)
+{
+    int waits = 0;
+
+    while (len > 0) {
+        ssize_t n = gnutls_record_send(session, buf, len);
+
+        if (n > 0) {
+            buf += n;
+            len -= (size_t)n;
+        } else if ((n == GNUTLS_E_AGAIN || n == GNUTLS_E_INTERRUPTED) && waits++ < 4) {
+            struct pollfd p = {.fd = fd, .events = POLLOUT};
+
+            poll(&p, 1, 50);
+        } else {
+            return false;
+        }
+    }
+    return true;
+}
+
+int tls_priority_check(const char *priority, struct cg_err *err)
+{
+    gnutls_priority_t p = NULL;
+
+    if (gnutls_priority_init(&p, priority, NULL) < 0) {
+        cg_err_set(err, "--tls-priority '%s' is not a valid GnuTLS priority string", priority);
+        return CG_EINVAL;
+    }
+    gnutls_priority_deinit(p);
+    return CG_OK;
 }

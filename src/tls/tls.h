@@ -94,4 +94,19 @@ int tls_session_peer(void *session, struct pki_cert_list *out_list);
 /** Protocol and cipher suite of a session, e.g. "TLS1.3" and "TLS_AES_128_GCM_SHA256". */
 void tls_session_describe(void *session, const char **out_protocol, const char **out_cipher);
 
+/**
+ * Write @p len bytes on a session whose socket is non-blocking, waiting at
+ * most 200 ms in all for a full socket (for answers written outside the
+ * HTTP server's own sending).
+ * @return true when all were written
+ */
+bool tls_session_send_all(void *session, int fd, const char *buf, size_t len);
+
+/**
+ * Whether @p priority is a GnuTLS priority string GnuTLS accepts.
+ * @param err why not
+ * @return CG_OK or CG_EINVAL
+ */
+int tls_priority_check(const char *priority, struct cg_err *err);
+
 #endif

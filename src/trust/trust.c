@@ -1,5 +1,7 @@
 #include "config.h"
 #include "trust/trust.h"
+#include "base/clock.h"
+#include "base/utf8.h"
 
 #include <pthread.h>
 #include <stdatomic.h>
@@ -368,9 +370,9 @@ static void warn_stale_crls(const struct trust_snapshot *snap)
         cg_time_iso(crl->next_update, when);
         log_event("crl_stale",
                   json_pack("{s:s, s:o, s:s, s:I, s:s}", "signer_spki",
-                            snap->pki.crls[i].signer_spki, "crl_issuer",
-                            error_json_text(crl->issuer), "next_update", when, "trust_version",
-                            (json_int_t)snap->version, "detail",
+                            snap->pki.crls[i].signer_spki, "crl_issuer", utf8_json(crl->issuer),
+                            "next_update", when, "trust_version", (json_int_t)snap->version,
+                            "detail",
                             "a CRL is past its next update; it still applies: load a fresh one "
                             "with certgate crl add"));
     }
@@ -411,12 +413,7 @@ static void *poller(void *arg)
         struct timespec until;
         struct cg_err err = {""};
 
-        clock_gettime(CLOCK_REALTIME, &until);
-        until.tv_nsec += POLL_MS * 1000000L;
-        if (until.tv_nsec >= 1000000000L) {
-            until.tv_sec++;
-            until.tv_nsec -= 1000000000L;
-        }
+        clock_deadline(&until, POLL_MS);
         pthread_cond_timedwait(&h->stop_cond, &h->stop_lock, &until);
         if (h->stopping)
             break;
@@ -424,8 +421,7 @@ static void *poller(void *arg)
         if (trust_holder_refresh(h, &err)) {
             /* Keep serving with the last good snapshot; say so once. */
             if (!h->warned)
-                log_event("trust_reload_failed",
-                          json_pack("{s:o}", "detail", error_json_text(err.msg)));
+                log_event("trust_reload_failed", json_pack("{s:o}", "detail", utf8_json(err.msg)));
             h->warned = true;
         } else {
             h->warned = false;

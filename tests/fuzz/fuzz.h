@@ -9,6 +9,8 @@
 
 #include <stdbool.h>
 #include <stddef.h>
+
+#include "base/utf8.h"
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -69,7 +71,7 @@ static inline char *fuzz_strndup(const uint8_t *data, size_t len)
 /** Whether @p s is valid UTF-8 as certgate checks it (NULL: yes). */
 static inline bool fuzz_is_utf8(const char *s)
 {
-    return !s || error_utf8_prefix(s, strlen(s)) == strlen(s);
+    return !s || utf8_prefix(s, strlen(s)) == strlen(s);
 }
 
 /* Stops the run when a property certgate promises does not hold. */

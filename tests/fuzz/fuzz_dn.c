@@ -10,6 +10,7 @@
  * matches that certificate, also after the CLI canonicalised a dn= value.
  */
 #include "config.h"
+#include "base/utf8.h"
 
 #include "fuzz.h"
 #include "auth/identity.h"
@@ -31,7 +32,7 @@ static bool rule(const char *field, const char *value, const struct pki_cert *c)
  * without control characters (cli_check_text). */
 static bool cli_takes(const char *value)
 {
-    return *value && strlen(value) <= 1024 && cg_text_valid(value);
+    return *value && strlen(value) <= 1024 && utf8_text_valid(value);
 }
 
 static void check_canonical(const char *typed)

@@ -11,6 +11,7 @@
  * may match; an integer filter is the number written.
  */
 #include "config.h"
+#include "base/utf8.h"
 
 #include <microhttpd.h>
 #include <unistd.h>
@@ -102,7 +103,7 @@ static json_t *query_args(char *q)
             *p = *p == '+' ? ' ' : *p;
         MHD_http_unescape(arg);
         MHD_http_unescape(val);
-        json_object_set_new(args, arg, error_json_text(val));
+        json_object_set_new(args, arg, utf8_json(val));
     }
     return args;
 }
@@ -177,7 +178,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     int rc;
 
     /* The server refuses a query string that is not text before this. */
-    if (error_utf8_prefix(q, strlen(q)) != strlen(q)) {
+    if (utf8_prefix(q, strlen(q)) != strlen(q)) {
         free(q);
         return 0;
     }

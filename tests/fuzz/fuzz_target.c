@@ -8,6 +8,7 @@
  * NUL and valid UTF-8.
  */
 #include "config.h"
+#include "base/utf8.h"
 
 #include <microhttpd.h>
 
@@ -23,7 +24,7 @@ static bool decodes_to_text(const char *s, size_t len)
 
     /* A decoded %00 would end the string: count what the decoder wrote. */
     n = MHD_http_unescape(buf);
-    ok = memchr(buf, '\0', n) == NULL && error_utf8_prefix(buf, n) == n;
+    ok = memchr(buf, '\0', n) == NULL && utf8_prefix(buf, n) == n;
     free(buf);
     return ok;
 }

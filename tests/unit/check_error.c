@@ -1,5 +1,6 @@
 /* Unit tests for the error registry and the error body. */
 #include "config.h"
+#include "base/utf8.h"
 
 #include <check.h>
 #include <jansson.h>
@@ -72,7 +73,7 @@ START_TEST(invalid_utf8_is_repaired_not_dropped)
 }
 END_TEST
 
-/* error_utf8_prefix: how much of each input is valid UTF-8. */
+/* utf8_prefix: how much of each input is valid UTF-8. */
 static const struct {
     const char *in; /* bytes */
     size_t valid;   /* expected valid prefix */
@@ -90,9 +91,9 @@ static const struct {
     {"\xc3\xbc\x80", 2},                           /* stray continuation byte */
 };
 
-START_TEST(utf8_prefix)
+START_TEST(utf8_prefix_cases)
 {
-    ck_assert_uint_eq(error_utf8_prefix(utf8_cases[_i].in, strlen(utf8_cases[_i].in)),
+    ck_assert_uint_eq(utf8_prefix(utf8_cases[_i].in, strlen(utf8_cases[_i].in)),
                       utf8_cases[_i].valid);
 }
 END_TEST
@@ -101,10 +102,10 @@ START_TEST(utf8_trim_cuts_half_characters)
 {
     char a[] = "M\xc3\xbcller \xc3", b[] = "\xe2\x82\xac\xe2\x82", c[] = "ok \xc3\xbc", d[] = "";
 
-    error_utf8_trim(a);
-    error_utf8_trim(b);
-    error_utf8_trim(c);
-    error_utf8_trim(d);
+    utf8_trim(a);
+    utf8_trim(b);
+    utf8_trim(c);
+    utf8_trim(d);
     ck_assert_str_eq(a, "M\xc3\xbcller ");
     ck_assert_str_eq(b, "\xe2\x82\xac");
     ck_assert_str_eq(c, "ok \xc3\xbc");
@@ -114,7 +115,7 @@ END_TEST
 
 START_TEST(json_text_null_and_valid)
 {
-    json_t *n = error_json_text(NULL), *v = error_json_text("J\xc3\xbcrgen");
+    json_t *n = utf8_json(NULL), *v = utf8_json("J\xc3\xbcrgen");
 
     ck_assert(json_is_null(n));
     ck_assert_str_eq(json_string_value(v), "J\xc3\xbcrgen");
@@ -163,7 +164,7 @@ int main(void)
     suite_add_tcase(s, tc);
     tc = tcase_create("utf8");
     tcase_add_test(tc, invalid_utf8_is_repaired_not_dropped);
-    tcase_add_loop_test(tc, utf8_prefix, 0, sizeof(utf8_cases) / sizeof(utf8_cases[0]));
+    tcase_add_loop_test(tc, utf8_prefix_cases, 0, sizeof(utf8_cases) / sizeof(utf8_cases[0]));
     tcase_add_test(tc, utf8_trim_cuts_half_characters);
     tcase_add_test(tc, json_text_null_and_valid);
     suite_add_tcase(s, tc);

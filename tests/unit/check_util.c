@@ -1,5 +1,6 @@
 /* Unit tests for util and password. */
 #include "config.h"
+#include "base/utf8.h"
 
 #include <check.h>
 #include <stdio.h>
@@ -118,7 +119,7 @@ static const struct {
 START_TEST(utf8_decoding)
 {
     uint32_t cp = 0;
-    size_t n = cg_utf8_char(utf8_cases[_i].in, strlen(utf8_cases[_i].in), &cp);
+    size_t n = utf8_char(utf8_cases[_i].in, strlen(utf8_cases[_i].in), &cp);
 
     ck_assert_uint_eq(n, utf8_cases[_i].len);
     if (n)
@@ -128,19 +129,19 @@ END_TEST
 
 START_TEST(text_validity)
 {
-    ck_assert(cg_text_valid(""));
-    ck_assert(cg_text_valid("Test PKI"));
-    ck_assert(cg_text_valid("Soci\xc3\xa9t\xc3\xa9 G\xc3\xa9n\xc3\xa9rale \xe2\x82\xac"));
-    ck_assert(!cg_text_valid("Soci\xe9t\xe9"));
-    ck_assert(!cg_text_valid("a\nb"));
-    ck_assert(!cg_text_valid("tab\there"));
-    ck_assert(!cg_text_valid("del\x7f"));
-    ck_assert(!cg_text_valid("c1\xc2\x85"));
-    ck_assert(!cg_text_valid("x\xc3"));
-    /* Only the first character is judged by cg_utf8_char; a length stops it. */
-    ck_assert_uint_eq(cg_utf8_char("\xc3\xa9", 1, NULL), 0);
-    ck_assert(cg_is_control(0) && cg_is_control(0x1f) && cg_is_control(0x9f));
-    ck_assert(!cg_is_control(' ') && !cg_is_control(0xa0));
+    ck_assert(utf8_text_valid(""));
+    ck_assert(utf8_text_valid("Test PKI"));
+    ck_assert(utf8_text_valid("Soci\xc3\xa9t\xc3\xa9 G\xc3\xa9n\xc3\xa9rale \xe2\x82\xac"));
+    ck_assert(!utf8_text_valid("Soci\xe9t\xe9"));
+    ck_assert(!utf8_text_valid("a\nb"));
+    ck_assert(!utf8_text_valid("tab\there"));
+    ck_assert(!utf8_text_valid("del\x7f"));
+    ck_assert(!utf8_text_valid("c1\xc2\x85"));
+    ck_assert(!utf8_text_valid("x\xc3"));
+    /* Only the first character is judged by utf8_char; a length stops it. */
+    ck_assert_uint_eq(utf8_char("\xc3\xa9", 1, NULL), 0);
+    ck_assert(utf8_is_control(0) && utf8_is_control(0x1f) && utf8_is_control(0x9f));
+    ck_assert(!utf8_is_control(' ') && !utf8_is_control(0xa0));
 }
 END_TEST
 
