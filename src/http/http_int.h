@@ -1,0 +1,214 @@
+/*
+ * http_int: what the files of the HTTP layer share and nothing outside it
+ * sees: the server, connection and request structs, the pipeline's stage
+ * outcome, and the functions one file calls in another. Relies on
+ * libmicrohttpd and every subsystem before http. Does not declare anything
+ * the daemon uses: that is http.h.
+ */
+#ifndef CG_HTTP_INT_H
+#define CG_HTTP_INT_H
+
+#include <arpa/inet.h>
+#include <jansson.h>
+#include <microhttpd.h>
+#include <pthread.h>
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "auth/identity.h"
+#include "base/error.h"
+#include "engine/writer.h"
+#include "http/http.h"
+#include "http/routes.h"
+
+/* The longest Authorization header certgate reads. */
+#define MAX_AUTH_HEADER 4096
+/* The longest Idempotency-Key accepted. */
+#define MAX_IDEM_KEY 200
+
+struct http_server {
+    const struct serve_config *cfg;     /* settings */
+    struct trust_holder *trust;         /* trust snapshots */
+    struct tls_server *tls;             /* credentials */
+    struct writer *writer;              /* scripted resources and the Table API */
+    struct MHD_Daemon *daemon;          /* libmicrohttpd */
+    int active;                         /* requests in flight (atomic) */
+    int unanswered;                     /* requests that ended without a full answer (atomic) */
+    uint16_t port;                      /* bound port */
+    MHD_socket quiesced;                /* listen socket after quiesce, closed at stop */
+    size_t max_header_size;             /* --max-header-size at start (the pool is sized for it) */
+    size_t pool_size;                   /* libmicrohttpd's memory pool per connection */
+    char address[INET6_ADDRSTRLEN + 8]; /* what it listens on, "[::1]:8443" */
+    struct MHD_Daemon *metrics;         /* the --metrics-listen daemon, or NULL */
+    pthread_mutex_t conns_lock;         /* guards conns; taken per connection, not per request */
+    struct conn *conns;                 /* open connections, for the sweeper */
+    pthread_t sweeper;                  /* enforces --head-timeout */
+    pthread_cond_t sweeper_wake;        /* with conns_lock: stops the sweeper */
+    bool sweeper_started;               /* it runs */
+    bool stopping;                      /* the sweeper should end (conns_lock) */
+    struct kdf_pool *kdf;               /* password checks off the worker threads */
+    struct identity_limiter *limiter;   /* wrong passwords per client address */
+};
+
+/* What one TLS connection knows, kept across its keep-alive requests. */
+struct conn {
+    struct http_server *srv;      /* the server */
+    char remote[64];              /* client address */
+    bool peer_read;               /* peer certificates were read */
+    struct pki_cert_list peer;    /* leaf first; empty when none was sent */
+    bool has_cert_id;             /* cert_id holds a decision */
+    struct identity cert_id;      /* the certificate's identity or refusal */
+    bool has_basic;               /* basic_id holds a decision */
+    unsigned char basic_key[32];  /* SHA-256 of the Authorization value it decided */
+    struct identity basic_id;     /* the Basic identity or refusal */
+    struct tls_generation *creds; /* the credentials its session uses */
+    MHD_socket fd;                /* its socket, for the sweeper */
+    uint64_t head_state;          /* atomic: what the sweeper watches (HEAD_..., see below) */
+    unsigned requests;            /* requests begun on it */
+    unsigned request_lines;       /* request lines read on it (requests may fail later) */
+    bool swept;                   /* the sweeper shut it down (conns_lock) */
+    struct conn *prev, *next;     /* the server's list (conns_lock) */
+};
+
+/* head_state: the two top bits say what the connection waits for, the rest
+ * is a monotonic time in ms. The workers store it, the sweeper reads it and
+ * moves it only by compare-and-swap, so a head completed meanwhile wins. */
+#define HEAD_NONE 0ULL             /* in a request: not watched */
+#define HEAD_DEADLINE (1ULL << 62) /* the head must be complete by the time */
+#define HEAD_IDLE (2ULL << 62)     /* between requests since the time */
+#define HEAD_TIME(s) ((s) & ((1ULL << 62) - 1))
+#define HEAD_KIND(s) ((s) & (3ULL << 62))
+
+/* Outcome of a pipeline stage. */
+enum stage {
+    STAGE_CONTINUE,  /* go on with the next stage */
+    STAGE_DONE,      /* a response was queued */
+    STAGE_SUSPENDED, /* the connection sleeps until a password check is done */
+};
+
+struct request;
+
+/* A route handler; it queues a response. */
+typedef enum stage (*handler_fn)(struct request *r);
+
+/* Who may call a route. */
+enum route_auth {
+    ROUTE_AUTH_ANY,  /* certificate or Basic */
+    ROUTE_AUTH_NONE, /* public */
+};
+
+struct route {
+    const char *path;     /* exact path */
+    const char *method;   /* GET, POST, ... */
+    enum route_auth auth; /* authentication */
+    const char *role;     /* role required, NULL: any authenticated user */
+    handler_fn handler;   /* what it does */
+};
+
+/* One request, from the first access callback to the completion callback. */
+struct request {
+    struct conn *conn;           /* its connection */
+    struct MHD_Connection *mhd;  /* libmicrohttpd's connection */
+    char id[33];                 /* request id (X-Request-Id) */
+    int64_t start_us;            /* when it arrived (clock_us) */
+    const char *method;          /* request method (MHD's storage) */
+    char *target;                /* the request target as sent, before percent-decoding */
+    bool started;                /* the access handler has seen the complete head */
+    bool bad_target;             /* the target is not text: the log shows it as sent */
+    char *path;                  /* request path */
+    const struct route *route;   /* matched built-in route, NULL if none */
+    struct route_result dyn;     /* matched resource or Table API route */
+    struct catalog *cat;         /* the catalog dyn points into (held until completed) */
+    struct writer_job *job;      /* handed to the writer, NULL if none */
+    bool job_done;               /* the writer finished the job */
+    const struct identity *who;  /* the caller, NULL when unauthenticated */
+    char *body;                  /* request body */
+    size_t body_len;             /* its length */
+    bool has_body;               /* Content-Length > 0 or chunked */
+    bool chunked;                /* Transfer-Encoding: chunked */
+    uint64_t content_length;     /* Content-Length, 0 when none */
+    bool expect_continue;        /* the client waits for 100 Continue */
+    uint64_t discarded;          /* body bytes dropped after an early answer */
+    bool close_now;              /* the early answer closes the connection */
+    bool direct_answer;          /* the early answer must go through send_and_close */
+    bool queued;                 /* the answer is decided (maybe not yet handed over) */
+    struct MHD_Response *answer; /* the decided answer, not yet queued */
+    const char *answer_text;     /* its body (owned by answer) */
+    char allow[64];              /* its Allow header, "" when none */
+    bool sent_directly;          /* send_and_close wrote it */
+    unsigned status;             /* status sent */
+    size_t bytes;                /* body bytes sent */
+    const char *reason;          /* refusal reason code, NULL if none */
+    char retry_after[12];        /* Retry-After seconds, "" when none */
+    bool kdf_pending;            /* suspended for a password check */
+    bool kdf_done;               /* it is done (atomic) */
+    unsigned kdf_barred;         /* the address was barred before its check ran: seconds left */
+    bool method_mismatch;        /* a built-in path with another method */
+    char route_allow[64];        /* its Allow list */
+};
+
+struct kdf_job {
+    struct request *r;     /* the suspended request */
+    unsigned char key[32]; /* SHA-256 of its Authorization value */
+    char *user;            /* decoded user name */
+    char *password;        /* decoded password (wiped when done) */
+    size_t password_len;   /* its length */
+    unsigned barred;       /* its address was barred while it waited: seconds left, 0: run it */
+    struct kdf_job *next;  /* queue */
+};
+
+/* The settings in force: SIGHUP may swap them while requests run. */
+static inline const struct serve_config *cfg_of(struct http_server *srv)
+{
+    return __atomic_load_n(&srv->cfg, __ATOMIC_ACQUIRE);
+}
+
+/* respond.c */
+extern __thread bool closing_on_purpose;
+void add_common_headers(struct request *r, struct MHD_Response *resp);
+enum stage respond_text(struct request *r, unsigned status, char *text, const char *allow);
+void send_answer(struct request *r);
+enum MHD_Result send_and_close(struct request *r);
+enum stage respond_json(struct request *r, unsigned status, json_t *body);
+enum stage respond_error(struct request *r, enum cg_error e, const char *detail);
+
+/* authn.c */
+void conn_forget(struct conn *c);
+enum stage refuse_auth(struct request *r, const struct identity *id);
+enum stage stage_authenticate(struct request *r);
+enum stage check_resource_auth(struct request *r);
+enum stage refuse_role(struct request *r, char *const *roles, size_t n);
+
+/* kdf.c */
+void kdf_job_free(struct kdf_job *job);
+int kdf_start(struct http_server *srv, unsigned n, struct kdf_pool **out_pool);
+void kdf_stop(struct kdf_pool *pool);
+bool kdf_submit(struct kdf_pool *pool, struct kdf_job *job);
+
+/* head.c */
+enum stage stage_head(struct request *r, const char *version);
+
+/* pipeline.c */
+enum MHD_Result on_request(void *cls, struct MHD_Connection *mhd, const char *url,
+                           const char *method, const char *version, const char *upload_data,
+                           size_t *upload_data_size, void **req_cls);
+void *on_uri(void *cls, const char *uri, struct MHD_Connection *mhd);
+void on_completed(void *cls, struct MHD_Connection *mhd, void **req_cls,
+                  enum MHD_RequestTerminationCode toe);
+
+/* jobs.c */
+enum stage start_job(struct request *r);
+void finish_job(struct request *r);
+
+/* builtin.c */
+enum stage h_healthz(struct request *r);
+enum stage h_whoami(struct request *r);
+enum stage h_admin_trust(struct request *r);
+
+/* server.c */
+void on_mhd_log(void *cls, const char *fmt, va_list ap);
+
+/* sweeper.c */
+void *sweeper_main(void *arg);
+
+#endif

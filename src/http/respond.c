@@ -1,0 +1,165 @@
+#include "config.h"
+#include "http/http_int.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <time.h>
+
+#include "base/error.h"
+#include "tls/tls.h"
+
+/* ---- responses ---- */
+
+/* The headers every answer carries (and its reason, Allow, Basic realm),
+ * as name/value pairs: one list for libmicrohttpd's responses and for the
+ * answers send_and_close writes itself. @return the number of pairs. */
+static size_t answer_headers(const struct request *r, unsigned status, const char *out[10][2])
+{
+    size_t n = 0;
+
+    out[n][0] = MHD_HTTP_HEADER_CONTENT_TYPE, out[n++][1] = "application/json";
+    out[n][0] = "X-Request-Id", out[n++][1] = r->id;
+    out[n][0] = "Strict-Transport-Security", out[n++][1] = "max-age=31536000";
+    out[n][0] = "X-Content-Type-Options", out[n++][1] = "nosniff";
+    out[n][0] = "Cache-Control", out[n++][1] = "no-store";
+    if (r->reason)
+        out[n][0] = "X-Certgate-Reason", out[n++][1] = r->reason;
+    if (r->allow[0])
+        out[n][0] = "Allow", out[n++][1] = r->allow;
+    if (status == 401 && cfg_of(r->conn->srv)->basic_auth)
+        out[n][0] = "WWW-Authenticate", out[n++][1] = "Basic realm=\"certgate\"";
+    if (r->retry_after[0])
+        out[n][0] = "Retry-After", out[n++][1] = r->retry_after;
+    return n;
+}
+
+void add_common_headers(struct request *r, struct MHD_Response *resp)
+{
+    MHD_add_response_header(resp, "X-Request-Id", r->id);
+    MHD_add_response_header(resp, "Strict-Transport-Security", "max-age=31536000");
+    MHD_add_response_header(resp, "X-Content-Type-Options", "nosniff");
+    MHD_add_response_header(resp, "Cache-Control", "no-store");
+}
+
+/*
+ * Decides the answer: @p text (taken over, malloc'd) with @p status as
+ * application/json. It is handed to libmicrohttpd later (send_answer), once
+ * the request is complete: libmicrohttpd 0.9.75 closes the connection after
+ * any response queued before the end of the request, even a GET without a
+ * body, so a 404 queued at once would cost the client its keep-alive.
+ */
+enum stage respond_text(struct request *r, unsigned status, char *text, const char *allow)
+{
+    static const char oom[] = "{\"error\":{\"message\":\"Internal server error\","
+                              "\"detail\":\"out of memory\"},\"status\":\"failure\"}";
+    const char *hdr[10][2];
+    struct MHD_Response *resp;
+    size_t len = text ? strlen(text) : 0, n;
+
+    if (r->queued) {
+        free(text);
+        return STAGE_DONE;
+    }
+    if (allow)
+        snprintf(r->allow, sizeof(r->allow), "%s", allow);
+    if (!text) {
+        /* Out of memory while building the body: still answer. */
+        status = 500;
+        len = sizeof(oom) - 1;
+        resp =
+            MHD_create_response_from_buffer(sizeof(oom) - 1, (void *)oom, MHD_RESPMEM_PERSISTENT);
+    } else {
+        resp = MHD_create_response_from_buffer(len, text, MHD_RESPMEM_MUST_FREE);
+    }
+    if (!resp) {
+        free(text);
+        return STAGE_DONE;
+    }
+    n = answer_headers(r, status, hdr);
+    for (size_t i = 0; i < n; i++)
+        MHD_add_response_header(resp, hdr[i][0], hdr[i][1]);
+    r->answer = resp;
+    r->answer_text = text ? text : oom;
+    r->queued = true;
+    r->status = status;
+    r->bytes = strcmp(r->method ? r->method : "", "HEAD") == 0 ? 0 : len;
+    return STAGE_DONE;
+}
+
+/* Hands the decided answer to libmicrohttpd. */
+void send_answer(struct request *r)
+{
+    if (!r->answer)
+        return;
+    MHD_queue_response(r->mhd, r->status, r->answer);
+    MHD_destroy_response(r->answer);
+    r->answer = NULL;
+}
+
+/* Set when send_and_close returns MHD_NO on purpose, so that the
+ * "Application reported internal error" line that libmicrohttpd then
+ * writes on this thread is not logged as one. */
+__thread bool closing_on_purpose;
+
+/*
+ * Writes the decided answer on the TLS session itself and closes the
+ * connection. For what libmicrohttpd 0.9.75 cannot answer: it queues no
+ * response while a body is arriving (a chunked body over the limit is cut
+ * here rather than read to its end), and a head that nearly fills the
+ * connection's memory pool leaves it no room to build the answer's
+ * headers. This runs on the connection's own thread inside a callback,
+ * when libmicrohttpd is not writing to the session, so records cannot
+ * interleave; returning MHD_NO then makes libmicrohttpd close it (with a
+ * TLS close_notify).
+ */
+enum MHD_Result send_and_close(struct request *r)
+{
+    const union MHD_ConnectionInfo *si =
+        MHD_get_connection_info(r->mhd, MHD_CONNECTION_INFO_GNUTLS_SESSION);
+    const union MHD_ConnectionInfo *fi =
+        MHD_get_connection_info(r->mhd, MHD_CONNECTION_INFO_CONNECTION_FD);
+    const char *hdr[10][2], *phrase = MHD_get_reason_phrase_for(r->status);
+    size_t body_len = r->answer_text ? strlen(r->answer_text) : 0, n, len;
+    char head[2048], date[64];
+    struct tm tm;
+    time_t now = time(NULL);
+
+    gmtime_r(&now, &tm);
+    strftime(date, sizeof(date), "%a, %d %b %Y %H:%M:%S GMT", &tm);
+    len = (size_t)snprintf(head, sizeof(head),
+                           "HTTP/1.1 %u %s\r\nDate: %s\r\nConnection: close\r\n"
+                           "Content-Length: %zu\r\n",
+                           r->status, phrase && *phrase ? phrase : "Error", date, body_len);
+    n = answer_headers(r, r->status, hdr);
+    for (size_t i = 0; i < n && len < sizeof(head); i++)
+        len += (size_t)snprintf(head + len, sizeof(head) - len, "%s: %s\r\n", hdr[i][0], hdr[i][1]);
+    if (len + 2 < sizeof(head) && si && si->tls_session && fi) {
+        memcpy(head + len, "\r\n", 2);
+        len += 2;
+        if (tls_session_send_all(si->tls_session, fi->connect_fd, head, len) &&
+            strcmp(r->method ? r->method : "", "HEAD") != 0)
+            tls_session_send_all(si->tls_session, fi->connect_fd, r->answer_text, body_len);
+    }
+    if (r->answer)
+        MHD_destroy_response(r->answer);
+    r->answer = NULL;
+    r->answer_text = NULL;
+    r->sent_directly = true;
+    closing_on_purpose = true;
+    return MHD_NO;
+}
+
+enum stage respond_json(struct request *r, unsigned status, json_t *body)
+{
+    char *text = body ? json_dumps(body, JSON_COMPACT | JSON_PRESERVE_ORDER) : NULL;
+
+    json_decref(body);
+    return respond_text(r, status, text, NULL);
+}
+
+enum stage respond_error(struct request *r, enum cg_error e, const char *detail)
+{
+    return respond_text(r, error_status(e), error_body(e, NULL, detail), NULL);
+}
