@@ -167,11 +167,10 @@ int explain_main(const char *db_path, bool json, int argc, char **argv)
         utf8_trim(v.stale_crl_issuer);
         o = json_pack("{s:s, s:s, s:o, s:s?, s:o, s:I, s:s?, s:o, s:o, s:b, s:o, s:I}", "decision",
                       rc == 0 ? "accepted" : "refused", "reason", auth_reason_code(id.reason),
-                      "detail", utf8_json(id.detail), "user", id.user, "roles", roles,
-                      "mapping_id", (json_int_t)id.mapping_id, "mapping_kind", id.mapping_kind,
-                      "chain", ch, "certificate", cert_json(&certs.items[0]), "crl_stale",
-                      v.crl_stale, "crl_issuer",
-                      v.crl_stale ? utf8_json(v.stale_crl_issuer) : json_null(),
+                      "detail", utf8_json(id.detail), "user", id.user, "roles", roles, "mapping_id",
+                      (json_int_t)id.mapping_id, "mapping_kind", id.mapping_kind, "chain", ch,
+                      "certificate", cert_json(&certs.items[0]), "crl_stale", v.crl_stale,
+                      "crl_issuer", v.crl_stale ? utf8_json(v.stale_crl_issuer) : json_null(),
                       "trust_version", (json_int_t)snap->version);
         if (!o) {
             fprintf(stderr, "certgate: check: out of memory\n");
