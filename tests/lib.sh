@@ -9,7 +9,12 @@ set -u
 : "${CERTGATE:?CERTGATE must point at the certgate binary (make check sets it)}"
 : "${TESTS_SRCDIR:=$(cd "$(dirname "$0")/.." && pwd)}"
 
-T=$(mktemp -d "${TMPDIR:-/tmp}/certgate-test.XXXXXX")
+# Every file a test writes lives under $T; without it they would land in the
+# current directory (or /), so a failed mktemp stops the test here.
+T=$(mktemp -d "${TMPDIR:-/tmp}/certgate-test.XXXXXX") && [ -d "$T" ] || {
+    echo "Bail out! cannot create a work directory under ${TMPDIR:-/tmp}" >&2
+    exit 99
+}
 PKI="$T/pki"
 DB="$T/certgate.db"
 export CERTGATE_DB="$DB"
