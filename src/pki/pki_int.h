@@ -26,6 +26,11 @@ int import_der(gnutls_x509_crt_t *out, const unsigned char *der, size_t len);
 /** Free @p n strings and their array. */
 void strv_free(char **v, size_t n);
 
+/** The facts of a parsed certificate, in @p c. @return CG_OK, CG_EPARSE or CG_ENOMEM */
+int fill_cert(gnutls_x509_crt_t crt, struct pki_cert *c);
+
+/* bundle.c */
+
 /** The first @p needle in the @p hlen bytes at @p hay, or NULL. */
 const char *memfind(const char *hay, size_t hlen, const char *needle);
 
