@@ -8,6 +8,7 @@
 
 #include <gnutls/gnutls.h>
 #include <gnutls/x509.h>
+#include <stdbool.h>
 #include <stddef.h>
 
 #include "pki/pki.h"
@@ -17,9 +18,6 @@
 /** A serial number as lower-case hex without leading zero bytes, in @p out. */
 void serial_hex(const unsigned char *s, size_t len, char *out, size_t outlen);
 
-/** A GnuTLS DN string as certgate text; frees @p d. malloc'd, NULL when out of memory. */
-char *dn_text(gnutls_datum_t *d);
-
 /** Parse one DER certificate for GnuTLS. @return CG_OK, CG_ENOMEM or CG_EPARSE */
 int import_der(gnutls_x509_crt_t *out, const unsigned char *der, size_t len);
 
@@ -28,6 +26,14 @@ void strv_free(char **v, size_t n);
 
 /** The facts of a parsed certificate, in @p c. @return CG_OK, CG_EPARSE or CG_ENOMEM */
 int fill_cert(gnutls_x509_crt_t crt, struct pki_cert *c);
+
+/* dn_text.c */
+
+/** Text from a certificate as certgate writes it: valid UTF-8, other bytes as \\XX. malloc'd. */
+char *clean_text(const char *in, size_t len, bool escape_backslash);
+
+/** A GnuTLS DN string as certgate text; frees @p d. malloc'd, NULL when out of memory. */
+char *dn_text(gnutls_datum_t *d);
 
 /* bundle.c */
 
