@@ -13,7 +13,7 @@
 
 #include "pki/pki.h"
 
-/* pki.c */
+/* cert.c */
 
 /** A serial number as lower-case hex without leading zero bytes, in @p out. */
 void serial_hex(const unsigned char *s, size_t len, char *out, size_t outlen);
