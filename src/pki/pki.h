@@ -15,6 +15,8 @@
 
 #include "base/util.h"
 
+/* ---- certificates: cert.c ---- */
+
 /* Key usage bits (same values as RFC 5280 / GnuTLS). */
 #define PKI_KU_DIGITAL_SIGNATURE 0x80
 #define PKI_KU_KEY_ENCIPHERMENT 0x20
@@ -63,43 +65,6 @@ struct pki_cert_list {
     size_t n;               /* number of items */
 };
 
-/** A parsed CRL. */
-struct pki_crl {
-    unsigned char *der;     /* DER encoding */
-    size_t der_len;         /* its length */
-    char *issuer;           /* issuer DN, RFC 4514 */
-    char fingerprint[65];   /* SHA-256 of the DER */
-    char aki[129];          /* authority key identifier, hex, "" when absent */
-    int64_t this_update;    /* seconds since the epoch */
-    int64_t next_update;    /* seconds since the epoch, 0 when absent */
-    char number[41];        /* CRL number, lower-case hex without leading zeros */
-    char **revoked_serials; /* lower-case hex serials */
-    size_t n_revoked;       /* count */
-    char partial[256];      /* why it is not a complete CRL of its issuer (a delta CRL, a
-                             * partitioned scope, an unknown critical extension), with what to
-                             * load instead; "" for a complete CRL */
-};
-
-/** Why a bundle could not be used; filled by pki_parse_bundle on failure. */
-struct pki_parse_error {
-    size_t position;   /* 1-based index of the offending PEM block, 0 if none */
-    char subject[256]; /* subject of the offending certificate, "" when unknown */
-    char reason[256];  /* the reason in words */
-};
-
-/**
- * Parse a PEM bundle (any number of CERTIFICATE blocks, any order) or a single
- * DER certificate. Refuses a file that holds a private key of any kind, a
- * file with no certificate, and any block that does not parse.
- * @param data file contents
- * @param len its length
- * @param out_list certificates in file order (free with pki_cert_list_free)
- * @param out_err where and why it failed
- * @return CG_OK, CG_EPARSE (unparsable or no certificate), CG_EDENIED (private key)
- */
-int pki_parse_bundle(const char *data, size_t len, struct pki_cert_list *out_list,
-                     struct pki_parse_error *out_err);
-
 /**
  * Parse one DER certificate.
  * @param der bytes
@@ -131,6 +96,30 @@ void pki_cert_list_free(struct pki_cert_list *list);
  */
 bool pki_cert_issued_by(const struct pki_cert *cert, const struct pki_cert *issuer);
 
+/* ---- bundles: bundle.c ---- */
+
+/** Why a bundle could not be used; filled by pki_parse_bundle on failure. */
+struct pki_parse_error {
+    size_t position;   /* 1-based index of the offending PEM block, 0 if none */
+    char subject[256]; /* subject of the offending certificate, "" when unknown */
+    char reason[256];  /* the reason in words */
+};
+
+/**
+ * Parse a PEM bundle (any number of CERTIFICATE blocks, any order) or a single
+ * DER certificate. Refuses a file that holds a private key of any kind, a
+ * file with no certificate, and any block that does not parse.
+ * @param data file contents
+ * @param len its length
+ * @param out_list certificates in file order (free with pki_cert_list_free)
+ * @param out_err where and why it failed
+ * @return CG_OK, CG_EPARSE (unparsable or no certificate), CG_EDENIED (private key)
+ */
+int pki_parse_bundle(const char *data, size_t len, struct pki_cert_list *out_list,
+                     struct pki_parse_error *out_err);
+
+/* ---- DN text: dn_text.c ---- */
+
 /**
  * The canonical form of a DN an admin typed: parsed as RFC 4514 (attribute
  * names in any case, spaces around separators, \XX escapes) and written the
@@ -142,6 +131,25 @@ bool pki_cert_issued_by(const struct pki_cert *cert, const struct pki_cert *issu
  * @return CG_OK, CG_EPARSE or CG_ENOMEM
  */
 int pki_canonical_dn(const char *in, char **out_dn, struct cg_err *err);
+
+/* ---- CRLs: crl.c ---- */
+
+/** A parsed CRL. */
+struct pki_crl {
+    unsigned char *der;     /* DER encoding */
+    size_t der_len;         /* its length */
+    char *issuer;           /* issuer DN, RFC 4514 */
+    char fingerprint[65];   /* SHA-256 of the DER */
+    char aki[129];          /* authority key identifier, hex, "" when absent */
+    int64_t this_update;    /* seconds since the epoch */
+    int64_t next_update;    /* seconds since the epoch, 0 when absent */
+    char number[41];        /* CRL number, lower-case hex without leading zeros */
+    char **revoked_serials; /* lower-case hex serials */
+    size_t n_revoked;       /* count */
+    char partial[256];      /* why it is not a complete CRL of its issuer (a delta CRL, a
+                             * partitioned scope, an unknown critical extension), with what to
+                             * load instead; "" for a complete CRL */
+};
 
 /**
  * Parse a CRL from PEM or DER.
@@ -163,14 +171,16 @@ bool pki_crl_signed_by(const struct pki_crl *crl, const struct pki_cert *ca);
  */
 int pki_crl_number_cmp(const char *a, const char *b);
 
+/** Free the members of a CRL. */
+void pki_crl_free(struct pki_crl *crl);
+
+/* ---- the chain verifier: verify.c ---- */
+
 /**
  * Whether two certificates are the same CA: the same subject and public key
  * (a renewed or cross-signed copy is the same CA).
  */
 bool pki_same_ca(const struct pki_cert *a, const struct pki_cert *b);
-
-/** Free the members of a CRL. */
-void pki_crl_free(struct pki_crl *crl);
 
 /** One CA of the CA certificate chain table, as the verifier sees it. */
 struct pki_trust_ca {
