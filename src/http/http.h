@@ -41,9 +41,6 @@ int http_start(const struct serve_config *cfg, struct trust_holder *trust, struc
 int http_start_metrics(struct http_server *srv, const char *listen, uint16_t *out_port,
                        struct cg_err *err);
 
-/** The port the server listens on (useful with port 0). */
-uint16_t http_port(struct http_server *srv);
-
 /** The address and port it listens on, "127.0.0.1:8443" or "[::1]:8443". */
 const char *http_address(struct http_server *srv);
 

@@ -209,11 +209,6 @@ int http_start(const struct serve_config *cfg, struct trust_holder *trust, struc
     return CG_OK;
 }
 
-uint16_t http_port(struct http_server *srv)
-{
-    return srv->port;
-}
-
 const char *http_address(struct http_server *srv)
 {
     return srv->address;

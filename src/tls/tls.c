@@ -250,16 +250,6 @@ const char *tls_server_key_pem(const struct tls_server *srv)
     return srv->key_pem;
 }
 
-unsigned tls_server_generations(struct tls_server *srv)
-{
-    unsigned n;
-
-    pthread_mutex_lock(&srv->lock);
-    n = srv->n_generations;
-    pthread_mutex_unlock(&srv->lock);
-    return n;
-}
-
 void tls_server_free(struct tls_server *srv)
 {
     struct tls_generation *g;
@@ -406,15 +396,6 @@ int tls_session_peer(void *session, struct pki_cert_list *out_list)
         out_list->n++;
     }
     return CG_OK;
-}
-
-void tls_session_describe(void *session, const char **out_protocol, const char **out_cipher)
-{
-    gnutls_session_t s = session;
-    const char *cipher = gnutls_ciphersuite_get(s);
-
-    *out_protocol = gnutls_protocol_get_name(gnutls_protocol_get_version(s));
-    *out_cipher = cipher ? cipher : "";
 }
 
 bool tls_session_send_all(void *session, int fd, const char *buf, size_t len)

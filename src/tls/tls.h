@@ -45,9 +45,6 @@ int tls_server_new(const char *cert_file, const char *key_file, const char *prio
 int tls_server_set_policy(struct tls_server *srv, const char *priority, bool require,
                           bool send_ca_names, struct cg_err *err);
 
-/** How many credential generations are alive (the current one and those sessions still use). */
-unsigned tls_server_generations(struct tls_server *srv);
-
 /**
  * Reload certificate and key (SIGHUP); on failure the old ones stay in use.
  * @return CG_OK or CG_EINVAL
@@ -90,9 +87,6 @@ void tls_session_release(struct tls_server *srv, struct tls_generation *gen);
  * @return CG_OK, or CG_EPARSE when a sent certificate does not parse
  */
 int tls_session_peer(void *session, struct pki_cert_list *out_list);
-
-/** Protocol and cipher suite of a session, e.g. "TLS1.3" and "TLS_AES_128_GCM_SHA256". */
-void tls_session_describe(void *session, const char **out_protocol, const char **out_cipher);
 
 /**
  * Write @p len bytes on a session whose socket is non-blocking, waiting at
