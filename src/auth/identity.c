@@ -606,41 +606,6 @@ bool identity_has_any_role(const struct identity *id, char *const *roles, size_t
     return false;
 }
 
-int identity_copy(const struct identity *src, struct identity *out_id)
-{
-    *out_id = *src;
-    out_id->user = NULL;
-    out_id->roles = NULL;
-    out_id->n_roles = 0;
-    out_id->has_cert = false;
-    memset(&out_id->cert, 0, sizeof(out_id->cert));
-    if (src->user) {
-        out_id->user = strdup(src->user);
-        if (!out_id->user)
-            goto nomem;
-    }
-    if (src->n_roles) {
-        out_id->roles = calloc(src->n_roles, sizeof(char *));
-        if (!out_id->roles)
-            goto nomem;
-        for (size_t i = 0; i < src->n_roles; i++) {
-            out_id->roles[i] = strdup(src->roles[i]);
-            if (!out_id->roles[i])
-                goto nomem;
-            out_id->n_roles++;
-        }
-    }
-    if (src->has_cert) {
-        if (pki_cert_copy(&src->cert, &out_id->cert))
-            goto nomem;
-        out_id->has_cert = true;
-    }
-    return CG_OK;
-nomem:
-    identity_free(out_id);
-    return CG_ENOMEM;
-}
-
 void identity_free(struct identity *id)
 {
     if (!id)
@@ -650,4 +615,39 @@ void identity_free(struct identity *id)
     if (id->has_cert)
         pki_cert_free(&id->cert);
     memset(id, 0, sizeof(*id));
+}
+
+json_t *identity_json(const struct identity *id, enum identity_json_form form)
+{
+    bool is_whoami = form == IDENTITY_JSON_WHOAMI;
+    json_t *roles = json_array(), *o, *cert = NULL;
+    char nb[21], na[21];
+
+    if (!id)
+        return json_pack("{s:n, s:o, s:s, s:n}", "name", "roles", roles, "auth", "none",
+                         "certificate");
+    for (size_t i = 0; i < id->n_roles; i++)
+        json_array_append_new(roles, json_string(id->roles[i]));
+    o = json_pack("{s:s, s:o, s:s}", is_whoami ? "user" : "name", id->user, "roles", roles, "auth",
+                  auth_method_name(id->method));
+    if (!o)
+        return NULL;
+    if (id->has_cert) {
+        cg_time_iso(id->cert.not_before, nb);
+        cg_time_iso(id->cert.not_after, na);
+        cert = json_pack("{s:o, s:o, s:s, s:s}", "subject", utf8_json(id->cert.subject), "issuer",
+                         utf8_json(id->cert.issuer), "serial", id->cert.serial, "fingerprint",
+                         id->cert.fingerprint);
+        if (cert && is_whoami)
+            json_object_set_new(cert, "not_before", json_string(nb));
+        if (cert)
+            json_object_set_new(cert, "not_after", json_string(na));
+        if (cert && is_whoami) {
+            json_object_set_new(cert, "mapping_id", json_integer((json_int_t)id->mapping_id));
+            json_object_set_new(cert, "mapping_kind",
+                                id->mapping_kind ? json_string(id->mapping_kind) : NULL);
+        }
+    }
+    json_object_set_new(o, "certificate", cert ? cert : json_null());
+    return o;
 }

@@ -10,6 +10,7 @@
 #ifndef CG_IDENTITY_H
 #define CG_IDENTITY_H
 
+#include <jansson.h>
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -178,11 +179,22 @@ bool identity_limiter_end(struct identity_limiter *lim, const char *addr, int64_
  */
 bool identity_rule_matches(const struct store_map *m, const struct pki_cert *c);
 
+/** Who reads identity_json. */
+enum identity_json_form {
+    IDENTITY_JSON_WHOAMI, /* GET whoami: "user", the certificate with its validity and mapping */
+    IDENTITY_JSON_SCRIPT, /* a script's request.user: "name", the certificate's expiry */
+};
+
+/**
+ * The caller as JSON, the one place that spells it: name, roles, how it
+ * authenticated and its certificate (null for Basic).
+ * @param id the caller; NULL (IDENTITY_JSON_SCRIPT only): an anonymous caller
+ * @return a new object, NULL when out of memory
+ */
+json_t *identity_json(const struct identity *id, enum identity_json_form form);
+
 /** Whether the identity holds at least one of @p roles (none listed: true). */
 bool identity_has_any_role(const struct identity *id, char *const *roles, size_t n_roles);
-
-/** Deep-copy an identity. @return CG_OK or CG_ENOMEM */
-int identity_copy(const struct identity *src, struct identity *out_id);
 
 /** Free the members of an identity. */
 void identity_free(struct identity *id);

@@ -7,9 +7,6 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "db/dtable.h"
-#include "auth/identity.h"
-
 /* Histogram bounds in microseconds (Prometheus "le" in seconds). */
 static const uint64_t bounds_us[] = {1000,   5000,   10000,   25000,   50000,  100000,
                                      250000, 500000, 1000000, 2500000, 5000000};
@@ -188,7 +185,7 @@ static uint64_t fnv(uint64_t h, const void *p, size_t n)
     return h;
 }
 
-uint64_t metrics_resource_slot(const struct dtable_resource *r)
+uint64_t metrics_resource_slot(const struct metrics_endpoint *r)
 {
     const char *parts[] = {r->method, r->ns, r->api, r->version, r->path};
     uint64_t h = 0xcbf29ce484222325ULL;
@@ -286,8 +283,8 @@ struct count {
 };
 
 struct live {
-    uint64_t slot;                   /* metrics_resource_slot() */
-    const struct dtable_resource *r; /* catalog entry */
+    uint64_t slot;                    /* metrics_resource_slot() */
+    const struct metrics_endpoint *r; /* catalog entry */
 };
 
 static int cmp_u64(uint64_t x, uint64_t y)
@@ -357,7 +354,7 @@ static void add_escaped(struct buf *b, const char *s)
 
 static void render_requests(struct buf *b, metrics_resources_fn resources_fn, void *ctx)
 {
-    const struct dtable_resource *res = NULL;
+    struct metrics_endpoint *res = NULL;
     struct live *live = NULL;
     struct count *counts;
     size_t n_counts, n_live = resources_fn ? resources_fn(ctx, &res) : 0;
@@ -394,7 +391,7 @@ static void render_requests(struct buf *b, metrics_resources_fn resources_fn, vo
         if (fixed) {
             add(b, "%s", fixed);
         } else {
-            const struct dtable_resource *r = l->r;
+            const struct metrics_endpoint *r = l->r;
 
             add_escaped(b, r->method);
             add(b, " ");
@@ -410,11 +407,12 @@ static void render_requests(struct buf *b, metrics_resources_fn resources_fn, vo
         add(b, "\"} %llu\n", (unsigned long long)counts[i].n);
     }
     free(live);
+    free(res);
     free(counts);
 }
 
-char *metrics_render(metrics_resources_fn resources_fn, void *ctx, unsigned expiring_cas,
-                     unsigned expiring_certs)
+char *metrics_render(metrics_resources_fn resources_fn, void *ctx, metrics_reason_fn reason_name,
+                     unsigned expiring_cas, unsigned expiring_certs)
 {
     struct buf b = {malloc(8192), 0, 8192};
 
@@ -422,7 +420,7 @@ char *metrics_render(metrics_resources_fn resources_fn, void *ctx, unsigned expi
     add(&b, "# HELP certgate_auth_refusals_total Refused authentications, by reason.\n"
             "# TYPE certgate_auth_refusals_total counter\n");
     for (unsigned r = 1; r < N_REASONS; r++) {
-        const char *code = auth_reason_code((enum auth_reason)r);
+        const char *code = reason_name(r);
 
         if (strcmp(code, "unknown") != 0)
             add(&b, "certgate_auth_refusals_total{reason=\"%s\"} %llu\n", code,

@@ -127,9 +127,9 @@ static enum basic_outcome resolve_basic(struct request *r, const char *header,
     size_t pw_len;
 
     /* Woken by the KDF thread: its decision stands for this request. */
-    if (__atomic_load_n(&r->kdf_done, __ATOMIC_ACQUIRE)) {
-        if (r->kdf_barred)
-            return refuse_barred(r, r->kdf_barred, out_refusal);
+    if (__atomic_load_n(&r->is_woken, __ATOMIC_ACQUIRE)) {
+        if (r->barred)
+            return refuse_barred(r, r->barred, out_refusal);
         if (c->has_basic)
             return BASIC_DECIDED;
     }
@@ -192,13 +192,10 @@ static enum basic_outcome resolve_basic(struct request *r, const char *header,
             kdf_job_free(job);
         return BASIC_ERROR;
     }
-    r->kdf_pending = true;
-    r->kdf_barred = 0;
-    __atomic_store_n(&r->kdf_done, false, __ATOMIC_RELEASE);
+    r->barred = 0;
     MHD_suspend_connection(r->mhd);
     if (!kdf_submit(c->srv->kdf, job)) {
         MHD_resume_connection(r->mhd);
-        r->kdf_pending = false;
         kdf_job_free(job);
         snprintf(r->retry_after, sizeof(r->retry_after), "1");
         return BASIC_BUSY;
@@ -225,15 +222,15 @@ enum stage stage_authenticate(struct request *r)
     struct conn *c = r->conn;
     const char *auth;
 
-    if (r->route && r->route->auth == ROUTE_AUTH_NONE)
-        return STAGE_CONTINUE;
+    if (r->route.is_public)
+        return STAGE_NEXT;
     if (resolve_cert(r))
         return respond_error(r, CG_ERROR_INTERNAL, r->id);
     if (c->peer.n > 0) {
         if (c->cert_id.reason != AUTH_OK)
             return refuse_auth(r, &c->cert_id);
         r->who = &c->cert_id;
-        return STAGE_CONTINUE;
+        return STAGE_NEXT;
     }
     auth = MHD_lookup_connection_value(r->mhd, MHD_HEADER_KIND, MHD_HTTP_HEADER_AUTHORIZATION);
     if (auth && cfg_of(c->srv)->basic_auth && strncasecmp(auth, "Basic ", 6) == 0 &&
@@ -241,7 +238,7 @@ enum stage stage_authenticate(struct request *r)
         struct identity barred;
 
         switch (resolve_basic(r, auth, &barred)) {
-        case BASIC_PENDING: return STAGE_SUSPENDED;
+        case BASIC_PENDING: return STAGE_WAIT;
         case BASIC_BARRED: return refuse_auth(r, &barred);
         case BASIC_BUSY:
             return respond_error(r, CG_ERROR_UNAVAILABLE,
@@ -252,7 +249,7 @@ enum stage stage_authenticate(struct request *r)
         if (c->basic_id.reason != AUTH_OK)
             return refuse_auth(r, &c->basic_id);
         r->who = &c->basic_id;
-        return STAGE_CONTINUE;
+        return STAGE_NEXT;
     }
     metrics_refusal(AUTH_NO_CREDENTIALS);
     r->reason = auth_reason_code(AUTH_NO_CREDENTIALS);
@@ -260,47 +257,4 @@ enum stage stage_authenticate(struct request *r)
               json_pack("{s:s, s:s, s:s, s:s}", "request_id", r->id, "remote", c->remote, "reason",
                         r->reason, "detail", CG_DETAIL_NO_CREDENTIALS));
     return respond_error(r, CG_ERROR_NO_CREDENTIALS, CG_DETAIL_NO_CREDENTIALS);
-}
-
-/* Whether the identity's method suits a resource's --auth. */
-enum stage check_resource_auth(struct request *r)
-{
-    enum dtable_auth mode = r->dyn.resource->auth;
-
-    if (mode == DT_AUTH_CERT && r->who->method != AUTH_METHOD_CERT) {
-        struct identity id;
-
-        memset(&id, 0, sizeof(id));
-        id.reason = AUTH_CERT_REQUIRED;
-        snprintf(id.detail, sizeof(id.detail),
-                 "this resource requires a client certificate; "
-                 "HTTP Basic is not accepted here");
-        return refuse_auth(r, &id);
-    }
-    if (mode == DT_AUTH_BASIC && r->who->method != AUTH_METHOD_BASIC) {
-        struct identity id;
-
-        memset(&id, 0, sizeof(id));
-        id.reason = AUTH_NO_CREDENTIALS;
-        snprintf(id.detail, sizeof(id.detail), "this resource takes HTTP Basic credentials");
-        return refuse_auth(r, &id);
-    }
-    return STAGE_CONTINUE;
-}
-
-enum stage refuse_role(struct request *r, char *const *roles, size_t n)
-{
-    char detail[200];
-    size_t len;
-
-    metrics_refusal(AUTH_ROLE_MISSING);
-    r->reason = auth_reason_code(AUTH_ROLE_MISSING);
-    len = (size_t)snprintf(detail, sizeof(detail), "one of these roles is required: ");
-    for (size_t i = 0; i < n && len < sizeof(detail); i++)
-        len +=
-            (size_t)snprintf(detail + len, sizeof(detail) - len, "%s%s", i ? ", " : "", roles[i]);
-    log_event("auth_refused", json_pack("{s:s, s:s, s:s, s:s, s:s?}", "request_id", r->id, "remote",
-                                        r->conn->remote, "reason", r->reason, "detail", detail,
-                                        "user", r->who ? r->who->user : NULL));
-    return respond_error(r, CG_ERROR_NOT_AUTHORIZED, detail);
 }

@@ -57,7 +57,7 @@ static enum MHD_Result scan_value(void *cls, enum MHD_ValueKind kind, const char
  * always fits), the body framing (a request with two framings is how
  * requests are smuggled past proxies), and the target (target_check).
  */
-enum stage stage_head(struct request *r, const char *version)
+enum stage stage_head(struct request *r)
 {
     struct http_server *srv = r->conn->srv;
     struct head_scan h;
@@ -67,8 +67,8 @@ enum stage stage_head(struct request *r, const char *version)
     memset(&h, 0, sizeof(h));
     MHD_get_connection_values_n(r->mhd, MHD_HEADER_KIND | MHD_COOKIE_KIND | MHD_GET_ARGUMENT_KIND,
                                 scan_value, &h);
-    h.bytes +=
-        strlen(r->method) + strlen(r->target ? r->target : "") + strlen(version ? version : "") + 2;
+    h.bytes += strlen(r->method) + strlen(r->target ? r->target : "") +
+               strlen(r->version ? r->version : "") + 2;
     h.pool += h.bytes;
     if (h.bytes > srv->max_header_size || h.pool + 4096 > srv->pool_size) {
         if (h.bytes > srv->max_header_size)
@@ -78,33 +78,48 @@ enum stage stage_head(struct request *r, const char *version)
                      h.bytes, srv->max_header_size);
         else
             snprintf(detail, sizeof(detail), "the request head has too many header fields");
-        r->close_now = r->direct_answer = true;
+        r->early = EARLY_WRITE_CLOSE;
         return respond_error(r, CG_ERROR_HEADER_TOO_LARGE, detail);
     }
-    r->expect_continue = h.expect_continue;
+    r->framing.expect_continue = h.expect_continue;
     if (h.n_te) {
-        r->has_body = r->chunked = true;
-        r->close_now = h.n_cl > 0 || h.n_te > 1 || strcasecmp(h.te, "chunked") != 0;
+        r->framing.has_body = r->framing.is_chunked = true;
+        if (h.n_cl || h.n_te > 1 || strcasecmp(h.te, "chunked") != 0)
+            r->early = EARLY_CLOSE;
         if (h.n_cl)
             return respond_error(r, CG_ERROR_BAD_REQUEST,
                                  "the request has both Content-Length and Transfer-Encoding; "
                                  "send only one of them");
-        if (r->close_now)
+        if (r->early == EARLY_CLOSE)
             return respond_error(r, CG_ERROR_BAD_REQUEST,
                                  "Transfer-Encoding must be exactly chunked, once");
     } else if (h.n_cl) {
-        r->content_length = strtoull(h.cl, NULL, 10);
-        r->has_body = r->content_length > 0;
+        r->framing.content_length = strtoull(h.cl, NULL, 10);
+        r->framing.has_body = r->framing.content_length > 0;
         if (h.cl_differ) {
-            r->close_now = true;
+            r->early = EARLY_CLOSE;
             return respond_error(r, CG_ERROR_BAD_REQUEST,
                                  "the request has Content-Length headers that disagree");
         }
     }
     bad = target_check(r->target);
     if (bad) {
-        r->bad_target = true;
+        r->is_bad_target = true;
         return respond_error(r, CG_ERROR_BAD_REQUEST, bad);
     }
-    return STAGE_CONTINUE;
+    return STAGE_NEXT;
+}
+
+/* The body limit, checked once the caller is known (a stranger learns the
+ * 401 first) and before the body is read. A chunked body is measured as it
+ * arrives (pipeline.c). */
+enum stage stage_limits(struct request *r)
+{
+    size_t limit = cfg_of(r->conn->srv)->max_body_size;
+    char detail[64];
+
+    if (r->framing.content_length <= limit)
+        return STAGE_NEXT;
+    snprintf(detail, sizeof(detail), "the limit is %zu bytes", limit);
+    return respond_error(r, CG_ERROR_BODY_TOO_LARGE, detail);
 }

@@ -17,6 +17,7 @@
 
 #include "auth/identity.h"
 #include "base/error.h"
+#include "base/metrics.h"
 #include "engine/writer.h"
 #include "http/http.h"
 #include "http/routes.h"
@@ -79,74 +80,99 @@ struct conn {
 #define HEAD_TIME(s) ((s) & ((1ULL << 62) - 1))
 #define HEAD_KIND(s) ((s) & (3ULL << 62))
 
-/* Outcome of a pipeline stage. */
+/* What a stage tells the orchestrator (pipeline.c), which alone decides
+ * what happens next. */
 enum stage {
-    STAGE_CONTINUE,  /* go on with the next stage */
-    STAGE_DONE,      /* a response was queued */
-    STAGE_SUSPENDED, /* the connection sleeps until a password check is done */
+    STAGE_NEXT,     /* go on with the next stage */
+    STAGE_ANSWERED, /* an answer is decided: no further stage runs */
+    STAGE_WAIT,     /* the connection sleeps (a password check, a commit) until woken;
+                     * then the same stage runs again */
 };
 
 struct request;
 
-/* A route handler; it queues a response. */
+/* An endpoint's handler (handlers/): answers, or waits and is called again. */
 typedef enum stage (*handler_fn)(struct request *r);
 
-/* Who may call a route. */
-enum route_auth {
-    ROUTE_AUTH_ANY,  /* certificate or Basic */
-    ROUTE_AUTH_NONE, /* public */
+/* What kind of thing answers a request. */
+enum route_kind {
+    ROUTE_KIND_NONE,         /* nothing at this path: 404 */
+    ROUTE_KIND_WRONG_METHOD, /* something at this path, for other methods: 405 with Allow */
+    ROUTE_KIND_BUILTIN,      /* an endpoint of certgate's own */
+    ROUTE_KIND_SCRIPT,       /* a scripted resource */
+    ROUTE_KIND_TABLE,        /* the Table API */
 };
 
-struct route {
-    const char *path;     /* exact path */
-    const char *method;   /* GET, POST, ... */
-    enum route_auth auth; /* authentication */
-    const char *role;     /* role required, NULL: any authenticated user */
-    handler_fn handler;   /* what it does */
+/* What the router found for a request (router.c). */
+struct route_hit {
+    enum route_kind kind;    /* see above */
+    bool is_public;          /* no authentication at all */
+    const char *role;        /* BUILTIN: the role required, NULL: any authenticated user */
+    handler_fn handler;      /* BUILTIN, SCRIPT, TABLE */
+    struct route_result dyn; /* SCRIPT, TABLE: the catalog's match (params owned) */
+    char allow[64];          /* WRONG_METHOD: the Allow header */
 };
 
-/* One request, from the first access callback to the completion callback. */
+/* Where the decided answer is. */
+enum answer_state {
+    ANSWER_NONE,    /* nothing decided yet */
+    ANSWER_DECIDED, /* decided, held until libmicrohttpd may take it (send_answer) */
+    ANSWER_QUEUED,  /* handed to libmicrohttpd */
+    ANSWER_WRITTEN, /* written on the TLS session by send_and_close */
+};
+
+/* What an answer decided before the body was read does to the connection. */
+enum early_close {
+    EARLY_KEEP,       /* keep-alive: a body that fits the limit is read and dropped first */
+    EARLY_CLOSE,      /* send it at once and close: the framing cannot be trusted */
+    EARLY_WRITE_CLOSE /* libmicrohttpd cannot send it: send_and_close writes it */
+};
+
+/* The body the head announced (head.c). */
+struct framing {
+    bool has_body;           /* Content-Length > 0 or chunked */
+    bool is_chunked;         /* Transfer-Encoding: chunked */
+    uint64_t content_length; /* Content-Length, 0 when none */
+    bool expect_continue;    /* the client waits for 100 Continue */
+};
+
+/* One request, from the request line to the completion callback. */
 struct request {
-    struct conn *conn;           /* its connection */
-    struct MHD_Connection *mhd;  /* libmicrohttpd's connection */
-    char id[33];                 /* request id (X-Request-Id) */
-    int64_t start_us;            /* when it arrived (clock_us) */
-    const char *method;          /* request method (MHD's storage) */
-    char *target;                /* the request target as sent, before percent-decoding */
-    bool started;                /* the access handler has seen the complete head */
-    bool bad_target;             /* the target is not text: the log shows it as sent */
-    char *path;                  /* request path */
-    const struct route *route;   /* matched built-in route, NULL if none */
-    struct route_result dyn;     /* matched resource or Table API route */
-    struct catalog *cat;         /* the catalog dyn points into (held until completed) */
-    struct writer_job *job;      /* handed to the writer, NULL if none */
-    bool job_done;               /* the writer finished the job */
-    const struct identity *who;  /* the caller, NULL when unauthenticated */
-    char *body;                  /* request body */
-    size_t body_len;             /* its length */
-    bool has_body;               /* Content-Length > 0 or chunked */
-    bool chunked;                /* Transfer-Encoding: chunked */
-    uint64_t content_length;     /* Content-Length, 0 when none */
-    bool expect_continue;        /* the client waits for 100 Continue */
-    uint64_t discarded;          /* body bytes dropped after an early answer */
-    bool close_now;              /* the early answer closes the connection */
-    bool direct_answer;          /* the early answer must go through send_and_close */
-    bool queued;                 /* the answer is decided (maybe not yet handed over) */
-    struct MHD_Response *answer; /* the decided answer, not yet queued */
-    const char *answer_text;     /* its body (owned by answer) */
-    char allow[64];              /* its Allow header, "" when none */
-    bool sent_directly;          /* send_and_close wrote it */
-    unsigned status;             /* status sent */
-    size_t bytes;                /* body bytes sent */
-    const char *reason;          /* refusal reason code, NULL if none */
-    char retry_after[12];        /* Retry-After seconds, "" when none */
-    bool kdf_pending;            /* suspended for a password check */
-    bool kdf_done;               /* it is done (atomic) */
-    unsigned kdf_barred;         /* the address was barred before its check ran: seconds left */
-    bool method_mismatch;        /* a built-in path with another method */
-    char route_allow[64];        /* its Allow list */
+    struct conn *conn;             /* its connection */
+    struct MHD_Connection *mhd;    /* libmicrohttpd's connection */
+    char id[33];                   /* request id (X-Request-Id) */
+    int64_t start_us;              /* when it arrived (clock_us) */
+    const char *method;            /* request method (libmicrohttpd's storage) */
+    const char *version;           /* HTTP version (libmicrohttpd's storage) */
+    char *target;                  /* the request target as sent, before percent-decoding */
+    char *path;                    /* the request path, percent-decoded */
+    bool is_bad_target;            /* the target is not text: the log shows it as sent */
+    unsigned next_stage;           /* the stage the orchestrator runs next */
+    bool has_head;                 /* the access handler has seen the complete head */
+    bool has_body;                 /* the whole body is in */
+    bool is_waiting;               /* suspended inside a stage */
+    bool is_woken;                 /* set (atomically) by the thread that resumes it */
+    struct framing framing;        /* what the head announced */
+    struct route_hit route;        /* what answers it */
+    struct catalog *cat;           /* the catalog route.dyn points into (held until completed) */
+    const struct identity *who;    /* the caller, NULL when unauthenticated */
+    unsigned barred;               /* Basic: the address was barred before its check ran */
+    char *body;                    /* request body */
+    size_t body_len;               /* its length */
+    uint64_t discarded;            /* body bytes dropped after an early answer */
+    struct writer_job *job;        /* handed to the engine, NULL if none */
+    enum answer_state answer;      /* where the answer is */
+    enum early_close early;        /* what an early answer does to the connection */
+    struct MHD_Response *response; /* the decided answer, until queued */
+    const char *answer_text;       /* its body (owned by response) */
+    char allow[64];                /* its Allow header, "" when none */
+    unsigned status;               /* status sent */
+    size_t bytes;                  /* body bytes sent */
+    const char *reason;            /* refusal reason code, NULL if none */
+    char retry_after[12];          /* Retry-After seconds, "" when none */
 };
 
+/* A password check queued for the KDF threads. */
 struct kdf_job {
     struct request *r;     /* the suspended request */
     unsigned char key[32]; /* SHA-256 of its Authorization value */
@@ -163,21 +189,37 @@ static inline const struct serve_config *cfg_of(struct http_server *srv)
     return __atomic_load_n(&srv->cfg, __ATOMIC_ACQUIRE);
 }
 
+/* Wakes a request that waits in a stage; any thread may call it. */
+void request_wake(struct request *r);
+
 /* respond.c */
 extern __thread bool closing_on_purpose;
 void add_common_headers(struct request *r, struct MHD_Response *resp);
 enum stage respond_text(struct request *r, unsigned status, char *text, const char *allow);
-void send_answer(struct request *r);
-enum MHD_Result send_and_close(struct request *r);
 enum stage respond_json(struct request *r, unsigned status, json_t *body);
 enum stage respond_error(struct request *r, enum cg_error e, const char *detail);
+enum stage respond_decided(struct request *r, unsigned status, struct MHD_Response *resp,
+                           size_t bytes);
+void send_answer(struct request *r);
+enum MHD_Result send_and_close(struct request *r);
+
+/* head.c */
+enum stage stage_head(struct request *r);
+enum stage stage_limits(struct request *r);
+
+/* router.c */
+enum stage stage_route(struct request *r);
+uint64_t route_metrics_slot(const struct route_hit *h);
+struct metrics_endpoint route_endpoint(const struct dtable_resource *res);
 
 /* authn.c */
 void conn_forget(struct conn *c);
 enum stage refuse_auth(struct request *r, const struct identity *id);
 enum stage stage_authenticate(struct request *r);
-enum stage check_resource_auth(struct request *r);
-enum stage refuse_role(struct request *r, char *const *roles, size_t n);
+
+/* authz.c */
+enum stage stage_authorise(struct request *r);
+enum stage refuse_missing_role(struct request *r, const char *detail);
 
 /* kdf.c */
 void kdf_job_free(struct kdf_job *job);
@@ -185,8 +227,11 @@ int kdf_start(struct http_server *srv, unsigned n, struct kdf_pool **out_pool);
 void kdf_stop(struct kdf_pool *pool);
 bool kdf_submit(struct kdf_pool *pool, struct kdf_job *job);
 
-/* head.c */
-enum stage stage_head(struct request *r, const char *version);
+/* jobs.c: what the scripted and Table API handlers share */
+json_t *jobs_collect(struct request *r, enum MHD_ValueKind kind);
+enum stage jobs_new(struct request *r, struct writer_job **out_job);
+enum stage jobs_start(struct request *r, struct writer_job *job);
+enum stage jobs_finish(struct request *r);
 
 /* pipeline.c */
 enum MHD_Result on_request(void *cls, struct MHD_Connection *mhd, const char *url,
@@ -196,14 +241,15 @@ void *on_uri(void *cls, const char *uri, struct MHD_Connection *mhd);
 void on_completed(void *cls, struct MHD_Connection *mhd, void **req_cls,
                   enum MHD_RequestTerminationCode toe);
 
-/* jobs.c */
-enum stage start_job(struct request *r);
-void finish_job(struct request *r);
+/* access_log.c */
+void access_log(const struct request *r, enum MHD_RequestTerminationCode toe, int64_t us);
 
-/* builtin.c */
-enum stage h_healthz(struct request *r);
-enum stage h_whoami(struct request *r);
-enum stage h_admin_trust(struct request *r);
+/* handlers/ */
+enum stage healthz_handle(struct request *r);
+enum stage whoami_handle(struct request *r);
+enum stage admin_trust_handle(struct request *r);
+enum stage scripted_handle(struct request *r);
+enum stage table_api_handle(struct request *r);
 
 /* server.c */
 void on_mhd_log(void *cls, const char *fmt, va_list ap);

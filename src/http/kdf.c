@@ -54,7 +54,7 @@ static void kdf_run(struct kdf_pool *pool, struct kdf_job *job)
     int rc;
 
     if (job->barred) {
-        r->kdf_barred = job->barred;
+        r->barred = job->barred;
         goto out;
     }
     snap = trust_holder_acquire(srv->trust);
@@ -80,8 +80,7 @@ static void kdf_run(struct kdf_pool *pool, struct kdf_job *job)
     pthread_mutex_unlock(&pool->lock);
 out:
     kdf_job_free(job);
-    __atomic_store_n(&r->kdf_done, true, __ATOMIC_RELEASE);
-    MHD_resume_connection(r->mhd);
+    request_wake(r);
 }
 
 /* The oldest job that may go now, taken off the queue: one whose address

@@ -11,13 +11,23 @@
 /* ---- GET /metrics on the separate listener ---- */
 
 /* The live scripted resources, for the metrics labels. */
-static size_t resource_label(void *ctx, const struct dtable_resource **out_resources)
+static size_t resource_label(void *ctx, struct metrics_endpoint **out_endpoints)
 {
     struct http_server *srv = ctx;
     const struct catalog *c = srv->writer ? writer_catalog(srv->writer) : NULL;
+    size_t n = c ? c->n_resources : 0;
 
-    *out_resources = c ? c->resources : NULL;
-    return c ? c->n_resources : 0;
+    *out_endpoints = n ? malloc(n * sizeof(**out_endpoints)) : NULL;
+    if (!*out_endpoints)
+        return 0;
+    for (size_t i = 0; i < n; i++)
+        (*out_endpoints)[i] = route_endpoint(&c->resources[i]);
+    return n;
+}
+
+static const char *reason_name(unsigned reason)
+{
+    return auth_reason_code((enum auth_reason)reason);
 }
 
 static enum MHD_Result on_metrics(void *cls, struct MHD_Connection *mhd, const char *url,
@@ -50,7 +60,7 @@ static enum MHD_Result on_metrics(void *cls, struct MHD_Connection *mhd, const c
     for (size_t i = 0; i < snap->n_maps; i++)
         certs += snap->maps[i].kind != STORE_MAP_RULE && snap->maps[i].not_after < soon;
     trust_release(snap);
-    text = metrics_render(resource_label, srv, cas, certs);
+    text = metrics_render(resource_label, srv, reason_name, cas, certs);
     if (!text)
         return MHD_NO;
     resp = MHD_create_response_from_buffer(strlen(text), text, MHD_RESPMEM_MUST_FREE);

@@ -12,6 +12,15 @@
 
 /* ---- responses ---- */
 
+/* The security headers on every answer, certgate's own and a script's:
+ * the one list of them. */
+static const char *const security_headers[][2] = {
+    {"Strict-Transport-Security", "max-age=31536000"},
+    {"X-Content-Type-Options", "nosniff"},
+    {"Cache-Control", "no-store"},
+};
+#define N_SECURITY_HEADERS (sizeof(security_headers) / sizeof(security_headers[0]))
+
 /* The headers every answer carries (and its reason, Allow, Basic realm),
  * as name/value pairs: one list for libmicrohttpd's responses and for the
  * answers send_and_close writes itself. @return the number of pairs. */
@@ -21,9 +30,8 @@ static size_t answer_headers(const struct request *r, unsigned status, const cha
 
     out[n][0] = MHD_HTTP_HEADER_CONTENT_TYPE, out[n++][1] = "application/json";
     out[n][0] = "X-Request-Id", out[n++][1] = r->id;
-    out[n][0] = "Strict-Transport-Security", out[n++][1] = "max-age=31536000";
-    out[n][0] = "X-Content-Type-Options", out[n++][1] = "nosniff";
-    out[n][0] = "Cache-Control", out[n++][1] = "no-store";
+    for (size_t i = 0; i < N_SECURITY_HEADERS; i++)
+        out[n][0] = security_headers[i][0], out[n++][1] = security_headers[i][1];
     if (r->reason)
         out[n][0] = "X-Certgate-Reason", out[n++][1] = r->reason;
     if (r->allow[0])
@@ -38,9 +46,8 @@ static size_t answer_headers(const struct request *r, unsigned status, const cha
 void add_common_headers(struct request *r, struct MHD_Response *resp)
 {
     MHD_add_response_header(resp, "X-Request-Id", r->id);
-    MHD_add_response_header(resp, "Strict-Transport-Security", "max-age=31536000");
-    MHD_add_response_header(resp, "X-Content-Type-Options", "nosniff");
-    MHD_add_response_header(resp, "Cache-Control", "no-store");
+    for (size_t i = 0; i < N_SECURITY_HEADERS; i++)
+        MHD_add_response_header(resp, security_headers[i][0], security_headers[i][1]);
 }
 
 /*
@@ -58,9 +65,9 @@ enum stage respond_text(struct request *r, unsigned status, char *text, const ch
     struct MHD_Response *resp;
     size_t len = text ? strlen(text) : 0, n;
 
-    if (r->queued) {
+    if (r->answer != ANSWER_NONE) {
         free(text);
-        return STAGE_DONE;
+        return STAGE_ANSWERED;
     }
     if (allow)
         snprintf(r->allow, sizeof(r->allow), "%s", allow);
@@ -75,27 +82,36 @@ enum stage respond_text(struct request *r, unsigned status, char *text, const ch
     }
     if (!resp) {
         free(text);
-        return STAGE_DONE;
+        return STAGE_ANSWERED;
     }
     n = answer_headers(r, status, hdr);
     for (size_t i = 0; i < n; i++)
         MHD_add_response_header(resp, hdr[i][0], hdr[i][1]);
-    r->answer = resp;
     r->answer_text = text ? text : oom;
-    r->queued = true;
+    return respond_decided(r, status, resp,
+                           strcmp(r->method ? r->method : "", "HEAD") == 0 ? 0 : len);
+}
+
+/* Holds @p resp (taken over) as the request's answer until send_answer. */
+enum stage respond_decided(struct request *r, unsigned status, struct MHD_Response *resp,
+                           size_t bytes)
+{
+    r->response = resp;
+    r->answer = ANSWER_DECIDED;
     r->status = status;
-    r->bytes = strcmp(r->method ? r->method : "", "HEAD") == 0 ? 0 : len;
-    return STAGE_DONE;
+    r->bytes = bytes;
+    return STAGE_ANSWERED;
 }
 
 /* Hands the decided answer to libmicrohttpd. */
 void send_answer(struct request *r)
 {
-    if (!r->answer)
+    if (r->answer != ANSWER_DECIDED)
         return;
-    MHD_queue_response(r->mhd, r->status, r->answer);
-    MHD_destroy_response(r->answer);
-    r->answer = NULL;
+    MHD_queue_response(r->mhd, r->status, r->response);
+    MHD_destroy_response(r->response);
+    r->response = NULL;
+    r->answer = ANSWER_QUEUED;
 }
 
 /* Set when send_and_close returns MHD_NO on purpose, so that the
@@ -142,11 +158,11 @@ enum MHD_Result send_and_close(struct request *r)
             strcmp(r->method ? r->method : "", "HEAD") != 0)
             tls_session_send_all(si->tls_session, fi->connect_fd, r->answer_text, body_len);
     }
-    if (r->answer)
-        MHD_destroy_response(r->answer);
-    r->answer = NULL;
+    if (r->response)
+        MHD_destroy_response(r->response);
+    r->response = NULL;
     r->answer_text = NULL;
-    r->sent_directly = true;
+    r->answer = ANSWER_WRITTEN;
     closing_on_purpose = true;
     return MHD_NO;
 }

@@ -1,3 +1,11 @@
+/*
+ * jobs: what the scripted-resource and Table API handlers share. A job is
+ * built from the request (jobs_new parses the body, jobs_start adds the
+ * caller, the target and the Idempotency-Key and hands it to the engine),
+ * the connection sleeps until the committer has made its writes durable,
+ * and jobs_finish turns the engine's answer into the HTTP one. Does not
+ * decide what a script or a table does: the engine does.
+ */
 #include "config.h"
 #include "http/http_int.h"
 
@@ -5,14 +13,10 @@
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
-#include <math.h>
 
 #include "base/error.h"
 #include "base/log.h"
 #include "base/utf8.h"
-#include "engine/table_query.h"
-
-/* ---- scripted resources and the Table API ---- */
 
 /* Headers get lower-case names (design section 6); query keys keep theirs.
  * Values were checked to be UTF-8 for the query (target_check); header
@@ -39,7 +43,7 @@ static enum MHD_Result collect(void *cls, enum MHD_ValueKind kind, const char *k
     return MHD_YES;
 }
 
-static json_t *collect_args(struct request *r, enum MHD_ValueKind kind)
+json_t *jobs_collect(struct request *r, enum MHD_ValueKind kind)
 {
     json_t *o = json_object();
 
@@ -48,39 +52,10 @@ static json_t *collect_args(struct request *r, enum MHD_ValueKind kind)
     return o;
 }
 
-static json_t *user_json(const struct identity *id)
-{
-    json_t *roles = json_array(), *u;
-
-    if (!id)
-        return json_pack("{s:n, s:o, s:s, s:n}", "name", "roles", roles, "auth", "none",
-                         "certificate");
-    for (size_t i = 0; i < id->n_roles; i++)
-        json_array_append_new(roles, json_string(id->roles[i]));
-    u = json_pack("{s:s, s:o, s:s}", "name", id->user, "roles", roles, "auth",
-                  auth_method_name(id->method));
-    if (u && id->has_cert) {
-        char na[21];
-
-        cg_time_iso(id->cert.not_after, na);
-        json_object_set_new(u, "certificate",
-                            json_pack("{s:o, s:o, s:s, s:s, s:s}", "subject",
-                                      utf8_json(id->cert.subject), "issuer",
-                                      utf8_json(id->cert.issuer), "serial", id->cert.serial,
-                                      "fingerprint", id->cert.fingerprint, "not_after", na));
-    } else if (u) {
-        json_object_set_new(u, "certificate", json_null());
-    }
-    return u;
-}
-
 /* Called on the committer thread once the job's writes are committed. */
 static void job_finished(struct writer_job *job)
 {
-    struct request *r = job->ctx;
-
-    __atomic_store_n(&r->job_done, true, __ATOMIC_RELEASE);
-    MHD_resume_connection(r->mhd);
+    request_wake(job->ctx);
 }
 
 static bool json_content_type(struct request *r)
@@ -93,69 +68,40 @@ static bool json_content_type(struct request *r)
            (ct[n] == '\0' || ct[n] == ';' || ct[n] == ' ');
 }
 
-/* Builds the job for the writer, or answers the request itself (400/415). */
-enum stage start_job(struct request *r)
+/* A new job for the request, with its JSON body parsed; or the answer
+ * (400, 415) when the body cannot be one. */
+enum stage jobs_new(struct request *r, struct writer_job **out_job)
 {
-    struct http_server *srv = r->conn->srv;
     struct writer_job *job = calloc(1, sizeof(*job));
-    const char *idem;
     json_error_t jerr;
 
+    *out_job = job;
     if (!job)
         return respond_error(r, CG_ERROR_INTERNAL, r->id);
     r->job = job;
-    if (r->body_len > 0) {
-        if (!json_content_type(r))
-            return respond_error(r, CG_ERROR_UNSUPPORTED_MEDIA_TYPE,
-                                 "send the body as Content-Type: application/json");
-        job->req.body =
-            json_loadb(r->body, r->body_len, JSON_DECODE_ANY | JSON_REJECT_DUPLICATES, &jerr);
-        if (!job->req.body) {
-            char detail[300];
+    if (r->body_len == 0)
+        return STAGE_NEXT;
+    if (!json_content_type(r))
+        return respond_error(r, CG_ERROR_UNSUPPORTED_MEDIA_TYPE,
+                             "send the body as Content-Type: application/json");
+    job->req.body =
+        json_loadb(r->body, r->body_len, JSON_DECODE_ANY | JSON_REJECT_DUPLICATES, &jerr);
+    if (!job->req.body) {
+        char detail[300];
 
-            snprintf(detail, sizeof(detail), "the body is not valid JSON: line %d column %d: %s",
-                     jerr.line, jerr.column, jerr.text);
-            return respond_error(r, CG_ERROR_BAD_REQUEST, detail);
-        }
-    } else if (r->dyn.match == ROUTE_TABLE && strcmp(r->method, "POST") == 0) {
-        return respond_error(r, CG_ERROR_BAD_REQUEST,
-                             "the body must be a JSON object of "
-                             "column values");
+        snprintf(detail, sizeof(detail), "the body is not valid JSON: line %d column %d: %s",
+                 jerr.line, jerr.column, jerr.text);
+        return respond_error(r, CG_ERROR_BAD_REQUEST, detail);
     }
-    if (r->dyn.match == ROUTE_TABLE) {
-        job->table = strdup(r->dyn.table->name);
-        if (strcmp(r->method, "POST") == 0) {
-            job->op = WRITER_TABLE_INSERT;
-            if (!json_is_object(job->req.body))
-                return respond_error(r, CG_ERROR_BAD_REQUEST,
-                                     "the body must be a JSON object of column values");
-        } else if (r->dyn.sys_id[0]) {
-            job->op = WRITER_TABLE_GET;
-            job->sys_id = strdup(r->dyn.sys_id);
-        } else {
-            json_t *q = collect_args(r, MHD_GET_ARGUMENT_KIND);
-            struct table_query tq;
-            char detail[200];
-            int rc;
+    return STAGE_NEXT;
+}
 
-            job->op = WRITER_TABLE_LIST;
-            rc = table_query_parse(r->dyn.table, q, &tq, detail, sizeof(detail));
-            json_decref(q);
-            if (rc == CG_EINVAL)
-                return respond_error(r, CG_ERROR_BAD_REQUEST, detail);
-            if (rc)
-                return respond_error(r, CG_ERROR_INTERNAL, r->id);
-            job->limit = tq.limit;
-            job->offset = tq.offset;
-            job->filter = tq.filter;
-        }
-    } else {
-        job->op = WRITER_SCRIPT;
-        job->resource = r->dyn.resource;
-        job->req.params = json_incref(r->dyn.params);
-        job->req.query = collect_args(r, MHD_GET_ARGUMENT_KIND);
-        job->req.headers = collect_args(r, MHD_HEADER_KIND);
-    }
+/* Adds what every job carries and hands it to the engine: the connection
+ * sleeps until the job is committed (STAGE_WAIT), or the answer is a 400. */
+enum stage jobs_start(struct request *r, struct writer_job *job)
+{
+    const char *idem;
+
     job->method = strdup(r->method);
     job->path = strdup(r->path);
     /* Always set by on_uri; the path stands in if libmicrohttpd skipped it. */
@@ -165,7 +111,7 @@ enum stage start_job(struct request *r)
     job->req.path = job->path;
     job->req.raw_body = job->raw_body;
     job->req.raw_len = r->body_len;
-    job->req.user = user_json(r->who);
+    job->req.user = identity_json(r->who, IDENTITY_JSON_SCRIPT);
     job->user_name = strdup(r->who && r->who->user ? r->who->user : "anonymous");
     idem = MHD_lookup_connection_value(r->mhd, MHD_HEADER_KIND, "Idempotency-Key");
     /* Keys belong to a user: an anonymous caller of a public resource
@@ -193,8 +139,8 @@ enum stage start_job(struct request *r)
     /* The worker does not wait for the disk: the connection sleeps until
      * the committer has made the writes durable. */
     MHD_suspend_connection(r->mhd);
-    writer_submit(srv->writer, job);
-    return STAGE_DONE;
+    writer_submit(r->conn->srv->writer, job);
+    return STAGE_WAIT;
 }
 
 /* Whether a script may set response header @p name: not the ones certgate
@@ -226,7 +172,8 @@ static bool script_header_allowed(const char *name)
     return true;
 }
 
-void finish_job(struct request *r)
+/* The engine's answer as the HTTP one. */
+enum stage jobs_finish(struct request *r)
 {
     struct writer_job *job = r->job;
     struct MHD_Response *resp;
@@ -244,7 +191,7 @@ void finish_job(struct request *r)
                                            body ? MHD_RESPMEM_MUST_FREE : MHD_RESPMEM_PERSISTENT);
     if (!resp) {
         free(body);
-        return;
+        return respond_error(r, CG_ERROR_INTERNAL, r->id);
     }
     if (body)
         MHD_add_response_header(resp, MHD_HTTP_HEADER_CONTENT_TYPE, "application/json");
@@ -256,9 +203,5 @@ void finish_job(struct request *r)
         if (script_header_allowed(key))
             MHD_add_response_header(resp, key, json_string_value(v));
     }
-    MHD_queue_response(r->mhd, (unsigned)job->status, resp);
-    MHD_destroy_response(resp);
-    r->queued = true;
-    r->status = (unsigned)job->status;
-    r->bytes = len;
+    return respond_decided(r, (unsigned)job->status, resp, len);
 }
