@@ -13,7 +13,7 @@
 
 #include <stdint.h>
 
-#include "serve/settings.h"
+#include "base/settings.h"
 #include "tls/tls.h"
 #include "trust/trust.h"
 #include "base/util.h"

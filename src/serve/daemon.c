@@ -13,7 +13,7 @@
 
 #include "http/http.h"
 #include "base/log.h"
-#include "serve/settings.h"
+#include "base/settings.h"
 #include "db/store.h"
 #include "tls/tls.h"
 #include "trust/trust.h"

@@ -1,5 +1,5 @@
 #include "config.h"
-#include "serve/settings.h"
+#include "base/settings.h"
 
 #include <arpa/inet.h>
 #include <errno.h>
