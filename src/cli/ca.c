@@ -302,7 +302,7 @@ static int ca_add(struct cli_ctx *ctx, int argc, char **argv)
         char *pem = pki_cert_pem(&bundle.items[i]);
 
         if (!pem) {
-            cli_fail(ctx, "out of memory");
+            rc = cli_fail(ctx, "out of memory");
             goto out;
         }
         ca_from_cert(&bundle.items[i], pem, name, &rec);
@@ -325,7 +325,7 @@ static int ca_add(struct cli_ctx *ctx, int argc, char **argv)
                      bundle.items[i].subject, (long long)rec.id);
     }
     if (store_commit(s, &err)) {
-        cli_fail(ctx, "%s", err.msg);
+        rc = cli_fail(ctx, "%s", err.msg);
         goto out;
     }
     in_tx = false;
