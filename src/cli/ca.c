@@ -183,6 +183,166 @@ static enum issuer_place issuer_place(const struct pki_cert_list *bundle, size_t
     return place;
 }
 
+/*
+ * Checks every certificate of @p bundle before anything is written, so that
+ * one bad certificate adds nothing: CA:TRUE, keyCertSign, not expired (unless
+ * @p allow_expired), a valid self-signature, no duplicate, not in the table.
+ * @return CLI_OK, or CLI_FAIL after saying why
+ */
+static int check_bundle(const struct cli_ctx *ctx, struct store *s, const char *path,
+                        const struct pki_cert_list *bundle, bool allow_expired, int64_t now)
+{
+    struct cg_err err = {""};
+    int rc;
+
+    for (size_t i = 0; i < bundle->n; i++) {
+        const struct pki_cert *c = &bundle->items[i];
+        struct store_ca existing;
+
+        if (!c->is_ca)
+            return cli_fail(ctx,
+                            "%s: certificate %zu (%s) is not a CA certificate (basicConstraints "
+                            "CA:TRUE is missing): add only root and intermediate CAs here; map "
+                            "client certificates with certgate cert map",
+                            path, i + 1, c->subject);
+        /* keyUsage, when present, must allow signing certificates, or no
+         * chain can run through this CA (RFC 5280 4.2.1.3). */
+        if (c->has_key_usage && !(c->key_usage & PKI_KU_KEY_CERT_SIGN))
+            return cli_fail(
+                ctx,
+                "%s: certificate %zu (%s) is marked CA:TRUE but its keyUsage lacks "
+                "keyCertSign: it cannot sign certificates, so no client could chain to it",
+                path, i + 1, c->subject);
+        if (c->not_after < now && !allow_expired) {
+            char t[21];
+
+            return cli_fail(ctx,
+                            "%s: certificate %zu (%s) expired on %s: it cannot validate any "
+                            "client (use --allow-expired to store it anyway)",
+                            path, i + 1, c->subject, cli_time(c->not_after, t));
+        }
+        if (c->is_self_issued && !c->is_self_signed)
+            return cli_fail(ctx,
+                            "%s: certificate %zu (%s) names itself as issuer but its signature "
+                            "does not verify with its own key",
+                            path, i + 1, c->subject);
+        for (size_t j = 0; j < i; j++) {
+            if (strcmp(bundle->items[j].fingerprint, c->fingerprint) == 0)
+                return cli_fail(ctx,
+                                "%s: certificate %zu (%s) appears twice in the file (also "
+                                "certificate %zu)",
+                                path, i + 1, c->subject, j + 1);
+        }
+        memset(&existing, 0, sizeof(existing));
+        rc = store_ca_get_by_fingerprint(s, c->fingerprint, &existing, &err);
+        if (rc == CG_OK) {
+            cli_fail(ctx, "%s: certificate %zu (%s) is already in the CA table as id %lld", path,
+                     i + 1, c->subject, (long long)existing.id);
+            store_ca_free(&existing);
+            return CLI_FAIL;
+        }
+        if (rc != CG_ENOTFOUND)
+            return cli_fail(ctx, "%s", err.msg);
+    }
+    return CLI_OK;
+}
+
+/*
+ * Inserts every certificate of @p bundle as a CA named @p name, in one
+ * transaction, and warns about those that come back disabled or deleted.
+ * @param out_ids the id of each certificate, in bundle order
+ * @return CLI_OK, or CLI_FAIL after saying why (nothing added)
+ */
+static int insert_bundle(const struct cli_ctx *ctx, struct store *s, const char *path,
+                         const struct pki_cert_list *bundle, const char *name, int64_t *out_ids)
+{
+    struct cg_err err = {""};
+    int rc = CLI_FAIL;
+
+    if (store_begin(s, &err))
+        return cli_fail(ctx, "%s", err.msg);
+    for (size_t i = 0; i < bundle->n; i++) {
+        struct store_ca rec;
+        char *pem = pki_cert_pem(&bundle->items[i]);
+
+        if (!pem) {
+            rc = cli_fail(ctx, "out of memory");
+            goto out;
+        }
+        ca_from_cert(&bundle->items[i], pem, name, &rec);
+        rc = store_ca_insert(s, &rec, &err);
+        free(pem);
+        if (rc) {
+            rc = cli_fail(ctx, "%s: certificate %zu (%s): %s", path, i + 1,
+                          bundle->items[i].subject, err.msg);
+            goto out;
+        }
+        out_ids[i] = rec.id;
+        if (!rec.is_active)
+            cli_warn("%s (id %lld) is a copy of a disabled CA (same name and key): it is added "
+                     "disabled too; certgate ca enable %lld enables every copy",
+                     bundle->items[i].subject, (long long)rec.id, (long long)rec.id);
+        if (rec.was_deleted)
+            cli_warn("%s (id %lld) had been deleted from the table: chains through its key are "
+                     "trusted again, and the CRLs it signed apply again",
+                     bundle->items[i].subject, (long long)rec.id);
+    }
+    if (store_commit(s, &err)) {
+        rc = cli_fail(ctx, "%s", err.msg);
+        goto out;
+    }
+    return CLI_OK;
+out:
+    store_rollback(s);
+    return rc;
+}
+
+/*
+ * Prints what ca add added (@p ids, in bundle order), with a warning for
+ * each intermediate whose issuer is missing or disabled and each CA not
+ * valid yet.
+ * @return CLI_OK, or what printing the JSON answer returned
+ */
+static int report_added(const struct cli_ctx *ctx, const struct pki_cert_list *bundle,
+                        const struct ca_set *table, const int64_t *ids, int64_t now)
+{
+    json_t *out = ctx->json ? json_array() : NULL;
+
+    for (size_t i = 0; i < bundle->n; i++) {
+        const struct pki_cert *c = &bundle->items[i];
+        char t[21];
+
+        long idx = -1;
+        enum issuer_place place = issuer_place(bundle, i, table, &idx);
+
+        if (place == ISSUER_MISSING)
+            cli_warn("%s (id %lld) is an intermediate whose issuer '%s' is not in the CA table "
+                     "yet: add its root first (certgate ca add ROOT.pem), or clients chaining "
+                     "to it are refused",
+                     c->subject, (long long)ids[i], c->issuer);
+        else if (place == ISSUER_DISABLED)
+            cli_warn("%s (id %lld) is an intermediate whose issuer, CA %lld (%s), is disabled in "
+                     "the table: clients chaining to it are refused until certgate ca enable %lld",
+                     c->subject, (long long)ids[i], (long long)table->cas[idx].id,
+                     table->cas[idx].subject, (long long)table->cas[idx].id);
+        if (c->not_before > now)
+            cli_warn("%s (id %lld) is not valid before %s", c->subject, (long long)ids[i],
+                     cli_time(c->not_before, t));
+        if (ctx->json) {
+            out = cli_json_append(out, json_pack("{s:I, s:s, s:s, s:s, s:s}", "id",
+                                                 (json_int_t)ids[i], "subject", c->subject, "kind",
+                                                 c->is_self_signed ? "root" : "intermediate",
+                                                 "fingerprint", c->fingerprint, "not_after",
+                                                 cli_time(c->not_after, t)));
+        } else {
+            printf("added CA %lld: %s (%s, expires %s, SHA-256 %s)\n", (long long)ids[i],
+                   c->subject, c->is_self_signed ? "root" : "intermediate",
+                   cli_time(c->not_after, t), c->fingerprint);
+        }
+    }
+    return ctx->json ? cli_print_json(json_pack("{s:o}", "added", out)) : CLI_OK;
+}
+
 static int ca_add(struct cli_ctx *ctx, int argc, char **argv)
 {
     static const struct option opts[] = {
@@ -194,11 +354,9 @@ static int ca_add(struct cli_ctx *ctx, int argc, char **argv)
     struct pki_cert_list bundle = {NULL, 0};
     struct ca_set table = {NULL, NULL, 0};
     struct store *s = NULL;
-    struct cg_err err = {""};
     const char *name = NULL, *path;
-    bool allow_expired = false, in_tx = false;
+    bool allow_expired = false;
     int64_t now = cg_now(), *ids = NULL;
-    json_t *out = NULL;
     int opt, rc = CLI_FAIL;
 
     while ((opt = cli_getopt(ctx, argc, argv, opts)) != -1) {
@@ -221,152 +379,17 @@ static int ca_add(struct cli_ctx *ctx, int argc, char **argv)
         goto out;
     if (ca_set_load(ctx, s, &table))
         goto out;
-
-    /* Check every certificate before writing anything: one bad certificate
-     * adds nothing. */
-    for (size_t i = 0; i < bundle.n; i++) {
-        const struct pki_cert *c = &bundle.items[i];
-        struct store_ca existing;
-
-        if (!c->is_ca) {
-            cli_fail(ctx,
-                     "%s: certificate %zu (%s) is not a CA certificate (basicConstraints "
-                     "CA:TRUE is missing): add only root and intermediate CAs here; map "
-                     "client certificates with certgate cert map",
-                     path, i + 1, c->subject);
-            goto out;
-        }
-        /* keyUsage, when present, must allow signing certificates, or no
-         * chain can run through this CA (RFC 5280 4.2.1.3). */
-        if (c->has_key_usage && !(c->key_usage & PKI_KU_KEY_CERT_SIGN)) {
-            cli_fail(ctx,
-                     "%s: certificate %zu (%s) is marked CA:TRUE but its keyUsage lacks "
-                     "keyCertSign: it cannot sign certificates, so no client could chain to it",
-                     path, i + 1, c->subject);
-            goto out;
-        }
-        if (c->not_after < now && !allow_expired) {
-            char t[21];
-
-            cli_fail(ctx,
-                     "%s: certificate %zu (%s) expired on %s: it cannot validate any "
-                     "client (use --allow-expired to store it anyway)",
-                     path, i + 1, c->subject, cli_time(c->not_after, t));
-            goto out;
-        }
-        if (c->is_self_issued && !c->is_self_signed) {
-            cli_fail(ctx,
-                     "%s: certificate %zu (%s) names itself as issuer but its signature "
-                     "does not verify with its own key",
-                     path, i + 1, c->subject);
-            goto out;
-        }
-        for (size_t j = 0; j < i; j++) {
-            if (strcmp(bundle.items[j].fingerprint, c->fingerprint) == 0) {
-                cli_fail(ctx,
-                         "%s: certificate %zu (%s) appears twice in the file (also "
-                         "certificate %zu)",
-                         path, i + 1, c->subject, j + 1);
-                goto out;
-            }
-        }
-        memset(&existing, 0, sizeof(existing));
-        rc = store_ca_get_by_fingerprint(s, c->fingerprint, &existing, &err);
-        if (rc == CG_OK) {
-            cli_fail(ctx, "%s: certificate %zu (%s) is already in the CA table as id %lld", path,
-                     i + 1, c->subject, (long long)existing.id);
-            store_ca_free(&existing);
-            rc = CLI_FAIL;
-            goto out;
-        }
-        if (rc != CG_ENOTFOUND) {
-            cli_fail(ctx, "%s", err.msg);
-            rc = CLI_FAIL;
-            goto out;
-        }
-        rc = CLI_FAIL;
-    }
-
+    if (check_bundle(ctx, s, path, &bundle, allow_expired, now))
+        goto out;
     ids = calloc(bundle.n, sizeof(*ids));
     if (!ids) {
         cli_fail(ctx, "out of memory");
         goto out;
     }
-    if (store_begin(s, &err)) {
-        cli_fail(ctx, "%s", err.msg);
+    if (insert_bundle(ctx, s, path, &bundle, name, ids))
         goto out;
-    }
-    in_tx = true;
-    for (size_t i = 0; i < bundle.n; i++) {
-        struct store_ca rec;
-        char *pem = pki_cert_pem(&bundle.items[i]);
-
-        if (!pem) {
-            cli_fail(ctx, "out of memory");
-            goto out;
-        }
-        ca_from_cert(&bundle.items[i], pem, name, &rec);
-        rc = store_ca_insert(s, &rec, &err);
-        free(pem);
-        if (rc) {
-            cli_fail(ctx, "%s: certificate %zu (%s): %s", path, i + 1, bundle.items[i].subject,
-                     err.msg);
-            rc = CLI_FAIL;
-            goto out;
-        }
-        ids[i] = rec.id;
-        if (!rec.is_active)
-            cli_warn("%s (id %lld) is a copy of a disabled CA (same name and key): it is added "
-                     "disabled too; certgate ca enable %lld enables every copy",
-                     bundle.items[i].subject, (long long)rec.id, (long long)rec.id);
-        if (rec.was_deleted)
-            cli_warn("%s (id %lld) had been deleted from the table: chains through its key are "
-                     "trusted again, and the CRLs it signed apply again",
-                     bundle.items[i].subject, (long long)rec.id);
-    }
-    if (store_commit(s, &err)) {
-        cli_fail(ctx, "%s", err.msg);
-        goto out;
-    }
-    in_tx = false;
-
-    out = ctx->json ? json_array() : NULL;
-    for (size_t i = 0; i < bundle.n; i++) {
-        const struct pki_cert *c = &bundle.items[i];
-        char t[21];
-
-        long idx = -1;
-        enum issuer_place place = issuer_place(&bundle, i, &table, &idx);
-
-        if (place == ISSUER_MISSING)
-            cli_warn("%s (id %lld) is an intermediate whose issuer '%s' is not in the CA table "
-                     "yet: add its root first (certgate ca add ROOT.pem), or clients chaining "
-                     "to it are refused",
-                     c->subject, (long long)ids[i], c->issuer);
-        else if (place == ISSUER_DISABLED)
-            cli_warn("%s (id %lld) is an intermediate whose issuer, CA %lld (%s), is disabled in "
-                     "the table: clients chaining to it are refused until certgate ca enable %lld",
-                     c->subject, (long long)ids[i], (long long)table.cas[idx].id,
-                     table.cas[idx].subject, (long long)table.cas[idx].id);
-        if (c->not_before > now)
-            cli_warn("%s (id %lld) is not valid before %s", c->subject, (long long)ids[i],
-                     cli_time(c->not_before, t));
-        if (ctx->json) {
-            out = cli_json_append(out, json_pack("{s:I, s:s, s:s, s:s, s:s}", "id",
-                                                 (json_int_t)ids[i], "subject", c->subject, "kind",
-                                                 c->is_self_signed ? "root" : "intermediate",
-                                                 "fingerprint", c->fingerprint, "not_after",
-                                                 cli_time(c->not_after, t)));
-        } else {
-            printf("added CA %lld: %s (%s, expires %s, SHA-256 %s)\n", (long long)ids[i],
-                   c->subject, c->is_self_signed ? "root" : "intermediate",
-                   cli_time(c->not_after, t), c->fingerprint);
-        }
-    }
-    rc = ctx->json ? cli_print_json(json_pack("{s:o}", "added", out)) : CLI_OK;
+    rc = report_added(ctx, &bundle, &table, ids, now);
 out:
-    if (in_tx)
-        store_rollback(s);
     free(ids);
     ca_set_free(&table);
     pki_cert_list_free(&bundle);

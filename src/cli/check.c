@@ -83,7 +83,7 @@ static json_t *cert_json(const struct pki_cert *c)
                      na);
 }
 
-int explain_main(const char *db_path, bool json, int argc, char **argv)
+int check_main(const char *db_path, bool json, int argc, char **argv)
 {
     static const struct option opts[] = {
         {"chain", required_argument, NULL, 'c'},

@@ -1,10 +1,10 @@
 /*
- * explain: `certgate check CLIENT.pem`, which explains what the server would
+ * check: `certgate check CLIENT.pem`, which explains what the server would
  * decide for a certificate, using the very functions the server uses
  * (pki_verify through identity_from_cert). Relies on store, trust, identity.
  */
-#ifndef CG_EXPLAIN_H
-#define CG_EXPLAIN_H
+#ifndef CG_CLI_CHECK_H
+#define CG_CLI_CHECK_H
 
 #include <stdbool.h>
 
@@ -16,6 +16,6 @@
  * @param argv their values
  * @return 0 accepted, 1 refused, 2 usage or file error
  */
-int explain_main(const char *db_path, bool json, int argc, char **argv);
+int check_main(const char *db_path, bool json, int argc, char **argv);
 
 #endif

@@ -273,7 +273,7 @@ static int run_serve(struct cli_ctx *ctx, int argc, char **argv)
 
 static int run_check(struct cli_ctx *ctx, int argc, char **argv)
 {
-    return explain_main(ctx->db_path, ctx->json, argc, argv);
+    return check_main(ctx->db_path, ctx->json, argc, argv);
 }
 
 static void print_help(FILE *f)
