@@ -222,19 +222,31 @@ struct below {
     gnutls_datum_t subject;      /* its subject, DER */
 };
 
-/* Whether the certificate has a subjectAltName of @p form; -1 malformed. */
-static int has_form(const struct below *b, enum gn_form form)
+/* Opens the certificate's subjectAltName for der_next over its names.
+ * @return 1 and @p out_names, 0 when it has none, -1 malformed */
+static int san_open(const struct below *b, struct der *out_names)
 {
-    struct der all = der_init(b->san.data, b->san.size), in;
-    struct der_tlv seq, t, v;
-    enum gn_form f;
-    int rc;
+    struct der all = der_init(b->san.data, b->san.size);
+    struct der_tlv seq;
 
     if (!b->san.data)
         return 0;
     if (der_expect(&all, DER_SEQUENCE, &seq) || !der_at_end(&all))
         return -1;
-    in = der_enter(&seq);
+    *out_names = der_enter(&seq);
+    return 1;
+}
+
+/* Whether the certificate has a subjectAltName of @p form; -1 malformed. */
+static int has_form(const struct below *b, enum gn_form form)
+{
+    struct der in;
+    struct der_tlv t, v;
+    enum gn_form f;
+    int rc = san_open(b, &in);
+
+    if (rc <= 0)
+        return rc;
     while ((rc = der_next(&in, &t)) == 0) {
         if (general_name(&t, &f, &v))
             return -1;
@@ -247,16 +259,13 @@ static int has_form(const struct below *b, enum gn_form form)
 /* The URI names of the certificate against the URI subtrees. */
 static int uris_hold(const struct below *b, const unsigned char *ext, size_t len)
 {
-    struct der all = der_init(b->san.data, b->san.size), in;
-    struct der_tlv seq, t, v;
+    struct der in;
+    struct der_tlv t, v;
     enum gn_form f;
-    int rc;
+    int rc = san_open(b, &in);
 
-    if (!b->san.data)
-        return 1;
-    if (der_expect(&all, DER_SEQUENCE, &seq) || !der_at_end(&all))
-        return -1;
-    in = der_enter(&seq);
+    if (rc <= 0)
+        return rc < 0 ? -1 : 1;
     while ((rc = der_next(&in, &t)) == 0) {
         struct nc_iter it;
         struct subtree st;
@@ -360,16 +369,13 @@ static int wildcards_hold(const struct below *b, const unsigned char *ext, size_
  * CA or client certificate whose CN is a plain name. */
 static int dns_names_hold(const struct below *b, gnutls_x509_name_constraints_t nc)
 {
-    struct der all = der_init(b->san.data, b->san.size), in;
-    struct der_tlv seq, t, v;
+    struct der in;
+    struct der_tlv t, v;
     enum gn_form f;
-    int rc;
+    int rc = san_open(b, &in);
 
-    if (!b->san.data)
-        return 1;
-    if (der_expect(&all, DER_SEQUENCE, &seq) || !der_at_end(&all))
-        return -1;
-    in = der_enter(&seq);
+    if (rc <= 0)
+        return rc < 0 ? -1 : 1;
     while ((rc = der_next(&in, &t)) == 0) {
         gnutls_datum_t name;
 
