@@ -54,4 +54,9 @@ struct writer {
     uint64_t conflicts, serial;     /* optimistic runs redone, requests run serially */
 };
 
+/** Sets the job's answer to an error body. */
+void set_error(struct writer_job *job, int status, const char *message, const char *detail);
+/** Sets the job's answer to a 500 and says why in the log. */
+void set_internal(struct writer_job *job, const char *why);
+
 #endif
