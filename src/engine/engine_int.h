@@ -59,4 +59,11 @@ void set_error(struct writer_job *job, int status, const char *message, const ch
 /** Sets the job's answer to a 500 and says why in the log. */
 void set_internal(struct writer_job *job, const char *why);
 
+/** Clears what a run produced, for another run. */
+void reset_run(struct writer_job *job);
+/** Answers the request: its completion callback, once. */
+void finish(struct writer *w, struct writer_job *job);
+/** Whether the job's outcome is kept: a 2xx answer. */
+bool succeeded(const struct writer_job *job);
+
 #endif
