@@ -42,7 +42,7 @@ void replay(struct writer_job *job, struct dtable_idem *st)
                      "the Idempotency-Key '%.200s' was used at %s for a different request (%s "
                      "%.200s, or another body): send a new key with a new request",
                      job->idem_key, when, st->method, st->path);
-        set_error(job, 422, "Idempotency-Key reused", detail);
+        set_error(job, CG_ERROR_IDEMPOTENCY_KEY_REUSED, detail);
         return;
     }
     free(job->body);
@@ -245,7 +245,7 @@ static void run_batch(struct writer *w, struct writer_job *batch)
         if (ok)
             commit_job(w, j, now);
         else
-            set_error(j, 503, "Service unavailable", "the database is busy: retry");
+            set_error(j, CG_ERROR_UNAVAILABLE, "the database is busy: retry");
     }
     if (ok) {
         int64_t t0 = clock_us();

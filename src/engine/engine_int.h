@@ -10,6 +10,7 @@
 #include <stdbool.h>
 #include <stdint.h>
 
+#include "base/error.h"
 #include "engine/writer.h"
 
 struct lbatch;
@@ -54,8 +55,19 @@ struct writer {
     uint64_t conflicts, serial;     /* optimistic runs redone, requests run serially */
 };
 
-/** Sets the job's answer to an error body. */
-void set_error(struct writer_job *job, int status, const char *message, const char *detail);
+/**
+ * Sets the job's answer to a registered error (errors.def): its status and message.
+ * @param detail the detail (NULL: empty)
+ */
+void set_error(struct writer_job *job, enum cg_error e, const char *detail);
+/**
+ * Sets the job's answer to the error a script raised with certgate.fail,
+ * in the same body as every other error.
+ * @param status the script's status (400..599)
+ * @param message the script's message
+ * @param detail the script's detail
+ */
+void set_script_error(struct writer_job *job, int status, const char *message, const char *detail);
 /** Sets the job's answer to a 500 and says why in the log. */
 void set_internal(struct writer_job *job, const char *why);
 

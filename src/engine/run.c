@@ -331,17 +331,17 @@ static void take_result(struct writer_job *job, struct script_result *res)
             set_internal(job, "out of memory encoding the response");
         break;
     case SCRIPT_FAILED:
-        set_error(job, res->status, res->message, res->detail);
+        set_script_error(job, res->status, res->message, res->detail);
         snprintf(job->log_detail, sizeof(job->log_detail), "certgate.fail: %s", res->message);
         break;
     case SCRIPT_LIMIT_TIME:
         metrics_script_error();
-        set_error(job, 503, "Service unavailable", job->request_id);
+        set_error(job, CG_ERROR_UNAVAILABLE, job->request_id);
         snprintf(job->log_detail, sizeof(job->log_detail), "%s", res->log_detail);
         break;
     default:
         metrics_script_error();
-        set_error(job, 500, "Internal server error", job->request_id);
+        set_error(job, CG_ERROR_INTERNAL, job->request_id);
         snprintf(job->log_detail, sizeof(job->log_detail), "%s", res->log_detail);
         break;
     }
@@ -361,7 +361,7 @@ void run_script(struct writer *w, struct script_vm *vm, struct op_ctx *ctx)
 
         snprintf(detail, sizeof(detail), "the body is nested more than %d levels deep",
                  SCRIPT_MAX_DEPTH);
-        set_error(job, 400, "Invalid request", detail);
+        set_error(job, CG_ERROR_BAD_REQUEST, detail);
         return;
     }
     /* The compiled chunk is kept per script text, so a changed script

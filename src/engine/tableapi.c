@@ -18,7 +18,7 @@ void run_table(struct op_ctx *ctx)
     int rc;
 
     if (!t) {
-        set_error(job, 404, "Requested URI does not represent any resource", job->table);
+        set_error(job, CG_ERROR_NOT_FOUND, job->table);
         return;
     }
     if (job->op == WRITER_TABLE_INSERT) {
@@ -26,7 +26,7 @@ void run_table(struct op_ctx *ctx)
 
         rc = op_insert(ctx, t->name, job->req.body, id, msg, sizeof(msg));
         if (rc == CG_EINVAL) {
-            set_error(job, 400, "Invalid request", msg);
+            set_error(job, CG_ERROR_BAD_REQUEST, msg);
             return;
         }
         if (rc == CG_OK) {
@@ -53,12 +53,11 @@ void run_table(struct op_ctx *ctx)
             rc = dtable_query_ex(ctx->db, t, job->filter, NULL, job->limit, job->offset,
                                  TABLE_API_MAX_BYTES, &out, NULL, &err);
         if (rc == CG_ENOTFOUND) {
-            set_error(job, 404, "No Record found",
-                      "the record does not exist or you may not read it");
+            set_error(job, CG_ERROR_NO_RECORD, "the record does not exist or you may not read it");
             return;
         }
         if (rc == CG_EINVAL) {
-            set_error(job, 400, "Invalid request", err.msg);
+            set_error(job, CG_ERROR_BAD_REQUEST, err.msg);
             return;
         }
         if (rc) {

@@ -14,28 +14,31 @@
 
 /* ---- answers ---- */
 
-static char *error_text(const char *message, const char *detail)
-{
-    json_t *o = json_pack("{s:{s:s, s:s}, s:s}", "error", "message", message, "detail",
-                          detail ? detail : "", "status", "failure");
-    char *t = o ? json_dumps(o, JSON_COMPACT | JSON_PRESERVE_ORDER) : NULL;
-
-    json_decref(o);
-    return t;
-}
-
-void set_error(struct writer_job *job, int status, const char *message, const char *detail)
+/* Every error answer of the engine, so that base/error.c alone spells the body. */
+static void set_error_body(struct writer_job *job, int status, char *body)
 {
     free(job->body);
     json_decref(job->headers);
     job->headers = NULL;
     job->status = status;
-    job->body = error_text(message, detail);
+    job->body = body;
+}
+
+void set_error(struct writer_job *job, enum cg_error e, const char *detail)
+{
+    set_error_body(job, (int)error_status(e), error_body(e, NULL, detail));
+}
+
+void set_script_error(struct writer_job *job, int status, const char *message, const char *detail)
+{
+    /* The registry entry only stands in for a missing message; a script's
+     * certgate.fail always has one ("Invalid request" when it gave none). */
+    set_error_body(job, status, error_body(CG_ERROR_BAD_REQUEST, message, detail));
 }
 
 void set_internal(struct writer_job *job, const char *why)
 {
-    set_error(job, 500, "Internal server error", job->request_id);
+    set_error(job, CG_ERROR_INTERNAL, job->request_id);
     snprintf(job->log_detail, sizeof(job->log_detail), "%s", why);
 }
 
@@ -155,7 +158,7 @@ void writer_submit(struct writer *w, struct writer_job *job)
     if (w->exec_stopping || w->stopped) {
         /* Shutting down: answer at once instead of queueing. */
         pthread_mutex_unlock(&w->lock);
-        set_error(job, 503, "Service unavailable", "certgate is shutting down: retry");
+        set_error(job, CG_ERROR_UNAVAILABLE, "certgate is shutting down: retry");
         job->done(job);
         return;
     }
