@@ -48,7 +48,7 @@ void catalog_reclaim(struct writer *w)
 }
 
 /* Loads a new catalog when the resource version moved. */
-int refresh(struct writer *w, struct cg_err *err)
+int catalog_refresh(struct writer *w, struct cg_err *err)
 {
     struct catalog *c, *old = __atomic_load_n(&w->cur, __ATOMIC_ACQUIRE);
     struct dtable_resource *all = NULL;
@@ -115,7 +115,7 @@ void writer_catalog_release(struct catalog *c)
         __atomic_sub_fetch(&c->refs, 1, __ATOMIC_ACQ_REL);
 }
 
-const struct dtable_table *find_table(const struct catalog *c, const char *name)
+const struct dtable_table *catalog_find_table(const struct catalog *c, const char *name)
 {
     for (size_t i = 0; i < c->n_tables; i++) {
         if (strcmp(c->tables[i].name, name) == 0)

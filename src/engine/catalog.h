@@ -15,8 +15,8 @@ void catalog_free_all(struct catalog *c);
 /** Frees replaced catalogs no request holds any more (committer thread only). */
 void catalog_reclaim(struct writer *w);
 /** Loads a new catalog when the resource version moved. */
-int refresh(struct writer *w, struct cg_err *err);
+int catalog_refresh(struct writer *w, struct cg_err *err);
 /** The data table named @p name, or NULL. */
-const struct dtable_table *find_table(const struct catalog *c, const char *name);
+const struct dtable_table *catalog_find_table(const struct catalog *c, const char *name);
 
 #endif

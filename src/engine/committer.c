@@ -24,7 +24,7 @@
 #define MAX_OPTIMISTIC 2
 
 /* Answers from a stored response, or refuses a key reused for another request. */
-void replay(struct writer_job *job, struct dtable_idem *st)
+void committer_replay(struct writer_job *job, struct dtable_idem *st)
 {
     /* A row stored before the hash covered the query string (no "v2:")
      * cannot tell this request from another: refused, never replayed. */
@@ -42,7 +42,7 @@ void replay(struct writer_job *job, struct dtable_idem *st)
                      "the Idempotency-Key '%.200s' was used at %s for a different request (%s "
                      "%.200s, or another body): send a new key with a new request",
                      job->idem_key, when, st->method, st->path);
-        set_error(job, CG_ERROR_IDEMPOTENCY_KEY_REUSED, detail);
+        job_set_error(job, CG_ERROR_IDEMPOTENCY_KEY_REUSED, detail);
         return;
     }
     free(job->body);
@@ -55,7 +55,7 @@ void replay(struct writer_job *job, struct dtable_idem *st)
     job->replayed = true;
 }
 
-void submit_locked(struct writer *w, struct writer_job *job)
+void committer_submit_locked(struct writer *w, struct writer_job *job)
 {
     job->next = NULL;
     if (w->tail)
@@ -70,12 +70,12 @@ void submit_locked(struct writer *w, struct writer_job *job)
  * they have stopped or the request conflicted too often, to the committer. */
 static void requeue(struct writer *w, struct writer_job *job)
 {
-    reset_run(job);
+    job_reset(job);
     pthread_mutex_lock(&w->lock);
     if (job->attempts >= MAX_OPTIMISTIC || w->exec_stopping) {
         job->serial = true;
         w->serial++;
-        submit_locked(w, job);
+        committer_submit_locked(w, job);
     } else {
         job->next = w->xhead;
         w->xhead = job;
@@ -150,12 +150,12 @@ static void replay_committed(struct writer *w, struct writer_job *job, int64_t n
     struct dtable_idem st;
     struct cg_err err = {""};
 
-    reset_run(job);
+    job_reset(job);
     if (dtable_idem_get(w->db, job->user_name, job->idem_key, now - IDEM_SECONDS, &st, &err)) {
-        set_internal(job, "idempotent response vanished");
+        job_set_internal(job, "idempotent response vanished");
         return;
     }
-    replay(job, &st);
+    committer_replay(job, &st);
     dtable_idem_free(&st);
 }
 
@@ -171,7 +171,7 @@ static void run_serial(struct writer *w, struct writer_job *job, int64_t now)
 
         if (dtable_idem_get(w->db, job->user_name, job->idem_key, now - IDEM_SECONDS, &st, &err) ==
             CG_OK) {
-            replay(job, &st);
+            committer_replay(job, &st);
             dtable_idem_free(&st);
             return;
         }
@@ -191,17 +191,17 @@ static void commit_job(struct writer *w, struct writer_job *job, int64_t now)
     int rc;
 
     if (dtable_savepoint(w->db, &err)) {
-        set_internal(job, err.msg);
+        job_set_internal(job, err.msg);
         return;
     }
     if (job->serial) {
         run_serial(w, job, now);
-        if (!succeeded(job) || job->replayed) {
+        if (!job_succeeded(job) || job->replayed) {
             dtable_rollback_to(w->db);
             lbatch_truncate(w->pending, mark);
             return;
         }
-    } else if (conflicts(w, job)) {
+    } else if (wset_conflicts(w, job)) {
         dtable_rollback_to(w->db);
         job->retry = true;
         w->conflicts++;
@@ -211,7 +211,7 @@ static void commit_job(struct writer *w, struct writer_job *job, int64_t now)
         if (rc) {
             dtable_rollback_to(w->db);
             lbatch_truncate(w->pending, mark);
-            set_internal(job, err.msg);
+            job_set_internal(job, err.msg);
             return;
         }
     }
@@ -223,13 +223,13 @@ static void commit_job(struct writer *w, struct writer_job *job, int64_t now)
             if (rc == CG_EEXIST)
                 replay_committed(w, job, now);
             else
-                set_internal(job, err.msg);
+                job_set_internal(job, err.msg);
             return;
         }
     }
     if (dtable_release(w->db, &err)) {
         lbatch_truncate(w->pending, mark);
-        set_internal(job, err.msg);
+        job_set_internal(job, err.msg);
     }
 }
 
@@ -245,7 +245,7 @@ static void run_batch(struct writer *w, struct writer_job *batch)
         if (ok)
             commit_job(w, j, now);
         else
-            set_error(j, CG_ERROR_UNAVAILABLE, "the database is busy: retry");
+            job_set_error(j, CG_ERROR_UNAVAILABLE, "the database is busy: retry");
     }
     if (ok) {
         int64_t t0 = clock_us();
@@ -261,7 +261,7 @@ static void run_batch(struct writer *w, struct writer_job *batch)
                     char why[512];
 
                     snprintf(why, sizeof(why), "commit failed: %.400s", err.msg);
-                    set_internal(j, why);
+                    job_set_internal(j, why);
                 }
             }
         } else {
@@ -269,7 +269,7 @@ static void run_batch(struct writer *w, struct writer_job *batch)
              * after reading it sees at least this batch. */
             w->pending->seq = __atomic_add_fetch(&w->seq, 1, __ATOMIC_ACQ_REL);
             w->pending->when_ms = clock_ms();
-            log_push(w, w->pending);
+            wset_log_push(w, w->pending);
             w->pending = NULL;
         }
     }
@@ -283,7 +283,7 @@ static void run_batch(struct writer *w, struct writer_job *batch)
         if (batch->retry)
             requeue(w, batch);
         else
-            finish(w, batch);
+            job_finish(w, batch);
         batch = next;
     }
 }
@@ -294,9 +294,9 @@ static void housekeeping(struct writer *w)
     struct cg_err err = {""};
     int64_t now = cg_now();
 
-    refresh(w, &err);
+    catalog_refresh(w, &err);
     catalog_reclaim(w);
-    log_prune(w);
+    wset_log_prune(w);
     if (now - w->last_purge >= 600) {
         w->last_purge = now;
         if (dtable_idem_purge(w->db, now - IDEM_SECONDS, &err))
@@ -304,7 +304,7 @@ static void housekeeping(struct writer *w)
     }
 }
 
-void *committer(void *arg)
+void *committer_main(void *arg)
 {
     struct writer *w = arg;
 
@@ -338,7 +338,7 @@ void *committer(void *arg)
         if (!w->head)
             w->tail = NULL;
         pthread_mutex_unlock(&w->lock);
-        refresh(w, &err);
+        catalog_refresh(w, &err);
         run_batch(w, batch);
         if (clock_ms() - w->last_house_ms > POLL_MS) {
             w->last_house_ms = clock_ms();

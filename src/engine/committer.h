@@ -17,10 +17,10 @@
 #define IDEM_SECONDS (24 * 3600)
 
 /** Answers from a stored response, or refuses a key reused for another request. */
-void replay(struct writer_job *job, struct dtable_idem *st);
+void committer_replay(struct writer_job *job, struct dtable_idem *st);
 /** Queues a job for the committer; the caller holds the lock. */
-void submit_locked(struct writer *w, struct writer_job *job);
+void committer_submit_locked(struct writer *w, struct writer_job *job);
 /** The committer thread. */
-void *committer(void *arg);
+void *committer_main(void *arg);
 
 #endif

@@ -59,7 +59,7 @@ struct writer {
  * Sets the job's answer to a registered error (errors.def): its status and message.
  * @param detail the detail (NULL: empty)
  */
-void set_error(struct writer_job *job, enum cg_error e, const char *detail);
+void job_set_error(struct writer_job *job, enum cg_error e, const char *detail);
 /**
  * Sets the job's answer to the error a script raised with certgate.fail,
  * in the same body as every other error.
@@ -67,15 +67,16 @@ void set_error(struct writer_job *job, enum cg_error e, const char *detail);
  * @param message the script's message
  * @param detail the script's detail
  */
-void set_script_error(struct writer_job *job, int status, const char *message, const char *detail);
+void job_set_script_error(struct writer_job *job, int status, const char *message,
+                          const char *detail);
 /** Sets the job's answer to a 500 and says why in the log. */
-void set_internal(struct writer_job *job, const char *why);
+void job_set_internal(struct writer_job *job, const char *why);
 
 /** Clears what a run produced, for another run. */
-void reset_run(struct writer_job *job);
+void job_reset(struct writer_job *job);
 /** Answers the request: its completion callback, once. */
-void finish(struct writer *w, struct writer_job *job);
+void job_finish(struct writer *w, struct writer_job *job);
 /** Whether the job's outcome is kept: a 2xx answer. */
-bool succeeded(const struct writer_job *job);
+bool job_succeeded(const struct writer_job *job);
 
 #endif

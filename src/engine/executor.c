@@ -27,21 +27,21 @@ static void execute(struct executor *x, struct writer_job *job)
     job->cat = writer_catalog_acquire(w);
     job->ws = calloc(1, sizeof(*job->ws));
     if (!job->ws) {
-        set_internal(job, "out of memory");
-        finish(w, job);
+        job_set_internal(job, "out of memory");
+        job_finish(w, job);
         return;
     }
     if (job->idem_key && job->attempts == 1) {
         struct dtable_idem st;
         struct cg_err err = {""};
 
-        if (snapshot(&ctx, &err) == CG_OK &&
+        if (run_snapshot(&ctx, &err) == CG_OK &&
             dtable_idem_get(x->rdb, job->user_name, job->idem_key, now - IDEM_SECONDS, &st, &err) ==
                 CG_OK) {
             dtable_read_end(x->rdb);
-            replay(job, &st);
+            committer_replay(job, &st);
             dtable_idem_free(&st);
-            finish(w, job);
+            job_finish(w, job);
             return;
         }
     }
@@ -50,13 +50,13 @@ static void execute(struct executor *x, struct writer_job *job)
     else
         run_table(&ctx);
     dtable_read_end(x->rdb);
-    to_commit = succeeded(job) && (job->ws->n_ops > 0 || job->idem_key);
+    to_commit = job_succeeded(job) && (job->ws->n_ops > 0 || job->idem_key);
     if (!to_commit) {
-        finish(w, job);
+        job_finish(w, job);
         return;
     }
     pthread_mutex_lock(&w->lock);
-    submit_locked(w, job);
+    committer_submit_locked(w, job);
     pthread_mutex_unlock(&w->lock);
 }
 
@@ -132,14 +132,14 @@ void *executor_main(void *arg)
 
 /* One per core, and at least two, so that one slow resource always leaves
  * a thread to the others (take_job). */
-unsigned default_threads(void)
+unsigned executor_default_threads(void)
 {
     long n = sysconf(_SC_NPROCESSORS_ONLN);
 
     return n < 2 ? 2 : n > MAX_THREADS ? MAX_THREADS : (unsigned)n;
 }
 
-void free_executors(struct writer *w)
+void executor_free_all(struct writer *w)
 {
     for (unsigned i = 0; w->execs && i < w->n_execs; i++) {
         script_vm_free(w->execs[i].vm);

@@ -17,8 +17,8 @@
 /** A script thread (its argument is its struct executor). */
 void *executor_main(void *arg);
 /** How many script threads to start when none was configured. */
-unsigned default_threads(void);
+unsigned executor_default_threads(void);
 /** Frees the script threads' Lua states and connections (after they have exited). */
-void free_executors(struct writer *w);
+void executor_free_all(struct writer *w);
 
 #endif

@@ -15,7 +15,7 @@
 static const struct dtable_table *script_table(struct op_ctx *o, const char *table, char *err,
                                                size_t errlen)
 {
-    const struct dtable_table *t = find_table(o->job->cat, table);
+    const struct dtable_table *t = catalog_find_table(o->job->cat, table);
 
     if (!t)
         snprintf(err, errlen, "no table named '%s'", table);
@@ -30,7 +30,7 @@ static int op_fail(int rc, const struct cg_err *e, char *err, size_t errlen)
 }
 
 /* Opens the run's snapshot before its first read. */
-int snapshot(struct op_ctx *o, struct cg_err *e)
+int run_snapshot(struct op_ctx *o, struct cg_err *e)
 {
     struct writer_wset *ws = o->job->ws;
 
@@ -132,7 +132,7 @@ static int op_update(void *ctx, const char *table, const char *sys_id, json_t *f
             return op_fail(CG_ENOMEM, &e, err, errlen);
         return CG_OK;
     }
-    rc = snapshot(o, &e);
+    rc = run_snapshot(o, &e);
     if (rc == CG_OK)
         rc = wset_add_read(o->job->ws, t, sys_id, NULL);
     if (rc == CG_OK)
@@ -169,7 +169,7 @@ static int op_get(void *ctx, const char *table, const char *sys_id, json_t **out
         return CG_EINVAL;
     if (o->direct)
         return op_fail(dtable_get(o->db, t, sys_id, out, &e), &e, err, errlen);
-    rc = snapshot(o, &e);
+    rc = run_snapshot(o, &e);
     if (rc == CG_OK)
         rc = wset_add_read(o->job->ws, t, sys_id, NULL);
     if (rc)
@@ -292,7 +292,7 @@ static int op_query(void *ctx, const char *table, json_t *filter, long limit, lo
         return op_fail(dtable_query_ex(o->db, t, filter, NULL, limit, offset, o->w->limits.memory,
                                        out, NULL, &e),
                        &e, err, errlen);
-    rc = snapshot(o, &e);
+    rc = run_snapshot(o, &e);
     if (rc == CG_OK)
         rc = wset_add_read(o->job->ws, t, NULL, filter);
     if (rc)
@@ -328,20 +328,20 @@ static void take_result(struct writer_job *job, struct script_result *res)
                       : NULL;
         job->headers = json_incref(res->headers);
         if (res->body && !job->body)
-            set_internal(job, "out of memory encoding the response");
+            job_set_internal(job, "out of memory encoding the response");
         break;
     case SCRIPT_FAILED:
-        set_script_error(job, res->status, res->message, res->detail);
+        job_set_script_error(job, res->status, res->message, res->detail);
         snprintf(job->log_detail, sizeof(job->log_detail), "certgate.fail: %s", res->message);
         break;
     case SCRIPT_LIMIT_TIME:
         metrics_script_error();
-        set_error(job, CG_ERROR_UNAVAILABLE, job->request_id);
+        job_set_error(job, CG_ERROR_UNAVAILABLE, job->request_id);
         snprintf(job->log_detail, sizeof(job->log_detail), "%s", res->log_detail);
         break;
     default:
         metrics_script_error();
-        set_error(job, CG_ERROR_INTERNAL, job->request_id);
+        job_set_error(job, CG_ERROR_INTERNAL, job->request_id);
         snprintf(job->log_detail, sizeof(job->log_detail), "%s", res->log_detail);
         break;
     }
@@ -361,7 +361,7 @@ void run_script(struct writer *w, struct script_vm *vm, struct op_ctx *ctx)
 
         snprintf(detail, sizeof(detail), "the body is nested more than %d levels deep",
                  SCRIPT_MAX_DEPTH);
-        set_error(job, CG_ERROR_BAD_REQUEST, detail);
+        job_set_error(job, CG_ERROR_BAD_REQUEST, detail);
         return;
     }
     /* The compiled chunk is kept per script text, so a changed script
@@ -371,7 +371,7 @@ void run_script(struct writer *w, struct script_vm *vm, struct op_ctx *ctx)
     rc = script_run(vm, key, r->script, r->script_name, &job->req, &ops, &res);
     dtable_set_deadline(ctx->db, 0);
     if (rc) {
-        set_internal(job, "script VM failure");
+        job_set_internal(job, "script VM failure");
         return;
     }
     take_result(job, &res);

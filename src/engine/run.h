@@ -25,7 +25,7 @@ struct op_ctx {
 };
 
 /** Opens the run's snapshot before its first read. */
-int snapshot(struct op_ctx *o, struct cg_err *e);
+int run_snapshot(struct op_ctx *o, struct cg_err *e);
 /** db.insert: a new record of @p table; its sys_id into @p out_id. */
 int op_insert(void *ctx, const char *table, json_t *fields, char out_id[37], char *err,
               size_t errlen);

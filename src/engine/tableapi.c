@@ -12,13 +12,13 @@
 void run_table(struct op_ctx *ctx)
 {
     struct writer_job *job = ctx->job;
-    const struct dtable_table *t = find_table(job->cat, job->table);
+    const struct dtable_table *t = catalog_find_table(job->cat, job->table);
     struct cg_err err = {""};
     json_t *out = NULL, *wrap;
     int rc;
 
     if (!t) {
-        set_error(job, CG_ERROR_NOT_FOUND, job->table);
+        job_set_error(job, CG_ERROR_NOT_FOUND, job->table);
         return;
     }
     if (job->op == WRITER_TABLE_INSERT) {
@@ -26,7 +26,7 @@ void run_table(struct op_ctx *ctx)
 
         rc = op_insert(ctx, t->name, job->req.body, id, msg, sizeof(msg));
         if (rc == CG_EINVAL) {
-            set_error(job, CG_ERROR_BAD_REQUEST, msg);
+            job_set_error(job, CG_ERROR_BAD_REQUEST, msg);
             return;
         }
         if (rc == CG_OK) {
@@ -41,27 +41,28 @@ void run_table(struct op_ctx *ctx)
             rc = CG_ENOMEM;
         if (rc) {
             json_decref(out);
-            set_internal(job, msg[0] ? msg : err.msg);
+            job_set_internal(job, msg[0] ? msg : err.msg);
             return;
         }
         job->status = 201;
     } else {
-        rc = snapshot(ctx, &err);
+        rc = run_snapshot(ctx, &err);
         if (rc == CG_OK && job->op == WRITER_TABLE_GET)
             rc = dtable_get(ctx->db, t, job->sys_id, &out, &err);
         else if (rc == CG_OK)
             rc = dtable_query_ex(ctx->db, t, job->filter, NULL, job->limit, job->offset,
                                  TABLE_API_MAX_BYTES, &out, NULL, &err);
         if (rc == CG_ENOTFOUND) {
-            set_error(job, CG_ERROR_NO_RECORD, "the record does not exist or you may not read it");
+            job_set_error(job, CG_ERROR_NO_RECORD,
+                          "the record does not exist or you may not read it");
             return;
         }
         if (rc == CG_EINVAL) {
-            set_error(job, CG_ERROR_BAD_REQUEST, err.msg);
+            job_set_error(job, CG_ERROR_BAD_REQUEST, err.msg);
             return;
         }
         if (rc) {
-            set_internal(job, err.msg);
+            job_set_internal(job, err.msg);
             return;
         }
         job->status = 200;
@@ -70,5 +71,5 @@ void run_table(struct op_ctx *ctx)
     job->body = wrap ? json_dumps(wrap, JSON_COMPACT | JSON_PRESERVE_ORDER) : NULL;
     json_decref(wrap);
     if (!job->body)
-        set_internal(job, "out of memory encoding the answer");
+        job_set_internal(job, "out of memory encoding the answer");
 }

@@ -24,26 +24,27 @@ static void set_error_body(struct writer_job *job, int status, char *body)
     job->body = body;
 }
 
-void set_error(struct writer_job *job, enum cg_error e, const char *detail)
+void job_set_error(struct writer_job *job, enum cg_error e, const char *detail)
 {
     set_error_body(job, (int)error_status(e), error_body(e, NULL, detail));
 }
 
-void set_script_error(struct writer_job *job, int status, const char *message, const char *detail)
+void job_set_script_error(struct writer_job *job, int status, const char *message,
+                          const char *detail)
 {
     /* The registry entry only stands in for a missing message; a script's
      * certgate.fail always has one ("Invalid request" when it gave none). */
     set_error_body(job, status, error_body(CG_ERROR_BAD_REQUEST, message, detail));
 }
 
-void set_internal(struct writer_job *job, const char *why)
+void job_set_internal(struct writer_job *job, const char *why)
 {
-    set_error(job, CG_ERROR_INTERNAL, job->request_id);
+    job_set_error(job, CG_ERROR_INTERNAL, job->request_id);
     snprintf(job->log_detail, sizeof(job->log_detail), "%s", why);
 }
 
 /* Clears what a run produced, for another run. */
-void reset_run(struct writer_job *job)
+void job_reset(struct writer_job *job)
 {
     wset_free(job->ws);
     job->ws = NULL;
@@ -58,7 +59,7 @@ void reset_run(struct writer_job *job)
 }
 
 /* Answers the request: its completion callback, once. */
-void finish(struct writer *w, struct writer_job *job)
+void job_finish(struct writer *w, struct writer_job *job)
 {
     wset_free(job->ws);
     job->ws = NULL;
@@ -69,7 +70,7 @@ void finish(struct writer *w, struct writer_job *job)
 }
 
 /* Whether the job's outcome is kept: a 2xx answer. */
-bool succeeded(const struct writer_job *job)
+bool job_succeeded(const struct writer_job *job)
 {
     return job->status >= 200 && job->status < 300;
 }
@@ -94,7 +95,8 @@ int writer_start(const char *db_path, const struct script_limits *limits, bool d
         script_limits_default(&w->limits);
     w->last_purge = cg_now() - 600;
     w->db_path = strdup(db_path);
-    w->n_execs = threads ? (threads > MAX_THREADS ? MAX_THREADS : threads) : default_threads();
+    w->n_execs =
+        threads ? (threads > MAX_THREADS ? MAX_THREADS : threads) : executor_default_threads();
     w->execs = calloc(w->n_execs, sizeof(*w->execs));
     if (!w->db_path || !w->execs) {
         rc = CG_ENOMEM;
@@ -121,14 +123,14 @@ int writer_start(const char *db_path, const struct script_limits *limits, bool d
             cg_err_set(err, "cannot create the script threads' Lua states");
         goto fail;
     }
-    rc = refresh(w, err);
+    rc = catalog_refresh(w, err);
     if (rc)
         goto fail;
     for (; started < w->n_execs; started++) {
         if (pthread_create(&w->execs[started].thread, NULL, executor_main, &w->execs[started]) != 0)
             break;
     }
-    if (started < w->n_execs || pthread_create(&w->thread, NULL, committer, w) != 0) {
+    if (started < w->n_execs || pthread_create(&w->thread, NULL, committer_main, w) != 0) {
         cg_err_set(err, "cannot start the writer's threads");
         pthread_mutex_lock(&w->lock);
         w->exec_stopping = true;
@@ -142,7 +144,7 @@ int writer_start(const char *db_path, const struct script_limits *limits, bool d
     *out_writer = w;
     return CG_OK;
 fail:
-    free_executors(w);
+    executor_free_all(w);
     script_vm_free(w->vm);
     dtable_close(w->db);
     catalog_free_all(w->cur);
@@ -158,7 +160,7 @@ void writer_submit(struct writer *w, struct writer_job *job)
     if (w->exec_stopping || w->stopped) {
         /* Shutting down: answer at once instead of queueing. */
         pthread_mutex_unlock(&w->lock);
-        set_error(job, CG_ERROR_UNAVAILABLE, "certgate is shutting down: retry");
+        job_set_error(job, CG_ERROR_UNAVAILABLE, "certgate is shutting down: retry");
         job->done(job);
         return;
     }
@@ -200,7 +202,7 @@ void writer_free(struct writer *w)
     if (!w)
         return;
     writer_stop(w);
-    free_executors(w);
+    executor_free_all(w);
     script_vm_free(w->vm);
     dtable_close(w->db);
     catalog_free_all(w->cur);

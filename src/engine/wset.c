@@ -179,7 +179,7 @@ static bool batch_conflicts(const struct lbatch *b, const struct writer_wset *ws
     return false;
 }
 
-bool conflicts(struct writer *w, const struct writer_job *job)
+bool wset_conflicts(struct writer *w, const struct writer_job *job)
 {
     const struct writer_wset *ws = job->ws;
 
@@ -196,7 +196,7 @@ bool conflicts(struct writer *w, const struct writer_job *job)
 }
 
 /* Forgets committed writes older than LOG_KEEP_MS. */
-void log_prune(struct writer *w)
+void wset_log_prune(struct writer *w)
 {
     int64_t t = clock_ms();
 
@@ -214,7 +214,7 @@ void log_prune(struct writer *w)
 }
 
 /* Keeps a committed batch's writes (the log takes it). */
-void log_push(struct writer *w, struct lbatch *b)
+void wset_log_push(struct writer *w, struct lbatch *b)
 {
     if (b->n == 0) {
         /* Its number still counts: a snapshot may have been taken after it. */
@@ -227,5 +227,5 @@ void log_push(struct writer *w, struct lbatch *b)
         w->log_entries += b->n;
         w->log_old = w->log_new = b;
     }
-    log_prune(w);
+    wset_log_prune(w);
 }

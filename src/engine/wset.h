@@ -85,10 +85,10 @@ int lbatch_add(struct lbatch *b, const struct dtable_table *t, const char *sys_i
                json_t *after);
 
 /** Whether a write committed after the job's snapshot touched what it read. */
-bool conflicts(struct writer *w, const struct writer_job *job);
+bool wset_conflicts(struct writer *w, const struct writer_job *job);
 /** Forgets committed writes older than LOG_KEEP_MS. */
-void log_prune(struct writer *w);
+void wset_log_prune(struct writer *w);
 /** Keeps a committed batch's writes (the log takes it). */
-void log_push(struct writer *w, struct lbatch *b);
+void wset_log_push(struct writer *w, struct lbatch *b);
 
 #endif
