@@ -5,8 +5,8 @@
  * job read changed since its snapshot; if something did, the job runs
  * again), stores and replays idempotent answers, runs a job that
  * conflicted too often itself, and answers each job only after the commit
- * that holds its writes. Relies on dtable, run, wset and catalog. Does not
- * run scripts optimistically (that is the executor).
+ * that holds its writes. Relies on dtable, run, tableapi, wset and
+ * catalog. Does not run scripts optimistically (that is the executor).
  */
 #ifndef CG_COMMITTER_H
 #define CG_COMMITTER_H
