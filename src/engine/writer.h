@@ -20,6 +20,10 @@
  * Relies on dtable, script and log. Does not know libmicrohttpd: a job
  * carries a completion callback that the HTTP layer uses to resume the
  * suspended connection.
+ * This file is the engine's front (start, submit, stop); the parts live
+ * in catalog, executor (script threads), committer (group commit), wset
+ * (write sets and the conflict log), run (one run and the scripts' db
+ * operations) and tableapi (the Table API runner).
  */
 #ifndef CG_WRITER_H
 #define CG_WRITER_H
@@ -29,9 +33,9 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "base/util.h"
 #include "db/dtable.h"
 #include "script/script.h"
-#include "base/util.h"
 
 /** Resources and data tables, immutable once published. */
 struct catalog {
