@@ -222,82 +222,94 @@ struct below {
     gnutls_datum_t subject;      /* its subject, DER */
 };
 
-/* Opens the certificate's subjectAltName for der_next over its names.
- * @return 1 and @p out_names, 0 when it has none, -1 malformed */
-static int san_open(const struct below *b, struct der *out_names)
+/* A check of one subjectAltName: 1 it holds (go on), 0 it does not, -1
+ * malformed. */
+typedef int (*san_check_fn)(const struct der_tlv *name, void *ctx);
+
+/* Runs @p check on each subjectAltName of @p form, until one does not hold.
+ * @return 1 when all hold (or there are none), 0 when one does not, -1
+ *         malformed */
+static int each_san(const struct below *b, enum gn_form form, san_check_fn check, void *ctx)
 {
-    struct der all = der_init(b->san.data, b->san.size);
-    struct der_tlv seq;
+    struct der all = der_init(b->san.data, b->san.size), in;
+    struct der_tlv seq, t, v;
+    enum gn_form f;
+    int rc;
 
     if (!b->san.data)
-        return 0;
+        return 1;
     if (der_expect(&all, DER_SEQUENCE, &seq) || !der_at_end(&all))
         return -1;
-    *out_names = der_enter(&seq);
-    return 1;
+    in = der_enter(&seq);
+    while ((rc = der_next(&in, &t)) == 0) {
+        if (general_name(&t, &f, &v))
+            return -1;
+        if (f != form)
+            continue;
+        rc = check(&v, ctx);
+        if (rc != 1)
+            return rc;
+    }
+    return rc < 0 ? -1 : 1;
+}
+
+static int is_absent(const struct der_tlv *name, void *ctx)
+{
+    (void)name, (void)ctx;
+    return 0;
 }
 
 /* Whether the certificate has a subjectAltName of @p form; -1 malformed. */
 static int has_form(const struct below *b, enum gn_form form)
 {
-    struct der in;
-    struct der_tlv t, v;
-    enum gn_form f;
-    int rc = san_open(b, &in);
+    int rc = each_san(b, form, is_absent, NULL);
 
-    if (rc <= 0)
-        return rc;
-    while ((rc = der_next(&in, &t)) == 0) {
-        if (general_name(&t, &f, &v))
-            return -1;
-        if (f == form)
-            return 1;
+    return rc < 0 ? -1 : !rc;
+}
+
+/* The URI subtrees of a name constraints extension. */
+struct uri_ctx {
+    const unsigned char *ext; /* the extension, DER */
+    size_t len;               /* its length */
+};
+
+/* One URI name against the URI subtrees. */
+static int uri_holds(const struct der_tlv *v, void *ctx)
+{
+    const struct uri_ctx *u = ctx;
+    struct nc_iter it;
+    struct subtree st;
+    const uint8_t *host;
+    size_t hlen;
+    bool any_permitted = false, permitted = false;
+    int rc;
+
+    /* A URI without a host cannot be shown to be inside or outside. */
+    if (!uri_host(v->val, v->len, &host, &hlen))
+        return 0;
+    if (nc_open(u->ext, u->len, &it))
+        return -1;
+    while ((rc = nc_next(&it, &st)) == 0) {
+        if (st.form != GN_URI)
+            continue;
+        if (st.is_excluded && host_matches(host, hlen, &st.name))
+            return 0;
+        if (!st.is_excluded) {
+            any_permitted = true;
+            permitted = permitted || host_matches(host, hlen, &st.name);
+        }
     }
-    return rc < 0 ? -1 : 0;
+    if (rc < 0)
+        return -1;
+    return !any_permitted || permitted;
 }
 
 /* The URI names of the certificate against the URI subtrees. */
 static int uris_hold(const struct below *b, const unsigned char *ext, size_t len)
 {
-    struct der in;
-    struct der_tlv t, v;
-    enum gn_form f;
-    int rc = san_open(b, &in);
+    struct uri_ctx u = {ext, len};
 
-    if (rc <= 0)
-        return rc < 0 ? -1 : 1;
-    while ((rc = der_next(&in, &t)) == 0) {
-        struct nc_iter it;
-        struct subtree st;
-        const uint8_t *host;
-        size_t hlen;
-        bool any_permitted = false, permitted = false;
-
-        if (general_name(&t, &f, &v))
-            return -1;
-        if (f != GN_URI)
-            continue;
-        /* A URI without a host cannot be shown to be inside or outside. */
-        if (!uri_host(v.val, v.len, &host, &hlen))
-            return 0;
-        if (nc_open(ext, len, &it))
-            return -1;
-        while ((rc = nc_next(&it, &st)) == 0) {
-            if (st.form != GN_URI)
-                continue;
-            if (st.is_excluded && host_matches(host, hlen, &st.name))
-                return 0;
-            if (!st.is_excluded) {
-                any_permitted = true;
-                permitted = permitted || host_matches(host, hlen, &st.name);
-            }
-        }
-        if (rc < 0)
-            return -1;
-        if (any_permitted && !permitted)
-            return 0;
-    }
-    return rc < 0 ? -1 : 1;
+    return each_san(b, GN_URI, uri_holds, &u);
 }
 
 /* The subject against the directoryName subtrees; an empty subject has no
@@ -363,32 +375,20 @@ static int wildcards_hold(const struct below *b, const unsigned char *ext, size_
     return rc < 0 ? -1 : 1;
 }
 
+static int dns_name_holds(const struct der_tlv *v, void *ctx)
+{
+    gnutls_datum_t name = {(unsigned char *)v->val, (unsigned)v->len};
+
+    return gnutls_x509_name_constraints_check(ctx, GNUTLS_SAN_DNSNAME, &name) ? 1 : 0;
+}
+
 /* The certificate's dNSName SANs through GnuTLS's matcher. Not
  * gnutls_x509_name_constraints_check_crt: without a DNS name it would
  * judge the subject's CN as one, a server-certificate habit that refuses a
  * CA or client certificate whose CN is a plain name. */
 static int dns_names_hold(const struct below *b, gnutls_x509_name_constraints_t nc)
 {
-    struct der in;
-    struct der_tlv t, v;
-    enum gn_form f;
-    int rc = san_open(b, &in);
-
-    if (rc <= 0)
-        return rc < 0 ? -1 : 1;
-    while ((rc = der_next(&in, &t)) == 0) {
-        gnutls_datum_t name;
-
-        if (general_name(&t, &f, &v))
-            return -1;
-        if (f != GN_DNS)
-            continue;
-        name.data = (unsigned char *)v.val;
-        name.size = (unsigned)v.len;
-        if (!gnutls_x509_name_constraints_check(nc, GNUTLS_SAN_DNSNAME, &name))
-            return 0;
-    }
-    return rc < 0 ? -1 : 1;
+    return each_san(b, GN_DNS, dns_name_holds, nc);
 }
 
 /* GnuTLS's own matchers for DNS names, email addresses (with the subject's
