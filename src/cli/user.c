@@ -399,23 +399,39 @@ out:
     return rc;
 }
 
-static int set_locked(struct cli_ctx *ctx, int argc, char **argv, bool locked)
+/* What user lock, unlock and delete do to one named user. */
+enum user_change {
+    USER_LOCK,
+    USER_UNLOCK,
+    USER_DELETE,
+};
+
+static int change_user(struct cli_ctx *ctx, int argc, char **argv, enum user_change change)
 {
+    static const char *const usage[] = {"user lock NAME", "user unlock NAME", "user delete NAME"};
     struct store *s = NULL;
     struct cg_err err = {""};
+    bool locked = change == USER_LOCK;
     int rc;
 
     if (argc != 2)
-        return cli_usage(ctx, locked ? "user lock NAME" : "user unlock NAME");
+        return cli_usage(ctx, usage[change]);
     s = cli_open_store(ctx);
     if (!s)
         return CLI_FAIL;
-    rc = store_user_set_locked(s, argv[1], locked, &err);
+    rc = change == USER_DELETE ? store_user_delete(s, argv[1], &err)
+                               : store_user_set_locked(s, argv[1], locked, &err);
     store_close(s);
     if (rc == CG_ENOTFOUND)
         return cli_fail(ctx, "no user named '%s'", argv[1]);
     if (rc)
         return cli_fail(ctx, "%s", err.msg);
+    if (change == USER_DELETE) {
+        if (ctx->json)
+            return cli_print_json(json_pack("{s:s}", "deleted", argv[1]));
+        printf("deleted user %s with its roles and certificate mappings\n", argv[1]);
+        return CLI_OK;
+    }
     if (ctx->json)
         return cli_print_json(json_pack("{s:s, s:b}", "name", argv[1], "locked", locked));
     printf("user %s is now %s\n", argv[1], locked ? "locked" : "unlocked");
@@ -424,35 +440,17 @@ static int set_locked(struct cli_ctx *ctx, int argc, char **argv, bool locked)
 
 static int user_lock(struct cli_ctx *ctx, int argc, char **argv)
 {
-    return set_locked(ctx, argc, argv, true);
+    return change_user(ctx, argc, argv, USER_LOCK);
 }
 
 static int user_unlock(struct cli_ctx *ctx, int argc, char **argv)
 {
-    return set_locked(ctx, argc, argv, false);
+    return change_user(ctx, argc, argv, USER_UNLOCK);
 }
 
 static int user_delete(struct cli_ctx *ctx, int argc, char **argv)
 {
-    struct store *s = NULL;
-    struct cg_err err = {""};
-    int rc;
-
-    if (argc != 2)
-        return cli_usage(ctx, "user delete NAME");
-    s = cli_open_store(ctx);
-    if (!s)
-        return CLI_FAIL;
-    rc = store_user_delete(s, argv[1], &err);
-    store_close(s);
-    if (rc == CG_ENOTFOUND)
-        return cli_fail(ctx, "no user named '%s'", argv[1]);
-    if (rc)
-        return cli_fail(ctx, "%s", err.msg);
-    if (ctx->json)
-        return cli_print_json(json_pack("{s:s}", "deleted", argv[1]));
-    printf("deleted user %s with its roles and certificate mappings\n", argv[1]);
-    return CLI_OK;
+    return change_user(ctx, argc, argv, USER_DELETE);
 }
 
 static int user_roles(struct cli_ctx *ctx, int argc, char **argv)
