@@ -1,6 +1,7 @@
 #include "config.h"
-#include "http/http_int.h"
+#include "auth/kdf.h"
 
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -11,23 +12,23 @@
 
 #include "base/clock.h"
 #include "base/crypto.h"
+#include "base/error.h"
 #include "base/log.h"
-
-/* ---- password checks, off the worker threads ---- */
 
 /* Password checks waiting at most; more get a 503 (try again). */
 #define KDF_QUEUE_MAX 64
 
 struct kdf_pool {
-    struct http_server *srv; /* the server */
-    pthread_mutex_t lock;    /* guards the queue */
-    pthread_cond_t wake;     /* work or stop */
-    struct kdf_job *head;    /* oldest job */
-    struct kdf_job *tail;    /* newest job */
-    unsigned queued;         /* jobs waiting */
-    bool stopping;           /* end once the queue is empty */
-    pthread_t threads[4];    /* the workers */
-    unsigned n_threads;      /* started */
+    struct trust_holder *trust;       /* the trust snapshots */
+    struct identity_limiter *limiter; /* wrong passwords per client address */
+    pthread_mutex_t lock;             /* guards the queue */
+    pthread_cond_t wake;              /* work or stop */
+    struct kdf_job *head;             /* oldest job */
+    struct kdf_job *tail;             /* newest job */
+    unsigned queued;                  /* jobs waiting */
+    bool stopping;                    /* end once the queue is empty */
+    pthread_t threads[4];             /* the workers */
+    unsigned n_threads;               /* started */
 };
 
 void kdf_job_free(struct kdf_job *job)
@@ -37,40 +38,29 @@ void kdf_job_free(struct kdf_job *job)
         free(job->password);
     }
     free(job->user);
+    if (job->has_id)
+        identity_free(&job->id);
     free(job);
 }
 
-/* Runs the KDF for one suspended request, records the decision on its
- * connection (which nothing else touches while it sleeps) and wakes it.
- * A job whose address was barred while it waited gets no check. */
+/* Runs the check of one job and hands it to its callback. A job whose
+ * address was barred while it waited gets no check. */
 static void kdf_run(struct kdf_pool *pool, struct kdf_job *job)
 {
-    struct request *r = job->r;
-    struct conn *c = r->conn;
-    struct http_server *srv = pool->srv;
     struct trust_snapshot *snap;
-    struct identity id;
     bool failed;
     int rc;
 
-    if (job->barred) {
-        r->barred = job->barred;
+    if (job->barred)
         goto out;
-    }
-    snap = trust_holder_acquire(srv->trust);
-    rc = identity_from_basic(snap, job->user, job->password, job->password_len, &id);
+    snap = trust_holder_acquire(pool->trust);
+    rc = identity_from_basic(snap, job->user, job->password, job->password_len, &job->id);
     trust_release(snap);
-    failed = rc == CG_OK && id.reason == AUTH_BAD_PASSWORD;
-    if (rc == CG_OK) {
-        if (c->has_basic)
-            identity_free(&c->basic_id);
-        c->basic_id = id;
-        memcpy(c->basic_key, job->key, sizeof(job->key));
-        c->has_basic = true;
-    }
-    if (identity_limiter_end(srv->limiter, c->remote, clock_s(), failed))
+    job->has_id = rc == CG_OK;
+    failed = rc == CG_OK && job->id.reason == AUTH_BAD_PASSWORD;
+    if (identity_limiter_end(pool->limiter, job->remote, clock_s(), failed))
         log_event("basic_barred",
-                  json_pack("{s:s, s:i, s:i, s:s}", "remote", c->remote, "failures",
+                  json_pack("{s:s, s:i, s:i, s:s}", "remote", job->remote, "failures",
                             IDENTITY_MAX_FAILURES, "seconds", IDENTITY_BAR_SECONDS, "detail",
                             "too many wrong passwords from this address: no password is "
                             "checked for it for a while"));
@@ -79,8 +69,7 @@ static void kdf_run(struct kdf_pool *pool, struct kdf_job *job)
     pthread_cond_broadcast(&pool->wake);
     pthread_mutex_unlock(&pool->lock);
 out:
-    kdf_job_free(job);
-    request_wake(r);
+    job->done(job);
 }
 
 /* The oldest job that may go now, taken off the queue: one whose address
@@ -94,8 +83,7 @@ static struct kdf_job *kdf_take(struct kdf_pool *pool)
 
     for (job = pool->head; job; prev = job, job = job->next) {
         unsigned seconds = 0;
-        enum identity_limit v =
-            identity_limiter_begin(pool->srv->limiter, job->r->conn->remote, now, &seconds);
+        enum identity_limit v = identity_limiter_begin(pool->limiter, job->remote, now, &seconds);
 
         if (v == IDENTITY_LIMIT_WAIT)
             continue;
@@ -143,8 +131,8 @@ void kdf_stop(struct kdf_pool *pool)
 {
     if (!pool)
         return;
-    /* Queued checks still run: their connections must be resumed before
-     * libmicrohttpd stops. */
+    /* Queued checks still run: their callers wait for the callback (the
+     * HTTP layer resumes connections with it before libmicrohttpd stops). */
     pthread_mutex_lock(&pool->lock);
     pool->stopping = true;
     pthread_cond_broadcast(&pool->wake);
@@ -156,13 +144,15 @@ void kdf_stop(struct kdf_pool *pool)
     free(pool);
 }
 
-int kdf_start(struct http_server *srv, unsigned n, struct kdf_pool **out_pool)
+int kdf_start(struct trust_holder *trust, struct identity_limiter *limiter, unsigned n,
+              struct kdf_pool **out_pool)
 {
     struct kdf_pool *pool = calloc(1, sizeof(*pool));
 
     if (!pool)
         return CG_ENOMEM;
-    pool->srv = srv;
+    pool->trust = trust;
+    pool->limiter = limiter;
     pthread_mutex_init(&pool->lock, NULL);
     pthread_cond_init(&pool->wake, NULL);
     for (unsigned i = 0; i < n && i < 4; i++) {
@@ -178,7 +168,6 @@ int kdf_start(struct http_server *srv, unsigned n, struct kdf_pool **out_pool)
     return CG_OK;
 }
 
-/* Queues @p job; false when the queue is full (the job is not taken). */
 bool kdf_submit(struct kdf_pool *pool, struct kdf_job *job)
 {
     pthread_mutex_lock(&pool->lock);

@@ -106,6 +106,28 @@ static enum basic_outcome refuse_barred(struct request *r, unsigned seconds,
     return BASIC_BARRED;
 }
 
+/* Called on a KDF thread once the password check is done: records the
+ * decision on the connection (which nothing else touches while its request
+ * sleeps) and wakes the request. */
+static void basic_checked(struct kdf_job *job)
+{
+    struct request *r = job->ctx;
+    struct conn *c = r->conn;
+
+    if (job->barred) {
+        r->barred = job->barred;
+    } else if (job->has_id) {
+        if (c->has_basic)
+            identity_free(&c->basic_id);
+        c->basic_id = job->id;
+        job->has_id = false;
+        memcpy(c->basic_key, job->key, sizeof(job->key));
+        c->has_basic = true;
+    }
+    kdf_job_free(job);
+    request_wake(r);
+}
+
 /*
  * The decision for a Basic Authorization value. PBKDF2 costs about 0.25 s
  * on purpose, so it runs where it blocks no worker thread: keep-alive
@@ -177,7 +199,9 @@ static enum basic_outcome resolve_basic(struct request *r, const char *header,
     }
     job = calloc(1, sizeof(*job));
     if (job) {
-        job->r = r;
+        job->done = basic_checked;
+        job->ctx = r;
+        snprintf(job->remote, sizeof(job->remote), "%s", c->remote);
         memcpy(job->key, key, sizeof(key));
         job->user = strdup((const char *)creds);
         job->password = malloc(pw_len ? pw_len : 1);

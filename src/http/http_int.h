@@ -16,6 +16,7 @@
 #include <stdint.h>
 
 #include "auth/identity.h"
+#include "auth/kdf.h"
 #include "base/error.h"
 #include "base/metrics.h"
 #include "engine/writer.h"
@@ -172,17 +173,6 @@ struct request {
     char retry_after[12];          /* Retry-After seconds, "" when none */
 };
 
-/* A password check queued for the KDF threads. */
-struct kdf_job {
-    struct request *r;     /* the suspended request */
-    unsigned char key[32]; /* SHA-256 of its Authorization value */
-    char *user;            /* decoded user name */
-    char *password;        /* decoded password (wiped when done) */
-    size_t password_len;   /* its length */
-    unsigned barred;       /* its address was barred while it waited: seconds left, 0: run it */
-    struct kdf_job *next;  /* queue */
-};
-
 /* The settings in force: SIGHUP may swap them while requests run. */
 static inline const struct serve_config *cfg_of(struct http_server *srv)
 {
@@ -220,12 +210,6 @@ enum stage stage_authenticate(struct request *r);
 /* authz.c */
 enum stage stage_authorise(struct request *r);
 enum stage refuse_missing_role(struct request *r, const char *detail);
-
-/* kdf.c */
-void kdf_job_free(struct kdf_job *job);
-int kdf_start(struct http_server *srv, unsigned n, struct kdf_pool **out_pool);
-void kdf_stop(struct kdf_pool *pool);
-bool kdf_submit(struct kdf_pool *pool, struct kdf_job *job);
 
 /* jobs.c: what the scripted and Table API handlers share */
 json_t *jobs_collect(struct request *r, enum MHD_ValueKind kind);

@@ -181,7 +181,8 @@ int http_start(const struct serve_config *cfg, struct trust_holder *trust, struc
         return CG_ENOMEM;
     }
     /* Half the cores for password checks (at least one, at most four). */
-    if (kdf_start(srv, threads / 2 ? (threads / 2 < 4 ? threads / 2 : 4) : 1, &srv->kdf)) {
+    if (kdf_start(srv->trust, srv->limiter, threads / 2 ? (threads / 2 < 4 ? threads / 2 : 4) : 1,
+                  &srv->kdf)) {
         cg_err_set(err, "cannot start the password-check threads");
         http_stop(srv);
         return CG_ERR;
