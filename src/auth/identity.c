@@ -278,29 +278,45 @@ struct basic_entry {
     int64_t until;         /* monotonic seconds it is good until */
 };
 
-static struct {
-    pthread_once_t once;                   /* key generation */
-    bool ready;                            /* the key could be made */
+struct identity_basic_cache {
     unsigned char key[32];                 /* random, this process only */
     pthread_mutex_t locks[BASIC_SHARDS];   /* one per shard */
     struct basic_entry slots[BASIC_SLOTS]; /* direct-mapped by the MAC */
-} basic = {.once = PTHREAD_ONCE_INIT};
+};
 
-static void basic_init(void)
+int identity_basic_cache_new(struct identity_basic_cache **out_cache)
 {
+    struct identity_basic_cache *c = calloc(1, sizeof(*c));
+
+    if (!c)
+        return CG_ENOMEM;
+    if (crypto_random(c->key, sizeof(c->key), true)) {
+        free(c);
+        return CG_ERR;
+    }
     for (int i = 0; i < BASIC_SHARDS; i++)
-        pthread_mutex_init(&basic.locks[i], NULL);
-    basic.ready = crypto_random(basic.key, sizeof(basic.key), true) == CG_OK;
+        pthread_mutex_init(&c->locks[i], NULL);
+    *out_cache = c;
+    return CG_OK;
 }
 
-/* The MAC of the credentials and their slot; false when no key. */
-static bool basic_mac(const char *user, const char *password, size_t len, unsigned char mac[32],
-                      unsigned *out_slot)
+void identity_basic_cache_free(struct identity_basic_cache *c)
+{
+    if (!c)
+        return;
+    for (int i = 0; i < BASIC_SHARDS; i++)
+        pthread_mutex_destroy(&c->locks[i]);
+    crypto_wipe(c, sizeof(*c));
+    free(c);
+}
+
+/* The MAC of the credentials and their slot; false when there is no cache. */
+static bool basic_mac(struct identity_basic_cache *c, const char *user, const char *password,
+                      size_t len, unsigned char mac[32], unsigned *out_slot)
 {
     struct crypto_hash h;
 
-    pthread_once(&basic.once, basic_init);
-    if (!basic.ready || crypto_hmac_sha256_begin(&h, basic.key, sizeof(basic.key)))
+    if (!c || crypto_hmac_sha256_begin(&h, c->key, sizeof(c->key)))
         return false;
     crypto_hash_update(&h, user, strlen(user) + 1);
     crypto_hash_update(&h, password, len);
@@ -309,19 +325,20 @@ static bool basic_mac(const char *user, const char *password, size_t len, unsign
     return true;
 }
 
-static void basic_remember(int64_t version, const char *user, const char *password, size_t len)
+static void basic_remember(struct identity_basic_cache *c, int64_t version, const char *user,
+                           const char *password, size_t len)
 {
     unsigned char mac[32];
     unsigned slot;
     pthread_mutex_t *lock;
 
-    if (!basic_mac(user, password, len, mac, &slot))
+    if (!basic_mac(c, user, password, len, mac, &slot))
         return;
-    lock = &basic.locks[slot % BASIC_SHARDS];
+    lock = &c->locks[slot % BASIC_SHARDS];
     pthread_mutex_lock(lock);
-    memcpy(basic.slots[slot].mac, mac, sizeof(mac));
-    basic.slots[slot].trust_version = version;
-    basic.slots[slot].until = clock_s() + BASIC_SECONDS;
+    memcpy(c->slots[slot].mac, mac, sizeof(mac));
+    c->slots[slot].trust_version = version;
+    c->slots[slot].until = clock_s() + BASIC_SECONDS;
     pthread_mutex_unlock(lock);
     crypto_wipe(mac, sizeof(mac));
 }
@@ -333,8 +350,9 @@ static int accept_basic(const struct trust_user *u, struct identity *id)
     return set_user(id, u, AUTH_METHOD_BASIC);
 }
 
-int identity_from_basic_cached(const struct trust_snapshot *snap, const char *user,
-                               const char *password, size_t password_len, struct identity *out_id)
+int identity_from_basic_cached(const struct trust_snapshot *snap, struct identity_basic_cache *c,
+                               const char *user, const char *password, size_t password_len,
+                               struct identity *out_id)
 {
     const struct trust_user *u = user ? trust_find_user(snap, user) : NULL;
     unsigned char mac[32];
@@ -342,12 +360,12 @@ int identity_from_basic_cached(const struct trust_snapshot *snap, const char *us
     pthread_mutex_t *lock;
     bool hit;
 
-    if (!u || !basic_mac(user, password, password_len, mac, &slot))
+    if (!u || !basic_mac(c, user, password, password_len, mac, &slot))
         return CG_ENOTFOUND;
-    lock = &basic.locks[slot % BASIC_SHARDS];
+    lock = &c->locks[slot % BASIC_SHARDS];
     pthread_mutex_lock(lock);
-    hit = basic.slots[slot].trust_version == snap->version && clock_s() < basic.slots[slot].until &&
-          cg_consttime_eq(basic.slots[slot].mac, mac, sizeof(mac));
+    hit = c->slots[slot].trust_version == snap->version && clock_s() < c->slots[slot].until &&
+          cg_consttime_eq(c->slots[slot].mac, mac, sizeof(mac));
     pthread_mutex_unlock(lock);
     crypto_wipe(mac, sizeof(mac));
     if (!hit)
@@ -361,8 +379,9 @@ int identity_from_basic_cached(const struct trust_snapshot *snap, const char *us
     return accept_basic(u, out_id);
 }
 
-int identity_from_basic(const struct trust_snapshot *snap, const char *user, const char *password,
-                        size_t password_len, struct identity *out_id)
+int identity_from_basic(const struct trust_snapshot *snap, struct identity_basic_cache *cache,
+                        const char *user, const char *password, size_t password_len,
+                        struct identity *out_id)
 {
     /* A hash of a random password, so unknown users cost the same time. */
     static const char decoy[] = "pbkdf2-sha256$600000$c2VydGdhdGUtZGVjb3k0MQ==$"
@@ -385,7 +404,7 @@ int identity_from_basic(const struct trust_snapshot *snap, const char *user, con
                u->name, u->name);
         return CG_OK;
     }
-    basic_remember(snap->version, user, password, password_len);
+    basic_remember(cache, snap->version, user, password, password_len);
     return accept_basic(u, id);
 }
 

@@ -92,15 +92,28 @@ int identity_from_cert(const struct trust_snapshot *snap, const struct pki_cert 
                        const struct pki_cert *sent, size_t n_sent, int64_t now,
                        struct identity *out_id);
 
+/* Basic credentials verified recently, as HMACs under a key of the
+ * process; owned by whoever runs the server (one per server), sharded
+ * locks, fixed size. */
+struct identity_basic_cache;
+
+/** A new, empty cache. @return CG_OK, CG_ENOMEM, CG_ERR (no random key) */
+int identity_basic_cache_new(struct identity_basic_cache **out_cache);
+
+/** Free a cache (NULL: nothing); its keys and entries are wiped. */
+void identity_basic_cache_free(struct identity_basic_cache *cache);
+
 /**
  * Resolve HTTP Basic credentials: the user must exist, have a password, be
  * active and not locked, and the password must verify (constant time; this
- * runs the slow KDF, about 0.25 s). A success is remembered (see
- * identity_from_basic_cached).
+ * runs the slow KDF, about 0.25 s). A success is remembered in @p cache
+ * (see identity_from_basic_cached).
+ * @param cache where verified credentials are remembered; NULL: nowhere
  * @return CG_OK when a decision was made, negative on internal failure
  */
-int identity_from_basic(const struct trust_snapshot *snap, const char *user, const char *password,
-                        size_t password_len, struct identity *out_id);
+int identity_from_basic(const struct trust_snapshot *snap, struct identity_basic_cache *cache,
+                        const char *user, const char *password, size_t password_len,
+                        struct identity *out_id);
 
 /**
  * The decision for Basic credentials that identity_from_basic accepted at
@@ -109,7 +122,8 @@ int identity_from_basic(const struct trust_snapshot *snap, const char *user, con
  * this process, never in clear.
  * @return CG_OK with @p out_id filled, or CG_ENOTFOUND (run identity_from_basic)
  */
-int identity_from_basic_cached(const struct trust_snapshot *snap, const char *user,
+int identity_from_basic_cached(const struct trust_snapshot *snap,
+                               struct identity_basic_cache *cache, const char *user,
                                const char *password, size_t password_len, struct identity *out_id);
 
 /** Failed password checks from one address within a minute that bar it. */

@@ -19,16 +19,17 @@
 #define KDF_QUEUE_MAX 64
 
 struct kdf_pool {
-    struct trust_holder *trust;       /* the trust snapshots */
-    struct identity_limiter *limiter; /* wrong passwords per client address */
-    pthread_mutex_t lock;             /* guards the queue */
-    pthread_cond_t wake;              /* work or stop */
-    struct kdf_job *head;             /* oldest job */
-    struct kdf_job *tail;             /* newest job */
-    unsigned queued;                  /* jobs waiting */
-    bool stopping;                    /* end once the queue is empty */
-    pthread_t threads[4];             /* the workers */
-    unsigned n_threads;               /* started */
+    struct trust_holder *trust;         /* the trust snapshots */
+    struct identity_limiter *limiter;   /* wrong passwords per client address */
+    struct identity_basic_cache *cache; /* where verified credentials are remembered */
+    pthread_mutex_t lock;               /* guards the queue */
+    pthread_cond_t wake;                /* work or stop */
+    struct kdf_job *head;               /* oldest job */
+    struct kdf_job *tail;               /* newest job */
+    unsigned queued;                    /* jobs waiting */
+    bool stopping;                      /* end once the queue is empty */
+    pthread_t threads[4];               /* the workers */
+    unsigned n_threads;                 /* started */
 };
 
 void kdf_job_free(struct kdf_job *job)
@@ -54,7 +55,8 @@ static void kdf_run(struct kdf_pool *pool, struct kdf_job *job)
     if (job->barred)
         goto out;
     snap = trust_holder_acquire(pool->trust);
-    rc = identity_from_basic(snap, job->user, job->password, job->password_len, &job->id);
+    rc = identity_from_basic(snap, pool->cache, job->user, job->password, job->password_len,
+                             &job->id);
     trust_release(snap);
     job->has_id = rc == CG_OK;
     failed = rc == CG_OK && job->id.reason == AUTH_BAD_PASSWORD;
@@ -144,8 +146,8 @@ void kdf_stop(struct kdf_pool *pool)
     free(pool);
 }
 
-int kdf_start(struct trust_holder *trust, struct identity_limiter *limiter, unsigned n,
-              struct kdf_pool **out_pool)
+int kdf_start(struct trust_holder *trust, struct identity_limiter *limiter,
+              struct identity_basic_cache *cache, unsigned n, struct kdf_pool **out_pool)
 {
     struct kdf_pool *pool = calloc(1, sizeof(*pool));
 
@@ -153,6 +155,7 @@ int kdf_start(struct trust_holder *trust, struct identity_limiter *limiter, unsi
         return CG_ENOMEM;
     pool->trust = trust;
     pool->limiter = limiter;
+    pool->cache = cache;
     pthread_mutex_init(&pool->lock, NULL);
     pthread_cond_init(&pool->wake, NULL);
     for (unsigned i = 0; i < n && i < 4; i++) {

@@ -43,11 +43,12 @@ struct kdf_job {
 void kdf_job_free(struct kdf_job *job);
 
 /**
- * Start @p n threads (at most 4).
+ * Start @p n threads (at most 4). The pool uses @p trust, @p limiter and
+ * @p cache (where a verified password is remembered) and does not own them.
  * @return CG_OK, CG_ENOMEM, or CG_ERR when no thread starts
  */
-int kdf_start(struct trust_holder *trust, struct identity_limiter *limiter, unsigned n,
-              struct kdf_pool **out_pool);
+int kdf_start(struct trust_holder *trust, struct identity_limiter *limiter,
+              struct identity_basic_cache *cache, unsigned n, struct kdf_pool **out_pool);
 
 /** Run what is queued, then stop the threads and free the pool (NULL: nothing). */
 void kdf_stop(struct kdf_pool *pool);

@@ -181,8 +181,8 @@ static enum basic_outcome resolve_basic(struct request *r, const char *header,
     *colon = '\0';
     pw_len = creds_len - (size_t)(colon + 1 - (char *)creds);
     snap = trust_holder_acquire(c->srv->trust);
-    if (identity_from_basic_cached(snap, (const char *)creds, colon + 1, pw_len, &c->basic_id) ==
-        CG_OK) {
+    if (identity_from_basic_cached(snap, c->srv->basic_cache, (const char *)creds, colon + 1,
+                                   pw_len, &c->basic_id) == CG_OK) {
         trust_release(snap);
         crypto_wipe(creds, creds_len);
         free(creds);

@@ -50,6 +50,7 @@ struct http_server {
     bool stopping;                      /* the sweeper should end (conns_lock) */
     struct kdf_pool *kdf;               /* password checks off the worker threads */
     struct identity_limiter *limiter;   /* wrong passwords per client address */
+    struct identity_basic_cache *basic_cache; /* Basic credentials verified recently */
 };
 
 /* What one TLS connection knows, kept across its keep-alive requests. */

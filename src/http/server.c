@@ -175,14 +175,14 @@ int http_start(const struct serve_config *cfg, struct trust_holder *trust, struc
         http_stop(srv);
         return CG_ERR;
     }
-    if (identity_limiter_new(0, &srv->limiter)) {
+    if (identity_limiter_new(0, &srv->limiter) || identity_basic_cache_new(&srv->basic_cache)) {
         cg_err_set(err, "out of memory");
         http_stop(srv);
         return CG_ENOMEM;
     }
     /* Half the cores for password checks (at least one, at most four). */
-    if (kdf_start(srv->trust, srv->limiter, threads / 2 ? (threads / 2 < 4 ? threads / 2 : 4) : 1,
-                  &srv->kdf)) {
+    if (kdf_start(srv->trust, srv->limiter, srv->basic_cache,
+                  threads / 2 ? (threads / 2 < 4 ? threads / 2 : 4) : 1, &srv->kdf)) {
         cg_err_set(err, "cannot start the password-check threads");
         http_stop(srv);
         return CG_ERR;
@@ -248,6 +248,7 @@ void http_stop(struct http_server *srv)
     if (srv->daemon)
         MHD_stop_daemon(srv->daemon);
     identity_limiter_free(srv->limiter);
+    identity_basic_cache_free(srv->basic_cache);
     if (srv->quiesced != MHD_INVALID_SOCKET)
         close(srv->quiesced);
     pthread_mutex_destroy(&srv->conns_lock);

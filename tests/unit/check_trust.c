@@ -190,10 +190,12 @@ END_TEST
 
 START_TEST(refusals_and_basic)
 {
+    struct identity_basic_cache *cache = NULL;
     struct trust_snapshot *snap = snapshot();
     struct pki_cert other = load("client2.pem"), foreign = load("foreign-client.pem");
     struct identity id;
 
+    ck_assert_int_eq(identity_basic_cache_new(&cache), CG_OK);
     ck_assert_int_eq(identity_from_cert(snap, &other, NULL, 0, cg_now(), &id), CG_OK);
     ck_assert_int_eq(id.reason, AUTH_NOT_MAPPED);
     ck_assert_ptr_nonnull(strstr(id.detail, "certgate cert map"));
@@ -201,51 +203,57 @@ START_TEST(refusals_and_basic)
     ck_assert_int_eq(identity_from_cert(snap, &foreign, NULL, 0, cg_now(), &id), CG_OK);
     ck_assert_int_eq(id.reason, AUTH_UNTRUSTED_ISSUER);
     identity_free(&id);
-    ck_assert_int_eq(identity_from_basic(snap, "integrator1", "a long enough password", 22, &id),
-                     CG_OK);
+    ck_assert_int_eq(
+        identity_from_basic(snap, cache, "integrator1", "a long enough password", 22, &id), CG_OK);
     ck_assert_int_eq(id.reason, AUTH_OK);
     ck_assert_int_eq(id.method, AUTH_METHOD_BASIC);
     identity_free(&id);
-    ck_assert_int_eq(identity_from_basic(snap, "integrator1", "wrong", 5, &id), CG_OK);
+    ck_assert_int_eq(identity_from_basic(snap, cache, "integrator1", "wrong", 5, &id), CG_OK);
     ck_assert_int_eq(id.reason, AUTH_BAD_PASSWORD);
     identity_free(&id);
-    ck_assert_int_eq(identity_from_basic(snap, "ghost", "a long enough password", 22, &id), CG_OK);
+    ck_assert_int_eq(identity_from_basic(snap, cache, "ghost", "a long enough password", 22, &id),
+                     CG_OK);
     ck_assert_int_eq(id.reason, AUTH_BAD_PASSWORD);
     identity_free(&id);
     pki_cert_free(&other);
     pki_cert_free(&foreign);
     trust_release(snap);
+    identity_basic_cache_free(cache);
 }
 END_TEST
 
 /* A verified password is remembered for its trust version only. */
 START_TEST(basic_verifications_are_remembered)
 {
+    struct identity_basic_cache *cache = NULL;
     struct trust_snapshot *snap = snapshot();
     struct identity id;
 
+    ck_assert_int_eq(identity_basic_cache_new(&cache), CG_OK);
     ck_assert_int_eq(
-        identity_from_basic_cached(snap, "integrator1", "a long enough password", 22, &id),
+        identity_from_basic_cached(snap, cache, "integrator1", "a long enough password", 22, &id),
         CG_ENOTFOUND);
-    ck_assert_int_eq(identity_from_basic(snap, "integrator1", "a long enough password", 22, &id),
-                     CG_OK);
+    ck_assert_int_eq(
+        identity_from_basic(snap, cache, "integrator1", "a long enough password", 22, &id), CG_OK);
     ck_assert_int_eq(id.reason, AUTH_OK);
     identity_free(&id);
     ck_assert_int_eq(
-        identity_from_basic_cached(snap, "integrator1", "a long enough password", 22, &id), CG_OK);
+        identity_from_basic_cached(snap, cache, "integrator1", "a long enough password", 22, &id),
+        CG_OK);
     ck_assert_int_eq(id.reason, AUTH_OK);
     ck_assert_int_eq(id.method, AUTH_METHOD_BASIC);
     ck_assert_str_eq(id.user, "integrator1");
     identity_free(&id);
     ck_assert_int_eq(
-        identity_from_basic_cached(snap, "integrator1", "a long enough passwore", 22, &id),
+        identity_from_basic_cached(snap, cache, "integrator1", "a long enough passwore", 22, &id),
         CG_ENOTFOUND);
     /* Another trust version: checked again. */
     snap->version++;
     ck_assert_int_eq(
-        identity_from_basic_cached(snap, "integrator1", "a long enough password", 22, &id),
+        identity_from_basic_cached(snap, cache, "integrator1", "a long enough password", 22, &id),
         CG_ENOTFOUND);
     trust_release(snap);
+    identity_basic_cache_free(cache);
 }
 END_TEST
 
