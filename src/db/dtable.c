@@ -3,6 +3,7 @@
 #include "base/crypto.h"
 #include "base/clock.h"
 #include "db/sqlrows.h"
+#include "db/dtable_int.h"
 
 #include <math.h>
 #include <stdarg.h>
@@ -12,24 +13,8 @@
 #include <string.h>
 #include <time.h>
 
-/* Statements cached per connection, keyed by their SQL text. */
-#define STMT_CACHE 64
 /* Most columns a data table may have. */
 #define MAX_COLUMNS 64
-
-struct cached {
-    char *sql;          /* key */
-    sqlite3_stmt *st;   /* prepared once */
-    unsigned long used; /* for eviction */
-};
-
-struct dtable_db {
-    sqlite3 *db;                     /* the connection */
-    struct cached cache[STMT_CACHE]; /* prepared statements */
-    unsigned long tick;              /* use counter */
-    int sp_depth;                    /* open savepoints */
-    int64_t deadline_ms;             /* interrupt statements after this, 0: never */
-};
 
 static const char *const type_names[] = {"text", "integer", "real", "json"};
 static const char *const auth_names[] = {"any", "cert", "basic", "none"};
@@ -113,7 +98,7 @@ void dtable_uuid(char out[37])
     snprintf(out, 37, "%.8s-%.4s-%.4s-%.4s-%.12s", hex, hex + 8, hex + 12, hex + 16, hex + 20);
 }
 
-static int fail_db(struct dtable_db *db, struct cg_err *err, const char *what)
+int fail_db(struct dtable_db *db, struct cg_err *err, const char *what)
 {
     cg_err_set(err, "database: %s: %s", what, sqlite3_errmsg(db->db));
     return CG_EDB;
@@ -132,7 +117,7 @@ static int exec(struct dtable_db *db, const char *sql, struct cg_err *err)
 }
 
 /* A prepared statement for @p sql, reset and unbound. */
-static sqlite3_stmt *prep(struct dtable_db *db, const char *sql, struct cg_err *err)
+sqlite3_stmt *prep(struct dtable_db *db, const char *sql, struct cg_err *err)
 {
     struct cached *slot = &db->cache[0];
 
@@ -167,14 +152,6 @@ static sqlite3_stmt *prep(struct dtable_db *db, const char *sql, struct cg_err *
     }
     slot->used = ++db->tick;
     return slot->st;
-}
-
-static void done(sqlite3_stmt *st)
-{
-    if (st) {
-        sqlite3_reset(st);
-        sqlite3_clear_bindings(st);
-    }
 }
 
 /* SQLite's progress handler: a non-zero return interrupts the statement. */
@@ -310,7 +287,7 @@ void dtable_rollback_to(struct dtable_db *db)
 
 /* ---- tables ---- */
 
-static char *join_roles(char *const *roles, size_t n)
+char *join_roles(char *const *roles, size_t n)
 {
     size_t len = 1;
     char *s;
@@ -711,15 +688,14 @@ static sqlite3_stmt *sql_prep(struct dtable_db *db, struct sql *q, struct cg_err
 }
 
 /* The columns a filter or record may name besides the admin's. */
-static const struct dtable_column sys_text_cols[] = {
+const struct dtable_column sys_text_cols[3] = {
     {"sys_id", DT_TEXT},
     {"sys_created_on", DT_TEXT},
     {"sys_created_by", DT_TEXT},
 };
 
 /* The column @p name of @p t, the sys_ ones included when @p with_sys. */
-static const struct dtable_column *column(const struct dtable_table *t, const char *name,
-                                          bool with_sys)
+const struct dtable_column *column(const struct dtable_table *t, const char *name, bool with_sys)
 {
     const struct dtable_column *c = dtable_column(t, name);
 
@@ -750,7 +726,7 @@ static int check_value(const struct dtable_column *c, json_t *v, const char *tab
 
 /* The text a json column stores for @p v (malloc'd): compact, keys sorted,
  * so that equal values are equal texts and a filter can compare them. */
-static char *json_text(json_t *v)
+char *json_text(json_t *v)
 {
     return json_dumps(v, JSON_COMPACT | JSON_ENCODE_ANY | JSON_SORT_KEYS);
 }
