@@ -1,6 +1,7 @@
 #include "config.h"
 #include "db/store.h"
 #include "db/sqlrows.h"
+#include "db/store_int.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -12,51 +13,6 @@
 #include <unistd.h>
 
 extern const char *const cg_schema_sql[];
-
-/* Statements prepared once per connection, by index. */
-enum stmt_id {
-    ST_TRUST_VERSION,
-    ST_CA_INSERT,
-    ST_CA_BY_ID,
-    ST_CA_BY_FP,
-    ST_CA_BY_FP_PREFIX,
-    ST_CA_LIST,
-    ST_CA_SET_ACTIVE,
-    ST_CA_DEPS,
-    ST_CA_CHILDREN,
-    ST_CA_DELETE,
-    ST_CA_DELETE_RULES,
-    ST_CA_COPY,
-    ST_CA_COPY_DISABLED,
-    ST_CA_MOVE_RULES,
-    ST_CA_BURY,
-    ST_CA_UNBURY,
-    ST_CA_DELETED_LIST,
-    ST_CRL_SCOPE,
-    ST_CRL_DELETE_SCOPE,
-    ST_CRL_INSERT,
-    ST_CRL_LIST,
-    ST_USER_INSERT,
-    ST_USER_SAME_CASE,
-    ST_USER_BY_NAME,
-    ST_USER_BY_ID,
-    ST_USER_LIST,
-    ST_USER_ROLES,
-    ST_ROLE_INSERT,
-    ST_ROLE_CLEAR,
-    ST_USER_SET_LOCKED,
-    ST_USER_SET_PASSWORD,
-    ST_USER_TOUCH,
-    ST_USER_DELETE,
-    ST_MAP_INSERT,
-    ST_MAP_BY_ID,
-    ST_MAP_BY_FP,
-    ST_MAP_LIST,
-    ST_MAP_LIST_USER,
-    ST_MAP_DELETE,
-    ST_MAP_RULE_EXISTS,
-    ST_COUNT,
-};
 
 #define CA_COLS                                                                                    \
     "id, name, subject, issuer, serial, fingerprint, spki_sha256, ski, aki, not_before, "          \
@@ -165,13 +121,6 @@ static const char *const stmt_sql[ST_COUNT] = {
                            "m.match_field = ? AND m.match_value = ?",
 };
 
-struct store {
-    sqlite3 *db;                  /* the connection */
-    char *path;                   /* file name, for messages */
-    sqlite3_stmt *stmt[ST_COUNT]; /* prepared on first use */
-    int depth;                    /* open transaction levels (savepoints inside) */
-};
-
 int store_schema_latest(void)
 {
     int n = 0;
@@ -181,14 +130,14 @@ int store_schema_latest(void)
     return n;
 }
 
-static int db_fail(struct store *s, struct cg_err *err, const char *what)
+int db_fail(struct store *s, struct cg_err *err, const char *what)
 {
     cg_err_set(err, "database %s: %s: %s", s->path, what, sqlite3_errmsg(s->db));
     return CG_EDB;
 }
 
 /* A prepared statement, reset and unbound, ready to bind. */
-static sqlite3_stmt *stmt(struct store *s, enum stmt_id id, struct cg_err *err)
+sqlite3_stmt *stmt(struct store *s, enum stmt_id id, struct cg_err *err)
 {
     if (!s->stmt[id]) {
         if (sqlite3_prepare_v3(s->db, stmt_sql[id], -1, SQLITE_PREPARE_PERSISTENT, &s->stmt[id],
@@ -200,14 +149,6 @@ static sqlite3_stmt *stmt(struct store *s, enum stmt_id id, struct cg_err *err)
     sqlite3_reset(s->stmt[id]);
     sqlite3_clear_bindings(s->stmt[id]);
     return s->stmt[id];
-}
-
-static void done(sqlite3_stmt *st)
-{
-    if (st) {
-        sqlite3_reset(st);
-        sqlite3_clear_bindings(st);
-    }
 }
 
 static int exec(struct store *s, const char *sql, struct cg_err *err)
@@ -494,21 +435,21 @@ void store_rollback(struct store *s)
 
 /* ---- helpers ---- */
 
-static char *col_str(sqlite3_stmt *st, int i)
+char *col_str(sqlite3_stmt *st, int i)
 {
     const unsigned char *t = sqlite3_column_text(st, i);
 
     return t ? strdup((const char *)t) : NULL;
 }
 
-static void col_buf(sqlite3_stmt *st, int i, char *buf, size_t size)
+void col_buf(sqlite3_stmt *st, int i, char *buf, size_t size)
 {
     const unsigned char *t = sqlite3_column_text(st, i);
 
     snprintf(buf, size, "%s", t ? (const char *)t : "");
 }
 
-static unsigned char *col_blob(sqlite3_stmt *st, int i, size_t *out_len)
+unsigned char *col_blob(sqlite3_stmt *st, int i, size_t *out_len)
 {
     const void *b = sqlite3_column_blob(st, i);
     int n = sqlite3_column_bytes(st, i);
@@ -525,17 +466,17 @@ static unsigned char *col_blob(sqlite3_stmt *st, int i, size_t *out_len)
     return copy;
 }
 
-static void now_iso(char out[static 21])
+void now_iso(char out[static 21])
 {
     cg_time_iso(cg_now(), out);
 }
 
-static int bind_text(sqlite3_stmt *st, int i, const char *v)
+int bind_text(sqlite3_stmt *st, int i, const char *v)
 {
     return v ? sqlite3_bind_text(st, i, v, -1, SQLITE_TRANSIENT) : sqlite3_bind_null(st, i);
 }
 
-static int step_done(struct store *s, sqlite3_stmt *st, struct cg_err *err, const char *what)
+int step_done(struct store *s, sqlite3_stmt *st, struct cg_err *err, const char *what)
 {
     int rc = sqlite3_step(st);
 
