@@ -1,5 +1,5 @@
 #include "config.h"
-#include "db/store_int.h"
+#include "db/sqlite.h"
 #include "db/sqlrows.h"
 
 #include <stdio.h>

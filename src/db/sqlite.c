@@ -1,7 +1,7 @@
 #include "config.h"
 #include "db/store.h"
 #include "db/sqlrows.h"
-#include "db/store_int.h"
+#include "db/sqlite.h"
 
 #include <errno.h>
 #include <fcntl.h>

@@ -1,10 +1,10 @@
 /*
- * store_int: what the files of the store module share and nothing else
+ * sqlite: what the files of the SQLite storage code share and nothing else
  * includes: the connection struct, the statements by index and the column
  * helpers. Relies on SQLite. Does not appear in any header outside src/db/.
  */
-#ifndef CG_STORE_INT_H
-#define CG_STORE_INT_H
+#ifndef CG_SQLITE_H
+#define CG_SQLITE_H
 
 #include <sqlite3.h>
 
