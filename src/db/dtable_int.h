@@ -1,41 +1,23 @@
 /*
  * dtable_int: what the files of the dtable module share and nothing else
- * includes: the connection struct and the statement helpers. Relies on
+ * includes: the statement helpers over the SQLite core (sqlite.h). Relies on
  * SQLite. Does not appear in any header outside src/db/.
  */
 #ifndef CG_DTABLE_INT_H
 #define CG_DTABLE_INT_H
 
-#include <sqlite3.h>
-
 #include "db/dtable.h"
-
-/* Statements cached per connection, keyed by their SQL text. */
-#define STMT_CACHE 64
-struct cached {
-    char *sql;          /* key */
-    sqlite3_stmt *st;   /* prepared once */
-    unsigned long used; /* for eviction */
-};
-
-struct dtable_db {
-    sqlite3 *db;                     /* the connection */
-    struct cached cache[STMT_CACHE]; /* prepared statements */
-    unsigned long tick;              /* use counter */
-    int sp_depth;                    /* open savepoints */
-    int64_t deadline_ms;             /* interrupt statements after this, 0: never */
-};
+#include "db/sqlite.h"
 
 /* A failed step or prepare: the message, and CG_EDB. */
-int fail_db(struct dtable_db *db, struct cg_err *err, const char *what);
-/* A prepared statement for @p sql, reset and unbound. */
-sqlite3_stmt *prep(struct dtable_db *db, const char *sql, struct cg_err *err);
-static inline void done(sqlite3_stmt *st)
+static inline int fail_db(struct dtable_db *db, struct cg_err *err, const char *what)
 {
-    if (st) {
-        sqlite3_reset(st);
-        sqlite3_clear_bindings(st);
-    }
+    return sqlite_fail(&db->core, err, what);
+}
+/* A prepared statement for @p sql, reset and unbound. */
+static inline sqlite3_stmt *prep(struct dtable_db *db, const char *sql, struct cg_err *err)
+{
+    return sqlite_prep(&db->core, sql, err);
 }
 
 /* Roles as stored: a comma list (malloc'd). */

@@ -2,6 +2,7 @@
 #include "db/store.h"
 #include "db/sqlrows.h"
 #include "db/sqlite.h"
+#include "base/clock.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -130,37 +131,217 @@ int store_schema_latest(void)
     return n;
 }
 
-int db_fail(struct store *s, struct cg_err *err, const char *what)
+/* ---- the connection ---- */
+
+int sqlite_fail(struct db *db, struct cg_err *err, const char *what)
 {
-    cg_err_set(err, "database %s: %s: %s", s->path, what, sqlite3_errmsg(s->db));
+    cg_err_set(err, "%s: %s: %s", db->label, what, sqlite3_errmsg(db->conn));
     return CG_EDB;
 }
 
-/* A prepared statement, reset and unbound, ready to bind. */
-sqlite3_stmt *stmt(struct store *s, enum stmt_id id, struct cg_err *err)
-{
-    if (!s->stmt[id]) {
-        if (sqlite3_prepare_v3(s->db, stmt_sql[id], -1, SQLITE_PREPARE_PERSISTENT, &s->stmt[id],
-                               NULL) != SQLITE_OK) {
-            db_fail(s, err, "prepare");
-            return NULL;
-        }
-    }
-    sqlite3_reset(s->stmt[id]);
-    sqlite3_clear_bindings(s->stmt[id]);
-    return s->stmt[id];
-}
-
-static int exec(struct store *s, const char *sql, struct cg_err *err)
+int sqlite_exec(struct db *db, const char *sql, struct cg_err *err)
 {
     char *msg = NULL;
 
-    if (sqlite3_exec(s->db, sql, NULL, NULL, &msg) != SQLITE_OK) {
-        cg_err_set(err, "database %s: %s", s->path, msg ? msg : sqlite3_errmsg(s->db));
+    if (sqlite3_exec(db->conn, sql, NULL, NULL, &msg) != SQLITE_OK) {
+        cg_err_set(err, "%s: %s", db->label, msg ? msg : sqlite3_errmsg(db->conn));
         sqlite3_free(msg);
         return CG_EDB;
     }
     return CG_OK;
+}
+
+sqlite3_stmt *sqlite_prep(struct db *db, const char *sql, struct cg_err *err)
+{
+    struct cached *slot = &db->cache[0];
+
+    for (int i = 0; i < STMT_CACHE; i++) {
+        struct cached *c = &db->cache[i];
+
+        if (c->sql && strcmp(c->sql, sql) == 0) {
+            c->used = ++db->tick;
+            sqlite3_reset(c->st);
+            sqlite3_clear_bindings(c->st);
+            return c->st;
+        }
+        if (!c->sql || c->used < slot->used)
+            slot = c;
+    }
+    if (slot->sql) {
+        sqlite3_finalize(slot->st);
+        free(slot->sql);
+        slot->sql = NULL;
+    }
+    if (sqlite3_prepare_v3(db->conn, sql, -1, SQLITE_PREPARE_PERSISTENT, &slot->st, NULL) !=
+        SQLITE_OK) {
+        sqlite_fail(db, err, "prepare");
+        slot->st = NULL;
+        return NULL;
+    }
+    slot->sql = strdup(sql);
+    if (!slot->sql) {
+        sqlite3_finalize(slot->st);
+        slot->st = NULL;
+        return NULL;
+    }
+    slot->used = ++db->tick;
+    return slot->st;
+}
+
+void sqlite_forget(struct db *db, const char *name)
+{
+    for (int i = 0; i < STMT_CACHE; i++) {
+        if (db->cache[i].sql && strstr(db->cache[i].sql, name)) {
+            sqlite3_finalize(db->cache[i].st);
+            free(db->cache[i].sql);
+            db->cache[i].sql = NULL;
+            db->cache[i].st = NULL;
+        }
+    }
+}
+
+int sqlite_step_done(struct db *db, sqlite3_stmt *st, struct cg_err *err, const char *what)
+{
+    int rc = sqlite3_step(st);
+
+    if (rc == SQLITE_DONE)
+        return CG_OK;
+    if ((rc & 0xff) == SQLITE_CONSTRAINT) {
+        cg_err_set(err, "%s: %s", what, sqlite3_errmsg(db->conn));
+        return CG_EEXIST;
+    }
+    return sqlite_fail(db, err, what);
+}
+
+/* SQLite's progress handler: a non-zero return interrupts the statement. */
+static int over_deadline(void *arg)
+{
+    struct db *db = arg;
+
+    return db->deadline_ms && clock_ms() > db->deadline_ms;
+}
+
+void sqlite_set_deadline(struct db *db, int64_t deadline_ms)
+{
+    db->deadline_ms = deadline_ms;
+}
+
+int sqlite_connect(struct db *db, const char *path, int flags, bool label_path, struct cg_err *err)
+{
+    size_t len = strlen("database ") + strlen(path) + 1;
+
+    db->label = malloc(len);
+    if (!db->label)
+        return CG_ENOMEM;
+    if (label_path)
+        snprintf(db->label, len, "database %s", path);
+    else
+        snprintf(db->label, len, "database");
+    if (sqlite3_open_v2(path, &db->conn, flags | SQLITE_OPEN_NOMUTEX, NULL) != SQLITE_OK) {
+        cg_err_set(err, "cannot open database %s: %s", path,
+                   db->conn ? sqlite3_errmsg(db->conn) : "out of memory");
+        return CG_EDB;
+    }
+    sqlite3_extended_result_codes(db->conn, 1);
+    sqlite3_busy_timeout(db->conn, 5000);
+    sqlite3_progress_handler(db->conn, 10000, over_deadline, db);
+    return CG_OK;
+}
+
+void sqlite_disconnect(struct db *db)
+{
+    for (int i = 0; i < STMT_CACHE; i++) {
+        sqlite3_finalize(db->cache[i].st);
+        free(db->cache[i].sql);
+    }
+    sqlite3_close(db->conn);
+    free(db->label);
+    memset(db, 0, sizeof(*db));
+}
+
+/* ---- transactions ---- */
+
+int sqlite_begin(struct db *db, struct cg_err *err)
+{
+    char sql[48];
+    int rc;
+
+    if (db->depth == 0)
+        rc = sqlite_exec(db, "BEGIN IMMEDIATE", err);
+    else {
+        snprintf(sql, sizeof(sql), "SAVEPOINT cg_%d", db->depth);
+        rc = sqlite_exec(db, sql, err);
+    }
+    if (rc == CG_OK)
+        db->depth++;
+    return rc;
+}
+
+int sqlite_read_begin(struct db *db, struct cg_err *err)
+{
+    int rc;
+
+    if (db->depth != 0) {
+        cg_err_set(err, "a read transaction cannot nest in another transaction");
+        return CG_EDB;
+    }
+    /* DEFERRED: the snapshot is taken at the first read and holds until
+     * the end, however another connection writes meanwhile (WAL). */
+    rc = sqlite_exec(db, "BEGIN DEFERRED", err);
+    if (rc == CG_OK)
+        db->depth++;
+    return rc;
+}
+
+int sqlite_commit(struct db *db, struct cg_err *err)
+{
+    char sql[48];
+    int rc;
+
+    if (db->depth <= 0) {
+        cg_err_set(err, "commit without a transaction");
+        return CG_EDB;
+    }
+    if (db->depth == 1)
+        rc = sqlite_exec(db, "COMMIT", err);
+    else {
+        snprintf(sql, sizeof(sql), "RELEASE cg_%d", db->depth - 1);
+        rc = sqlite_exec(db, sql, err);
+    }
+    if (rc == CG_OK)
+        db->depth--;
+    return rc;
+}
+
+void sqlite_rollback(struct db *db)
+{
+    char sql[80];
+
+    if (db->depth <= 0)
+        return;
+    if (db->depth == 1) {
+        if (!sqlite3_get_autocommit(db->conn))
+            sqlite3_exec(db->conn, "ROLLBACK", NULL, NULL, NULL);
+    } else {
+        snprintf(sql, sizeof(sql), "ROLLBACK TO cg_%d; RELEASE cg_%d", db->depth - 1,
+                 db->depth - 1);
+        sqlite3_exec(db->conn, sql, NULL, NULL, NULL);
+    }
+    db->depth--;
+}
+
+void sqlite_rollback_all(struct db *db)
+{
+    if (!sqlite3_get_autocommit(db->conn))
+        sqlite3_exec(db->conn, "ROLLBACK", NULL, NULL, NULL);
+    db->depth = 0;
+}
+
+/* ---- the trust-data connection (store.h) ---- */
+
+sqlite3_stmt *stmt(struct store *s, enum stmt_id id, struct cg_err *err)
+{
+    return sqlite_prep(&s->core, stmt_sql[id], err);
 }
 
 static int pragma_int(struct store *s, const char *sql, int *out)
@@ -168,7 +349,7 @@ static int pragma_int(struct store *s, const char *sql, int *out)
     sqlite3_stmt *st = NULL;
     int rc = CG_EDB;
 
-    if (sqlite3_prepare_v2(s->db, sql, -1, &st, NULL) != SQLITE_OK)
+    if (sqlite3_prepare_v2(s->core.conn, sql, -1, &st, NULL) != SQLITE_OK)
         return CG_EDB;
     if (sqlite3_step(st) == SQLITE_ROW) {
         *out = sqlite3_column_int(st, 0);
@@ -189,7 +370,7 @@ static int migrate(struct store *s, int from, struct cg_err *err)
     int latest = store_schema_latest(), rc;
     char sql[64];
 
-    rc = exec(s, "BEGIN IMMEDIATE", err);
+    rc = sqlite_begin(&s->core, err);
     if (rc)
         return rc;
     /* Another process may have upgraded it meanwhile. */
@@ -199,18 +380,18 @@ static int migrate(struct store *s, int from, struct cg_err *err)
         goto out;
     }
     for (int v = from + 1; v <= latest; v++) {
-        rc = exec(s, cg_schema_sql[v - 1], err);
+        rc = sqlite_exec(&s->core, cg_schema_sql[v - 1], err);
         if (rc)
             goto out;
     }
     snprintf(sql, sizeof(sql), "PRAGMA user_version = %d", latest);
-    rc = exec(s, sql, err);
+    rc = sqlite_exec(&s->core, sql, err);
     if (rc)
         goto out;
-    rc = exec(s, "COMMIT", err);
+    rc = sqlite_commit(&s->core, err);
 out:
     if (rc)
-        sqlite3_exec(s->db, "ROLLBACK", NULL, NULL, NULL);
+        sqlite_rollback(&s->core);
     return rc;
 }
 
@@ -238,11 +419,6 @@ int store_open(const char *path, enum store_mode mode, struct store **out_store,
     s = calloc(1, sizeof(*s));
     if (!s)
         return CG_ENOMEM;
-    s->path = strdup(path);
-    if (!s->path) {
-        rc = CG_ENOMEM;
-        goto out;
-    }
     if (is_new) {
         /* Create it 0600 ourselves: it holds password hashes. */
         int fd = open(path, O_WRONLY | O_CREAT | O_EXCL, 0600);
@@ -256,16 +432,12 @@ int store_open(const char *path, enum store_mode mode, struct store **out_store,
             close(fd);
     }
     flags = mode == STORE_OPEN_READONLY ? SQLITE_OPEN_READONLY : SQLITE_OPEN_READWRITE;
-    flags |= SQLITE_OPEN_NOMUTEX;
-    if (sqlite3_open_v2(path, &s->db, flags, NULL) != SQLITE_OK) {
-        cg_err_set(err, "cannot open database %s: %s", path,
-                   s->db ? sqlite3_errmsg(s->db) : "out of memory");
+    rc = sqlite_connect(&s->core, path, flags, true, err);
+    if (rc)
         goto out;
-    }
-    sqlite3_extended_result_codes(s->db, 1);
-    sqlite3_busy_timeout(s->db, 5000);
+    rc = CG_EDB;
     if (count_tables(s, &tables)) {
-        cg_err_set(err, "%s is not a certgate database (%s)", path, sqlite3_errmsg(s->db));
+        cg_err_set(err, "%s is not a certgate database (%s)", path, sqlite3_errmsg(s->core.conn));
         rc = CG_EINVAL;
         goto out;
     }
@@ -303,7 +475,7 @@ int store_open(const char *path, enum store_mode mode, struct store **out_store,
         goto out;
     }
     if (mode != STORE_OPEN_READONLY) {
-        rc = exec(s, "PRAGMA journal_mode = WAL", err);
+        rc = sqlite_exec(&s->core, "PRAGMA journal_mode = WAL", err);
         if (rc)
             goto out;
         if (version < latest) {
@@ -312,10 +484,10 @@ int store_open(const char *path, enum store_mode mode, struct store **out_store,
                 goto out;
         }
     }
-    rc = exec(s, "PRAGMA foreign_keys = ON", err);
+    rc = sqlite_exec(&s->core, "PRAGMA foreign_keys = ON", err);
     if (rc)
         goto out;
-    rc = exec(s, "PRAGMA synchronous = FULL", err);
+    rc = sqlite_exec(&s->core, "PRAGMA synchronous = FULL", err);
     if (rc)
         goto out;
     *out_store = s;
@@ -331,10 +503,7 @@ void store_close(struct store *s)
 {
     if (!s)
         return;
-    for (int i = 0; i < ST_COUNT; i++)
-        sqlite3_finalize(s->stmt[i]);
-    sqlite3_close(s->db);
-    free(s->path);
+    sqlite_disconnect(&s->core);
     free(s);
 }
 
@@ -362,75 +531,25 @@ int store_trust_version(struct store *s, int64_t *out_version)
     return rc;
 }
 
-/* Transactions nest: the outermost level is BEGIN IMMEDIATE (the write lock
- * at once, so a busy database waits in the busy handler instead of failing
- * at commit), inner levels are savepoints. */
 int store_begin(struct store *s, struct cg_err *err)
 {
-    char sql[48];
-    int rc;
-
-    if (s->depth == 0)
-        rc = exec(s, "BEGIN IMMEDIATE", err);
-    else {
-        snprintf(sql, sizeof(sql), "SAVEPOINT cg_%d", s->depth);
-        rc = exec(s, sql, err);
-    }
-    if (rc == CG_OK)
-        s->depth++;
-    return rc;
+    return sqlite_begin(&s->core, err);
 }
 
 int store_commit(struct store *s, struct cg_err *err)
 {
-    char sql[48];
-    int rc;
-
-    if (s->depth <= 0) {
-        cg_err_set(err, "commit without a transaction");
-        return CG_EDB;
-    }
-    if (s->depth == 1)
-        rc = exec(s, "COMMIT", err);
-    else {
-        snprintf(sql, sizeof(sql), "RELEASE cg_%d", s->depth - 1);
-        rc = exec(s, sql, err);
-    }
-    if (rc == CG_OK)
-        s->depth--;
-    return rc;
+    return sqlite_commit(&s->core, err);
 }
 
 int store_read_begin(struct store *s, struct cg_err *err)
 {
-    int rc;
-
-    if (s->depth != 0) {
-        cg_err_set(err, "a read transaction cannot nest in another transaction");
-        return CG_EDB;
-    }
-    /* DEFERRED: the snapshot is taken at the first read and holds until
-     * the end, however the CLI writes meanwhile (WAL). */
-    rc = exec(s, "BEGIN DEFERRED", err);
-    if (rc == CG_OK)
-        s->depth++;
-    return rc;
+    return sqlite_read_begin(&s->core, err);
 }
 
 void store_rollback(struct store *s)
 {
-    char sql[80];
-
-    if (!s || s->depth <= 0)
-        return;
-    if (s->depth == 1) {
-        if (!sqlite3_get_autocommit(s->db))
-            sqlite3_exec(s->db, "ROLLBACK", NULL, NULL, NULL);
-    } else {
-        snprintf(sql, sizeof(sql), "ROLLBACK TO cg_%d; RELEASE cg_%d", s->depth - 1, s->depth - 1);
-        sqlite3_exec(s->db, sql, NULL, NULL, NULL);
-    }
-    s->depth--;
+    if (s)
+        sqlite_rollback(&s->core);
 }
 
 /* ---- helpers ---- */
@@ -474,17 +593,4 @@ void now_iso(char out[static 21])
 int bind_text(sqlite3_stmt *st, int i, const char *v)
 {
     return v ? sqlite3_bind_text(st, i, v, -1, SQLITE_TRANSIENT) : sqlite3_bind_null(st, i);
-}
-
-int step_done(struct store *s, sqlite3_stmt *st, struct cg_err *err, const char *what)
-{
-    int rc = sqlite3_step(st);
-
-    if (rc == SQLITE_DONE)
-        return CG_OK;
-    if ((rc & 0xff) == SQLITE_CONSTRAINT) {
-        cg_err_set(err, "%s: %s", what, sqlite3_errmsg(s->db));
-        return CG_EEXIST;
-    }
-    return db_fail(s, err, what);
 }

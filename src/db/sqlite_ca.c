@@ -61,7 +61,7 @@ static int unbury(struct store *s, const char *spki, bool *out_was, struct cg_er
         return CG_EDB;
     bind_text(st, 1, spki);
     rc = step_done(s, st, err, "forget a deleted CA");
-    *out_was = rc == CG_OK && sqlite3_changes(s->db) > 0;
+    *out_was = rc == CG_OK && sqlite3_changes(s->core.conn) > 0;
     done(st);
     return rc;
 }
@@ -111,7 +111,7 @@ int store_ca_insert(struct store *s, struct store_ca *ca, struct cg_err *err)
     if (rc == CG_EEXIST)
         cg_err_set(err, "a CA with fingerprint %s is already in the table", ca->fingerprint);
     if (rc == CG_OK) {
-        ca->id = sqlite3_last_insert_rowid(s->db);
+        ca->id = sqlite3_last_insert_rowid(s->core.conn);
         snprintf(ca->created_on, sizeof(ca->created_on), "%s", now);
         snprintf(ca->updated_on, sizeof(ca->updated_on), "%s", now);
     }
@@ -251,7 +251,7 @@ int store_ca_set_active(struct store *s, int64_t id, bool is_active, struct cg_e
     bind_text(st, 2, now);
     sqlite3_bind_int64(st, 3, id);
     rc = step_done(s, st, err, "update CA");
-    if (rc == CG_OK && sqlite3_changes(s->db) == 0) {
+    if (rc == CG_OK && sqlite3_changes(s->core.conn) == 0) {
         cg_err_set(err, "no CA with id %lld", (long long)id);
         rc = CG_ENOTFOUND;
     }
@@ -421,7 +421,7 @@ int store_ca_delete(struct store *s, int64_t id, bool force, struct store_ca_dep
     if (rc)
         goto out;
     rc = run_ids(s, ST_CA_DELETE, id, 0, "delete CA", err);
-    if (rc == CG_OK && sqlite3_changes(s->db) == 0) {
+    if (rc == CG_OK && sqlite3_changes(s->core.conn) == 0) {
         cg_err_set(err, "no CA with id %lld", (long long)id);
         rc = CG_ENOTFOUND;
     }
@@ -507,7 +507,7 @@ int store_crl_replace(struct store *s, struct store_crl *crl, const struct store
     if (rc == CG_EEXIST)
         cg_err_set(err, "this CRL is already loaded");
     if (rc == CG_OK) {
-        crl->id = sqlite3_last_insert_rowid(s->db);
+        crl->id = sqlite3_last_insert_rowid(s->core.conn);
         snprintf(crl->created_on, sizeof(crl->created_on), "%s", now);
     }
     done(st);

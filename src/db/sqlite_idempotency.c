@@ -73,7 +73,7 @@ int dtable_idem_put(struct dtable_db *db, const char *user, const char *key,
     sqlite3_bind_int64(st, 10, resp->created_at);
     rc = sqlite3_step(st) == SQLITE_DONE ? CG_OK : fail_db(db, err, "store idempotent response");
     /* No row changed: a live response for this key is there already. */
-    if (rc == CG_OK && sqlite3_changes(db->db) == 0)
+    if (rc == CG_OK && sqlite3_changes(db->core.conn) == 0)
         rc = CG_EEXIST;
     done(st);
     return rc;

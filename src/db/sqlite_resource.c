@@ -66,7 +66,7 @@ int dtable_resource_add(struct dtable_db *db, struct dtable_resource *r, struct 
     sqlite3_bind_text(st, 12, now, -1, SQLITE_TRANSIENT);
     rc = sqlite3_step(st);
     if (rc == SQLITE_DONE) {
-        r->id = sqlite3_last_insert_rowid(db->db);
+        r->id = sqlite3_last_insert_rowid(db->core.conn);
         rc = CG_OK;
     } else if ((rc & 0xff) == SQLITE_CONSTRAINT) {
         cg_err_set(err, "a resource %s %s already exists in %s/%s%s%s", r->method, r->path, r->ns,
@@ -102,7 +102,7 @@ int dtable_resource_update(struct dtable_db *db, const struct dtable_resource *r
     sqlite3_bind_text(st, 5, now, -1, SQLITE_TRANSIENT);
     sqlite3_bind_int64(st, 6, r->id);
     rc = sqlite3_step(st) == SQLITE_DONE ? CG_OK : fail_db(db, err, "update resource");
-    if (rc == CG_OK && sqlite3_changes(db->db) == 0) {
+    if (rc == CG_OK && sqlite3_changes(db->core.conn) == 0) {
         cg_err_set(err, "no resource with id %lld", (long long)r->id);
         rc = CG_ENOTFOUND;
     }
@@ -119,7 +119,7 @@ int dtable_resource_delete(struct dtable_db *db, int64_t id, struct cg_err *err)
         return CG_EDB;
     sqlite3_bind_int64(st, 1, id);
     rc = sqlite3_step(st) == SQLITE_DONE ? CG_OK : fail_db(db, err, "delete resource");
-    if (rc == CG_OK && sqlite3_changes(db->db) == 0) {
+    if (rc == CG_OK && sqlite3_changes(db->core.conn) == 0) {
         cg_err_set(err, "no resource with id %lld", (long long)id);
         rc = CG_ENOTFOUND;
     }

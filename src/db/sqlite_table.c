@@ -16,94 +16,21 @@
 /* Most columns a data table may have. */
 #define MAX_COLUMNS 64
 
-int fail_db(struct dtable_db *db, struct cg_err *err, const char *what)
-{
-    cg_err_set(err, "database: %s: %s", what, sqlite3_errmsg(db->db));
-    return CG_EDB;
-}
-
-static int exec(struct dtable_db *db, const char *sql, struct cg_err *err)
-{
-    char *msg = NULL;
-
-    if (sqlite3_exec(db->db, sql, NULL, NULL, &msg) != SQLITE_OK) {
-        cg_err_set(err, "database: %s", msg ? msg : sqlite3_errmsg(db->db));
-        sqlite3_free(msg);
-        return CG_EDB;
-    }
-    return CG_OK;
-}
-
-/* A prepared statement for @p sql, reset and unbound. */
-sqlite3_stmt *prep(struct dtable_db *db, const char *sql, struct cg_err *err)
-{
-    struct cached *slot = &db->cache[0];
-
-    for (int i = 0; i < STMT_CACHE; i++) {
-        struct cached *c = &db->cache[i];
-
-        if (c->sql && strcmp(c->sql, sql) == 0) {
-            c->used = ++db->tick;
-            sqlite3_reset(c->st);
-            sqlite3_clear_bindings(c->st);
-            return c->st;
-        }
-        if (!c->sql || c->used < slot->used)
-            slot = c;
-    }
-    if (slot->sql) {
-        sqlite3_finalize(slot->st);
-        free(slot->sql);
-        slot->sql = NULL;
-    }
-    if (sqlite3_prepare_v3(db->db, sql, -1, SQLITE_PREPARE_PERSISTENT, &slot->st, NULL) !=
-        SQLITE_OK) {
-        fail_db(db, err, "prepare");
-        slot->st = NULL;
-        return NULL;
-    }
-    slot->sql = strdup(sql);
-    if (!slot->sql) {
-        sqlite3_finalize(slot->st);
-        slot->st = NULL;
-        return NULL;
-    }
-    slot->used = ++db->tick;
-    return slot->st;
-}
-
-/* SQLite's progress handler: a non-zero return interrupts the statement. */
-static int over_deadline(void *arg)
-{
-    struct dtable_db *db = arg;
-
-    return db->deadline_ms && clock_ms() > db->deadline_ms;
-}
-
-void dtable_set_deadline(struct dtable_db *db, int64_t deadline_ms)
-{
-    db->deadline_ms = deadline_ms;
-}
-
 /* A connection with @p flags, then @p pragmas. */
 static int open_conn(const char *path, int flags, const char *pragmas, struct dtable_db **out_db,
                      struct cg_err *err)
 {
     struct dtable_db *db = calloc(1, sizeof(*db));
+    int rc;
 
     if (!db)
         return CG_ENOMEM;
-    if (sqlite3_open_v2(path, &db->db, flags | SQLITE_OPEN_NOMUTEX, NULL) != SQLITE_OK) {
-        cg_err_set(err, "cannot open database %s: %s", path,
-                   db->db ? sqlite3_errmsg(db->db) : "out of memory");
+    rc = sqlite_connect(&db->core, path, flags, false, err);
+    if (rc == CG_OK)
+        rc = sqlite_exec(&db->core, pragmas, err);
+    if (rc) {
         dtable_close(db);
-        return CG_EDB;
-    }
-    sqlite3_busy_timeout(db->db, 5000);
-    sqlite3_progress_handler(db->db, 10000, over_deadline, db);
-    if (exec(db, pragmas, err)) {
-        dtable_close(db);
-        return CG_EDB;
+        return rc == CG_ENOMEM ? rc : CG_EDB;
     }
     *out_db = db;
     return CG_OK;
@@ -122,85 +49,76 @@ int dtable_open_reader(const char *path, struct dtable_db **out_db, struct cg_er
     return open_conn(path, SQLITE_OPEN_READONLY, "PRAGMA query_only = ON", out_db, err);
 }
 
-int dtable_read_begin(struct dtable_db *db, struct cg_err *err)
-{
-    if (!sqlite3_get_autocommit(db->db))
-        return CG_OK;
-    return exec(db, "BEGIN", err);
-}
-
-void dtable_read_end(struct dtable_db *db)
-{
-    if (!sqlite3_get_autocommit(db->db))
-        sqlite3_exec(db->db, "COMMIT", NULL, NULL, NULL);
-}
-
 void dtable_close(struct dtable_db *db)
 {
     if (!db)
         return;
-    for (int i = 0; i < STMT_CACHE; i++) {
-        sqlite3_finalize(db->cache[i].st);
-        free(db->cache[i].sql);
-    }
-    sqlite3_close(db->db);
+    sqlite_disconnect(&db->core);
     free(db);
+}
+
+void dtable_set_deadline(struct dtable_db *db, int64_t deadline_ms)
+{
+    sqlite_set_deadline(&db->core, deadline_ms);
 }
 
 int dtable_set_durable(struct dtable_db *db, bool durable, struct cg_err *err)
 {
-    return exec(db, durable ? "PRAGMA synchronous = FULL" : "PRAGMA synchronous = NORMAL", err);
+    return sqlite_exec(&db->core,
+                       durable ? "PRAGMA synchronous = FULL" : "PRAGMA synchronous = NORMAL", err);
 }
 
+/* The script threads' snapshot: idempotent, as a script may read more than once. */
+int dtable_read_begin(struct dtable_db *db, struct cg_err *err)
+{
+    if (db->core.depth > 0)
+        return CG_OK;
+    return sqlite_read_begin(&db->core, err);
+}
+
+void dtable_read_end(struct dtable_db *db)
+{
+    sqlite_rollback_all(&db->core); /* a snapshot has nothing to commit */
+}
+
+/* The committer's batch is the transaction, each request in it a savepoint:
+ * both are levels of the core's one scheme. */
 int dtable_begin(struct dtable_db *db, struct cg_err *err)
 {
-    return exec(db, "BEGIN IMMEDIATE", err);
+    return sqlite_begin(&db->core, err);
 }
 
 int dtable_commit(struct dtable_db *db, struct cg_err *err)
 {
-    return exec(db, "COMMIT", err);
+    return sqlite_commit(&db->core, err);
 }
 
 void dtable_rollback(struct dtable_db *db)
 {
-    if (!sqlite3_get_autocommit(db->db))
-        sqlite3_exec(db->db, "ROLLBACK", NULL, NULL, NULL);
-    db->sp_depth = 0;
+    sqlite_rollback_all(&db->core);
 }
 
 int dtable_savepoint(struct dtable_db *db, struct cg_err *err)
 {
-    char sql[40];
-
-    snprintf(sql, sizeof(sql), "SAVEPOINT req_%d", db->sp_depth);
-    if (exec(db, sql, err))
-        return CG_EDB;
-    db->sp_depth++;
-    return CG_OK;
+    return sqlite_begin(&db->core, err);
 }
 
 int dtable_release(struct dtable_db *db, struct cg_err *err)
 {
-    char sql[40];
+    int rc;
 
-    if (db->sp_depth <= 0)
+    if (db->core.depth <= 1)
         return CG_OK;
-    snprintf(sql, sizeof(sql), "RELEASE req_%d", db->sp_depth - 1);
-    db->sp_depth--;
-    return exec(db, sql, err);
+    rc = sqlite_commit(&db->core, err);
+    if (rc)
+        sqlite_rollback(&db->core); /* the level ends either way */
+    return rc;
 }
 
 void dtable_rollback_to(struct dtable_db *db)
 {
-    char sql[80];
-
-    if (db->sp_depth <= 0)
-        return;
-    snprintf(sql, sizeof(sql), "ROLLBACK TO req_%d; RELEASE req_%d", db->sp_depth - 1,
-             db->sp_depth - 1);
-    sqlite3_exec(db->db, sql, NULL, NULL, NULL);
-    db->sp_depth--;
+    if (db->core.depth > 1)
+        sqlite_rollback(&db->core);
 }
 
 /* ---- tables ---- */
@@ -316,7 +234,7 @@ int dtable_table_create(struct dtable_db *db, const char *name, const struct dta
         rc = CG_EEXIST;
         goto fail;
     }
-    rc = exec(db, sql, err);
+    rc = sqlite_exec(&db->core, sql, err);
     if (rc)
         goto fail;
     st = prep(db,
@@ -490,19 +408,12 @@ int dtable_table_drop(struct dtable_db *db, const char *name, struct cg_err *err
         return rc;
     dtable_table_free(&t);
     /* Cached statements may name the table: drop them first. */
-    for (int i = 0; i < STMT_CACHE; i++) {
-        if (db->cache[i].sql && strstr(db->cache[i].sql, name)) {
-            sqlite3_finalize(db->cache[i].st);
-            free(db->cache[i].sql);
-            db->cache[i].sql = NULL;
-            db->cache[i].st = NULL;
-        }
-    }
+    sqlite_forget(&db->core, name);
     rc = dtable_begin(db, err);
     if (rc)
         return rc;
     snprintf(sql, sizeof(sql), "DROP TABLE \"%s\"", name);
-    rc = exec(db, sql, err);
+    rc = sqlite_exec(&db->core, sql, err);
     if (rc)
         goto fail;
     st = prep(db, "DELETE FROM sys_db_table WHERE name = ?", err);
@@ -690,7 +601,7 @@ int dtable_update(struct dtable_db *db, const struct dtable_table *t, const char
     if (json_object_size(fields) == 0)
         rc = rc == SQLITE_ROW ? CG_OK : rc == SQLITE_DONE ? CG_ENOTFOUND : fail_db(db, err, "read");
     else if (rc == SQLITE_DONE)
-        rc = sqlite3_changes(db->db) == 0 ? CG_ENOTFOUND : CG_OK;
+        rc = sqlite3_changes(db->core.conn) == 0 ? CG_ENOTFOUND : CG_OK;
     else
         rc = fail_db(db, err, "update");
     if (rc == CG_ENOTFOUND)

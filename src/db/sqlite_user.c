@@ -98,7 +98,7 @@ int store_user_add(struct store *s, const char *name, char *const *roles, size_t
         cg_err_set(err, "user '%s' already exists", name);
     if (rc)
         goto out;
-    id = sqlite3_last_insert_rowid(s->db);
+    id = sqlite3_last_insert_rowid(s->core.conn);
     rc = insert_roles(s, id, roles, n_roles, err);
     if (rc)
         goto out;
@@ -255,7 +255,7 @@ static int update_user(struct store *s, enum stmt_id id, const char *name, int f
     bind_text(st, 2, now);
     bind_text(st, 3, name);
     rc = step_done(s, st, err, "update user");
-    if (rc == CG_OK && sqlite3_changes(s->db) == 0) {
+    if (rc == CG_OK && sqlite3_changes(s->core.conn) == 0) {
         cg_err_set(err, "no user named '%s'", name);
         rc = CG_ENOTFOUND;
     }
@@ -337,7 +337,7 @@ int store_user_delete(struct store *s, const char *name, struct cg_err *err)
         return CG_EDB;
     bind_text(st, 1, name);
     rc = step_done(s, st, err, "delete user");
-    if (rc == CG_OK && sqlite3_changes(s->db) == 0) {
+    if (rc == CG_OK && sqlite3_changes(s->core.conn) == 0) {
         cg_err_set(err, "no user named '%s'", name);
         rc = CG_ENOTFOUND;
     }
@@ -481,7 +481,7 @@ int store_map_insert(struct store *s, struct store_map *map, struct cg_err *err)
     bind_text(st, 15, now);
     rc = step_done(s, st, err, "add mapping");
     if (rc == CG_OK) {
-        map->id = sqlite3_last_insert_rowid(s->db);
+        map->id = sqlite3_last_insert_rowid(s->core.conn);
         snprintf(map->created_on, sizeof(map->created_on), "%s", now);
     }
     done(st);
@@ -581,7 +581,7 @@ int store_map_delete(struct store *s, int64_t id, struct cg_err *err)
         return CG_EDB;
     sqlite3_bind_int64(st, 1, id);
     rc = step_done(s, st, err, "delete mapping");
-    if (rc == CG_OK && sqlite3_changes(s->db) == 0) {
+    if (rc == CG_OK && sqlite3_changes(s->core.conn) == 0) {
         cg_err_set(err, "no mapping with id %lld", (long long)id);
         rc = CG_ENOTFOUND;
     }
