@@ -2,9 +2,10 @@
  * dtable: the connection the engine and `certgate table` / `resource` use
  * for the data tables (table.h), the scripted resource definitions
  * (resource.h) and stored responses for Idempotency-Key (idempotency.h).
- * Relies on SQLite (its own connection; identifiers are validated and
- * quoted, values always bound) and jansson (records are JSON objects). Does
- * not run scripts and does not decide who may call what.
+ * Part of the storage interface (db.h); implemented on SQLite's core
+ * (sqlite_table.c: identifiers are validated and quoted, values always
+ * bound). Relies on jansson (records are JSON objects). Does not run scripts
+ * and does not decide who may call what.
  * One struct dtable_db is one connection: one thread at a time.
  */
 #ifndef CG_DTABLE_H
@@ -54,7 +55,12 @@ int dtable_set_durable(struct dtable_db *db, bool durable, struct cg_err *err);
  */
 void dtable_set_deadline(struct dtable_db *db, int64_t deadline_ms);
 
-/* Transactions: begin takes the write lock; savepoints nest inside. */
+/*
+ * Transactions, in the one scheme of db.h: begin takes the write lock and
+ * opens the transaction (the committer's batch), savepoint opens a level
+ * inside it (one request), release/rollback_to end that level, commit ends
+ * the transaction and rollback abandons every level.
+ */
 int dtable_begin(struct dtable_db *db, struct cg_err *err);
 int dtable_commit(struct dtable_db *db, struct cg_err *err);
 void dtable_rollback(struct dtable_db *db);

@@ -7,7 +7,10 @@
  * statements by their text, runs SQL, nests transactions in one scheme
  * (savepoints) and maps SQLite's result codes to certgate's. Relies on
  * SQLite. Does not know any table (the trust statements' index below is only
- * the list the files using them share). Nothing outside src/db/ includes it.
+ * the list the files using them share). The files holding the SQL:
+ * sqlite_store.c, sqlite_ca.c, sqlite_user.c, sqlite_table.c,
+ * sqlite_resource.c, sqlite_idempotency.c. Nothing outside src/db/ includes
+ * it: callers see db.h.
  */
 #ifndef CG_SQLITE_H
 #define CG_SQLITE_H
@@ -17,8 +20,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#include "db/dtable.h"
-#include "db/store.h"
+#include "db/db.h"
 
 /* Statements prepared once per connection, by index. */
 enum stmt_id {

@@ -1,9 +1,11 @@
 /*
- * store: the SQLite database: opening it, schema migrations, transactions,
- * and (trust_data.h) the records of the CA certificate chain table, CRLs,
- * users, roles and user-to-certificate mappings. Relies on SQLite (WAL mode,
- * parameterised statements prepared once per connection); no SQLite type
- * appears in this header.
+ * store: a connection for the trust data: opening the database, schema
+ * migrations, the trust version, transactions, and (trust_data.h) the
+ * records of the CA certificate chain table, CRLs, users, roles and
+ * user-to-certificate mappings. Part of the storage interface (db.h);
+ * implemented on SQLite's core (sqlite_store.c: WAL mode, parameterised
+ * statements prepared once per connection); no SQLite type appears in this
+ * header.
  * Does not parse certificates (callers hand in the facts pki extracted) and
  * does not decide trust. One struct store is one connection: use it from one
  * thread at a time.
