@@ -160,6 +160,21 @@ static inline void done(sqlite3_stmt *st)
     }
 }
 
+/** Reads the current row into @p record; returns 0 or a negative status. */
+typedef int (*sqlrows_read_fn)(sqlite3_stmt *st, void *record);
+/** Frees the members of one record. */
+typedef void (*sqlrows_free_fn)(void *record);
+
+/**
+ * Step @p st to the end, reading each row with @p read into an array of
+ * records of @p size bytes.
+ * @param out_rows malloc'd array (NULL when empty); on failure nothing is returned
+ * @param out_n number of records
+ * @return 0, CG_ENOMEM, CG_EDB (the step failed) or what @p read returned
+ */
+int sqlrows_collect(sqlite3_stmt *st, size_t size, sqlrows_read_fn read, sqlrows_free_fn free_one,
+                    void **out_rows, size_t *out_n);
+
 /* Column @p i as a malloc'd string, NULL when SQL NULL (or out of memory). */
 char *col_str(sqlite3_stmt *st, int i);
 /* Column @p i copied into @p buf ("" when NULL). */

@@ -1,6 +1,5 @@
 #include "config.h"
 #include "db/sqlite.h"
-#include "db/sqlrows.h"
 
 #include <stdio.h>
 #include <stdlib.h>

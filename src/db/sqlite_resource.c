@@ -1,7 +1,6 @@
 #include "config.h"
 #include "db/dtable_int.h"
 #include "base/crypto.h"
-#include "db/sqlrows.h"
 
 #include <stdio.h>
 #include <stdlib.h>

@@ -2,7 +2,6 @@
 #include "db/dtable.h"
 #include "base/crypto.h"
 #include "base/clock.h"
-#include "db/sqlrows.h"
 #include "db/dtable_int.h"
 
 #include <math.h>
