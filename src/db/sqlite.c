@@ -215,8 +215,8 @@ void sqlite_rollback_all(struct db *db)
 
 /* ---- helpers ---- */
 
-int sqlrows_collect(sqlite3_stmt *st, size_t size, sqlrows_read_fn read, sqlrows_free_fn free_one,
-                    void **out_rows, size_t *out_n)
+int sqlite_collect(sqlite3_stmt *st, size_t size, sqlite_read_fn read, sqlite_free_fn free_one,
+                   void **out_rows, size_t *out_n)
 {
     unsigned char *rows = NULL;
     size_t n = 0;

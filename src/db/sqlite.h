@@ -161,9 +161,9 @@ static inline void done(sqlite3_stmt *st)
 }
 
 /** Reads the current row into @p record; returns 0 or a negative status. */
-typedef int (*sqlrows_read_fn)(sqlite3_stmt *st, void *record);
+typedef int (*sqlite_read_fn)(sqlite3_stmt *st, void *record);
 /** Frees the members of one record. */
-typedef void (*sqlrows_free_fn)(void *record);
+typedef void (*sqlite_free_fn)(void *record);
 
 /**
  * Step @p st to the end, reading each row with @p read into an array of
@@ -172,8 +172,8 @@ typedef void (*sqlrows_free_fn)(void *record);
  * @param out_n number of records
  * @return 0, CG_ENOMEM, CG_EDB (the step failed) or what @p read returned
  */
-int sqlrows_collect(sqlite3_stmt *st, size_t size, sqlrows_read_fn read, sqlrows_free_fn free_one,
-                    void **out_rows, size_t *out_n);
+int sqlite_collect(sqlite3_stmt *st, size_t size, sqlite_read_fn read, sqlite_free_fn free_one,
+                   void **out_rows, size_t *out_n);
 
 /* Column @p i as a malloc'd string, NULL when SQL NULL (or out of memory). */
 char *col_str(sqlite3_stmt *st, int i);

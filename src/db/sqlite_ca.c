@@ -230,7 +230,7 @@ int store_ca_list(struct store *s, struct store_ca **out_cas, size_t *out_n, str
     *out_n = 0;
     if (!st)
         return CG_EDB;
-    rc = sqlrows_collect(st, sizeof(**out_cas), read_ca_row, free_ca_row, (void **)out_cas, out_n);
+    rc = sqlite_collect(st, sizeof(**out_cas), read_ca_row, free_ca_row, (void **)out_cas, out_n);
     if (rc == CG_EDB)
         db_fail(s, err, "list CAs");
     done(st);
@@ -554,8 +554,8 @@ int store_crl_list(struct store *s, struct store_crl **out_crls, size_t *out_n, 
     *out_n = 0;
     if (!st)
         return CG_EDB;
-    rc = sqlrows_collect(st, sizeof(**out_crls), read_crl_row, free_crl_row, (void **)out_crls,
-                         out_n);
+    rc = sqlite_collect(st, sizeof(**out_crls), read_crl_row, free_crl_row, (void **)out_crls,
+                        out_n);
     if (rc == CG_EDB)
         db_fail(s, err, "list CRLs");
     done(st);
@@ -595,8 +595,8 @@ int store_ca_deleted_list(struct store *s, struct store_ca_deleted **out_list, s
     *out_n = 0;
     if (!st)
         return CG_EDB;
-    rc = sqlrows_collect(st, sizeof(**out_list), read_deleted_row, free_deleted_row,
-                         (void **)out_list, out_n);
+    rc = sqlite_collect(st, sizeof(**out_list), read_deleted_row, free_deleted_row,
+                        (void **)out_list, out_n);
     if (rc == CG_EDB)
         db_fail(s, err, "list deleted CAs");
     done(st);

@@ -167,8 +167,8 @@ int dtable_resource_list(struct dtable_db *db, struct dtable_resource **out, siz
     *out_n = 0;
     if (!st)
         return CG_EDB;
-    rc = sqlrows_collect(st, sizeof(**out), read_resource_row, free_resource_row, (void **)out,
-                         out_n);
+    rc = sqlite_collect(st, sizeof(**out), read_resource_row, free_resource_row, (void **)out,
+                        out_n);
     if (rc == CG_EDB)
         fail_db(db, err, "list resources");
     done(st);

@@ -1,7 +1,5 @@
 #include "config.h"
 #include "db/dtable.h"
-#include "base/crypto.h"
-#include "base/clock.h"
 #include "db/dtable_int.h"
 
 #include <math.h>
@@ -339,7 +337,7 @@ int dtable_table_list(struct dtable_db *db, struct dtable_table **out_tables, si
     *out_n = 0;
     if (!st)
         return CG_EDB;
-    rc = sqlrows_collect(st, sizeof(*ts), read_table_row, free_table_row, (void **)&ts, &n);
+    rc = sqlite_collect(st, sizeof(*ts), read_table_row, free_table_row, (void **)&ts, &n);
     done(st);
     if (rc == CG_EDB)
         return fail_db(db, err, "list tables");

@@ -218,7 +218,7 @@ int store_user_list(struct store *s, struct store_user **out_users, size_t *out_
     *out_n = 0;
     if (!st)
         return CG_EDB;
-    rc = sqlrows_collect(st, sizeof(*users), read_user_rec, free_user_row, (void **)&users, &n);
+    rc = sqlite_collect(st, sizeof(*users), read_user_rec, free_user_row, (void **)&users, &n);
     done(st);
     if (rc == CG_EDB)
         return db_fail(s, err, "list users");
@@ -563,8 +563,8 @@ int store_map_list(struct store *s, const char *user_name, struct store_map **ou
         return CG_EDB;
     if (user_name)
         bind_text(st, 1, user_name);
-    rc = sqlrows_collect(st, sizeof(**out_maps), read_map_row, free_map_row, (void **)out_maps,
-                         out_n);
+    rc = sqlite_collect(st, sizeof(**out_maps), read_map_row, free_map_row, (void **)out_maps,
+                        out_n);
     if (rc == CG_EDB)
         db_fail(s, err, "list mappings");
     done(st);
