@@ -22,7 +22,7 @@
 
 #include "db/db.h"
 
-/* Statements prepared once per connection, by index. */
+/* The trust statements by index into sqlite_store.c's table (prepared through the cache). */
 enum stmt_id {
     ST_TRUST_VERSION,
     ST_CA_INSERT,
