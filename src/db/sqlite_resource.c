@@ -1,0 +1,191 @@
+#include "config.h"
+#include "db/dtable_int.h"
+#include "base/crypto.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#define RES_COLS                                                                                   \
+    "id, namespace, api, version, method, path, script_name, script, roles, auth, active, "        \
+    "updated_on"
+
+static int read_resource(sqlite3_stmt *st, struct dtable_resource *r)
+{
+    const char *roles = (const char *)sqlite3_column_text(st, 8);
+    int auth = dtable_auth_parse((const char *)sqlite3_column_text(st, 9));
+
+    memset(r, 0, sizeof(*r));
+    r->id = sqlite3_column_int64(st, 0);
+    r->ns = strdup((const char *)sqlite3_column_text(st, 1));
+    r->api = strdup((const char *)sqlite3_column_text(st, 2));
+    r->version = strdup((const char *)sqlite3_column_text(st, 3));
+    r->method = strdup((const char *)sqlite3_column_text(st, 4));
+    r->path = strdup((const char *)sqlite3_column_text(st, 5));
+    r->script_name = strdup((const char *)sqlite3_column_text(st, 6));
+    r->script = strdup((const char *)sqlite3_column_text(st, 7));
+    r->auth = auth < 0 ? DT_AUTH_ANY : (enum dtable_auth)auth;
+    r->is_active = sqlite3_column_int(st, 10) != 0;
+    snprintf(r->updated_on, sizeof(r->updated_on), "%s", (const char *)sqlite3_column_text(st, 11));
+    if (!r->ns || !r->api || !r->version || !r->method || !r->path || !r->script_name ||
+        !r->script || cg_split_list(roles ? roles : "", &r->roles, &r->n_roles)) {
+        dtable_resource_free(r);
+        return CG_ENOMEM;
+    }
+    crypto_sha256_hex(r->script, strlen(r->script), r->script_sha256);
+    return CG_OK;
+}
+
+int dtable_resource_add(struct dtable_db *db, struct dtable_resource *r, struct cg_err *err)
+{
+    sqlite3_stmt *st = prep(db,
+                            "INSERT INTO sys_ws_operation (namespace, api, version, method, "
+                            "path, script_name, script, roles, auth, active, created_on, "
+                            "updated_on) VALUES (?,?,?,?,?,?,?,?,?,?,?,?)",
+                            err);
+    char now[21], *roles;
+    int rc;
+
+    if (!st)
+        return CG_EDB;
+    roles = join_roles(r->roles, r->n_roles);
+    if (!roles)
+        return CG_ENOMEM;
+    cg_time_iso(cg_now(), now);
+    sqlite3_bind_text(st, 1, r->ns, -1, SQLITE_TRANSIENT);
+    sqlite3_bind_text(st, 2, r->api, -1, SQLITE_TRANSIENT);
+    sqlite3_bind_text(st, 3, r->version, -1, SQLITE_TRANSIENT);
+    sqlite3_bind_text(st, 4, r->method, -1, SQLITE_TRANSIENT);
+    sqlite3_bind_text(st, 5, r->path, -1, SQLITE_TRANSIENT);
+    sqlite3_bind_text(st, 6, r->script_name, -1, SQLITE_TRANSIENT);
+    sqlite3_bind_text(st, 7, r->script, -1, SQLITE_TRANSIENT);
+    sqlite3_bind_text(st, 8, roles, -1, free);
+    sqlite3_bind_text(st, 9, dtable_auth_name(r->auth), -1, SQLITE_STATIC);
+    sqlite3_bind_int(st, 10, 1);
+    sqlite3_bind_text(st, 11, now, -1, SQLITE_TRANSIENT);
+    sqlite3_bind_text(st, 12, now, -1, SQLITE_TRANSIENT);
+    rc = sqlite3_step(st);
+    if (rc == SQLITE_DONE) {
+        r->id = sqlite3_last_insert_rowid(db->core.conn);
+        rc = CG_OK;
+    } else if ((rc & 0xff) == SQLITE_CONSTRAINT) {
+        cg_err_set(err, "a resource %s %s already exists in %s/%s%s%s", r->method, r->path, r->ns,
+                   r->api, r->version[0] ? " version " : "", r->version);
+        rc = CG_EEXIST;
+    } else {
+        rc = fail_db(db, err, "add resource");
+    }
+    done(st);
+    return rc;
+}
+
+int dtable_resource_update(struct dtable_db *db, const struct dtable_resource *r,
+                           struct cg_err *err)
+{
+    sqlite3_stmt *st = prep(db,
+                            "UPDATE sys_ws_operation SET script_name = ?, script = ?, "
+                            "roles = ?, auth = ?, updated_on = ? WHERE id = ?",
+                            err);
+    char now[21], *roles;
+    int rc;
+
+    if (!st)
+        return CG_EDB;
+    roles = join_roles(r->roles, r->n_roles);
+    if (!roles)
+        return CG_ENOMEM;
+    cg_time_iso(cg_now(), now);
+    sqlite3_bind_text(st, 1, r->script_name, -1, SQLITE_TRANSIENT);
+    sqlite3_bind_text(st, 2, r->script, -1, SQLITE_TRANSIENT);
+    sqlite3_bind_text(st, 3, roles, -1, free);
+    sqlite3_bind_text(st, 4, dtable_auth_name(r->auth), -1, SQLITE_STATIC);
+    sqlite3_bind_text(st, 5, now, -1, SQLITE_TRANSIENT);
+    sqlite3_bind_int64(st, 6, r->id);
+    rc = sqlite3_step(st) == SQLITE_DONE ? CG_OK : fail_db(db, err, "update resource");
+    if (rc == CG_OK && sqlite3_changes(db->core.conn) == 0) {
+        cg_err_set(err, "no resource with id %lld", (long long)r->id);
+        rc = CG_ENOTFOUND;
+    }
+    done(st);
+    return rc;
+}
+
+int dtable_resource_delete(struct dtable_db *db, int64_t id, struct cg_err *err)
+{
+    sqlite3_stmt *st = prep(db, "DELETE FROM sys_ws_operation WHERE id = ?", err);
+    int rc;
+
+    if (!st)
+        return CG_EDB;
+    sqlite3_bind_int64(st, 1, id);
+    rc = sqlite3_step(st) == SQLITE_DONE ? CG_OK : fail_db(db, err, "delete resource");
+    if (rc == CG_OK && sqlite3_changes(db->core.conn) == 0) {
+        cg_err_set(err, "no resource with id %lld", (long long)id);
+        rc = CG_ENOTFOUND;
+    }
+    done(st);
+    return rc;
+}
+
+int dtable_resource_get(struct dtable_db *db, int64_t id, struct dtable_resource *out,
+                        struct cg_err *err)
+{
+    sqlite3_stmt *st = prep(db, "SELECT " RES_COLS " FROM sys_ws_operation WHERE id = ?", err);
+    int rc;
+
+    if (!st)
+        return CG_EDB;
+    sqlite3_bind_int64(st, 1, id);
+    rc = sqlite3_step(st);
+    if (rc == SQLITE_ROW)
+        rc = read_resource(st, out);
+    else if (rc == SQLITE_DONE) {
+        cg_err_set(err, "no resource with id %lld", (long long)id);
+        rc = CG_ENOTFOUND;
+    } else
+        rc = fail_db(db, err, "read resource");
+    done(st);
+    return rc;
+}
+
+static int read_resource_row(sqlite3_stmt *st, void *rec)
+{
+    return read_resource(st, rec);
+}
+
+static void free_resource_row(void *rec)
+{
+    dtable_resource_free(rec);
+}
+
+int dtable_resource_list(struct dtable_db *db, struct dtable_resource **out, size_t *out_n,
+                         struct cg_err *err)
+{
+    sqlite3_stmt *st = prep(db, "SELECT " RES_COLS " FROM sys_ws_operation ORDER BY id", err);
+    int rc;
+
+    *out = NULL;
+    *out_n = 0;
+    if (!st)
+        return CG_EDB;
+    rc = sqlite_collect(st, sizeof(**out), read_resource_row, free_resource_row, (void **)out,
+                        out_n);
+    if (rc == CG_EDB)
+        fail_db(db, err, "list resources");
+    done(st);
+    return rc;
+}
+
+int dtable_resource_version(struct dtable_db *db, int64_t *out_version)
+{
+    sqlite3_stmt *st = prep(db, "SELECT value FROM sys_meta WHERE key = 'resource_version'", NULL);
+    int rc = CG_EDB;
+
+    if (!st)
+        return CG_EDB;
+    if (sqlite3_step(st) == SQLITE_ROW) {
+        *out_version = sqlite3_column_int64(st, 0);
+        rc = CG_OK;
+    }
+    done(st);
+    return rc;
+}
