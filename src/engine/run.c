@@ -29,6 +29,19 @@ static int op_fail(int rc, const struct cg_err *e, char *err, size_t errlen)
     return rc;
 }
 
+/* The table a write names, with @p fields checked against its columns.
+ * @return CG_OK, or the error with its message in @p err */
+static int writable_table(struct op_ctx *o, const char *table, json_t *fields,
+                          const struct dtable_table **out_t, char *err, size_t errlen)
+{
+    struct cg_err e = {""};
+
+    *out_t = script_table(o, table, err, errlen);
+    if (!*out_t)
+        return CG_EINVAL;
+    return op_fail(dtable_check_record(*out_t, fields, &e), &e, err, errlen);
+}
+
 /* Opens the run's snapshot before its first read. */
 int run_snapshot(struct op_ctx *o, struct cg_err *e)
 {
@@ -54,18 +67,15 @@ int op_insert(void *ctx, const char *table, json_t *fields, char out_id[37], cha
               size_t errlen)
 {
     struct op_ctx *o = ctx;
-    const struct dtable_table *t = script_table(o, table, err, errlen);
+    const struct dtable_table *t;
     struct cg_err e = {""};
     char now[96];
     json_t *row;
     struct wop *op;
-    int rc;
+    int rc = writable_table(o, table, fields, &t, err, errlen);
 
-    if (!t)
-        return CG_EINVAL;
-    rc = dtable_check_record(t, fields, &e);
     if (rc)
-        return op_fail(rc, &e, err, errlen);
+        return rc;
     dtable_uuid(out_id);
     cg_now_iso_ms(now);
     row = dtable_new_row(t, out_id, now, o->job->user_name, fields);
@@ -95,18 +105,15 @@ static int op_update(void *ctx, const char *table, const char *sys_id, json_t *f
                      size_t errlen)
 {
     struct op_ctx *o = ctx;
-    const struct dtable_table *t = script_table(o, table, err, errlen);
+    const struct dtable_table *t;
     struct cg_err e = {""};
     json_t *row = NULL;
     struct wop *op;
     int64_t rowid = 0;
-    int rc;
+    int rc = writable_table(o, table, fields, &t, err, errlen);
 
-    if (!t)
-        return CG_EINVAL;
-    rc = dtable_check_record(t, fields, &e);
     if (rc)
-        return op_fail(rc, &e, err, errlen);
+        return rc;
     if (o->direct) {
         json_t *after;
 

@@ -177,6 +177,68 @@ fail:
     free(keep);
 }
 
+/* The --metrics-listen daemon, and its log line with the port it got. */
+static int start_metrics(struct http_server *srv, const char *listen, struct cg_err *err)
+{
+    uint16_t port = 0;
+    char addr[96];
+    const char *colon = strrchr(listen, ':');
+
+    if (http_start_metrics(srv, listen, &port, err))
+        return CG_ERR;
+    snprintf(addr, sizeof(addr), "%.*s:%u", (int)(colon - listen), listen, (unsigned)port);
+    log_event("metrics_listening", json_pack("{s:s}", "address", addr));
+    return CG_OK;
+}
+
+/* How the group commit did, for the log at stop. */
+static void log_writer_stats(struct writer *writer)
+{
+    struct writer_stats st;
+
+    if (!writer)
+        return;
+    writer_stats(writer, &st);
+    log_event("writer_stats", json_pack("{s:I, s:I, s:I, s:I}", "commits", (json_int_t)st.commits,
+                                        "requests", (json_int_t)st.jobs, "reruns",
+                                        (json_int_t)st.conflicts, "serial", (json_int_t)st.serial));
+}
+
+/* The last line of a server that served: whether every request got its answer. */
+static void log_stopped(int dropped)
+{
+    char msg[160];
+
+    if (dropped == 0) {
+        say("stopped", "all requests answered");
+        return;
+    }
+    snprintf(msg, sizeof(msg),
+             "%d request%s in flight at SIGTERM got no answer (the drain waits %d s; an "
+             "idle or gone client ends sooner)",
+             dropped, dropped == 1 ? "" : "s", DRAIN_SECONDS);
+    log_event("stopped", json_pack("{s:s, s:i}", "detail", msg, "dropped", dropped));
+}
+
+/* The settings in force and those SIGHUP replaced (kept while requests
+ * might still read them). */
+static void free_settings(struct serve_config *first, struct serve_config *cfg,
+                          struct old_config *older)
+{
+    settings_free(cfg);
+    if (cfg != first)
+        free(cfg);
+    while (older) {
+        struct old_config *o = older;
+
+        older = o->next;
+        settings_free(o->cfg);
+        if (o->cfg != first)
+            free(o->cfg);
+        free(o);
+    }
+}
+
 int daemon_main(const char *db_path, int argc, char **argv)
 {
     struct serve_config first, *cfg = &first;
@@ -255,18 +317,9 @@ int daemon_main(const char *db_path, int argc, char **argv)
         fprintf(stderr, "certgate: serve: %s\n", err.msg);
         goto out;
     }
-    if (cfg->metrics_listen) {
-        uint16_t mport = 0;
-        char maddr[96];
-        const char *mc = strrchr(cfg->metrics_listen, ':');
-
-        if (http_start_metrics(srv, cfg->metrics_listen, &mport, &err)) {
-            fprintf(stderr, "certgate: serve: %s\n", err.msg);
-            goto out;
-        }
-        snprintf(maddr, sizeof(maddr), "%.*s:%u", (int)(mc - cfg->metrics_listen),
-                 cfg->metrics_listen, (unsigned)mport);
-        log_event("metrics_listening", json_pack("{s:s}", "address", maddr));
+    if (cfg->metrics_listen && start_metrics(srv, cfg->metrics_listen, &err)) {
+        fprintf(stderr, "certgate: serve: %s\n", err.msg);
+        goto out;
     }
     snprintf(addr, sizeof(addr), "%s", http_address(srv));
     log_event("listening",
@@ -294,43 +347,15 @@ int daemon_main(const char *db_path, int argc, char **argv)
 out:
     /* Queued jobs are answered while the daemon still runs; then it stops. */
     writer_stop(writer);
-    if (writer) {
-        struct writer_stats st;
-
-        writer_stats(writer, &st);
-        log_event("writer_stats",
-                  json_pack("{s:I, s:I, s:I, s:I}", "commits", (json_int_t)st.commits, "requests",
-                            (json_int_t)st.jobs, "reruns", (json_int_t)st.conflicts, "serial",
-                            (json_int_t)st.serial));
-    }
+    log_writer_stats(writer);
     http_stop(srv);
     writer_free(writer);
     trust_holder_free(trust);
     tls_server_free(tls);
     store_close(s);
-    if (served && dropped == 0) {
-        say("stopped", "all requests answered");
-    } else if (served) {
-        char msg[160];
-
-        snprintf(msg, sizeof(msg),
-                 "%d request%s in flight at SIGTERM got no answer (the drain waits %d s; an "
-                 "idle or gone client ends sooner)",
-                 dropped, dropped == 1 ? "" : "s", DRAIN_SECONDS);
-        log_event("stopped", json_pack("{s:s, s:i}", "detail", msg, "dropped", dropped));
-    }
+    if (served)
+        log_stopped(dropped);
     log_close();
-    settings_free(cfg);
-    if (cfg != &first)
-        free(cfg);
-    while (older) {
-        struct old_config *o = older;
-
-        older = o->next;
-        settings_free(o->cfg);
-        if (o->cfg != &first)
-            free(o->cfg);
-        free(o);
-    }
+    free_settings(&first, cfg, older);
     return rc;
 }
