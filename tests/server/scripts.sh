@@ -120,6 +120,12 @@ expect_status "invalid JSON: 400" 400
 expect_body "parser detail" "j['error']['detail'].startswith('the body is not valid JSON')" True
 req $C -H "Content-Type: text/plain" -d '{"name":"x"}' "$URL/api/acme/inbound/records"
 expect_status "not JSON content type: 415" 415
+expect_body "the 415 names the Content-Type that was sent" "j['error']['detail']" \
+    "the body was sent as Content-Type: text/plain; send it as Content-Type: application/json"
+req $C -H "Content-Type:" -d '{"name":"x"}' "$URL/api/acme/inbound/records"
+expect_status "no content type: 415" 415
+expect_body "the 415 says none was sent" "j['error']['detail']" \
+    "the body was sent without a Content-Type; send it as Content-Type: application/json"
 [ "$(rows u_inbound)" = "$before" ] && pass "no row from refused requests" ||
     fail "rows $before -> $(rows u_inbound)"
 

@@ -58,14 +58,27 @@ static void job_finished(struct writer_job *job)
     request_wake(job->ctx);
 }
 
-static bool json_content_type(struct request *r)
+/* Whether the body is declared JSON; if not, @p detail says what was sent
+ * (up to 100 bytes of it) and what to send. */
+static bool json_content_type(struct request *r, char *detail, size_t len)
 {
     const char *ct =
         MHD_lookup_connection_value(r->mhd, MHD_HEADER_KIND, MHD_HTTP_HEADER_CONTENT_TYPE);
     size_t n = strlen("application/json");
 
-    return ct && strncasecmp(ct, "application/json", n) == 0 &&
-           (ct[n] == '\0' || ct[n] == ';' || ct[n] == ' ');
+    if (ct && strncasecmp(ct, "application/json", n) == 0 &&
+        (ct[n] == '\0' || ct[n] == ';' || ct[n] == ' '))
+        return true;
+    if (ct && *ct)
+        snprintf(detail, len,
+                 "the body was sent as Content-Type: %.100s; send it as Content-Type: "
+                 "application/json",
+                 ct);
+    else
+        snprintf(detail, len,
+                 "the body was sent without a Content-Type; send it as Content-Type: "
+                 "application/json");
+    return false;
 }
 
 /* A new job for the request, with its JSON body parsed; or the answer
@@ -74,6 +87,7 @@ enum stage jobs_new(struct request *r, struct writer_job **out_job)
 {
     struct writer_job *job = calloc(1, sizeof(*job));
     json_error_t jerr;
+    char detail[300];
 
     *out_job = job;
     if (!job)
@@ -81,14 +95,11 @@ enum stage jobs_new(struct request *r, struct writer_job **out_job)
     r->job = job;
     if (r->body_len == 0)
         return STAGE_NEXT;
-    if (!json_content_type(r))
-        return respond_error(r, CG_ERROR_UNSUPPORTED_MEDIA_TYPE,
-                             "send the body as Content-Type: application/json");
+    if (!json_content_type(r, detail, sizeof(detail)))
+        return respond_error(r, CG_ERROR_UNSUPPORTED_MEDIA_TYPE, detail);
     job->req.body =
         json_loadb(r->body, r->body_len, JSON_DECODE_ANY | JSON_REJECT_DUPLICATES, &jerr);
     if (!job->req.body) {
-        char detail[300];
-
         snprintf(detail, sizeof(detail), "the body is not valid JSON: line %d column %d: %s",
                  jerr.line, jerr.column, jerr.text);
         return respond_error(r, CG_ERROR_BAD_REQUEST, detail);
