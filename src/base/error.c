@@ -33,6 +33,7 @@ char *error_body(enum cg_error e, const char *message, const char *detail)
     /* jansson keeps the key order we pack with JSON_PRESERVE_ORDER and
      * escapes whatever the detail holds; bad UTF-8 is repaired first, or
      * json_pack would refuse the whole body. */
+    /* error_body_no_memory below spells the same envelope by hand. */
     o = json_pack("{s:{s:o, s:o}, s:s}", "error", "message",
                   utf8_json(message ? message : error_message(e)), "detail",
                   utf8_json(detail ? detail : ""), "status", "failure");
@@ -42,3 +43,6 @@ char *error_body(enum cg_error e, const char *message, const char *detail)
     json_decref(o);
     return text;
 }
+
+const char error_body_no_memory[] = "{\"error\":{\"message\":\"Internal server error\","
+                                    "\"detail\":\"out of memory\"},\"status\":\"failure\"}";

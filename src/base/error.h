@@ -44,4 +44,7 @@ const char *error_message(enum cg_error e);
  */
 char *error_body(enum cg_error e, const char *message, const char *detail);
 
+/** The 500 body for when even error_body has no memory: a constant. */
+extern const char error_body_no_memory[];
+
 #endif

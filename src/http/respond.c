@@ -59,8 +59,6 @@ void add_common_headers(struct request *r, struct MHD_Response *resp)
  */
 enum stage respond_text(struct request *r, unsigned status, char *text, const char *allow)
 {
-    static const char oom[] = "{\"error\":{\"message\":\"Internal server error\","
-                              "\"detail\":\"out of memory\"},\"status\":\"failure\"}";
     const char *hdr[10][2];
     struct MHD_Response *resp;
     size_t len = text ? strlen(text) : 0, n;
@@ -74,9 +72,9 @@ enum stage respond_text(struct request *r, unsigned status, char *text, const ch
     if (!text) {
         /* Out of memory while building the body: still answer. */
         status = 500;
-        len = sizeof(oom) - 1;
-        resp =
-            MHD_create_response_from_buffer(sizeof(oom) - 1, (void *)oom, MHD_RESPMEM_PERSISTENT);
+        len = strlen(error_body_no_memory);
+        resp = MHD_create_response_from_buffer(len, (void *)error_body_no_memory,
+                                               MHD_RESPMEM_PERSISTENT);
     } else {
         resp = MHD_create_response_from_buffer(len, text, MHD_RESPMEM_MUST_FREE);
     }
@@ -87,7 +85,7 @@ enum stage respond_text(struct request *r, unsigned status, char *text, const ch
     n = answer_headers(r, status, hdr);
     for (size_t i = 0; i < n; i++)
         MHD_add_response_header(resp, hdr[i][0], hdr[i][1]);
-    r->answer_text = text ? text : oom;
+    r->answer_text = text ? text : error_body_no_memory;
     return respond_decided(r, status, resp,
                            strcmp(r->method ? r->method : "", "HEAD") == 0 ? 0 : len);
 }
