@@ -109,6 +109,10 @@ void on_mhd_log(void *cls, const char *fmt, va_list ap)
         closing_on_purpose = false;
         return;
     }
+    /* Its line for every failed handshake says nothing; tls_handshake_failed
+     * said what failed. */
+    if (strstr(msg, "handshake message out of context") && tls_handshake_failure_logged())
+        return;
     n = strlen(msg);
     while (n > 0 && (msg[n - 1] == '\n' || msg[n - 1] == ' '))
         msg[--n] = '\0';
