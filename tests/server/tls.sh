@@ -53,6 +53,15 @@ if grep -q 'handshake message out of context' "$SERVER_LOG"; then
 else
     pass "no reasonless 'handshake message out of context' line"
 fi
+# Client-initiated renegotiation (TLS 1.2) is refused with no_renegotiation,
+# which the client reports (testssl.sh: "not vulnerable").
+(printf 'R\n'; sleep 1) | openssl s_client -connect "127.0.0.1:$PORT" -tls1_2 \
+    -CAfile "$PKI/root.pem" -cert "$PKI/client.pem" -key "$PKI/client.key" >"$T/sc" 2>&1
+if grep -q "RENEGOTIATING" "$T/sc" && grep -q "no renegotiation" "$T/sc"; then
+    pass "a client's renegotiation is refused with no_renegotiation"
+else
+    fail "renegotiation: $(grep -i 'reneg\|alert\|error' "$T/sc" | head -3)"
+fi
 # A client with its certificate still gets in.
 req $(as client) "$URL/api/certgate/v1/whoami"
 expect_status "a client with its certificate still gets in" 200
