@@ -255,6 +255,23 @@ fail:
     return rc;
 }
 
+int sqlite_list(struct db *db, sqlite3_stmt *st, size_t size, sqlite_read_fn read,
+                sqlite_free_fn free_one, void **out_rows, size_t *out_n, const char *what,
+                struct cg_err *err)
+{
+    int rc;
+
+    *out_rows = NULL;
+    *out_n = 0;
+    if (!st)
+        return CG_EDB;
+    rc = sqlite_collect(st, size, read, free_one, out_rows, out_n);
+    if (rc == CG_EDB)
+        sqlite_fail(db, err, what);
+    done(st);
+    return rc;
+}
+
 char *col_str(sqlite3_stmt *st, int i)
 {
     const unsigned char *t = sqlite3_column_text(st, i);

@@ -174,6 +174,15 @@ typedef void (*sqlite_free_fn)(void *record);
  */
 int sqlite_collect(sqlite3_stmt *st, size_t size, sqlite_read_fn read, sqlite_free_fn free_one,
                    void **out_rows, size_t *out_n);
+/**
+ * sqlite_collect over @p st (NULL: its prepare failed, @p err is set), then
+ * reset it: a list.
+ * @return as sqlite_collect; CG_EDB with @p err "LABEL: @p what: why"
+ *         when the step failed
+ */
+int sqlite_list(struct db *db, sqlite3_stmt *st, size_t size, sqlite_read_fn read,
+                sqlite_free_fn free_one, void **out_rows, size_t *out_n, const char *what,
+                struct cg_err *err);
 
 /* Column @p i as a malloc'd string, NULL when SQL NULL (or out of memory). */
 char *col_str(sqlite3_stmt *st, int i);

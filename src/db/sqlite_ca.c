@@ -223,18 +223,8 @@ static void free_ca_row(void *rec)
 
 int store_ca_list(struct store *s, struct store_ca **out_cas, size_t *out_n, struct cg_err *err)
 {
-    sqlite3_stmt *st = stmt(s, ST_CA_LIST, err);
-    int rc;
-
-    *out_cas = NULL;
-    *out_n = 0;
-    if (!st)
-        return CG_EDB;
-    rc = sqlite_collect(st, sizeof(**out_cas), read_ca_row, free_ca_row, (void **)out_cas, out_n);
-    if (rc == CG_EDB)
-        db_fail(s, err, "list CAs");
-    done(st);
-    return rc;
+    return sqlite_list(&s->core, stmt(s, ST_CA_LIST, err), sizeof(**out_cas), read_ca_row,
+                       free_ca_row, (void **)out_cas, out_n, "list CAs", err);
 }
 
 int store_ca_set_active(struct store *s, int64_t id, bool is_active, struct cg_err *err)
@@ -547,19 +537,8 @@ static void free_crl_row(void *rec)
 
 int store_crl_list(struct store *s, struct store_crl **out_crls, size_t *out_n, struct cg_err *err)
 {
-    sqlite3_stmt *st = stmt(s, ST_CRL_LIST, err);
-    int rc;
-
-    *out_crls = NULL;
-    *out_n = 0;
-    if (!st)
-        return CG_EDB;
-    rc = sqlite_collect(st, sizeof(**out_crls), read_crl_row, free_crl_row, (void **)out_crls,
-                        out_n);
-    if (rc == CG_EDB)
-        db_fail(s, err, "list CRLs");
-    done(st);
-    return rc;
+    return sqlite_list(&s->core, stmt(s, ST_CRL_LIST, err), sizeof(**out_crls), read_crl_row,
+                       free_crl_row, (void **)out_crls, out_n, "list CRLs", err);
 }
 
 /* ---- deleted CAs ---- */
@@ -588,17 +567,7 @@ static void free_deleted_row(void *rec)
 int store_ca_deleted_list(struct store *s, struct store_ca_deleted **out_list, size_t *out_n,
                           struct cg_err *err)
 {
-    sqlite3_stmt *st = stmt(s, ST_CA_DELETED_LIST, err);
-    int rc;
-
-    *out_list = NULL;
-    *out_n = 0;
-    if (!st)
-        return CG_EDB;
-    rc = sqlite_collect(st, sizeof(**out_list), read_deleted_row, free_deleted_row,
-                        (void **)out_list, out_n);
-    if (rc == CG_EDB)
-        db_fail(s, err, "list deleted CAs");
-    done(st);
-    return rc;
+    return sqlite_list(&s->core, stmt(s, ST_CA_DELETED_LIST, err), sizeof(**out_list),
+                       read_deleted_row, free_deleted_row, (void **)out_list, out_n,
+                       "list deleted CAs", err);
 }

@@ -161,18 +161,9 @@ int dtable_resource_list(struct dtable_db *db, struct dtable_resource **out, siz
                          struct cg_err *err)
 {
     sqlite3_stmt *st = prep(db, "SELECT " RES_COLS " FROM sys_ws_operation ORDER BY id", err);
-    int rc;
 
-    *out = NULL;
-    *out_n = 0;
-    if (!st)
-        return CG_EDB;
-    rc = sqlite_collect(st, sizeof(**out), read_resource_row, free_resource_row, (void **)out,
-                        out_n);
-    if (rc == CG_EDB)
-        fail_db(db, err, "list resources");
-    done(st);
-    return rc;
+    return sqlite_list(&db->core, st, sizeof(**out), read_resource_row, free_resource_row,
+                       (void **)out, out_n, "list resources", err);
 }
 
 int dtable_resource_version(struct dtable_db *db, int64_t *out_version)

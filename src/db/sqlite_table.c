@@ -329,18 +329,14 @@ int dtable_table_list(struct dtable_db *db, struct dtable_table **out_tables, si
                       struct cg_err *err)
 {
     sqlite3_stmt *st = prep(db, "SELECT " TABLE_COLS " FROM sys_db_table ORDER BY name", err);
-    struct dtable_table *ts = NULL;
-    size_t n = 0, kept = 0;
+    struct dtable_table *ts;
+    size_t n, kept = 0;
     int rc;
 
     *out_tables = NULL;
     *out_n = 0;
-    if (!st)
-        return CG_EDB;
-    rc = sqlite_collect(st, sizeof(*ts), read_table_row, free_table_row, (void **)&ts, &n);
-    done(st);
-    if (rc == CG_EDB)
-        return fail_db(db, err, "list tables");
+    rc = sqlite_list(&db->core, st, sizeof(*ts), read_table_row, free_table_row, (void **)&ts, &n,
+                     "list tables", err);
     if (rc)
         return rc;
     for (size_t i = 0; i < n; i++) {

@@ -209,19 +209,14 @@ static void free_user_row(void *rec)
 int store_user_list(struct store *s, struct store_user **out_users, size_t *out_n,
                     struct cg_err *err)
 {
-    sqlite3_stmt *st = stmt(s, ST_USER_LIST, err);
-    struct store_user *users = NULL;
-    size_t n = 0;
+    struct store_user *users;
+    size_t n;
     int rc;
 
     *out_users = NULL;
     *out_n = 0;
-    if (!st)
-        return CG_EDB;
-    rc = sqlite_collect(st, sizeof(*users), read_user_rec, free_user_row, (void **)&users, &n);
-    done(st);
-    if (rc == CG_EDB)
-        return db_fail(s, err, "list users");
+    rc = sqlite_list(&s->core, stmt(s, ST_USER_LIST, err), sizeof(*users), read_user_rec,
+                     free_user_row, (void **)&users, &n, "list users", err);
     if (rc)
         return rc;
     /* Roles after the list statement is reset: one statement at a time. */
@@ -559,16 +554,10 @@ int store_map_list(struct store *s, const char *user_name, struct store_map **ou
         store_user_free(&u);
     }
     st = stmt(s, user_name ? ST_MAP_LIST_USER : ST_MAP_LIST, err);
-    if (!st)
-        return CG_EDB;
-    if (user_name)
+    if (st && user_name)
         bind_text(st, 1, user_name);
-    rc = sqlite_collect(st, sizeof(**out_maps), read_map_row, free_map_row, (void **)out_maps,
-                        out_n);
-    if (rc == CG_EDB)
-        db_fail(s, err, "list mappings");
-    done(st);
-    return rc;
+    return sqlite_list(&s->core, st, sizeof(**out_maps), read_map_row, free_map_row,
+                       (void **)out_maps, out_n, "list mappings", err);
 }
 
 int store_map_delete(struct store *s, int64_t id, struct cg_err *err)
