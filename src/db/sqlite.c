@@ -213,6 +213,15 @@ void sqlite_rollback_all(struct db *db)
     db->depth = 0;
 }
 
+int sqlite_end(struct db *db, int rc, struct cg_err *err)
+{
+    if (rc == CG_OK)
+        rc = sqlite_commit(db, err);
+    if (rc)
+        sqlite_rollback(db);
+    return rc;
+}
+
 /* ---- helpers ---- */
 
 int sqlite_collect(sqlite3_stmt *st, size_t size, sqlite_read_fn read, sqlite_free_fn free_one,

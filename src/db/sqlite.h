@@ -144,11 +144,22 @@ int sqlite_commit(struct db *db, struct cg_err *err);
 void sqlite_rollback(struct db *db);
 /** Roll back every level: the whole transaction. */
 void sqlite_rollback_all(struct db *db);
+/**
+ * End the innermost level as @p rc says: commit it when CG_OK, roll it back
+ * otherwise (also when the commit fails).
+ * @return @p rc, or the commit's failure
+ */
+int sqlite_end(struct db *db, int rc, struct cg_err *err);
 
 /* A failed step or prepare on the trust-data connection: the message, and CG_EDB. */
 static inline int db_fail(struct store *s, struct cg_err *err, const char *what)
 {
     return sqlite_fail(&s->core, err, what);
+}
+/* End the trust-data transaction level as @p rc says (sqlite_end). */
+static inline int store_end(struct store *s, int rc, struct cg_err *err)
+{
+    return sqlite_end(&s->core, rc, err);
 }
 /* A trust statement, reset and unbound, ready to bind. */
 sqlite3_stmt *stmt(struct store *s, enum stmt_id id, struct cg_err *err);

@@ -115,12 +115,8 @@ int store_ca_insert(struct store *s, struct store_ca *ca, struct cg_err *err)
         snprintf(ca->updated_on, sizeof(ca->updated_on), "%s", now);
     }
     done(st);
-    if (rc == CG_OK)
-        rc = store_commit(s, err);
 out:
-    if (rc)
-        store_rollback(s);
-    return rc;
+    return store_end(s, rc, err);
 }
 
 static int ca_one(struct store *s, sqlite3_stmt *st, struct store_ca *out, struct cg_err *err)
@@ -414,13 +410,8 @@ int store_ca_delete(struct store *s, int64_t id, bool force, struct store_ca_dep
         cg_err_set(err, "no CA with id %lld", (long long)id);
         rc = CG_ENOTFOUND;
     }
-    if (rc)
-        goto out;
-    rc = store_commit(s, err);
 out:
-    if (rc)
-        store_rollback(s);
-    return rc;
+    return store_end(s, rc, err);
 }
 
 /* ---- CRLs ---- */
@@ -500,13 +491,8 @@ int store_crl_replace(struct store *s, struct store_crl *crl, const struct store
         snprintf(crl->created_on, sizeof(crl->created_on), "%s", now);
     }
     done(st);
-    if (rc)
-        goto out;
-    rc = store_commit(s, err);
 out:
-    if (rc)
-        store_rollback(s);
-    return rc;
+    return store_end(s, rc, err);
 }
 
 static int read_crl_row(sqlite3_stmt *st, void *rec)

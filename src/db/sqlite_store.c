@@ -178,13 +178,8 @@ static int migrate(struct store *s, int from, struct cg_err *err)
     }
     snprintf(sql, sizeof(sql), "PRAGMA user_version = %d", latest);
     rc = sqlite_exec(&s->core, sql, err);
-    if (rc)
-        goto out;
-    rc = sqlite_commit(&s->core, err);
 out:
-    if (rc)
-        sqlite_rollback(&s->core);
-    return rc;
+    return sqlite_end(&s->core, rc, err);
 }
 
 int store_open(const char *path, enum store_mode mode, struct store **out_store, struct cg_err *err)

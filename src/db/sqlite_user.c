@@ -42,7 +42,7 @@ int store_user_add(struct store *s, const char *name, char *const *roles, size_t
 {
     sqlite3_stmt *st;
     char now[21];
-    int64_t id;
+    int64_t id = 0;
     int rc;
 
     /* A name starting with '-' would read as an option on every later
@@ -99,14 +99,10 @@ int store_user_add(struct store *s, const char *name, char *const *roles, size_t
         goto out;
     id = sqlite3_last_insert_rowid(s->core.conn);
     rc = insert_roles(s, id, roles, n_roles, err);
-    if (rc)
-        goto out;
-    rc = store_commit(s, err);
+out:
+    rc = store_end(s, rc, err);
     if (rc == CG_OK && out_id)
         *out_id = id;
-out:
-    if (rc)
-        store_rollback(s);
     return rc;
 }
 
@@ -311,15 +307,10 @@ int store_user_set_roles(struct store *s, const char *name, char *const *roles, 
     sqlite3_bind_int64(st, 2, u.id);
     rc = step_done(s, st, err, "update user");
     done(st);
-    if (rc)
-        goto out_user;
-    rc = store_commit(s, err);
 out_user:
     store_user_free(&u);
 out:
-    if (rc)
-        store_rollback(s);
-    return rc;
+    return store_end(s, rc, err);
 }
 
 int store_user_delete(struct store *s, const char *name, struct cg_err *err)
@@ -479,13 +470,8 @@ int store_map_insert(struct store *s, struct store_map *map, struct cg_err *err)
         snprintf(map->created_on, sizeof(map->created_on), "%s", now);
     }
     done(st);
-    if (rc)
-        goto out;
-    rc = store_commit(s, err);
 out:
-    if (rc)
-        store_rollback(s);
-    return rc;
+    return store_end(s, rc, err);
 }
 
 static int map_one(struct store *s, sqlite3_stmt *st, struct store_map *out, struct cg_err *err)
