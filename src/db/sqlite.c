@@ -264,6 +264,21 @@ fail:
     return rc;
 }
 
+int sqlite_one(struct db *db, sqlite3_stmt *st, sqlite_read_fn read, void *record, const char *what,
+               struct cg_err *err)
+{
+    int rc = sqlite3_step(st);
+
+    if (rc == SQLITE_ROW)
+        rc = read(st, record);
+    else if (rc == SQLITE_DONE)
+        rc = CG_ENOTFOUND;
+    else
+        rc = sqlite_fail(db, err, what);
+    done(st);
+    return rc;
+}
+
 int sqlite_list(struct db *db, sqlite3_stmt *st, size_t size, sqlite_read_fn read,
                 sqlite_free_fn free_one, void **out_rows, size_t *out_n, const char *what,
                 struct cg_err *err)

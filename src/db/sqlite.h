@@ -186,6 +186,15 @@ typedef void (*sqlite_free_fn)(void *record);
 int sqlite_collect(sqlite3_stmt *st, size_t size, sqlite_read_fn read, sqlite_free_fn free_one,
                    void **out_rows, size_t *out_n);
 /**
+ * Step @p st for one row, read it with @p read into @p record, and reset
+ * @p st.
+ * @return CG_OK; CG_ENOTFOUND when there is no row (@p err untouched, the
+ *         caller names what is missing); CG_EDB ("LABEL: @p what: why") when
+ *         the step failed; or what @p read returned
+ */
+int sqlite_one(struct db *db, sqlite3_stmt *st, sqlite_read_fn read, void *record, const char *what,
+               struct cg_err *err);
+/**
  * sqlite_collect over @p st (NULL: its prepare failed, @p err is set), then
  * reset it: a list.
  * @return as sqlite_collect; CG_EDB with @p err "LABEL: @p what: why"

@@ -7,8 +7,11 @@
 
 /* ---- CA certificate chain table ---- */
 
-static int read_ca(sqlite3_stmt *st, struct store_ca *ca)
+/* One row into the struct store_ca at @p rec (a sqlite_read_fn). */
+static int read_ca(sqlite3_stmt *st, void *rec)
 {
+    struct store_ca *ca = rec;
+
     memset(ca, 0, sizeof(*ca));
     ca->id = sqlite3_column_int64(st, 0);
     ca->name = col_str(st, 1);
@@ -121,15 +124,8 @@ out:
 
 static int ca_one(struct store *s, sqlite3_stmt *st, struct store_ca *out, struct cg_err *err)
 {
-    int rc = sqlite3_step(st);
+    int rc = sqlite_one(&s->core, st, read_ca, out, "read CA", err);
 
-    if (rc == SQLITE_ROW)
-        rc = read_ca(st, out);
-    else if (rc == SQLITE_DONE)
-        rc = CG_ENOTFOUND;
-    else
-        rc = db_fail(s, err, "read CA");
-    done(st);
     if (rc == CG_ENOTFOUND)
         cg_err_set(err, "no such CA");
     return rc;
@@ -207,11 +203,6 @@ int store_ca_find(struct store *s, const char *id_or_fp, struct store_ca *out_ca
     return rc;
 }
 
-static int read_ca_row(sqlite3_stmt *st, void *rec)
-{
-    return read_ca(st, rec);
-}
-
 static void free_ca_row(void *rec)
 {
     store_ca_free(rec);
@@ -219,8 +210,8 @@ static void free_ca_row(void *rec)
 
 int store_ca_list(struct store *s, struct store_ca **out_cas, size_t *out_n, struct cg_err *err)
 {
-    return sqlite_list(&s->core, stmt(s, ST_CA_LIST, err), sizeof(**out_cas), read_ca_row,
-                       free_ca_row, (void **)out_cas, out_n, "list CAs", err);
+    return sqlite_list(&s->core, stmt(s, ST_CA_LIST, err), sizeof(**out_cas), read_ca, free_ca_row,
+                       (void **)out_cas, out_n, "list CAs", err);
 }
 
 int store_ca_set_active(struct store *s, int64_t id, bool is_active, struct cg_err *err)

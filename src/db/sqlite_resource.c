@@ -9,8 +9,10 @@
     "id, namespace, api, version, method, path, script_name, script, roles, auth, active, "        \
     "updated_on"
 
-static int read_resource(sqlite3_stmt *st, struct dtable_resource *r)
+/* One row into the struct dtable_resource at @p rec (a sqlite_read_fn). */
+static int read_resource(sqlite3_stmt *st, void *rec)
 {
+    struct dtable_resource *r = rec;
     const char *roles = (const char *)sqlite3_column_text(st, 8);
     int auth = dtable_auth_parse((const char *)sqlite3_column_text(st, 9));
 
@@ -135,21 +137,10 @@ int dtable_resource_get(struct dtable_db *db, int64_t id, struct dtable_resource
     if (!st)
         return CG_EDB;
     sqlite3_bind_int64(st, 1, id);
-    rc = sqlite3_step(st);
-    if (rc == SQLITE_ROW)
-        rc = read_resource(st, out);
-    else if (rc == SQLITE_DONE) {
+    rc = sqlite_one(&db->core, st, read_resource, out, "read resource", err);
+    if (rc == CG_ENOTFOUND)
         cg_err_set(err, "no resource with id %lld", (long long)id);
-        rc = CG_ENOTFOUND;
-    } else
-        rc = fail_db(db, err, "read resource");
-    done(st);
     return rc;
-}
-
-static int read_resource_row(sqlite3_stmt *st, void *rec)
-{
-    return read_resource(st, rec);
 }
 
 static void free_resource_row(void *rec)
@@ -162,8 +153,8 @@ int dtable_resource_list(struct dtable_db *db, struct dtable_resource **out, siz
 {
     sqlite3_stmt *st = prep(db, "SELECT " RES_COLS " FROM sys_ws_operation ORDER BY id", err);
 
-    return sqlite_list(&db->core, st, sizeof(**out), read_resource_row, free_resource_row,
-                       (void **)out, out_n, "list resources", err);
+    return sqlite_list(&db->core, st, sizeof(**out), read_resource, free_resource_row, (void **)out,
+                       out_n, "list resources", err);
 }
 
 int dtable_resource_version(struct dtable_db *db, int64_t *out_version)

@@ -265,8 +265,10 @@ out:
     return rc;
 }
 
-static int read_table(sqlite3_stmt *st, struct dtable_table *t)
+/* One row into the struct dtable_table at @p rec (a sqlite_read_fn). */
+static int read_table(sqlite3_stmt *st, void *rec)
 {
+    struct dtable_table *t = rec;
     json_error_t jerr;
     json_t *cols, *c;
     const unsigned char *roles;
@@ -357,15 +359,9 @@ int dtable_table_get(struct dtable_db *db, const char *name, struct dtable_table
     if (!st)
         return CG_EDB;
     sqlite3_bind_text(st, 1, name, -1, SQLITE_TRANSIENT);
-    rc = sqlite3_step(st);
-    if (rc == SQLITE_ROW)
-        rc = read_table(st, out_table);
-    else if (rc == SQLITE_DONE) {
+    rc = sqlite_one(&db->core, st, read_table, out_table, "read table", err);
+    if (rc == CG_ENOTFOUND)
         cg_err_set(err, "no table named '%s'", name);
-        rc = CG_ENOTFOUND;
-    } else
-        rc = fail_db(db, err, "read table");
-    done(st);
     return rc;
 }
 

@@ -137,8 +137,11 @@ static int read_roles(struct store *s, struct store_user *u, struct cg_err *err)
     return rc == SQLITE_DONE ? CG_OK : db_fail(s, err, "read roles");
 }
 
-static int read_user_row(sqlite3_stmt *st, struct store_user *u)
+/* One row into the struct store_user at @p rec (a sqlite_read_fn). */
+static int read_user_row(sqlite3_stmt *st, void *rec)
 {
+    struct store_user *u = rec;
+
     memset(u, 0, sizeof(*u));
     u->id = sqlite3_column_int64(st, 0);
     u->name = col_str(st, 1);
@@ -152,17 +155,10 @@ static int read_user_row(sqlite3_stmt *st, struct store_user *u)
 
 static int user_one(struct store *s, sqlite3_stmt *st, struct store_user *out, struct cg_err *err)
 {
-    int rc = sqlite3_step(st);
+    int rc = sqlite_one(&s->core, st, read_user_row, out, "read user", err);
 
-    if (rc == SQLITE_ROW) {
-        rc = read_user_row(st, out);
-    } else if (rc == SQLITE_DONE) {
+    if (rc == CG_ENOTFOUND)
         cg_err_set(err, "no such user");
-        rc = CG_ENOTFOUND;
-    } else {
-        rc = db_fail(s, err, "read user");
-    }
-    done(st);
     if (rc == CG_OK)
         rc = read_roles(s, out, err);
     if (rc && rc != CG_ENOTFOUND)
@@ -192,11 +188,6 @@ int store_user_get_by_id(struct store *s, int64_t id, struct store_user *out_use
     return user_one(s, st, out_user, err);
 }
 
-static int read_user_rec(sqlite3_stmt *st, void *rec)
-{
-    return read_user_row(st, rec);
-}
-
 static void free_user_row(void *rec)
 {
     store_user_free(rec);
@@ -211,7 +202,7 @@ int store_user_list(struct store *s, struct store_user **out_users, size_t *out_
 
     *out_users = NULL;
     *out_n = 0;
-    rc = sqlite_list(&s->core, stmt(s, ST_USER_LIST, err), sizeof(*users), read_user_rec,
+    rc = sqlite_list(&s->core, stmt(s, ST_USER_LIST, err), sizeof(*users), read_user_row,
                      free_user_row, (void **)&users, &n, "list users", err);
     if (rc)
         return rc;
@@ -341,8 +332,11 @@ static enum store_map_kind kind_of(const char *name)
     return STORE_MAP_CERT;
 }
 
-static int read_map(sqlite3_stmt *st, struct store_map *m)
+/* One row into the struct store_map at @p rec (a sqlite_read_fn). */
+static int read_map(sqlite3_stmt *st, void *rec)
 {
+    struct store_map *m = rec;
+
     memset(m, 0, sizeof(*m));
     m->id = sqlite3_column_int64(st, 0);
     m->user_id = sqlite3_column_int64(st, 1);
@@ -476,17 +470,10 @@ out:
 
 static int map_one(struct store *s, sqlite3_stmt *st, struct store_map *out, struct cg_err *err)
 {
-    int rc = sqlite3_step(st);
+    int rc = sqlite_one(&s->core, st, read_map, out, "read mapping", err);
 
-    if (rc == SQLITE_ROW) {
-        rc = read_map(st, out);
-    } else if (rc == SQLITE_DONE) {
+    if (rc == CG_ENOTFOUND)
         cg_err_set(err, "no such mapping");
-        rc = CG_ENOTFOUND;
-    } else {
-        rc = db_fail(s, err, "read mapping");
-    }
-    done(st);
     return rc;
 }
 
@@ -509,11 +496,6 @@ int store_map_get_by_fingerprint(struct store *s, const char *fingerprint,
         return CG_EDB;
     bind_text(st, 1, fingerprint);
     return map_one(s, st, out_map, err);
-}
-
-static int read_map_row(sqlite3_stmt *st, void *rec)
-{
-    return read_map(st, rec);
 }
 
 static void free_map_row(void *rec)
@@ -542,8 +524,8 @@ int store_map_list(struct store *s, const char *user_name, struct store_map **ou
     st = stmt(s, user_name ? ST_MAP_LIST_USER : ST_MAP_LIST, err);
     if (st && user_name)
         bind_text(st, 1, user_name);
-    return sqlite_list(&s->core, st, sizeof(**out_maps), read_map_row, free_map_row,
-                       (void **)out_maps, out_n, "list mappings", err);
+    return sqlite_list(&s->core, st, sizeof(**out_maps), read_map, free_map_row, (void **)out_maps,
+                       out_n, "list mappings", err);
 }
 
 int store_map_delete(struct store *s, int64_t id, struct cg_err *err)
