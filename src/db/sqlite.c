@@ -89,6 +89,16 @@ int sqlite_step_done(struct db *db, sqlite3_stmt *st, struct cg_err *err, const 
     return sqlite_fail(db, err, what);
 }
 
+int sqlite_step_change(struct db *db, sqlite3_stmt *st, struct cg_err *err, const char *what)
+{
+    int rc = sqlite_step_done(db, st, err, what);
+
+    if (rc == CG_OK && sqlite3_changes(db->conn) == 0)
+        rc = CG_ENOTFOUND;
+    done(st);
+    return rc;
+}
+
 /* SQLite's progress handler: a non-zero return interrupts the statement. */
 static int over_deadline(void *arg)
 {

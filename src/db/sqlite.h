@@ -126,6 +126,12 @@ void sqlite_forget(struct db *db, const char *name);
  *         CG_EDB otherwise
  */
 int sqlite_step_done(struct db *db, sqlite3_stmt *st, struct cg_err *err, const char *what);
+/**
+ * Step a statement that should change a row (no row returned), and reset it.
+ * @return as sqlite_step_done; CG_ENOTFOUND when it changed none (@p err
+ *         untouched, the caller names what is missing)
+ */
+int sqlite_step_change(struct db *db, sqlite3_stmt *st, struct cg_err *err, const char *what);
 
 /*
  * Transactions nest in one scheme: the outermost level is a transaction,
@@ -218,6 +224,12 @@ int bind_text(sqlite3_stmt *st, int i, const char *v);
 static inline int step_done(struct store *s, sqlite3_stmt *st, struct cg_err *err, const char *what)
 {
     return sqlite_step_done(&s->core, st, err, what);
+}
+/* Steps a statement that should change a row, and resets it (sqlite_step_change). */
+static inline int step_change(struct store *s, sqlite3_stmt *st, struct cg_err *err,
+                              const char *what)
+{
+    return sqlite_step_change(&s->core, st, err, what);
 }
 
 #endif

@@ -226,12 +226,9 @@ int store_ca_set_active(struct store *s, int64_t id, bool is_active, struct cg_e
     sqlite3_bind_int(st, 1, is_active ? 1 : 0);
     bind_text(st, 2, now);
     sqlite3_bind_int64(st, 3, id);
-    rc = step_done(s, st, err, "update CA");
-    if (rc == CG_OK && sqlite3_changes(s->core.conn) == 0) {
+    rc = step_change(s, st, err, "update CA");
+    if (rc == CG_ENOTFOUND)
         cg_err_set(err, "no CA with id %lld", (long long)id);
-        rc = CG_ENOTFOUND;
-    }
-    done(st);
     return rc;
 }
 

@@ -18,6 +18,14 @@ static int check_roles(char *const *roles, size_t n, struct cg_err *err)
     return CG_OK;
 }
 
+/* Refuses invalid role names, then begins the write transaction. */
+static int begin_with_roles(struct store *s, char *const *roles, size_t n, struct cg_err *err)
+{
+    int rc = check_roles(roles, n, err);
+
+    return rc ? rc : store_begin(s, err);
+}
+
 static int insert_roles(struct store *s, int64_t user_id, char *const *roles, size_t n,
                         struct cg_err *err)
 {
@@ -51,10 +59,7 @@ int store_user_add(struct store *s, const char *name, char *const *roles, size_t
         cg_err_set(err, "invalid user name '%s'", name ? name : "");
         return CG_EINVAL;
     }
-    rc = check_roles(roles, n_roles, err);
-    if (rc)
-        return rc;
-    rc = store_begin(s, err);
+    rc = begin_with_roles(s, roles, n_roles, err);
     if (rc)
         return rc;
     /* integrator1 and Integrator1 side by side invite mapping a certificate
@@ -235,12 +240,9 @@ static int update_user(struct store *s, enum stmt_id id, const char *name, int f
         sqlite3_bind_int(st, 1, flag);
     bind_text(st, 2, now);
     bind_text(st, 3, name);
-    rc = step_done(s, st, err, "update user");
-    if (rc == CG_OK && sqlite3_changes(s->core.conn) == 0) {
+    rc = step_change(s, st, err, "update user");
+    if (rc == CG_ENOTFOUND)
         cg_err_set(err, "no user named '%s'", name);
-        rc = CG_ENOTFOUND;
-    }
-    done(st);
     return rc;
 }
 
@@ -263,10 +265,7 @@ int store_user_set_roles(struct store *s, const char *name, char *const *roles, 
     char now[21];
     int rc;
 
-    rc = check_roles(roles, n_roles, err);
-    if (rc)
-        return rc;
-    rc = store_begin(s, err);
+    rc = begin_with_roles(s, roles, n_roles, err);
     if (rc)
         return rc;
     rc = store_user_get(s, name, &u, err);
@@ -312,12 +311,9 @@ int store_user_delete(struct store *s, const char *name, struct cg_err *err)
     if (!st)
         return CG_EDB;
     bind_text(st, 1, name);
-    rc = step_done(s, st, err, "delete user");
-    if (rc == CG_OK && sqlite3_changes(s->core.conn) == 0) {
+    rc = step_change(s, st, err, "delete user");
+    if (rc == CG_ENOTFOUND)
         cg_err_set(err, "no user named '%s'", name);
-        rc = CG_ENOTFOUND;
-    }
-    done(st);
     return rc;
 }
 
@@ -536,11 +532,8 @@ int store_map_delete(struct store *s, int64_t id, struct cg_err *err)
     if (!st)
         return CG_EDB;
     sqlite3_bind_int64(st, 1, id);
-    rc = step_done(s, st, err, "delete mapping");
-    if (rc == CG_OK && sqlite3_changes(s->core.conn) == 0) {
+    rc = step_change(s, st, err, "delete mapping");
+    if (rc == CG_ENOTFOUND)
         cg_err_set(err, "no mapping with id %lld", (long long)id);
-        rc = CG_ENOTFOUND;
-    }
-    done(st);
     return rc;
 }
