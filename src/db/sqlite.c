@@ -289,6 +289,20 @@ int sqlite_one(struct db *db, sqlite3_stmt *st, sqlite_read_fn read, void *recor
     return rc;
 }
 
+int sqlite_one_int64(sqlite3_stmt *st, int64_t *out)
+{
+    int rc = CG_EDB;
+
+    if (!st)
+        return CG_EDB;
+    if (sqlite3_step(st) == SQLITE_ROW) {
+        *out = sqlite3_column_int64(st, 0);
+        rc = CG_OK;
+    }
+    done(st);
+    return rc;
+}
+
 int sqlite_list(struct db *db, sqlite3_stmt *st, size_t size, sqlite_read_fn read,
                 sqlite_free_fn free_one, void **out_rows, size_t *out_n, const char *what,
                 struct cg_err *err)

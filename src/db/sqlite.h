@@ -201,6 +201,12 @@ int sqlite_collect(sqlite3_stmt *st, size_t size, sqlite_read_fn read, sqlite_fr
 int sqlite_one(struct db *db, sqlite3_stmt *st, sqlite_read_fn read, void *record, const char *what,
                struct cg_err *err);
 /**
+ * Step @p st (NULL: its prepare failed) for one row and read its first
+ * column into @p out, then reset it.
+ * @return CG_OK, or CG_EDB when there is no row or the step failed (no message)
+ */
+int sqlite_one_int64(sqlite3_stmt *st, int64_t *out);
+/**
  * sqlite_collect over @p st (NULL: its prepare failed, @p err is set), then
  * reset it: a list.
  * @return as sqlite_collect; CG_EDB with @p err "LABEL: @p what: why"

@@ -160,14 +160,6 @@ int dtable_resource_list(struct dtable_db *db, struct dtable_resource **out, siz
 int dtable_resource_version(struct dtable_db *db, int64_t *out_version)
 {
     sqlite3_stmt *st = prep(db, "SELECT value FROM sys_meta WHERE key = 'resource_version'", NULL);
-    int rc = CG_EDB;
 
-    if (!st)
-        return CG_EDB;
-    if (sqlite3_step(st) == SQLITE_ROW) {
-        *out_version = sqlite3_column_int64(st, 0);
-        rc = CG_OK;
-    }
-    done(st);
-    return rc;
+    return sqlite_one_int64(st, out_version);
 }
