@@ -99,6 +99,17 @@ int sqlite_step_change(struct db *db, sqlite3_stmt *st, struct cg_err *err, cons
     return rc;
 }
 
+int sqlite_step_insert(struct db *db, sqlite3_stmt *st, int64_t *out_id, struct cg_err *err,
+                       const char *what)
+{
+    int rc = sqlite_step_done(db, st, err, what);
+
+    if (rc == CG_OK)
+        *out_id = sqlite3_last_insert_rowid(db->conn);
+    done(st);
+    return rc;
+}
+
 /* SQLite's progress handler: a non-zero return interrupts the statement. */
 static int over_deadline(void *arg)
 {

@@ -132,6 +132,13 @@ int sqlite_step_done(struct db *db, sqlite3_stmt *st, struct cg_err *err, const 
  *         untouched, the caller names what is missing)
  */
 int sqlite_step_change(struct db *db, sqlite3_stmt *st, struct cg_err *err, const char *what);
+/**
+ * Step an INSERT, and reset it.
+ * @param out_id the new row's id, set only on CG_OK
+ * @return as sqlite_step_done
+ */
+int sqlite_step_insert(struct db *db, sqlite3_stmt *st, int64_t *out_id, struct cg_err *err,
+                       const char *what);
 
 /*
  * Transactions nest in one scheme: the outermost level is a transaction,
@@ -230,6 +237,12 @@ int bind_text(sqlite3_stmt *st, int i, const char *v);
 static inline int step_done(struct store *s, sqlite3_stmt *st, struct cg_err *err, const char *what)
 {
     return sqlite_step_done(&s->core, st, err, what);
+}
+/* Steps an INSERT, and resets it (sqlite_step_insert). */
+static inline int step_insert(struct store *s, sqlite3_stmt *st, int64_t *out_id,
+                              struct cg_err *err, const char *what)
+{
+    return sqlite_step_insert(&s->core, st, out_id, err, what);
 }
 /* Steps a statement that should change a row, and resets it (sqlite_step_change). */
 static inline int step_change(struct store *s, sqlite3_stmt *st, struct cg_err *err,

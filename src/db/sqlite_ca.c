@@ -109,15 +109,13 @@ int store_ca_insert(struct store *s, struct store_ca *ca, struct cg_err *err)
     sqlite3_bind_int(st, 15, ca->is_active ? 1 : 0);
     bind_text(st, 16, now);
     bind_text(st, 17, now);
-    rc = step_done(s, st, err, "add CA");
+    rc = step_insert(s, st, &ca->id, err, "add CA");
     if (rc == CG_EEXIST)
         cg_err_set(err, "a CA with fingerprint %s is already in the table", ca->fingerprint);
     if (rc == CG_OK) {
-        ca->id = sqlite3_last_insert_rowid(s->core.conn);
         snprintf(ca->created_on, sizeof(ca->created_on), "%s", now);
         snprintf(ca->updated_on, sizeof(ca->updated_on), "%s", now);
     }
-    done(st);
 out:
     return store_end(s, rc, err);
 }
@@ -471,14 +469,11 @@ int store_crl_replace(struct store *s, struct store_crl *crl, const struct store
     sqlite3_bind_int64(st, 6, crl->revoked_count);
     sqlite3_bind_blob(st, 7, crl->der, (int)crl->der_len, SQLITE_TRANSIENT);
     bind_text(st, 8, now);
-    rc = step_done(s, st, err, "add CRL");
+    rc = step_insert(s, st, &crl->id, err, "add CRL");
     if (rc == CG_EEXIST)
         cg_err_set(err, "this CRL is already loaded");
-    if (rc == CG_OK) {
-        crl->id = sqlite3_last_insert_rowid(s->core.conn);
+    if (rc == CG_OK)
         snprintf(crl->created_on, sizeof(crl->created_on), "%s", now);
-    }
-    done(st);
 out:
     return store_end(s, rc, err);
 }

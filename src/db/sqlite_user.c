@@ -96,13 +96,11 @@ int store_user_add(struct store *s, const char *name, char *const *roles, size_t
     bind_text(st, 2, password_hash);
     bind_text(st, 3, now);
     bind_text(st, 4, now);
-    rc = step_done(s, st, err, "add user");
-    done(st);
+    rc = step_insert(s, st, &id, err, "add user");
     if (rc == CG_EEXIST)
         cg_err_set(err, "user '%s' already exists", name);
     if (rc)
         goto out;
-    id = sqlite3_last_insert_rowid(s->core.conn);
     rc = insert_roles(s, id, roles, n_roles, err);
 out:
     rc = store_end(s, rc, err);
@@ -454,12 +452,9 @@ int store_map_insert(struct store *s, struct store_map *map, struct cg_err *err)
     }
     sqlite3_bind_int(st, 14, map->is_active ? 1 : 0);
     bind_text(st, 15, now);
-    rc = step_done(s, st, err, "add mapping");
-    if (rc == CG_OK) {
-        map->id = sqlite3_last_insert_rowid(s->core.conn);
+    rc = step_insert(s, st, &map->id, err, "add mapping");
+    if (rc == CG_OK)
         snprintf(map->created_on, sizeof(map->created_on), "%s", now);
-    }
-    done(st);
 out:
     return store_end(s, rc, err);
 }
