@@ -89,6 +89,27 @@ int sqlite_step_done(struct db *db, sqlite3_stmt *st, struct cg_err *err, const 
     return sqlite_fail(db, err, what);
 }
 
+int sqlite_step_change(struct db *db, sqlite3_stmt *st, struct cg_err *err, const char *what)
+{
+    int rc = sqlite_step_done(db, st, err, what);
+
+    if (rc == CG_OK && sqlite3_changes(db->conn) == 0)
+        rc = CG_ENOTFOUND;
+    done(st);
+    return rc;
+}
+
+int sqlite_step_insert(struct db *db, sqlite3_stmt *st, int64_t *out_id, struct cg_err *err,
+                       const char *what)
+{
+    int rc = sqlite_step_done(db, st, err, what);
+
+    if (rc == CG_OK)
+        *out_id = sqlite3_last_insert_rowid(db->conn);
+    done(st);
+    return rc;
+}
+
 /* SQLite's progress handler: a non-zero return interrupts the statement. */
 static int over_deadline(void *arg)
 {
@@ -213,6 +234,15 @@ void sqlite_rollback_all(struct db *db)
     db->depth = 0;
 }
 
+int sqlite_end(struct db *db, int rc, struct cg_err *err)
+{
+    if (rc == CG_OK)
+        rc = sqlite_commit(db, err);
+    if (rc)
+        sqlite_rollback(db);
+    return rc;
+}
+
 /* ---- helpers ---- */
 
 int sqlite_collect(sqlite3_stmt *st, size_t size, sqlite_read_fn read, sqlite_free_fn free_one,
@@ -252,6 +282,52 @@ fail:
     for (size_t i = 0; i < n; i++)
         free_one(rows + i * size);
     free(rows);
+    return rc;
+}
+
+int sqlite_one(struct db *db, sqlite3_stmt *st, sqlite_read_fn read, void *record, const char *what,
+               struct cg_err *err)
+{
+    int rc = sqlite3_step(st);
+
+    if (rc == SQLITE_ROW)
+        rc = read(st, record);
+    else if (rc == SQLITE_DONE)
+        rc = CG_ENOTFOUND;
+    else
+        rc = sqlite_fail(db, err, what);
+    done(st);
+    return rc;
+}
+
+int sqlite_one_int64(sqlite3_stmt *st, int64_t *out)
+{
+    int rc = CG_EDB;
+
+    if (!st)
+        return CG_EDB;
+    if (sqlite3_step(st) == SQLITE_ROW) {
+        *out = sqlite3_column_int64(st, 0);
+        rc = CG_OK;
+    }
+    done(st);
+    return rc;
+}
+
+int sqlite_list(struct db *db, sqlite3_stmt *st, size_t size, sqlite_read_fn read,
+                sqlite_free_fn free_one, void **out_rows, size_t *out_n, const char *what,
+                struct cg_err *err)
+{
+    int rc;
+
+    *out_rows = NULL;
+    *out_n = 0;
+    if (!st)
+        return CG_EDB;
+    rc = sqlite_collect(st, size, read, free_one, out_rows, out_n);
+    if (rc == CG_EDB)
+        sqlite_fail(db, err, what);
+    done(st);
     return rc;
 }
 

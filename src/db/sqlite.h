@@ -126,6 +126,19 @@ void sqlite_forget(struct db *db, const char *name);
  *         CG_EDB otherwise
  */
 int sqlite_step_done(struct db *db, sqlite3_stmt *st, struct cg_err *err, const char *what);
+/**
+ * Step a statement that should change a row (no row returned), and reset it.
+ * @return as sqlite_step_done; CG_ENOTFOUND when it changed none (@p err
+ *         untouched, the caller names what is missing)
+ */
+int sqlite_step_change(struct db *db, sqlite3_stmt *st, struct cg_err *err, const char *what);
+/**
+ * Step an INSERT, and reset it.
+ * @param out_id the new row's id, set only on CG_OK
+ * @return as sqlite_step_done
+ */
+int sqlite_step_insert(struct db *db, sqlite3_stmt *st, int64_t *out_id, struct cg_err *err,
+                       const char *what);
 
 /*
  * Transactions nest in one scheme: the outermost level is a transaction,
@@ -144,11 +157,22 @@ int sqlite_commit(struct db *db, struct cg_err *err);
 void sqlite_rollback(struct db *db);
 /** Roll back every level: the whole transaction. */
 void sqlite_rollback_all(struct db *db);
+/**
+ * End the innermost level as @p rc says: commit it when CG_OK, roll it back
+ * otherwise (also when the commit fails).
+ * @return @p rc, or the commit's failure
+ */
+int sqlite_end(struct db *db, int rc, struct cg_err *err);
 
 /* A failed step or prepare on the trust-data connection: the message, and CG_EDB. */
 static inline int db_fail(struct store *s, struct cg_err *err, const char *what)
 {
     return sqlite_fail(&s->core, err, what);
+}
+/* End the trust-data transaction level as @p rc says (sqlite_end). */
+static inline int store_end(struct store *s, int rc, struct cg_err *err)
+{
+    return sqlite_end(&s->core, rc, err);
 }
 /* A trust statement, reset and unbound, ready to bind. */
 sqlite3_stmt *stmt(struct store *s, enum stmt_id id, struct cg_err *err);
@@ -174,6 +198,30 @@ typedef void (*sqlite_free_fn)(void *record);
  */
 int sqlite_collect(sqlite3_stmt *st, size_t size, sqlite_read_fn read, sqlite_free_fn free_one,
                    void **out_rows, size_t *out_n);
+/**
+ * Step @p st for one row, read it with @p read into @p record, and reset
+ * @p st.
+ * @return CG_OK; CG_ENOTFOUND when there is no row (@p err untouched, the
+ *         caller names what is missing); CG_EDB ("LABEL: @p what: why") when
+ *         the step failed; or what @p read returned
+ */
+int sqlite_one(struct db *db, sqlite3_stmt *st, sqlite_read_fn read, void *record, const char *what,
+               struct cg_err *err);
+/**
+ * Step @p st (NULL: its prepare failed) for one row and read its first
+ * column into @p out, then reset it.
+ * @return CG_OK, or CG_EDB when there is no row or the step failed (no message)
+ */
+int sqlite_one_int64(sqlite3_stmt *st, int64_t *out);
+/**
+ * sqlite_collect over @p st (NULL: its prepare failed, @p err is set), then
+ * reset it: a list.
+ * @return as sqlite_collect; CG_EDB with @p err "LABEL: @p what: why"
+ *         when the step failed
+ */
+int sqlite_list(struct db *db, sqlite3_stmt *st, size_t size, sqlite_read_fn read,
+                sqlite_free_fn free_one, void **out_rows, size_t *out_n, const char *what,
+                struct cg_err *err);
 
 /* Column @p i as a malloc'd string, NULL when SQL NULL (or out of memory). */
 char *col_str(sqlite3_stmt *st, int i);
@@ -189,6 +237,18 @@ int bind_text(sqlite3_stmt *st, int i, const char *v);
 static inline int step_done(struct store *s, sqlite3_stmt *st, struct cg_err *err, const char *what)
 {
     return sqlite_step_done(&s->core, st, err, what);
+}
+/* Steps an INSERT, and resets it (sqlite_step_insert). */
+static inline int step_insert(struct store *s, sqlite3_stmt *st, int64_t *out_id,
+                              struct cg_err *err, const char *what)
+{
+    return sqlite_step_insert(&s->core, st, out_id, err, what);
+}
+/* Steps a statement that should change a row, and resets it (sqlite_step_change). */
+static inline int step_change(struct store *s, sqlite3_stmt *st, struct cg_err *err,
+                              const char *what)
+{
+    return sqlite_step_change(&s->core, st, err, what);
 }
 
 #endif

@@ -7,8 +7,11 @@
 
 /* ---- CA certificate chain table ---- */
 
-static int read_ca(sqlite3_stmt *st, struct store_ca *ca)
+/* One row into the struct store_ca at @p rec (a sqlite_read_fn). */
+static int read_ca(sqlite3_stmt *st, void *rec)
 {
+    struct store_ca *ca = rec;
+
     memset(ca, 0, sizeof(*ca));
     ca->id = sqlite3_column_int64(st, 0);
     ca->name = col_str(st, 1);
@@ -106,34 +109,21 @@ int store_ca_insert(struct store *s, struct store_ca *ca, struct cg_err *err)
     sqlite3_bind_int(st, 15, ca->is_active ? 1 : 0);
     bind_text(st, 16, now);
     bind_text(st, 17, now);
-    rc = step_done(s, st, err, "add CA");
+    rc = step_insert(s, st, &ca->id, err, "add CA");
     if (rc == CG_EEXIST)
         cg_err_set(err, "a CA with fingerprint %s is already in the table", ca->fingerprint);
     if (rc == CG_OK) {
-        ca->id = sqlite3_last_insert_rowid(s->core.conn);
         snprintf(ca->created_on, sizeof(ca->created_on), "%s", now);
         snprintf(ca->updated_on, sizeof(ca->updated_on), "%s", now);
     }
-    done(st);
-    if (rc == CG_OK)
-        rc = store_commit(s, err);
 out:
-    if (rc)
-        store_rollback(s);
-    return rc;
+    return store_end(s, rc, err);
 }
 
 static int ca_one(struct store *s, sqlite3_stmt *st, struct store_ca *out, struct cg_err *err)
 {
-    int rc = sqlite3_step(st);
+    int rc = sqlite_one(&s->core, st, read_ca, out, "read CA", err);
 
-    if (rc == SQLITE_ROW)
-        rc = read_ca(st, out);
-    else if (rc == SQLITE_DONE)
-        rc = CG_ENOTFOUND;
-    else
-        rc = db_fail(s, err, "read CA");
-    done(st);
     if (rc == CG_ENOTFOUND)
         cg_err_set(err, "no such CA");
     return rc;
@@ -211,11 +201,6 @@ int store_ca_find(struct store *s, const char *id_or_fp, struct store_ca *out_ca
     return rc;
 }
 
-static int read_ca_row(sqlite3_stmt *st, void *rec)
-{
-    return read_ca(st, rec);
-}
-
 static void free_ca_row(void *rec)
 {
     store_ca_free(rec);
@@ -223,18 +208,8 @@ static void free_ca_row(void *rec)
 
 int store_ca_list(struct store *s, struct store_ca **out_cas, size_t *out_n, struct cg_err *err)
 {
-    sqlite3_stmt *st = stmt(s, ST_CA_LIST, err);
-    int rc;
-
-    *out_cas = NULL;
-    *out_n = 0;
-    if (!st)
-        return CG_EDB;
-    rc = sqlite_collect(st, sizeof(**out_cas), read_ca_row, free_ca_row, (void **)out_cas, out_n);
-    if (rc == CG_EDB)
-        db_fail(s, err, "list CAs");
-    done(st);
-    return rc;
+    return sqlite_list(&s->core, stmt(s, ST_CA_LIST, err), sizeof(**out_cas), read_ca, free_ca_row,
+                       (void **)out_cas, out_n, "list CAs", err);
 }
 
 int store_ca_set_active(struct store *s, int64_t id, bool is_active, struct cg_err *err)
@@ -249,12 +224,9 @@ int store_ca_set_active(struct store *s, int64_t id, bool is_active, struct cg_e
     sqlite3_bind_int(st, 1, is_active ? 1 : 0);
     bind_text(st, 2, now);
     sqlite3_bind_int64(st, 3, id);
-    rc = step_done(s, st, err, "update CA");
-    if (rc == CG_OK && sqlite3_changes(s->core.conn) == 0) {
+    rc = step_change(s, st, err, "update CA");
+    if (rc == CG_ENOTFOUND)
         cg_err_set(err, "no CA with id %lld", (long long)id);
-        rc = CG_ENOTFOUND;
-    }
-    done(st);
     return rc;
 }
 
@@ -424,13 +396,8 @@ int store_ca_delete(struct store *s, int64_t id, bool force, struct store_ca_dep
         cg_err_set(err, "no CA with id %lld", (long long)id);
         rc = CG_ENOTFOUND;
     }
-    if (rc)
-        goto out;
-    rc = store_commit(s, err);
 out:
-    if (rc)
-        store_rollback(s);
-    return rc;
+    return store_end(s, rc, err);
 }
 
 /* ---- CRLs ---- */
@@ -502,21 +469,13 @@ int store_crl_replace(struct store *s, struct store_crl *crl, const struct store
     sqlite3_bind_int64(st, 6, crl->revoked_count);
     sqlite3_bind_blob(st, 7, crl->der, (int)crl->der_len, SQLITE_TRANSIENT);
     bind_text(st, 8, now);
-    rc = step_done(s, st, err, "add CRL");
+    rc = step_insert(s, st, &crl->id, err, "add CRL");
     if (rc == CG_EEXIST)
         cg_err_set(err, "this CRL is already loaded");
-    if (rc == CG_OK) {
-        crl->id = sqlite3_last_insert_rowid(s->core.conn);
+    if (rc == CG_OK)
         snprintf(crl->created_on, sizeof(crl->created_on), "%s", now);
-    }
-    done(st);
-    if (rc)
-        goto out;
-    rc = store_commit(s, err);
 out:
-    if (rc)
-        store_rollback(s);
-    return rc;
+    return store_end(s, rc, err);
 }
 
 static int read_crl_row(sqlite3_stmt *st, void *rec)
@@ -547,19 +506,8 @@ static void free_crl_row(void *rec)
 
 int store_crl_list(struct store *s, struct store_crl **out_crls, size_t *out_n, struct cg_err *err)
 {
-    sqlite3_stmt *st = stmt(s, ST_CRL_LIST, err);
-    int rc;
-
-    *out_crls = NULL;
-    *out_n = 0;
-    if (!st)
-        return CG_EDB;
-    rc = sqlite_collect(st, sizeof(**out_crls), read_crl_row, free_crl_row, (void **)out_crls,
-                        out_n);
-    if (rc == CG_EDB)
-        db_fail(s, err, "list CRLs");
-    done(st);
-    return rc;
+    return sqlite_list(&s->core, stmt(s, ST_CRL_LIST, err), sizeof(**out_crls), read_crl_row,
+                       free_crl_row, (void **)out_crls, out_n, "list CRLs", err);
 }
 
 /* ---- deleted CAs ---- */
@@ -588,17 +536,7 @@ static void free_deleted_row(void *rec)
 int store_ca_deleted_list(struct store *s, struct store_ca_deleted **out_list, size_t *out_n,
                           struct cg_err *err)
 {
-    sqlite3_stmt *st = stmt(s, ST_CA_DELETED_LIST, err);
-    int rc;
-
-    *out_list = NULL;
-    *out_n = 0;
-    if (!st)
-        return CG_EDB;
-    rc = sqlite_collect(st, sizeof(**out_list), read_deleted_row, free_deleted_row,
-                        (void **)out_list, out_n);
-    if (rc == CG_EDB)
-        db_fail(s, err, "list deleted CAs");
-    done(st);
-    return rc;
+    return sqlite_list(&s->core, stmt(s, ST_CA_DELETED_LIST, err), sizeof(**out_list),
+                       read_deleted_row, free_deleted_row, (void **)out_list, out_n,
+                       "list deleted CAs", err);
 }

@@ -9,8 +9,10 @@
     "id, namespace, api, version, method, path, script_name, script, roles, auth, active, "        \
     "updated_on"
 
-static int read_resource(sqlite3_stmt *st, struct dtable_resource *r)
+/* One row into the struct dtable_resource at @p rec (a sqlite_read_fn). */
+static int read_resource(sqlite3_stmt *st, void *rec)
 {
+    struct dtable_resource *r = rec;
     const char *roles = (const char *)sqlite3_column_text(st, 8);
     int auth = dtable_auth_parse((const char *)sqlite3_column_text(st, 9));
 
@@ -35,6 +37,37 @@ static int read_resource(sqlite3_stmt *st, struct dtable_resource *r)
     return CG_OK;
 }
 
+/* Binds what an update may change, script name, script, roles and auth, as
+ * parameters @p i to @p i + 3. @return CG_OK or CG_ENOMEM (nothing bound) */
+static int bind_script(sqlite3_stmt *st, int i, const struct dtable_resource *r)
+{
+    char *roles = join_roles(r->roles, r->n_roles);
+
+    if (!roles)
+        return CG_ENOMEM;
+    sqlite3_bind_text(st, i, r->script_name, -1, SQLITE_TRANSIENT);
+    sqlite3_bind_text(st, i + 1, r->script, -1, SQLITE_TRANSIENT);
+    sqlite3_bind_text(st, i + 2, roles, -1, free);
+    sqlite3_bind_text(st, i + 3, dtable_auth_name(r->auth), -1, SQLITE_STATIC);
+    return CG_OK;
+}
+
+/* Steps @p st, which changes the resource @p id, and resets it.
+ * @return CG_OK; CG_ENOTFOUND ("no resource with id N") when it changed
+ *         nothing; CG_EDB */
+static int change_resource(struct dtable_db *db, sqlite3_stmt *st, int64_t id, const char *what,
+                           struct cg_err *err)
+{
+    int rc = sqlite3_step(st) == SQLITE_DONE ? CG_OK : fail_db(db, err, what);
+
+    if (rc == CG_OK && sqlite3_changes(db->core.conn) == 0) {
+        cg_err_set(err, "no resource with id %lld", (long long)id);
+        rc = CG_ENOTFOUND;
+    }
+    done(st);
+    return rc;
+}
+
 int dtable_resource_add(struct dtable_db *db, struct dtable_resource *r, struct cg_err *err)
 {
     sqlite3_stmt *st = prep(db,
@@ -42,13 +75,12 @@ int dtable_resource_add(struct dtable_db *db, struct dtable_resource *r, struct 
                             "path, script_name, script, roles, auth, active, created_on, "
                             "updated_on) VALUES (?,?,?,?,?,?,?,?,?,?,?,?)",
                             err);
-    char now[21], *roles;
+    char now[21];
     int rc;
 
     if (!st)
         return CG_EDB;
-    roles = join_roles(r->roles, r->n_roles);
-    if (!roles)
+    if (bind_script(st, 6, r))
         return CG_ENOMEM;
     cg_time_iso(cg_now(), now);
     sqlite3_bind_text(st, 1, r->ns, -1, SQLITE_TRANSIENT);
@@ -56,10 +88,6 @@ int dtable_resource_add(struct dtable_db *db, struct dtable_resource *r, struct 
     sqlite3_bind_text(st, 3, r->version, -1, SQLITE_TRANSIENT);
     sqlite3_bind_text(st, 4, r->method, -1, SQLITE_TRANSIENT);
     sqlite3_bind_text(st, 5, r->path, -1, SQLITE_TRANSIENT);
-    sqlite3_bind_text(st, 6, r->script_name, -1, SQLITE_TRANSIENT);
-    sqlite3_bind_text(st, 7, r->script, -1, SQLITE_TRANSIENT);
-    sqlite3_bind_text(st, 8, roles, -1, free);
-    sqlite3_bind_text(st, 9, dtable_auth_name(r->auth), -1, SQLITE_STATIC);
     sqlite3_bind_int(st, 10, 1);
     sqlite3_bind_text(st, 11, now, -1, SQLITE_TRANSIENT);
     sqlite3_bind_text(st, 12, now, -1, SQLITE_TRANSIENT);
@@ -85,45 +113,26 @@ int dtable_resource_update(struct dtable_db *db, const struct dtable_resource *r
                             "UPDATE sys_ws_operation SET script_name = ?, script = ?, "
                             "roles = ?, auth = ?, updated_on = ? WHERE id = ?",
                             err);
-    char now[21], *roles;
-    int rc;
+    char now[21];
 
     if (!st)
         return CG_EDB;
-    roles = join_roles(r->roles, r->n_roles);
-    if (!roles)
+    if (bind_script(st, 1, r))
         return CG_ENOMEM;
     cg_time_iso(cg_now(), now);
-    sqlite3_bind_text(st, 1, r->script_name, -1, SQLITE_TRANSIENT);
-    sqlite3_bind_text(st, 2, r->script, -1, SQLITE_TRANSIENT);
-    sqlite3_bind_text(st, 3, roles, -1, free);
-    sqlite3_bind_text(st, 4, dtable_auth_name(r->auth), -1, SQLITE_STATIC);
     sqlite3_bind_text(st, 5, now, -1, SQLITE_TRANSIENT);
     sqlite3_bind_int64(st, 6, r->id);
-    rc = sqlite3_step(st) == SQLITE_DONE ? CG_OK : fail_db(db, err, "update resource");
-    if (rc == CG_OK && sqlite3_changes(db->core.conn) == 0) {
-        cg_err_set(err, "no resource with id %lld", (long long)r->id);
-        rc = CG_ENOTFOUND;
-    }
-    done(st);
-    return rc;
+    return change_resource(db, st, r->id, "update resource", err);
 }
 
 int dtable_resource_delete(struct dtable_db *db, int64_t id, struct cg_err *err)
 {
     sqlite3_stmt *st = prep(db, "DELETE FROM sys_ws_operation WHERE id = ?", err);
-    int rc;
 
     if (!st)
         return CG_EDB;
     sqlite3_bind_int64(st, 1, id);
-    rc = sqlite3_step(st) == SQLITE_DONE ? CG_OK : fail_db(db, err, "delete resource");
-    if (rc == CG_OK && sqlite3_changes(db->core.conn) == 0) {
-        cg_err_set(err, "no resource with id %lld", (long long)id);
-        rc = CG_ENOTFOUND;
-    }
-    done(st);
-    return rc;
+    return change_resource(db, st, id, "delete resource", err);
 }
 
 int dtable_resource_get(struct dtable_db *db, int64_t id, struct dtable_resource *out,
@@ -135,21 +144,10 @@ int dtable_resource_get(struct dtable_db *db, int64_t id, struct dtable_resource
     if (!st)
         return CG_EDB;
     sqlite3_bind_int64(st, 1, id);
-    rc = sqlite3_step(st);
-    if (rc == SQLITE_ROW)
-        rc = read_resource(st, out);
-    else if (rc == SQLITE_DONE) {
+    rc = sqlite_one(&db->core, st, read_resource, out, "read resource", err);
+    if (rc == CG_ENOTFOUND)
         cg_err_set(err, "no resource with id %lld", (long long)id);
-        rc = CG_ENOTFOUND;
-    } else
-        rc = fail_db(db, err, "read resource");
-    done(st);
     return rc;
-}
-
-static int read_resource_row(sqlite3_stmt *st, void *rec)
-{
-    return read_resource(st, rec);
 }
 
 static void free_resource_row(void *rec)
@@ -161,31 +159,14 @@ int dtable_resource_list(struct dtable_db *db, struct dtable_resource **out, siz
                          struct cg_err *err)
 {
     sqlite3_stmt *st = prep(db, "SELECT " RES_COLS " FROM sys_ws_operation ORDER BY id", err);
-    int rc;
 
-    *out = NULL;
-    *out_n = 0;
-    if (!st)
-        return CG_EDB;
-    rc = sqlite_collect(st, sizeof(**out), read_resource_row, free_resource_row, (void **)out,
-                        out_n);
-    if (rc == CG_EDB)
-        fail_db(db, err, "list resources");
-    done(st);
-    return rc;
+    return sqlite_list(&db->core, st, sizeof(**out), read_resource, free_resource_row, (void **)out,
+                       out_n, "list resources", err);
 }
 
 int dtable_resource_version(struct dtable_db *db, int64_t *out_version)
 {
     sqlite3_stmt *st = prep(db, "SELECT value FROM sys_meta WHERE key = 'resource_version'", NULL);
-    int rc = CG_EDB;
 
-    if (!st)
-        return CG_EDB;
-    if (sqlite3_step(st) == SQLITE_ROW) {
-        *out_version = sqlite3_column_int64(st, 0);
-        rc = CG_OK;
-    }
-    done(st);
-    return rc;
+    return sqlite_one_int64(st, out_version);
 }

@@ -178,13 +178,8 @@ static int migrate(struct store *s, int from, struct cg_err *err)
     }
     snprintf(sql, sizeof(sql), "PRAGMA user_version = %d", latest);
     rc = sqlite_exec(&s->core, sql, err);
-    if (rc)
-        goto out;
-    rc = sqlite_commit(&s->core, err);
 out:
-    if (rc)
-        sqlite_rollback(&s->core);
-    return rc;
+    return sqlite_end(&s->core, rc, err);
 }
 
 int store_open(const char *path, enum store_mode mode, struct store **out_store, struct cg_err *err)
@@ -310,17 +305,7 @@ int store_schema_version(struct store *s)
 
 int store_trust_version(struct store *s, int64_t *out_version)
 {
-    sqlite3_stmt *st = stmt(s, ST_TRUST_VERSION, NULL);
-    int rc = CG_EDB;
-
-    if (!st)
-        return CG_EDB;
-    if (sqlite3_step(st) == SQLITE_ROW) {
-        *out_version = sqlite3_column_int64(st, 0);
-        rc = CG_OK;
-    }
-    done(st);
-    return rc;
+    return sqlite_one_int64(stmt(s, ST_TRUST_VERSION, NULL), out_version);
 }
 
 int store_begin(struct store *s, struct cg_err *err)

@@ -265,8 +265,10 @@ out:
     return rc;
 }
 
-static int read_table(sqlite3_stmt *st, struct dtable_table *t)
+/* One row into the struct dtable_table at @p rec (a sqlite_read_fn). */
+static int read_table(sqlite3_stmt *st, void *rec)
 {
+    struct dtable_table *t = rec;
     json_error_t jerr;
     json_t *cols, *c;
     const unsigned char *roles;
@@ -329,18 +331,14 @@ int dtable_table_list(struct dtable_db *db, struct dtable_table **out_tables, si
                       struct cg_err *err)
 {
     sqlite3_stmt *st = prep(db, "SELECT " TABLE_COLS " FROM sys_db_table ORDER BY name", err);
-    struct dtable_table *ts = NULL;
-    size_t n = 0, kept = 0;
+    struct dtable_table *ts;
+    size_t n, kept = 0;
     int rc;
 
     *out_tables = NULL;
     *out_n = 0;
-    if (!st)
-        return CG_EDB;
-    rc = sqlite_collect(st, sizeof(*ts), read_table_row, free_table_row, (void **)&ts, &n);
-    done(st);
-    if (rc == CG_EDB)
-        return fail_db(db, err, "list tables");
+    rc = sqlite_list(&db->core, st, sizeof(*ts), read_table_row, free_table_row, (void **)&ts, &n,
+                     "list tables", err);
     if (rc)
         return rc;
     for (size_t i = 0; i < n; i++) {
@@ -361,15 +359,9 @@ int dtable_table_get(struct dtable_db *db, const char *name, struct dtable_table
     if (!st)
         return CG_EDB;
     sqlite3_bind_text(st, 1, name, -1, SQLITE_TRANSIENT);
-    rc = sqlite3_step(st);
-    if (rc == SQLITE_ROW)
-        rc = read_table(st, out_table);
-    else if (rc == SQLITE_DONE) {
+    rc = sqlite_one(&db->core, st, read_table, out_table, "read table", err);
+    if (rc == CG_ENOTFOUND)
         cg_err_set(err, "no table named '%s'", name);
-        rc = CG_ENOTFOUND;
-    } else
-        rc = fail_db(db, err, "read table");
-    done(st);
     return rc;
 }
 

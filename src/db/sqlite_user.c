@@ -18,6 +18,14 @@ static int check_roles(char *const *roles, size_t n, struct cg_err *err)
     return CG_OK;
 }
 
+/* Refuses invalid role names, then begins the write transaction. */
+static int begin_with_roles(struct store *s, char *const *roles, size_t n, struct cg_err *err)
+{
+    int rc = check_roles(roles, n, err);
+
+    return rc ? rc : store_begin(s, err);
+}
+
 static int insert_roles(struct store *s, int64_t user_id, char *const *roles, size_t n,
                         struct cg_err *err)
 {
@@ -42,7 +50,7 @@ int store_user_add(struct store *s, const char *name, char *const *roles, size_t
 {
     sqlite3_stmt *st;
     char now[21];
-    int64_t id;
+    int64_t id = 0;
     int rc;
 
     /* A name starting with '-' would read as an option on every later
@@ -51,10 +59,7 @@ int store_user_add(struct store *s, const char *name, char *const *roles, size_t
         cg_err_set(err, "invalid user name '%s'", name ? name : "");
         return CG_EINVAL;
     }
-    rc = check_roles(roles, n_roles, err);
-    if (rc)
-        return rc;
-    rc = store_begin(s, err);
+    rc = begin_with_roles(s, roles, n_roles, err);
     if (rc)
         return rc;
     /* integrator1 and Integrator1 side by side invite mapping a certificate
@@ -91,22 +96,16 @@ int store_user_add(struct store *s, const char *name, char *const *roles, size_t
     bind_text(st, 2, password_hash);
     bind_text(st, 3, now);
     bind_text(st, 4, now);
-    rc = step_done(s, st, err, "add user");
-    done(st);
+    rc = step_insert(s, st, &id, err, "add user");
     if (rc == CG_EEXIST)
         cg_err_set(err, "user '%s' already exists", name);
     if (rc)
         goto out;
-    id = sqlite3_last_insert_rowid(s->core.conn);
     rc = insert_roles(s, id, roles, n_roles, err);
-    if (rc)
-        goto out;
-    rc = store_commit(s, err);
+out:
+    rc = store_end(s, rc, err);
     if (rc == CG_OK && out_id)
         *out_id = id;
-out:
-    if (rc)
-        store_rollback(s);
     return rc;
 }
 
@@ -141,8 +140,11 @@ static int read_roles(struct store *s, struct store_user *u, struct cg_err *err)
     return rc == SQLITE_DONE ? CG_OK : db_fail(s, err, "read roles");
 }
 
-static int read_user_row(sqlite3_stmt *st, struct store_user *u)
+/* One row into the struct store_user at @p rec (a sqlite_read_fn). */
+static int read_user_row(sqlite3_stmt *st, void *rec)
 {
+    struct store_user *u = rec;
+
     memset(u, 0, sizeof(*u));
     u->id = sqlite3_column_int64(st, 0);
     u->name = col_str(st, 1);
@@ -156,17 +158,10 @@ static int read_user_row(sqlite3_stmt *st, struct store_user *u)
 
 static int user_one(struct store *s, sqlite3_stmt *st, struct store_user *out, struct cg_err *err)
 {
-    int rc = sqlite3_step(st);
+    int rc = sqlite_one(&s->core, st, read_user_row, out, "read user", err);
 
-    if (rc == SQLITE_ROW) {
-        rc = read_user_row(st, out);
-    } else if (rc == SQLITE_DONE) {
+    if (rc == CG_ENOTFOUND)
         cg_err_set(err, "no such user");
-        rc = CG_ENOTFOUND;
-    } else {
-        rc = db_fail(s, err, "read user");
-    }
-    done(st);
     if (rc == CG_OK)
         rc = read_roles(s, out, err);
     if (rc && rc != CG_ENOTFOUND)
@@ -196,11 +191,6 @@ int store_user_get_by_id(struct store *s, int64_t id, struct store_user *out_use
     return user_one(s, st, out_user, err);
 }
 
-static int read_user_rec(sqlite3_stmt *st, void *rec)
-{
-    return read_user_row(st, rec);
-}
-
 static void free_user_row(void *rec)
 {
     store_user_free(rec);
@@ -209,19 +199,14 @@ static void free_user_row(void *rec)
 int store_user_list(struct store *s, struct store_user **out_users, size_t *out_n,
                     struct cg_err *err)
 {
-    sqlite3_stmt *st = stmt(s, ST_USER_LIST, err);
-    struct store_user *users = NULL;
-    size_t n = 0;
+    struct store_user *users;
+    size_t n;
     int rc;
 
     *out_users = NULL;
     *out_n = 0;
-    if (!st)
-        return CG_EDB;
-    rc = sqlite_collect(st, sizeof(*users), read_user_rec, free_user_row, (void **)&users, &n);
-    done(st);
-    if (rc == CG_EDB)
-        return db_fail(s, err, "list users");
+    rc = sqlite_list(&s->core, stmt(s, ST_USER_LIST, err), sizeof(*users), read_user_row,
+                     free_user_row, (void **)&users, &n, "list users", err);
     if (rc)
         return rc;
     /* Roles after the list statement is reset: one statement at a time. */
@@ -253,12 +238,9 @@ static int update_user(struct store *s, enum stmt_id id, const char *name, int f
         sqlite3_bind_int(st, 1, flag);
     bind_text(st, 2, now);
     bind_text(st, 3, name);
-    rc = step_done(s, st, err, "update user");
-    if (rc == CG_OK && sqlite3_changes(s->core.conn) == 0) {
+    rc = step_change(s, st, err, "update user");
+    if (rc == CG_ENOTFOUND)
         cg_err_set(err, "no user named '%s'", name);
-        rc = CG_ENOTFOUND;
-    }
-    done(st);
     return rc;
 }
 
@@ -281,10 +263,7 @@ int store_user_set_roles(struct store *s, const char *name, char *const *roles, 
     char now[21];
     int rc;
 
-    rc = check_roles(roles, n_roles, err);
-    if (rc)
-        return rc;
-    rc = store_begin(s, err);
+    rc = begin_with_roles(s, roles, n_roles, err);
     if (rc)
         return rc;
     rc = store_user_get(s, name, &u, err);
@@ -316,15 +295,10 @@ int store_user_set_roles(struct store *s, const char *name, char *const *roles, 
     sqlite3_bind_int64(st, 2, u.id);
     rc = step_done(s, st, err, "update user");
     done(st);
-    if (rc)
-        goto out_user;
-    rc = store_commit(s, err);
 out_user:
     store_user_free(&u);
 out:
-    if (rc)
-        store_rollback(s);
-    return rc;
+    return store_end(s, rc, err);
 }
 
 int store_user_delete(struct store *s, const char *name, struct cg_err *err)
@@ -335,12 +309,9 @@ int store_user_delete(struct store *s, const char *name, struct cg_err *err)
     if (!st)
         return CG_EDB;
     bind_text(st, 1, name);
-    rc = step_done(s, st, err, "delete user");
-    if (rc == CG_OK && sqlite3_changes(s->core.conn) == 0) {
+    rc = step_change(s, st, err, "delete user");
+    if (rc == CG_ENOTFOUND)
         cg_err_set(err, "no user named '%s'", name);
-        rc = CG_ENOTFOUND;
-    }
-    done(st);
     return rc;
 }
 
@@ -355,8 +326,11 @@ static enum store_map_kind kind_of(const char *name)
     return STORE_MAP_CERT;
 }
 
-static int read_map(sqlite3_stmt *st, struct store_map *m)
+/* One row into the struct store_map at @p rec (a sqlite_read_fn). */
+static int read_map(sqlite3_stmt *st, void *rec)
 {
+    struct store_map *m = rec;
+
     memset(m, 0, sizeof(*m));
     m->id = sqlite3_column_int64(st, 0);
     m->user_id = sqlite3_column_int64(st, 1);
@@ -478,34 +452,19 @@ int store_map_insert(struct store *s, struct store_map *map, struct cg_err *err)
     }
     sqlite3_bind_int(st, 14, map->is_active ? 1 : 0);
     bind_text(st, 15, now);
-    rc = step_done(s, st, err, "add mapping");
-    if (rc == CG_OK) {
-        map->id = sqlite3_last_insert_rowid(s->core.conn);
+    rc = step_insert(s, st, &map->id, err, "add mapping");
+    if (rc == CG_OK)
         snprintf(map->created_on, sizeof(map->created_on), "%s", now);
-    }
-    done(st);
-    if (rc)
-        goto out;
-    rc = store_commit(s, err);
 out:
-    if (rc)
-        store_rollback(s);
-    return rc;
+    return store_end(s, rc, err);
 }
 
 static int map_one(struct store *s, sqlite3_stmt *st, struct store_map *out, struct cg_err *err)
 {
-    int rc = sqlite3_step(st);
+    int rc = sqlite_one(&s->core, st, read_map, out, "read mapping", err);
 
-    if (rc == SQLITE_ROW) {
-        rc = read_map(st, out);
-    } else if (rc == SQLITE_DONE) {
+    if (rc == CG_ENOTFOUND)
         cg_err_set(err, "no such mapping");
-        rc = CG_ENOTFOUND;
-    } else {
-        rc = db_fail(s, err, "read mapping");
-    }
-    done(st);
     return rc;
 }
 
@@ -528,11 +487,6 @@ int store_map_get_by_fingerprint(struct store *s, const char *fingerprint,
         return CG_EDB;
     bind_text(st, 1, fingerprint);
     return map_one(s, st, out_map, err);
-}
-
-static int read_map_row(sqlite3_stmt *st, void *rec)
-{
-    return read_map(st, rec);
 }
 
 static void free_map_row(void *rec)
@@ -559,16 +513,10 @@ int store_map_list(struct store *s, const char *user_name, struct store_map **ou
         store_user_free(&u);
     }
     st = stmt(s, user_name ? ST_MAP_LIST_USER : ST_MAP_LIST, err);
-    if (!st)
-        return CG_EDB;
-    if (user_name)
+    if (st && user_name)
         bind_text(st, 1, user_name);
-    rc = sqlite_collect(st, sizeof(**out_maps), read_map_row, free_map_row, (void **)out_maps,
-                        out_n);
-    if (rc == CG_EDB)
-        db_fail(s, err, "list mappings");
-    done(st);
-    return rc;
+    return sqlite_list(&s->core, st, sizeof(**out_maps), read_map, free_map_row, (void **)out_maps,
+                       out_n, "list mappings", err);
 }
 
 int store_map_delete(struct store *s, int64_t id, struct cg_err *err)
@@ -579,11 +527,8 @@ int store_map_delete(struct store *s, int64_t id, struct cg_err *err)
     if (!st)
         return CG_EDB;
     sqlite3_bind_int64(st, 1, id);
-    rc = step_done(s, st, err, "delete mapping");
-    if (rc == CG_OK && sqlite3_changes(s->core.conn) == 0) {
+    rc = step_change(s, st, err, "delete mapping");
+    if (rc == CG_ENOTFOUND)
         cg_err_set(err, "no mapping with id %lld", (long long)id);
-        rc = CG_ENOTFOUND;
-    }
-    done(st);
     return rc;
 }

@@ -107,18 +107,16 @@ char *json_text(json_t *v)
     return json_dumps(v, JSON_COMPACT | JSON_ENCODE_ANY | JSON_SORT_KEYS);
 }
 
-int dtable_check_record(const struct dtable_table *t, json_t *fields, struct cg_err *err)
+/* Whether each member of the object @p o names a column of @p t (the sys_
+ * ones too when @p with_sys) and holds a value it may store. */
+static int check_members(const struct dtable_table *t, json_t *o, bool with_sys, struct cg_err *err)
 {
     const char *key;
     json_t *v;
 
-    if (!json_is_object(fields)) {
-        cg_err_set(err, "the record for table '%s' must be a JSON object", t->name);
-        return CG_EINVAL;
-    }
-    json_object_foreach(fields, key, v)
+    json_object_foreach(o, key, v)
     {
-        const struct dtable_column *c = dtable_column(t, key);
+        const struct dtable_column *c = column(t, key, with_sys);
 
         if (!c) {
             cg_err_set(err, "unknown column '%s' in table '%s'", key, t->name);
@@ -130,29 +128,24 @@ int dtable_check_record(const struct dtable_table *t, json_t *fields, struct cg_
     return CG_OK;
 }
 
+int dtable_check_record(const struct dtable_table *t, json_t *fields, struct cg_err *err)
+{
+    if (!json_is_object(fields)) {
+        cg_err_set(err, "the record for table '%s' must be a JSON object", t->name);
+        return CG_EINVAL;
+    }
+    return check_members(t, fields, false, err);
+}
+
 int dtable_check_filter(const struct dtable_table *t, json_t *filter, struct cg_err *err)
 {
-    const char *key;
-    json_t *v;
-
     if (!filter)
         return CG_OK;
     if (!json_is_object(filter)) {
         cg_err_set(err, "a query filter must be an object of column = value");
         return CG_EINVAL;
     }
-    json_object_foreach(filter, key, v)
-    {
-        const struct dtable_column *c = column(t, key, true);
-
-        if (!c) {
-            cg_err_set(err, "unknown column '%s' in table '%s'", key, t->name);
-            return CG_EINVAL;
-        }
-        if (check_value(c, v, t->name, err))
-            return CG_EINVAL;
-    }
-    return CG_OK;
+    return check_members(t, filter, true, err);
 }
 
 json_t *dtable_new_row(const struct dtable_table *t, const char *sys_id, const char *created_on,
