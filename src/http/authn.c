@@ -1,3 +1,11 @@
+/*
+ * authn: the authenticate stage. The client certificate decides when one
+ * was presented (its chain verdict and identity are kept per connection
+ * until the trust data or the certificate's validity changes); HTTP Basic
+ * only for clients that sent none, with the slow password check handed to
+ * the KDF pool while the request waits. Relies on tls (the peer chain),
+ * trust and auth. Does not check roles (authz.c) or answer 404s.
+ */
 #include "config.h"
 #include "http/http_int.h"
 

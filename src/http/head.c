@@ -1,3 +1,9 @@
+/*
+ * head: the checks on the request head as a whole, before routing (its
+ * size, the body framing against request smuggling, the target), and the
+ * body limit stage. Relies on libmicrohttpd's parsed headers and target.c.
+ * Does not route or authenticate.
+ */
 #include "config.h"
 #include "http/http_int.h"
 

@@ -1,3 +1,8 @@
+/*
+ * metrics_listen: GET /metrics in Prometheus text on the separate plain
+ * HTTP --metrics-listen address, with labels from the live catalog and the
+ * expiry counts of the trust snapshot. Does not count: base/metrics does.
+ */
 #include "config.h"
 #include "http/http_int.h"
 

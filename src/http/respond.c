@@ -1,3 +1,10 @@
+/*
+ * respond: how an answer is decided (respond_text, respond_json,
+ * respond_error, respond_decided), handed to libmicrohttpd (send_answer)
+ * or, where libmicrohttpd cannot, written on the TLS session
+ * (send_and_close); the one list of security headers. Relies on
+ * base/error for bodies. Does not decide statuses: the stages do.
+ */
 #include "config.h"
 #include "http/http_int.h"
 

@@ -1,3 +1,9 @@
+/*
+ * server: starts and stops libmicrohttpd with certgate's TLS credentials
+ * and callbacks, keeps the list of open connections for the sweeper, and
+ * routes libmicrohttpd's own log lines to certgate's log. Does not handle
+ * requests: pipeline.c does.
+ */
 #include "config.h"
 #include "http/http_int.h"
 

@@ -1,3 +1,10 @@
+/*
+ * sweeper: enforces --head-timeout from its own thread: a connection whose
+ * handshake and request head are not done in time has its socket shut
+ * down (libmicrohttpd's own timeout measures only silence, which
+ * --idle-timeout sets). Does not free connections: libmicrohttpd does, and
+ * tells server.c.
+ */
 #include "config.h"
 #include "http/http_int.h"
 
