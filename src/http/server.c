@@ -92,8 +92,8 @@ static void on_connection(void *cls, struct MHD_Connection *mhd, void **socket_c
         log_event("connection_closed",
                   json_pack("{s:s, s:i, s:s}", "remote", c->remote, "requests", 0, "detail",
                             "closed before a request line was read: a TLS handshake that failed "
-                            "or was abandoned, no data, or a request line libmicrohttpd refused "
-                            "(see the httpd line)"));
+                            "(see the tls_handshake_failed line) or was abandoned, no data, or a "
+                            "request line libmicrohttpd refused (see the httpd line)"));
     /* libmicrohttpd has called gnutls_deinit by now (MHD_cleanup_connections;
      * its other CLOSED call, for a connection that failed to start, cannot
      * happen with poll and a thread pool), so the credentials may go. */
