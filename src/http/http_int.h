@@ -51,6 +51,7 @@ struct http_server {
     struct kdf_pool *kdf;               /* password checks off the worker threads */
     struct identity_limiter *limiter;   /* wrong passwords per client address */
     struct identity_basic_cache *basic_cache; /* Basic credentials verified recently */
+    struct lingerer *linger;                  /* closes sockets after error answers */
 };
 
 /* What one TLS connection knows, kept across its keep-alive requests. */
@@ -70,6 +71,7 @@ struct conn {
     unsigned requests;            /* requests begun on it */
     unsigned request_lines;       /* request lines read on it (requests may fail later) */
     bool swept;                   /* the sweeper shut it down (conns_lock) */
+    bool body_unread;             /* an answer went out before the request's body was read */
     struct conn *prev, *next;     /* the server's list (conns_lock) */
 };
 
@@ -241,5 +243,18 @@ void on_mhd_log(void *cls, const char *fmt, va_list ap);
 
 /* sweeper.c */
 void *sweeper_main(void *arg);
+
+/* linger.c: the lingering close (see there). */
+struct lingerer;
+/** Starts the draining thread. @return CG_OK, CG_ENOMEM or CG_EIO */
+int linger_start(struct lingerer **out);
+/** Whether closing socket @p fd now could reset the connection: a request
+ * body left unread (@p body_unread), or data waiting in the socket. */
+bool linger_wanted(int fd, bool body_unread);
+/** Keeps a duplicate of @p fd, shut for writing, and drains it until the
+ * client closes or the time bound; the caller's descriptor may be closed. */
+void linger_add(struct lingerer *l, int fd);
+/** Stops the thread and closes what still lingers. */
+void linger_stop(struct lingerer *l);
 
 #endif

@@ -88,8 +88,12 @@ static enum MHD_Result deliver(struct request *r)
     if (r->early == EARLY_WRITE_CLOSE)
         return send_and_close(r);
     if (r->early == EARLY_CLOSE || f->expect_continue ||
-        (f->has_body && !f->is_chunked && f->content_length > cfg_of(r->conn->srv)->max_body_size))
+        (f->has_body && !f->is_chunked &&
+         f->content_length > cfg_of(r->conn->srv)->max_body_size)) {
+        /* The body may still be on its way: the close lingers (linger.c). */
+        r->conn->body_unread = f->has_body;
         send_answer(r);
+    }
     return MHD_YES;
 }
 

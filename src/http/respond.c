@@ -16,6 +16,7 @@
 
 #include "base/error.h"
 #include "tls/tls.h"
+#include "tls/wire.h"
 
 /* ---- responses ---- */
 
@@ -113,6 +114,9 @@ void send_answer(struct request *r)
 {
     if (r->answer != ANSWER_DECIDED)
         return;
+    /* r->bytes is 0 for HEAD; 204 and 304 carry no body whatever it says. */
+    if (r->conn && r->bytes > 0 && r->status != 204 && r->status != 304)
+        tls_wire_expect_answer(r->conn->fd, r->bytes);
     MHD_queue_response(r->mhd, r->status, r->response);
     MHD_destroy_response(r->response);
     r->response = NULL;
@@ -143,7 +147,7 @@ enum MHD_Result send_and_close(struct request *r)
         MHD_get_connection_info(r->mhd, MHD_CONNECTION_INFO_CONNECTION_FD);
     const char *hdr[10][2], *phrase = MHD_get_reason_phrase_for(r->status);
     size_t body_len = r->answer_text ? strlen(r->answer_text) : 0, n, len;
-    char head[2048], date[64];
+    char head[2048], date[64], *all;
     struct tm tm;
     time_t now = time(NULL);
 
@@ -156,13 +160,20 @@ enum MHD_Result send_and_close(struct request *r)
     n = answer_headers(r, r->status, hdr);
     for (size_t i = 0; i < n && len < sizeof(head); i++)
         len += (size_t)snprintf(head + len, sizeof(head) - len, "%s: %s\r\n", hdr[i][0], hdr[i][1]);
-    if (len + 2 < sizeof(head) && si && si->tls_session && fi) {
-        memcpy(head + len, "\r\n", 2);
-        len += 2;
-        if (tls_session_send_all(si->tls_session, fi->connect_fd, head, len) &&
-            strcmp(r->method ? r->method : "", "HEAD") != 0)
-            tls_session_send_all(si->tls_session, fi->connect_fd, r->answer_text, body_len);
+    if (strcmp(r->method ? r->method : "", "HEAD") == 0)
+        body_len = 0;
+    /* Head and body in one buffer: one record (up to 16 KiB), one send. */
+    all = len + 2 < sizeof(head) && si && si->tls_session && fi ? malloc(len + 2 + body_len) : NULL;
+    if (all) {
+        memcpy(all, head, len);
+        memcpy(all + len, "\r\n", 2);
+        if (body_len)
+            memcpy(all + len + 2, r->answer_text, body_len);
+        tls_session_send_all(si->tls_session, fi->connect_fd, all, len + 2 + body_len);
+        free(all);
     }
+    if (r->conn)
+        r->conn->body_unread = true;
     if (r->response)
         MHD_destroy_response(r->response);
     r->response = NULL;

@@ -18,6 +18,7 @@
 #include "base/clock.h"
 #include "base/log.h"
 #include "base/utf8.h"
+#include "tls/wire.h"
 
 void http_set_config(struct http_server *srv, const struct serve_config *cfg)
 {
@@ -43,6 +44,7 @@ static void on_connection(void *cls, struct MHD_Connection *mhd, void **socket_c
             HEAD_DEADLINE | ((uint64_t)clock_ms() + 1000ULL * cfg_of(srv)->head_timeout);
         ci = MHD_get_connection_info(mhd, MHD_CONNECTION_INFO_CONNECTION_FD);
         c->fd = ci ? ci->connect_fd : MHD_INVALID_SOCKET;
+        tls_wire_forget(c->fd);
         ci = MHD_get_connection_info(mhd, MHD_CONNECTION_INFO_CLIENT_ADDRESS);
         if (ci && ci->client_addr) {
             const struct sockaddr *sa = ci->client_addr;
@@ -98,6 +100,11 @@ static void on_connection(void *cls, struct MHD_Connection *mhd, void **socket_c
      * its other CLOSED call, for a connection that failed to start, cannot
      * happen with poll and a thread pool), so the credentials may go. */
     tls_session_release(srv->tls, c->creds);
+    tls_wire_forget(c->fd);
+    /* The socket is still open (libmicrohttpd closes it after this): if
+     * closing it would reset the connection, it lingers. */
+    if (!c->swept && linger_wanted(c->fd, c->body_unread))
+        linger_add(srv->linger, c->fd);
     conn_forget(c);
     pki_cert_list_free(&c->peer);
     free(c);
@@ -144,6 +151,11 @@ int http_start(const struct serve_config *cfg, struct trust_holder *trust, struc
     srv->trust = trust;
     srv->tls = tls;
     srv->writer = writer;
+    if (linger_start(&srv->linger)) {
+        cg_err_set(err, "cannot start the lingering-close thread");
+        http_stop(srv);
+        return CG_EIO;
+    }
     if (settings_address(cfg->listen, &addr, &addr_len, err)) {
         http_stop(srv);
         return CG_EINVAL;
@@ -257,6 +269,7 @@ void http_stop(struct http_server *srv)
         MHD_stop_daemon(srv->metrics);
     if (srv->daemon)
         MHD_stop_daemon(srv->daemon);
+    linger_stop(srv->linger);
     identity_limiter_free(srv->limiter);
     identity_basic_cache_free(srv->basic_cache);
     if (srv->quiesced != MHD_INVALID_SOCKET)

@@ -1,8 +1,6 @@
 #include "config.h"
 #include "tls/tls.h"
 
-#include <arpa/inet.h>
-#include <dlfcn.h>
 #include <gnutls/crypto.h>
 #include <gnutls/gnutls.h>
 #include <gnutls/x509.h>
@@ -11,9 +9,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/socket.h>
 
-#include "base/log.h"
 #include "base/metrics.h"
 
 /*
@@ -433,136 +429,4 @@ int tls_priority_check(const char *priority, struct cg_err *err)
     }
     gnutls_priority_deinit(p);
     return CG_OK;
-}
-
-/* ---- the alert after a failed handshake ---- */
-
-typedef int (*handshake_fn)(gnutls_session_t session);
-
-/* This thread's last handshake failed and was logged with its reason. */
-static __thread bool handshake_failure_logged;
-
-bool tls_handshake_failure_logged(void)
-{
-    bool was = handshake_failure_logged;
-
-    handshake_failure_logged = false;
-    return was;
-}
-
-/* The client's address, for the log line: libmicrohttpd hands GnuTLS the
- * socket itself (gnutls_transport_set_int). */
-static void peer_address(gnutls_session_t session, char *out, size_t len)
-{
-    struct sockaddr_storage ss;
-    socklen_t sl = sizeof(ss);
-    int fd = gnutls_transport_get_int(session);
-
-    out[0] = '\0';
-    if (fd < 0 || getpeername(fd, (struct sockaddr *)&ss, &sl) != 0)
-        return;
-    if (ss.ss_family == AF_INET)
-        inet_ntop(AF_INET, &((struct sockaddr_in *)&ss)->sin_addr, out, (socklen_t)len);
-    else if (ss.ss_family == AF_INET6)
-        inet_ntop(AF_INET6, &((struct sockaddr_in6 *)&ss)->sin6_addr, out, (socklen_t)len);
-}
-
-/*
- * Reads and drops what the client already sent. A TLS 1.3 client sends its
- * certificate, Finished and first request in one flight, so when its
- * certificate is refused that request is still unread; closing a socket
- * with unread data sends a reset, which can overtake the alert and leave
- * the client with "connection reset" instead of the reason. Bounded: the
- * socket is non-blocking and at most 64 KiB are read.
- */
-static void drain_unread(int fd)
-{
-    char buf[4096];
-
-    for (int i = 0; fd >= 0 && i < 16; i++) {
-        if (recv(fd, buf, sizeof(buf), MSG_DONTWAIT) <= 0)
-            break;
-    }
-}
-
-/*
- * libmicrohttpd 0.9.75 (connection_https.c, MHD_run_tls_handshake_) closes
- * a connection whose handshake failed without telling the client why: no
- * alert, a bare TCP close ("unexpected eof", "Empty reply from server"),
- * and one log line, "received handshake message out of context", for every
- * kind of failure. It calls gnutls_handshake through the dynamic linker, so
- * this definition in the executable is the one it reaches; it runs GnuTLS's
- * own and, when that fails for good, sends the alert RFC 8446/5246 names for
- * the failure (protocol_version, handshake_failure, certificate_required
- * ...: gnutls_alert_send_appropriate) before libmicrohttpd closes, and logs
- * the reason with the client's address. What was weighed: a newer
- * libmicrohttpd is not in Debian 12; the connection-closed notification
- * comes after gnutls_deinit; accepting connections ourselves
- * (MHD_add_connection) still leaves the handshake to libmicrohttpd. The
- * cost is one indirect call per handshake step.
- */
-int gnutls_handshake(gnutls_session_t session)
-{
-    static handshake_fn real;
-    handshake_fn fn = __atomic_load_n(&real, __ATOMIC_ACQUIRE);
-    const char *alert;
-    char remote[64];
-    int rc, alert_rc, level, desc;
-
-    if (!fn) {
-        fn = (handshake_fn)dlsym(RTLD_NEXT, "gnutls_handshake");
-        if (!fn)
-            return GNUTLS_E_INTERNAL_ERROR;
-        __atomic_store_n(&real, fn, __ATOMIC_RELEASE);
-    }
-    rc = fn(session);
-    if (rc >= 0 || !gnutls_error_is_fatal(rc))
-        return rc;
-    desc = gnutls_error_to_alert(rc, &level);
-    /* TLS 1.2 has no certificate_required: RFC 5246 7.4.6 names
-     * handshake_failure for a client that sent no certificate (GnuTLS would
-     * say decode_error). */
-    if (rc == GNUTLS_E_NO_CERTIFICATE_FOUND && gnutls_protocol_get_version(session) < GNUTLS_TLS1_3)
-        desc = GNUTLS_A_HANDSHAKE_FAILURE, level = GNUTLS_AL_FATAL;
-    alert_rc =
-        gnutls_alert_send(session, (gnutls_alert_level_t)level, (gnutls_alert_description_t)desc);
-    alert = alert_rc == 0 ? gnutls_alert_get_name((gnutls_alert_description_t)desc) : NULL;
-    drain_unread(gnutls_transport_get_int(session));
-    peer_address(session, remote, sizeof(remote));
-    log_event("tls_handshake_failed",
-              json_pack("{s:s, s:s, s:s}", "remote", remote, "detail", gnutls_strerror(rc), "alert",
-                        alert ? alert : "none (it could not be sent)"));
-    handshake_failure_logged = true;
-    return rc;
-}
-
-typedef ssize_t (*record_recv_fn)(gnutls_session_t session, void *data, size_t len);
-
-/*
- * A client that starts a renegotiation (a ClientHello on an established
- * TLS 1.2 session) makes GnuTLS return GNUTLS_E_REHANDSHAKE, and
- * libmicrohttpd 0.9.75 then closes the connection without a word, which
- * scanners (testssl.sh) take for a renegotiation that went through. The
- * server answers it as RFC 5246 7.2.2 says, with a no_renegotiation alert
- * (always a warning), before libmicrohttpd closes: the client reports the
- * refusal, and a renegotiation flood costs the server no handshake.
- */
-ssize_t gnutls_record_recv(gnutls_session_t session, void *data, size_t len)
-{
-    static record_recv_fn real;
-    record_recv_fn fn = __atomic_load_n(&real, __ATOMIC_ACQUIRE);
-    ssize_t n;
-
-    if (!fn) {
-        fn = (record_recv_fn)dlsym(RTLD_NEXT, "gnutls_record_recv");
-        if (!fn)
-            return GNUTLS_E_INTERNAL_ERROR;
-        __atomic_store_n(&real, fn, __ATOMIC_RELEASE);
-    }
-    n = fn(session, data, len);
-    if (n == GNUTLS_E_REHANDSHAKE) {
-        gnutls_alert_send(session, GNUTLS_AL_WARNING, GNUTLS_A_NO_RENEGOTIATION);
-        drain_unread(gnutls_transport_get_int(session));
-    }
-    return n;
 }

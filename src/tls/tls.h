@@ -103,12 +103,4 @@ bool tls_session_send_all(void *session, int fd, const char *buf, size_t len);
  */
 int tls_priority_check(const char *priority, struct cg_err *err);
 
-/**
- * Whether this thread's last failed handshake was logged with its reason
- * (the "tls_handshake_failed" line; the alert was sent); clears it. Every
- * handshake goes through this module's gnutls_handshake, which sends the
- * client the alert for the failure before libmicrohttpd closes.
- */
-bool tls_handshake_failure_logged(void);
-
 #endif

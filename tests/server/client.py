@@ -21,6 +21,11 @@ still arriving when the server is told to stop.
       trickles the next head; "idle" does one request and then waits for
       the server to close the connection. Prints "closed after N s" (N
       whole seconds since the trickle or the wait began) or "open after N s".
+  client.py flood HOST PORT CA CERT KEY PATH HEADER_BYTES BODY_BYTES
+      POSTs to PATH with an X-Pad header of HEADER_BYTES and a body of
+      BODY_BYTES, written to the end whatever the server answers meanwhile
+      (as newman and Postman do), then reads the answer; prints "sent all"
+      or "send failed: ERROR", then "STATUS BODY" or "no answer: ERROR".
 """
 import http.client
 import os
@@ -176,6 +181,29 @@ def trickle(host, port, ca, cert, key, mode, seconds):
     print("open after %d s" % (time.time() - start))
 
 
+def flood(host, port, ca, cert, key, path, header_bytes, body_bytes):
+    header_bytes, body_bytes = int(header_bytes), int(body_bytes)
+    s = context(ca, cert, key).wrap_socket(socket.create_connection((host, port)),
+                                           server_hostname="localhost")
+    head = ("POST %s HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+            "X-Pad: %s\r\nContent-Length: %d\r\n\r\n" % (path, "p" * header_bytes, body_bytes))
+    chunk = b"x" * 65536
+    try:
+        s.sendall(head.encode())
+        left = body_bytes
+        while left > 0:
+            s.sendall(chunk[:min(left, len(chunk))])
+            left -= min(left, len(chunk))
+        print("sent all")
+    except (OSError, ssl.SSLError) as e:
+        print("send failed: %r" % e)
+    try:
+        status, body = read_answer(s)
+        print("%s %s" % (status, body[:300].decode(errors="replace")))
+    except (OSError, ssl.SSLError, ValueError) as e:
+        print("no answer: %r" % e)
+
+
 if __name__ == "__main__":
     if sys.argv[1] == "keepalive":
         sep = sys.argv.index("--")
@@ -184,5 +212,7 @@ if __name__ == "__main__":
         raw(*sys.argv[2:])
     elif sys.argv[1] == "trickle":
         trickle(*sys.argv[2:9])
+    elif sys.argv[1] == "flood":
+        flood(*sys.argv[2:10])
     else:
         slow(*sys.argv[2:9])
