@@ -18,6 +18,7 @@
 #include <errno.h>
 #include <stdlib.h>
 #include <sys/epoll.h>
+#include <sys/eventfd.h>
 #include <sys/ioctl.h>
 #include <sys/socket.h>
 #include <unistd.h>
@@ -36,13 +37,23 @@ struct lingering {
 };
 
 struct lingerer {
-    int ep;                 /* epoll set of the sockets */
+    int ep;                 /* epoll set of the sockets and of `wake` */
+    int wake;               /* eventfd: a socket was added, or stop */
     pthread_t thread;       /* drains them */
     pthread_mutex_t lock;   /* guards the list and count */
     struct lingering *head; /* every lingering socket */
-    unsigned count;         /* how many */
+    unsigned count;         /* how many (atomic: read without the lock) */
     bool stopping;          /* the thread should end (atomic) */
 };
+
+/* Ends the thread's wait. */
+static void wake(struct lingerer *l)
+{
+    uint64_t one = 1;
+
+    if (write(l->wake, &one, sizeof(one)) < 0)
+        return; /* the counter is full: a wake-up is pending anyway */
+}
 
 static void unlink_close(struct lingerer *l, struct lingering *s)
 {
@@ -54,7 +65,7 @@ static void unlink_close(struct lingerer *l, struct lingering *s)
         l->head = s->next;
     if (s->next)
         s->next->prev = s->prev;
-    l->count--;
+    __atomic_sub_fetch(&l->count, 1, __ATOMIC_RELEASE);
     free(s);
 }
 
@@ -79,13 +90,21 @@ static void *linger_main(void *arg)
     struct epoll_event ev[64];
 
     while (!__atomic_load_n(&l->stopping, __ATOMIC_ACQUIRE)) {
-        int n = epoll_wait(l->ep, ev, 64, 250);
+        /* Asleep while nothing lingers; else the deadlines are checked
+         * four times a second. */
+        int n = epoll_wait(l->ep, ev, 64, __atomic_load_n(&l->count, __ATOMIC_ACQUIRE) ? 250 : -1);
         uint64_t now = clock_ms();
+        uint64_t woken;
 
         pthread_mutex_lock(&l->lock);
         for (int i = 0; i < n; i++) {
             struct lingering *s = ev[i].data.ptr;
 
+            if (!s) {
+                if (read(l->wake, &woken, sizeof(woken)) < 0)
+                    woken = 0;
+                continue;
+            }
             if (drain(s->fd))
                 s->idle_until = now + LINGER_IDLE_MS;
             else
@@ -109,7 +128,14 @@ int linger_start(struct lingerer **out)
     if (!l)
         return CG_ENOMEM;
     l->ep = epoll_create1(EPOLL_CLOEXEC);
-    if (l->ep < 0) {
+    l->wake = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
+    if (l->ep < 0 || l->wake < 0 ||
+        epoll_ctl(l->ep, EPOLL_CTL_ADD, l->wake,
+                  &(struct epoll_event){.events = EPOLLIN, .data.ptr = NULL}) != 0) {
+        if (l->ep >= 0)
+            close(l->ep);
+        if (l->wake >= 0)
+            close(l->wake);
         free(l);
         return CG_EIO;
     }
@@ -117,6 +143,7 @@ int linger_start(struct lingerer **out)
     if (pthread_create(&l->thread, NULL, linger_main, l) != 0) {
         pthread_mutex_destroy(&l->lock);
         close(l->ep);
+        close(l->wake);
         free(l);
         return CG_EIO;
     }
@@ -163,8 +190,9 @@ void linger_add(struct lingerer *l, int fd)
     if (s->next)
         s->next->prev = s;
     l->head = s;
-    l->count++;
+    __atomic_add_fetch(&l->count, 1, __ATOMIC_RELEASE);
     pthread_mutex_unlock(&l->lock);
+    wake(l);
 }
 
 void linger_stop(struct lingerer *l)
@@ -172,10 +200,12 @@ void linger_stop(struct lingerer *l)
     if (!l)
         return;
     __atomic_store_n(&l->stopping, true, __ATOMIC_RELEASE);
+    wake(l);
     pthread_join(l->thread, NULL);
     while (l->head)
         unlink_close(l, l->head);
     pthread_mutex_destroy(&l->lock);
     close(l->ep);
+    close(l->wake);
     free(l);
 }
