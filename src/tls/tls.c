@@ -12,6 +12,10 @@
 
 #include "base/metrics.h"
 
+/* How long a session ticket resumes a session: an hour, not GnuTLS's six,
+ * since a resumption skips the certificate exchange. */
+#define TICKET_SECONDS 3600
+
 /*
  * One generation of credentials: the key pair and the CA names it puts in
  * the certificate request. A session keeps a pointer to the credentials it
@@ -40,6 +44,7 @@ struct tls_server {
     struct tls_generation *cur; /* newest generation */
     struct tls_generation *old; /* superseded generations that sessions still use */
     unsigned n_generations;     /* alive, current included */
+    gnutls_datum_t ticket_key;  /* master key of the session tickets; never logged */
 };
 
 static int read_pem(const char *path, const char *what, char **out, struct cg_err *err)
@@ -144,6 +149,16 @@ int tls_server_new(const char *cert_file, const char *key_file, const char *prio
     if (!srv)
         return CG_ENOMEM;
     pthread_mutex_init(&srv->lock, NULL);
+    /* Session tickets let a client that reconnects resume its session and
+     * skip the certificate exchange. The key lives in memory only, for the
+     * process's life (a reload keeps it, so tickets survive a SIGHUP);
+     * GnuTLS derives the key that seals tickets from it and rotates that
+     * one itself, and tickets expire after TICKET_SECONDS. */
+    if (gnutls_session_ticket_key_generate(&srv->ticket_key) < 0) {
+        cg_err_set(err, "cannot generate the session-ticket key");
+        tls_server_free(srv);
+        return CG_ERR;
+    }
     rc = tls_server_set_policy(srv, priority, require, send_ca_names, err);
     if (rc == CG_OK)
         rc = tls_server_reload(srv, cert_file, key_file, err);
@@ -272,6 +287,10 @@ void tls_server_free(struct tls_server *srv)
         gnutls_memset(srv->key_pem, 0, strlen(srv->key_pem));
         free(srv->key_pem);
     }
+    if (srv->ticket_key.data) {
+        gnutls_memset(srv->ticket_key.data, 0, srv->ticket_key.size);
+        gnutls_free(srv->ticket_key.data);
+    }
     pthread_mutex_destroy(&srv->lock);
     free(srv);
 }
@@ -345,6 +364,13 @@ int tls_session_setup(struct tls_server *srv, void *session, const struct pki_tr
     if (!send_names)
         gnutls_certificate_send_x509_rdn_sequence(s, 1);
     gnutls_handshake_set_hook_function(s, GNUTLS_HANDSHAKE_FINISHED, GNUTLS_HOOK_POST, on_finished);
+    /* A resumed session carries the certificates of its first handshake
+     * (tls_session_peer reads them as for a full one), so the client's
+     * identity is bound to the ticket; the chain is still checked against
+     * the trust data of now on every connection, resumed or not. */
+    if (gnutls_session_ticket_enable_server(s, &srv->ticket_key) < 0)
+        rc = CG_ERR;
+    gnutls_db_set_cache_expiration(s, TICKET_SECONDS);
     return rc;
 }
 

@@ -116,4 +116,36 @@ fi
 # The server is still well and serves the next client.
 req $(as client) "$URL/api/certgate/v1/whoami"
 expect_status "the server serves on after the lingering closes" 200
+
+# Session resumption: a client that reconnects with its session ticket
+# skips the certificate exchange and is still the user of its certificate,
+# checked against the trust data of now.
+#   resume FLAG: one whoami on a new session, one on a resumed one; the
+#   second's s_client output in $T/sc.
+resume() {
+    rm -f "$T/sess"
+    for i in 1 2; do
+        (printf 'GET /api/certgate/v1/whoami HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n'
+            sleep 0.5) | openssl s_client -connect "127.0.0.1:$PORT" -CAfile "$PKI/root.pem" \
+            -cert "$PKI/client.pem" -key "$PKI/client.key" "$1" -sess_out "$T/sess" \
+            $([ $i = 2 ] && echo "-sess_in $T/sess") -ign_eof >"$T/sc" 2>&1
+    done
+}
+for v in 1.3 1.2; do
+    resume "-tls$(echo $v | tr . _)"
+    if grep -q '^Reused' "$T/sc" && grep -q '"user":"integrator1"' "$T/sc"; then
+        pass "TLS $v: a resumed session is its certificate's user"
+    else
+        fail "TLS $v resumption: $(grep -a '^New\|^Reused\|HTTP/1.1' "$T/sc" | tr '\n' ' ')"
+    fi
+done
+cg user lock integrator1 >/dev/null
+sleep 1.2
+resume -tls1_3
+if grep -q '^Reused' "$T/sc" && grep -q 'HTTP/1.1 401' "$T/sc" && grep -q 'X-Certgate-Reason: user_locked' "$T/sc"; then
+    pass "a resumed session of a user locked since is refused (401 user_locked)"
+else
+    fail "resumed after lock: $(grep -a '^New\|^Reused\|HTTP/1.1\|X-Certgate-Reason' "$T/sc" | tr '\n' ' ')"
+fi
+cg user unlock integrator1 >/dev/null
 done_testing
