@@ -171,10 +171,22 @@ int http_start(const struct serve_config *cfg, struct trust_holder *trust, struc
      * head that overflows the whole pool gets libmicrohttpd's own 431. */
     srv->max_header_size = cfg->max_header_size;
     srv->pool_size = 2 * cfg->max_header_size + 32 * 1024;
-    /* poll(), not epoll: with TLS, libmicrohttpd 0.9.75's epoll loop cost
-     * about 1.3 ms of CPU per new connection here against 0.5 ms with poll
-     * (bench/handshake.sh, server CPU from /proc). */
-    flags = MHD_USE_TLS | MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_POLL | MHD_USE_ERROR_LOG |
+    /*
+     * poll() by default, epoll on request (--event-loop). poll scans every
+     * connection on each pass, so an answer's latency grows with the idle
+     * connections open: p50 of a keep-alive push 1.03 ms with none, 9.95 ms
+     * with 3,000 idle (bench/compare.sh -f c -i 3000); epoll stays flat
+     * (1.15 -> 1.25 ms). But libmicrohttpd 0.9.75's epoll loop spins while
+     * a TLS handshake waits for the client's next flight: GnuTLS reads the
+     * socket itself, so libmicrohttpd never sees the EAGAIN that would take
+     * the connection off its ready list, and it repeats recv + epoll_wait(0)
+     * until the data arrives (strace: 35 recv and 25 epoll_wait per new
+     * connection against 15 and 5 with poll), about a third more server CPU
+     * per new connection (bench/compare.sh -f a: 2,841 and 3,080 us against
+     * 1,956 and 2,301 us), more on a slow network.
+     */
+    flags = MHD_USE_TLS | MHD_USE_INTERNAL_POLLING_THREAD |
+            (cfg->epoll ? MHD_USE_EPOLL : MHD_USE_POLL) | MHD_USE_ERROR_LOG |
             MHD_ALLOW_SUSPEND_RESUME;
     if (addr.ss_family == AF_INET6)
         flags |= MHD_USE_IPv6;

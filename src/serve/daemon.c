@@ -94,6 +94,7 @@ static json_t *restart_needed(const struct serve_config *a, const struct serve_c
     } checks[] = {
         {"listen", str_differ(a->listen, b->listen)},
         {"threads", a->threads != b->threads},
+        {"event-loop", a->epoll != b->epoll},
         {"max-connections", a->max_connections != b->max_connections},
         {"max-connections-per-ip", a->max_per_ip != b->max_per_ip},
         {"idle-timeout", a->idle_timeout != b->idle_timeout},
