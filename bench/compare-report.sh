@@ -192,6 +192,9 @@ END {
             tag = "e,c" conns ",b" body
             if (!(tag in tags))
                 continue
+            if (ne > 0 && body != lastbody)
+                printf "\n\n" >dat
+            lastbody = body
             if (ne++ == 0) {
                 print "Keep-alive POST by connections and body size (e):"
                 print ""
@@ -227,13 +230,16 @@ set title "Keep-alive POST over mTLS: requests/s against connections (medians)"
 set xlabel "connections"
 set ylabel "requests/s"
 set logscale xy
+set xrange [0.8:320]
 set xtics ("1" 1, "16" 16, "64" 64, "256" 256)
 set key outside right
 set grid
-plot for [b in "200 4096 65536"] "$dat" using 1:(\$2 == b+0 ? \$3 : 1/0) with linespoints lw 2 \
-        title sprintf("certgate, %s B", b), \
-     for [b in "200 4096 65536"] "$dat" using 1:(\$2 == b+0 ? \$4 : 1/0) with linespoints dt 2 lw 2 \
-        title sprintf("nginx static, %s B", b)
+# one data block per body size (200 B, 4 KiB, 64 KiB), in that order
+names = "200-B 4-KiB 64-KiB"
+plot for [i=0:2] "$dat" index i using 1:3 with linespoints lw 2 pt 7 ps 0.6 lc i+1 \
+        title "certgate, ".word(names, i+1), \
+     for [i=0:2] "$dat" index i using 1:4 with linespoints dt 2 lw 2 pt 5 ps 0.6 lc i+1 \
+        title "nginx static, ".word(names, i+1)
 PLOT
     printf '\n![requests/s against connections](%s)\n' "$(basename "$base").svg" >>"$base.md"
 fi

@@ -69,7 +69,7 @@ struct conn {
     uint64_t t0;           /* start of the request (new/resumed: of the connection) */
     uint64_t retry_at;     /* ST_RETRY: when to connect again */
     gnutls_datum_t ticket; /* resumed mode: session data of the last connection */
-    bool counted_up;       /* idle mode: counted as established */
+    bool answered;         /* has had a response on this slot */
 };
 
 struct worker {
@@ -81,6 +81,7 @@ struct worker {
     int connecting;       /* idle mode: started, first response not yet read */
     int up;               /* idle mode: established and answered */
     int failed;           /* idle mode: gave up */
+    int warm;             /* connection slots that have had an answer */
     int retrying;         /* connections in ST_RETRY */
     struct hist h;        /* latencies in the window */
     uint64_t status[600]; /* status codes in the window */
@@ -133,8 +134,11 @@ static struct {
 static gnutls_certificate_credentials_t cred;
 static gnutls_priority_t prio;
 static struct sockaddr_in server_addr;
-static uint64_t win_start, win_end; /* measured window, CLOCK_MONOTONIC ns */
-static volatile sig_atomic_t stop;  /* set by SIGTERM/SIGINT or the main thread */
+/* The measured window (CLOCK_MONOTONIC ns), set by the main thread once
+ * every connection has had its first answer (keep-alive) or after the
+ * warm-up (other modes); until then nothing counts. */
+static uint64_t win_start = UINT64_MAX, win_end = UINT64_MAX;
+static volatile sig_atomic_t stop; /* set by SIGTERM/SIGINT or the main thread */
 
 static uint64_t now_ns(void)
 {
@@ -189,7 +193,8 @@ static double hist_pct(const struct hist *h, double p)
 
 static bool in_window(uint64_t t)
 {
-    return t >= win_start && t < win_end;
+    return t >= __atomic_load_n(&win_start, __ATOMIC_ACQUIRE) &&
+           t < __atomic_load_n(&win_end, __ATOMIC_ACQUIRE);
 }
 
 static void set_events(struct worker *w, struct conn *c, uint32_t ev)
@@ -325,6 +330,10 @@ static void on_response(struct worker *w, struct conn *c)
     bool good = opt.expect ? c->status == opt.expect : c->status / 100 == 2;
 
     w->all_ok += good;
+    if (!c->answered) {
+        c->answered = true;
+        __atomic_add_fetch(&w->warm, 1, __ATOMIC_RELEASE);
+    }
     if (in_window(t)) {
         w->status[c->status]++;
         if (good)
@@ -346,7 +355,6 @@ static void on_response(struct worker *w, struct conn *c)
         c->st = ST_IDLE;
         w->connecting--;
         w->up++;
-        c->counted_up = true;
         free(c->rbuf);
         c->rbuf = NULL;
         c->rcap = 0;
@@ -544,7 +552,7 @@ static void *worker_main(void *arg)
         for (i = 0; i < n; i++)
             drive(w, ev[i].data.ptr, ev[i].events);
         t = now_ns();
-        if (opt.mode != M_IDLE && t >= win_end)
+        if (opt.mode != M_IDLE && t >= __atomic_load_n(&win_end, __ATOMIC_ACQUIRE))
             break;
         if (w->retrying)
             for (i = 0; i < w->nc; i++)
@@ -844,8 +852,6 @@ int main(int argc, char **argv)
     w = calloc((size_t)opt.threads, sizeof(*w));
     if (!w)
         return 1;
-    win_start = now_ns() + (uint64_t)(opt.warmup * 1e9);
-    win_end = win_start + (uint64_t)(opt.secs * 1e9);
     /* SIGTERM and SIGINT go to the main thread, which sleeps until they come */
     sigemptyset(&sigs);
     sigaddset(&sigs, SIGTERM);
@@ -893,6 +899,24 @@ int main(int argc, char **argv)
         return 0;
     }
 
+    {
+        /* keep-alive: the window opens once every connection has had an
+         * answer (a server can finish its side of hundreds of handshakes
+         * well after the clients think they are done), then the warm-up */
+        uint64_t start = now_ns(), ws, limit = start + 120 * 1000000000ull;
+        int warm = 0;
+
+        while (opt.mode == M_KEEPALIVE && !stop && now_ns() < limit) {
+            for (warm = 0, i = 0; i < opt.threads; i++)
+                warm += __atomic_load_n(&w[i].warm, __ATOMIC_ACQUIRE);
+            if (warm >= opt.conns)
+                break;
+            usleep(10000);
+        }
+        ws = now_ns() + (uint64_t)(opt.warmup * 1e9);
+        __atomic_store_n(&win_end, ws + (uint64_t)(opt.secs * 1e9), __ATOMIC_RELEASE);
+        __atomic_store_n(&win_start, ws, __ATOMIC_RELEASE);
+    }
     sleep_until(win_start);
     t0 = pids_ticks();
     c0 = self_cpu_s();
