@@ -82,7 +82,8 @@ function lat(tagn, tagi, srv,    a, b, k) {
     if (a == "" || b == "")
         return "not run"
     k = tagi SUBSEP srv SUBSEP "p50ratio"
-    return sprintf("%.2f → %.2f ms (%.2f×", a / 1000, b / 1000, stat(k)) range(k, "%.2f") ")"
+    return sprintf("%.2f → %.2f ms (%.2f×", a / 1000, b / 1000, stat(k)) \
+        (N[k] > 1 ? sprintf(", %.2f–%.2f", stat(k, "min"), stat(k, "max")) : "") ")"
 }
 /^#=/ { next }
 /^#/ { meta[++nmeta] = substr($0, 3); next }
@@ -164,6 +165,7 @@ END {
     if ("b" in tags)
         print "| (b) keep-alive POST, 16 connections | " cell("b", "certgate") " | " \
             cell("b", "nginx") " | " ratio("b") " | " lgcpu("b") " | ≥ 0.5× |"
+    idle = th(idle)
     if ("c-ka-idle" in tags)
         print "| (c) push latency p50, keep-alive POST on 1 connection: none → " idle " idle TLS connections | " \
             lat("c-ka-none", "c-ka-idle", "certgate") " | " lat("c-ka-none", "c-ka-idle", "nginx") \
