@@ -1,0 +1,80 @@
+#!/bin/sh
+# Where certgate's CPU goes under load: `perf record -g` of a certgate
+# serving one of bench/compare.sh's loads with bench/loadgen.c, then the top
+# symbols by self time and the split by shared object.
+#   usage: sh bench/profile.sh [keepalive|new] [SECONDS] [CONNECTIONS]
+#   default: keepalive 10 16 (durable scripted insert push, 200 B body);
+#   new: a new TLS connection per push. Needs perf (linux-perf).
+#   CERTGATE=path/to/certgate (default build/w/src/certgate); PERF_OUT=DIR
+#   keeps perf.data there.
+set -eu
+
+top=$(cd "$(dirname "$0")/.." && pwd)
+mode=${1:-keepalive}
+secs=${2:-10}
+conns=${3:-16}
+certgate=${CERTGATE:-$top/build/w/src/certgate}
+[ -x "$certgate" ] || { echo "profile: build certgate first ($certgate)" >&2; exit 1; }
+command -v perf >/dev/null 2>&1 || { echo "profile: perf is needed (apt-get install linux-perf)" >&2; exit 1; }
+
+t=$(mktemp -d /tmp/certgate-prof.XXXXXX)
+pid=""
+lg=""
+cleanup() {
+    rc=$?
+    for p in $lg $pid; do
+        kill "$p" 2>/dev/null || true
+    done
+    wait 2>/dev/null || true
+    rm -rf "$t"
+    exit "$rc"
+}
+trap cleanup EXIT
+trap 'exit 130' INT TERM
+
+# shellcheck disable=SC2046 # pkg-config's flags are words
+cc -O2 -o "$t/loadgen" "$top/bench/loadgen.c" $(pkg-config --cflags --libs gnutls) -lpthread
+sh "$top/tests/pki/mkpki.sh" "$t/pki" >/dev/null 2>&1
+export CERTGATE_DB="$t/bench.db"
+"$certgate" init >/dev/null
+"$certgate" ca add "$t/pki/chain.pem" >/dev/null
+"$certgate" user add integrator1 --roles push >/dev/null
+"$certgate" cert map integrator1 "$t/pki/client.pem" >/dev/null
+"$certgate" table create u_inbound name:text payload:json source:text --roles push >/dev/null
+"$certgate" resource add --api acme/inbound --method POST --path /records \
+    --script "$top/contrib/scripts/push.lua" --roles push >/dev/null
+"$certgate" serve --cert "$t/pki/server-fullchain.pem" --key "$t/pki/server.key" \
+    --listen 127.0.0.1:0 --log-file "$t/certgate.log" --max-connections-per-ip 1024 &
+pid=$!
+port=""
+for _ in $(seq 1 100); do
+    port=$(sed -n 's/.*"address":"127\.0\.0\.1:\([0-9]*\)".*/\1/p' "$t/certgate.log" 2>/dev/null | head -n 1)
+    [ -n "$port" ] && break
+    sleep 0.1
+done
+[ -n "$port" ] || { echo "profile: certgate did not start" >&2; exit 1; }
+
+# the load runs 2 s longer than the recording, on both sides of it
+"$t/loadgen" --connect "127.0.0.1:$port" --cert "$t/pki/client.pem" --key "$t/pki/client.key" \
+    --ca "$t/pki/root.pem" --priority NORMAL:-GROUP-ALL:+GROUP-X25519 --expect 201 \
+    -p /api/acme/inbound/records --mode "$mode" -c "$conns" -b 200 -d "$((secs + 1))" \
+    --warmup 1 --pids "$pid" >"$t/loadgen.out" &
+lg=$!
+sleep 1.5
+perf record -g -o "$t/perf.data" -p "$pid" -- sleep "$secs" 2>"$t/perf.err" >/dev/null
+wait "$lg" || true
+lg=""
+echo "load: $(cat "$t/loadgen.out")"
+echo
+echo "top 25 symbols by self time (perf report --no-children -g none --sort dso,symbol):"
+perf report -i "$t/perf.data" --no-children -g none --sort dso,symbol --stdio 2>/dev/null |
+    grep -v -e '^#' -e '^$' | head -n 25
+echo
+echo "by shared object (perf report --no-children -g none --sort dso):"
+perf report -i "$t/perf.data" --no-children -g none --sort dso --stdio 2>/dev/null |
+    grep -v -e '^#' -e '^$' | head -n 20
+if [ -n "${PERF_OUT:-}" ]; then
+    mkdir -p "$PERF_OUT"
+    cp "$t/perf.data" "$PERF_OUT/perf.data"
+    echo "perf.data kept in $PERF_OUT"
+fi
