@@ -27,12 +27,17 @@
  * TLS 1.3 has none; %PARTIAL_RENEGOTIATION still sends it to clients that
  * offer it (testssl.sh: "Secure Renegotiation supported") and still refuses
  * a renegotiation with a client that did not.
+ *
+ * Each SIGN-ECDSA-SECPxxx-SHAxxx (TLS 1.3, curve-bound) sits next to its
+ * SIGN-ECDSA-SHAxxx (TLS 1.2): both are one code point on the wire, and
+ * GnuTLS drops a repeated code point from the signature_algorithms it sends
+ * (in the CertificateRequest) only when it follows its twin.
  */
 const char settings_default_priority[] =
     "NONE:+VERS-TLS1.3:+VERS-TLS1.2:+ECDHE-ECDSA:+ECDHE-RSA:+AES-256-GCM:+AES-128-GCM:"
     "+CHACHA20-POLY1305:+AEAD:+GROUP-X25519:+GROUP-SECP256R1:+GROUP-SECP384R1:"
-    "+SIGN-ECDSA-SECP256R1-SHA256:+SIGN-ECDSA-SECP384R1-SHA384:+SIGN-ECDSA-SECP521R1-SHA512:"
-    "+SIGN-ECDSA-SHA256:+SIGN-ECDSA-SHA384:+SIGN-ECDSA-SHA512:"
+    "+SIGN-ECDSA-SECP256R1-SHA256:+SIGN-ECDSA-SHA256:+SIGN-ECDSA-SECP384R1-SHA384:"
+    "+SIGN-ECDSA-SHA384:+SIGN-ECDSA-SECP521R1-SHA512:+SIGN-ECDSA-SHA512:"
     "+SIGN-RSA-PSS-RSAE-SHA256:+SIGN-RSA-PSS-RSAE-SHA384:+SIGN-RSA-PSS-RSAE-SHA512:"
     "+SIGN-RSA-SHA256:+SIGN-RSA-SHA384:+SIGN-RSA-SHA512:+SIGN-EDDSA-ED25519:+COMP-NULL:"
     "+CTYPE-X509:%SERVER_PRECEDENCE:%PARTIAL_RENEGOTIATION";
