@@ -12,17 +12,35 @@
 
 /*
  * TLS 1.3 and 1.2 only; AEAD ciphers with ECDHE only; no SHA-1 or SHA-224
- * signatures (RFC 9155); the server's order; safe renegotiation only
- * (GnuTLS never lets a client renegotiate unless the server asks).
+ * signatures (RFC 9155); the server's order. No client renegotiation: tls/wire.c
+ * answers any with a no_renegotiation alert, and the server never starts one.
+ *
+ * %PARTIAL_RENEGOTIATION, not %SAFE_RENEGOTIATION: GnuTLS 3.7 applies
+ * %SAFE_RENEGOTIATION to the initial handshake of every version, TLS 1.3
+ * included, refusing ("Denying unsafe initial negotiation", an alert) any
+ * ClientHello without the RFC 5746 renegotiation_info extension or the
+ * TLS_EMPTY_RENEGOTIATION_INFO_SCSV suite. Browsers, curl and OpenSSL send one;
+ * the hand-made ClientHellos of sslscan (all its protocol, group and cipher
+ * probes) and testssl.sh (its TLS 1.3 probe) do not, so sslscan reported TLS
+ * 1.2 and 1.3 disabled and testssl.sh "unexpected results" for TLS 1.3. The
+ * extension only guards a renegotiation, which certgate never performs, and
+ * TLS 1.3 has none; %PARTIAL_RENEGOTIATION still sends it to clients that
+ * offer it (testssl.sh: "Secure Renegotiation supported") and still refuses
+ * a renegotiation with a client that did not.
+ *
+ * Each SIGN-ECDSA-SECPxxx-SHAxxx (TLS 1.3, curve-bound) sits next to its
+ * SIGN-ECDSA-SHAxxx (TLS 1.2): both are one code point on the wire, and
+ * GnuTLS drops a repeated code point from the signature_algorithms it sends
+ * (in the CertificateRequest) only when it follows its twin.
  */
 const char settings_default_priority[] =
     "NONE:+VERS-TLS1.3:+VERS-TLS1.2:+ECDHE-ECDSA:+ECDHE-RSA:+AES-256-GCM:+AES-128-GCM:"
     "+CHACHA20-POLY1305:+AEAD:+GROUP-X25519:+GROUP-SECP256R1:+GROUP-SECP384R1:"
-    "+SIGN-ECDSA-SECP256R1-SHA256:+SIGN-ECDSA-SECP384R1-SHA384:+SIGN-ECDSA-SECP521R1-SHA512:"
-    "+SIGN-ECDSA-SHA256:+SIGN-ECDSA-SHA384:+SIGN-ECDSA-SHA512:"
+    "+SIGN-ECDSA-SECP256R1-SHA256:+SIGN-ECDSA-SHA256:+SIGN-ECDSA-SECP384R1-SHA384:"
+    "+SIGN-ECDSA-SHA384:+SIGN-ECDSA-SECP521R1-SHA512:+SIGN-ECDSA-SHA512:"
     "+SIGN-RSA-PSS-RSAE-SHA256:+SIGN-RSA-PSS-RSAE-SHA384:+SIGN-RSA-PSS-RSAE-SHA512:"
     "+SIGN-RSA-SHA256:+SIGN-RSA-SHA384:+SIGN-RSA-SHA512:+SIGN-EDDSA-ED25519:+COMP-NULL:"
-    "+CTYPE-X509:%SERVER_PRECEDENCE:%SAFE_RENEGOTIATION";
+    "+CTYPE-X509:%SERVER_PRECEDENCE:%PARTIAL_RENEGOTIATION";
 
 void settings_defaults(struct serve_config *c)
 {

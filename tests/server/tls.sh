@@ -55,6 +55,22 @@ if grep -q 'handshake message out of context' "$SERVER_LOG"; then
 else
     pass "no reasonless 'handshake message out of context' line"
 fi
+# The CertificateRequest names each signature algorithm once, in both
+# versions, and none with SHA-1 or SHA-224 (RFC 9155).
+for v in -tls1_2 -tls1_3; do
+    s_client "$v" -cert "$PKI/client.pem" -key "$PKI/client.key"
+    algs=$(sed -n 's/^Requested Signature Algorithms: //p' "$T/sc")
+    dups=$(echo "$algs" | tr ':' '\n' | sort | uniq -d | tr '\n' ' ')
+    if [ -z "$algs" ]; then
+        fail "$v: no CertificateRequest signature algorithms: $(grep -i 'alert\|error' "$T/sc" | head -3)"
+    elif [ -n "$dups" ]; then
+        fail "$v: the CertificateRequest repeats $dups: $algs"
+    elif echo "$algs" | grep -q -i 'SHA1\|SHA224'; then
+        fail "$v: the CertificateRequest offers SHA-1 or SHA-224: $algs"
+    else
+        pass "$v: the CertificateRequest names each signature algorithm once"
+    fi
+done
 # Client-initiated renegotiation (TLS 1.2) is refused with no_renegotiation,
 # which the client reports (testssl.sh: "not vulnerable").
 (printf 'R\n'; sleep 1) | openssl s_client -connect "127.0.0.1:$PORT" -tls1_2 \
