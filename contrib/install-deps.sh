@@ -5,7 +5,8 @@
 #   sh contrib/install-deps.sh --test   also what the test suite needs
 #                                       (python3, clang-format, cppcheck, clang
 #                                       and its runtime for the fuzz harnesses,
-#                                       and Node.js and npm for newman)
+#                                       haproxy for server/proxy.sh, and
+#                                       Node.js and npm for newman)
 set -eu
 
 # Build: compiler, autotools, the libraries' headers and Check (configure
@@ -17,7 +18,7 @@ liblua5.4-dev libinih-dev check curl openssl"
 # The fuzz harnesses (tests/fuzz) build with clang -fsanitize=fuzzer: clang
 # 14 finds libFuzzer in libclang-rt-14-dev (libclang_rt.fuzzer), which clang
 # only recommends, so it is named here; libfuzzer-14-dev is not needed.
-TEST_PACKAGES="python3 clang-format cppcheck clang libclang-rt-14-dev"
+TEST_PACKAGES="python3 clang-format cppcheck clang libclang-rt-14-dev haproxy"
 
 what="build and run"
 case "${1:-}" in
@@ -27,7 +28,7 @@ case "${1:-}" in
     what="build, run and test"
     ;;
 -h | --help)
-    sed -n '2,8p' "$0" | sed 's/^# \{0,1\}//'
+    sed -n '2,9p' "$0" | sed 's/^# \{0,1\}//'
     exit 0
     ;;
 *)
