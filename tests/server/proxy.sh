@@ -46,7 +46,9 @@ frontend certgate_in
     bind 127.0.0.1:$HPORT
     default_backend certgate_nodes
 backend certgate_nodes
-    server node1 127.0.0.1:$PORT send-proxy-v2
+    balance roundrobin
+    option httpchk GET /healthz
+    server node1 127.0.0.1:$PORT send-proxy-v2 check check-send-proxy check-ssl verify none inter 1s
 EOF
     haproxy -db -f "$T/haproxy.cfg" >"$T/haproxy.log" 2>&1 &
     HAPROXY_PID=$!
@@ -112,9 +114,9 @@ via 127.0.0.2 $(as client) "https://127.0.0.1:$HPORT$WHO"
 expect_status "whoami from 127.0.0.2 through HAProxy" 200
 expect_body "as integrator1" "j['result']['user']" integrator1
 log_has "the access log names 127.0.0.2" "\"path\":\"$WHO\",\"remote\":\"127.0.0.2\""
-grep -q "\"event\":\"request\".*\"remote\":\"127.0.0.1\"" "$SERVER_LOG" &&
+grep "\"event\":\"request\".*\"remote\":\"127.0.0.1\"" "$SERVER_LOG" | grep -qv '"path":"/healthz"' &&
     fail "a request logged with HAProxy's address 127.0.0.1" ||
-    pass "no request logged with HAProxy's address"
+    pass "no request logged with HAProxy's address (but its health checks)"
 via 127.0.0.2 -u "scripter:a long enough password" "https://127.0.0.1:$HPORT$WHO"
 expect_status "Basic through HAProxy" 200
 
@@ -230,6 +232,13 @@ expect_status "127.0.0.2: even a right password is refused while barred" 401 bad
 expect_body "as barred" "'too many wrong passwords' in j['error']['detail']" True
 via 127.0.0.4 -u "pusher:a long enough password" "https://127.0.0.1:$HPORT$WHO"
 expect_status "127.0.0.4 through the same HAProxy is not barred" 200
+
+# ---- haproxy_health_checks_send_a_local_header (the README's haproxy.cfg) ----
+log_has "HAProxy's health check (LOCAL header, TLS, GET /healthz) logged with its own address" \
+    '"method":"GET","path":"/healthz","remote":"127.0.0.1".*"status":200'
+grep -q "Server certgate_nodes/node1 is DOWN" "$T/haproxy.log" &&
+    fail "HAProxy marked certgate down: $(grep DOWN "$T/haproxy.log")" ||
+    pass "HAProxy never marked certgate down"
 
 # ---- sighup_keeps_serving, sigterm_stops ----
 kill -HUP "$SERVER_PID"
