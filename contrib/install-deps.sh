@@ -6,7 +6,8 @@
 #                                       (python3, clang-format, cppcheck, clang
 #                                       and its runtime for the fuzz harnesses,
 #                                       sslscan and testssl.sh for the TLS scans,
-#                                       and Node.js and npm for newman)
+#                                       haproxy for server/proxy.sh, and
+#                                       Node.js and npm for newman)
 set -eu
 
 # Build: compiler, autotools, the libraries' headers and Check (configure
@@ -19,7 +20,7 @@ liblua5.4-dev libinih-dev check curl openssl"
 # 14 finds libFuzzer in libclang-rt-14-dev (libclang_rt.fuzzer), which clang
 # only recommends, so it is named here; libfuzzer-14-dev is not needed.
 # sslscan and testssl.sh: tests/server/scanners.sh (make check, make tls-check).
-TEST_PACKAGES="python3 clang-format cppcheck clang libclang-rt-14-dev sslscan testssl.sh"
+TEST_PACKAGES="python3 clang-format cppcheck clang libclang-rt-14-dev sslscan testssl.sh haproxy"
 
 what="build and run"
 case "${1:-}" in

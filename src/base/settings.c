@@ -1,6 +1,8 @@
 #include "config.h"
 #include "base/settings.h"
 
+#include "base/cidr.h"
+
 #include <arpa/inet.h>
 #include <errno.h>
 #include <getopt.h>
@@ -69,6 +71,7 @@ void settings_free(struct serve_config *c)
     free(c->log_file);
     free(c->config_file);
     free(c->metrics_listen);
+    free(c->trusted_proxy);
     memset(c, 0, sizeof(*c));
 }
 
@@ -113,6 +116,13 @@ void settings_usage(FILE *f)
             "  --script-threads N           threads running scripts (default: one per core)\n"
             "  --metrics-listen ADDR:PORT   serve GET /metrics (Prometheus, plain HTTP) there;\n"
             "                               keep it on a private address\n"
+            "  --proxy-protocol             behind a load balancer: the peers named by\n"
+            "                               --trusted-proxy must open each connection with a\n"
+            "                               PROXY protocol v2 header (HAProxy send-proxy-v2);\n"
+            "                               its client address is used in logs and limits\n"
+            "  --trusted-proxy CIDR[,CIDR...]  the load balancers' addresses (10.0.0.5/32,\n"
+            "                               fd00::/64); required by --proxy-protocol; others\n"
+            "                               connect directly and may not send the header\n"
             "  --config FILE                read settings from FILE first\n"
             "  --check-config               check the settings, certificate, key and database,\n"
             "                               print the result and exit\n"
@@ -148,6 +158,8 @@ enum key_id {
     K_CHECK,
     K_METRICS,
     K_HEAD_TIMEOUT,
+    K_PROXY_PROTOCOL,
+    K_TRUSTED_PROXY,
 };
 
 static const struct option long_opts[] = {
@@ -177,6 +189,8 @@ static const struct option long_opts[] = {
     {"check-config", no_argument, NULL, K_CHECK},
     {"metrics-listen", required_argument, NULL, K_METRICS},
     {"head-timeout", required_argument, NULL, K_HEAD_TIMEOUT},
+    {"proxy-protocol", no_argument, NULL, K_PROXY_PROTOCOL},
+    {"trusted-proxy", required_argument, NULL, K_TRUSTED_PROXY},
     {0, 0, 0, 0},
 };
 
@@ -220,6 +234,14 @@ static int apply(struct serve_config *c, int id, const char *name, const char *v
     case K_LOG_FILE: return set_str(&c->log_file, v);
     case K_CONFIG: return set_str(&c->config_file, v);
     case K_METRICS: return set_str(&c->metrics_listen, v);
+    case K_TRUSTED_PROXY: return set_str(&c->trusted_proxy, v);
+    case K_PROXY_PROTOCOL:
+        /* The flag takes no value; the config key takes on or off. */
+        if (!v || strcmp(v, "on") == 0 || strcmp(v, "off") == 0)
+            c->proxy_protocol = !v || strcmp(v, "on") == 0;
+        else
+            goto bad_enum;
+        return 0;
     case K_THREADS:
         if (number(v, 0, 256, &n))
             goto bad_number;
@@ -468,6 +490,34 @@ static const char *option_name(int id)
     return "?";
 }
 
+/* --proxy-protocol and --trusted-proxy go together; the list must parse. */
+static int check_proxy(const struct serve_config *c, struct cg_err *err)
+{
+    struct cidr_list l;
+    struct cg_err e = {""};
+    int rc;
+
+    if (c->proxy_protocol && !c->trusted_proxy) {
+        cg_err_set(err, "--proxy-protocol needs --trusted-proxy CIDR[,CIDR...]: the addresses of "
+                        "the load balancers allowed to send the PROXY header (as 10.0.0.5/32)");
+        return CG_EINVAL;
+    }
+    if (c->trusted_proxy && !c->proxy_protocol) {
+        cg_err_set(err, "--trusted-proxy is only used with --proxy-protocol: add it, or drop "
+                        "--trusted-proxy");
+        return CG_EINVAL;
+    }
+    if (!c->trusted_proxy)
+        return CG_OK;
+    rc = cidr_list_parse(c->trusted_proxy, &l, &e);
+    if (rc) {
+        cg_err_set(err, "--trusted-proxy %s", e.msg);
+        return rc;
+    }
+    cidr_list_free(&l);
+    return CG_OK;
+}
+
 int settings_parse(struct serve_config *c, int argc, char **argv, bool *out_help,
                    struct cg_err *err)
 {
@@ -560,5 +610,5 @@ int settings_parse(struct serve_config *c, int argc, char **argv, bool *out_help
             return CG_EINVAL;
         }
     }
-    return CG_OK;
+    return check_proxy(c, err);
 }

@@ -46,6 +46,8 @@ struct serve_config {
     unsigned long script_memory;       /* --script-memory bytes per request */
     unsigned script_timeout_ms;        /* --script-timeout milliseconds per request */
     unsigned script_threads;           /* --script-threads, 0: one per core */
+    bool proxy_protocol;               /* --proxy-protocol: trusted peers send a PROXY v2 header */
+    char *trusted_proxy;               /* --trusted-proxy CIDR[,CIDR...] (checked), NULL: none */
 };
 
 /** The TLS priority string used unless --tls-priority says otherwise. */

@@ -52,6 +52,7 @@ struct http_server {
     struct identity_limiter *limiter;   /* wrong passwords per client address */
     struct identity_basic_cache *basic_cache; /* Basic credentials verified recently */
     struct lingerer *linger;                  /* closes sockets after error answers */
+    struct proxy_acceptor *proxy;             /* --proxy-protocol: accepts for libmicrohttpd */
 };
 
 /* What one TLS connection knows, kept across its keep-alive requests. */
@@ -256,5 +257,73 @@ bool linger_wanted(int fd, bool body_unread);
 void linger_add(struct lingerer *l, int fd);
 /** Stops the thread and closes what still lingers. */
 void linger_stop(struct lingerer *l);
+
+/* proxy.c: the PROXY protocol v2 header (--proxy-protocol) and the
+ * acceptor that reads it before libmicrohttpd gets the socket. */
+#define PROXY_V2_FIXED 16 /* signature, version and command, family, length */
+#define PROXY_V2_MAX 4096 /* the longest header read (addresses and TLVs included) */
+#define PROXY_CMD_LOCAL 0 /* the balancer's own connection (a health check) */
+#define PROXY_CMD_PROXY 1 /* on behalf of the client named in the header */
+
+/* What proxy_v2_parse decided. */
+enum proxy_verdict {
+    PROXY_MORE, /* not complete: *out_need bytes in all are needed (more may follow) */
+    PROXY_DONE, /* a valid header of exactly *out_need bytes */
+    PROXY_BAD,  /* not a valid v2 header: out->reason says why */
+};
+
+/* A parsed header. */
+struct proxy_addr {
+    bool is_local;               /* LOCAL, or no address given: the peer's own address counts */
+    struct sockaddr_storage src; /* PROXY over TCP: the client's address and port */
+    socklen_t src_len;           /* its length, 0 when is_local */
+    char reason[200];            /* PROXY_BAD: why, one line */
+};
+
+/**
+ * Parse the start of a connection as a PROXY protocol v2 header. Decides
+ * as early as the bytes allow (a wrong signature is refused at its first
+ * byte); TLVs after the addresses are skipped.
+ * @param buf the bytes read so far
+ * @param len how many (1 or more)
+ * @param out_need how many bytes the header has in all, as far as known
+ *        (16 until the fixed part is in); never more than PROXY_V2_MAX
+ * @param out the client's address, or the reason for PROXY_BAD
+ * @return PROXY_MORE, PROXY_DONE or PROXY_BAD
+ */
+enum proxy_verdict proxy_v2_parse(const unsigned char *buf, size_t len, size_t *out_need,
+                                  struct proxy_addr *out);
+
+/* What the first bytes of an untrusted peer are. */
+enum proxy_first {
+    PROXY_FIRST_MORE,   /* the start of a PROXY signature, or nothing yet: wait */
+    PROXY_FIRST_HEADER, /* a PROXY v2 signature or the v1 "PROXY " text */
+    PROXY_FIRST_OTHER,  /* anything else (a TLS ClientHello begins with 0x16) */
+};
+
+/** Classify the first @p len bytes a peer sent. */
+enum proxy_first proxy_first_bytes(const unsigned char *buf, size_t len);
+
+struct proxy_acceptor;
+
+/**
+ * Listen on @p addr and start the acceptor thread, which hands connections
+ * to srv->daemon (started with MHD_USE_NO_LISTEN_SOCKET).
+ * @param out_port the bound port
+ * @param out the acceptor (proxy_stop frees it)
+ * @return CG_OK, or an error with a message
+ */
+int proxy_start(struct http_server *srv, const struct sockaddr_storage *addr, socklen_t addr_len,
+                uint16_t *out_port, struct proxy_acceptor **out, struct cg_err *err);
+
+/** When descriptor @p fd was accepted (clock_ms), or 0 if unknown. */
+uint64_t proxy_accepted_at(struct proxy_acceptor *a, int fd);
+
+/** Stop accepting: closes the listener and the connections still awaiting
+ * their first bytes; those handed over go on. Idempotent; NULL is fine. */
+void proxy_quiesce(struct proxy_acceptor *a);
+
+/** Quiesce, then free. NULL is fine. */
+void proxy_stop(struct proxy_acceptor *a);
 
 #endif

@@ -34,16 +34,20 @@ static void on_connection(void *cls, struct MHD_Connection *mhd, void **socket_c
     if (toe == MHD_CONNECTION_NOTIFY_STARTED) {
         const union MHD_ConnectionInfo *ci;
         struct trust_snapshot *snap;
+        uint64_t accepted;
 
         c = calloc(1, sizeof(*c));
         if (!c)
             return;
         c->srv = srv;
-        /* The handshake and the first head must be done in --head-timeout. */
-        c->head_state =
-            HEAD_DEADLINE | ((uint64_t)clock_ms() + 1000ULL * cfg_of(srv)->head_timeout);
         ci = MHD_get_connection_info(mhd, MHD_CONNECTION_INFO_CONNECTION_FD);
         c->fd = ci ? ci->connect_fd : MHD_INVALID_SOCKET;
+        /* The handshake and the first head must be done in --head-timeout,
+         * counted from the accept (the PROXY header's wait included). */
+        accepted = srv->proxy ? proxy_accepted_at(srv->proxy, c->fd) : 0;
+        if (accepted == 0)
+            accepted = (uint64_t)clock_ms();
+        c->head_state = HEAD_DEADLINE | (accepted + 1000ULL * cfg_of(srv)->head_timeout);
         tls_wire_forget(c->fd);
         ci = MHD_get_connection_info(mhd, MHD_CONNECTION_INFO_CLIENT_ADDRESS);
         if (ci && ci->client_addr) {
@@ -141,6 +145,7 @@ int http_start(const struct serve_config *cfg, struct trust_holder *trust, struc
     unsigned threads = cfg->threads;
     const union MHD_DaemonInfo *di;
     unsigned flags;
+    struct MHD_OptionItem listen_opts[2] = {{MHD_OPTION_END, 0, NULL}, {MHD_OPTION_END, 0, NULL}};
 
     if (!srv)
         return CG_ENOMEM;
@@ -190,11 +195,17 @@ int http_start(const struct serve_config *cfg, struct trust_holder *trust, struc
             MHD_ALLOW_SUSPEND_RESUME;
     if (addr.ss_family == AF_INET6)
         flags |= MHD_USE_IPv6;
+    /* --proxy-protocol: proxy.c accepts, reads the header and hands the
+     * socket over (MHD_add_connection, which the ITC makes the workers see
+     * at once); otherwise libmicrohttpd listens itself, as ever. */
+    if (cfg->proxy_protocol)
+        flags |= MHD_USE_NO_LISTEN_SOCKET | MHD_USE_ITC;
+    else
+        listen_opts[0] = (struct MHD_OptionItem){MHD_OPTION_SOCK_ADDR, 0, &addr};
     srv->daemon = MHD_start_daemon(
         flags, 0, NULL, NULL, on_request, srv, MHD_OPTION_EXTERNAL_LOGGER, on_mhd_log, srv,
-        MHD_OPTION_SOCK_ADDR, (struct sockaddr *)&addr, MHD_OPTION_HTTPS_MEM_CERT,
-        tls_server_cert_pem(tls), MHD_OPTION_HTTPS_MEM_KEY, tls_server_key_pem(tls),
-        MHD_OPTION_HTTPS_PRIORITIES,
+        MHD_OPTION_ARRAY, listen_opts, MHD_OPTION_HTTPS_MEM_CERT, tls_server_cert_pem(tls),
+        MHD_OPTION_HTTPS_MEM_KEY, tls_server_key_pem(tls), MHD_OPTION_HTTPS_PRIORITIES,
         cfg->tls_priority ? cfg->tls_priority : settings_default_priority,
         MHD_OPTION_THREAD_POOL_SIZE, threads, MHD_OPTION_CONNECTION_LIMIT, cfg->max_connections,
         MHD_OPTION_PER_IP_CONNECTION_LIMIT, cfg->max_per_ip, MHD_OPTION_CONNECTION_TIMEOUT,
@@ -227,8 +238,19 @@ int http_start(const struct serve_config *cfg, struct trust_holder *trust, struc
         return CG_ERR;
     }
     srv->sweeper_started = true;
-    di = MHD_get_daemon_info(srv->daemon, MHD_DAEMON_INFO_BIND_PORT);
-    srv->port = di ? di->port : 0;
+    if (cfg->proxy_protocol) {
+        if (proxy_start(srv, &addr, addr_len, &srv->port, &srv->proxy, err)) {
+            char msg[sizeof(err->msg)];
+
+            snprintf(msg, sizeof(msg), "%s", err->msg);
+            cg_err_set(err, "--listen %s: %s", cfg->listen, msg);
+            http_stop(srv);
+            return CG_ERR;
+        }
+    } else {
+        di = MHD_get_daemon_info(srv->daemon, MHD_DAEMON_INFO_BIND_PORT);
+        srv->port = di ? di->port : 0;
+    }
     {
         char host[INET6_ADDRSTRLEN];
         const void *a = addr.ss_family == AF_INET6
@@ -251,6 +273,10 @@ const char *http_address(struct http_server *srv)
 
 void http_quiesce(struct http_server *srv)
 {
+    if (srv->proxy) {
+        proxy_quiesce(srv->proxy);
+        return;
+    }
     /* libmicrohttpd's threads may still look at it: close after stopping. */
     srv->quiesced = MHD_quiesce_daemon(srv->daemon);
 }
@@ -276,6 +302,8 @@ void http_stop(struct http_server *srv)
         pthread_mutex_unlock(&srv->conns_lock);
         pthread_join(srv->sweeper, NULL);
     }
+    /* Before the daemon stops: the acceptor hands connections to it. */
+    proxy_stop(srv->proxy);
     kdf_stop(srv->kdf);
     if (srv->metrics)
         MHD_stop_daemon(srv->metrics);

@@ -105,6 +105,8 @@ static json_t *restart_needed(const struct serve_config *a, const struct serve_c
         {"script-timeout", a->script_timeout_ms != b->script_timeout_ms},
         {"script-threads", a->script_threads != b->script_threads},
         {"metrics-listen", str_differ(a->metrics_listen, b->metrics_listen)},
+        {"proxy-protocol", a->proxy_protocol != b->proxy_protocol},
+        {"trusted-proxy", str_differ(a->trusted_proxy, b->trusted_proxy)},
     };
 
     for (size_t i = 0; names && i < sizeof(checks) / sizeof(checks[0]); i++) {
