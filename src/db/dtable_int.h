@@ -7,17 +7,17 @@
 #define CG_DTABLE_INT_H
 
 #include "db/dtable.h"
-#include "db/sqlite.h"
+#include "db/core.h"
 
 /* A failed step or prepare: the message, and CG_EDB. */
 static inline int fail_db(struct dtable_db *db, struct cg_err *err, const char *what)
 {
-    return sqlite_fail(&db->core, err, what);
+    return core_fail(&db->core, err, what);
 }
 /* A prepared statement for @p sql, reset and unbound. */
-static inline sqlite3_stmt *prep(struct dtable_db *db, const char *sql, struct cg_err *err)
+static inline struct db_stmt *prep(struct dtable_db *db, const char *sql, struct cg_err *err)
 {
-    return sqlite_prep(&db->core, sql, err);
+    return core_prep(&db->core, sql, err);
 }
 
 /* Roles as stored: a comma list (malloc'd). */

@@ -251,6 +251,7 @@ int daemon_main(const char *db_path, int argc, char **argv)
     struct script_limits limits;
     struct store *s = NULL;
     struct cg_err err = {""};
+    char *db_shown = NULL; /* the database as logs name it: no password */
     sigset_t sigs;
     bool help = false;
     char addr[96];
@@ -281,6 +282,7 @@ int daemon_main(const char *db_path, int argc, char **argv)
         settings_free(cfg);
         return 2;
     }
+    db_shown = store_display_name(db_path);
     /* The schema is checked (and an older one upgraded) before serving. */
     if (store_open(db_path, STORE_OPEN_EXISTING, &s, &err)) {
         fprintf(stderr, "certgate: serve: %s\n", err.msg);
@@ -297,7 +299,7 @@ int daemon_main(const char *db_path, int argc, char **argv)
     }
     if (cfg->check_only) {
         printf("configuration OK: certificate %s, key %s, database %s, listen %s\n", cfg->cert_file,
-               cfg->key_file, db_path, cfg->listen);
+               cfg->key_file, db_shown ? db_shown : "?", cfg->listen);
         rc = 0;
         goto out;
     }
@@ -324,7 +326,7 @@ int daemon_main(const char *db_path, int argc, char **argv)
     snprintf(addr, sizeof(addr), "%s", http_address(srv));
     log_event("listening",
               json_pack("{s:s, s:s, s:s, s:s, s:b}", "address", addr, "version", PACKAGE_VERSION,
-                        "database", db_path, "client_cert",
+                        "database", db_shown ? db_shown : "?", "client_cert",
                         cfg->client_cert == CLIENT_CERT_REQUIRE ? "require" : "request",
                         "basic_auth", cfg->basic_auth));
     for (;;) {
@@ -356,6 +358,7 @@ out:
     if (served)
         log_stopped(dropped);
     log_close();
+    free(db_shown);
     free_settings(&first, cfg, older);
     return rc;
 }
