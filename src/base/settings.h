@@ -45,6 +45,7 @@ struct serve_config {
     unsigned long script_memory;       /* --script-memory bytes per request */
     unsigned script_timeout_ms;        /* --script-timeout milliseconds per request */
     unsigned script_threads;           /* --script-threads, 0: one per core */
+    unsigned db_pool;                  /* --db-pool, 0: one per script thread */
 };
 
 /** The TLS priority string used unless --tls-priority says otherwise. */

@@ -103,6 +103,7 @@ static json_t *restart_needed(const struct serve_config *a, const struct serve_c
         {"script-memory", a->script_memory != b->script_memory},
         {"script-timeout", a->script_timeout_ms != b->script_timeout_ms},
         {"script-threads", a->script_threads != b->script_threads},
+        {"db-pool", a->db_pool != b->db_pool},
         {"metrics-listen", str_differ(a->metrics_listen, b->metrics_listen)},
     };
 
@@ -311,7 +312,8 @@ int daemon_main(const char *db_path, int argc, char **argv)
     limits.instructions = cfg->script_instructions;
     limits.memory = cfg->script_memory;
     limits.wall_ms = cfg->script_timeout_ms;
-    if (writer_start(db_path, &limits, cfg->durable, cfg->script_threads, &writer, &err)) {
+    if (writer_start(db_path, &limits, cfg->durable, cfg->script_threads, cfg->db_pool, &writer,
+                     &err)) {
         fprintf(stderr, "certgate: serve: %s\n", err.msg);
         goto out;
     }
