@@ -46,6 +46,7 @@ static const struct {
     {"cert", cli_cert_commands, "user-to-certificate mappings and rules"},
     {"table", cli_table_commands, "data tables that scripts and the Table API write to"},
     {"resource", cli_resource_commands, "scripted REST resources (Lua)"},
+    {"db", cli_db_commands, "the database itself: copy it to PostgreSQL"},
 };
 
 int cli_fail(const struct cli_ctx *ctx, const char *fmt, ...)

@@ -371,6 +371,23 @@ bool st_column_null(struct db_stmt *st, int i)
     return pg_value(st, i) == NULL;
 }
 
+int st_column_count(struct db_stmt *st)
+{
+    return st->lite ? sqlite3_column_count(st->lite) : pg_column_count(st);
+}
+
+const char *st_column_name(struct db_stmt *st, int i)
+{
+    return st->lite ? sqlite3_column_name(st->lite, i) : pg_column_name(st, i);
+}
+
+int st_column_type(struct db_stmt *st, int i)
+{
+    if (st->lite)
+        return sqlite3_column_type(st->lite, i);
+    return pg_value(st, i) ? SQLITE_TEXT : SQLITE_NULL;
+}
+
 void st_reset(struct db_stmt *st)
 {
     if (st->lite)

@@ -229,6 +229,12 @@ const void *st_column_blob(struct db_stmt *st, int i);
 /* Bytes of the column's text, or of its blob once st_column_blob read it. */
 int st_column_bytes(struct db_stmt *st, int i);
 bool st_column_null(struct db_stmt *st, int i);
+/* Columns of the result, their names, and a column's type in this row:
+ * SQLite's storage classes (1 integer, 2 real, 3 text, 4 blob, 5 null);
+ * PostgreSQL gives 3 (text) or 5 (null). */
+int st_column_count(struct db_stmt *st);
+const char *st_column_name(struct db_stmt *st, int i);
+int st_column_type(struct db_stmt *st, int i);
 /* Back to before the first step, bindings kept; st_clear_bindings drops them. */
 void st_reset(struct db_stmt *st);
 void st_clear_bindings(struct db_stmt *st);
@@ -269,6 +275,8 @@ int pg_step(struct db_stmt *st);
 const char *pg_value(struct db_stmt *st, int i);
 int pg_length(struct db_stmt *st, int i);
 const void *pg_blob(struct db_stmt *st, int i);
+int pg_column_count(struct db_stmt *st);
+const char *pg_column_name(struct db_stmt *st, int i);
 void pg_reset(struct db_stmt *st);
 void pg_clear(struct db_stmt *st);
 void pg_finalize(struct db_stmt *st);

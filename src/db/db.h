@@ -23,6 +23,7 @@
  *   resource.h    scripted resources: dtable_resource_add/_update/_delete/
  *                 _get/_list, dtable_resource_version
  *   idempotency.h stored answers: dtable_idem_get/_put/_purge
+ *   copy.h        db_copy: an SQLite database into an empty PostgreSQL one
  * The rest of those headers (record rules, name checks, *_free, table.c,
  * resource.c, idempotency.c, trust_data.c) is backend-neutral C.
  *
@@ -82,6 +83,7 @@
 #ifndef CG_DB_H
 #define CG_DB_H
 
+#include "db/copy.h"
 #include "db/dtable.h"
 #include "db/store.h"
 

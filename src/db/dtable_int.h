@@ -26,6 +26,8 @@ char *join_roles(char *const *roles, size_t n);
 extern const struct dtable_column sys_text_cols[3];
 /* The column @p name of @p t, the sys_ ones included when @p with_sys. */
 const struct dtable_column *column(const struct dtable_table *t, const char *name, bool with_sys);
+/* CREATE TABLE for a data table on PostgreSQL (@p pg) or SQLite (malloc'd). */
+char *table_ddl(bool pg, const char *name, const struct dtable_column *cols, size_t n_cols);
 /* The text a json column stores for @p v (malloc'd). */
 char *json_text(json_t *v);
 

@@ -429,6 +429,16 @@ const void *pg_blob(struct db_stmt *st, int i)
     return st->blobs[i];
 }
 
+int pg_column_count(struct db_stmt *st)
+{
+    return st->res ? PQnfields(st->res) : 0;
+}
+
+const char *pg_column_name(struct db_stmt *st, int i)
+{
+    return st->res ? PQfname(st->res, i) : NULL;
+}
+
 void pg_reset(struct db_stmt *st)
 {
     drop_blobs(st);
