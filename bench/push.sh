@@ -6,7 +6,8 @@
 # and reports group-commit batching.
 #   usage: sh bench/push.sh [REQUESTS_PER_RUN] (default 4000)
 #   CERTGATE=path/to/certgate (default: build/werror/src/certgate, else the
-#   demo build); DURABILITY=full|normal (default full).
+#   demo build); DURABILITY=full|normal (default full); BENCH_PG=1: on
+#   PostgreSQL (a private server from tests/pg.sh) instead of SQLite.
 set -eu
 
 top=$(cd "$(dirname "$0")/.." && pwd)
@@ -26,12 +27,22 @@ cleanup() {
         kill "$pid" 2>/dev/null || true
         wait "$pid" 2>/dev/null || true
     fi
+    if [ -n "${PG_DIR:-}" ]; then pg_stop; fi
     rm -rf "$t"
     exit "$rc"
 }
 trap cleanup EXIT
 trap 'exit 130' INT TERM
 export CERTGATE_DB="$t/bench.db"
+count() { sqlite3 "$CERTGATE_DB" "SELECT count(*) FROM u_inbound"; }
+if [ "${BENCH_PG:-0}" = 1 ]; then
+    set +u
+    . "$top/tests/pg.sh"
+    set -u
+    pg_start
+    CERTGATE_DB=$PG_URI
+    count() { pg_sql "SELECT count(*) FROM u_inbound"; }
+fi
 sh "$top/tests/pki/mkpki.sh" "$t/pki" >/dev/null 2>&1
 "$certgate" init >/dev/null
 "$certgate" ca add "$t/pki/chain.pem" >/dev/null
@@ -61,7 +72,7 @@ run() {
         printf 'url = "%s"\noutput = "/dev/null"\n' "$url" >>"$cfg"
         i=$((i + 1))
     done
-    before=$(sqlite3 "$CERTGATE_DB" "SELECT count(*) FROM u_inbound")
+    before=$(count)
     start=$(date +%s.%N)
     if [ "$conns" = 1 ]; then
         curl -s --cacert "$t/pki/root.pem" --cert "$t/pki/client.pem" --key "$t/pki/client.key" \
@@ -75,7 +86,7 @@ run() {
             -w '%{http_code}\n' -K "$cfg" >"$t/codes"
     fi
     end=$(date +%s.%N)
-    after=$(sqlite3 "$CERTGATE_DB" "SELECT count(*) FROM u_inbound")
+    after=$(count)
     ok=$(grep -c '^201$' "$t/codes" || true)
     rows=$((after - before))
     rate=$(echo "$start $end $n" | awk '{ printf "%.0f", $3 / ($2 - $1) }')
@@ -96,4 +107,8 @@ if [ $# = 2 ] && [ "$1" -gt 0 ]; then
 else
     echo "group commit: no writer_stats line in the server log"
 fi
-echo "durability: ${DURABILITY:-full} (synchronous=$( [ "${DURABILITY:-full}" = full ] && echo FULL || echo NORMAL))"
+if [ "${BENCH_PG:-0}" = 1 ]; then
+    echo "database: PostgreSQL 15, private server on a Unix socket (synchronous_commit=$( [ "${DURABILITY:-full}" = full ] && echo on || echo off))"
+else
+    echo "durability: ${DURABILITY:-full} (synchronous=$( [ "${DURABILITY:-full}" = full ] && echo FULL || echo NORMAL))"
+fi

@@ -12,15 +12,15 @@ set -eu
 
 # Build: compiler, autotools, the libraries' headers and Check (configure
 # requires it); run: certtool and openssl for the PKI scripts, sqlite3 and
-# curl for the demo.
+# curl for the demo. libpq-dev: a database may be PostgreSQL (a URI).
 PACKAGES="build-essential autoconf automake pkg-config ca-certificates
-libmicrohttpd-dev libgnutls28-dev gnutls-bin libjansson-dev libsqlite3-dev sqlite3
+libmicrohttpd-dev libgnutls28-dev gnutls-bin libjansson-dev libsqlite3-dev sqlite3 libpq-dev
 liblua5.4-dev libinih-dev check curl openssl"
 # The fuzz harnesses (tests/fuzz) build with clang -fsanitize=fuzzer: clang
 # 14 finds libFuzzer in libclang-rt-14-dev (libclang_rt.fuzzer), which clang
 # only recommends, so it is named here; libfuzzer-14-dev is not needed.
 # sslscan and testssl.sh: tests/server/scanners.sh (make check, make tls-check).
-TEST_PACKAGES="python3 clang-format cppcheck clang libclang-rt-14-dev sslscan testssl.sh haproxy"
+TEST_PACKAGES="python3 clang-format cppcheck clang libclang-rt-14-dev sslscan testssl.sh haproxy postgresql-15"
 
 what="build and run"
 case "${1:-}" in

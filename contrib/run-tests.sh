@@ -1,6 +1,8 @@
 #!/bin/sh
 # The whole test suite from scratch: dependencies, a -Werror build, the man
-# page and certgate-pki checks and `make check`, then an AddressSanitizer +
+# page and certgate-pki checks and `make check`, then `make check-pg` (the
+# CLI and server suites again on PostgreSQL: tests/pg.sh starts a private
+# server; in this pass only, for the wall time), then an AddressSanitizer +
 # UndefinedBehaviorSanitizer build and `make check` again, then every libFuzzer
 # harness of tests/fuzz for FUZZ_SECONDS (default 15) each. Builds out of tree
 # in ./build/ so the source tree stays clean; a source tree configured in
@@ -33,6 +35,18 @@ NEWMAN_CACHE=${NEWMAN_CACHE:-$top/build/node}
 export NEWMAN_CACHE
 
 jobs=$(nproc 2>/dev/null || echo 2)
+
+# count_results FILE: the PASS/FAIL lines of a make check output, and the totals.
+count_results() {
+    grep -E '^(PASS|FAIL|SKIP|ERROR|XPASS|XFAIL):' "$1" || true
+    p=$(sed -n 's/^# PASS: *//p' "$1" | tail -n 1)
+    f=$(sed -n 's/^# FAIL: *//p' "$1" | tail -n 1)
+    e=$(sed -n 's/^# ERROR: *//p' "$1" | tail -n 1)
+    sk=$(sed -n 's/^# SKIP: *//p' "$1" | tail -n 1)
+    TOTAL_PASS=$((TOTAL_PASS + ${p:-0}))
+    TOTAL_FAIL=$((TOTAL_FAIL + ${f:-0} + ${e:-0}))
+    TOTAL_SKIP=$((TOTAL_SKIP + ${sk:-0}))
+}
 
 run_pass() {
     name=$1
@@ -71,14 +85,12 @@ run_pass() {
     echo "== $name: make check"
     status=0
     make -C "$dir" -j"$jobs" check >"$dir/check.out" 2>&1 || status=$?
-    grep -E '^(PASS|FAIL|SKIP|ERROR|XPASS|XFAIL):' "$dir/check.out" || true
-    p=$(sed -n 's/^# PASS: *//p' "$dir/check.out" | tail -n 1)
-    f=$(sed -n 's/^# FAIL: *//p' "$dir/check.out" | tail -n 1)
-    e=$(sed -n 's/^# ERROR: *//p' "$dir/check.out" | tail -n 1)
-    sk=$(sed -n 's/^# SKIP: *//p' "$dir/check.out" | tail -n 1)
-    TOTAL_PASS=$((TOTAL_PASS + ${p:-0}))
-    TOTAL_FAIL=$((TOTAL_FAIL + ${f:-0} + ${e:-0}))
-    TOTAL_SKIP=$((TOTAL_SKIP + ${sk:-0}))
+    count_results "$dir/check.out"
+    if [ "$name" = werror ] && [ "$status" -eq 0 ]; then
+        echo "== $name: make check-pg (the CLI and server suites on PostgreSQL)"
+        make -C "$dir" -j"$jobs" check-pg >"$dir/check-pg.out" 2>&1 || status=$?
+        count_results "$dir/check-pg.out"
+    fi
     # The x509-limbo vectors live beside the project (../shared), not in
     # it: a clone without them skips that one suite, and says so.
     if [ ! -f "$top/../shared/x509-limbo/limbo-client.json" ] &&
@@ -88,6 +100,7 @@ run_pass() {
     fi
     if [ "$status" -ne 0 ]; then
         tail -n 30 "$dir/check.out"
+        [ -f "$dir/check-pg.out" ] && tail -n 30 "$dir/check-pg.out"
         for log in $(find "$dir/tests" -name '*.log' ! -name test-suite.log); do
             if grep -q '^:test-result: \(FAIL\|ERROR\)' "${log%.log}.trs" 2>/dev/null; then
                 echo "---- $log"

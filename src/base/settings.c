@@ -114,6 +114,9 @@ void settings_usage(FILE *f)
             "  --script-memory B            Lua memory per request (default 16777216)\n"
             "  --script-timeout MS          Lua wall time per request (default 5000; 503)\n"
             "  --script-threads N           threads running scripts (default: one per core)\n"
+            "  --db-pool N                  database connections the script threads share\n"
+            "                               (default: one per script thread), besides the\n"
+            "                               committer's and the trust poller's\n"
             "  --metrics-listen ADDR:PORT   serve GET /metrics (Prometheus, plain HTTP) there;\n"
             "                               keep it on a private address\n"
             "  --proxy-protocol             behind a load balancer: the peers named by\n"
@@ -155,6 +158,7 @@ enum key_id {
     K_SCRIPT_MEM,
     K_SCRIPT_TIME,
     K_SCRIPT_THREADS,
+    K_DB_POOL,
     K_CHECK,
     K_METRICS,
     K_HEAD_TIMEOUT,
@@ -185,6 +189,7 @@ static const struct option long_opts[] = {
     {"script-memory", required_argument, NULL, K_SCRIPT_MEM},
     {"script-timeout", required_argument, NULL, K_SCRIPT_TIME},
     {"script-threads", required_argument, NULL, K_SCRIPT_THREADS},
+    {"db-pool", required_argument, NULL, K_DB_POOL},
     {"help", no_argument, NULL, K_HELP},
     {"check-config", no_argument, NULL, K_CHECK},
     {"metrics-listen", required_argument, NULL, K_METRICS},
@@ -302,6 +307,11 @@ static int apply(struct serve_config *c, int id, const char *name, const char *v
         if (number(v, 1, 64, &n))
             goto bad_number;
         c->script_threads = (unsigned)n;
+        return 0;
+    case K_DB_POOL:
+        if (number(v, 1, 64, &n))
+            goto bad_number;
+        c->db_pool = (unsigned)n;
         return 0;
     case K_CLIENT_CERT:
         if (strcmp(v, "request") == 0)

@@ -48,6 +48,7 @@ struct serve_config {
     unsigned script_threads;           /* --script-threads, 0: one per core */
     bool proxy_protocol;               /* --proxy-protocol: trusted peers send a PROXY v2 header */
     char *trusted_proxy;               /* --trusted-proxy CIDR[,CIDR...] (checked), NULL: none */
+    unsigned db_pool;                  /* --db-pool, 0: one per script thread */
 };
 
 /** The TLS priority string used unless --tls-priority says otherwise. */

@@ -46,6 +46,7 @@ static const struct {
     {"cert", cli_cert_commands, "user-to-certificate mappings and rules"},
     {"table", cli_table_commands, "data tables that scripts and the Table API write to"},
     {"resource", cli_resource_commands, "scripted REST resources (Lua)"},
+    {"db", cli_db_commands, "the database itself: copy it to PostgreSQL"},
 };
 
 int cli_fail(const struct cli_ctx *ctx, const char *fmt, ...)
@@ -250,7 +251,8 @@ static int run_init(struct cli_ctx *ctx, int argc, char **argv)
 {
     struct store *s = NULL;
     struct cg_err err = {""};
-    int version;
+    char *shown;
+    int version, rc;
 
     (void)argv;
     if (argc != 1)
@@ -259,11 +261,17 @@ static int run_init(struct cli_ctx *ctx, int argc, char **argv)
         return cli_fail(ctx, "%s", err.msg[0] ? err.msg : "cannot create the database");
     version = store_schema_version(s);
     store_close(s);
-    if (ctx->json)
-        return cli_print_json(
-            json_pack("{s:s, s:i}", "database", ctx->db_path, "schema_version", version));
-    printf("database %s is ready (schema version %d)\n", ctx->db_path, version);
-    return CLI_OK;
+    shown = store_display_name(ctx->db_path); /* a URI without its password */
+    if (!shown)
+        return cli_fail(ctx, "out of memory");
+    if (ctx->json) {
+        rc = cli_print_json(json_pack("{s:s, s:i}", "database", shown, "schema_version", version));
+    } else {
+        printf("database %s is ready (schema version %d)\n", shown, version);
+        rc = CLI_OK;
+    }
+    free(shown);
+    return rc;
 }
 
 static int run_serve(struct cli_ctx *ctx, int argc, char **argv)
@@ -280,7 +288,8 @@ static void print_help(FILE *f)
 {
     fprintf(f, "usage: certgate [--db PATH] [--json] COMMAND [ARGS]\n\n"
                "certgate: an HTTPS gateway that authenticates clients by certificate.\n"
-               "The database is --db PATH, else $CERTGATE_DB, else ./certgate.db.\n\n"
+               "The database is --db PATH, else $CERTGATE_DB, else ./certgate.db; a\n"
+               "PostgreSQL URI (postgresql://user@host/db) names a PostgreSQL one.\n\n"
                "commands:\n");
     for (const struct cli_command *c = top_commands; c->name; c++)
         fprintf(f, "  certgate %s\n      %s\n", c->usage, c->help);

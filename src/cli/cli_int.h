@@ -43,6 +43,7 @@ extern const struct cli_command cli_user_commands[];
 extern const struct cli_command cli_cert_commands[];
 extern const struct cli_command cli_table_commands[];
 extern const struct cli_command cli_resource_commands[];
+extern const struct cli_command cli_db_commands[];
 
 /**
  * Print "certgate: CMD: message" on stderr.

@@ -2,7 +2,7 @@
  * dtable: the connection the engine and `certgate table` / `resource` use
  * for the data tables (table.h), the scripted resource definitions
  * (resource.h) and stored responses for Idempotency-Key (idempotency.h).
- * Part of the storage interface (db.h); implemented on SQLite's core
+ * Part of the storage interface (db.h); implemented on the core (core.h)
  * (sqlite_table.c: identifiers are validated and quoted, values always
  * bound). Relies on jansson (records are JSON objects). Does not run scripts
  * and does not decide who may call what.
@@ -39,6 +39,11 @@ int dtable_open_reader(const char *path, struct dtable_db **out_db, struct cg_er
 int dtable_read_begin(struct dtable_db *db, struct cg_err *err);
 /** End the read transaction, if one is open. */
 void dtable_read_end(struct dtable_db *db);
+/**
+ * Whether the connection to the database server is lost (PostgreSQL; it
+ * reconnects by itself at a later statement). SQLite: never.
+ */
+bool dtable_lost(struct dtable_db *db);
 /** Close; NULL is allowed. */
 void dtable_close(struct dtable_db *db);
 

@@ -3,9 +3,9 @@
  * migrations, the trust version, transactions, and (trust_data.h) the
  * records of the CA certificate chain table, CRLs, users, roles and
  * user-to-certificate mappings. Part of the storage interface (db.h);
- * implemented on SQLite's core (sqlite_store.c: WAL mode, parameterised
- * statements prepared once per connection); no SQLite type appears in this
- * header.
+ * implemented on the core (core.h, sql_store.c: SQLite in WAL mode, or
+ * PostgreSQL; parameterised statements prepared once per connection); no
+ * driver type appears in this header.
  * Does not parse certificates (callers hand in the facts pki extracted) and
  * does not decide trust. One struct store is one connection: use it from one
  * thread at a time.
@@ -31,8 +31,10 @@ enum store_mode {
 
 /**
  * Open (and, by @p mode, create or upgrade) the database at @p path.
- * Turns on WAL, foreign keys and a busy timeout.
- * @param path file name
+ * SQLite: turns on WAL, foreign keys and a busy timeout. PostgreSQL (@p path
+ * a URI): connects; STORE_OPEN_INIT creates the schema in an empty
+ * database.
+ * @param path file name, or a libpq URI (postgresql://...)
  * @param mode see enum store_mode
  * @param out_store the connection (free with store_close)
  * @param err message on failure, e.g. "database ./x.db does not exist: run certgate init"
@@ -40,6 +42,13 @@ enum store_mode {
  */
 int store_open(const char *path, enum store_mode mode, struct store **out_store,
                struct cg_err *err);
+
+/**
+ * How messages and logs may name the database @p path: a path as it is, a
+ * PostgreSQL URI without its password.
+ * @return a malloc'd string, or NULL when out of memory
+ */
+char *store_display_name(const char *path);
 
 /** Close the connection and finalise its statements; NULL is allowed. */
 void store_close(struct store *s);

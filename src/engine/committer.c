@@ -244,6 +244,8 @@ static void run_batch(struct writer *w, struct writer_job *batch)
     for (struct writer_job *j = batch; j; j = j->next) {
         if (ok)
             commit_job(w, j, now);
+        else if (dtable_lost(w->db))
+            job_set_internal(j, err.msg); /* job_check_db below makes it a 503 */
         else
             job_set_error(j, CG_ERROR_UNAVAILABLE, "the database is busy: retry");
     }
@@ -276,6 +278,10 @@ static void run_batch(struct writer *w, struct writer_job *batch)
     lbatch_free(w->pending);
     w->pending = NULL;
     w->commits++;
+    for (struct writer_job *j = batch; j; j = j->next) {
+        if (!j->retry)
+            job_check_db(j, w->db);
+    }
     while (batch) {
         struct writer_job *next = batch->next;
 

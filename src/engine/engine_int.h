@@ -20,7 +20,7 @@ struct executor {
     struct writer *w;      /* the writer */
     pthread_t thread;      /* the thread */
     struct script_vm *vm;  /* its Lua state */
-    struct dtable_db *rdb; /* its read-only connection */
+    struct dtable_db *rdb; /* the pool's read-only connection it holds for a run, or NULL */
     int64_t running;       /* what it runs now (job_kind), -1: nothing; under the lock */
 };
 
@@ -38,6 +38,11 @@ struct writer {
     struct writer_job *xhead;       /* the script threads' queue ... */
     struct writer_job *xtail;       /* ... and its end */
     struct executor *execs;         /* script threads */
+    struct dtable_db **pool;        /* read-only connections of the script threads */
+    unsigned n_pool;                /* opened */
+    unsigned n_idle;                /* pool[0 .. n_idle) are free; under pool_lock */
+    pthread_mutex_t pool_lock;      /* guards the pool's free list */
+    pthread_cond_t pool_wake;       /* a connection came back */
     unsigned n_execs;               /* count */
     bool exec_stopping;             /* script threads: finish the queue and exit */
     bool exec_stopped;              /* script threads have exited */
@@ -71,6 +76,12 @@ void job_set_script_error(struct writer_job *job, int status, const char *messag
                           const char *detail);
 /** Sets the job's answer to a 500 and says why in the log. */
 void job_set_internal(struct writer_job *job, const char *why);
+/**
+ * A failed answer (5xx) given while the connection @p db to the database
+ * server was lost becomes a 503 database_unavailable: nothing was written,
+ * and the connection comes back by itself.
+ */
+void job_check_db(struct writer_job *job, struct dtable_db *db);
 
 /** Clears what a run produced, for another run. */
 void job_reset(struct writer_job *job);

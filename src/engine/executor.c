@@ -12,6 +12,27 @@
 #include "engine/tableapi.h"
 #include "engine/wset.h"
 
+/* A read connection of the pool for one run, waiting for one when all are taken. */
+static struct dtable_db *pool_take(struct writer *w)
+{
+    struct dtable_db *db;
+
+    pthread_mutex_lock(&w->pool_lock);
+    while (w->n_idle == 0)
+        pthread_cond_wait(&w->pool_wake, &w->pool_lock);
+    db = w->pool[--w->n_idle];
+    pthread_mutex_unlock(&w->pool_lock);
+    return db;
+}
+
+static void pool_give(struct writer *w, struct dtable_db *db)
+{
+    pthread_mutex_lock(&w->pool_lock);
+    w->pool[w->n_idle++] = db;
+    pthread_cond_signal(&w->pool_wake);
+    pthread_mutex_unlock(&w->pool_lock);
+}
+
 /* Runs one job on a script thread, and hands its writes to the committer
  * or answers it at once. */
 static void execute(struct executor *x, struct writer_job *job)
@@ -50,6 +71,7 @@ static void execute(struct executor *x, struct writer_job *job)
     else
         run_table(&ctx);
     dtable_read_end(x->rdb);
+    job_check_db(job, x->rdb);
     to_commit = job_succeeded(job) && (job->ws->n_ops > 0 || job->idem_key);
     if (!to_commit) {
         job_finish(w, job);
@@ -119,7 +141,10 @@ void *executor_main(void *arg)
         }
         x->running = job_kind(job);
         pthread_mutex_unlock(&w->lock);
+        x->rdb = pool_take(w);
         execute(x, job);
+        pool_give(w, x->rdb);
+        x->rdb = NULL;
         pthread_mutex_lock(&w->lock);
         x->running = -1;
         /* A job that waited for this kind to free a thread may run now. */
@@ -141,10 +166,13 @@ unsigned executor_default_threads(void)
 
 void executor_free_all(struct writer *w)
 {
-    for (unsigned i = 0; w->execs && i < w->n_execs; i++) {
+    for (unsigned i = 0; w->execs && i < w->n_execs; i++)
         script_vm_free(w->execs[i].vm);
-        dtable_close(w->execs[i].rdb);
-    }
     free(w->execs);
     w->execs = NULL;
+    for (unsigned i = 0; w->pool && i < w->n_pool; i++)
+        dtable_close(w->pool[i]);
+    free(w->pool);
+    w->pool = NULL;
+    w->n_pool = 0;
 }

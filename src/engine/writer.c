@@ -43,6 +43,16 @@ void job_set_internal(struct writer_job *job, const char *why)
     snprintf(job->log_detail, sizeof(job->log_detail), "%s", why);
 }
 
+void job_check_db(struct writer_job *job, struct dtable_db *db)
+{
+    if (job->status >= 500 && dtable_lost(db)) {
+        job_set_error(job, CG_ERROR_DATABASE_UNAVAILABLE,
+                      "database_unavailable: the database cannot be reached; certgate reconnects "
+                      "by itself: retry");
+        snprintf(job->log_detail, sizeof(job->log_detail), "database_unavailable");
+    }
+}
+
 /* Clears what a run produced, for another run. */
 void job_reset(struct writer_job *job)
 {
@@ -78,7 +88,7 @@ bool job_succeeded(const struct writer_job *job)
 /* ---- start and stop ---- */
 
 int writer_start(const char *db_path, const struct script_limits *limits, bool durable,
-                 unsigned threads, struct writer **out_writer, struct cg_err *err)
+                 unsigned threads, unsigned pool, struct writer **out_writer, struct cg_err *err)
 {
     struct writer *w = calloc(1, sizeof(*w));
     unsigned started = 0;
@@ -89,6 +99,8 @@ int writer_start(const char *db_path, const struct script_limits *limits, bool d
     pthread_mutex_init(&w->lock, NULL);
     pthread_cond_init(&w->wake, NULL);
     pthread_cond_init(&w->exec_wake, NULL);
+    pthread_mutex_init(&w->pool_lock, NULL);
+    pthread_cond_init(&w->pool_wake, NULL);
     if (limits)
         w->limits = *limits;
     else
@@ -98,7 +110,9 @@ int writer_start(const char *db_path, const struct script_limits *limits, bool d
     w->n_execs =
         threads ? (threads > MAX_THREADS ? MAX_THREADS : threads) : executor_default_threads();
     w->execs = calloc(w->n_execs, sizeof(*w->execs));
-    if (!w->db_path || !w->execs) {
+    pool = pool ? (pool > MAX_THREADS ? MAX_THREADS : pool) : w->n_execs;
+    w->pool = calloc(pool, sizeof(*w->pool));
+    if (!w->db_path || !w->execs || !w->pool) {
         rc = CG_ENOMEM;
         goto fail;
     }
@@ -115,9 +129,10 @@ int writer_start(const char *db_path, const struct script_limits *limits, bool d
         w->execs[i].w = w;
         w->execs[i].running = -1;
         rc = script_vm_new(&w->limits, &w->execs[i].vm);
-        if (rc == CG_OK)
-            rc = dtable_open_reader(db_path, &w->execs[i].rdb, err);
     }
+    for (; rc == CG_OK && w->n_pool < pool; w->n_pool++)
+        rc = dtable_open_reader(db_path, &w->pool[w->n_pool], err);
+    w->n_idle = w->n_pool;
     if (rc) {
         if (!err->msg[0])
             cg_err_set(err, "cannot create the script threads' Lua states");
@@ -215,6 +230,8 @@ void writer_free(struct writer *w)
     pthread_mutex_destroy(&w->lock);
     pthread_cond_destroy(&w->wake);
     pthread_cond_destroy(&w->exec_wake);
+    pthread_mutex_destroy(&w->pool_lock);
+    pthread_cond_destroy(&w->pool_wake);
     free(w->db_path);
     free(w);
 }

@@ -99,10 +99,12 @@ struct writer;
  * Open the database, load the catalog, start the script threads and the
  * committer.
  * @param threads script threads, 0: one per core
+ * @param pool read connections the script threads share (a thread takes one
+ *        for each run), 0: one per thread
  * @return CG_OK or an error with a message
  */
 int writer_start(const char *db_path, const struct script_limits *limits, bool durable,
-                 unsigned threads, struct writer **out_writer, struct cg_err *err);
+                 unsigned threads, unsigned pool, struct writer **out_writer, struct cg_err *err);
 
 /** The current catalog (lock-free; valid until writer_stop). */
 const struct catalog *writer_catalog(struct writer *w);

@@ -104,6 +104,7 @@ static json_t *restart_needed(const struct serve_config *a, const struct serve_c
         {"script-memory", a->script_memory != b->script_memory},
         {"script-timeout", a->script_timeout_ms != b->script_timeout_ms},
         {"script-threads", a->script_threads != b->script_threads},
+        {"db-pool", a->db_pool != b->db_pool},
         {"metrics-listen", str_differ(a->metrics_listen, b->metrics_listen)},
         {"proxy-protocol", a->proxy_protocol != b->proxy_protocol},
         {"trusted-proxy", str_differ(a->trusted_proxy, b->trusted_proxy)},
@@ -254,6 +255,7 @@ int daemon_main(const char *db_path, int argc, char **argv)
     struct script_limits limits;
     struct store *s = NULL;
     struct cg_err err = {""};
+    char *db_shown = NULL; /* the database as logs name it: no password */
     sigset_t sigs;
     bool help = false;
     char addr[96];
@@ -284,6 +286,7 @@ int daemon_main(const char *db_path, int argc, char **argv)
         settings_free(cfg);
         return 2;
     }
+    db_shown = store_display_name(db_path);
     /* The schema is checked (and an older one upgraded) before serving. */
     if (store_open(db_path, STORE_OPEN_EXISTING, &s, &err)) {
         fprintf(stderr, "certgate: serve: %s\n", err.msg);
@@ -300,7 +303,7 @@ int daemon_main(const char *db_path, int argc, char **argv)
     }
     if (cfg->check_only) {
         printf("configuration OK: certificate %s, key %s, database %s, listen %s\n", cfg->cert_file,
-               cfg->key_file, db_path, cfg->listen);
+               cfg->key_file, db_shown ? db_shown : "?", cfg->listen);
         rc = 0;
         goto out;
     }
@@ -312,7 +315,8 @@ int daemon_main(const char *db_path, int argc, char **argv)
     limits.instructions = cfg->script_instructions;
     limits.memory = cfg->script_memory;
     limits.wall_ms = cfg->script_timeout_ms;
-    if (writer_start(db_path, &limits, cfg->durable, cfg->script_threads, &writer, &err)) {
+    if (writer_start(db_path, &limits, cfg->durable, cfg->script_threads, cfg->db_pool, &writer,
+                     &err)) {
         fprintf(stderr, "certgate: serve: %s\n", err.msg);
         goto out;
     }
@@ -327,7 +331,7 @@ int daemon_main(const char *db_path, int argc, char **argv)
     snprintf(addr, sizeof(addr), "%s", http_address(srv));
     log_event("listening",
               json_pack("{s:s, s:s, s:s, s:s, s:b}", "address", addr, "version", PACKAGE_VERSION,
-                        "database", db_path, "client_cert",
+                        "database", db_shown ? db_shown : "?", "client_cert",
                         cfg->client_cert == CLIENT_CERT_REQUIRE ? "require" : "request",
                         "basic_auth", cfg->basic_auth));
     for (;;) {
@@ -359,6 +363,7 @@ out:
     if (served)
         log_stopped(dropped);
     log_close();
+    free(db_shown);
     free_settings(&first, cfg, older);
     return rc;
 }

@@ -127,7 +127,7 @@ n=$(sqlite3 "$DB" "SELECT count(*) FROM sys_user_certificate WHERE user_id NOT I
 [ "$n" = 0 ] && pass "no orphan mapping" || fail "$n orphans"
 # Only the root in the table: a leaf+intermediate file verifies, but a
 # client sending only its leaf would be refused; cert map says so.
-rm -f "$DB"
+reset_db
 cg init
 cg ca add "$PKI/root.pem"
 cg user add postman
@@ -144,7 +144,7 @@ else
 fi
 
 # dn= rules are stored in certgate's own form of the DN, so they match.
-rm -f "$DB"
+reset_db
 cg init
 cg ca add "$PKI/chain.pem"
 cg user add dnuser

@@ -9,11 +9,20 @@ S="$TESTS_SRCDIR/../contrib/scripts"
 expect_ok "table create with every type" table create u_inbound name payload:json n:integer \
     x:real --roles push,read
 expect_out "it lists the columns" "name \\(text\\), payload \\(json\\), n \\(integer\\), x \\(real\\)"
-t=$(sqlite3 "$DB" "SELECT sql FROM sqlite_master WHERE name = 'u_inbound'")
-case "$t" in
-*STRICT*) pass "a real STRICT SQLite table" ;;
-*) fail "table sql: $t" ;;
-esac
+if on_pg; then
+    t=$(pg_sql "SELECT string_agg(column_name || ' ' || data_type, ', ' ORDER BY ordinal_position)
+        FROM information_schema.columns WHERE table_name = 'u_inbound'")
+    case "$t" in
+    *"payload jsonb, n bigint, x double precision"*) pass "a PostgreSQL table, json as jsonb" ;;
+    *) fail "table columns: $t" ;;
+    esac
+else
+    t=$(sqlite3 "$DB" "SELECT sql FROM sqlite_master WHERE name = 'u_inbound'")
+    case "$t" in
+    *STRICT*) pass "a real STRICT SQLite table" ;;
+    *) fail "table sql: $t" ;;
+    esac
+fi
 expect_refused "a duplicate table" "already exists" table create u_inbound a
 expect_refused "a table name with SQL in it" "invalid table name" \
     table create 'x"; DROP TABLE sys_user; --' a
@@ -89,6 +98,10 @@ expect_refused "update with a broken script" "syntax error" resource update 1 --
 expect_ok "resource delete" resource delete 1
 expect_refused "delete again" "no resource with id 1" resource delete 1
 expect_ok "table drop --force" table drop u_inbound --force
-n=$(sqlite3 "$DB" "SELECT count(*) FROM sqlite_master WHERE name = 'u_inbound'")
+if on_pg; then
+    n=$(pg_sql "SELECT count(*) FROM pg_tables WHERE tablename = 'u_inbound'")
+else
+    n=$(sqlite3 "$DB" "SELECT count(*) FROM sqlite_master WHERE name = 'u_inbound'")
+fi
 [ "$n" = 0 ] && pass "the table is gone" || fail "still there"
 done_testing

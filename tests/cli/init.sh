@@ -3,6 +3,61 @@
 . "$TESTS_SRCDIR/lib.sh"
 need sqlite3 python3
 
+# On PostgreSQL (CERTGATE_TEST_PG=1): the URI form, its refusals, the schema.
+if on_pg; then
+    LATEST=$(ls "$TESTS_SRCDIR/../schema/"[0-9][0-9][0-9]_*.sql | wc -l)
+    PGN=$(ls "$TESTS_SRCDIR/../schema/pg/"[0-9][0-9][0-9]_*.sql | wc -l)
+    [ "$PGN" = "$LATEST" ] && pass "every migration has its PostgreSQL twin" ||
+        fail "$LATEST migrations, $PGN PostgreSQL twins"
+    expect_refused "a command on an empty database is refused" "has no certgate schema: run certgate init" \
+        ca list
+    expect_ok "init creates the schema" init
+    expect_out "init names the database and the version" "ready \\(schema version $LATEST\\)"
+    expect_ok "init again is harmless" --json init
+    expect_json "init --json reports the schema version" "j['schema_version']" "$LATEST"
+    for t in sys_ca_certificate sys_crl sys_user sys_user_role sys_user_certificate sys_db_table \
+        sys_ws_operation sys_idempotency sys_ca_deleted; do
+        n=$(pg_sql "SELECT count(*) FROM pg_tables WHERE schemaname = 'public' AND tablename = '$t'")
+        [ "$n" = 1 ] && pass "table $t exists" || fail "table $t missing"
+    done
+    n=$(pg_sql "SELECT string_agg(table_name || '.' || column_name, ' ' ORDER BY table_name)
+        FROM information_schema.columns WHERE data_type = 'jsonb'")
+    [ "$n" = "sys_db_table.columns sys_idempotency.headers" ] && pass "JSON columns are jsonb" ||
+        fail "jsonb columns: $n"
+    v0=$(pg_sql "SELECT value FROM sys_meta WHERE key = 'trust_version'")
+    cg user add vera
+    v1=$(pg_sql "SELECT value FROM sys_meta WHERE key = 'trust_version'")
+    [ "$v1" -gt "$v0" ] && pass "a trust change bumps the trust version ($v0 -> $v1)" ||
+        fail "trust version $v0 -> $v1"
+    cg user lock nobody-here
+    v2=$(pg_sql "SELECT value FROM sys_meta WHERE key = 'trust_version'")
+    [ "$v2" = "$v1" ] && pass "a change of nothing does not" || fail "trust version $v1 -> $v2"
+    expect_ok "postgres:// is a URI too" --db "$(echo "$DB" | sed 's|^postgresql://|postgres://|')" \
+        user list
+    expect_out "and reads the same database" "vera"
+    expect_ok "CERTGATE_DB names it" user list
+    # Refusals, each a clear message and no crash.
+    other=$(pg_newdb other)
+    "$PG_BIN/psql" -X -q "$other" -c "CREATE TABLE other_app (x int)"
+    expect_refused "a database of another application is refused" \
+        "is not a certgate database \\(it has tables but no certgate schema\\)" --db "$other" init
+    expect_refused "an unreachable server is named" \
+        "cannot open database postgresql://certgate@/certgate\\?host=$T/nothing-here: .*" \
+        --db "postgresql://certgate@/certgate?host=$T/nothing-here" user list
+    expect_refused "a database that does not exist is named" \
+        "cannot open database postgresql://certgate@/nosuchdb\\?host=.*does not exist" \
+        --db "postgresql://certgate@/nosuchdb?host=$PG_DIR" user list
+    expect_refused "a bad URI is refused" "cannot open database postgresql://\\[: .*" \
+        --db "postgresql://[" user list
+    cg --db "postgresql://certgate:s3cr3tpw@/nosuchdb?host=$PG_DIR" user list
+    [ "$RC" = 1 ] && ! grep -q s3cr3tpw "$T/err" && grep -q "postgresql://certgate@/nosuchdb" "$T/err" &&
+        pass "the password in a URI is never shown" || fail "rc $RC, stderr: $(cat "$T/err")"
+    cg --db "postgresql:///nosuchdb?host=$PG_DIR&user=certgate&password=s3cr3tpw" user list
+    [ "$RC" = 1 ] && ! grep -q s3cr3tpw "$T/err" && pass "nor a password= parameter" ||
+        fail "rc $RC, stderr: $(cat "$T/err")"
+    done_testing
+fi
+
 expect_refused "a command on a missing database is refused" "does not exist.*certgate init" \
     ca list
 [ ! -e "$DB" ] && pass "the refused command did not create the file" || fail "file created"

@@ -101,6 +101,31 @@ def keepalive(host, port, ca, cert, key, path, cmd):
     print(r1.status, r2.status, r2.getheader("X-Certgate-Reason") or "-", same)
 
 
+def keepalive_until(host, port, ca, cert, key, path, cmd):
+    """Like keepalive, but after CMD polls the same connection every 50 ms
+    until the answer changes (at most 5 s); prints both statuses, the
+    reason, whether the connection was the same, and the milliseconds from
+    CMD's end to the changed answer."""
+    conn = http.client.HTTPSConnection(host, int(port), context=context(ca, cert, key),
+                                       timeout=20)
+    conn.request("GET", path)
+    r1 = conn.getresponse()
+    r1.read()
+    sock1 = conn.sock
+    subprocess.run(cmd, check=True, stdout=subprocess.DEVNULL)
+    t0 = time.monotonic()
+    while True:
+        conn.request("GET", path)
+        r2 = conn.getresponse()
+        r2.read()
+        if r2.status != r1.status or time.monotonic() - t0 > 5:
+            break
+        time.sleep(0.05)
+    ms = int((time.monotonic() - t0) * 1000)
+    same = "same-connection" if conn.sock is sock1 else "new-connection"
+    print(r1.status, r2.status, r2.getheader("X-Certgate-Reason") or "-", same, ms)
+
+
 def slow(host, port, ca, cert, key, path, marker):
     raw = socket.create_connection((host, int(port)), timeout=30)
     s = context(ca, cert, key).wrap_socket(raw, server_hostname="localhost")
@@ -208,6 +233,9 @@ if __name__ == "__main__":
     if sys.argv[1] == "keepalive":
         sep = sys.argv.index("--")
         keepalive(*sys.argv[2:sep], sys.argv[sep + 1:])
+    elif sys.argv[1] == "keepalive-until":
+        sep = sys.argv.index("--")
+        keepalive_until(*sys.argv[2:sep], sys.argv[sep + 1:])
     elif sys.argv[1] == "raw":
         raw(*sys.argv[2:])
     elif sys.argv[1] == "trickle":

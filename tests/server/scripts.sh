@@ -75,7 +75,11 @@ req $C -H "$J" -d '{"name":"order 42","amount":12.5}' "$URL/api/acme/inbound/rec
 expect_status "push a record: 201" 201
 id=$(body_json "j['result']['sys_id']")
 [ "$(rows u_inbound)" = 1 ] && pass "the row is in the table" || fail "rows: $(rows u_inbound)"
-who=$(sqlite3 "$DB" "SELECT sys_created_by || '|' || source || '|' || json_extract(payload, '\$.amount') FROM u_inbound WHERE sys_id = '$id'")
+if on_pg; then
+    who=$(pg_sql "SELECT sys_created_by || '|' || source || '|' || (payload->>'amount') FROM u_inbound WHERE sys_id = '$id'")
+else
+    who=$(sqlite3 "$DB" "SELECT sys_created_by || '|' || source || '|' || json_extract(payload, '\$.amount') FROM u_inbound WHERE sys_id = '$id'")
+fi
 [ "$who" = "integrator1|integrator1|12.5" ] && pass "read back with sqlite3" || fail "row: $who"
 
 # table_api_reads_it_back
@@ -308,11 +312,11 @@ def worker(n):
     return out
 print(json.dumps(run(16, worker)))
 PY
-python3 - "$T/conc.out" "$DB" <<'PY' >"$T/conc.check"
-import json, sqlite3, sys
+sqlite3 "$DB" "SELECT name FROM u_inbound WHERE name LIKE 'c-%'" >"$T/conc.names"
+python3 - "$T/conc.out" "$T/conc.names" <<'PY' >"$T/conc.check"
+import json, sys
 results = json.load(open(sys.argv[1]))
-db = sqlite3.connect(sys.argv[2])
-names = {r[0] for r in db.execute("SELECT name FROM u_inbound WHERE name LIKE 'c-%'")}
+names = set(open(sys.argv[2]).read().split())
 ok = [r for r in results if r[0] == 201]
 bad = [r for r in results if r[0] != 201]
 missing = [r for r in ok if r[1] not in names]

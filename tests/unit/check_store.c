@@ -10,6 +10,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "db/core.h"
 #include "db/store.h"
 
 static char dir[64], path[128];
@@ -608,6 +609,38 @@ START_TEST(transactions_roll_back)
 }
 END_TEST
 
+/* The PostgreSQL driver's pieces that need no server (the rest runs
+ * against a real one in make check-pg). */
+START_TEST(pg_uri_and_placeholders)
+{
+    struct db_stmt st = {0};
+    char *r;
+
+    ck_assert(core_is_pg("postgresql://h/db"));
+    ck_assert(core_is_pg("postgres:///db?host=/run/postgresql"));
+    ck_assert(!core_is_pg("./postgresql.db"));
+    ck_assert(!core_is_pg("/var/lib/certgate/certgate.db"));
+    r = pg_redact("postgresql://alice:s3cret@db.example:5432/certgate?sslmode=require");
+    ck_assert_str_eq(r, "postgresql://alice@db.example:5432/certgate?sslmode=require");
+    free(r);
+    r = pg_redact("postgresql:///certgate?host=/run/pg&password=s3cret&user=alice");
+    ck_assert_str_eq(r, "postgresql:///certgate?host=/run/pg&password=***&user=alice");
+    free(r);
+    r = pg_redact("postgresql://alice@h/db");
+    ck_assert_str_eq(r, "postgresql://alice@h/db");
+    free(r);
+    r = store_display_name("postgres://u:p@h/d");
+    ck_assert_str_eq(r, "postgres://u@h/d");
+    free(r);
+    /* ? and ?N become $N (a bare ? is one past the highest so far), quoted text stays */
+    ck_assert_int_eq(pg_prepare(&st, "SELECT '?', \"a?\" FROM t WHERE a = ? AND b = ?3 OR c = ?"),
+                     CG_OK);
+    ck_assert_str_eq(st.pg_sql, "SELECT '?', \"a?\" FROM t WHERE a = $1 AND b = $3 OR c = $4");
+    ck_assert_int_eq(st.n_params, 4);
+    pg_finalize(&st);
+}
+END_TEST
+
 int main(void)
 {
     Suite *suite = suite_create("store");
@@ -632,6 +665,9 @@ int main(void)
     tcase_add_test(tc, crls);
     tcase_add_test(tc, trust_version_moves);
     tcase_add_test(tc, transactions_roll_back);
+    suite_add_tcase(suite, tc);
+    tc = tcase_create("postgresql");
+    tcase_add_test(tc, pg_uri_and_placeholders);
     suite_add_tcase(suite, tc);
     sr = srunner_create(suite);
     srunner_run_all(sr, CK_NORMAL);

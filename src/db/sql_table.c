@@ -4,11 +4,13 @@
 
 #include <math.h>
 #include <stdarg.h>
-#include <sqlite3.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+
+/* What dtable_query_ex's loop stops on besides the drivers' codes. */
+enum { DB_NOMEM = 7, DB_TOOBIG = 18 };
 
 /* Most columns a data table may have. */
 #define MAX_COLUMNS 64
@@ -22,9 +24,9 @@ static int open_conn(const char *path, int flags, const char *pragmas, struct dt
 
     if (!db)
         return CG_ENOMEM;
-    rc = sqlite_connect(&db->core, path, flags, false, err);
+    rc = core_connect(&db->core, path, flags, false, err);
     if (rc == CG_OK)
-        rc = sqlite_exec(&db->core, pragmas, err);
+        rc = core_exec(&db->core, pragmas, err);
     if (rc) {
         dtable_close(db);
         return rc == CG_ENOMEM ? rc : CG_EDB;
@@ -35,34 +37,46 @@ static int open_conn(const char *path, int flags, const char *pragmas, struct dt
 
 int dtable_open(const char *path, struct dtable_db **out_db, struct cg_err *err)
 {
-    return open_conn(path, SQLITE_OPEN_READWRITE,
-                     "PRAGMA journal_mode = WAL; PRAGMA foreign_keys = ON; "
-                     "PRAGMA synchronous = FULL",
+    /* PostgreSQL: pg_connect sets the session up (synchronous_commit on). */
+    return open_conn(path, CORE_OPEN_READWRITE,
+                     core_is_pg(path) ? "SELECT 1"
+                                      : "PRAGMA journal_mode = WAL; PRAGMA foreign_keys = ON; "
+                                        "PRAGMA synchronous = FULL",
                      out_db, err);
 }
 
 int dtable_open_reader(const char *path, struct dtable_db **out_db, struct cg_err *err)
 {
-    return open_conn(path, SQLITE_OPEN_READONLY, "PRAGMA query_only = ON", out_db, err);
+    return open_conn(path, CORE_OPEN_READONLY,
+                     core_is_pg(path) ? "SELECT 1" : "PRAGMA query_only = ON", out_db, err);
+}
+
+bool dtable_lost(struct dtable_db *db)
+{
+    return db && core_lost(&db->core);
 }
 
 void dtable_close(struct dtable_db *db)
 {
     if (!db)
         return;
-    sqlite_disconnect(&db->core);
+    core_disconnect(&db->core);
     free(db);
 }
 
 void dtable_set_deadline(struct dtable_db *db, int64_t deadline_ms)
 {
-    sqlite_set_deadline(&db->core, deadline_ms);
+    core_set_deadline(&db->core, deadline_ms);
 }
 
 int dtable_set_durable(struct dtable_db *db, bool durable, struct cg_err *err)
 {
-    return sqlite_exec(&db->core,
-                       durable ? "PRAGMA synchronous = FULL" : "PRAGMA synchronous = NORMAL", err);
+    if (db->core.kind == DB_PG)
+        return core_exec(&db->core,
+                         durable ? "SET synchronous_commit = on" : "SET synchronous_commit = off",
+                         err);
+    return core_exec(&db->core,
+                     durable ? "PRAGMA synchronous = FULL" : "PRAGMA synchronous = NORMAL", err);
 }
 
 /* The script threads' snapshot: idempotent, as a script may read more than once. */
@@ -70,34 +84,34 @@ int dtable_read_begin(struct dtable_db *db, struct cg_err *err)
 {
     if (db->core.depth > 0)
         return CG_OK;
-    return sqlite_read_begin(&db->core, err);
+    return core_read_begin(&db->core, err);
 }
 
 void dtable_read_end(struct dtable_db *db)
 {
-    sqlite_rollback_all(&db->core); /* a snapshot has nothing to commit */
+    core_rollback_all(&db->core); /* a snapshot has nothing to commit */
 }
 
 /* The committer's batch is the transaction, each request in it a savepoint:
  * both are levels of the core's one scheme. */
 int dtable_begin(struct dtable_db *db, struct cg_err *err)
 {
-    return sqlite_begin(&db->core, err);
+    return core_begin(&db->core, err);
 }
 
 int dtable_commit(struct dtable_db *db, struct cg_err *err)
 {
-    return sqlite_commit(&db->core, err);
+    return core_commit(&db->core, err);
 }
 
 void dtable_rollback(struct dtable_db *db)
 {
-    sqlite_rollback_all(&db->core);
+    core_rollback_all(&db->core);
 }
 
 int dtable_savepoint(struct dtable_db *db, struct cg_err *err)
 {
-    return sqlite_begin(&db->core, err);
+    return core_begin(&db->core, err);
 }
 
 int dtable_release(struct dtable_db *db, struct cg_err *err)
@@ -106,16 +120,16 @@ int dtable_release(struct dtable_db *db, struct cg_err *err)
 
     if (db->core.depth <= 1)
         return CG_OK;
-    rc = sqlite_commit(&db->core, err);
+    rc = core_commit(&db->core, err);
     if (rc)
-        sqlite_rollback(&db->core); /* the level ends either way */
+        core_rollback(&db->core); /* the level ends either way */
     return rc;
 }
 
 void dtable_rollback_to(struct dtable_db *db)
 {
     if (db->core.depth > 1)
-        sqlite_rollback(&db->core);
+        core_rollback(&db->core);
 }
 
 /* ---- tables ---- */
@@ -138,13 +152,52 @@ char *join_roles(char *const *roles, size_t n)
     return s;
 }
 
+char *table_ddl(bool pg, const char *name, const struct dtable_column *cols, size_t n_cols)
+{
+    size_t cap = 256 + n_cols * 160;
+    char *sql = malloc(cap);
+
+    if (!sql)
+        return NULL;
+    /* Names are validated by the callers, so quoting them is belt and
+     * braces. PostgreSQL has no rowid: sys_rowid keeps the insertion order. */
+    snprintf(sql, cap,
+             "CREATE TABLE \"%s\" (%ssys_id TEXT PRIMARY KEY NOT NULL, "
+             "sys_created_on TEXT NOT NULL, sys_created_by TEXT NOT NULL",
+             name, pg ? "sys_rowid BIGINT GENERATED BY DEFAULT AS IDENTITY UNIQUE, " : "");
+    for (size_t i = 0; i < n_cols; i++) {
+        const char *n = cols[i].name;
+        size_t len = strlen(sql);
+
+        switch (cols[i].type) {
+        case DT_INTEGER:
+            snprintf(sql + len, cap - len, ", \"%s\" %s", n, pg ? "BIGINT" : "INTEGER");
+            break;
+        case DT_REAL:
+            snprintf(sql + len, cap - len, ", \"%s\" %s", n, pg ? "DOUBLE PRECISION" : "REAL");
+            break;
+        case DT_JSON:
+            if (pg) {
+                snprintf(sql + len, cap - len, ", \"%s\" JSONB", n);
+                break;
+            }
+            snprintf(sql + len, cap - len,
+                     ", \"%s\" TEXT CHECK (\"%s\" IS NULL OR json_valid(\"%s\"))", n, n, n);
+            break;
+        default: snprintf(sql + len, cap - len, ", \"%s\" TEXT", n); break;
+        }
+    }
+    strncat(sql, pg ? ")" : ") STRICT", cap - strlen(sql) - 1);
+    return sql;
+}
+
 int dtable_table_create(struct dtable_db *db, const char *name, const struct dtable_column *cols,
                         size_t n_cols, char *const *roles, size_t n_roles, struct cg_err *err)
 {
     char *sql = NULL, *roles_text = NULL, *cols_text = NULL, now[21];
     json_t *cj = NULL;
-    sqlite3_stmt *st;
-    size_t cap;
+    struct db_stmt *st;
+    bool pg = db->core.kind == DB_PG;
     int rc;
 
     if (!dtable_valid_name(name)) {
@@ -180,35 +233,15 @@ int dtable_table_create(struct dtable_db *db, const char *name, const struct dta
             return CG_EINVAL;
         }
     }
-    /* Names are validated above, so quoting them is belt and braces. */
-    cap = 256 + n_cols * 160;
-    sql = malloc(cap);
+    sql = table_ddl(pg, name, cols, n_cols);
     cj = json_array();
     if (!sql || !cj) {
         rc = CG_ENOMEM;
         goto out;
     }
-    snprintf(sql, cap,
-             "CREATE TABLE \"%s\" (sys_id TEXT PRIMARY KEY NOT NULL, "
-             "sys_created_on TEXT NOT NULL, sys_created_by TEXT NOT NULL",
-             name);
-    for (size_t i = 0; i < n_cols; i++) {
-        const char *n = cols[i].name;
-        size_t len = strlen(sql);
-
-        switch (cols[i].type) {
-        case DT_INTEGER: snprintf(sql + len, cap - len, ", \"%s\" INTEGER", n); break;
-        case DT_REAL: snprintf(sql + len, cap - len, ", \"%s\" REAL", n); break;
-        case DT_JSON:
-            snprintf(sql + len, cap - len,
-                     ", \"%s\" TEXT CHECK (\"%s\" IS NULL OR json_valid(\"%s\"))", n, n, n);
-            break;
-        default: snprintf(sql + len, cap - len, ", \"%s\" TEXT", n); break;
-        }
-        json_array_append_new(
-            cj, json_pack("{s:s, s:s}", "name", n, "type", dtable_type_name(cols[i].type)));
-    }
-    strncat(sql, ") STRICT", cap - strlen(sql) - 1);
+    for (size_t i = 0; i < n_cols; i++)
+        json_array_append_new(cj, json_pack("{s:s, s:s}", "name", cols[i].name, "type",
+                                            dtable_type_name(cols[i].type)));
     cols_text = json_dumps(cj, JSON_COMPACT);
     roles_text = join_roles(roles, n_roles);
     if (!cols_text || !roles_text) {
@@ -218,37 +251,41 @@ int dtable_table_create(struct dtable_db *db, const char *name, const struct dta
     rc = dtable_begin(db, err);
     if (rc)
         goto out;
-    st = prep(db, "SELECT 1 FROM sqlite_master WHERE lower(name) = lower(?)", err);
+    st = prep(db,
+              pg ? "SELECT 1 FROM pg_class c JOIN pg_namespace s ON s.oid = c.relnamespace "
+                   "WHERE s.nspname = current_schema() AND lower(c.relname) = lower(?)"
+                 : "SELECT 1 FROM sqlite_master WHERE lower(name) = lower(?)",
+              err);
     if (!st) {
         rc = CG_EDB;
         goto fail;
     }
-    sqlite3_bind_text(st, 1, name, -1, SQLITE_TRANSIENT);
-    rc = sqlite3_step(st);
+    st_bind_text(st, 1, name, -1);
+    rc = st_step(st);
     done(st);
-    if (rc == SQLITE_ROW) {
+    if (rc == DB_ROW) {
         cg_err_set(err, "a table named '%s' already exists", name);
         rc = CG_EEXIST;
         goto fail;
     }
-    rc = sqlite_exec(&db->core, sql, err);
+    rc = core_exec(&db->core, sql, err);
     if (rc)
         goto fail;
     st = prep(db,
-              "INSERT INTO sys_db_table (name, columns, roles, created_on, updated_on) "
-              "VALUES (?, ?, ?, ?, ?)",
+              "INSERT INTO sys_db_table (id, name, columns, roles, created_on, updated_on) "
+              "VALUES (" NEXT_ID("sys_db_table") ", ?, ?, ?, ?, ?)",
               err);
     if (!st) {
         rc = CG_EDB;
         goto fail;
     }
     cg_time_iso(cg_now(), now);
-    sqlite3_bind_text(st, 1, name, -1, SQLITE_TRANSIENT);
-    sqlite3_bind_text(st, 2, cols_text, -1, SQLITE_TRANSIENT);
-    sqlite3_bind_text(st, 3, roles_text, -1, SQLITE_TRANSIENT);
-    sqlite3_bind_text(st, 4, now, -1, SQLITE_TRANSIENT);
-    sqlite3_bind_text(st, 5, now, -1, SQLITE_TRANSIENT);
-    rc = sqlite3_step(st) == SQLITE_DONE ? CG_OK : fail_db(db, err, "register table");
+    st_bind_text(st, 1, name, -1);
+    st_bind_text(st, 2, cols_text, -1);
+    st_bind_text(st, 3, roles_text, -1);
+    st_bind_text(st, 4, now, -1);
+    st_bind_text(st, 5, now, -1);
+    rc = st_step(st) == DB_DONE ? CG_OK : fail_db(db, err, "register table");
     done(st);
     if (rc)
         goto fail;
@@ -265,8 +302,8 @@ out:
     return rc;
 }
 
-/* One row into the struct dtable_table at @p rec (a sqlite_read_fn). */
-static int read_table(sqlite3_stmt *st, void *rec)
+/* One row into the struct dtable_table at @p rec (a core_read_fn). */
+static int read_table(struct db_stmt *st, void *rec)
 {
     struct dtable_table *t = rec;
     json_error_t jerr;
@@ -275,11 +312,11 @@ static int read_table(sqlite3_stmt *st, void *rec)
     size_t i;
 
     memset(t, 0, sizeof(*t));
-    t->id = sqlite3_column_int64(st, 0);
-    t->name = strdup((const char *)sqlite3_column_text(st, 1));
-    cols = json_loads((const char *)sqlite3_column_text(st, 2), 0, &jerr);
-    roles = sqlite3_column_text(st, 3);
-    snprintf(t->created_on, sizeof(t->created_on), "%s", (const char *)sqlite3_column_text(st, 4));
+    t->id = st_column_int64(st, 0);
+    t->name = strdup((const char *)st_column_text(st, 1));
+    cols = json_loads((const char *)st_column_text(st, 2), 0, &jerr);
+    roles = st_column_text(st, 3);
+    snprintf(t->created_on, sizeof(t->created_on), "%s", (const char *)st_column_text(st, 4));
     if (!t->name || !json_is_array(cols)) {
         json_decref(cols);
         dtable_table_free(t);
@@ -313,7 +350,7 @@ static int read_table(sqlite3_stmt *st, void *rec)
 #define TABLE_COLS "id, name, columns, roles, created_on"
 
 /* Tables whose registry row no longer parses are skipped, not fatal. */
-static int read_table_row(sqlite3_stmt *st, void *rec)
+static int read_table_row(struct db_stmt *st, void *rec)
 {
     int rc = read_table(st, rec);
 
@@ -330,15 +367,15 @@ static void free_table_row(void *rec)
 int dtable_table_list(struct dtable_db *db, struct dtable_table **out_tables, size_t *out_n,
                       struct cg_err *err)
 {
-    sqlite3_stmt *st = prep(db, "SELECT " TABLE_COLS " FROM sys_db_table ORDER BY name", err);
+    struct db_stmt *st = prep(db, "SELECT " TABLE_COLS " FROM sys_db_table ORDER BY name", err);
     struct dtable_table *ts;
     size_t n, kept = 0;
     int rc;
 
     *out_tables = NULL;
     *out_n = 0;
-    rc = sqlite_list(&db->core, st, sizeof(*ts), read_table_row, free_table_row, (void **)&ts, &n,
-                     "list tables", err);
+    rc = core_list(&db->core, st, sizeof(*ts), read_table_row, free_table_row, (void **)&ts, &n,
+                   "list tables", err);
     if (rc)
         return rc;
     for (size_t i = 0; i < n; i++) {
@@ -353,13 +390,13 @@ int dtable_table_list(struct dtable_db *db, struct dtable_table **out_tables, si
 int dtable_table_get(struct dtable_db *db, const char *name, struct dtable_table *out_table,
                      struct cg_err *err)
 {
-    sqlite3_stmt *st = prep(db, "SELECT " TABLE_COLS " FROM sys_db_table WHERE name = ?", err);
+    struct db_stmt *st = prep(db, "SELECT " TABLE_COLS " FROM sys_db_table WHERE name = ?", err);
     int rc;
 
     if (!st)
         return CG_EDB;
-    sqlite3_bind_text(st, 1, name, -1, SQLITE_TRANSIENT);
-    rc = sqlite_one(&db->core, st, read_table, out_table, "read table", err);
+    st_bind_text(st, 1, name, -1);
+    rc = core_one(&db->core, st, read_table, out_table, "read table", err);
     if (rc == CG_ENOTFOUND)
         cg_err_set(err, "no table named '%s'", name);
     return rc;
@@ -368,7 +405,7 @@ int dtable_table_get(struct dtable_db *db, const char *name, struct dtable_table
 int dtable_table_count(struct dtable_db *db, const char *name, int64_t *out_n, struct cg_err *err)
 {
     char sql[160];
-    sqlite3_stmt *st;
+    struct db_stmt *st;
     int rc = CG_OK;
 
     if (!dtable_valid_name(name))
@@ -377,8 +414,8 @@ int dtable_table_count(struct dtable_db *db, const char *name, int64_t *out_n, s
     st = prep(db, sql, err);
     if (!st)
         return CG_EDB;
-    if (sqlite3_step(st) == SQLITE_ROW)
-        *out_n = sqlite3_column_int64(st, 0);
+    if (st_step(st) == DB_ROW)
+        *out_n = st_column_int64(st, 0);
     else
         rc = fail_db(db, err, "count");
     done(st);
@@ -389,7 +426,7 @@ int dtable_table_drop(struct dtable_db *db, const char *name, struct cg_err *err
 {
     struct dtable_table t;
     char sql[160];
-    sqlite3_stmt *st;
+    struct db_stmt *st;
     int rc;
 
     rc = dtable_table_get(db, name, &t, err);
@@ -397,12 +434,12 @@ int dtable_table_drop(struct dtable_db *db, const char *name, struct cg_err *err
         return rc;
     dtable_table_free(&t);
     /* Cached statements may name the table: drop them first. */
-    sqlite_forget(&db->core, name);
+    core_forget(&db->core, name);
     rc = dtable_begin(db, err);
     if (rc)
         return rc;
     snprintf(sql, sizeof(sql), "DROP TABLE \"%s\"", name);
-    rc = sqlite_exec(&db->core, sql, err);
+    rc = core_exec(&db->core, sql, err);
     if (rc)
         goto fail;
     st = prep(db, "DELETE FROM sys_db_table WHERE name = ?", err);
@@ -410,8 +447,8 @@ int dtable_table_drop(struct dtable_db *db, const char *name, struct cg_err *err
         rc = CG_EDB;
         goto fail;
     }
-    sqlite3_bind_text(st, 1, name, -1, SQLITE_TRANSIENT);
-    rc = sqlite3_step(st) == SQLITE_DONE ? CG_OK : fail_db(db, err, "unregister table");
+    st_bind_text(st, 1, name, -1);
+    rc = st_step(st) == DB_DONE ? CG_OK : fail_db(db, err, "unregister table");
     done(st);
     if (rc)
         goto fail;
@@ -464,9 +501,9 @@ static void sql_add(struct sql *q, const char *fmt, ...)
 }
 
 /* Prepares the built SQL (or fails with CG_ENOMEM when building failed). */
-static sqlite3_stmt *sql_prep(struct dtable_db *db, struct sql *q, struct cg_err *err)
+static struct db_stmt *sql_prep(struct dtable_db *db, struct sql *q, struct cg_err *err)
 {
-    sqlite3_stmt *st;
+    struct db_stmt *st;
 
     if (q->bad || !q->s) {
         cg_err_set(err, "out of memory");
@@ -480,23 +517,22 @@ static sqlite3_stmt *sql_prep(struct dtable_db *db, struct sql *q, struct cg_err
 }
 
 /* Binds a JSON value to a column, after check_value. */
-static int bind_value(sqlite3_stmt *st, int i, const struct dtable_column *c, json_t *v)
+static int bind_value(struct db_stmt *st, int i, const struct dtable_column *c, json_t *v)
 {
     if (json_is_null(v))
-        return sqlite3_bind_null(st, i) == SQLITE_OK ? CG_OK : CG_EDB;
+        return st_bind_null(st, i) == 0 ? CG_OK : CG_EDB;
     switch (c->type) {
     case DT_TEXT:
-        sqlite3_bind_text(st, i, json_string_value(v), (int)json_string_length(v),
-                          SQLITE_TRANSIENT);
+        st_bind_text(st, i, json_string_value(v), (int)json_string_length(v));
         return CG_OK;
-    case DT_INTEGER: sqlite3_bind_int64(st, i, json_integer_value(v)); return CG_OK;
-    case DT_REAL: sqlite3_bind_double(st, i, json_number_value(v)); return CG_OK;
+    case DT_INTEGER: st_bind_int64(st, i, json_integer_value(v)); return CG_OK;
+    case DT_REAL: st_bind_double(st, i, json_number_value(v)); return CG_OK;
     case DT_JSON: {
         char *text = json_text(v);
 
         if (!text)
             return CG_ENOMEM;
-        sqlite3_bind_text(st, i, text, -1, free);
+        st_bind_text_take(st, i, text);
         return CG_OK;
     }
     }
@@ -508,7 +544,7 @@ int dtable_insert_row(struct dtable_db *db, const struct dtable_table *t, const 
                       struct cg_err *err)
 {
     struct sql q = {0};
-    sqlite3_stmt *st;
+    struct db_stmt *st;
     int rc;
 
     rc = dtable_check_record(t, fields, err);
@@ -524,9 +560,9 @@ int dtable_insert_row(struct dtable_db *db, const struct dtable_table *t, const 
     st = sql_prep(db, &q, err);
     if (!st)
         return CG_EDB;
-    sqlite3_bind_text(st, 1, sys_id, -1, SQLITE_TRANSIENT);
-    sqlite3_bind_text(st, 2, created_on, -1, SQLITE_TRANSIENT);
-    sqlite3_bind_text(st, 3, created_by ? created_by : "", -1, SQLITE_TRANSIENT);
+    st_bind_text(st, 1, sys_id, -1);
+    st_bind_text(st, 2, created_on, -1);
+    st_bind_text(st, 3, created_by ? created_by : "", -1);
     for (size_t c = 0; c < t->n_cols; c++) {
         json_t *v = json_object_get(fields, t->cols[c].name);
 
@@ -535,7 +571,7 @@ int dtable_insert_row(struct dtable_db *db, const struct dtable_table *t, const 
             return CG_ENOMEM;
         }
     }
-    rc = sqlite3_step(st) == SQLITE_DONE ? CG_OK : fail_db(db, err, "insert");
+    rc = st_step(st) == DB_DONE ? CG_OK : fail_db(db, err, "insert");
     done(st);
     return rc;
 }
@@ -555,7 +591,7 @@ int dtable_update(struct dtable_db *db, const struct dtable_table *t, const char
 {
     struct sql q = {0};
     const char *key;
-    sqlite3_stmt *st;
+    struct db_stmt *st;
     json_t *v;
     int rc, i = 1;
 
@@ -585,12 +621,12 @@ int dtable_update(struct dtable_db *db, const struct dtable_table *t, const char
             return CG_ENOMEM;
         }
     }
-    sqlite3_bind_text(st, i, sys_id, -1, SQLITE_TRANSIENT);
-    rc = sqlite3_step(st);
+    st_bind_text(st, i, sys_id, -1);
+    rc = st_step(st);
     if (json_object_size(fields) == 0)
-        rc = rc == SQLITE_ROW ? CG_OK : rc == SQLITE_DONE ? CG_ENOTFOUND : fail_db(db, err, "read");
-    else if (rc == SQLITE_DONE)
-        rc = sqlite3_changes(db->core.conn) == 0 ? CG_ENOTFOUND : CG_OK;
+        rc = rc == DB_ROW ? CG_OK : rc == DB_DONE ? CG_ENOTFOUND : fail_db(db, err, "read");
+    else if (rc == DB_DONE)
+        rc = core_changes(&db->core) == 0 ? CG_ENOTFOUND : CG_OK;
     else
         rc = fail_db(db, err, "update");
     if (rc == CG_ENOTFOUND)
@@ -601,15 +637,15 @@ int dtable_update(struct dtable_db *db, const struct dtable_table *t, const char
 
 /* The record at the current row (after the rowid in column 0); *io_bytes
  * grows by its size. */
-static json_t *row_json(sqlite3_stmt *st, const struct dtable_table *t, size_t *io_bytes)
+static json_t *row_json(struct db_stmt *st, const struct dtable_table *t, size_t *io_bytes)
 {
     json_t *o = json_object();
 
     if (!o)
         return NULL;
     for (int k = 1; k <= 3; k++) {
-        json_t *s = json_stringn((const char *)sqlite3_column_text(st, k),
-                                 (size_t)sqlite3_column_bytes(st, k));
+        json_t *s =
+            json_stringn((const char *)st_column_text(st, k), (size_t)st_column_bytes(st, k));
 
         json_object_set_new(o, sys_text_cols[k - 1].name, s ? s : json_null());
     }
@@ -617,22 +653,22 @@ static json_t *row_json(sqlite3_stmt *st, const struct dtable_table *t, size_t *
         int col = (int)c + 4;
         json_t *v;
 
-        *io_bytes += (size_t)sqlite3_column_bytes(st, col) + 16;
-        if (sqlite3_column_type(st, col) == SQLITE_NULL) {
+        *io_bytes += (size_t)st_column_bytes(st, col) + 16;
+        if (st_column_null(st, col)) {
             v = json_null();
         } else if (t->cols[c].type == DT_INTEGER) {
-            v = json_integer(sqlite3_column_int64(st, col));
+            v = json_integer(st_column_int64(st, col));
         } else if (t->cols[c].type == DT_REAL) {
-            v = json_real(sqlite3_column_double(st, col));
+            v = json_real(st_column_double(st, col));
         } else if (t->cols[c].type == DT_JSON) {
             json_error_t jerr;
 
-            v = json_loads((const char *)sqlite3_column_text(st, col), JSON_DECODE_ANY, &jerr);
+            v = json_loads((const char *)st_column_text(st, col), JSON_DECODE_ANY, &jerr);
             if (!v)
                 v = json_null();
         } else {
-            v = json_stringn((const char *)sqlite3_column_text(st, col),
-                             (size_t)sqlite3_column_bytes(st, col));
+            v = json_stringn((const char *)st_column_text(st, col),
+                             (size_t)st_column_bytes(st, col));
             /* Text written by something other than certgate may not be UTF-8. */
             if (!v)
                 v = json_null();
@@ -643,9 +679,15 @@ static json_t *row_json(sqlite3_stmt *st, const struct dtable_table *t, size_t *
     return o;
 }
 
-static void select_list(struct sql *q, const struct dtable_table *t)
+/* The column that keeps the insertion order. */
+static const char *rowid_col(struct dtable_db *db)
 {
-    sql_add(q, "SELECT rowid, sys_id, sys_created_on, sys_created_by");
+    return db->core.kind == DB_PG ? "sys_rowid" : "rowid";
+}
+
+static void select_list(struct dtable_db *db, struct sql *q, const struct dtable_table *t)
+{
+    sql_add(q, "SELECT %s, sys_id, sys_created_on, sys_created_by", rowid_col(db));
     for (size_t c = 0; c < t->n_cols; c++)
         sql_add(q, ", \"%s\"", t->cols[c].name);
     sql_add(q, " FROM \"%s\"", t->name);
@@ -655,23 +697,23 @@ int dtable_get_ex(struct dtable_db *db, const struct dtable_table *t, const char
                   json_t **out_record, int64_t *out_rowid, struct cg_err *err)
 {
     struct sql q = {0};
-    sqlite3_stmt *st;
+    struct db_stmt *st;
     size_t bytes = 0;
     int rc;
 
-    select_list(&q, t);
+    select_list(db, &q, t);
     sql_add(&q, " WHERE sys_id = ?");
     st = sql_prep(db, &q, err);
     if (!st)
         return CG_EDB;
-    sqlite3_bind_text(st, 1, sys_id, -1, SQLITE_TRANSIENT);
-    rc = sqlite3_step(st);
-    if (rc == SQLITE_ROW) {
+    st_bind_text(st, 1, sys_id, -1);
+    rc = st_step(st);
+    if (rc == DB_ROW) {
         if (out_rowid)
-            *out_rowid = sqlite3_column_int64(st, 0);
+            *out_rowid = st_column_int64(st, 0);
         *out_record = row_json(st, t, &bytes);
         rc = *out_record ? CG_OK : CG_ENOMEM;
-    } else if (rc == SQLITE_DONE) {
+    } else if (rc == DB_DONE) {
         cg_err_set(err, "no record %s in table '%s'", sys_id, t->name);
         rc = CG_ENOTFOUND;
     } else {
@@ -693,7 +735,7 @@ int dtable_query_ex(struct dtable_db *db, const struct dtable_table *t, json_t *
 {
     struct sql q = {0};
     const char *key;
-    sqlite3_stmt *st;
+    struct db_stmt *st;
     json_t *v, *arr, *ids = NULL;
     size_t bytes = 0, i;
     int rc, n = 1;
@@ -701,17 +743,18 @@ int dtable_query_ex(struct dtable_db *db, const struct dtable_table *t, json_t *
     rc = dtable_check_filter(t, filter, err);
     if (rc)
         return rc;
-    select_list(&q, t);
+    select_list(db, &q, t);
     json_object_foreach(filter, key, v)
     {
         sql_add(&q, "%s\"%s\" %s", n++ == 1 ? " WHERE " : " AND ", key,
                 json_is_null(v) ? "IS NULL" : "= ?");
     }
     if (json_array_size(exclude) > 0) {
-        sql_add(&q, "%s sys_id NOT IN (SELECT value FROM json_each(?))",
-                n == 1 ? " WHERE" : " AND");
+        sql_add(&q, "%s sys_id NOT IN (SELECT %s)", n == 1 ? " WHERE" : " AND",
+                db->core.kind == DB_PG ? "jsonb_array_elements_text(CAST(? AS jsonb))"
+                                       : "value FROM json_each(?)");
     }
-    sql_add(&q, " ORDER BY rowid LIMIT ? OFFSET ?");
+    sql_add(&q, " ORDER BY %s LIMIT ? OFFSET ?", rowid_col(db));
     st = sql_prep(db, &q, err);
     if (!st)
         return CG_EDB;
@@ -732,48 +775,48 @@ int dtable_query_ex(struct dtable_db *db, const struct dtable_table *t, json_t *
             done(st);
             return CG_ENOMEM;
         }
-        sqlite3_bind_text(st, n++, text, -1, free);
+        st_bind_text_take(st, n++, text);
     }
-    sqlite3_bind_int64(st, n++, limit);
-    sqlite3_bind_int64(st, n, offset < 0 ? 0 : offset);
+    st_bind_int64(st, n++, limit);
+    st_bind_int64(st, n, offset < 0 ? 0 : offset);
     arr = json_array();
     if (out_rowids)
         ids = json_array();
     if (!arr || (out_rowids && !ids)) {
-        rc = SQLITE_NOMEM;
+        rc = DB_NOMEM;
         goto out;
     }
     for (i = 0;; i++) {
         json_t *row;
 
-        rc = sqlite3_step(st);
-        if (rc != SQLITE_ROW)
+        rc = st_step(st);
+        if (rc != DB_ROW)
             break;
         row = row_json(st, t, &bytes);
         if (!row || json_array_append_new(arr, row)) {
-            rc = SQLITE_NOMEM;
+            rc = DB_NOMEM;
             break;
         }
         if (ids)
-            json_array_append_new(ids, json_integer(sqlite3_column_int64(st, 0)));
+            json_array_append_new(ids, json_integer(st_column_int64(st, 0)));
         if (max_bytes && bytes > max_bytes) {
-            rc = SQLITE_TOOBIG;
+            rc = DB_TOOBIG;
             break;
         }
     }
 out:
     done(st);
-    if (rc != SQLITE_DONE) {
+    if (rc != DB_DONE) {
         json_decref(arr);
         json_decref(ids);
-        if (rc == SQLITE_TOOBIG) {
+        if (rc == DB_TOOBIG) {
             cg_err_set(err,
                        "the %zu records read from '%s' are larger than %zu bytes: ask for fewer "
                        "at a time",
                        i + 1, t->name, max_bytes);
             return CG_EINVAL;
         }
-        if (rc == SQLITE_NOMEM) {
+        if (rc == DB_NOMEM) {
             cg_err_set(err, "out of memory");
             return CG_ENOMEM;
         }

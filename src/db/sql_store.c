@@ -1,10 +1,9 @@
 #include "config.h"
 #include "db/store.h"
-#include "db/sqlite.h"
+#include "db/core.h"
 
 #include <errno.h>
 #include <fcntl.h>
-#include <sqlite3.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -12,6 +11,7 @@
 #include <unistd.h>
 
 extern const char *const cg_schema_sql[];
+extern const char *const cg_schema_pg[];
 
 #define CA_COLS                                                                                    \
     "id, name, subject, issuer, serial, fingerprint, spki_sha256, ski, aki, not_before, "          \
@@ -33,9 +33,12 @@ extern const char *const cg_schema_sql[];
 
 static const char *const stmt_sql[ST_COUNT] = {
     [ST_TRUST_VERSION] = "SELECT value FROM sys_meta WHERE key = 'trust_version'",
-    [ST_CA_INSERT] = "INSERT INTO sys_ca_certificate (name, subject, issuer, serial, fingerprint, "
-                     "spki_sha256, ski, aki, not_before, not_after, is_root, path_len, der, pem, "
-                     "active, created_on, updated_on) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
+    [ST_CA_INSERT] =
+        "INSERT INTO sys_ca_certificate (id, name, subject, issuer, serial, fingerprint, "
+        "spki_sha256, ski, aki, not_before, not_after, is_root, path_len, der, pem, "
+        "active, created_on, updated_on) VALUES (" NEXT_ID(
+            "sys_ca_certificate") ", "
+                                  "?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?) RETURNING id",
     [ST_CA_BY_ID] = "SELECT " CA_COLS " FROM sys_ca_certificate WHERE id = ?",
     [ST_CA_BY_FP] = "SELECT " CA_COLS " FROM sys_ca_certificate WHERE fingerprint = ?",
     [ST_CA_BY_FP_PREFIX] = "SELECT " CA_COLS " FROM sys_ca_certificate "
@@ -45,21 +48,21 @@ static const char *const stmt_sql[ST_COUNT] = {
     [ST_CA_SET_ACTIVE] = "UPDATE sys_ca_certificate SET active = ?1, updated_on = ?2 "
                          "WHERE spki_sha256 = (SELECT spki_sha256 FROM sys_ca_certificate "
                          "WHERE id = ?3) AND (active <> ?1 OR id = ?3)",
-    [ST_CA_DEPS] =
-        CA_BELOW "SELECT "
-                 "(SELECT count(*) FROM kids), "
-                 "(SELECT count(*) FROM sys_user_certificate WHERE kind = 'rule' AND ca_id = ?1), "
-                 "(SELECT count(*) FROM sys_user_certificate m, sys_ca_certificate c "
-                 " WHERE c.id = ?1 AND m.kind <> 'rule' AND m.issuer = c.subject), "
-                 "(SELECT count(*) FROM sys_user_certificate WHERE kind = 'rule' "
-                 " AND ca_id IN kids), "
-                 "(SELECT count(*) FROM sys_user_certificate m WHERE m.kind <> 'rule' "
-                 " AND m.issuer IN (SELECT subject FROM sys_ca_certificate WHERE id IN kids) "
-                 " AND m.issuer NOT IN (SELECT subject FROM sys_ca_certificate WHERE id = ?1)), "
-                 "(SELECT count(*) FROM sys_crl r, sys_ca_certificate c WHERE c.id = ?1 "
-                 " AND r.signer_spki = c.spki_sha256 AND r.issuer = c.subject)",
+    [ST_CA_DEPS] = CA_BELOW
+    "SELECT "
+    "(SELECT count(*) FROM kids), "
+    "(SELECT count(*) FROM sys_user_certificate WHERE kind = 'rule' AND ca_id = ?1), "
+    "(SELECT count(*) FROM sys_user_certificate m, sys_ca_certificate c "
+    " WHERE c.id = ?1 AND m.kind <> 'rule' AND m.issuer = c.subject), "
+    "(SELECT count(*) FROM sys_user_certificate WHERE kind = 'rule' "
+    " AND ca_id IN (SELECT id FROM kids)), "
+    "(SELECT count(*) FROM sys_user_certificate m WHERE m.kind <> 'rule' "
+    " AND m.issuer IN (SELECT subject FROM sys_ca_certificate WHERE id IN (SELECT id FROM kids)) "
+    " AND m.issuer NOT IN (SELECT subject FROM sys_ca_certificate WHERE id = ?1)), "
+    "(SELECT count(*) FROM sys_crl r, sys_ca_certificate c WHERE c.id = ?1 "
+    " AND r.signer_spki = c.spki_sha256 AND r.issuer = c.subject)",
     [ST_CA_CHILDREN] = CA_BELOW "SELECT id, subject FROM sys_ca_certificate "
-                                "WHERE id IN kids ORDER BY id LIMIT 4",
+                                "WHERE id IN (SELECT id FROM kids) ORDER BY id LIMIT 4",
     [ST_CA_DELETE] = "DELETE FROM sys_ca_certificate WHERE id = ?",
     [ST_CA_DELETE_RULES] = "DELETE FROM sys_user_certificate WHERE kind = 'rule' AND ca_id = ?",
     /* Another record of the same CA (name and key) as record ?1. */
@@ -81,13 +84,15 @@ static const char *const stmt_sql[ST_COUNT] = {
     [ST_CRL_SCOPE] = "SELECT count(*), coalesce(max(id), 0) FROM sys_crl WHERE issuer = ? "
                      "AND signer_spki = ?",
     [ST_CRL_DELETE_SCOPE] = "DELETE FROM sys_crl WHERE issuer = ? AND signer_spki = ?",
-    [ST_CRL_INSERT] = "INSERT INTO sys_crl (issuer, signer_spki, fingerprint, this_update, "
-                      "next_update, revoked_count, der, created_on) VALUES (?,?,?,?,?,?,?,?)",
+    [ST_CRL_INSERT] = "INSERT INTO sys_crl (id, issuer, signer_spki, fingerprint, this_update, "
+                      "next_update, revoked_count, der, created_on) VALUES (" NEXT_ID(
+                          "sys_crl") ", "
+                                     "?,?,?,?,?,?,?,?) RETURNING id",
     [ST_CRL_LIST] = "SELECT id, signer_spki, issuer, fingerprint, this_update, next_update, "
                     "revoked_count, der, created_on FROM sys_crl ORDER BY id",
-    [ST_USER_INSERT] = "INSERT INTO sys_user (name, password_hash, created_on, updated_on) "
-                       "VALUES (?,?,?,?)",
-    [ST_USER_SAME_CASE] = "SELECT name FROM sys_user WHERE name = ?1 COLLATE NOCASE "
+    [ST_USER_INSERT] = "INSERT INTO sys_user (id, name, password_hash, created_on, updated_on) "
+                       "VALUES (" NEXT_ID("sys_user") ", ?,?,?,?) RETURNING id",
+    [ST_USER_SAME_CASE] = "SELECT name FROM sys_user WHERE lower(name) = lower(?1) "
                           "AND name <> ?1 ORDER BY id LIMIT 1",
     [ST_USER_BY_NAME] = "SELECT id, name, active, locked, password_hash, created_on, updated_on "
                         "FROM sys_user WHERE name = ?",
@@ -96,16 +101,19 @@ static const char *const stmt_sql[ST_COUNT] = {
     [ST_USER_LIST] = "SELECT id, name, active, locked, password_hash, created_on, updated_on "
                      "FROM sys_user ORDER BY name",
     [ST_USER_ROLES] = "SELECT role FROM sys_user_role WHERE user_id = ? ORDER BY role",
-    [ST_ROLE_INSERT] = "INSERT OR IGNORE INTO sys_user_role (user_id, role) VALUES (?,?)",
+    [ST_ROLE_INSERT] = "INSERT INTO sys_user_role (user_id, role) VALUES (?,?) "
+                       "ON CONFLICT DO NOTHING",
     [ST_ROLE_CLEAR] = "DELETE FROM sys_user_role WHERE user_id = ?",
     [ST_USER_SET_LOCKED] = "UPDATE sys_user SET locked = ?, updated_on = ? WHERE name = ?",
     [ST_USER_SET_PASSWORD] = "UPDATE sys_user SET password_hash = ?, updated_on = ? "
                              "WHERE name = ?",
     [ST_USER_TOUCH] = "UPDATE sys_user SET updated_on = ? WHERE id = ?",
     [ST_USER_DELETE] = "DELETE FROM sys_user WHERE name = ?",
-    [ST_MAP_INSERT] = "INSERT INTO sys_user_certificate (user_id, kind, name, fingerprint, "
+    [ST_MAP_INSERT] = "INSERT INTO sys_user_certificate (id, user_id, kind, name, fingerprint, "
                       "subject, issuer, serial, not_before, not_after, der, ca_id, match_field, "
-                      "match_value, active, created_on) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
+                      "match_value, active, created_on) VALUES (" NEXT_ID(
+                          "sys_user_certificate") ", "
+                                                  "?,?,?,?,?,?,?,?,?,?,?,?,?,?,?) RETURNING id",
     [ST_MAP_BY_ID] = "SELECT " MAP_COLS " FROM sys_user_certificate m JOIN sys_user u "
                      "ON u.id = m.user_id WHERE m.id = ?",
     [ST_MAP_BY_FP] = "SELECT " MAP_COLS " FROM sys_user_certificate m JOIN sys_user u "
@@ -131,55 +139,156 @@ int store_schema_latest(void)
 
 /* ---- the trust-data connection (store.h) ---- */
 
-sqlite3_stmt *stmt(struct store *s, enum stmt_id id, struct cg_err *err)
+struct db_stmt *stmt(struct store *s, enum stmt_id id, struct cg_err *err)
 {
-    return sqlite_prep(&s->core, stmt_sql[id], err);
+    return core_prep(&s->core, stmt_sql[id], err);
 }
 
+/* The first column of the one row @p sql answers, as an int. */
 static int pragma_int(struct store *s, const char *sql, int *out)
 {
-    sqlite3_stmt *st = NULL;
-    int rc = CG_EDB;
+    int64_t v = 0;
+    int rc = core_one_int64(core_prep(&s->core, sql, NULL), &v);
 
-    if (sqlite3_prepare_v2(s->core.conn, sql, -1, &st, NULL) != SQLITE_OK)
-        return CG_EDB;
-    if (sqlite3_step(st) == SQLITE_ROW) {
-        *out = sqlite3_column_int(st, 0);
-        rc = CG_OK;
+    if (rc == CG_OK)
+        *out = (int)v;
+    return rc;
+}
+
+/* The schema version: SQLite's user_version; PostgreSQL's sys_meta row
+ * (0 when there is no certgate schema yet). */
+static int read_version(struct store *s, int *out)
+{
+    int has_meta = 0, rc;
+
+    if (s->core.kind != DB_PG)
+        return pragma_int(s, "PRAGMA user_version", out);
+    rc = pragma_int(s, "SELECT to_regclass('sys_meta') IS NOT NULL", &has_meta);
+    if (rc || !has_meta) {
+        *out = 0;
+        return rc;
     }
-    sqlite3_finalize(st);
+    rc = pragma_int(s, "SELECT coalesce(max(value), 0) FROM sys_meta WHERE key = 'schema_version'",
+                    out);
     return rc;
 }
 
 static int count_tables(struct store *s, int *out)
 {
+    if (s->core.kind == DB_PG)
+        return pragma_int(s,
+                          "SELECT count(*) FROM pg_class c JOIN pg_namespace n "
+                          "ON n.oid = c.relnamespace WHERE n.nspname = current_schema() "
+                          "AND c.relkind IN ('r', 'p', 'v')",
+                          out);
     return pragma_int(s, "SELECT count(*) FROM sqlite_master", out);
+}
+
+/* Records @p version as the schema's, inside the migration's transaction. */
+static int write_version(struct store *s, int version, struct cg_err *err)
+{
+    struct db_stmt *st;
+    char sql[64];
+    int rc;
+
+    if (s->core.kind != DB_PG) {
+        snprintf(sql, sizeof(sql), "PRAGMA user_version = %d", version);
+        return core_exec(&s->core, sql, err);
+    }
+    st = core_prep(&s->core,
+                   "INSERT INTO sys_meta (key, value) VALUES ('schema_version', ?1) "
+                   "ON CONFLICT (key) DO UPDATE SET value = ?1",
+                   err);
+    if (!st)
+        return CG_EDB;
+    st_bind_int(st, 1, version);
+    rc = core_step_done(&s->core, st, err, "record the schema version");
+    done(st);
+    return rc;
 }
 
 /* Applies the migrations after @p from in one transaction. */
 static int migrate(struct store *s, int from, struct cg_err *err)
 {
+    const char *const *files = s->core.kind == DB_PG ? cg_schema_pg : cg_schema_sql;
     int latest = store_schema_latest(), rc;
-    char sql[64];
 
-    rc = sqlite_begin(&s->core, err);
+    rc = core_begin(&s->core, err);
     if (rc)
         return rc;
     /* Another process may have upgraded it meanwhile. */
-    rc = pragma_int(s, "PRAGMA user_version", &from);
+    rc = read_version(s, &from);
     if (rc) {
         db_fail(s, err, "read the schema version");
         goto out;
     }
     for (int v = from + 1; v <= latest; v++) {
-        rc = sqlite_exec(&s->core, cg_schema_sql[v - 1], err);
+        if (!files[v - 1]) {
+            cg_err_set(err, "%s: no migration %d for this database", s->core.label, v);
+            rc = CG_EDB;
+            goto out;
+        }
+        rc = core_exec(&s->core, files[v - 1], err);
         if (rc)
             goto out;
     }
-    snprintf(sql, sizeof(sql), "PRAGMA user_version = %d", latest);
-    rc = sqlite_exec(&s->core, sql, err);
+    if (from < latest)
+        rc = write_version(s, latest, err);
 out:
-    return sqlite_end(&s->core, rc, err);
+    return core_end(&s->core, rc, err);
+}
+
+/* store_open on PostgreSQL: the server must be reachable; an empty database
+ * (no tables) is initialised by STORE_OPEN_INIT. */
+static int store_open_pg(const char *uri, enum store_mode mode, struct store **out_store,
+                         struct cg_err *err)
+{
+    struct store *s = calloc(1, sizeof(*s));
+    int version = 0, tables = 0, latest = store_schema_latest(), rc;
+
+    if (!s)
+        return CG_ENOMEM;
+    rc = core_connect(&s->core, uri,
+                      mode == STORE_OPEN_READONLY ? CORE_OPEN_READONLY : CORE_OPEN_READWRITE, true,
+                      err);
+    if (rc)
+        goto out;
+    if (count_tables(s, &tables) || read_version(s, &version)) {
+        rc = db_fail(s, err, "read the schema version");
+        goto out;
+    }
+    rc = CG_EINVAL;
+    if (version == 0 && tables > 0) {
+        cg_err_set(err, "%s is not a certgate database (it has tables but no certgate schema)",
+                   s->core.label);
+        goto out;
+    }
+    if (version > latest) {
+        cg_err_set(err, "%s has schema version %d, newer than this certgate (%d): upgrade certgate",
+                   s->core.label, version, latest);
+        rc = CG_EVERSION;
+        goto out;
+    }
+    if (mode == STORE_OPEN_READONLY && version < latest) {
+        cg_err_set(err,
+                   "%s has schema version %d, older than this certgate (%d): run certgate init "
+                   "to upgrade it",
+                   s->core.label, version, latest);
+        rc = CG_EVERSION;
+        goto out;
+    }
+    if (version == 0 && mode != STORE_OPEN_INIT) {
+        cg_err_set(err, "%s has no certgate schema: run certgate init", s->core.label);
+        goto out;
+    }
+    rc = version < latest ? migrate(s, version, err) : CG_OK;
+out:
+    if (rc) {
+        store_close(s);
+        return rc;
+    }
+    *out_store = s;
+    return CG_OK;
 }
 
 int store_open(const char *path, enum store_mode mode, struct store **out_store, struct cg_err *err)
@@ -193,6 +302,8 @@ int store_open(const char *path, enum store_mode mode, struct store **out_store,
         cg_err_set(err, "no database file given");
         return CG_EINVAL;
     }
+    if (core_is_pg(path))
+        return store_open_pg(path, mode, out_store, err);
     if (stat(path, &st) != 0) {
         if (mode != STORE_OPEN_INIT) {
             cg_err_set(err, "database %s does not exist: run certgate init", path);
@@ -218,17 +329,17 @@ int store_open(const char *path, enum store_mode mode, struct store **out_store,
         if (fd >= 0)
             close(fd);
     }
-    flags = mode == STORE_OPEN_READONLY ? SQLITE_OPEN_READONLY : SQLITE_OPEN_READWRITE;
-    rc = sqlite_connect(&s->core, path, flags, true, err);
+    flags = mode == STORE_OPEN_READONLY ? CORE_OPEN_READONLY : CORE_OPEN_READWRITE;
+    rc = core_connect(&s->core, path, flags, true, err);
     if (rc)
         goto out;
     rc = CG_EDB;
     if (count_tables(s, &tables)) {
-        cg_err_set(err, "%s is not a certgate database (%s)", path, sqlite3_errmsg(s->core.conn));
+        cg_err_set(err, "%s is not a certgate database (%s)", path, core_errmsg(&s->core));
         rc = CG_EINVAL;
         goto out;
     }
-    if (pragma_int(s, "PRAGMA user_version", &version)) {
+    if (read_version(s, &version)) {
         db_fail(s, err, "read the schema version");
         goto out;
     }
@@ -262,7 +373,7 @@ int store_open(const char *path, enum store_mode mode, struct store **out_store,
         goto out;
     }
     if (mode != STORE_OPEN_READONLY) {
-        rc = sqlite_exec(&s->core, "PRAGMA journal_mode = WAL", err);
+        rc = core_exec(&s->core, "PRAGMA journal_mode = WAL", err);
         if (rc)
             goto out;
         if (version < latest) {
@@ -271,10 +382,10 @@ int store_open(const char *path, enum store_mode mode, struct store **out_store,
                 goto out;
         }
     }
-    rc = sqlite_exec(&s->core, "PRAGMA foreign_keys = ON", err);
+    rc = core_exec(&s->core, "PRAGMA foreign_keys = ON", err);
     if (rc)
         goto out;
-    rc = sqlite_exec(&s->core, "PRAGMA synchronous = FULL", err);
+    rc = core_exec(&s->core, "PRAGMA synchronous = FULL", err);
     if (rc)
         goto out;
     *out_store = s;
@@ -286,11 +397,18 @@ out:
     return rc == CG_OK ? CG_EDB : rc;
 }
 
+char *store_display_name(const char *path)
+{
+    if (!path)
+        return strdup("");
+    return core_is_pg(path) ? pg_redact(path) : strdup(path);
+}
+
 void store_close(struct store *s)
 {
     if (!s)
         return;
-    sqlite_disconnect(&s->core);
+    core_disconnect(&s->core);
     free(s);
 }
 
@@ -298,33 +416,33 @@ int store_schema_version(struct store *s)
 {
     int v = -1;
 
-    if (pragma_int(s, "PRAGMA user_version", &v))
+    if (read_version(s, &v))
         return -1;
     return v;
 }
 
 int store_trust_version(struct store *s, int64_t *out_version)
 {
-    return sqlite_one_int64(stmt(s, ST_TRUST_VERSION, NULL), out_version);
+    return core_one_int64(stmt(s, ST_TRUST_VERSION, NULL), out_version);
 }
 
 int store_begin(struct store *s, struct cg_err *err)
 {
-    return sqlite_begin(&s->core, err);
+    return core_begin(&s->core, err);
 }
 
 int store_commit(struct store *s, struct cg_err *err)
 {
-    return sqlite_commit(&s->core, err);
+    return core_commit(&s->core, err);
 }
 
 int store_read_begin(struct store *s, struct cg_err *err)
 {
-    return sqlite_read_begin(&s->core, err);
+    return core_read_begin(&s->core, err);
 }
 
 void store_rollback(struct store *s)
 {
     if (s)
-        sqlite_rollback(&s->core);
+        core_rollback(&s->core);
 }

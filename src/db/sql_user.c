@@ -1,5 +1,5 @@
 #include "config.h"
-#include "db/sqlite.h"
+#include "db/core.h"
 
 #include <stdio.h>
 #include <stdlib.h>
@@ -30,12 +30,12 @@ static int insert_roles(struct store *s, int64_t user_id, char *const *roles, si
                         struct cg_err *err)
 {
     for (size_t i = 0; i < n; i++) {
-        sqlite3_stmt *st = stmt(s, ST_ROLE_INSERT, err);
+        struct db_stmt *st = stmt(s, ST_ROLE_INSERT, err);
         int rc;
 
         if (!st)
             return CG_EDB;
-        sqlite3_bind_int64(st, 1, user_id);
+        st_bind_int64(st, 1, user_id);
         bind_text(st, 2, roles[i]);
         rc = step_done(s, st, err, "add role");
         done(st);
@@ -48,7 +48,7 @@ static int insert_roles(struct store *s, int64_t user_id, char *const *roles, si
 int store_user_add(struct store *s, const char *name, char *const *roles, size_t n_roles,
                    const char *password_hash, int64_t *out_id, struct cg_err *err)
 {
-    sqlite3_stmt *st;
+    struct db_stmt *st;
     char now[21];
     int64_t id = 0;
     int rc;
@@ -70,15 +70,14 @@ int store_user_add(struct store *s, const char *name, char *const *roles, size_t
         goto out;
     }
     bind_text(st, 1, name);
-    rc = sqlite3_step(st);
-    if (rc == SQLITE_ROW) {
+    rc = st_step(st);
+    if (rc == DB_ROW) {
         cg_err_set(err,
                    "a user '%s' already exists, and names that differ only in case are "
                    "refused ('%s' vs '%s'): pick another name",
-                   (const char *)sqlite3_column_text(st, 0), name,
-                   (const char *)sqlite3_column_text(st, 0));
+                   (const char *)st_column_text(st, 0), name, (const char *)st_column_text(st, 0));
         rc = CG_EEXIST;
-    } else if (rc == SQLITE_DONE) {
+    } else if (rc == DB_DONE) {
         rc = CG_OK;
     } else {
         rc = db_fail(s, err, "look up users");
@@ -111,17 +110,17 @@ out:
 
 static int read_roles(struct store *s, struct store_user *u, struct cg_err *err)
 {
-    sqlite3_stmt *st = stmt(s, ST_USER_ROLES, err);
+    struct db_stmt *st = stmt(s, ST_USER_ROLES, err);
     int rc;
 
     if (!st)
         return CG_EDB;
-    sqlite3_bind_int64(st, 1, u->id);
+    st_bind_int64(st, 1, u->id);
     for (;;) {
         char **nr;
 
-        rc = sqlite3_step(st);
-        if (rc != SQLITE_ROW)
+        rc = st_step(st);
+        if (rc != DB_ROW)
             break;
         nr = realloc(u->roles, (u->n_roles + 1) * sizeof(*nr));
         if (!nr) {
@@ -137,28 +136,28 @@ static int read_roles(struct store *s, struct store_user *u, struct cg_err *err)
         u->n_roles++;
     }
     done(st);
-    return rc == SQLITE_DONE ? CG_OK : db_fail(s, err, "read roles");
+    return rc == DB_DONE ? CG_OK : db_fail(s, err, "read roles");
 }
 
-/* One row into the struct store_user at @p rec (a sqlite_read_fn). */
-static int read_user_row(sqlite3_stmt *st, void *rec)
+/* One row into the struct store_user at @p rec (a core_read_fn). */
+static int read_user_row(struct db_stmt *st, void *rec)
 {
     struct store_user *u = rec;
 
     memset(u, 0, sizeof(*u));
-    u->id = sqlite3_column_int64(st, 0);
+    u->id = st_column_int64(st, 0);
     u->name = col_str(st, 1);
-    u->is_active = sqlite3_column_int(st, 2) != 0;
-    u->is_locked = sqlite3_column_int(st, 3) != 0;
+    u->is_active = st_column_int(st, 2) != 0;
+    u->is_locked = st_column_int(st, 3) != 0;
     u->password_hash = col_str(st, 4);
     col_buf(st, 5, u->created_on, sizeof(u->created_on));
     col_buf(st, 6, u->updated_on, sizeof(u->updated_on));
     return u->name ? CG_OK : CG_ENOMEM;
 }
 
-static int user_one(struct store *s, sqlite3_stmt *st, struct store_user *out, struct cg_err *err)
+static int user_one(struct store *s, struct db_stmt *st, struct store_user *out, struct cg_err *err)
 {
-    int rc = sqlite_one(&s->core, st, read_user_row, out, "read user", err);
+    int rc = core_one(&s->core, st, read_user_row, out, "read user", err);
 
     if (rc == CG_ENOTFOUND)
         cg_err_set(err, "no such user");
@@ -172,7 +171,7 @@ static int user_one(struct store *s, sqlite3_stmt *st, struct store_user *out, s
 int store_user_get(struct store *s, const char *name, struct store_user *out_user,
                    struct cg_err *err)
 {
-    sqlite3_stmt *st = stmt(s, ST_USER_BY_NAME, err);
+    struct db_stmt *st = stmt(s, ST_USER_BY_NAME, err);
 
     if (!st)
         return CG_EDB;
@@ -183,11 +182,11 @@ int store_user_get(struct store *s, const char *name, struct store_user *out_use
 int store_user_get_by_id(struct store *s, int64_t id, struct store_user *out_user,
                          struct cg_err *err)
 {
-    sqlite3_stmt *st = stmt(s, ST_USER_BY_ID, err);
+    struct db_stmt *st = stmt(s, ST_USER_BY_ID, err);
 
     if (!st)
         return CG_EDB;
-    sqlite3_bind_int64(st, 1, id);
+    st_bind_int64(st, 1, id);
     return user_one(s, st, out_user, err);
 }
 
@@ -205,8 +204,8 @@ int store_user_list(struct store *s, struct store_user **out_users, size_t *out_
 
     *out_users = NULL;
     *out_n = 0;
-    rc = sqlite_list(&s->core, stmt(s, ST_USER_LIST, err), sizeof(*users), read_user_row,
-                     free_user_row, (void **)&users, &n, "list users", err);
+    rc = core_list(&s->core, stmt(s, ST_USER_LIST, err), sizeof(*users), read_user_row,
+                   free_user_row, (void **)&users, &n, "list users", err);
     if (rc)
         return rc;
     /* Roles after the list statement is reset: one statement at a time. */
@@ -225,7 +224,7 @@ int store_user_list(struct store *s, struct store_user **out_users, size_t *out_
 static int update_user(struct store *s, enum stmt_id id, const char *name, int flag,
                        const char *text, bool use_text, struct cg_err *err)
 {
-    sqlite3_stmt *st = stmt(s, id, err);
+    struct db_stmt *st = stmt(s, id, err);
     char now[21];
     int rc;
 
@@ -235,7 +234,7 @@ static int update_user(struct store *s, enum stmt_id id, const char *name, int f
     if (use_text)
         bind_text(st, 1, text);
     else
-        sqlite3_bind_int(st, 1, flag);
+        st_bind_int(st, 1, flag);
     bind_text(st, 2, now);
     bind_text(st, 3, name);
     rc = step_change(s, st, err, "update user");
@@ -259,7 +258,7 @@ int store_user_set_roles(struct store *s, const char *name, char *const *roles, 
                          struct cg_err *err)
 {
     struct store_user u;
-    sqlite3_stmt *st;
+    struct db_stmt *st;
     char now[21];
     int rc;
 
@@ -277,7 +276,7 @@ int store_user_set_roles(struct store *s, const char *name, char *const *roles, 
         rc = CG_EDB;
         goto out_user;
     }
-    sqlite3_bind_int64(st, 1, u.id);
+    st_bind_int64(st, 1, u.id);
     rc = step_done(s, st, err, "clear roles");
     done(st);
     if (rc)
@@ -292,7 +291,7 @@ int store_user_set_roles(struct store *s, const char *name, char *const *roles, 
     }
     now_iso(now);
     bind_text(st, 1, now);
-    sqlite3_bind_int64(st, 2, u.id);
+    st_bind_int64(st, 2, u.id);
     rc = step_done(s, st, err, "update user");
     done(st);
 out_user:
@@ -303,7 +302,7 @@ out:
 
 int store_user_delete(struct store *s, const char *name, struct cg_err *err)
 {
-    sqlite3_stmt *st = stmt(s, ST_USER_DELETE, err);
+    struct db_stmt *st = stmt(s, ST_USER_DELETE, err);
     int rc;
 
     if (!st)
@@ -326,28 +325,28 @@ static enum store_map_kind kind_of(const char *name)
     return STORE_MAP_CERT;
 }
 
-/* One row into the struct store_map at @p rec (a sqlite_read_fn). */
-static int read_map(sqlite3_stmt *st, void *rec)
+/* One row into the struct store_map at @p rec (a core_read_fn). */
+static int read_map(struct db_stmt *st, void *rec)
 {
     struct store_map *m = rec;
 
     memset(m, 0, sizeof(*m));
-    m->id = sqlite3_column_int64(st, 0);
-    m->user_id = sqlite3_column_int64(st, 1);
+    m->id = st_column_int64(st, 0);
+    m->user_id = st_column_int64(st, 1);
     m->user_name = col_str(st, 2);
-    m->kind = kind_of((const char *)sqlite3_column_text(st, 3));
+    m->kind = kind_of((const char *)st_column_text(st, 3));
     m->name = col_str(st, 4);
     col_buf(st, 5, m->fingerprint, sizeof(m->fingerprint));
     m->subject = col_str(st, 6);
     m->issuer = col_str(st, 7);
     m->serial = col_str(st, 8);
-    m->not_before = sqlite3_column_int64(st, 9);
-    m->not_after = sqlite3_column_int64(st, 10);
+    m->not_before = st_column_int64(st, 9);
+    m->not_after = st_column_int64(st, 10);
     m->der = col_blob(st, 11, &m->der_len);
-    m->ca_id = sqlite3_column_int64(st, 12);
+    m->ca_id = st_column_int64(st, 12);
     m->match_field = col_str(st, 13);
     m->match_value = col_str(st, 14);
-    m->is_active = sqlite3_column_int(st, 15) != 0;
+    m->is_active = st_column_int(st, 15) != 0;
     col_buf(st, 16, m->created_on, sizeof(m->created_on));
     if (!m->user_name || (m->kind == STORE_MAP_RULE && (!m->match_field || !m->match_value)) ||
         (m->kind != STORE_MAP_RULE && (!m->subject || !m->der))) {
@@ -361,7 +360,7 @@ int store_map_insert(struct store *s, struct store_map *map, struct cg_err *err)
 {
     bool rule = map->kind == STORE_MAP_RULE;
     struct store_user u;
-    sqlite3_stmt *st;
+    struct db_stmt *st;
     char now[21], key[24];
     int rc;
 
@@ -392,12 +391,12 @@ int store_map_insert(struct store *s, struct store_map *map, struct cg_err *err)
             rc = CG_EDB;
             goto out;
         }
-        sqlite3_bind_int64(st, 1, map->ca_id);
+        st_bind_int64(st, 1, map->ca_id);
         bind_text(st, 2, map->match_field);
         bind_text(st, 3, map->match_value);
-        if (sqlite3_step(st) == SQLITE_ROW) {
+        if (st_step(st) == DB_ROW) {
             cg_err_set(err, "the same rule already exists for user %s (mapping %lld)",
-                       sqlite3_column_text(st, 1), (long long)sqlite3_column_int64(st, 0));
+                       st_column_text(st, 1), (long long)st_column_int64(st, 0));
             rc = CG_EEXIST;
         }
         done(st);
@@ -430,13 +429,13 @@ int store_map_insert(struct store *s, struct store_map *map, struct cg_err *err)
         goto out;
     }
     now_iso(now);
-    sqlite3_bind_int64(st, 1, map->user_id);
+    st_bind_int64(st, 1, map->user_id);
     bind_text(st, 2, store_map_kind_name(map->kind));
     bind_text(st, 3, map->name);
     if (rule) {
         for (int i = 4; i <= 10; i++)
-            sqlite3_bind_null(st, i);
-        sqlite3_bind_int64(st, 11, map->ca_id);
+            st_bind_null(st, i);
+        st_bind_int64(st, 11, map->ca_id);
         bind_text(st, 12, map->match_field);
         bind_text(st, 13, map->match_value);
     } else {
@@ -444,13 +443,13 @@ int store_map_insert(struct store *s, struct store_map *map, struct cg_err *err)
         bind_text(st, 5, map->subject);
         bind_text(st, 6, map->issuer);
         bind_text(st, 7, map->serial);
-        sqlite3_bind_int64(st, 8, map->not_before);
-        sqlite3_bind_int64(st, 9, map->not_after);
-        sqlite3_bind_blob(st, 10, map->der, (int)map->der_len, SQLITE_TRANSIENT);
+        st_bind_int64(st, 8, map->not_before);
+        st_bind_int64(st, 9, map->not_after);
+        st_bind_blob(st, 10, map->der, (int)map->der_len);
         for (int i = 11; i <= 13; i++)
-            sqlite3_bind_null(st, i);
+            st_bind_null(st, i);
     }
-    sqlite3_bind_int(st, 14, map->is_active ? 1 : 0);
+    st_bind_int(st, 14, map->is_active ? 1 : 0);
     bind_text(st, 15, now);
     rc = step_insert(s, st, &map->id, err, "add mapping");
     if (rc == CG_OK)
@@ -459,9 +458,9 @@ out:
     return store_end(s, rc, err);
 }
 
-static int map_one(struct store *s, sqlite3_stmt *st, struct store_map *out, struct cg_err *err)
+static int map_one(struct store *s, struct db_stmt *st, struct store_map *out, struct cg_err *err)
 {
-    int rc = sqlite_one(&s->core, st, read_map, out, "read mapping", err);
+    int rc = core_one(&s->core, st, read_map, out, "read mapping", err);
 
     if (rc == CG_ENOTFOUND)
         cg_err_set(err, "no such mapping");
@@ -470,18 +469,18 @@ static int map_one(struct store *s, sqlite3_stmt *st, struct store_map *out, str
 
 int store_map_get(struct store *s, int64_t id, struct store_map *out_map, struct cg_err *err)
 {
-    sqlite3_stmt *st = stmt(s, ST_MAP_BY_ID, err);
+    struct db_stmt *st = stmt(s, ST_MAP_BY_ID, err);
 
     if (!st)
         return CG_EDB;
-    sqlite3_bind_int64(st, 1, id);
+    st_bind_int64(st, 1, id);
     return map_one(s, st, out_map, err);
 }
 
 int store_map_get_by_fingerprint(struct store *s, const char *fingerprint,
                                  struct store_map *out_map, struct cg_err *err)
 {
-    sqlite3_stmt *st = stmt(s, ST_MAP_BY_FP, err);
+    struct db_stmt *st = stmt(s, ST_MAP_BY_FP, err);
 
     if (!st)
         return CG_EDB;
@@ -498,7 +497,7 @@ int store_map_list(struct store *s, const char *user_name, struct store_map **ou
                    size_t *out_n, struct cg_err *err)
 {
     struct store_user u;
-    sqlite3_stmt *st;
+    struct db_stmt *st;
     int rc;
 
     *out_maps = NULL;
@@ -515,18 +514,18 @@ int store_map_list(struct store *s, const char *user_name, struct store_map **ou
     st = stmt(s, user_name ? ST_MAP_LIST_USER : ST_MAP_LIST, err);
     if (st && user_name)
         bind_text(st, 1, user_name);
-    return sqlite_list(&s->core, st, sizeof(**out_maps), read_map, free_map_row, (void **)out_maps,
-                       out_n, "list mappings", err);
+    return core_list(&s->core, st, sizeof(**out_maps), read_map, free_map_row, (void **)out_maps,
+                     out_n, "list mappings", err);
 }
 
 int store_map_delete(struct store *s, int64_t id, struct cg_err *err)
 {
-    sqlite3_stmt *st = stmt(s, ST_MAP_DELETE, err);
+    struct db_stmt *st = stmt(s, ST_MAP_DELETE, err);
     int rc;
 
     if (!st)
         return CG_EDB;
-    sqlite3_bind_int64(st, 1, id);
+    st_bind_int64(st, 1, id);
     rc = step_change(s, st, err, "delete mapping");
     if (rc == CG_ENOTFOUND)
         cg_err_set(err, "no mapping with id %lld", (long long)id);

@@ -1,5 +1,5 @@
 #include "config.h"
-#include "db/sqlite.h"
+#include "db/core.h"
 
 #include <stdio.h>
 #include <stdlib.h>
@@ -7,13 +7,13 @@
 
 /* ---- CA certificate chain table ---- */
 
-/* One row into the struct store_ca at @p rec (a sqlite_read_fn). */
-static int read_ca(sqlite3_stmt *st, void *rec)
+/* One row into the struct store_ca at @p rec (a core_read_fn). */
+static int read_ca(struct db_stmt *st, void *rec)
 {
     struct store_ca *ca = rec;
 
     memset(ca, 0, sizeof(*ca));
-    ca->id = sqlite3_column_int64(st, 0);
+    ca->id = st_column_int64(st, 0);
     ca->name = col_str(st, 1);
     ca->subject = col_str(st, 2);
     ca->issuer = col_str(st, 3);
@@ -22,13 +22,13 @@ static int read_ca(sqlite3_stmt *st, void *rec)
     col_buf(st, 6, ca->spki_sha256, sizeof(ca->spki_sha256));
     col_buf(st, 7, ca->ski, sizeof(ca->ski));
     col_buf(st, 8, ca->aki, sizeof(ca->aki));
-    ca->not_before = sqlite3_column_int64(st, 9);
-    ca->not_after = sqlite3_column_int64(st, 10);
-    ca->is_root = sqlite3_column_int(st, 11) != 0;
-    ca->path_len = sqlite3_column_int(st, 12);
+    ca->not_before = st_column_int64(st, 9);
+    ca->not_after = st_column_int64(st, 10);
+    ca->is_root = st_column_int(st, 11) != 0;
+    ca->path_len = st_column_int(st, 12);
     ca->der = col_blob(st, 13, &ca->der_len);
     ca->pem = col_str(st, 14);
-    ca->is_active = sqlite3_column_int(st, 15) != 0;
+    ca->is_active = st_column_int(st, 15) != 0;
     col_buf(st, 16, ca->created_on, sizeof(ca->created_on));
     col_buf(st, 17, ca->updated_on, sizeof(ca->updated_on));
     if (!ca->subject || !ca->issuer || !ca->serial || !ca->der || !ca->pem) {
@@ -41,14 +41,14 @@ static int read_ca(sqlite3_stmt *st, void *rec)
 /* Whether the key @p spki is a disabled CA's: 1 yes, 0 no, negative on failure. */
 static int key_is_disabled(struct store *s, const char *spki, struct cg_err *err)
 {
-    sqlite3_stmt *st = stmt(s, ST_CA_COPY_DISABLED, err);
+    struct db_stmt *st = stmt(s, ST_CA_COPY_DISABLED, err);
     int rc;
 
     if (!st)
         return CG_EDB;
     bind_text(st, 1, spki);
-    rc = sqlite3_step(st);
-    rc = rc == SQLITE_ROW ? 1 : rc == SQLITE_DONE ? 0 : db_fail(s, err, "read CA state");
+    rc = st_step(st);
+    rc = rc == DB_ROW ? 1 : rc == DB_DONE ? 0 : db_fail(s, err, "read CA state");
     done(st);
     return rc;
 }
@@ -56,21 +56,21 @@ static int key_is_disabled(struct store *s, const char *spki, struct cg_err *err
 /* Forgets that the CA with key @p spki was deleted; *out_was tells whether it was. */
 static int unbury(struct store *s, const char *spki, bool *out_was, struct cg_err *err)
 {
-    sqlite3_stmt *st = stmt(s, ST_CA_UNBURY, err);
+    struct db_stmt *st = stmt(s, ST_CA_UNBURY, err);
     int rc;
 
     if (!st)
         return CG_EDB;
     bind_text(st, 1, spki);
     rc = step_done(s, st, err, "forget a deleted CA");
-    *out_was = rc == CG_OK && sqlite3_changes(s->core.conn) > 0;
+    *out_was = rc == CG_OK && core_changes(&s->core) > 0;
     done(st);
     return rc;
 }
 
 int store_ca_insert(struct store *s, struct store_ca *ca, struct cg_err *err)
 {
-    sqlite3_stmt *st;
+    struct db_stmt *st;
     char now[21];
     int rc;
 
@@ -100,13 +100,13 @@ int store_ca_insert(struct store *s, struct store_ca *ca, struct cg_err *err)
     bind_text(st, 6, ca->spki_sha256);
     bind_text(st, 7, ca->ski);
     bind_text(st, 8, ca->aki);
-    sqlite3_bind_int64(st, 9, ca->not_before);
-    sqlite3_bind_int64(st, 10, ca->not_after);
-    sqlite3_bind_int(st, 11, ca->is_root ? 1 : 0);
-    sqlite3_bind_int(st, 12, ca->path_len);
-    sqlite3_bind_blob(st, 13, ca->der, (int)ca->der_len, SQLITE_TRANSIENT);
+    st_bind_int64(st, 9, ca->not_before);
+    st_bind_int64(st, 10, ca->not_after);
+    st_bind_int(st, 11, ca->is_root ? 1 : 0);
+    st_bind_int(st, 12, ca->path_len);
+    st_bind_blob(st, 13, ca->der, (int)ca->der_len);
     bind_text(st, 14, ca->pem);
-    sqlite3_bind_int(st, 15, ca->is_active ? 1 : 0);
+    st_bind_int(st, 15, ca->is_active ? 1 : 0);
     bind_text(st, 16, now);
     bind_text(st, 17, now);
     rc = step_insert(s, st, &ca->id, err, "add CA");
@@ -120,9 +120,9 @@ out:
     return store_end(s, rc, err);
 }
 
-static int ca_one(struct store *s, sqlite3_stmt *st, struct store_ca *out, struct cg_err *err)
+static int ca_one(struct store *s, struct db_stmt *st, struct store_ca *out, struct cg_err *err)
 {
-    int rc = sqlite_one(&s->core, st, read_ca, out, "read CA", err);
+    int rc = core_one(&s->core, st, read_ca, out, "read CA", err);
 
     if (rc == CG_ENOTFOUND)
         cg_err_set(err, "no such CA");
@@ -132,7 +132,7 @@ static int ca_one(struct store *s, sqlite3_stmt *st, struct store_ca *out, struc
 int store_ca_get_by_fingerprint(struct store *s, const char *fingerprint, struct store_ca *out_ca,
                                 struct cg_err *err)
 {
-    sqlite3_stmt *st = stmt(s, ST_CA_BY_FP, err);
+    struct db_stmt *st = stmt(s, ST_CA_BY_FP, err);
 
     if (!st)
         return CG_EDB;
@@ -143,7 +143,7 @@ int store_ca_get_by_fingerprint(struct store *s, const char *fingerprint, struct
 int store_ca_find(struct store *s, const char *id_or_fp, struct store_ca *out_ca,
                   struct cg_err *err)
 {
-    sqlite3_stmt *st;
+    struct db_stmt *st;
     char hex[65];
     size_t n = 0;
     int rc;
@@ -156,7 +156,7 @@ int store_ca_find(struct store *s, const char *id_or_fp, struct store_ca *out_ca
         st = stmt(s, ST_CA_BY_ID, err);
         if (!st)
             return CG_EDB;
-        sqlite3_bind_int64(st, 1, strtoll(id_or_fp, NULL, 10));
+        st_bind_int64(st, 1, strtoll(id_or_fp, NULL, 10));
         return ca_one(s, st, out_ca, err);
     }
     for (const char *p = id_or_fp; *p; p++) {
@@ -181,18 +181,18 @@ int store_ca_find(struct store *s, const char *id_or_fp, struct store_ca *out_ca
     if (!st)
         return CG_EDB;
     bind_text(st, 1, hex);
-    rc = sqlite3_step(st);
-    if (rc == SQLITE_DONE) {
+    rc = st_step(st);
+    if (rc == DB_DONE) {
         done(st);
         cg_err_set(err, "no CA with fingerprint %s", hex);
         return CG_ENOTFOUND;
     }
-    if (rc != SQLITE_ROW) {
+    if (rc != DB_ROW) {
         done(st);
         return db_fail(s, err, "find CA");
     }
     rc = read_ca(st, out_ca);
-    if (rc == CG_OK && sqlite3_step(st) == SQLITE_ROW) {
+    if (rc == CG_OK && st_step(st) == DB_ROW) {
         store_ca_free(out_ca);
         cg_err_set(err, "fingerprint prefix %s matches more than one CA: give more digits", hex);
         rc = CG_EINVAL;
@@ -208,22 +208,22 @@ static void free_ca_row(void *rec)
 
 int store_ca_list(struct store *s, struct store_ca **out_cas, size_t *out_n, struct cg_err *err)
 {
-    return sqlite_list(&s->core, stmt(s, ST_CA_LIST, err), sizeof(**out_cas), read_ca, free_ca_row,
-                       (void **)out_cas, out_n, "list CAs", err);
+    return core_list(&s->core, stmt(s, ST_CA_LIST, err), sizeof(**out_cas), read_ca, free_ca_row,
+                     (void **)out_cas, out_n, "list CAs", err);
 }
 
 int store_ca_set_active(struct store *s, int64_t id, bool is_active, struct cg_err *err)
 {
-    sqlite3_stmt *st = stmt(s, ST_CA_SET_ACTIVE, err);
+    struct db_stmt *st = stmt(s, ST_CA_SET_ACTIVE, err);
     char now[21];
     int rc;
 
     if (!st)
         return CG_EDB;
     now_iso(now);
-    sqlite3_bind_int(st, 1, is_active ? 1 : 0);
+    st_bind_int(st, 1, is_active ? 1 : 0);
     bind_text(st, 2, now);
-    sqlite3_bind_int64(st, 3, id);
+    st_bind_int64(st, 3, id);
     rc = step_change(s, st, err, "update CA");
     if (rc == CG_ENOTFOUND)
         cg_err_set(err, "no CA with id %lld", (long long)id);
@@ -233,20 +233,20 @@ int store_ca_set_active(struct store *s, int64_t id, bool is_active, struct cg_e
 int store_ca_dependents(struct store *s, int64_t id, struct store_ca_deps *out_deps,
                         struct cg_err *err)
 {
-    sqlite3_stmt *st = stmt(s, ST_CA_DEPS, err);
+    struct db_stmt *st = stmt(s, ST_CA_DEPS, err);
     int rc = CG_OK;
 
     memset(out_deps, 0, sizeof(*out_deps));
     if (!st)
         return CG_EDB;
-    sqlite3_bind_int64(st, 1, id);
-    if (sqlite3_step(st) == SQLITE_ROW) {
-        out_deps->child_cas = sqlite3_column_int64(st, 0);
-        out_deps->rules = sqlite3_column_int64(st, 1);
-        out_deps->mappings = sqlite3_column_int64(st, 2);
-        out_deps->child_rules = sqlite3_column_int64(st, 3);
-        out_deps->child_mappings = sqlite3_column_int64(st, 4);
-        out_deps->crls = sqlite3_column_int64(st, 5);
+    st_bind_int64(st, 1, id);
+    if (st_step(st) == DB_ROW) {
+        out_deps->child_cas = st_column_int64(st, 0);
+        out_deps->rules = st_column_int64(st, 1);
+        out_deps->mappings = st_column_int64(st, 2);
+        out_deps->child_rules = st_column_int64(st, 3);
+        out_deps->child_mappings = st_column_int64(st, 4);
+        out_deps->crls = st_column_int64(st, 5);
     } else {
         rc = db_fail(s, err, "count what depends on a CA");
     }
@@ -264,18 +264,17 @@ static const char *plural(int64_t n)
 static int refuse_delete(struct store *s, int64_t id, const struct store_ca_deps *d,
                          struct cg_err *err)
 {
-    sqlite3_stmt *st = stmt(s, ST_CA_CHILDREN, err);
+    struct db_stmt *st = stmt(s, ST_CA_CHILDREN, err);
     char what[400] = "", kids[256] = "";
     size_t wl = 0, kl = 0;
     int64_t shown = 0;
 
     if (!st)
         return CG_EDB;
-    sqlite3_bind_int64(st, 1, id);
-    while (shown < 3 && sqlite3_step(st) == SQLITE_ROW) {
+    st_bind_int64(st, 1, id);
+    while (shown < 3 && st_step(st) == DB_ROW) {
         cg_strappend(kids, sizeof(kids), &kl, "%sCA %lld %s", shown ? ", " : "",
-                     (long long)sqlite3_column_int64(st, 0),
-                     (const char *)sqlite3_column_text(st, 1));
+                     (long long)st_column_int64(st, 0), (const char *)st_column_text(st, 1));
         shown++;
     }
     done(st);
@@ -306,17 +305,17 @@ static int refuse_delete(struct store *s, int64_t id, const struct store_ca_deps
  * negative on failure. */
 static int64_t copy_of(struct store *s, int64_t id, struct cg_err *err)
 {
-    sqlite3_stmt *st = stmt(s, ST_CA_COPY, err);
+    struct db_stmt *st = stmt(s, ST_CA_COPY, err);
     int64_t other;
     int rc;
 
     if (!st)
         return CG_EDB;
-    sqlite3_bind_int64(st, 1, id);
-    rc = sqlite3_step(st);
-    other = rc == SQLITE_ROW    ? sqlite3_column_int64(st, 0)
-            : rc == SQLITE_DONE ? 0
-                                : db_fail(s, err, "find copies of a CA");
+    st_bind_int64(st, 1, id);
+    rc = st_step(st);
+    other = rc == DB_ROW    ? st_column_int64(st, 0)
+            : rc == DB_DONE ? 0
+                            : db_fail(s, err, "find copies of a CA");
     done(st);
     return other;
 }
@@ -324,14 +323,14 @@ static int64_t copy_of(struct store *s, int64_t id, struct cg_err *err)
 static int run_ids(struct store *s, enum stmt_id id, int64_t a, int64_t b, const char *what,
                    struct cg_err *err)
 {
-    sqlite3_stmt *st = stmt(s, id, err);
+    struct db_stmt *st = stmt(s, id, err);
     int rc;
 
     if (!st)
         return CG_EDB;
-    sqlite3_bind_int64(st, 1, a);
+    st_bind_int64(st, 1, a);
     if (b)
-        sqlite3_bind_int64(st, 2, b);
+        st_bind_int64(st, 2, b);
     rc = step_done(s, st, err, what);
     done(st);
     return rc;
@@ -341,15 +340,15 @@ static int run_ids(struct store *s, enum stmt_id id, int64_t a, int64_t b, const
  * a renewed or cross-signed copy of it that a client sends is the same CA. */
 static int delete_last_copy(struct store *s, int64_t id, struct cg_err *err)
 {
-    sqlite3_stmt *st = stmt(s, ST_CA_BURY, err);
+    struct db_stmt *st = stmt(s, ST_CA_BURY, err);
     char now[21];
     int rc;
 
     if (!st)
         return CG_EDB;
     now_iso(now);
-    sqlite3_bind_int64(st, 1, id);
-    sqlite3_bind_int64(st, 2, cg_now());
+    st_bind_int64(st, 1, id);
+    st_bind_int64(st, 2, cg_now());
     bind_text(st, 3, now);
     rc = step_done(s, st, err, "remember the deleted CA");
     done(st);
@@ -392,7 +391,7 @@ int store_ca_delete(struct store *s, int64_t id, bool force, struct store_ca_dep
     if (rc)
         goto out;
     rc = run_ids(s, ST_CA_DELETE, id, 0, "delete CA", err);
-    if (rc == CG_OK && sqlite3_changes(s->core.conn) == 0) {
+    if (rc == CG_OK && core_changes(&s->core) == 0) {
         cg_err_set(err, "no CA with id %lld", (long long)id);
         rc = CG_ENOTFOUND;
     }
@@ -405,7 +404,7 @@ out:
 int store_crl_scope(struct store *s, const char *issuer, const char *signer_spki,
                     struct store_crl_scope *out_scope, struct cg_err *err)
 {
-    sqlite3_stmt *st = stmt(s, ST_CRL_SCOPE, err);
+    struct db_stmt *st = stmt(s, ST_CRL_SCOPE, err);
     int rc = CG_OK;
 
     memset(out_scope, 0, sizeof(*out_scope));
@@ -413,9 +412,9 @@ int store_crl_scope(struct store *s, const char *issuer, const char *signer_spki
         return CG_EDB;
     bind_text(st, 1, issuer);
     bind_text(st, 2, signer_spki);
-    if (sqlite3_step(st) == SQLITE_ROW) {
-        out_scope->count = sqlite3_column_int64(st, 0);
-        out_scope->max_id = sqlite3_column_int64(st, 1);
+    if (st_step(st) == DB_ROW) {
+        out_scope->count = st_column_int64(st, 0);
+        out_scope->max_id = st_column_int64(st, 1);
     } else {
         rc = db_fail(s, err, "read the CRLs of a CA");
     }
@@ -427,7 +426,7 @@ int store_crl_replace(struct store *s, struct store_crl *crl, const struct store
                       struct cg_err *err)
 {
     struct store_crl_scope now_scope;
-    sqlite3_stmt *st;
+    struct db_stmt *st;
     char now[21];
     int rc;
 
@@ -464,10 +463,10 @@ int store_crl_replace(struct store *s, struct store_crl *crl, const struct store
     bind_text(st, 1, crl->issuer);
     bind_text(st, 2, crl->signer_spki);
     bind_text(st, 3, crl->fingerprint);
-    sqlite3_bind_int64(st, 4, crl->this_update);
-    sqlite3_bind_int64(st, 5, crl->next_update);
-    sqlite3_bind_int64(st, 6, crl->revoked_count);
-    sqlite3_bind_blob(st, 7, crl->der, (int)crl->der_len, SQLITE_TRANSIENT);
+    st_bind_int64(st, 4, crl->this_update);
+    st_bind_int64(st, 5, crl->next_update);
+    st_bind_int64(st, 6, crl->revoked_count);
+    st_bind_blob(st, 7, crl->der, (int)crl->der_len);
     bind_text(st, 8, now);
     rc = step_insert(s, st, &crl->id, err, "add CRL");
     if (rc == CG_EEXIST)
@@ -478,18 +477,18 @@ out:
     return store_end(s, rc, err);
 }
 
-static int read_crl_row(sqlite3_stmt *st, void *rec)
+static int read_crl_row(struct db_stmt *st, void *rec)
 {
     struct store_crl *c = rec;
 
     memset(c, 0, sizeof(*c));
-    c->id = sqlite3_column_int64(st, 0);
+    c->id = st_column_int64(st, 0);
     col_buf(st, 1, c->signer_spki, sizeof(c->signer_spki));
     c->issuer = col_str(st, 2);
     col_buf(st, 3, c->fingerprint, sizeof(c->fingerprint));
-    c->this_update = sqlite3_column_int64(st, 4);
-    c->next_update = sqlite3_column_int64(st, 5);
-    c->revoked_count = sqlite3_column_int64(st, 6);
+    c->this_update = st_column_int64(st, 4);
+    c->next_update = st_column_int64(st, 5);
+    c->revoked_count = st_column_int64(st, 6);
     c->der = col_blob(st, 7, &c->der_len);
     col_buf(st, 8, c->created_on, sizeof(c->created_on));
     if (!c->issuer || !c->der) {
@@ -506,13 +505,13 @@ static void free_crl_row(void *rec)
 
 int store_crl_list(struct store *s, struct store_crl **out_crls, size_t *out_n, struct cg_err *err)
 {
-    return sqlite_list(&s->core, stmt(s, ST_CRL_LIST, err), sizeof(**out_crls), read_crl_row,
-                       free_crl_row, (void **)out_crls, out_n, "list CRLs", err);
+    return core_list(&s->core, stmt(s, ST_CRL_LIST, err), sizeof(**out_crls), read_crl_row,
+                     free_crl_row, (void **)out_crls, out_n, "list CRLs", err);
 }
 
 /* ---- deleted CAs ---- */
 
-static int read_deleted_row(sqlite3_stmt *st, void *rec)
+static int read_deleted_row(struct db_stmt *st, void *rec)
 {
     struct store_ca_deleted *d = rec;
 
@@ -520,7 +519,7 @@ static int read_deleted_row(sqlite3_stmt *st, void *rec)
     col_buf(st, 0, d->spki_sha256, sizeof(d->spki_sha256));
     d->subject = col_str(st, 1);
     col_buf(st, 2, d->fingerprint, sizeof(d->fingerprint));
-    d->deleted_at = sqlite3_column_int64(st, 3);
+    d->deleted_at = st_column_int64(st, 3);
     col_buf(st, 4, d->deleted_on, sizeof(d->deleted_on));
     return d->subject ? CG_OK : CG_ENOMEM;
 }
@@ -536,7 +535,7 @@ static void free_deleted_row(void *rec)
 int store_ca_deleted_list(struct store *s, struct store_ca_deleted **out_list, size_t *out_n,
                           struct cg_err *err)
 {
-    return sqlite_list(&s->core, stmt(s, ST_CA_DELETED_LIST, err), sizeof(**out_list),
-                       read_deleted_row, free_deleted_row, (void **)out_list, out_n,
-                       "list deleted CAs", err);
+    return core_list(&s->core, stmt(s, ST_CA_DELETED_LIST, err), sizeof(**out_list),
+                     read_deleted_row, free_deleted_row, (void **)out_list, out_n,
+                     "list deleted CAs", err);
 }
