@@ -27,8 +27,12 @@ stop_a() {
     return 0
 }
 CLEANUP_HOOKS="$CLEANUP_HOOKS stop_a"
+# Node B names the database with a password (the test server trusts any):
+# no log line may show it, not even while PostgreSQL is down.
 SERVER_LOG="$T/b.log"
+CERTGATE_DB=$(echo "$DB" | sed 's|^postgresql://certgate@|postgresql://certgate:pw-SeCrEt@|')
 start_server
+CERTGATE_DB=$DB
 B=$URL B_PORT=$PORT
 C="$(as client)"
 J="Content-Type: application/json"
@@ -163,4 +167,8 @@ kill -0 "$A_PID" 2>/dev/null && kill -0 "$SERVER_PID" 2>/dev/null && pass "no no
     fail "a node died"
 stop_server
 [ "$SERVER_RC" = 0 ] && pass "node B stops cleanly" || fail "node B exit $SERVER_RC"
+grep -q '"event":"trust_reload_failed"' "$T/b.log" && pass "node B logged the lost database" ||
+    fail "no trust_reload_failed line in node B's log"
+grep -q pw-SeCrEt "$T/b.log" "$T/server.out" && fail "node B's log shows the password" ||
+    pass "and never the password of its URI"
 done_testing
