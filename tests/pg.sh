@@ -73,6 +73,11 @@ pg_start() {
                 sleep 0.1
                 i=$((i + 1))
             done
+            if [ ! -f "$tpl/ready" ]; then
+                echo "Bail out! no PostgreSQL template in $tpl after 60 s (another test's initdb"
+                echo "Bail out! died? remove $tpl.lock when no test runs)"
+                exit 99
+            fi
         fi
     fi
     PG_DIR=$(pg_mkdir) || {

@@ -326,7 +326,7 @@ const struct trust_user *trust_find_user_id(const struct trust_snapshot *snap, i
 /* ---- the holder: current snapshot, swapped when the database changes ---- */
 
 struct trust_holder {
-    char *db_path;              /* database file */
+    char *db_path;              /* the database, as messages name it (no password) */
     struct store *store;        /* read-only connection of the poller */
     pthread_mutex_t lock;       /* guards cur for acquire/swap (per connection, not request) */
     struct trust_snapshot *cur; /* current snapshot, one reference held by the holder */
@@ -442,7 +442,7 @@ int trust_holder_new(const char *db_path, struct trust_holder **out_holder, stru
     pthread_mutex_init(&h->lock, NULL);
     pthread_mutex_init(&h->stop_lock, NULL);
     pthread_cond_init(&h->stop_cond, NULL);
-    h->db_path = strdup(db_path);
+    h->db_path = store_display_name(db_path);
     if (!h->db_path) {
         rc = CG_ENOMEM;
         goto fail;
