@@ -328,15 +328,65 @@ static struct tls_generation *current(struct tls_server *srv, const struct pki_t
 }
 
 /* Counts a completed handshake: the client's Finished message, received. */
-static int on_finished(gnutls_session_t s, unsigned htype, unsigned when, unsigned incoming,
-                       const gnutls_datum_t *msg)
+/* A 3-byte big-endian length at @p p. */
+static size_t be24(const unsigned char *p)
 {
-    (void)s;
-    (void)htype;
-    (void)when;
-    (void)msg;
-    if (incoming)
+    return (size_t)p[0] << 16 | (size_t)p[1] << 8 | p[2];
+}
+
+/*
+ * Whether a client's Certificate message lists a certificate of length
+ * zero. GnuTLS 3.7 takes such a message for "no certificate" and goes on;
+ * it is malformed (RFC 5246 7.4.2, RFC 8446 4.4.2: ASN.1Cert<1..2^24-1>),
+ * and OpenSSL answers it with decode_error (tlsfuzzer's "sanity - empty
+ * client cert"). Anything else malformed is left to GnuTLS's own parser.
+ */
+static bool lists_empty_certificate(gnutls_session_t s, const gnutls_datum_t *msg)
+{
+    const unsigned char *p = msg->data, *end = msg->data + msg->size;
+    bool tls13 = gnutls_protocol_get_version(s) == GNUTLS_TLS1_3;
+    size_t n;
+
+    if (tls13) {
+        if (end - p < 1 || (size_t)(end - p) < 1u + p[0])
+            return false;
+        p += 1 + p[0]; /* certificate_request_context */
+    }
+    if (end - p < 3 || be24(p) > (size_t)(end - p - 3))
+        return false;
+    n = be24(p);
+    p += 3;
+    end = p + n;
+    while (end - p >= 3) {
+        n = be24(p);
+        p += 3;
+        if (n == 0)
+            return true;
+        if (n > (size_t)(end - p))
+            return false;
+        p += n;
+        if (tls13) { /* each entry's extensions */
+            if (end - p < 2 || (size_t)(p[0] << 8 | p[1]) > (size_t)(end - p - 2))
+                return false;
+            p += 2 + (p[0] << 8 | p[1]);
+        }
+    }
+    return false;
+}
+
+/* Every handshake message: counts a completed handshake (the client's
+ * Finished, received) and refuses a Certificate message that lists an empty
+ * certificate with decode_error (GNUTLS_E_UNEXPECTED_PACKET_LENGTH). */
+static int on_handshake_message(gnutls_session_t s, unsigned htype, unsigned when,
+                                unsigned incoming, const gnutls_datum_t *msg)
+{
+    if (!incoming)
+        return 0;
+    if (htype == GNUTLS_HANDSHAKE_FINISHED && when == GNUTLS_HOOK_POST)
         metrics_connection();
+    if (htype == GNUTLS_HANDSHAKE_CERTIFICATE_PKT && when == GNUTLS_HOOK_PRE &&
+        lists_empty_certificate(s, msg))
+        return GNUTLS_E_UNEXPECTED_PACKET_LENGTH;
     return 0;
 }
 
@@ -363,7 +413,8 @@ int tls_session_setup(struct tls_server *srv, void *session, const struct pki_tr
     gnutls_certificate_server_set_request(s, require ? GNUTLS_CERT_REQUIRE : GNUTLS_CERT_REQUEST);
     if (!send_names)
         gnutls_certificate_send_x509_rdn_sequence(s, 1);
-    gnutls_handshake_set_hook_function(s, GNUTLS_HANDSHAKE_FINISHED, GNUTLS_HOOK_POST, on_finished);
+    gnutls_handshake_set_hook_function(s, GNUTLS_HANDSHAKE_ANY, GNUTLS_HOOK_BOTH,
+                                       on_handshake_message);
     /* A resumed session carries the certificates of its first handshake
      * (tls_session_peer reads them as for a full one), so the client's
      * identity is bound to the ticket; the chain is still checked against
