@@ -72,7 +72,19 @@ void settings_free(struct serve_config *c)
     free(c->config_file);
     free(c->metrics_listen);
     free(c->trusted_proxy);
+    free(c->db);
     memset(c, 0, sizeof(*c));
+}
+
+const char *settings_database(const char *flag, const struct serve_config *c)
+{
+    const char *env = getenv("CERTGATE_DB");
+
+    if (flag)
+        return flag;
+    if (c && c->db)
+        return c->db;
+    return env && *env ? env : "./certgate.db";
 }
 
 void settings_usage(FILE *f)
@@ -126,7 +138,9 @@ void settings_usage(FILE *f)
             "  --trusted-proxy CIDR[,CIDR...]  the load balancers' addresses (10.0.0.5/32,\n"
             "                               fd00::/64); required by --proxy-protocol; others\n"
             "                               connect directly and may not send the header\n"
-            "  --config FILE                read settings from FILE first\n"
+            "  --config FILE                read settings from FILE first; its key db names the\n"
+            "                               database (a path or a postgresql:// URI) unless\n"
+            "                               --db does\n"
             "  --check-config               check the settings, certificate, key and database,\n"
             "                               print the result and exit\n"
             "Signals: SIGTERM/SIGINT finish requests in flight and exit 0; SIGHUP reloads the\n"
@@ -164,6 +178,7 @@ enum key_id {
     K_HEAD_TIMEOUT,
     K_PROXY_PROTOCOL,
     K_TRUSTED_PROXY,
+    K_DB,
 };
 
 static const struct option long_opts[] = {
@@ -196,6 +211,9 @@ static const struct option long_opts[] = {
     {"head-timeout", required_argument, NULL, K_HEAD_TIMEOUT},
     {"proxy-protocol", no_argument, NULL, K_PROXY_PROTOCOL},
     {"trusted-proxy", required_argument, NULL, K_TRUSTED_PROXY},
+    /* --db itself is taken by the command line (cli.c) before serve parses
+     * its flags: here it is the config file's key. */
+    {"db", required_argument, NULL, K_DB},
     {0, 0, 0, 0},
 };
 
@@ -240,6 +258,12 @@ static int apply(struct serve_config *c, int id, const char *name, const char *v
     case K_CONFIG: return set_str(&c->config_file, v);
     case K_METRICS: return set_str(&c->metrics_listen, v);
     case K_TRUSTED_PROXY: return set_str(&c->trusted_proxy, v);
+    case K_DB:
+        if (!*v) {
+            cg_err_set(err, "db: give a file path or a postgresql:// URI");
+            return -1;
+        }
+        return set_str(&c->db, v);
     case K_PROXY_PROTOCOL:
         /* The flag takes no value; the config key takes on or off. */
         if (!v || strcmp(v, "on") == 0 || strcmp(v, "off") == 0)

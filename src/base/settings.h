@@ -49,6 +49,7 @@ struct serve_config {
     bool proxy_protocol;               /* --proxy-protocol: trusted peers send a PROXY v2 header */
     char *trusted_proxy;               /* --trusted-proxy CIDR[,CIDR...] (checked), NULL: none */
     unsigned db_pool;                  /* --db-pool, 0: one per script thread */
+    char *db;                          /* the config file's db key (NULL: none) */
 };
 
 /** The TLS priority string used unless --tls-priority says otherwise. */
@@ -66,6 +67,12 @@ void settings_defaults(struct serve_config *c);
  */
 int settings_parse(struct serve_config *c, int argc, char **argv, bool *out_help,
                    struct cg_err *err);
+
+/**
+ * The database to open: @p flag (--db) when given, else the config file's
+ * db key (@p c may be NULL), else $CERTGATE_DB, else ./certgate.db.
+ */
+const char *settings_database(const char *flag, const struct serve_config *c);
 
 /** Usage text of `certgate serve`, with every flag and its default. */
 void settings_usage(FILE *f);

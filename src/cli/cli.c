@@ -1,5 +1,6 @@
 #include "config.h"
 #include "cli/cli.h"
+#include "base/settings.h"
 #include "base/utf8.h"
 
 #include <stdarg.h>
@@ -276,7 +277,8 @@ static int run_init(struct cli_ctx *ctx, int argc, char **argv)
 
 static int run_serve(struct cli_ctx *ctx, int argc, char **argv)
 {
-    return daemon_main(ctx->db_path, argc, argv);
+    /* serve may read the database from its config file: only --db outranks it. */
+    return daemon_main(ctx->db_flag ? ctx->db_path : NULL, argc, argv);
 }
 
 static int run_check(struct cli_ctx *ctx, int argc, char **argv)
@@ -362,7 +364,6 @@ int cli_main(int argc, char **argv)
 {
     struct cli_ctx ctx = {.db_path = NULL, .json = false, .cmd = "certgate"};
     const struct cli_command *cmd = NULL;
-    const char *env = getenv("CERTGATE_DB");
     char cmdname[64];
     bool help = false;
     int rc, first;
@@ -372,8 +373,8 @@ int cli_main(int argc, char **argv)
     rc = strip_globals(&ctx, &argc, argv, &help);
     if (rc)
         return rc;
-    if (!ctx.db_path)
-        ctx.db_path = env && *env ? env : "./certgate.db";
+    ctx.db_flag = ctx.db_path != NULL;
+    ctx.db_path = settings_database(ctx.db_path, NULL);
     if (argc < 2) {
         print_help(help ? stdout : stderr);
         return help ? CLI_OK : CLI_USAGE;

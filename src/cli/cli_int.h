@@ -25,6 +25,7 @@ enum cli_exit {
 /** Options every command takes. */
 struct cli_ctx {
     const char *db_path; /* --db, $CERTGATE_DB or ./certgate.db */
+    bool db_flag;        /* db_path came from --db */
     bool json;           /* --json: machine-readable output */
     const char *cmd;     /* "ca add", "user list", ... for messages */
 };

@@ -105,6 +105,7 @@ static json_t *restart_needed(const struct serve_config *a, const struct serve_c
         {"script-timeout", a->script_timeout_ms != b->script_timeout_ms},
         {"script-threads", a->script_threads != b->script_threads},
         {"db-pool", a->db_pool != b->db_pool},
+        {"db", str_differ(a->db, b->db)},
         {"metrics-listen", str_differ(a->metrics_listen, b->metrics_listen)},
         {"proxy-protocol", a->proxy_protocol != b->proxy_protocol},
         {"trusted-proxy", str_differ(a->trusted_proxy, b->trusted_proxy)},
@@ -243,8 +244,9 @@ static void free_settings(struct serve_config *first, struct serve_config *cfg,
     }
 }
 
-int daemon_main(const char *db_path, int argc, char **argv)
+int daemon_main(const char *db_flag, int argc, char **argv)
 {
+    const char *db_path = NULL; /* in first: valid until the end */
     struct serve_config first, *cfg = &first;
     struct old_config *older = NULL;
     struct trust_holder *trust = NULL;
@@ -286,6 +288,7 @@ int daemon_main(const char *db_path, int argc, char **argv)
         settings_free(cfg);
         return 2;
     }
+    db_path = settings_database(db_flag, &first);
     db_shown = store_display_name(db_path);
     /* The schema is checked (and an older one upgraded) before serving. */
     if (store_open(db_path, STORE_OPEN_EXISTING, &s, &err)) {

@@ -7,11 +7,12 @@
 
 /**
  * Run `certgate serve` until SIGTERM/SIGINT.
- * @param db_path database file
+ * @param db_flag the database --db named, or NULL: then the config file's db
+ *        key, $CERTGATE_DB or ./certgate.db (settings_database)
  * @param argc arguments after "serve"
  * @param argv their values
  * @return process exit status
  */
-int daemon_main(const char *db_path, int argc, char **argv);
+int daemon_main(const char *db_flag, int argc, char **argv);
 
 #endif

@@ -52,6 +52,25 @@ cg serve --config "$TESTS_SRCDIR/../contrib/certgate.conf.example" --cert "$PKI/
     --key "$PKI/server.key" --check-config
 [ "$RC" = 0 ] && pass "the example config file parses" || fail "example config: $(cat "$T/err")"
 expect_out "--check-config says so" "configuration OK"
+# the config file's db key: outranks $CERTGATE_DB, --db outranks it
+"$CERTGATE" --db "$T/other.db" init >/dev/null
+printf 'db = %s\n' "$T/other.db" >"$T/db.conf"
+cg serve --cert "$PKI/server.pem" --key "$PKI/server.key" --config "$T/db.conf" --check-config
+[ "$RC" = 0 ] && grep -q "database $T/other.db," "$T/out" &&
+    pass "the config key db names the database, over \$CERTGATE_DB" ||
+    fail "db key: exit $RC: $(cat "$T/out" "$T/err")"
+cg --db "$CERTGATE_DB" serve --cert "$PKI/server.pem" --key "$PKI/server.key" --config "$T/db.conf" \
+    --check-config
+[ "$RC" = 0 ] && grep -q "database $CERTGATE_DB," "$T/out" && pass "--db outranks the db key" ||
+    fail "--db and db key: $(cat "$T/out" "$T/err")"
+printf 'db = %s\n' "$T/absent.db" >"$T/db.conf"
+cg serve --cert "$PKI/server.pem" --key "$PKI/server.key" --config "$T/db.conf" --check-config
+[ "$RC" = 1 ] && pass "a db key naming no database is refused" || fail "absent db: exit $RC"
+expect_err "naming it, with the fix" "database $T/absent.db does not exist: run certgate init"
+printf 'db =\n' >"$T/db.conf"
+cg serve --cert "$PKI/server.pem" --key "$PKI/server.key" --config "$T/db.conf" --check-config
+[ "$RC" = 2 ] && pass "an empty db key is refused" || fail "empty db: exit $RC"
+expect_err "saying what it takes" "db.conf: db: give a file path or a postgresql:// URI"
 cg serve --config "$T/missing.conf"
 [ "$RC" = 2 ] && pass "a missing config file is refused" || fail "exit $RC"
 cg --db "$T/none.db" serve --cert "$PKI/server.pem" --key "$PKI/server.key"
