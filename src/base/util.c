@@ -25,6 +25,7 @@ const char *cg_strerror(int status)
     case CG_EVERSION: return "database schema is newer than this program";
     case CG_EDEPEND: return "other records depend on it";
     case CG_EDENIED: return "refused";
+    case CG_ENOTSUP: return "not supported";
     default: return "unknown error";
     }
 }

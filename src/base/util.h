@@ -24,6 +24,7 @@ enum cg_status {
     CG_EVERSION = -9,  /* database schema is newer than this program */
     CG_EDEPEND = -10,  /* other records depend on this one */
     CG_EDENIED = -11,  /* refused by policy */
+    CG_ENOTSUP = -12,  /* the backend cannot do it */
 };
 
 /** A human-readable error message filled in by the function that failed. */

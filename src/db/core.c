@@ -32,6 +32,13 @@ bool core_lost(struct db *db)
     return db && db->kind == DB_PG && pg_lost(db);
 }
 
+int core_wait_notify(struct db *db, const char *channel, int timeout_ms, int wake_fd)
+{
+    if (db->kind != DB_PG)
+        return CG_ENOTSUP;
+    return pg_wait_notify(db, channel, timeout_ms, wake_fd);
+}
+
 int core_fail(struct db *db, struct cg_err *err, const char *what)
 {
     cg_err_set(err, "%s: %s: %s", db->label, what, core_errmsg(db));

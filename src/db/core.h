@@ -117,6 +117,7 @@ struct db {
     bool timeout_dirty;              /* PostgreSQL: statement_timeout must be set again */
     bool timeout_in_tx;              /* PostgreSQL: it was set inside the open transaction */
     int64_t next_reset_ms;           /* PostgreSQL: earliest next reconnect attempt */
+    const char *listen;              /* PostgreSQL: the channel it listens on (static), or NULL */
 };
 
 /* A prepared statement of either driver. */
@@ -166,6 +167,18 @@ void core_disconnect(struct db *db);
 void core_set_deadline(struct db *db, int64_t deadline_ms);
 /** Whether the connection to the server is lost (PostgreSQL; SQLite: never). */
 bool core_lost(struct db *db);
+/**
+ * Wait up to @p timeout_ms for another connection's announcement on
+ * @p channel (PostgreSQL's LISTEN/NOTIFY: the first call listens, and so
+ * does every reconnection), or until @p wake_fd (-1: none) is readable.
+ * Announcements that arrived while other statements ran count too.
+ * @param channel a static identifier (it is not quoted)
+ * @return 1 announced, 0 not (timeout, woken, interrupted), CG_ENOTSUP on
+ *         SQLite (nothing announces: poll), CG_EDB when the connection is
+ *         lost (the next statement reconnects; announcements missed
+ *         meanwhile are gone: read the state again)
+ */
+int core_wait_notify(struct db *db, const char *channel, int timeout_ms, int wake_fd);
 
 /** The driver's message for the last failure. */
 const char *core_errmsg(struct db *db);
@@ -282,6 +295,7 @@ void pg_clear(struct db_stmt *st);
 void pg_finalize(struct db_stmt *st);
 bool pg_in_transaction(struct db *db);
 bool pg_lost(struct db *db);
+int pg_wait_notify(struct db *db, const char *channel, int timeout_ms, int wake_fd);
 /** The URI without its password (malloc'd): for messages and logs. */
 char *pg_redact(const char *uri);
 

@@ -13,6 +13,7 @@
 #include "base/clock.h"
 
 #include <libpq-fe.h>
+#include <poll.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -118,6 +119,22 @@ static void quiet(void *arg, const char *message)
     (void)message;
 }
 
+/* LISTEN on @p channel (an identifier of ours: not quoted). */
+static bool listen_on(struct db *db, const char *channel)
+{
+    char sql[96];
+    PGresult *res;
+    bool ok;
+
+    snprintf(sql, sizeof(sql), "LISTEN %s", channel);
+    res = PQexec(db->pg, sql);
+    ok = PQresultStatus(res) == PGRES_COMMAND_OK;
+    if (!ok)
+        keep_result_msg(db, res);
+    PQclear(res);
+    return ok;
+}
+
 /* The session's settings, after every (re)connection. */
 static int setup(struct db *db)
 {
@@ -132,6 +149,8 @@ static int setup(struct db *db)
     if (!ok)
         keep_result_msg(db, res);
     PQclear(res);
+    if (ok && db->listen)
+        ok = listen_on(db, db->listen);
     db->timeout_dirty = db->deadline_ms != 0;
     return ok ? CG_OK : CG_EDB;
 }
@@ -211,6 +230,45 @@ static bool ready(struct db *db)
         return false;
     }
     return setup(db) == CG_OK;
+}
+
+/* Takes the announcements libpq has read; whether there was one. */
+static bool drain_notifies(struct db *db)
+{
+    PGnotify *n;
+    bool any = false;
+
+    while ((n = PQnotifies(db->pg)) != NULL) {
+        any = true;
+        PQfreemem(n);
+    }
+    return any;
+}
+
+int pg_wait_notify(struct db *db, const char *channel, int timeout_ms, int wake_fd)
+{
+    struct pollfd fds[2];
+    int n;
+
+    if (!ready(db))
+        return CG_EDB;
+    if (!db->listen) {
+        if (!listen_on(db, channel))
+            return CG_EDB;
+        db->listen = channel;
+    }
+    if (drain_notifies(db))
+        return 1;
+    fds[0] = (struct pollfd){.fd = PQsocket(db->pg), .events = POLLIN};
+    fds[1] = (struct pollfd){.fd = wake_fd, .events = POLLIN};
+    n = poll(fds, wake_fd >= 0 ? 2 : 1, timeout_ms);
+    if (n <= 0 || !fds[0].revents)
+        return 0; /* timeout, EINTR, or woken */
+    if (!PQconsumeInput(db->pg)) {
+        keep_msg(db, "the connection to the server was lost (it reconnects by itself)");
+        return CG_EDB;
+    }
+    return drain_notifies(db) ? 1 : 0;
 }
 
 /* Sets statement_timeout to what the deadline leaves (0: none). */

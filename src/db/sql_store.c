@@ -426,6 +426,11 @@ int store_trust_version(struct store *s, int64_t *out_version)
     return core_one_int64(stmt(s, ST_TRUST_VERSION, NULL), out_version);
 }
 
+int store_wait_change(struct store *s, int timeout_ms, int wake_fd)
+{
+    return core_wait_notify(&s->core, "certgate_trust", timeout_ms, wake_fd);
+}
+
 int store_begin(struct store *s, struct cg_err *err)
 {
     return core_begin(&s->core, err);

@@ -70,6 +70,15 @@ int store_schema_version(struct store *s);
  */
 int store_trust_version(struct store *s, int64_t *out_version);
 
+/**
+ * Wait up to @p timeout_ms for a change of trust data to be announced
+ * (PostgreSQL: the trigger's NOTIFY on certgate_trust, schema 005), or for
+ * @p wake_fd to be readable. Read the version after it either way.
+ * @return 1 announced, 0 not, CG_ENOTSUP on SQLite (poll instead), CG_EDB
+ *         while the connection is lost
+ */
+int store_wait_change(struct store *s, int timeout_ms, int wake_fd);
+
 /** Begin an immediate (write) transaction. @return CG_OK or CG_EDB */
 int store_begin(struct store *s, struct cg_err *err);
 /**

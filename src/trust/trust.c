@@ -3,18 +3,29 @@
 #include "base/clock.h"
 #include "base/utf8.h"
 
+#include <errno.h>
+#include <poll.h>
 #include <pthread.h>
 #include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/eventfd.h>
 #include <time.h>
+#include <unistd.h>
 
 #include "base/error.h"
 #include "base/log.h"
 
-/* How often the holder looks for changes made by the CLI. */
+/* How often the holder reads the trust version: on SQLite (nothing
+ * announces a change the CLI made from another process) and while a
+ * PostgreSQL connection is down. */
 #define POLL_MS 200
+/* On PostgreSQL changes are announced (LISTEN/NOTIFY, schema 005) and
+ * applied at once; the version is still read this often, in case a
+ * connection pooler between certgate and the server drops
+ * announcements. */
+#define LISTEN_POLL_MS 500
 /* Verdict cache: entries and lock shards. */
 #define CACHE_SLOTS 4096
 #define CACHE_SHARDS 16
@@ -332,9 +343,8 @@ struct trust_holder {
     struct trust_snapshot *cur; /* current snapshot, one reference held by the holder */
     int64_t version;            /* cur->version, read lock-free (atomic) */
     pthread_t thread;           /* the poller */
-    pthread_mutex_t stop_lock;  /* with stop_cond: wakes the poller at shutdown */
-    pthread_cond_t stop_cond;   /* signalled by trust_holder_free */
-    bool stopping;              /* poller should exit */
+    int wake_fd;                /* eventfd: wakes the poller at shutdown */
+    bool stopping;              /* poller should exit (atomic) */
     bool has_thread;            /* thread was started */
     bool warned;                /* a reload failure was already logged */
 };
@@ -378,7 +388,9 @@ static void warn_stale_crls(const struct trust_snapshot *snap)
     }
 }
 
-int trust_holder_refresh(struct trust_holder *h, struct cg_err *err)
+/* Reloads when the version moved; @p via says what made it look ("notify",
+ * "poll"), for the log line of a reload; NULL: no line. */
+static int refresh(struct trust_holder *h, const char *via, struct cg_err *err)
 {
     struct trust_snapshot *snap = NULL, *old;
     int64_t v = 0;
@@ -400,25 +412,43 @@ int trust_holder_refresh(struct trust_holder *h, struct cg_err *err)
     __atomic_store_n(&h->version, snap->version, __ATOMIC_RELEASE);
     pthread_mutex_unlock(&h->lock);
     trust_release(old);
+    if (via)
+        log_event("trust_reloaded",
+                  json_pack("{s:I, s:s}", "trust_version", (json_int_t)snap->version, "via", via));
     warn_stale_crls(snap);
     return CG_OK;
+}
+
+int trust_holder_refresh(struct trust_holder *h, struct cg_err *err)
+{
+    return refresh(h, NULL, err);
+}
+
+/* Sleeps @p ms, or less when trust_holder_free wakes it. */
+static void nap(struct trust_holder *h, int ms)
+{
+    struct pollfd p = {.fd = h->wake_fd, .events = POLLIN};
+
+    (void)poll(&p, 1, ms);
 }
 
 static void *poller(void *arg)
 {
     struct trust_holder *h = arg;
+    int wait_ms = POLL_MS;
 
-    pthread_mutex_lock(&h->stop_lock);
-    while (!h->stopping) {
-        struct timespec until;
+    while (!__atomic_load_n(&h->stopping, __ATOMIC_ACQUIRE)) {
         struct cg_err err = {""};
+        int rc = store_wait_change(h->store, wait_ms, h->wake_fd);
 
-        clock_deadline(&until, POLL_MS);
-        pthread_cond_timedwait(&h->stop_cond, &h->stop_lock, &until);
-        if (h->stopping)
+        /* Announced (PostgreSQL), or time to look anyway; SQLite and a
+         * lost connection announce nothing: poll. */
+        if (rc == CG_ENOTSUP || rc == CG_EDB)
+            nap(h, POLL_MS);
+        wait_ms = rc >= 0 ? LISTEN_POLL_MS : POLL_MS;
+        if (__atomic_load_n(&h->stopping, __ATOMIC_ACQUIRE))
             break;
-        pthread_mutex_unlock(&h->stop_lock);
-        if (trust_holder_refresh(h, &err)) {
+        if (refresh(h, rc == 1 ? "notify" : "poll", &err)) {
             /* Keep serving with the last good snapshot; say so once. */
             if (!h->warned)
                 log_event("trust_reload_failed", json_pack("{s:o}", "detail", utf8_json(err.msg)));
@@ -426,9 +456,7 @@ static void *poller(void *arg)
         } else {
             h->warned = false;
         }
-        pthread_mutex_lock(&h->stop_lock);
     }
-    pthread_mutex_unlock(&h->stop_lock);
     return NULL;
 }
 
@@ -440,8 +468,12 @@ int trust_holder_new(const char *db_path, struct trust_holder **out_holder, stru
     if (!h)
         return CG_ENOMEM;
     pthread_mutex_init(&h->lock, NULL);
-    pthread_mutex_init(&h->stop_lock, NULL);
-    pthread_cond_init(&h->stop_cond, NULL);
+    h->wake_fd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
+    if (h->wake_fd < 0) {
+        cg_err_set(err, "cannot create the trust poller's eventfd: %s", strerror(errno));
+        rc = CG_ERR;
+        goto fail;
+    }
     h->db_path = store_display_name(db_path);
     if (!h->db_path) {
         rc = CG_ENOMEM;
@@ -473,17 +505,18 @@ void trust_holder_free(struct trust_holder *h)
     if (!h)
         return;
     if (h->has_thread) {
-        pthread_mutex_lock(&h->stop_lock);
-        h->stopping = true;
-        pthread_cond_signal(&h->stop_cond);
-        pthread_mutex_unlock(&h->stop_lock);
+        uint64_t one = 1;
+
+        __atomic_store_n(&h->stopping, true, __ATOMIC_RELEASE);
+        if (write(h->wake_fd, &one, sizeof(one)) != sizeof(one))
+            abort(); /* an eventfd write fails only on overflow */
         pthread_join(h->thread, NULL);
     }
     trust_release(h->cur);
     store_close(h->store);
     free(h->db_path);
     pthread_mutex_destroy(&h->lock);
-    pthread_mutex_destroy(&h->stop_lock);
-    pthread_cond_destroy(&h->stop_cond);
+    if (h->wake_fd >= 0)
+        close(h->wake_fd);
     free(h);
 }

@@ -86,13 +86,15 @@ struct trust_holder;
 
 /**
  * Create a holder: opens its own read-only store connection on @p db_path,
- * loads the first snapshot, and starts a thread that polls the trust version
- * every 200 ms and swaps in a new snapshot when it changed.
+ * loads the first snapshot, and starts a thread that swaps in a new snapshot
+ * when the trust version changed: on PostgreSQL as soon as a change is
+ * announced (LISTEN/NOTIFY), with a read every 500 ms besides; on SQLite,
+ * and while the connection is down, read every 200 ms.
  * @return CG_OK or the store's error
  */
 int trust_holder_new(const char *db_path, struct trust_holder **out_holder, struct cg_err *err);
 
-/** Stop the polling thread and free the holder (snapshots still referenced survive). */
+/** Stop the thread and free the holder (snapshots still referenced survive). */
 void trust_holder_free(struct trust_holder *h);
 
 /**

@@ -3,7 +3,9 @@
 # CERTGATE_TEST_PG=1): a push on one is read on the other, an
 # Idempotency-Key sent to both at once inserts once and replays on the
 # other, a CA disabled with the CLI is refused on the other node's open
-# keep-alive connection within a second, and a PostgreSQL restart under
+# keep-alive connection within a second (announced with LISTEN/NOTIFY; a
+# node whose sessions were cut catches up when it reconnects), and a
+# PostgreSQL restart under
 # load gives 503 database_unavailable, loses no acknowledged row, and the
 # nodes recover by themselves; a node killed with SIGKILL under load loses
 # no acknowledged row and the other keeps serving.
@@ -99,6 +101,36 @@ for node in "$A" "$B"; do
         req $C "$node/api/certgate/v1/whoami"
         [ "$STATUS" = 200 ] && break
         sleep 0.2
+    done
+    expect_status "ca enable: trusted again on $node" 200
+done
+
+grep -q '"event":"trust_reloaded".*"via":"notify"' "$T/b.log" &&
+    pass "node B reloaded on PostgreSQL's announcement (LISTEN/NOTIFY), not at a poll" ||
+    fail "no trust_reloaded via notify in node B's log: $(grep trust_reloaded "$T/b.log" | head -3)"
+
+# a_node_that_missed_announcements_catches_up: every certgate session is
+# cut (the listening ones too), the CA is disabled at once, while no node
+# listens; each node reads the version when it reconnects.
+pg_sql "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity
+        WHERE application_name = 'certgate' AND pid <> pg_backend_pid()" >/dev/null
+cg ca disable "$ID"
+t0=$(date +%s%N)
+for node in "$A" "$B"; do
+    for _ in $(seq 1 40); do
+        req $C "$node/api/certgate/v1/whoami"
+        [ "$STATUS" = 401 ] && break
+        sleep 0.1
+    done
+    expect_status "sessions cut, then ca disable: refused on $node after it reconnects" 401 ca_disabled
+done
+echo "# caught up in $((($(date +%s%N) - t0) / 1000000)) ms"
+cg ca enable "$ID"
+for node in "$A" "$B"; do
+    for _ in $(seq 1 20); do
+        req $C "$node/api/certgate/v1/whoami"
+        [ "$STATUS" = 200 ] && break
+        sleep 0.1
     done
     expect_status "ca enable: trusted again on $node" 200
 done
