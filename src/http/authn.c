@@ -64,7 +64,7 @@ static int resolve_cert(struct request *r)
         ci = MHD_get_connection_info(r->mhd, MHD_CONNECTION_INFO_GNUTLS_SESSION);
         c->peer_read = true;
         if (ci && ci->tls_session) {
-            rc = tls_session_peer(ci->tls_session, &c->peer);
+            rc = tls_session_peer(ci->tls_session, srv->cert_cache, &c->peer);
             if (rc)
                 return rc;
         }

@@ -51,6 +51,7 @@ struct http_server {
     struct kdf_pool *kdf;               /* password checks off the worker threads */
     struct identity_limiter *limiter;   /* wrong passwords per client address */
     struct identity_basic_cache *basic_cache; /* Basic credentials verified recently */
+    struct pki_parse_cache *cert_cache;       /* client certificates parsed before */
     struct lingerer *linger;                  /* closes sockets after error answers */
     struct proxy_acceptor *proxy;             /* --proxy-protocol: accepts for libmicrohttpd */
 };

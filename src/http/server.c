@@ -161,6 +161,13 @@ int http_start(const struct serve_config *cfg, struct trust_holder *trust, struc
         http_stop(srv);
         return CG_EIO;
     }
+    /* Before the daemon starts: its threads use them from the first connection. */
+    if (identity_limiter_new(0, &srv->limiter) || identity_basic_cache_new(&srv->basic_cache) ||
+        pki_parse_cache_new(&srv->cert_cache)) {
+        cg_err_set(err, "out of memory");
+        http_stop(srv);
+        return CG_ENOMEM;
+    }
     if (settings_address(cfg->listen, &addr, &addr_len, err)) {
         http_stop(srv);
         return CG_EINVAL;
@@ -219,11 +226,6 @@ int http_start(const struct serve_config *cfg, struct trust_holder *trust, struc
                    cfg->listen);
         http_stop(srv);
         return CG_ERR;
-    }
-    if (identity_limiter_new(0, &srv->limiter) || identity_basic_cache_new(&srv->basic_cache)) {
-        cg_err_set(err, "out of memory");
-        http_stop(srv);
-        return CG_ENOMEM;
     }
     /* Half the cores for password checks (at least one, at most four). */
     if (kdf_start(srv->trust, srv->limiter, srv->basic_cache,
@@ -312,6 +314,7 @@ void http_stop(struct http_server *srv)
     linger_stop(srv->linger);
     identity_limiter_free(srv->limiter);
     identity_basic_cache_free(srv->basic_cache);
+    pki_parse_cache_free(srv->cert_cache);
     if (srv->quiesced != MHD_INVALID_SOCKET)
         close(srv->quiesced);
     pthread_mutex_destroy(&srv->conns_lock);

@@ -74,6 +74,24 @@ struct pki_cert_list {
  */
 int pki_cert_from_der(const unsigned char *der, size_t len, struct pki_cert *out_cert);
 
+/** Certificates parsed before, by their DER bytes (cache.c); thread-safe. */
+struct pki_parse_cache;
+
+/** A new, empty cache of 1,024 entries. @return CG_OK or CG_ENOMEM */
+int pki_parse_cache_new(struct pki_parse_cache **out_cache);
+
+/** Free the cache and its entries (NULL: nothing). */
+void pki_parse_cache_free(struct pki_parse_cache *cache);
+
+/**
+ * pki_cert_from_der, from @p cache when these exact bytes were parsed
+ * before (a copy); a successful parse is kept for the next time.
+ * @param cache the cache, or NULL: parse
+ * @return as pki_cert_from_der (or CG_ENOMEM)
+ */
+int pki_cert_from_der_cached(struct pki_parse_cache *cache, const unsigned char *der, size_t len,
+                             struct pki_cert *out_cert);
+
 /**
  * Copy a certificate's facts (deep copy).
  * @return CG_OK or CG_ENOMEM

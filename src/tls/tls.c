@@ -447,7 +447,7 @@ void tls_session_release(struct tls_server *srv, struct tls_generation *gen)
     pthread_mutex_unlock(&srv->lock);
 }
 
-int tls_session_peer(void *session, struct pki_cert_list *out_list)
+int tls_session_peer(void *session, struct pki_parse_cache *cache, struct pki_cert_list *out_list)
 {
     gnutls_session_t s = session;
     const gnutls_datum_t *peers;
@@ -466,7 +466,7 @@ int tls_session_peer(void *session, struct pki_cert_list *out_list)
     if (!out_list->items)
         return CG_ENOMEM;
     for (unsigned i = 0; i < n; i++) {
-        if (pki_cert_from_der(peers[i].data, peers[i].size, &out_list->items[i])) {
+        if (pki_cert_from_der_cached(cache, peers[i].data, peers[i].size, &out_list->items[i])) {
             pki_cert_list_free(out_list);
             return CG_EPARSE;
         }

@@ -83,10 +83,11 @@ void tls_session_release(struct tls_server *srv, struct tls_generation *gen);
 /**
  * The certificates the client sent, leaf first, as facts.
  * @param session the gnutls_session_t, as an opaque pointer
+ * @param cache certificates parsed before (NULL: parse each)
  * @param out_list empty when the client sent none (free with pki_cert_list_free)
  * @return CG_OK, or CG_EPARSE when a sent certificate does not parse
  */
-int tls_session_peer(void *session, struct pki_cert_list *out_list);
+int tls_session_peer(void *session, struct pki_parse_cache *cache, struct pki_cert_list *out_list);
 
 /**
  * Write @p len bytes on a session whose socket is non-blocking, waiting at

@@ -6,6 +6,7 @@
 #include <check.h>
 #include <gnutls/gnutls.h>
 #include <gnutls/x509.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -542,6 +543,110 @@ START_TEST(copy_and_pem)
 }
 END_TEST
 
+/* The facts two parses of one certificate must agree on. */
+static void same_facts(const struct pki_cert *a, const struct pki_cert *b)
+{
+    ck_assert_uint_eq(a->der_len, b->der_len);
+    ck_assert_int_eq(memcmp(a->der, b->der, a->der_len), 0);
+    ck_assert_str_eq(a->fingerprint, b->fingerprint);
+    ck_assert_str_eq(a->spki_sha256, b->spki_sha256);
+    ck_assert_str_eq(a->subject, b->subject);
+    ck_assert_str_eq(a->issuer, b->issuer);
+    ck_assert_str_eq(a->serial, b->serial);
+    ck_assert_str_eq(a->ski, b->ski);
+    ck_assert_str_eq(a->aki, b->aki);
+    ck_assert_int_eq(a->not_before, b->not_before);
+    ck_assert_int_eq(a->not_after, b->not_after);
+    ck_assert_int_eq(a->is_ca, b->is_ca);
+    ck_assert_int_eq(a->eku_client_auth, b->eku_client_auth);
+    ck_assert_uint_eq(a->n_san_email, b->n_san_email);
+    for (size_t i = 0; i < a->n_san_email; i++)
+        ck_assert_str_eq(a->san_email[i], b->san_email[i]);
+    ck_assert_str_eq(a->key_type, b->key_type);
+}
+
+struct cache_run {
+    struct pki_parse_cache *cache;
+    const struct pki_cert_list *certs;
+    int bad; /* lookups that gave other facts */
+};
+
+static void *cache_thread(void *arg)
+{
+    struct cache_run *run = arg;
+
+    for (int i = 0; i < 3000; i++) {
+        const struct pki_cert *want = &run->certs->items[(size_t)i % run->certs->n];
+        struct pki_cert got;
+
+        if (pki_cert_from_der_cached(run->cache, want->der, want->der_len, &got) != CG_OK) {
+            run->bad++;
+            continue;
+        }
+        if (strcmp(got.fingerprint, want->fingerprint) != 0 || strcmp(got.subject, want->subject))
+            run->bad++;
+        pki_cert_free(&got);
+    }
+    return NULL;
+}
+
+START_TEST(parse_cache)
+{
+    struct pki_cert_list l = {NULL, 0};
+    struct pki_parse_error e;
+    struct pki_parse_cache *cache = NULL;
+    struct pki_cert first, again, other;
+    struct cache_run runs[4];
+    pthread_t threads[4];
+    unsigned char *bent;
+    const unsigned char junk[] = {0x30, 0x03, 0x02, 0x01, 0x01};
+
+    ck_assert_int_eq(parse("client-fullchain.pem", &l, &e), CG_OK);
+    ck_assert_uint_ge(l.n, 2);
+    ck_assert_int_eq(pki_parse_cache_new(&cache), CG_OK);
+    /* A miss parses, a hit hands out a copy with the same facts. */
+    for (size_t i = 0; i < l.n; i++) {
+        ck_assert_int_eq(
+            pki_cert_from_der_cached(cache, l.items[i].der, l.items[i].der_len, &first), CG_OK);
+        ck_assert_int_eq(
+            pki_cert_from_der_cached(cache, l.items[i].der, l.items[i].der_len, &again), CG_OK);
+        same_facts(&first, &l.items[i]);
+        same_facts(&again, &l.items[i]);
+        ck_assert_ptr_ne(again.subject, first.subject); /* a copy, not shared */
+        pki_cert_free(&first);
+        pki_cert_free(&again);
+    }
+    /* One changed byte (in the signature: it still parses) is another
+     * certificate, never the cached one's facts. */
+    bent = malloc(l.items[0].der_len);
+    memcpy(bent, l.items[0].der, l.items[0].der_len);
+    bent[l.items[0].der_len - 1] ^= 0x01;
+    ck_assert_int_eq(pki_cert_from_der_cached(cache, bent, l.items[0].der_len, &other), CG_OK);
+    ck_assert_str_ne(other.fingerprint, l.items[0].fingerprint);
+    ck_assert_int_eq(memcmp(other.der, bent, other.der_len), 0);
+    pki_cert_free(&other);
+    free(bent);
+    /* What does not parse is refused every time (and not kept). */
+    ck_assert_int_eq(pki_cert_from_der_cached(cache, junk, sizeof(junk), &other), CG_EPARSE);
+    ck_assert_int_eq(pki_cert_from_der_cached(cache, junk, sizeof(junk), &other), CG_EPARSE);
+    ck_assert_int_eq(pki_cert_from_der_cached(NULL, l.items[0].der, l.items[0].der_len, &other),
+                     CG_OK);
+    same_facts(&other, &l.items[0]);
+    pki_cert_free(&other);
+    /* Threads sharing it always get the facts of what they asked for. */
+    for (int t = 0; t < 4; t++) {
+        runs[t] = (struct cache_run){cache, &l, 0};
+        ck_assert_int_eq(pthread_create(&threads[t], NULL, cache_thread, &runs[t]), 0);
+    }
+    for (int t = 0; t < 4; t++) {
+        pthread_join(threads[t], NULL);
+        ck_assert_int_eq(runs[t].bad, 0);
+    }
+    pki_parse_cache_free(cache);
+    pki_cert_list_free(&l);
+}
+END_TEST
+
 START_TEST(crls)
 {
     struct pki_cert_list intl = {NULL, 0}, rev = {NULL, 0}, foreign = {NULL, 0};
@@ -703,6 +808,7 @@ int main(void)
     tcase_add_loop_test(tc, der_inputs, 0, sizeof(der_cases) / sizeof(der_cases[0]));
     tcase_add_test(tc, facts);
     tcase_add_test(tc, copy_and_pem);
+    tcase_add_test(tc, parse_cache);
     tcase_add_loop_test(tc, names_are_utf8, 0, sizeof(odd_names) / sizeof(odd_names[0]));
     tcase_add_test(tc, sans_are_utf8);
     tcase_add_test(tc, odd_dn_constraint_is_a_defect);
