@@ -166,9 +166,11 @@ free_port() {
 # on a free port HPORT, TCP mode, balancing round robin over certgate nodes
 # node1, node2... on 127.0.0.1:PORT... with a PROXY v2 header each, and
 # health checks that send a LOCAL header, do TLS and ask GET /healthz.
-# HAPROXY_CHECK sets the checks' timing (default "inter 1s"). HAProxy's own
-# messages (a server going DOWN or UP) go to $T/haproxy.log. Waits until it
-# listens (without connecting: a probe would be a connection too).
+# HAPROXY_CHECK sets the checks' timing (default "inter 1s"; an answer may
+# take 2 s, so a busy node is not taken for a dead one, while a closed port
+# fails at once). HAProxy's own messages (a server going DOWN or UP) go to
+# $T/haproxy.log. Waits until it listens (without connecting: a probe would
+# be a connection too).
 start_haproxy() {
     HPORT=$(free_port)
     {
@@ -180,6 +182,7 @@ defaults
     timeout connect 5s
     timeout client 30s
     timeout server 30s
+    timeout check 2s
 frontend certgate_in
     bind 127.0.0.1:$HPORT
     default_backend certgate_nodes
@@ -187,10 +190,10 @@ backend certgate_nodes
     balance roundrobin
     option httpchk GET /healthz
 EOC
-        n=0
-        for p in "$@"; do
-            n=$((n + 1))
-            echo "    server node$n 127.0.0.1:$p send-proxy-v2 check check-send-proxy check-ssl verify none ${HAPROXY_CHECK:-inter 1s}"
+        node_n=0
+        for node_port in "$@"; do
+            node_n=$((node_n + 1))
+            echo "    server node$node_n 127.0.0.1:$node_port send-proxy-v2 check check-send-proxy check-ssl verify none ${HAPROXY_CHECK:-inter 1s}"
         done
     } >"$T/haproxy.cfg"
     haproxy -db -f "$T/haproxy.cfg" >"$T/haproxy.log" 2>&1 &
