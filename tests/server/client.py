@@ -5,6 +5,17 @@ still arriving when the server is told to stop.
   client.py keepalive HOST PORT CA CERT KEY PATH -- CMD...
       GET PATH, run CMD, wait 1.2 s, GET PATH again on the same connection;
       prints "STATUS1 STATUS2 REASON2 same-connection|new-connection".
+  client.py keepalive-until HOST PORT CA CERT KEY PATH -- CMD...
+      GET PATH, run CMD, then GET PATH on the same connection every 50 ms
+      until the answer changes (at most 5 s); prints "STATUS1 STATUS2
+      REASON2 same-connection|new-connection MS", MS from CMD's end.
+  client.py keepalive-many HOST PORT CA CERT KEY PATH SRC,SRC... -- CMD...
+      the same on one connection from each source address SRC, opened one
+      after the other (each after the previous one's first answer, so that
+      a round-robin balancer puts them on different nodes); all are polled
+      until each answer changes. Prints one line per connection:
+      "SRC STATUS1 STATUS2 REASON2 same-connection|new-connection MS DETAIL2"
+      (DETAIL2 the error detail of the JSON body, or "-").
   client.py slow HOST PORT CA CERT KEY PATH MARKER
       sends the headers and half the body, creates MARKER, waits until
       MARKER is removed (at most 20 s), sends the rest; prints the status.
@@ -28,6 +39,7 @@ still arriving when the server is told to stop.
       or "send failed: ERROR", then "STATUS BODY" or "no answer: ERROR".
 """
 import http.client
+import json
 import os
 import socket
 import ssl
@@ -124,6 +136,41 @@ def keepalive_until(host, port, ca, cert, key, path, cmd):
     ms = int((time.monotonic() - t0) * 1000)
     same = "same-connection" if conn.sock is sock1 else "new-connection"
     print(r1.status, r2.status, r2.getheader("X-Certgate-Reason") or "-", same, ms)
+
+
+def keepalive_many(host, port, ca, cert, key, path, sources, cmd):
+    ctx = context(ca, cert, key)
+    conns = []
+    for src in sources.split(","):
+        conn = http.client.HTTPSConnection(host, int(port), context=ctx, timeout=20,
+                                           source_address=(src, 0))
+        conn.request("GET", path)
+        r1 = conn.getresponse()
+        r1.read()
+        conns.append({"src": src, "conn": conn, "sock": conn.sock, "status1": r1.status})
+    subprocess.run(cmd, check=True, stdout=subprocess.DEVNULL)
+    t0 = time.monotonic()
+    pending = list(conns)
+    while pending:
+        for c in list(pending):
+            c["conn"].request("GET", path)
+            r2 = c["conn"].getresponse()
+            body = r2.read()
+            c["ms"] = int((time.monotonic() - t0) * 1000)
+            c["r2"], c["body"] = r2, body
+            if r2.status != c["status1"]:
+                pending.remove(c)
+        if time.monotonic() - t0 > 5:
+            break
+        time.sleep(0.05)
+    for c in conns:
+        try:
+            detail = json.loads(c["body"])["error"]["detail"].replace(" ", "_")
+        except (ValueError, KeyError, TypeError):
+            detail = "-"
+        same = "same-connection" if c["conn"].sock is c["sock"] else "new-connection"
+        print(c["src"], c["status1"], c["r2"].status, c["r2"].getheader("X-Certgate-Reason") or "-",
+              same, c["ms"], detail)
 
 
 def slow(host, port, ca, cert, key, path, marker):
@@ -236,6 +283,9 @@ if __name__ == "__main__":
     elif sys.argv[1] == "keepalive-until":
         sep = sys.argv.index("--")
         keepalive_until(*sys.argv[2:sep], sys.argv[sep + 1:])
+    elif sys.argv[1] == "keepalive-many":
+        sep = sys.argv.index("--")
+        keepalive_many(*sys.argv[2:sep], sys.argv[sep + 1:])
     elif sys.argv[1] == "raw":
         raw(*sys.argv[2:])
     elif sys.argv[1] == "trickle":

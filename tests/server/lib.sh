@@ -146,3 +146,64 @@ raw_req() {
 raw_line() {
     sed -n "${1}p" "$T/raw"
 }
+
+HAPROXY_PID=""
+stop_haproxy() {
+    if [ -n "$HAPROXY_PID" ] && kill -0 "$HAPROXY_PID" 2>/dev/null; then
+        kill "$HAPROXY_PID" 2>/dev/null
+        wait "$HAPROXY_PID" 2>/dev/null
+    fi
+    HAPROXY_PID=""
+}
+CLEANUP_HOOKS="$CLEANUP_HOOKS stop_haproxy"
+
+# free_port: a TCP port of 127.0.0.1 that nothing listens on right now.
+free_port() {
+    python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'
+}
+
+# start_haproxy PORT...: HAProxy in the foreground (-db; fine as root too)
+# on a free port HPORT, TCP mode, balancing round robin over certgate nodes
+# node1, node2... on 127.0.0.1:PORT... with a PROXY v2 header each, and
+# health checks that send a LOCAL header, do TLS and ask GET /healthz.
+# HAPROXY_CHECK sets the checks' timing (default "inter 1s"; an answer may
+# take 2 s, so a busy node is not taken for a dead one, while a closed port
+# fails at once). HAProxy's own messages (a server going DOWN or UP) go to
+# $T/haproxy.log. Waits until it listens (without connecting: a probe would
+# be a connection too).
+start_haproxy() {
+    HPORT=$(free_port)
+    {
+        cat <<EOC
+global
+    maxconn 200
+defaults
+    mode tcp
+    timeout connect 5s
+    timeout client 30s
+    timeout server 30s
+    timeout check 2s
+frontend certgate_in
+    bind 127.0.0.1:$HPORT
+    default_backend certgate_nodes
+backend certgate_nodes
+    balance roundrobin
+    option httpchk GET /healthz
+EOC
+        node_n=0
+        for node_port in "$@"; do
+            node_n=$((node_n + 1))
+            echo "    server node$node_n 127.0.0.1:$node_port send-proxy-v2 check check-send-proxy check-ssl verify none ${HAPROXY_CHECK:-inter 1s}"
+        done
+    } >"$T/haproxy.cfg"
+    haproxy -db -f "$T/haproxy.cfg" >"$T/haproxy.log" 2>&1 &
+    HAPROXY_PID=$!
+    for _ in $(seq 1 50); do
+        python3 -c 'import socket, sys; s = socket.socket(); s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1); s.bind(("127.0.0.1", int(sys.argv[1])))' \
+            "$HPORT" 2>/dev/null || return 0
+        sleep 0.1
+    done
+    cat "$T/haproxy.log"
+    fail "haproxy starts"
+    done_testing
+}

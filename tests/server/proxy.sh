@@ -15,53 +15,6 @@ done
 WHO=/api/certgate/v1/whoami
 PROXY_PY="$TESTS_SRCDIR/server/proxy.py"
 
-HAPROXY_PID=""
-stop_haproxy() {
-    if [ -n "$HAPROXY_PID" ] && kill -0 "$HAPROXY_PID" 2>/dev/null; then
-        kill "$HAPROXY_PID" 2>/dev/null
-        wait "$HAPROXY_PID" 2>/dev/null
-    fi
-    HAPROXY_PID=""
-}
-CLEANUP_HOOKS="$CLEANUP_HOOKS stop_haproxy"
-
-free_port() {
-    python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'
-}
-
-# start_haproxy: HAProxy in the foreground (-db; fine as root too) on
-# HPORT, forwarding to certgate's PORT with a PROXY v2 header; waits until
-# it listens (without connecting: a probe would be a connection too).
-start_haproxy() {
-    HPORT=$(free_port)
-    cat >"$T/haproxy.cfg" <<EOF
-global
-    maxconn 200
-defaults
-    mode tcp
-    timeout connect 5s
-    timeout client 30s
-    timeout server 30s
-frontend certgate_in
-    bind 127.0.0.1:$HPORT
-    default_backend certgate_nodes
-backend certgate_nodes
-    balance roundrobin
-    option httpchk GET /healthz
-    server node1 127.0.0.1:$PORT send-proxy-v2 check check-send-proxy check-ssl verify none inter 1s
-EOF
-    haproxy -db -f "$T/haproxy.cfg" >"$T/haproxy.log" 2>&1 &
-    HAPROXY_PID=$!
-    for _ in $(seq 1 50); do
-        python3 -c 'import socket, sys; s = socket.socket(); s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1); s.bind(("127.0.0.1", int(sys.argv[1])))' \
-            "$HPORT" 2>/dev/null || return 0
-        sleep 0.1
-    done
-    cat "$T/haproxy.log"
-    fail "haproxy starts"
-    done_testing
-}
-
 # via SRC ARGS...: curl through HAProxy from source address SRC.
 via() {
     src=$1
@@ -107,7 +60,7 @@ cg serve --cert "$PKI/server-fullchain.pem" --key "$PKI/server.key" --config "$T
 
 start_server --proxy-protocol --trusted-proxy 127.0.0.1/32 --head-timeout 2 \
     --max-connections-per-ip 3
-start_haproxy
+start_haproxy "$PORT"
 
 # ---- through_haproxy_the_log_shows_the_client ----
 via 127.0.0.2 $(as client) "https://127.0.0.1:$HPORT$WHO"
