@@ -188,6 +188,8 @@ frontend certgate_in
     default_backend certgate_nodes
 backend certgate_nodes
     balance roundrobin
+    option redispatch
+    retries 2
     option httpchk GET /healthz
 EOC
         node_n=0
