@@ -87,7 +87,7 @@ run_pass() {
     make -C "$dir" -j"$jobs" check >"$dir/check.out" 2>&1 || status=$?
     count_results "$dir/check.out"
     if [ "$name" = werror ] && [ "$status" -eq 0 ]; then
-        echo "== $name: make check-pg (the CLI and server suites on PostgreSQL)"
+        echo "== $name: make check-pg (the CLI and server suites on PostgreSQL, and the multi-node ones)"
         make -C "$dir" -j"$jobs" check-pg >"$dir/check-pg.out" 2>&1 || status=$?
         count_results "$dir/check-pg.out"
     fi
