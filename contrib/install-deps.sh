@@ -13,9 +13,10 @@ set -eu
 # Build: compiler, autotools, the libraries' headers and Check (configure
 # requires it); run: certtool and openssl for the PKI scripts, sqlite3 and
 # curl for the demo. libpq-dev: a database may be PostgreSQL (a URI).
+# libjemalloc-dev: the allocator certgate links when it is there.
 PACKAGES="build-essential autoconf automake pkg-config ca-certificates
 libmicrohttpd-dev libgnutls28-dev gnutls-bin libjansson-dev libsqlite3-dev sqlite3 libpq-dev
-liblua5.4-dev libinih-dev check curl openssl"
+liblua5.4-dev libinih-dev libjemalloc-dev check curl openssl"
 # The fuzz harnesses (tests/fuzz) build with clang -fsanitize=fuzzer: clang
 # 14 finds libFuzzer in libclang-rt-14-dev (libclang_rt.fuzzer), which clang
 # only recommends, so it is named here; libfuzzer-14-dev is not needed.
