@@ -29,7 +29,7 @@
 set -eu
 
 top=$(cd "$(dirname "$0")/.." && pwd)
-command_line="${CERTGATE:+CERTGATE=$CERTGATE }${DURABILITY:+DURABILITY=$DURABILITY }${LOADGEN_ARGS:+LOADGEN_ARGS=\"$LOADGEN_ARGS\" }sh bench/compare.sh $*"
+command_line="${CERTGATE:+CERTGATE=$CERTGATE }${DURABILITY:+DURABILITY=$DURABILITY }${SERVE_ARGS:+SERVE_ARGS=\"$SERVE_ARGS\" }${LOADGEN_ARGS:+LOADGEN_ARGS=\"$LOADGEN_ARGS\" }sh bench/compare.sh $*"
 secs=10
 reps=3
 figs=abcde

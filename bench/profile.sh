@@ -3,7 +3,8 @@
 # serving one of bench/compare.sh's loads with bench/loadgen.c, then the top
 # symbols by self time and the split by shared object.
 #   usage: sh bench/profile.sh [keepalive|new] [SECONDS] [CONNECTIONS]
-#   default: keepalive 10 16 (durable scripted insert push, 200 B body);
+#   default: keepalive 10 16 (durable scripted insert push, 200 B body;
+#   BODY=BYTES another size);
 #   new: a new TLS connection per push. Needs perf (linux-perf).
 #   CERTGATE=path/to/certgate (default build/w/src/certgate); PERF_OUT=DIR
 #   keeps perf.data there.
@@ -57,7 +58,7 @@ done
 # the load runs 2 s longer than the recording, on both sides of it
 "$t/loadgen" --connect "127.0.0.1:$port" --cert "$t/pki/client.pem" --key "$t/pki/client.key" \
     --ca "$t/pki/root.pem" --priority NORMAL:-GROUP-ALL:+GROUP-X25519 --expect 201 \
-    -p /api/acme/inbound/records --mode "$mode" -c "$conns" -b 200 -d "$((secs + 1))" \
+    -p /api/acme/inbound/records --mode "$mode" -c "$conns" -b "${BODY:-200}" -d "$((secs + 1))" \
     --warmup 1 --pids "$pid" >"$t/loadgen.out" &
 lg=$!
 sleep 1.5
