@@ -27,6 +27,7 @@
 set -eu
 
 top=$(cd "$(dirname "$0")/.." && pwd)
+. "$top/bench/lib.sh"
 command_line="${CERTGATE:+CERTGATE=$CERTGATE }${DURABILITY:+DURABILITY=$DURABILITY }${CONFIGS:+CONFIGS=\"$CONFIGS\" }sh bench/cluster.sh${*:+ $*}"
 secs=10
 conns=16
@@ -85,13 +86,7 @@ sqlite_db=$t/bench.db
 sh "$top/tests/pki/mkpki.sh" "$t/pki" >/dev/null 2>&1
 for db in "$PG_URI" "$sqlite_db"; do
     export CERTGATE_DB="$db"
-    "$certgate" init >/dev/null
-    "$certgate" ca add "$t/pki/chain.pem" >/dev/null
-    "$certgate" user add integrator1 --roles push >/dev/null
-    "$certgate" cert map integrator1 "$t/pki/client.pem" >/dev/null
-    "$certgate" table create u_inbound name:text payload:json source:text --roles push >/dev/null
-    "$certgate" resource add --api acme/inbound --method POST --path /records \
-        --script "$top/contrib/scripts/push.lua" --roles push >/dev/null
+    bench_push_db "$certgate" "$top" "$t/pki"
 done
 
 # rows DB: the pushes stored so far.

@@ -29,6 +29,7 @@
 set -eu
 
 top=$(cd "$(dirname "$0")/.." && pwd)
+. "$top/bench/lib.sh"
 command_line="${CERTGATE:+CERTGATE=$CERTGATE }${DURABILITY:+DURABILITY=$DURABILITY }${SERVE_ARGS:+SERVE_ARGS=\"$SERVE_ARGS\" }${LOADGEN_ARGS:+LOADGEN_ARGS=\"$LOADGEN_ARGS\" }sh bench/compare.sh $*"
 secs=10
 reps=3
@@ -92,13 +93,7 @@ raw=$base.raw
 
 sh "$top/tests/pki/mkpki.sh" "$t/pki" >/dev/null 2>&1
 export CERTGATE_DB="$t/bench.db"
-"$certgate" init >/dev/null
-"$certgate" ca add "$t/pki/chain.pem" >/dev/null
-"$certgate" user add integrator1 --roles push >/dev/null
-"$certgate" cert map integrator1 "$t/pki/client.pem" >/dev/null
-"$certgate" table create u_inbound name:text payload:json source:text --roles push >/dev/null
-"$certgate" resource add --api acme/inbound --method POST --path /records \
-    --script "$top/contrib/scripts/push.lua" --roles push >/dev/null
+bench_push_db "$certgate" "$top" "$t/pki"
 # shellcheck disable=SC2086 # SERVE_ARGS are words
 "$certgate" serve --cert "$t/pki/server-fullchain.pem" --key "$t/pki/server.key" \
     --listen 127.0.0.1:0 --durability "${DURABILITY:-full}" --log-file "$t/certgate.log" \

@@ -11,6 +11,7 @@
 set -eu
 
 top=$(cd "$(dirname "$0")/.." && pwd)
+. "$top/bench/lib.sh"
 mode=${1:-keepalive}
 secs=${2:-10}
 conns=${3:-16}
@@ -37,13 +38,7 @@ trap 'exit 130' INT TERM
 cc -O2 -o "$t/loadgen" "$top/bench/loadgen.c" $(pkg-config --cflags --libs gnutls) -lpthread
 sh "$top/tests/pki/mkpki.sh" "$t/pki" >/dev/null 2>&1
 export CERTGATE_DB="$t/bench.db"
-"$certgate" init >/dev/null
-"$certgate" ca add "$t/pki/chain.pem" >/dev/null
-"$certgate" user add integrator1 --roles push >/dev/null
-"$certgate" cert map integrator1 "$t/pki/client.pem" >/dev/null
-"$certgate" table create u_inbound name:text payload:json source:text --roles push >/dev/null
-"$certgate" resource add --api acme/inbound --method POST --path /records \
-    --script "$top/contrib/scripts/push.lua" --roles push >/dev/null
+bench_push_db "$certgate" "$top" "$t/pki"
 "$certgate" serve --cert "$t/pki/server-fullchain.pem" --key "$t/pki/server.key" \
     --listen 127.0.0.1:0 --log-file "$t/certgate.log" --max-connections-per-ip 1024 &
 pid=$!

@@ -11,6 +11,7 @@
 set -eu
 
 top=$(cd "$(dirname "$0")/.." && pwd)
+. "$top/bench/lib.sh"
 n=${1:-4000}
 certgate=${CERTGATE:-$top/build/werror/src/certgate}
 [ -x "$certgate" ] || certgate=$top/build/demo/src/certgate
@@ -44,13 +45,7 @@ if [ "${BENCH_PG:-0}" = 1 ]; then
     count() { pg_sql "SELECT count(*) FROM u_inbound"; }
 fi
 sh "$top/tests/pki/mkpki.sh" "$t/pki" >/dev/null 2>&1
-"$certgate" init >/dev/null
-"$certgate" ca add "$t/pki/chain.pem" >/dev/null
-"$certgate" user add integrator1 --roles push >/dev/null
-"$certgate" cert map integrator1 "$t/pki/client.pem" >/dev/null
-"$certgate" table create u_inbound name:text payload:json source:text --roles push >/dev/null
-"$certgate" resource add --api acme/inbound --method POST --path /records \
-    --script "$top/contrib/scripts/push.lua" --roles push >/dev/null
+bench_push_db "$certgate" "$top" "$t/pki"
 "$certgate" serve --cert "$t/pki/server-fullchain.pem" --key "$t/pki/server.key" \
     --listen 127.0.0.1:0 --durability "${DURABILITY:-full}" --log-file "$t/server.log" ${SERVE_ARGS:-} &
 pid=$!

@@ -40,6 +40,14 @@ B=$URL B_PORT=$PORT
 C="$(as client)"
 J="Content-Type: application/json"
 rows() { pg_sql "SELECT count(*) FROM $1${2:+ WHERE $2}"; }
+# whoami_until NODE STATUS TRIES: whoami on NODE every 0.1 s until it answers STATUS.
+whoami_until() {
+    for _ in $(seq 1 "$3"); do
+        req $C "$1/api/certgate/v1/whoami"
+        [ "$STATUS" = "$2" ] && return 0
+        sleep 0.1
+    done
+}
 
 # push_on_one_node_is_read_on_the_other
 req $C -H "$J" -d '{"name":"from-a"}' "$A/api/acme/inbound/records"
@@ -117,21 +125,13 @@ pg_sql "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity
 cg ca disable "$ID"
 t0=$(date +%s%N)
 for node in "$A" "$B"; do
-    for _ in $(seq 1 40); do
-        req $C "$node/api/certgate/v1/whoami"
-        [ "$STATUS" = 401 ] && break
-        sleep 0.1
-    done
+    whoami_until "$node" 401 40
     expect_status "sessions cut, then ca disable: refused on $node after it reconnects" 401 ca_disabled
 done
 echo "# caught up in $((($(date +%s%N) - t0) / 1000000)) ms"
 cg ca enable "$ID"
 for node in "$A" "$B"; do
-    for _ in $(seq 1 20); do
-        req $C "$node/api/certgate/v1/whoami"
-        [ "$STATUS" = 200 ] && break
-        sleep 0.1
-    done
+    whoami_until "$node" 200 20
     expect_status "ca enable: trusted again on $node" 200
 done
 
