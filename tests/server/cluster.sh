@@ -16,9 +16,7 @@ need haproxy
 CLIENT_PY="$TESTS_SRCDIR/server/client.py"
 make_pki
 setup_db
-cg table create u_inbound name:text payload:json source:text --roles push
-cg resource add --api acme/inbound --method POST --path /records \
-    --script "$TESTS_SRCDIR/../contrib/scripts/push.lua" --roles push
+setup_push
 
 # Nodes 1 to 3, each with its own log: PID1..3, PORT1..3, LOG1..3.
 for i in 1 2 3; do

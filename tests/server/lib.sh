@@ -209,3 +209,11 @@ EOC
     fail "haproxy starts"
     done_testing
 }
+
+# setup_push: the data table u_inbound and contrib/scripts/push.lua as
+# POST /api/acme/inbound/records, for role push (the benchmarks' push).
+setup_push() {
+    cg table create u_inbound name:text payload:json source:text --roles push
+    cg resource add --api acme/inbound --method POST --path /records \
+        --script "$TESTS_SRCDIR/../contrib/scripts/push.lua" --roles push
+}

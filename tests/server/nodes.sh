@@ -17,9 +17,7 @@ fi
 CLIENT_PY="$TESTS_SRCDIR/server/client.py"
 make_pki
 setup_db
-cg table create u_inbound name:text payload:json source:text --roles push
-cg resource add --api acme/inbound --method POST --path /records \
-    --script "$TESTS_SRCDIR/../contrib/scripts/push.lua" --roles push
+setup_push
 
 # Node A, then node B (start_server tracks the last one it started).
 start_server --db-pool 1 --script-threads 2
