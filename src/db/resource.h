@@ -60,5 +60,13 @@ void dtable_resource_free(struct dtable_resource *r);
 void dtable_resource_list_free(struct dtable_resource *r, size_t n);
 /** Counter that grows with every change of resources or tables. */
 int dtable_resource_version(struct dtable_db *db, int64_t *out_version);
+/**
+ * Whether a change of resources or tables was announced since the last
+ * call (PostgreSQL: NOTIFY certgate_resource, schema 5; the first call
+ * listens). Never waits and sends nothing to the server.
+ * @return 1 announced, 0 not, CG_ENOTSUP on SQLite (read the version),
+ *         CG_EDB while the connection is lost
+ */
+int dtable_resource_announced(struct dtable_db *db);
 
 #endif

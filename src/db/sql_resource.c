@@ -169,6 +169,11 @@ int dtable_resource_list(struct dtable_db *db, struct dtable_resource **out, siz
                      out_n, "list resources", err);
 }
 
+int dtable_resource_announced(struct dtable_db *db)
+{
+    return core_wait_notify(&db->core, "certgate_resource", 0, -1);
+}
+
 int dtable_resource_version(struct dtable_db *db, int64_t *out_version)
 {
     struct db_stmt *st =

@@ -9,6 +9,8 @@
 
 /* A replaced catalog is freed when unused and replaced this long ago. */
 #define CATALOG_GRACE_MS 60000
+/* How often the version is read on PostgreSQL when nothing was announced. */
+#define CATALOG_READ_MS 500
 
 static void catalog_free_one(struct catalog *c)
 {
@@ -56,6 +58,13 @@ int catalog_refresh(struct writer *w, struct cg_err *err)
     int64_t v = 0;
     int rc;
 
+    /* PostgreSQL announces changes: the version (a round trip) is read
+     * when one came, and every CATALOG_READ_MS in case a pooler dropped
+     * it; SQLite's is a local read, every time. */
+    if (old && dtable_resource_announced(w->db) == 0 &&
+        clock_ms() - w->catalog_read_ms < CATALOG_READ_MS)
+        return CG_OK;
+    w->catalog_read_ms = clock_ms();
     rc = dtable_resource_version(w->db, &v);
     if (rc) {
         cg_err_set(err, "cannot read the resource version");

@@ -56,6 +56,7 @@ struct writer {
     struct lbatch *pending;         /* writes of the batch being committed */
     int64_t last_purge;             /* when expired idempotency keys were last purged */
     int64_t last_house_ms;          /* when housekeeping last ran (monotonic ms) */
+    int64_t catalog_read_ms;        /* when catalog_refresh last read the version */
     uint64_t commits, jobs;         /* counters */
     uint64_t conflicts, serial;     /* optimistic runs redone, requests run serially */
 };

@@ -115,6 +115,20 @@ grep -q '"event":"trust_reloaded".*"via":"notify"' "$T/b.log" &&
     pass "node B reloaded on PostgreSQL's announcement (LISTEN/NOTIFY), not at a poll" ||
     fail "no trust_reloaded via notify in node B's log: $(grep trust_reloaded "$T/b.log" | head -3)"
 
+# a_resource_added_with_the_cli_is_served_by_the_other_node_within_a_second
+cg resource add --api acme/inbound --method POST --path /late \
+    --script "$TESTS_SRCDIR/../contrib/scripts/push.lua" --roles push
+t0=$(date +%s%N)
+for _ in $(seq 1 20); do
+    req $C -H "$J" -d '{"name":"late"}' "$B/api/acme/inbound/late"
+    [ "$STATUS" = 201 ] && break
+    sleep 0.05
+done
+ms=$((($(date +%s%N) - t0) / 1000000))
+[ "$STATUS" = 201 ] && [ "$ms" -lt 1000 ] &&
+    pass "a resource added with the CLI is served by node B after ${ms} ms" ||
+    fail "new resource on node B: $STATUS after $ms ms"
+
 # a_node_that_missed_announcements_catches_up: every certgate session is
 # cut (the listening ones too), the CA is disabled at once, while no node
 # listens; each node reads the version when it reconnects.
