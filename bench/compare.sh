@@ -66,21 +66,11 @@ if [ "$(ulimit -n)" != unlimited ] && [ "$(ulimit -n)" -lt $((idle + 1000)) ]; t
     exit 1
 fi
 
-t=$(mktemp -d /tmp/certgate-cmp.XXXXXX)
 cg_pid=""
 ng_pid=""
 idle_pid=""
-cleanup() {
-    rc=$?
-    for p in $idle_pid $cg_pid $ng_pid; do
-        kill "$p" 2>/dev/null || true
-    done
-    wait 2>/dev/null || true
-    rm -rf "$t"
-    exit "$rc"
-}
-trap cleanup EXIT
-trap 'exit 130' INT TERM
+BENCH_PIDS="idle_pid cg_pid ng_pid"
+bench_tmp compare
 
 # The load generator: built here, not by the project's build.
 # shellcheck disable=SC2046 # pkg-config's flags are words

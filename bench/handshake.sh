@@ -10,33 +10,19 @@
 set -eu
 
 top=$(cd "$(dirname "$0")/.." && pwd)
+. "$top/bench/lib.sh"
 secs=${1:-10}
 certgate=${CERTGATE:-$top/build/werror/src/certgate}
 [ -x "$certgate" ] || certgate=$top/build/demo/src/certgate
 [ -x "$certgate" ] || { echo "bench: build certgate first" >&2; exit 1; }
 
-t=$(mktemp -d /tmp/certgate-hs.XXXXXX)
 pid=""
 npid=""
-# Stops the servers still running; keeps the exit status (a failing kill
-# of one that has exited must not make a good run exit 1 under set -e).
-cleanup() {
-    rc=$?
-    for p in $pid $npid; do
-        kill "$p" 2>/dev/null || true
-    done
-    wait 2>/dev/null || true
-    rm -rf "$t"
-    exit "$rc"
-}
-trap cleanup EXIT
-trap 'exit 130' INT TERM
+BENCH_PIDS="pid npid"
+bench_tmp hs
 export CERTGATE_DB="$t/bench.db"
 sh "$top/tests/pki/mkpki.sh" "$t/pki" >/dev/null 2>&1
-"$certgate" init >/dev/null
-"$certgate" ca add "$t/pki/chain.pem" >/dev/null
-"$certgate" user add integrator1 --roles push >/dev/null
-"$certgate" cert map integrator1 "$t/pki/client.pem" >/dev/null
+bench_trust_db "$certgate" "$t/pki"
 "$certgate" serve --cert "$t/pki/server-fullchain.pem" --key "$t/pki/server.key" \
     --listen 127.0.0.1:18443 --log-file /dev/null &
 pid=$!

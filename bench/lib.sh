@@ -1,13 +1,40 @@
 # Shared by the bench scripts (sourced, not run).
-# bench_push_db CERTGATE TOP PKI: the push set-up in the database named by
-# $CERTGATE_DB (created): the test PKI's CA chain, user integrator1 with
-# role push mapped to PKI/client.pem, the data table u_inbound and the
-# scripted resource POST /api/acme/inbound/records (contrib/scripts/push.lua).
-bench_push_db() {
+
+# bench_tmp NAME: a temporary directory in $t, removed at exit with every
+# process whose pid is in one of the variables named by $BENCH_PIDS (set
+# it before; the variables are read at exit). The exit status is kept: a
+# failing kill of a server that has exited must not turn a good run into 1.
+bench_tmp() {
+    t=$(mktemp -d "/tmp/certgate-$1.XXXXXX")
+    trap bench_cleanup EXIT
+    trap 'exit 130' INT TERM
+}
+bench_cleanup() {
+    rc=$?
+    for v in $BENCH_PIDS; do
+        eval "p=\${$v:-}"
+        [ -n "$p" ] && kill "$p" 2>/dev/null
+    done
+    wait 2>/dev/null
+    rm -rf "$t"
+    exit "$rc"
+}
+
+# bench_trust_db CERTGATE PKI: in the database named by $CERTGATE_DB
+# (created), the test PKI's CA chain and user integrator1 (role push)
+# mapped to PKI/client.pem.
+bench_trust_db() {
     "$1" init >/dev/null
-    "$1" ca add "$3/chain.pem" >/dev/null
+    "$1" ca add "$2/chain.pem" >/dev/null
     "$1" user add integrator1 --roles push >/dev/null
-    "$1" cert map integrator1 "$3/client.pem" >/dev/null
+    "$1" cert map integrator1 "$2/client.pem" >/dev/null
+}
+
+# bench_push_db CERTGATE TOP PKI: bench_trust_db, and the data table
+# u_inbound with the scripted resource POST /api/acme/inbound/records
+# (contrib/scripts/push.lua).
+bench_push_db() {
+    bench_trust_db "$1" "$3"
     "$1" table create u_inbound name:text payload:json source:text --roles push >/dev/null
     "$1" resource add --api acme/inbound --method POST --path /records \
         --script "$2/contrib/scripts/push.lua" --roles push >/dev/null

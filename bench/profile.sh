@@ -19,20 +19,10 @@ certgate=${CERTGATE:-$top/build/w/src/certgate}
 [ -x "$certgate" ] || { echo "profile: build certgate first ($certgate)" >&2; exit 1; }
 command -v perf >/dev/null 2>&1 || { echo "profile: perf is needed (apt-get install linux-perf)" >&2; exit 1; }
 
-t=$(mktemp -d /tmp/certgate-prof.XXXXXX)
 pid=""
 lg=""
-cleanup() {
-    rc=$?
-    for p in $lg $pid; do
-        kill "$p" 2>/dev/null || true
-    done
-    wait 2>/dev/null || true
-    rm -rf "$t"
-    exit "$rc"
-}
-trap cleanup EXIT
-trap 'exit 130' INT TERM
+BENCH_PIDS="lg pid"
+bench_tmp prof
 
 # shellcheck disable=SC2046 # pkg-config's flags are words
 cc -O2 -o "$t/loadgen" "$top/bench/loadgen.c" $(pkg-config --cflags --libs gnutls) -lpthread

@@ -16,6 +16,7 @@
 set -eu
 
 top=$(cd "$(dirname "$0")/.." && pwd)
+. "$top/bench/lib.sh"
 secs=${1:-10}
 rounds=${ROUNDS:-2}
 certgate=${CERTGATE:-$top/build/werror/src/certgate}
@@ -23,26 +24,13 @@ certgate=${CERTGATE:-$top/build/werror/src/certgate}
 [ -x "$certgate" ] || { echo "bench: build certgate first (or set CERTGATE)" >&2; exit 1; }
 command -v haproxy >/dev/null 2>&1 || { echo "bench: apt-get install haproxy" >&2; exit 1; }
 
-t=$(mktemp -d /tmp/certgate-proxy.XXXXXX)
 pid=""
 hpid=""
-cleanup() {
-    rc=$?
-    for p in $pid $hpid; do
-        kill "$p" 2>/dev/null || true
-    done
-    wait 2>/dev/null || true
-    rm -rf "$t"
-    exit "$rc"
-}
-trap cleanup EXIT
-trap 'exit 130' INT TERM
+BENCH_PIDS="pid hpid"
+bench_tmp proxy
 export CERTGATE_DB="$t/bench.db"
 sh "$top/tests/pki/mkpki.sh" "$t/pki" >/dev/null 2>&1
-"$certgate" init >/dev/null
-"$certgate" ca add "$t/pki/chain.pem" >/dev/null
-"$certgate" user add integrator1 --roles push >/dev/null
-"$certgate" cert map integrator1 "$t/pki/client.pem" >/dev/null
+bench_trust_db "$certgate" "$t/pki"
 
 # serve [ARGS...]: certgate on 127.0.0.1:18445.
 serve() {
