@@ -97,13 +97,40 @@ def raw(host, port, ca, cert, key, *files):
         print("closed")
 
 
-def keepalive(host, port, ca, cert, key, path, cmd):
+def send_slowly(sock, data, seconds, wait):
+    """Sends DATA a byte at a time, waiting up to WAIT seconds for an answer
+    after each, for at most SECONDS; prints whether the server closed the
+    connection meanwhile ("closed after N s") or not ("open after N s")."""
+    start = time.time()
+    sock.settimeout(wait)
+    for byte in data:
+        if time.time() - start > seconds:
+            break
+        try:
+            sock.sendall(bytes([byte]))
+            if sock.recv(1) == b"":
+                print("closed after %d s" % (time.time() - start))
+                return
+        except socket.timeout:
+            pass
+        except (ConnectionError, ssl.SSLError):
+            print("closed after %d s" % (time.time() - start))
+            return
+    print("open after %d s" % (time.time() - start))
+
+
+def first_request(host, port, ca, cert, key, path):
+    """A keep-alive connection and its first answer (read): (conn, answer, socket)."""
     conn = http.client.HTTPSConnection(host, int(port), context=context(ca, cert, key),
                                        timeout=20)
     conn.request("GET", path)
     r1 = conn.getresponse()
     r1.read()
-    sock1 = conn.sock
+    return conn, r1, conn.sock
+
+
+def keepalive(host, port, ca, cert, key, path, cmd):
+    conn, r1, sock1 = first_request(host, port, ca, cert, key, path)
     subprocess.run(cmd, check=True, stdout=subprocess.DEVNULL)
     time.sleep(1.2)
     conn.request("GET", path)
@@ -118,12 +145,7 @@ def keepalive_until(host, port, ca, cert, key, path, cmd):
     until the answer changes (at most 5 s); prints both statuses, the
     reason, whether the connection was the same, and the milliseconds from
     CMD's end to the changed answer."""
-    conn = http.client.HTTPSConnection(host, int(port), context=context(ca, cert, key),
-                                       timeout=20)
-    conn.request("GET", path)
-    r1 = conn.getresponse()
-    r1.read()
-    sock1 = conn.sock
+    conn, r1, sock1 = first_request(host, port, ca, cert, key, path)
     subprocess.run(cmd, check=True, stdout=subprocess.DEVNULL)
     t0 = time.monotonic()
     while True:
@@ -234,23 +256,7 @@ def trickle(host, port, ca, cert, key, mode, seconds):
         if first != "200" or second != "200":
             print("keep-alive broken: %s %s" % (first, second))
             return
-    head = b"GET /healthz HTTP/1.1\r\nHost: x\r\nX-Slow: " + b"a" * 1000
-    start = time.time()
-    s.settimeout(1.0)
-    for byte in head:
-        if time.time() - start > seconds:
-            break
-        try:
-            s.sendall(bytes([byte]))
-            if s.recv(1) == b"":
-                print("closed after %d s" % (time.time() - start))
-                return
-        except socket.timeout:
-            pass
-        except (ConnectionError, ssl.SSLError):
-            print("closed after %d s" % (time.time() - start))
-            return
-    print("open after %d s" % (time.time() - start))
+    send_slowly(s, b"GET /healthz HTTP/1.1\r\nHost: x\r\nX-Slow: " + b"a" * 1000, seconds, 1.0)
 
 
 def flood(host, port, ca, cert, key, path, header_bytes, body_bytes):

@@ -27,6 +27,8 @@ import struct
 import sys
 import time
 
+from client import send_slowly  # tests/server/client.py, beside this file
+
 SIG = b"\r\n\r\n\x00\r\nQUIT\n"
 
 
@@ -117,22 +119,7 @@ def wait_close(sock, start, seconds):
 def trickle(src, host, port, seconds):
     seconds = float(seconds)
     sock = connect(src, host, port, seconds + 5)
-    start = time.time()
-    sock.settimeout(0.4)
-    for byte in header("v4:192.0.2.9"):
-        if time.time() - start > seconds:
-            break
-        try:
-            sock.sendall(bytes([byte]))
-            if sock.recv(1) == b"":
-                print("closed after %d s" % (time.time() - start))
-                return
-        except socket.timeout:
-            pass
-        except ConnectionError:
-            print("closed after %d s" % (time.time() - start))
-            return
-    print("open after %d s" % (time.time() - start))
+    send_slowly(sock, header("v4:192.0.2.9"), seconds, 0.4)
 
 
 def silent(src, host, port, seconds):
