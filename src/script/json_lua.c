@@ -344,6 +344,12 @@ static json_t *to_json(struct conv *c, int idx, int depth)
         s = lua_tolstring(L, idx, &len);
         if (!take_string(c, s, len))
             return NULL;
+        /* As for keys: request bodies with \u0000 are refused, and a JSON
+         * string with one breaks C clients; jansson would write it. */
+        if (memchr(s, '\0', len)) {
+            conv_bad(c, "a string holds a NUL byte, which JSON text from certgate never carries");
+            return NULL;
+        }
         v = json_stringn(s, len);
         if (!v)
             conv_bad(c, "a string is not valid UTF-8");

@@ -149,6 +149,8 @@ static const struct {
     {"return certgate.array()", "[]", NULL},
     {"return { list = certgate.array({}) }", "{\"list\":[]}", NULL},
     {"return { ['a\\0b'] = 1 }", NULL, "NUL"},
+    {"return 'a\\0b'", NULL, "NUL"},
+    {"return { x = 'a\\0b' }", NULL, "NUL"},
     {"return { ['\\xff'] = 1, ok = 2 }", NULL, "UTF-8"},
 };
 
