@@ -197,6 +197,9 @@ enum stage respond_decided(struct request *r, unsigned status, struct MHD_Respon
                            size_t bytes);
 void send_answer(struct request *r);
 enum MHD_Result send_and_close(struct request *r);
+/** The JSON answer that replaces libmicrohttpd's own answer of @p status
+ * (tls_wire_replace_own_answers); NULL for a status it does not write. */
+char *respond_own_answer(unsigned status, size_t *len);
 
 /* head.c */
 enum stage stage_head(struct request *r);

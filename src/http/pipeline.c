@@ -17,6 +17,7 @@
 #include "base/crypto.h"
 #include "base/error.h"
 #include "base/metrics.h"
+#include "tls/wire.h"
 
 /* The endpoint's handler (the router chose it). */
 static enum stage stage_dispatch(struct request *r)
@@ -240,8 +241,10 @@ void on_completed(void *cls, struct MHD_Connection *mhd, void **req_cls,
         __atomic_add_fetch(&srv->unanswered, 1, __ATOMIC_ACQ_REL);
     /* Between requests now: the next head's deadline starts with its first
      * byte (the sweeper watches for it); until then --idle-timeout rules. */
-    if (r->conn)
+    if (r->conn) {
         __atomic_store_n(&r->conn->head_state, HEAD_IDLE | (uint64_t)clock_ms(), __ATOMIC_RELEASE);
+        tls_wire_answer_done(r->conn->fd);
+    }
     writer_job_free(r->job);
     writer_catalog_release(r->cat);
     json_decref(r->route.dyn.params);

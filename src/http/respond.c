@@ -115,8 +115,8 @@ void send_answer(struct request *r)
     if (r->answer != ANSWER_DECIDED)
         return;
     /* r->bytes is 0 for HEAD; 204 and 304 carry no body whatever it says. */
-    if (r->conn && r->bytes > 0 && r->status != 204 && r->status != 304)
-        tls_wire_expect_answer(r->conn->fd, r->bytes);
+    if (r->conn)
+        tls_wire_expect_answer(r->conn->fd, r->status != 204 && r->status != 304 ? r->bytes : 0);
     MHD_queue_response(r->mhd, r->status, r->response);
     MHD_destroy_response(r->response);
     r->response = NULL;
@@ -181,6 +181,69 @@ enum MHD_Result send_and_close(struct request *r)
     r->answer = ANSWER_WRITTEN;
     closing_on_purpose = true;
     return MHD_NO;
+}
+
+/* What each status libmicrohttpd answers itself means, in certgate's words
+ * (connection.c of 0.9.75: the only statuses it writes on its own). */
+static const struct {
+    unsigned status;
+    enum cg_error error;
+    const char *detail;
+} own_answers[] = {
+    {400, CG_ERROR_BAD_REQUEST,
+     "the request is malformed: its request line, a header line, its Content-Length or its "
+     "chunked framing cannot be read"},
+    {413, CG_ERROR_BODY_TOO_LARGE, "the request's Content-Length or a chunk's size is too large"},
+    {414, CG_ERROR_HEADER_TOO_LARGE,
+     "the request line does not fit the connection's memory: send a shorter target"},
+    {431, CG_ERROR_HEADER_TOO_LARGE,
+     "the request head does not fit the connection's memory: send fewer or shorter header "
+     "fields (see --max-header-size)"},
+    {500, CG_ERROR_INTERNAL, "the connection ran out of memory"},
+    {505, CG_ERROR_BAD_REQUEST, "the HTTP version is not supported: send HTTP/1.1 or HTTP/1.0"},
+};
+
+/*
+ * The answer that replaces one libmicrohttpd writes itself (tls/wire):
+ * the JSON error for its status, with the headers of every answer, and
+ * Connection: close (libmicrohttpd closes after it). NULL for a status it
+ * is not known to write. Runs on the connection's thread; no request
+ * object exists for most of these.
+ */
+char *respond_own_answer(unsigned status, size_t *len)
+{
+    const char *phrase = MHD_get_reason_phrase_for(status);
+    char head[512], *body = NULL, *all = NULL;
+    size_t i, n, body_len;
+
+    for (i = 0; i < sizeof(own_answers) / sizeof(own_answers[0]); i++) {
+        if (own_answers[i].status == status)
+            break;
+    }
+    if (i == sizeof(own_answers) / sizeof(own_answers[0]))
+        return NULL;
+    body = error_body(own_answers[i].error, status == 505 ? "HTTP version not supported" : NULL,
+                      own_answers[i].detail);
+    if (!body)
+        return NULL;
+    body_len = strlen(body);
+    n = (size_t)snprintf(head, sizeof(head),
+                         "HTTP/1.1 %u %s\r\nConnection: close\r\nContent-Length: %zu\r\n"
+                         "Content-Type: application/json\r\n",
+                         status, phrase && *phrase ? phrase : "Error", body_len);
+    for (size_t k = 0; k < N_SECURITY_HEADERS && n < sizeof(head); k++)
+        n += (size_t)snprintf(head + n, sizeof(head) - n, "%s: %s\r\n", security_headers[k][0],
+                              security_headers[k][1]);
+    if (n + 2 < sizeof(head))
+        all = malloc(n + 2 + body_len);
+    if (all) {
+        memcpy(all, head, n);
+        memcpy(all + n, "\r\n", 2);
+        memcpy(all + n + 2, body, body_len);
+        *len = n + 2 + body_len;
+    }
+    free(body);
+    return all;
 }
 
 enum stage respond_json(struct request *r, unsigned status, json_t *body)

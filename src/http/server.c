@@ -104,11 +104,13 @@ static void on_connection(void *cls, struct MHD_Connection *mhd, void **socket_c
      * its other CLOSED call, for a connection that failed to start, cannot
      * happen with poll and a thread pool), so the credentials may go. */
     tls_session_release(srv->tls, c->creds);
-    tls_wire_forget(c->fd);
     /* The socket is still open (libmicrohttpd closes it after this): if
-     * closing it would reset the connection, it lingers. */
-    if (!c->swept && linger_wanted(c->fd, c->body_unread))
+     * closing it would reset the connection, it lingers. After an answer
+     * of libmicrohttpd's own (a head over the memory pool) the rest of the
+     * request is often still on its way, even when none is queued yet. */
+    if (!c->swept && linger_wanted(c->fd, c->body_unread || tls_wire_replaced(c->fd)))
         linger_add(srv->linger, c->fd);
+    tls_wire_forget(c->fd);
     conn_forget(c);
     pki_cert_list_free(&c->peer);
     free(c);
@@ -178,11 +180,19 @@ int http_start(const struct serve_config *cfg, struct trust_holder *trust, struc
         threads = n > 0 ? (unsigned)n : 1;
     }
     /* The connection's memory pool holds the request head, its parsed
-     * fields and the answer's headers. It is sized well above
-     * --max-header-size, which stage_head enforces with a JSON 431; only a
-     * head that overflows the whole pool gets libmicrohttpd's own 431. */
+     * fields and the answer's headers, and libmicrohttpd 0.9.75 zeroes all
+     * of it after every request (MHD_pool_reset), so each connection that
+     * carried a request keeps the whole pool resident: with 10,000 idle
+     * connections a 64 KiB pool made 880 MiB of RSS, a 40 KiB one 645 MiB
+     * (bench/compare.sh -f d). It is sized to hold a head of
+     * --max-header-size, which stage_head enforces with a JSON 431; a head
+     * that overflows the whole pool gets libmicrohttpd's own 431, which
+     * tls/wire replaces with the same JSON (respond_own_answer). */
     srv->max_header_size = cfg->max_header_size;
-    srv->pool_size = 2 * cfg->max_header_size + 32 * 1024;
+    srv->pool_size = cfg->max_header_size + 8 * 1024;
+    if (srv->pool_size < 16 * 1024)
+        srv->pool_size = 16 * 1024;
+    tls_wire_replace_own_answers(respond_own_answer);
     /*
      * poll() by default, epoll on request (--event-loop). poll scans every
      * connection on each pass, so an answer's latency grows with the idle

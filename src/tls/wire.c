@@ -163,16 +163,22 @@ ssize_t gnutls_record_recv(gnutls_session_t session, void *data, size_t len)
  * number by one connection at a time, so a slot needs no lock.
  */
 enum hold_state {
-    HOLD_NONE,     /* nothing announced: sends pass through */
-    HOLD_ARMED,    /* an answer with a body of `body` bytes is coming */
-    HOLD_HEAD,     /* its head is in `buf`, not yet sent */
-    HOLD_FLUSHING, /* head + body handed to GnuTLS, which said EAGAIN */
+    HOLD_NONE,      /* no answer of ours under way: sends pass through, and a
+                     * head of libmicrohttpd's own error answer is replaced */
+    HOLD_ARMED,     /* an answer with a body of `body` bytes is coming */
+    HOLD_HEAD,      /* its head is in `buf`, not yet sent */
+    HOLD_FLUSHING,  /* head + body handed to GnuTLS, which said EAGAIN */
+    HOLD_OURS,      /* an answer of ours that goes as it is, until it is done */
+    HOLD_REPLACING, /* a replacement answer handed to GnuTLS, which said EAGAIN;
+                     * `head` is the length of libmicrohttpd's head */
+    HOLD_DROPPING,  /* the replaced answer's body: `body` bytes still to drop */
 };
 
 struct hold {
-    char *buf;             /* the held head (HOLD_HEAD) */
-    unsigned head;         /* bytes in buf */
-    unsigned body;         /* the announced body length */
+    char *buf;             /* the held head (HOLD_HEAD), the replacement (HOLD_REPLACING) */
+    unsigned head;         /* bytes in buf; HOLD_REPLACING: libmicrohttpd's head length */
+    unsigned body;         /* the announced body length; HOLD_DROPPING: bytes left */
+    bool replaced;         /* libmicrohttpd's own answer was replaced on this socket */
     enum hold_state state; /* where the answer is */
 };
 
@@ -222,15 +228,34 @@ void tls_wire_expect_answer(int fd, size_t body_len)
     if (body_len > 0 && body_len < 16384) {
         h->body = (unsigned)body_len;
         h->state = HOLD_ARMED;
+    } else {
+        h->state = HOLD_OURS;
     }
+}
+
+void tls_wire_answer_done(int fd)
+{
+    struct hold *h = hold_of(fd, false);
+
+    if (h && h->state == HOLD_OURS)
+        h->state = HOLD_NONE;
 }
 
 void tls_wire_forget(int fd)
 {
     struct hold *h = hold_of(fd, false);
 
-    if (h)
+    if (h) {
         hold_clear(h);
+        h->replaced = false;
+    }
+}
+
+bool tls_wire_replaced(int fd)
+{
+    struct hold *h = hold_of(fd, false);
+
+    return h && h->replaced;
 }
 
 /* Whether @p data is the head of the announced answer: a complete HTTP/1.x
@@ -268,6 +293,7 @@ static bool flush_head(record_send_fn fn, gnutls_session_t session, struct hold 
     }
     sent = n == (ssize_t)h->head;
     hold_clear(h);
+    h->state = HOLD_OURS; /* the rest of the answer goes as it is */
     return sent;
 }
 
@@ -306,6 +332,117 @@ static ssize_t send_joined(record_send_fn fn, gnutls_session_t session, struct h
     return (size_t)n == total ? (ssize_t)len : GNUTLS_E_INTERNAL_ERROR;
 }
 
+/* ---- libmicrohttpd's own answers, in certgate's words ---- */
+
+/*
+ * libmicrohttpd 0.9.75 answers some requests itself, before or instead of
+ * certgate's handler: a head that overflows the connection's memory pool
+ * (431), a malformed request line or chunk (400), an HTTP version it does
+ * not serve (505), a Content-Length it cannot read (400, 413). Those
+ * answers are HTML without certgate's headers, where every other failure
+ * gets a JSON error. The head of one is recognised here and replaced by the
+ * answer the registered builder makes for its status; its HTML body is
+ * dropped. What tells it from an answer of certgate's: certgate announces
+ * each of its answers (tls_wire_expect_answer), and every one carries the
+ * security headers; a 4xx or 5xx head sent while none is announced, and
+ * without them, is libmicrohttpd's. libmicrohttpd closes the connection
+ * after such an answer, so what it counts as sent need not be what went out.
+ */
+static tls_wire_answer_fn replace_answer;
+
+void tls_wire_replace_own_answers(tls_wire_answer_fn fn)
+{
+    __atomic_store_n(&replace_answer, fn, __ATOMIC_RELEASE);
+}
+
+/* The status of @p data when it is the head of libmicrohttpd's own error
+ * answer, with the head's length in @p head and the body's in @p body;
+ * 0 when it is anything else. */
+static unsigned own_error_head(const char *data, size_t len, size_t *head, size_t *body)
+{
+    static const char cl[] = "\r\nContent-Length: ";
+    const char *end, *p;
+    unsigned long n = 0;
+
+    if (len < 16 || memcmp(data, "HTTP/1.", 7) != 0 || data[8] != ' ' ||
+        (data[9] != '4' && data[9] != '5') || data[10] < '0' || data[10] > '9' || data[11] < '0' ||
+        data[11] > '9' || data[12] != ' ')
+        return 0;
+    end = memmem(data, len, "\r\n\r\n", 4);
+    if (!end)
+        return 0;
+    *head = (size_t)(end - data) + 4;
+    if (memmem(data, *head, "\r\nX-Content-Type-Options:", 25))
+        return 0;
+    p = memmem(data, *head, cl, sizeof(cl) - 1);
+    if (!p)
+        return 0;
+    for (p += sizeof(cl) - 1; *p >= '0' && *p <= '9' && n <= 65536; p++)
+        n = n * 10 + (unsigned long)(*p - '0');
+    if (*p != '\r' || n > 65536)
+        return 0;
+    *body = (size_t)n;
+    return (unsigned)(data[9] - '0') * 100 + (unsigned)(data[10] - '0') * 10 +
+           (unsigned)(data[11] - '0');
+}
+
+/* Sends the replacement, or what GnuTLS still holds of it after EAGAIN
+ * (@p answer NULL). @return the length of libmicrohttpd's head once all is
+ * sent, or GnuTLS's error (EAGAIN: libmicrohttpd calls again). */
+static ssize_t send_replacement(record_send_fn fn, gnutls_session_t session, struct hold *h,
+                                char *answer, size_t answer_len)
+{
+    ssize_t n = answer ? fn(session, answer, answer_len) : fn(session, NULL, 0);
+
+    free(answer);
+    if (n == GNUTLS_E_AGAIN || n == GNUTLS_E_INTERRUPTED) {
+        h->state = HOLD_REPLACING;
+        return n;
+    }
+    if (n < 0) {
+        hold_clear(h);
+        return n;
+    }
+    /* What follows is libmicrohttpd's HTML body, dropped. */
+    h->state = h->body ? HOLD_DROPPING : HOLD_NONE;
+    return (ssize_t)h->head;
+}
+
+/* Replaces libmicrohttpd's own error answer whose head is in @p data, or
+ * sends @p data as it is when it is none or cannot be replaced. */
+static ssize_t send_or_replace(record_send_fn fn, gnutls_session_t session, const void *data,
+                               size_t len)
+{
+    tls_wire_answer_fn build = __atomic_load_n(&replace_answer, __ATOMIC_ACQUIRE);
+    size_t head, body, answer_len;
+    unsigned status;
+    struct hold *h;
+    char *answer;
+
+    if (!build || !(status = own_error_head(data, len, &head, &body)))
+        return fn(session, data, len);
+    h = hold_of(gnutls_transport_get_int(session), true);
+    answer = h ? build(status, &answer_len) : NULL;
+    if (!answer)
+        return fn(session, data, len);
+    hold_clear(h);
+    h->head = (unsigned)head;
+    h->body = (unsigned)body;
+    h->replaced = true;
+    return send_replacement(fn, session, h, answer, answer_len);
+}
+
+/* Drops what is left of the replaced answer's body, from @p len bytes. */
+static ssize_t drop_body(struct hold *h, size_t len)
+{
+    size_t take = len < h->body ? len : h->body;
+
+    h->body -= (unsigned)take;
+    if (h->body == 0)
+        h->state = HOLD_NONE;
+    return (ssize_t)take;
+}
+
 ssize_t gnutls_record_send(gnutls_session_t session, const void *data, size_t len)
 {
     static record_send_fn real;
@@ -320,25 +457,32 @@ ssize_t gnutls_record_send(gnutls_session_t session, const void *data, size_t le
     }
     h = hold_of(gnutls_transport_get_int(session), false);
     if (!h || h->state == HOLD_NONE)
-        return fn(session, data, len);
-    if (h->state == HOLD_ARMED) {
+        return data && len ? send_or_replace(fn, session, data, len) : fn(session, data, len);
+    switch (h->state) {
+    case HOLD_OURS: return fn(session, data, len);
+    case HOLD_REPLACING: return send_replacement(fn, session, h, NULL, 0);
+    case HOLD_DROPPING: return drop_body(h, len);
+    case HOLD_ARMED:
         /* A 100 Continue may precede the answer. */
         if (len >= 10 && memcmp(data, "HTTP/1.1 1", 10) == 0)
             return fn(session, data, len);
         if (!is_announced_head(h, data, len) ||
             len + h->body > gnutls_record_get_max_size(session)) {
             hold_clear(h);
+            h->state = HOLD_OURS;
             return fn(session, data, len);
         }
         h->buf = malloc(len);
         if (!h->buf) {
             hold_clear(h);
+            h->state = HOLD_OURS;
             return fn(session, data, len);
         }
         memcpy(h->buf, data, len);
         h->head = (unsigned)len;
         h->state = HOLD_HEAD;
         return (ssize_t)len; /* held: sent with the body */
+    default: break;
     }
     /* The body follows its head at once (same call of libmicrohttpd), and
      * a retry after EAGAIN asks for the same body again. */

@@ -9,9 +9,11 @@
  *   - a client-initiated renegotiation gets a no_renegotiation alert;
  *   - an answer announced with tls_wire_expect_answer goes out as one TLS
  *     record and one send, head and body together, where libmicrohttpd
- *     would send two records.
+ *     would send two records;
+ *   - an error answer libmicrohttpd writes itself (HTML) is replaced by the
+ *     one the builder given to tls_wire_replace_own_answers makes.
  * Relies on GnuTLS and base/log. Does not know HTTP beyond recognising the
- * head libmicrohttpd writes for an announced answer.
+ * heads libmicrohttpd writes: for an announced answer, and for its own.
  */
 #ifndef CG_TLS_WIRE_H
 #define CG_TLS_WIRE_H
@@ -29,11 +31,40 @@ bool tls_handshake_failure_logged(void);
  * Announces that the next answer libmicrohttpd sends on the connection of
  * socket @p fd carries a body of exactly @p body_len bytes, sent straight
  * after its head. When head and body fit one record, the head is held back
- * and sent with the body, in one record and one send. Call on the thread
- * serving the connection, before the answer is queued; an answer that is
- * not announced (a HEAD request's, libmicrohttpd's own) goes as before.
+ * and sent with the body, in one record and one send (otherwise it goes
+ * as it is: @p body_len 0 for a HEAD request's or a body-less answer).
+ * Call on the thread serving the connection, before the answer is queued;
+ * announce every answer of certgate's, so that it is never taken for one
+ * of libmicrohttpd's own.
  */
 void tls_wire_expect_answer(int fd, size_t body_len);
+
+/**
+ * Says that the answer announced on socket @p fd has been sent in full
+ * (the request is complete): a 4xx or 5xx head that comes next without an
+ * announcement is libmicrohttpd's own.
+ */
+void tls_wire_answer_done(int fd);
+
+/**
+ * Builds an answer (head and body, malloc'd, @p len bytes) that replaces
+ * one of HTTP status @p status that libmicrohttpd writes itself; NULL
+ * leaves libmicrohttpd's as it is. Called on the connection's thread.
+ */
+typedef char *(*tls_wire_answer_fn)(unsigned status, size_t *len);
+
+/**
+ * Replaces every error answer libmicrohttpd writes itself with what @p fn
+ * builds (NULL: stop replacing).
+ */
+void tls_wire_replace_own_answers(tls_wire_answer_fn fn);
+
+/**
+ * Whether an answer of libmicrohttpd's own was replaced on socket @p fd
+ * since the connection started: libmicrohttpd closes after it, often with
+ * the rest of the request still arriving.
+ */
+bool tls_wire_replaced(int fd);
 
 /**
  * Drops what is held for socket @p fd (a connection starts or ends on it).

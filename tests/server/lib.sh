@@ -68,8 +68,11 @@ stop_server() {
 }
 
 # req ARGS...: curl against the server (trusting the test root); sets STATUS,
-# the body in $T/body and the headers in $T/headers.
+# the body in $T/body and the headers in $T/headers (both emptied first: a
+# request that gets no answer must not leave the last one's behind).
 req() {
+    : >"$T/body"
+    : >"$T/headers"
     STATUS=$(curl -s -o "$T/body" -D "$T/headers" -w '%{http_code}' --max-time 20 \
         --cacert "$PKI/root.pem" "$@")
     CURL_RC=$?
