@@ -175,6 +175,19 @@ void cg_strappend(char *buf, size_t size, size_t *len, const char *fmt, ...)
         *len = *len + (size_t)n < size ? *len + (size_t)n : size - 1;
 }
 
+size_t cg_strlcpy(char *buf, const char *src, size_t size)
+{
+    size_t n;
+
+    if (size == 0)
+        return 0;
+    n = src ? strnlen(src, size - 1) : 0;
+    if (n)
+        memcpy(buf, src, n);
+    buf[n] = '\0';
+    return n;
+}
+
 char *cg_strdup(const char *s)
 {
     return s ? strdup(s) : NULL;

@@ -103,6 +103,14 @@ void cg_strappend(char *buf, size_t size, size_t *len, const char *fmt, ...)
     __attribute__((format(printf, 4, 5)));
 
 /**
+ * Copy a string into a buffer that always ends NUL-terminated; what does
+ * not fit is cut off (a NULL source copies as ""). snprintf(buf, size,
+ * "%s", src) without the formatting machinery, for the hot paths.
+ * @return the length of what was copied
+ */
+size_t cg_strlcpy(char *buf, const char *src, size_t size);
+
+/**
  * Duplicate a string; NULL stays NULL.
  * @return malloc'd copy or NULL
  */

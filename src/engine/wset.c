@@ -6,6 +6,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "base/util.h"
 #include "engine/engine_int.h"
 
 /* Committed writes are kept this long, and at most this many, to check
@@ -146,8 +147,10 @@ int lbatch_add(struct lbatch *b, const struct dtable_table *t, const char *sys_i
         b->cap = cap;
     }
     e = &b->e[b->n++];
-    snprintf(e->table, sizeof(e->table), "%s", table);
-    snprintf(e->sys_id, sizeof(e->sys_id), "%s", sys_id);
+    /* Bounded copies without snprintf's formatting: once per write, on the
+     * committer's thread (snprintf here was 0.8% of a keep-alive push). */
+    cg_strlcpy(e->table, table, sizeof(e->table));
+    cg_strlcpy(e->sys_id, sys_id, sizeof(e->sys_id));
     e->before = before;
     e->after = after;
     return CG_OK;

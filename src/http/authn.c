@@ -28,7 +28,9 @@ void conn_forget(struct conn *c)
     if (c->has_cert_id)
         identity_free(&c->cert_id);
     if (c->has_basic)
-        identity_free(&c->basic_id);
+        identity_free(c->basic_id);
+    free(c->basic_id);
+    c->basic_id = NULL;
     c->has_cert_id = c->has_basic = false;
 }
 
@@ -126,8 +128,8 @@ static void basic_checked(struct kdf_job *job)
         r->barred = job->barred;
     } else if (job->has_id) {
         if (c->has_basic)
-            identity_free(&c->basic_id);
-        c->basic_id = job->id;
+            identity_free(c->basic_id);
+        *c->basic_id = job->id;
         job->has_id = false;
         memcpy(c->basic_key, job->key, sizeof(job->key));
         c->has_basic = true;
@@ -163,25 +165,27 @@ static enum basic_outcome resolve_basic(struct request *r, const char *header,
         if (c->has_basic)
             return BASIC_DECIDED;
     }
-    if (crypto_sha256(header, strlen(header), key))
+    if (!c->basic_id)
+        c->basic_id = calloc(1, sizeof(*c->basic_id));
+    if (!c->basic_id || crypto_sha256(header, strlen(header), key))
         return BASIC_ERROR;
-    if (c->has_basic && c->basic_id.trust_version == trust_holder_version(c->srv->trust) &&
+    if (c->has_basic && c->basic_id->trust_version == trust_holder_version(c->srv->trust) &&
         cg_consttime_eq(key, c->basic_key, sizeof(key)))
         return BASIC_DECIDED;
     if (c->has_basic)
-        identity_free(&c->basic_id);
+        identity_free(c->basic_id);
     c->has_basic = false;
-    memset(&c->basic_id, 0, sizeof(c->basic_id));
+    memset(c->basic_id, 0, sizeof(*c->basic_id));
     colon = NULL;
     if (crypto_base64_decode(header + 6, strlen(header + 6), &creds, &creds_len) == CG_OK)
         colon = memchr(creds, ':', creds_len);
     if (!colon) {
         crypto_wipe(creds, creds_len);
         free(creds);
-        c->basic_id.reason = AUTH_BAD_PASSWORD;
-        snprintf(c->basic_id.detail, sizeof(c->basic_id.detail),
+        c->basic_id->reason = AUTH_BAD_PASSWORD;
+        snprintf(c->basic_id->detail, sizeof(c->basic_id->detail),
                  "the Authorization header is not valid Basic credentials");
-        c->basic_id.trust_version = trust_holder_version(c->srv->trust);
+        c->basic_id->trust_version = trust_holder_version(c->srv->trust);
         memcpy(c->basic_key, key, sizeof(key));
         c->has_basic = true;
         return BASIC_DECIDED;
@@ -190,7 +194,7 @@ static enum basic_outcome resolve_basic(struct request *r, const char *header,
     pw_len = creds_len - (size_t)(colon + 1 - (char *)creds);
     snap = trust_holder_acquire(c->srv->trust);
     if (identity_from_basic_cached(snap, c->srv->basic_cache, (const char *)creds, colon + 1,
-                                   pw_len, &c->basic_id) == CG_OK) {
+                                   pw_len, c->basic_id) == CG_OK) {
         trust_release(snap);
         crypto_wipe(creds, creds_len);
         free(creds);
@@ -278,9 +282,9 @@ enum stage stage_authenticate(struct request *r)
         case BASIC_ERROR: return respond_error(r, CG_ERROR_INTERNAL, r->id);
         case BASIC_DECIDED: break;
         }
-        if (c->basic_id.reason != AUTH_OK)
-            return refuse_auth(r, &c->basic_id);
-        r->who = &c->basic_id;
+        if (c->basic_id->reason != AUTH_OK)
+            return refuse_auth(r, c->basic_id);
+        r->who = c->basic_id;
         return STAGE_NEXT;
     }
     metrics_refusal(AUTH_NO_CREDENTIALS);

@@ -66,7 +66,8 @@ struct conn {
     struct identity cert_id;      /* the certificate's identity or refusal */
     bool has_basic;               /* basic_id holds a decision */
     unsigned char basic_key[32];  /* SHA-256 of the Authorization value it decided */
-    struct identity basic_id;     /* the Basic identity or refusal */
+    struct identity *basic_id;    /* the Basic identity or refusal (allocated at the first
+                                   * Authorization header: most clients send none) */
     struct tls_generation *creds; /* the credentials its session uses */
     MHD_socket fd;                /* its socket, for the sweeper */
     uint64_t head_state;          /* atomic: what the sweeper watches (HEAD_..., see below) */

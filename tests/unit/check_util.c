@@ -47,6 +47,23 @@ static const struct {
     {",,,", 0, ""},    {"push,read,push", 3, "push|read|push"},
 };
 
+START_TEST(strlcpy_bounds)
+{
+    char buf[5];
+
+    memset(buf, 'x', sizeof(buf));
+    ck_assert_uint_eq(cg_strlcpy(buf, "abc", sizeof(buf)), 3);
+    ck_assert_str_eq(buf, "abc");
+    ck_assert_uint_eq(cg_strlcpy(buf, "abcdefgh", sizeof(buf)), 4);
+    ck_assert_str_eq(buf, "abcd");
+    ck_assert_uint_eq(cg_strlcpy(buf, NULL, sizeof(buf)), 0);
+    ck_assert_str_eq(buf, "");
+    buf[0] = 'z';
+    ck_assert_uint_eq(cg_strlcpy(buf, "abc", 0), 0);
+    ck_assert_int_eq(buf[0], 'z');
+}
+END_TEST
+
 START_TEST(split_list)
 {
     char **items = NULL, joined[128] = "";
@@ -239,6 +256,7 @@ static Suite *util_suite(void)
     tcase_add_test(tc, valid_names);
     tcase_add_test(tc, consttime);
     tcase_add_test(tc, strappend);
+    tcase_add_test(tc, strlcpy_bounds);
     tcase_add_loop_test(tc, utf8_decoding, 0, sizeof(utf8_cases) / sizeof(utf8_cases[0]));
     tcase_add_test(tc, text_validity);
     tcase_add_test(tc, read_file_limits);

@@ -249,6 +249,118 @@ START_TEST(full_socket_still_one_record)
 }
 END_TEST
 
+/* ---- libmicrohttpd's own error answers, replaced ---- */
+
+/* A stand-in for respond_own_answer: a marked answer for 431 and 505. */
+static char *replacement(unsigned status, size_t *len)
+{
+    char buf[64];
+    int n;
+
+    if (status != 431 && status != 505)
+        return NULL;
+    n = snprintf(buf, sizeof(buf), "REPLACED %u", status);
+    *len = (size_t)n;
+    return strdup(buf);
+}
+
+/* libmicrohttpd 0.9.75's own error head: no security headers. */
+static size_t own_head(char *out, size_t len, unsigned status, size_t body)
+{
+    return (size_t)snprintf(out, len,
+                            "HTTP/1.1 %u Some Error\r\nConnection: close\r\n"
+                            "Content-Length: %zu\r\nDate: Sat, 05 Dec 2026 00:00:00 GMT\r\n\r\n",
+                            status, body);
+}
+
+static const char html[] = "<html><head><title>Request too big</title></head></html>";
+
+START_TEST(own_error_answer_is_replaced)
+{
+    struct pair p;
+    char head[256], got[20000];
+    size_t hl = own_head(head, sizeof(head), 431, strlen(html));
+
+    pair_open(&p, 0);
+    tls_wire_replace_own_answers(replacement);
+    ck_assert(!tls_wire_replaced(p.fd[0]));
+    ck_assert_int_eq(gnutls_record_send(p.s, head, hl), (ssize_t)hl);
+    /* the body comes in two calls, both dropped */
+    ck_assert_int_eq(gnutls_record_send(p.s, html, 10), 10);
+    ck_assert_int_eq(gnutls_record_send(p.s, html + 10, strlen(html) - 10),
+                     (ssize_t)(strlen(html) - 10));
+    ck_assert_int_eq(client_record(&p, got, sizeof(got)), 12);
+    ck_assert_int_eq(memcmp(got, "REPLACED 431", 12), 0);
+    ck_assert_msg(!client_has_data(&p), "libmicrohttpd's body went out too");
+    ck_assert(tls_wire_replaced(p.fd[0]));
+    /* after its body, sends pass again */
+    ck_assert_int_eq(gnutls_record_send(p.s, "next", 4), 4);
+    ck_assert_int_eq(client_record(&p, got, sizeof(got)), 4);
+    tls_wire_forget(p.fd[0]);
+    ck_assert(!tls_wire_replaced(p.fd[0]));
+    tls_wire_replace_own_answers(NULL);
+    pair_close(&p);
+}
+END_TEST
+
+/* A status the builder does not know, or no builder: left as it is. */
+START_TEST(unknown_status_is_left)
+{
+    struct pair p;
+    char head[256], got[20000];
+    size_t hl = own_head(head, sizeof(head), 400, 4);
+
+    pair_open(&p, 0);
+    tls_wire_replace_own_answers(replacement);
+    ck_assert_int_eq(gnutls_record_send(p.s, head, hl), (ssize_t)hl);
+    ck_assert_int_eq(gnutls_record_send(p.s, "abcd", 4), 4);
+    ck_assert_int_eq(client_record(&p, got, sizeof(got)), (ssize_t)hl);
+    ck_assert_int_eq(memcmp(got, head, hl), 0);
+    ck_assert_int_eq(client_record(&p, got, sizeof(got)), 4);
+    tls_wire_replace_own_answers(NULL);
+    hl = own_head(head, sizeof(head), 431, 4);
+    ck_assert_int_eq(gnutls_record_send(p.s, head, hl), (ssize_t)hl);
+    ck_assert_int_eq(client_record(&p, got, sizeof(got)), (ssize_t)hl);
+    ck_assert(!tls_wire_replaced(p.fd[0]));
+    pair_close(&p);
+}
+END_TEST
+
+/* certgate's own answers are never replaced: one with the security
+ * headers, and any answer announced, until it is done. */
+START_TEST(certgate_answers_are_not_replaced)
+{
+    static const char ours[] = "HTTP/1.1 431 Request Header Fields Too Large\r\n"
+                               "Content-Type: application/json\r\n"
+                               "X-Content-Type-Options: nosniff\r\nContent-Length: 2\r\n\r\n";
+    struct pair p;
+    char head[256], got[20000];
+    size_t hl;
+
+    pair_open(&p, 0);
+    tls_wire_replace_own_answers(replacement);
+    /* unannounced (sent by send_and_close), with the security headers */
+    ck_assert_int_eq(gnutls_record_send(p.s, ours, strlen(ours)), (ssize_t)strlen(ours));
+    ck_assert_int_eq(client_record(&p, got, sizeof(got)), (ssize_t)strlen(ours));
+    /* announced with no body to join (a HEAD answer, a large body): a head
+     * that looks like libmicrohttpd's, then a body that looks like one */
+    tls_wire_expect_answer(p.fd[0], 0);
+    hl = own_head(head, sizeof(head), 505, 4);
+    ck_assert_int_eq(gnutls_record_send(p.s, head, hl), (ssize_t)hl);
+    ck_assert_int_eq(client_record(&p, got, sizeof(got)), (ssize_t)hl);
+    ck_assert_int_eq(gnutls_record_send(p.s, head, hl), (ssize_t)hl);
+    ck_assert_int_eq(client_record(&p, got, sizeof(got)), (ssize_t)hl);
+    ck_assert(!tls_wire_replaced(p.fd[0]));
+    /* once the answer is done, libmicrohttpd's next one is replaced */
+    tls_wire_answer_done(p.fd[0]);
+    ck_assert_int_eq(gnutls_record_send(p.s, head, hl), (ssize_t)hl);
+    ck_assert_int_eq(client_record(&p, got, sizeof(got)), 12);
+    ck_assert_int_eq(memcmp(got, "REPLACED 505", 12), 0);
+    tls_wire_replace_own_answers(NULL);
+    pair_close(&p);
+}
+END_TEST
+
 int main(void)
 {
     Suite *s = suite_create("wire");
@@ -262,6 +374,9 @@ int main(void)
     tcase_add_test(tc, other_length_is_not_held);
     tcase_add_test(tc, held_head_is_flushed_before_other_data);
     tcase_add_test(tc, full_socket_still_one_record);
+    tcase_add_test(tc, own_error_answer_is_replaced);
+    tcase_add_test(tc, unknown_status_is_left);
+    tcase_add_test(tc, certgate_answers_are_not_replaced);
     suite_add_tcase(s, tc);
     sr = srunner_create(s);
     srunner_run_all(sr, CK_NORMAL);
