@@ -7,7 +7,11 @@
 #   BODY=BYTES another size);
 #   new: a new TLS connection per push. Needs perf (linux-perf).
 #   CERTGATE=path/to/certgate (default build/w/src/certgate); PERF_OUT=DIR
-#   keeps perf.data there.
+#   keeps perf.data there; SERVE_ARGS passes flags to certgate serve (for
+#   instance "--threads 1 --script-threads 1").
+# Also prints the context switches per request (voluntary and not, from
+# /proc/PID/task/*/status over the recording) and the CPU split by thread:
+# how much the hand-offs between threads cost.
 set -eu
 
 top=$(cd "$(dirname "$0")/.." && pwd)
@@ -30,7 +34,8 @@ sh "$top/tests/pki/mkpki.sh" "$t/pki" >/dev/null 2>&1
 export CERTGATE_DB="$t/bench.db"
 bench_push_db "$certgate" "$top" "$t/pki"
 "$certgate" serve --cert "$t/pki/server-fullchain.pem" --key "$t/pki/server.key" \
-    --listen 127.0.0.1:0 --log-file "$t/certgate.log" --max-connections-per-ip 1024 &
+    --listen 127.0.0.1:0 --log-file "$t/certgate.log" --max-connections-per-ip 1024 \
+    ${SERVE_ARGS:-} &
 pid=$!
 port=""
 for _ in $(seq 1 100); do
@@ -47,10 +52,33 @@ done
     --warmup 1 --pids "$pid" >"$t/loadgen.out" &
 lg=$!
 sleep 1.5
+# switches SUFFIX: every thread's name and context switches, one per line
+switches() {
+    for task in /proc/"$pid"/task/*; do
+        printf '%s %s %s\n' "$(cat "$task/comm")" \
+            "$(sed -n 's/^voluntary_ctxt_switches:[[:space:]]*//p' "$task/status")" \
+            "$(sed -n 's/^nonvoluntary_ctxt_switches:[[:space:]]*//p' "$task/status")"
+    done >"$t/switches.$1"
+}
+switches before
 perf record -g -o "$t/perf.data" -p "$pid" -- sleep "$secs" 2>"$t/perf.err" >/dev/null
+switches after
 wait "$lg" || true
 lg=""
 echo "load: $(cat "$t/loadgen.out")"
+rps=$(tr ' ' '\n' <"$t/loadgen.out" | sed -n 's/^rps=//p')
+echo
+echo "context switches over the recording ($secs s), per request at $rps requests/s:"
+paste "$t/switches.before" "$t/switches.after" | awk -v s="$secs" -v rps="$rps" '
+    { v[$1] += $5 - $2; n[$1] += $6 - $3; tv += $5 - $2; tn += $6 - $3 }
+    END {
+        for (k in v) printf "  %-12s %6.2f voluntary, %5.2f involuntary\n", k, v[k] / s / rps, n[k] / s / rps
+        printf "  %-12s %6.2f voluntary, %5.2f involuntary\n", "all", tv / s / rps, tn / s / rps
+    }'
+echo
+echo "CPU by thread name (perf report --sort comm):"
+perf report -i "$t/perf.data" --no-children -g none --sort comm --stdio 2>/dev/null |
+    grep -v -e '^#' -e '^$' | head -n 8
 echo
 echo "top 25 symbols by self time (perf report --no-children -g none --sort dso,symbol):"
 perf report -i "$t/perf.data" --no-children -g none --sort dso,symbol --stdio 2>/dev/null |

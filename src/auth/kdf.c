@@ -107,6 +107,9 @@ static void *kdf_main(void *arg)
 {
     struct kdf_pool *pool = arg;
 
+    /* Its name in top -H, perf and /proc (at most 15 bytes). */
+    pthread_setname_np(pthread_self(), "cg-password");
+
     /* Below the worker threads: a burst of password checks must not slow
      * the requests that are already authenticated. */
     setpriority(PRIO_PROCESS, (id_t)syscall(SYS_gettid), 10);

@@ -314,6 +314,9 @@ void *committer_main(void *arg)
 {
     struct writer *w = arg;
 
+    /* Its name in top -H, perf and /proc (at most 15 bytes). */
+    pthread_setname_np(pthread_self(), "cg-commit");
+
     pthread_mutex_lock(&w->lock);
     for (;;) {
         struct writer_job *batch = NULL, **tail = &batch;

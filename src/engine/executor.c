@@ -121,6 +121,9 @@ void *executor_main(void *arg)
     struct executor *x = arg;
     struct writer *w = x->w;
 
+    /* Its name in top -H, perf and /proc (at most 15 bytes). */
+    pthread_setname_np(pthread_self(), "cg-script");
+
     pthread_mutex_lock(&w->lock);
     for (;;) {
         struct writer_job *job = NULL;

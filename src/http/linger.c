@@ -89,6 +89,9 @@ static void *linger_main(void *arg)
     struct lingerer *l = arg;
     struct epoll_event ev[64];
 
+    /* Its name in top -H, perf and /proc (at most 15 bytes). */
+    pthread_setname_np(pthread_self(), "cg-linger");
+
     while (!__atomic_load_n(&l->stopping, __ATOMIC_ACQUIRE)) {
         /* Asleep while nothing lingers; else the deadlines are checked
          * four times a second. */

@@ -79,6 +79,9 @@ void *sweeper_main(void *arg)
 {
     struct http_server *srv = arg;
 
+    /* Its name in top -H, perf and /proc (at most 15 bytes). */
+    pthread_setname_np(pthread_self(), "cg-sweeper");
+
     pthread_mutex_lock(&srv->conns_lock);
     while (!srv->stopping) {
         struct timespec until;

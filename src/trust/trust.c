@@ -437,6 +437,9 @@ static void *poller(void *arg)
     struct trust_holder *h = arg;
     int wait_ms = POLL_MS;
 
+    /* Its name in top -H, perf and /proc (at most 15 bytes). */
+    pthread_setname_np(pthread_self(), "cg-trust");
+
     while (!__atomic_load_n(&h->stopping, __ATOMIC_ACQUIRE)) {
         struct cg_err err = {""};
         int rc = store_wait_change(h->store, wait_ms, h->wake_fd);
