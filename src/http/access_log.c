@@ -9,6 +9,7 @@
 
 #include "base/log.h"
 #include "base/utf8.h"
+#include "tls/wire.h"
 
 static const char *termination_name(enum MHD_RequestTerminationCode toe)
 {
@@ -55,6 +56,12 @@ void access_log(const struct request *r, enum MHD_RequestTerminationCode toe, in
             json_object_set_new(o, "crl_issuer", utf8_json(r->conn->cert_id.crl_issuer));
         }
         if (!handed && toe == MHD_REQUEST_TERMINATED_WITH_ERROR) {
+            /* Its answer went out as certgate's JSON error (tls/wire):
+             * that status is the one the client got. */
+            unsigned sent = r->conn ? tls_wire_replaced(r->conn->fd) : 0;
+
+            if (sent)
+                json_object_set_new(o, "status", json_integer((json_int_t)sent));
             json_object_set_new(o, "answered_by", json_string("libmicrohttpd"));
             if (r->answer != ANSWER_NONE)
                 json_object_set_new(o, "decided_status", json_integer((json_int_t)r->status));

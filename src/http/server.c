@@ -108,7 +108,7 @@ static void on_connection(void *cls, struct MHD_Connection *mhd, void **socket_c
      * closing it would reset the connection, it lingers. After an answer
      * of libmicrohttpd's own (a head over the memory pool) the rest of the
      * request is often still on its way, even when none is queued yet. */
-    if (!c->swept && linger_wanted(c->fd, c->body_unread || tls_wire_replaced(c->fd)))
+    if (!c->swept && linger_wanted(c->fd, c->body_unread || tls_wire_replaced(c->fd) != 0))
         linger_add(srv->linger, c->fd);
     tls_wire_forget(c->fd);
     conn_forget(c);

@@ -178,7 +178,8 @@ struct hold {
     char *buf;             /* the held head (HOLD_HEAD), the replacement (HOLD_REPLACING) */
     unsigned head;         /* bytes in buf; HOLD_REPLACING: libmicrohttpd's head length */
     unsigned body;         /* the announced body length; HOLD_DROPPING: bytes left */
-    bool replaced;         /* libmicrohttpd's own answer was replaced on this socket */
+    unsigned replaced;     /* the status of libmicrohttpd's own answer replaced on this
+                            * socket, 0 when none */
     enum hold_state state; /* where the answer is */
 };
 
@@ -247,15 +248,15 @@ void tls_wire_forget(int fd)
 
     if (h) {
         hold_clear(h);
-        h->replaced = false;
+        h->replaced = 0;
     }
 }
 
-bool tls_wire_replaced(int fd)
+unsigned tls_wire_replaced(int fd)
 {
     struct hold *h = hold_of(fd, false);
 
-    return h && h->replaced;
+    return h ? h->replaced : 0;
 }
 
 /* Whether @p data is the head of the announced answer: a complete HTTP/1.x
@@ -428,7 +429,7 @@ static ssize_t send_or_replace(record_send_fn fn, gnutls_session_t session, cons
     hold_clear(h);
     h->head = (unsigned)head;
     h->body = (unsigned)body;
-    h->replaced = true;
+    h->replaced = status;
     return send_replacement(fn, session, h, answer, answer_len);
 }
 

@@ -60,11 +60,11 @@ typedef char *(*tls_wire_answer_fn)(unsigned status, size_t *len);
 void tls_wire_replace_own_answers(tls_wire_answer_fn fn);
 
 /**
- * Whether an answer of libmicrohttpd's own was replaced on socket @p fd
- * since the connection started: libmicrohttpd closes after it, often with
- * the rest of the request still arriving.
+ * The status of libmicrohttpd's own answer replaced on socket @p fd since
+ * the connection started, 0 when none: libmicrohttpd closes after it,
+ * often with the rest of the request still arriving.
  */
-bool tls_wire_replaced(int fd);
+unsigned tls_wire_replaced(int fd);
 
 /**
  * Drops what is held for socket @p fd (a connection starts or ends on it).

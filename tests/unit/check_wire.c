@@ -292,7 +292,7 @@ START_TEST(own_error_answer_is_replaced)
     ck_assert_int_eq(client_record(&p, got, sizeof(got)), 12);
     ck_assert_int_eq(memcmp(got, "REPLACED 431", 12), 0);
     ck_assert_msg(!client_has_data(&p), "libmicrohttpd's body went out too");
-    ck_assert(tls_wire_replaced(p.fd[0]));
+    ck_assert_uint_eq(tls_wire_replaced(p.fd[0]), 431);
     /* after its body, sends pass again */
     ck_assert_int_eq(gnutls_record_send(p.s, "next", 4), 4);
     ck_assert_int_eq(client_record(&p, got, sizeof(got)), 4);
