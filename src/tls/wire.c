@@ -404,7 +404,8 @@ static ssize_t send_replacement(record_send_fn fn, gnutls_session_t session, str
         hold_clear(h);
         return n;
     }
-    /* What follows is libmicrohttpd's HTML body, dropped. */
+    /* The record fits the size limit (send_or_replace), so GnuTLS sent it
+     * whole. What follows is libmicrohttpd's HTML body, dropped. */
     h->state = h->body ? HOLD_DROPPING : HOLD_NONE;
     return (ssize_t)h->head;
 }
@@ -420,10 +421,15 @@ static ssize_t send_or_replace(record_send_fn fn, gnutls_session_t session, cons
     struct hold *h;
     char *answer;
 
-    if (!build || !(status = own_error_head(data, len, &head, &body)))
-        return fn(session, data, len);
-    h = hold_of(gnutls_transport_get_int(session), true);
+    status = build ? own_error_head(data, len, &head, &body) : 0;
+    h = status ? hold_of(gnutls_transport_get_int(session), true) : NULL;
     answer = h ? build(status, &answer_len) : NULL;
+    /* One record, so that GnuTLS sends it whole or keeps it whole (a
+     * client may have asked for small records: then it goes as it was). */
+    if (answer && answer_len > gnutls_record_get_max_size(session)) {
+        free(answer);
+        answer = NULL;
+    }
     if (!answer)
         return fn(session, data, len);
     hold_clear(h);
