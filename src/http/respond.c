@@ -123,6 +123,44 @@ void send_answer(struct request *r)
     r->answer = ANSWER_QUEUED;
 }
 
+/*
+ * An answer written on the session itself, head and body in one buffer:
+ * status, Date, Connection: close, Content-Length @p content_length, the
+ * @p n header pairs, then @p body_len bytes of @p body (0 for HEAD).
+ * For send_and_close and for the answers that replace libmicrohttpd's own.
+ * @return malloc'd bytes (@p len of them), NULL when out of memory.
+ */
+static char *closing_answer(unsigned status, const char *const hdr[][2], size_t n,
+                            size_t content_length, const char *body, size_t body_len, size_t *len)
+{
+    const char *phrase = MHD_get_reason_phrase_for(status);
+    char head[2048], date[64], *all;
+    size_t used;
+    struct tm tm;
+    time_t now = time(NULL);
+
+    gmtime_r(&now, &tm);
+    strftime(date, sizeof(date), "%a, %d %b %Y %H:%M:%S GMT", &tm);
+    used = (size_t)snprintf(head, sizeof(head),
+                            "HTTP/1.1 %u %s\r\nDate: %s\r\nConnection: close\r\n"
+                            "Content-Length: %zu\r\n",
+                            status, phrase && *phrase ? phrase : "Error", date, content_length);
+    for (size_t i = 0; i < n && used < sizeof(head); i++)
+        used +=
+            (size_t)snprintf(head + used, sizeof(head) - used, "%s: %s\r\n", hdr[i][0], hdr[i][1]);
+    if (used + 2 >= sizeof(head))
+        return NULL;
+    all = malloc(used + 2 + body_len);
+    if (!all)
+        return NULL;
+    memcpy(all, head, used);
+    memcpy(all + used, "\r\n", 2);
+    if (body_len)
+        memcpy(all + used + 2, body, body_len);
+    *len = used + 2 + body_len;
+    return all;
+}
+
 /* Set when send_and_close returns MHD_NO on purpose, so that the
  * "Application reported internal error" line that libmicrohttpd then
  * writes on this thread is not logged as one. */
@@ -145,31 +183,18 @@ enum MHD_Result send_and_close(struct request *r)
         MHD_get_connection_info(r->mhd, MHD_CONNECTION_INFO_GNUTLS_SESSION);
     const union MHD_ConnectionInfo *fi =
         MHD_get_connection_info(r->mhd, MHD_CONNECTION_INFO_CONNECTION_FD);
-    const char *hdr[10][2], *phrase = MHD_get_reason_phrase_for(r->status);
+    const char *hdr[10][2];
     size_t body_len = r->answer_text ? strlen(r->answer_text) : 0, n, len;
-    char head[2048], date[64], *all;
-    struct tm tm;
-    time_t now = time(NULL);
+    char *all;
 
-    gmtime_r(&now, &tm);
-    strftime(date, sizeof(date), "%a, %d %b %Y %H:%M:%S GMT", &tm);
-    len = (size_t)snprintf(head, sizeof(head),
-                           "HTTP/1.1 %u %s\r\nDate: %s\r\nConnection: close\r\n"
-                           "Content-Length: %zu\r\n",
-                           r->status, phrase && *phrase ? phrase : "Error", date, body_len);
     n = answer_headers(r, r->status, hdr);
-    for (size_t i = 0; i < n && len < sizeof(head); i++)
-        len += (size_t)snprintf(head + len, sizeof(head) - len, "%s: %s\r\n", hdr[i][0], hdr[i][1]);
-    if (strcmp(r->method ? r->method : "", "HEAD") == 0)
-        body_len = 0;
     /* Head and body in one buffer: one record (up to 16 KiB), one send. */
-    all = len + 2 < sizeof(head) && si && si->tls_session && fi ? malloc(len + 2 + body_len) : NULL;
+    all = si && si->tls_session && fi
+              ? closing_answer(r->status, hdr, n, body_len, r->answer_text,
+                               strcmp(r->method ? r->method : "", "HEAD") == 0 ? 0 : body_len, &len)
+              : NULL;
     if (all) {
-        memcpy(all, head, len);
-        memcpy(all + len, "\r\n", 2);
-        if (body_len)
-            memcpy(all + len + 2, r->answer_text, body_len);
-        tls_session_send_all(si->tls_session, fi->connect_fd, all, len + 2 + body_len);
+        tls_session_send_all(si->tls_session, fi->connect_fd, all, len);
         free(all);
     }
     if (r->conn)
@@ -212,9 +237,9 @@ static const struct {
  */
 char *respond_own_answer(unsigned status, size_t *len)
 {
-    const char *phrase = MHD_get_reason_phrase_for(status);
-    char head[512], *body = NULL, *all = NULL;
-    size_t i, n, body_len;
+    const char *hdr[1 + N_SECURITY_HEADERS][2];
+    char *body, *all;
+    size_t i, n = 0;
 
     for (i = 0; i < sizeof(own_answers) / sizeof(own_answers[0]); i++) {
         if (own_answers[i].status == status)
@@ -226,22 +251,10 @@ char *respond_own_answer(unsigned status, size_t *len)
                       own_answers[i].detail);
     if (!body)
         return NULL;
-    body_len = strlen(body);
-    n = (size_t)snprintf(head, sizeof(head),
-                         "HTTP/1.1 %u %s\r\nConnection: close\r\nContent-Length: %zu\r\n"
-                         "Content-Type: application/json\r\n",
-                         status, phrase && *phrase ? phrase : "Error", body_len);
-    for (size_t k = 0; k < N_SECURITY_HEADERS && n < sizeof(head); k++)
-        n += (size_t)snprintf(head + n, sizeof(head) - n, "%s: %s\r\n", security_headers[k][0],
-                              security_headers[k][1]);
-    if (n + 2 < sizeof(head))
-        all = malloc(n + 2 + body_len);
-    if (all) {
-        memcpy(all, head, n);
-        memcpy(all + n, "\r\n", 2);
-        memcpy(all + n + 2, body, body_len);
-        *len = n + 2 + body_len;
-    }
+    hdr[n][0] = MHD_HTTP_HEADER_CONTENT_TYPE, hdr[n++][1] = "application/json";
+    for (size_t k = 0; k < N_SECURITY_HEADERS; k++)
+        hdr[n][0] = security_headers[k][0], hdr[n++][1] = security_headers[k][1];
+    all = closing_answer(status, hdr, n, strlen(body), body, strlen(body), len);
     free(body);
     return all;
 }
