@@ -54,6 +54,7 @@ void settings_defaults(struct serve_config *c)
     c->max_per_ip = 64;
     c->idle_timeout = 60;
     c->head_timeout = 10;
+    c->epoll = true;
     c->max_header_size = 16 * 1024;
     c->max_body_size = 1024 * 1024;
     c->durable = true;
@@ -98,8 +99,8 @@ void settings_usage(FILE *f)
             "ECDSA)\n"
             "  --listen ADDR:PORT           default 127.0.0.1:8443 (port 0: any free port)\n"
             "  --threads N                  worker threads, default one per core\n"
-            "  --event-loop poll|epoll      poll (default): least CPU per new connection;\n"
-            "                               epoll: flat latency with thousands of idle ones\n"
+            "  --event-loop epoll|poll      epoll (default): flat latency with thousands of\n"
+            "                               idle connections; poll: latency grows with them\n"
             "  --client-cert request|require  request (default): a client without a certificate\n"
             "                               gets the 401 JSON; require: its handshake fails\n"
             "  --send-ca-names all|none     name the CA table in the certificate request "

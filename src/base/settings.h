@@ -27,7 +27,7 @@ struct serve_config {
     unsigned threads;                  /* --threads: worker threads, 0 = one per core */
     enum client_cert_mode client_cert; /* --client-cert */
     bool send_ca_names;                /* --send-ca-names all|none */
-    bool epoll;                        /* --event-loop epoll (else poll) */
+    bool epoll;                        /* --event-loop epoll (the default; else poll) */
     char *tls_priority;                /* --tls-priority (NULL: the built-in policy) */
     bool basic_auth;                   /* --basic-auth on|off */
     bool generic_detail;               /* --error-detail generic */

@@ -54,6 +54,7 @@ struct http_server {
     struct pki_parse_cache *cert_cache;       /* client certificates parsed before */
     struct lingerer *linger;                  /* closes sockets after error answers */
     struct proxy_acceptor *proxy;             /* --proxy-protocol: accepts for libmicrohttpd */
+    struct parker *park; /* --event-loop epoll: handshakes waiting for the client */
 };
 
 /* What one TLS connection knows, kept across its keep-alive requests. */
@@ -75,6 +76,8 @@ struct conn {
     unsigned request_lines;       /* request lines read on it (requests may fail later) */
     bool swept;                   /* the sweeper shut it down (conns_lock) */
     bool body_unread;             /* an answer went out before the request's body was read */
+    bool parked;                  /* atomic: suspended while its handshake waits (park.c) */
+    struct MHD_Connection *mhd;   /* set when parked, to resume it */
     struct conn *prev, *next;     /* the server's list (conns_lock) */
 };
 
@@ -262,6 +265,18 @@ bool linger_wanted(int fd, bool body_unread);
 void linger_add(struct lingerer *l, int fd);
 /** Stops the thread and closes what still lingers. */
 void linger_stop(struct lingerer *l);
+
+/* park.c: epoll handshakes that wait for the client, off libmicrohttpd's
+ * ready list (see there). */
+struct parker;
+/** Starts the watching thread and tells tls/wire to park waiting
+ * handshakes. @return CG_OK, CG_ENOMEM or CG_EIO */
+int park_start(struct http_server *srv, struct parker **out);
+/** Parks no more, ends the thread and resumes what is parked: before the
+ * daemon stops. */
+void park_stop(struct parker *p);
+/** Frees it, after the daemon has stopped. */
+void park_free(struct parker *p);
 
 /* proxy.c: the PROXY protocol v2 header (--proxy-protocol) and the
  * acceptor that reads it before libmicrohttpd gets the socket. */

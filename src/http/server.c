@@ -163,6 +163,11 @@ int http_start(const struct serve_config *cfg, struct trust_holder *trust, struc
         http_stop(srv);
         return CG_EIO;
     }
+    if (cfg->epoll && park_start(srv, &srv->park)) {
+        cg_err_set(err, "cannot start the handshake-parking thread");
+        http_stop(srv);
+        return CG_EIO;
+    }
     /* Before the daemon starts: its threads use them from the first connection. */
     if (identity_limiter_new(0, &srv->limiter) || identity_basic_cache_new(&srv->basic_cache) ||
         pki_parse_cache_new(&srv->cert_cache)) {
@@ -194,18 +199,15 @@ int http_start(const struct serve_config *cfg, struct trust_holder *trust, struc
         srv->pool_size = 16 * 1024;
     tls_wire_replace_own_answers(respond_own_answer);
     /*
-     * poll() by default, epoll on request (--event-loop). poll scans every
+     * epoll by default, poll on request (--event-loop). poll scans every
      * connection on each pass, so an answer's latency grows with the idle
-     * connections open: p50 of a keep-alive push 1.03 ms with none, 9.95 ms
-     * with 3,000 idle (bench/compare.sh -f c -i 3000); epoll stays flat
-     * (1.15 -> 1.25 ms). But libmicrohttpd 0.9.75's epoll loop spins while
-     * a TLS handshake waits for the client's next flight: GnuTLS reads the
-     * socket itself, so libmicrohttpd never sees the EAGAIN that would take
-     * the connection off its ready list, and it repeats recv + epoll_wait(0)
-     * until the data arrives (strace: 35 recv and 25 epoll_wait per new
-     * connection against 15 and 5 with poll), about a third more server CPU
-     * per new connection (bench/compare.sh -f a: 2,841 and 3,080 us against
-     * 1,956 and 2,301 us), more on a slow network.
+     * connections open (p50 of a keep-alive push 0.65 -> 11.30 ms with
+     * 10,000 idle, bench/compare.sh -f c); epoll stays flat (0.38 -> 0.44
+     * ms). libmicrohttpd 0.9.75's epoll loop alone would spin while a TLS
+     * handshake waits for the client's next flight (GnuTLS reads the socket
+     * itself, so libmicrohttpd never sees the EAGAIN that takes a
+     * connection off its ready list): park.c suspends such a connection
+     * until its socket is readable.
      */
     flags = MHD_USE_TLS | MHD_USE_INTERNAL_POLLING_THREAD |
             (cfg->epoll ? MHD_USE_EPOLL : MHD_USE_POLL) | MHD_USE_ERROR_LOG |
@@ -314,14 +316,17 @@ void http_stop(struct http_server *srv)
         pthread_mutex_unlock(&srv->conns_lock);
         pthread_join(srv->sweeper, NULL);
     }
-    /* Before the daemon stops: the acceptor hands connections to it. */
+    /* Before the daemon stops: the acceptor hands connections to it, and
+     * it refuses to stop with parked (suspended) connections. */
     proxy_stop(srv->proxy);
+    park_stop(srv->park);
     kdf_stop(srv->kdf);
     if (srv->metrics)
         MHD_stop_daemon(srv->metrics);
     if (srv->daemon)
         MHD_stop_daemon(srv->daemon);
     linger_stop(srv->linger);
+    park_free(srv->park);
     identity_limiter_free(srv->limiter);
     identity_basic_cache_free(srv->basic_cache);
     pki_parse_cache_free(srv->cert_cache);

@@ -66,6 +66,17 @@ static void drain_unread(int fd)
     }
 }
 
+/* Told when a handshake waits for the client (tls_wire_on_handshake_wait). */
+static tls_wire_wait_fn handshake_wait;
+static void *handshake_wait_ctx;
+
+void tls_wire_on_handshake_wait(tls_wire_wait_fn fn, void *ctx)
+{
+    if (fn)
+        handshake_wait_ctx = ctx;
+    __atomic_store_n(&handshake_wait, fn, __ATOMIC_RELEASE);
+}
+
 /*
  * libmicrohttpd 0.9.75 (connection_https.c, MHD_run_tls_handshake_) closes
  * a connection whose handshake failed without telling the client why: no
@@ -97,6 +108,13 @@ int gnutls_handshake(gnutls_session_t session)
         __atomic_store_n(&real, fn, __ATOMIC_RELEASE);
     }
     rc = fn(session);
+    if (rc == GNUTLS_E_AGAIN && gnutls_record_get_direction(session) == 0) {
+        tls_wire_wait_fn wait = __atomic_load_n(&handshake_wait, __ATOMIC_ACQUIRE);
+
+        if (wait)
+            wait(handshake_wait_ctx, session);
+        return rc;
+    }
     if (rc >= 0 || !gnutls_error_is_fatal(rc))
         return rc;
     desc = gnutls_error_to_alert(rc, &level);

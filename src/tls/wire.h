@@ -11,13 +11,17 @@
  *     record and one send, head and body together, where libmicrohttpd
  *     would send two records;
  *   - an error answer libmicrohttpd writes itself (HTML) is replaced by the
- *     one the builder given to tls_wire_replace_own_answers makes.
+ *     one the builder given to tls_wire_replace_own_answers makes;
+ *   - a handshake that waits for the client says so
+ *     (tls_wire_on_handshake_wait), which libmicrohttpd's epoll loop cannot
+ *     see (http/park.c).
  * Relies on GnuTLS and base/log. Does not know HTTP beyond recognising the
  * heads libmicrohttpd writes: for an announced answer, and for its own.
  */
 #ifndef CG_TLS_WIRE_H
 #define CG_TLS_WIRE_H
 
+#include <gnutls/gnutls.h>
 #include <stdbool.h>
 #include <stddef.h>
 
@@ -65,6 +69,19 @@ void tls_wire_replace_own_answers(tls_wire_answer_fn fn);
  * often with the rest of the request still arriving.
  */
 unsigned tls_wire_replaced(int fd);
+
+/**
+ * Called on the connection's thread when a TLS handshake step returned
+ * GNUTLS_E_AGAIN waiting to read the client's next flight (@p session is
+ * libmicrohttpd's).
+ */
+typedef void (*tls_wire_wait_fn)(void *ctx, gnutls_session_t session);
+
+/**
+ * Calls @p fn with @p ctx each time a handshake waits to read (NULL: stop).
+ * Set it before the server starts and clear it after it has stopped.
+ */
+void tls_wire_on_handshake_wait(tls_wire_wait_fn fn, void *ctx);
 
 /**
  * Drops what is held for socket @p fd (a connection starts or ends on it).

@@ -32,6 +32,11 @@ still arriving when the server is told to stop.
       trickles the next head; "idle" does one request and then waits for
       the server to close the connection. Prints "closed after N s" (N
       whole seconds since the trickle or the wait began) or "open after N s".
+  client.py stall HOST PORT CA CERT KEY SECONDS
+      starts a TLS handshake, reads the server's whole flight and then
+      never sends its own second one (certificate, Finished); says
+      "stalled" on stderr then, and prints how the server ends it within
+      SECONDS, as trickle does.
   client.py flood HOST PORT CA CERT KEY PATH HEADER_BYTES BODY_BYTES
       POSTs to PATH with an X-Pad header of HEADER_BYTES and a body of
       BODY_BYTES, written to the end whatever the server answers meanwhile
@@ -222,15 +227,7 @@ def trickle(host, port, ca, cert, key, mode, seconds):
     seconds = float(seconds)
     sock = socket.create_connection((host, int(port)), timeout=seconds + 5)
     if mode == "silent":
-        start = time.time()
-        sock.settimeout(seconds)
-        try:
-            gone = sock.recv(1) == b""
-        except socket.timeout:
-            gone = False
-        except ConnectionError:
-            gone = True
-        print("%s after %d s" % ("closed" if gone else "open", time.time() - start))
+        wait_for_close(sock, seconds)
         return
     s = context(ca, cert, key).wrap_socket(sock, server_hostname="localhost")
     ok = b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n"
@@ -257,6 +254,41 @@ def trickle(host, port, ca, cert, key, mode, seconds):
             print("keep-alive broken: %s %s" % (first, second))
             return
     send_slowly(s, b"GET /healthz HTTP/1.1\r\nHost: x\r\nX-Slow: " + b"a" * 1000, seconds, 1.0)
+
+
+def wait_for_close(sock, seconds):
+    """Prints "closed after N s" or "open after N s" (N whole seconds)."""
+    start = time.time()
+    sock.settimeout(seconds)
+    try:
+        gone = sock.recv(1) == b""
+    except socket.timeout:
+        gone = False
+    except ConnectionError:
+        gone = True
+    print("%s after %d s" % ("closed" if gone else "open", time.time() - start))
+
+
+def stall(host, port, ca, cert, key, seconds):
+    seconds = float(seconds)
+    sock = socket.create_connection((host, int(port)), timeout=seconds + 5)
+    incoming, outgoing = ssl.MemoryBIO(), ssl.MemoryBIO()
+    tls = context(ca, cert, key).wrap_bio(incoming, outgoing, server_hostname="localhost")
+    while True:
+        try:
+            tls.do_handshake()
+            break  # our second flight is ready: the server's was complete
+        except ssl.SSLWantReadError:
+            pass
+        if outgoing.pending and not incoming.pending:
+            sock.sendall(outgoing.read())  # the ClientHello
+        data = sock.recv(65536)
+        if not data:
+            print("closed during the server's flight")
+            return
+        incoming.write(data)
+    print("stalled", file=sys.stderr, flush=True)
+    wait_for_close(sock, seconds)
 
 
 def flood(host, port, ca, cert, key, path, header_bytes, body_bytes):
@@ -296,6 +328,8 @@ if __name__ == "__main__":
         raw(*sys.argv[2:])
     elif sys.argv[1] == "trickle":
         trickle(*sys.argv[2:9])
+    elif sys.argv[1] == "stall":
+        stall(*sys.argv[2:8])
     elif sys.argv[1] == "flood":
         flood(*sys.argv[2:10])
     else:
