@@ -1,5 +1,6 @@
 /*
- * Unit tests for tls/wire's one record per answer: real GnuTLS sessions,
+ * Unit tests for tls/wire's one record per answer (and its report of a
+ * handshake that waits to read): real GnuTLS sessions,
  * server and client, over a socket pair, with the server side
  * non-blocking as libmicrohttpd's sockets are. The client counts records:
  * gnutls_record_recv returns at most one record's data per call.
@@ -53,12 +54,10 @@ static void *client_handshake(void *arg)
     return (void *)(intptr_t)rc;
 }
 
-static void pair_open(struct pair *p, int sndbuf)
+/* The two sessions over a new socket pair, before their handshake. */
+static void pair_init(struct pair *p, int sndbuf)
 {
     const char *prio = "NORMAL:-VERS-ALL:+VERS-TLS1.3:+PSK:+ECDHE-PSK";
-    pthread_t t;
-    void *crc;
-    int rc;
 
     memset(p, 0, sizeof(*p));
     ck_assert_int_eq(socketpair(AF_UNIX, SOCK_STREAM, 0, p->fd), 0);
@@ -77,6 +76,15 @@ static void pair_open(struct pair *p, int sndbuf)
     gnutls_credentials_set(p->c, GNUTLS_CRD_PSK, p->ccred);
     gnutls_transport_set_int(p->s, p->fd[0]);
     gnutls_transport_set_int(p->c, p->fd[1]);
+}
+
+static void pair_open(struct pair *p, int sndbuf)
+{
+    pthread_t t;
+    void *crc;
+    int rc;
+
+    pair_init(p, sndbuf);
     ck_assert_int_eq(pthread_create(&t, NULL, client_handshake, p), 0);
     do {
         rc = gnutls_handshake(p->s);
@@ -126,6 +134,56 @@ static size_t make_head(char *out, size_t len, size_t body)
                             "Content-Length: %zu\r\n\r\n",
                             body);
 }
+
+/* tls_wire_on_handshake_wait's callback: counts, and keeps the session. */
+static gnutls_session_t waited;
+
+static void on_wait(void *ctx, gnutls_session_t session)
+{
+    (*(int *)ctx)++;
+    waited = session;
+}
+
+/* Every handshake step that waits to read is reported, with its session,
+ * and none other; none once the callback is cleared. */
+START_TEST(handshake_wait_is_reported)
+{
+    struct pair p, q;
+    pthread_t t;
+    void *crc;
+    int calls = 0, waits = 1, rc;
+
+    pair_init(&p, 0);
+    fcntl(p.fd[0], F_SETFL, fcntl(p.fd[0], F_GETFL) | O_NONBLOCK);
+    tls_wire_on_handshake_wait(on_wait, &calls);
+    /* Nothing from the client yet: the server waits for its ClientHello. */
+    ck_assert_int_eq(gnutls_handshake(p.s), GNUTLS_E_AGAIN);
+    ck_assert_int_eq(gnutls_record_get_direction(p.s), 0);
+    ck_assert_int_eq(calls, 1);
+    ck_assert_ptr_eq(waited, p.s);
+    ck_assert_int_eq(pthread_create(&t, NULL, client_handshake, &p), 0);
+    for (;;) {
+        struct pollfd pf = {.fd = p.fd[0], .events = POLLIN};
+
+        ck_assert_int_ge(poll(&pf, 1, 5000), 0);
+        rc = gnutls_handshake(p.s);
+        if (rc != GNUTLS_E_AGAIN)
+            break;
+        waits += gnutls_record_get_direction(p.s) == 0;
+    }
+    pthread_join(t, &crc);
+    ck_assert_int_eq(rc, 0);
+    ck_assert_int_eq((int)(intptr_t)crc, 0);
+    ck_assert_int_eq(calls, waits);
+    tls_wire_on_handshake_wait(NULL, NULL);
+    pair_init(&q, 0);
+    fcntl(q.fd[0], F_SETFL, fcntl(q.fd[0], F_GETFL) | O_NONBLOCK);
+    ck_assert_int_eq(gnutls_handshake(q.s), GNUTLS_E_AGAIN);
+    ck_assert_int_eq(calls, waits);
+    pair_close(&q);
+    pair_close(&p);
+}
+END_TEST
 
 START_TEST(announced_answer_is_one_record)
 {
@@ -369,6 +427,7 @@ int main(void)
     int failed;
 
     gnutls_global_init();
+    tcase_add_test(tc, handshake_wait_is_reported);
     tcase_add_test(tc, announced_answer_is_one_record);
     tcase_add_test(tc, unannounced_answer_is_unchanged);
     tcase_add_test(tc, other_length_is_not_held);
