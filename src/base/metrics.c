@@ -54,6 +54,7 @@ static pthread_mutex_t grow_lock = PTHREAD_MUTEX_INITIALIZER;
 static uint64_t refusals[N_REASONS];
 static uint64_t connections;
 static uint64_t script_errors;
+static uint64_t conflict_log;
 static struct histogram latency;
 static struct histogram commits;
 
@@ -219,6 +220,11 @@ void metrics_script_error(void)
 void metrics_commit(uint64_t us)
 {
     observe(&commits, us);
+}
+
+void metrics_conflict_log(size_t writes)
+{
+    __atomic_store_n(&conflict_log, (uint64_t)writes, __ATOMIC_RELAXED);
 }
 
 struct buf {
@@ -435,6 +441,11 @@ char *metrics_render(metrics_resources_fn resources_fn, void *ctx, metrics_reaso
         "# HELP certgate_script_errors_total Script runtime errors and caps reached.\n"
         "# TYPE certgate_script_errors_total counter\ncertgate_script_errors_total %llu\n",
         (unsigned long long)__atomic_load_n(&script_errors, __ATOMIC_RELAXED));
+    add(&b,
+        "# HELP certgate_conflict_log_writes Committed writes kept to check runs in flight "
+        "against.\n"
+        "# TYPE certgate_conflict_log_writes gauge\ncertgate_conflict_log_writes %llu\n",
+        (unsigned long long)__atomic_load_n(&conflict_log, __ATOMIC_RELAXED));
     render_histogram(&b, "certgate_request_duration_seconds", "Time from request to answer.",
                      &latency);
     render_histogram(&b, "certgate_db_commit_duration_seconds", "Duration of one group commit.",

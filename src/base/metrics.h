@@ -56,6 +56,8 @@ void metrics_connection(void);
 void metrics_script_error(void);
 /** Observe one database commit. */
 void metrics_commit(uint64_t us);
+/** The committed writes kept for the conflict checks, now. */
+void metrics_conflict_log(size_t writes);
 
 /**
  * Gives the live scripted resources (the current catalog), for the labels.

@@ -22,6 +22,8 @@ struct executor {
     struct script_vm *vm;  /* its Lua state */
     struct dtable_db *rdb; /* the pool's read-only connection it holds for a run, or NULL */
     int64_t running;       /* what it runs now (job_kind), -1: nothing; under the lock */
+    int64_t floor;         /* commits when it took its job: the run's snapshot sees at least
+                            * these (under the lock; wset_log_prune) */
 };
 
 struct writer {

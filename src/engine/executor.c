@@ -143,6 +143,7 @@ void *executor_main(void *arg)
             job->next = NULL;
         }
         x->running = job_kind(job);
+        x->floor = __atomic_load_n(&w->seq, __ATOMIC_ACQUIRE);
         pthread_mutex_unlock(&w->lock);
         x->rdb = pool_take(w);
         execute(x, job);

@@ -6,6 +6,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "base/metrics.h"
 #include "base/util.h"
 #include "engine/engine_int.h"
 
@@ -135,7 +136,7 @@ int lbatch_add(struct lbatch *b, const struct dtable_table *t, const char *sys_i
     after = log_image(t, after);
 
     if (b->n == b->cap) {
-        size_t cap = b->cap ? b->cap * 2 : 64;
+        size_t cap = b->cap ? b->cap * 2 : 4; /* most batches are small */
         struct lentry *n = realloc(b->e, cap * sizeof(*n));
 
         if (!n) {
@@ -198,13 +199,37 @@ bool wset_conflicts(struct writer *w, const struct writer_job *job)
     return batch_conflicts(w->pending, ws);
 }
 
-/* Forgets committed writes older than LOG_KEEP_MS. */
+/*
+ * The newest commit every run in flight already sees (lock held): a batch
+ * up to it is in every such run's snapshot, so none can conflict with it.
+ * A run still on a script thread has its snapshot from the commit count
+ * when it was taken or later (floor); a run waiting for the committer
+ * has its own; a run not yet taken will see everything committed.
+ */
+static int64_t oldest_snapshot(const struct writer *w)
+{
+    int64_t oldest = __atomic_load_n(&w->seq, __ATOMIC_ACQUIRE);
+
+    for (unsigned i = 0; i < w->n_execs; i++) {
+        if (w->execs[i].running != -1 && w->execs[i].floor < oldest)
+            oldest = w->execs[i].floor;
+    }
+    for (const struct writer_job *j = w->head; j; j = j->next) {
+        if (j->ws && j->ws->snapshot && j->snap_seq < oldest)
+            oldest = j->snap_seq;
+    }
+    return oldest;
+}
+
 void wset_log_prune(struct writer *w)
 {
-    int64_t t = clock_ms();
+    int64_t t = clock_ms(), seen;
 
-    while (w->log_old &&
-           (t - w->log_old->when_ms > LOG_KEEP_MS || w->log_entries > LOG_MAX_ENTRIES)) {
+    pthread_mutex_lock(&w->lock);
+    seen = oldest_snapshot(w);
+    pthread_mutex_unlock(&w->lock);
+    while (w->log_old && (w->log_old->seq <= seen || t - w->log_old->when_ms > LOG_KEEP_MS ||
+                          w->log_entries > LOG_MAX_ENTRIES)) {
         struct lbatch *old = w->log_old;
 
         w->log_entries -= old->n;
@@ -214,6 +239,7 @@ void wset_log_prune(struct writer *w)
             w->log_new = NULL;
         lbatch_free(old);
     }
+    metrics_conflict_log(w->log_entries);
 }
 
 /* Keeps a committed batch's writes (the log takes it). */

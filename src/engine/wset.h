@@ -86,7 +86,12 @@ int lbatch_add(struct lbatch *b, const struct dtable_table *t, const char *sys_i
 
 /** Whether a write committed after the job's snapshot touched what it read. */
 bool wset_conflicts(struct writer *w, const struct writer_job *job);
-/** Forgets committed writes older than LOG_KEEP_MS. */
+/**
+ * Forgets the committed writes no run in flight can conflict with: those
+ * up to its oldest snapshot, and in any case those older than LOG_KEEP_MS
+ * or beyond LOG_MAX_ENTRIES (a run whose snapshot is older is redone).
+ * Committer thread, without the lock (it takes it).
+ */
 void wset_log_prune(struct writer *w);
 /** Keeps a committed batch's writes (the log takes it). */
 void wset_log_push(struct writer *w, struct lbatch *b);
