@@ -250,6 +250,10 @@ enum stage table_api_handle(struct request *r);
 /* server.c */
 void on_mhd_log(void *cls, const char *fmt, va_list ap);
 
+/* server.c: seconds from the accept to the end of the first request head:
+ * --head-timeout, or --idle-timeout if sooner. */
+unsigned first_head_timeout(const struct serve_config *cfg);
+
 /* sweeper.c */
 void *sweeper_main(void *arg);
 

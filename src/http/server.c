@@ -25,6 +25,12 @@ void http_set_config(struct http_server *srv, const struct serve_config *cfg)
     __atomic_store_n(&srv->cfg, cfg, __ATOMIC_RELEASE);
 }
 
+/* Seconds from the accept to the end of the first request head. */
+unsigned first_head_timeout(const struct serve_config *cfg)
+{
+    return cfg->idle_timeout < cfg->head_timeout ? cfg->idle_timeout : cfg->head_timeout;
+}
+
 static void on_connection(void *cls, struct MHD_Connection *mhd, void **socket_context,
                           enum MHD_ConnectionNotificationCode toe)
 {
@@ -43,11 +49,13 @@ static void on_connection(void *cls, struct MHD_Connection *mhd, void **socket_c
         ci = MHD_get_connection_info(mhd, MHD_CONNECTION_INFO_CONNECTION_FD);
         c->fd = ci ? ci->connect_fd : MHD_INVALID_SOCKET;
         /* The handshake and the first head must be done in --head-timeout,
-         * counted from the accept (the PROXY header's wait included). */
+         * counted from the accept (the PROXY header's wait included), or in
+         * --idle-timeout if that is sooner: libmicrohttpd does not time out
+         * a connection parked while its handshake waits (park.c). */
         accepted = srv->proxy ? proxy_accepted_at(srv->proxy, c->fd) : 0;
         if (accepted == 0)
             accepted = (uint64_t)clock_ms();
-        c->head_state = HEAD_DEADLINE | (accepted + 1000ULL * cfg_of(srv)->head_timeout);
+        c->head_state = HEAD_DEADLINE | (accepted + 1000ULL * first_head_timeout(cfg_of(srv)));
         tls_wire_forget(c->fd);
         ci = MHD_get_connection_info(mhd, MHD_CONNECTION_INFO_CLIENT_ADDRESS);
         if (ci && ci->client_addr) {

@@ -44,6 +44,7 @@ static uint64_t last_data_received(MHD_socket fd, uint64_t now)
 static void sweep(struct http_server *srv)
 {
     uint64_t now = (uint64_t)clock_ms(), timeout = 1000ULL * cfg_of(srv)->head_timeout;
+    bool first;
 
     pthread_mutex_lock(&srv->conns_lock);
     for (struct conn *c = srv->conns; c; c = c->next) {
@@ -65,12 +66,16 @@ static void sweep(struct http_server *srv)
             continue;
         c->swept = true;
         shutdown(c->fd, SHUT_RDWR);
+        first = c->requests == 0 && first_head_timeout(cfg_of(srv)) < cfg_of(srv)->head_timeout;
         log_event("head_timeout",
                   json_pack("{s:s, s:s, s:i, s:s}", "remote", c->remote, "stage",
                             c->requests ? "request head" : "TLS handshake or first request head",
                             "head_timeout", (int)cfg_of(srv)->head_timeout, "detail",
-                            "the client took too long to send its request head; connection "
-                            "closed (--head-timeout)"));
+                            first ? "the TLS handshake and first request head were not done "
+                                    "within --idle-timeout (sooner than --head-timeout); "
+                                    "connection closed"
+                                  : "the client took too long to send its request head; "
+                                    "connection closed (--head-timeout)"));
     }
     pthread_mutex_unlock(&srv->conns_lock);
 }

@@ -110,4 +110,18 @@ case "$out" in
 "closed after "[1-5]" s") pass "poll: a stalled handshake ends at --head-timeout ($out)" ;;
 *) fail "poll stalled handshake: $out" ;;
 esac
+stop_server
+
+# A stalled handshake ends at --idle-timeout when that is the sooner one
+# (the parked connection is out of libmicrohttpd's own timeout).
+start_server --idle-timeout 1 --head-timeout 6
+out=$(python3 "$CLIENT_PY" stall 127.0.0.1 "$PORT" "$PKI/root.pem" "$PKI/client.pem" \
+    "$PKI/client.key" 8 2>/dev/null)
+case "$out" in
+"closed after "[1-2]" s") pass "a stalled handshake ends at --idle-timeout when sooner ($out)" ;;
+*) fail "stalled handshake with --idle-timeout 1: $out" ;;
+esac
+grep -q '"event":"head_timeout".*sooner than --head-timeout' "$SERVER_LOG" ||
+    grep -q 'sooner than --head-timeout.*"event":"head_timeout"' "$SERVER_LOG" &&
+    pass "its log line names --idle-timeout" || fail "log: $(grep head_timeout "$SERVER_LOG")"
 done_testing
