@@ -35,6 +35,13 @@ NEWMAN_CACHE=${NEWMAN_CACHE:-$top/build/node}
 export NEWMAN_CACHE
 
 jobs=$(nproc 2>/dev/null || echo 2)
+started=$(date +%s)
+
+# step TEXT: a stage's heading, with the seconds since the start (CI must
+# stay well under 20 minutes).
+step() {
+    echo "== [$(($(date +%s) - started)) s] $*"
+}
 
 # count_results FILE: the PASS/FAIL lines of a make check output, and the totals.
 count_results() {
@@ -54,25 +61,25 @@ run_pass() {
     dir="$top/build/$name"
     rm -rf "$dir"
     mkdir -p "$dir"
-    echo "== $name: configure $*"
+    step "$name: configure $*"
     (cd "$dir" && "$top/configure" --enable-werror "$@" >configure.out 2>&1) || {
         cat "$dir/configure.out"
         exit 1
     }
-    echo "== $name: make"
+    step "$name: make"
     make -C "$dir" -j"$jobs" >"$dir/make.out" 2>&1 || {
         cat "$dir/make.out"
         exit 1
     }
     if [ "$name" = werror ]; then
-        echo "== $name: man page documents every command and flag"
+        step "$name: man page documents every command and flag"
         if sh "$top/contrib/check-manpage.sh" "$dir/src/certgate" "$dir/doc/certgate.1"; then
             TOTAL_PASS=$((TOTAL_PASS + 1))
         else
             echo "tests: $TOTAL_PASS passed, 1 failed"
             exit 1
         fi
-        echo "== $name: contrib/pki/certgate-pki"
+        step "$name: contrib/pki/certgate-pki"
         if sh "$top/contrib/check-pki.sh" "$dir/src/certgate" >"$dir/check-pki.out" 2>&1; then
             tail -n 1 "$dir/check-pki.out"
             TOTAL_PASS=$((TOTAL_PASS + 1))
@@ -82,12 +89,12 @@ run_pass() {
             exit 1
         fi
     fi
-    echo "== $name: make check"
+    step "$name: make check"
     status=0
     make -C "$dir" -j"$jobs" check >"$dir/check.out" 2>&1 || status=$?
     count_results "$dir/check.out"
     if [ "$name" = werror ] && [ "$status" -eq 0 ]; then
-        echo "== $name: make check-pg (the CLI and server suites on PostgreSQL, and the multi-node ones)"
+        step "$name: make check-pg (the CLI and server suites on PostgreSQL, and the multi-node ones)"
         make -C "$dir" -j"$jobs" check-pg >"$dir/check-pg.out" 2>&1 || status=$?
         count_results "$dir/check-pg.out"
     fi
@@ -117,7 +124,7 @@ TOTAL_FAIL=0
 TOTAL_SKIP=0
 ALLOWED_SKIP=0
 # Static checks first: they are quick and fail early.
-echo "== static checks: clang-format, cppcheck"
+step "static checks: clang-format, cppcheck"
 # The C sources: tracked or new (not ignored) in git; outside git, those on
 # disk but the generated ones (src/schema_sql.c, config.h).
 c_sources() {
@@ -162,7 +169,7 @@ if [ "$quick" = no ]; then
         ALLOWED_SKIP=$((ALLOWED_SKIP + 1))
     # Fuzzing: each harness replays its regression inputs, then fuzzes for
     # FUZZ_SECONDS from its seeds, in a clang build of its own; one test.
-    echo "== fuzz: tests/fuzz/run.sh ${FUZZ_SECONDS:-15} (each target)"
+    step "fuzz: tests/fuzz/run.sh ${FUZZ_SECONDS:-15} (each target)"
     rm -rf "$top/build/fuzz"
     if FUZZ_BUILDDIR="$top/build/fuzz" sh "$top/tests/fuzz/run.sh" "${FUZZ_SECONDS:-15}"; then
         TOTAL_PASS=$((TOTAL_PASS + 1))
@@ -176,4 +183,5 @@ if [ -n "${CI:-}" ] && [ "$TOTAL_SKIP" -gt "$ALLOWED_SKIP" ]; then
     echo "tests: $TOTAL_PASS passed, $((TOTAL_SKIP - ALLOWED_SKIP)) failed"
     exit 1
 fi
+step "done"
 echo "tests: $TOTAL_PASS passed, $TOTAL_FAIL failed, $TOTAL_SKIP skipped"
