@@ -74,8 +74,7 @@ trap cleanup EXIT
 trap 'exit 130' INT TERM
 
 # The load generator: built here, not by the project's build.
-# shellcheck disable=SC2046 # pkg-config's flags are words
-cc -O2 -o "$t/loadgen" "$top/bench/loadgen.c" $(pkg-config --cflags --libs gnutls) -lpthread
+bench_loadgen "$top"
 
 set +u
 . "$top/tests/pg.sh"

@@ -73,8 +73,7 @@ BENCH_PIDS="idle_pid cg_pid ng_pid"
 bench_tmp compare
 
 # The load generator: built here, not by the project's build.
-# shellcheck disable=SC2046 # pkg-config's flags are words
-cc -O2 -o "$t/loadgen" "$top/bench/loadgen.c" $(pkg-config --cflags --libs gnutls) -lpthread
+bench_loadgen "$top"
 
 mkdir -p "$(dirname "$out")"
 base=${out%.md}
@@ -90,13 +89,7 @@ bench_push_db "$certgate" "$top" "$t/pki"
     --max-connections $((idle + 2000)) --max-connections-per-ip $((idle + 2000)) \
     --idle-timeout 3600 ${SERVE_ARGS:-} &
 cg_pid=$!
-cg_port=""
-for _ in $(seq 1 100); do
-    cg_port=$(sed -n 's/.*"address":"127\.0\.0\.1:\([0-9]*\)".*/\1/p' "$t/certgate.log" 2>/dev/null | head -n 1)
-    [ -n "$cg_port" ] && break
-    sleep 0.1
-done
-[ -n "$cg_port" ] || { echo "compare: certgate did not start" >&2; exit 1; }
+cg_port=$(bench_port "$t/certgate.log") || { echo "compare: certgate did not start" >&2; exit 1; }
 
 # A free port for nginx (other servers may run on this machine).
 ng_port=$((20000 + $$ % 20000))

@@ -25,8 +25,7 @@ lg=""
 BENCH_PIDS="lg pid"
 bench_tmp heap
 
-# shellcheck disable=SC2046 # pkg-config's flags are words
-cc -O2 -o "$t/loadgen" "$top/bench/loadgen.c" $(pkg-config --cflags --libs gnutls) -lpthread
+bench_loadgen "$top"
 sh "$top/tests/pki/mkpki.sh" "$t/pki" >/dev/null 2>&1
 export CERTGATE_DB="$t/bench.db"
 bench_push_db "$certgate" "$top" "$t/pki"
@@ -35,13 +34,7 @@ MALLOC_CONF="prof:true,prof_active:true,lg_prof_sample:10,prof_prefix:$t/jeprof"
     --listen 127.0.0.1:0 --log-file "$t/certgate.log" --max-connections-per-ip "$((n + 10))" \
     --max-connections "$((n + 10))" --idle-timeout 3600 &
 pid=$!
-port=""
-for _ in $(seq 1 100); do
-    port=$(sed -n 's/.*"address":"127\.0\.0\.1:\([0-9]*\)".*/\1/p' "$t/certgate.log" 2>/dev/null | head -n 1)
-    [ -n "$port" ] && break
-    sleep 0.1
-done
-[ -n "$port" ] || { echo "heap: certgate did not start" >&2; exit 1; }
+port=$(bench_port "$t/certgate.log") || { echo "heap: certgate did not start" >&2; exit 1; }
 dump() { gdb -p "$pid" -batch -ex 'call (int)mallctl("prof.dump", 0, 0, 0, 0)' >/dev/null 2>&1; }
 sleep 1
 dump

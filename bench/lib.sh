@@ -39,3 +39,20 @@ bench_push_db() {
     "$1" resource add --api acme/inbound --method POST --path /records \
         --script "$2/contrib/scripts/push.lua" --roles push >/dev/null
 }
+
+# bench_loadgen TOP: builds bench/loadgen.c into $t/loadgen.
+bench_loadgen() {
+    # shellcheck disable=SC2046 # pkg-config's flags are words
+    cc -O2 -o "$t/loadgen" "$1/bench/loadgen.c" $(pkg-config --cflags --libs gnutls) -lpthread
+}
+
+# bench_port LOG: waits (at most 10 s) for the "listening" line of a
+# certgate logging to LOG on 127.0.0.1 and prints its port; fails without.
+bench_port() {
+    for _ in $(seq 1 100); do
+        bp=$(sed -n 's/.*"address":"127\.0\.0\.1:\([0-9]*\)".*/\1/p' "$1" 2>/dev/null | head -n 1)
+        [ -n "$bp" ] && { echo "$bp"; return 0; }
+        sleep 0.1
+    done
+    return 1
+}

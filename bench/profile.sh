@@ -28,8 +28,7 @@ lg=""
 BENCH_PIDS="lg pid"
 bench_tmp prof
 
-# shellcheck disable=SC2046 # pkg-config's flags are words
-cc -O2 -o "$t/loadgen" "$top/bench/loadgen.c" $(pkg-config --cflags --libs gnutls) -lpthread
+bench_loadgen "$top"
 sh "$top/tests/pki/mkpki.sh" "$t/pki" >/dev/null 2>&1
 export CERTGATE_DB="$t/bench.db"
 bench_push_db "$certgate" "$top" "$t/pki"
@@ -37,13 +36,7 @@ bench_push_db "$certgate" "$top" "$t/pki"
     --listen 127.0.0.1:0 --log-file "$t/certgate.log" --max-connections-per-ip 1024 \
     ${SERVE_ARGS:-} &
 pid=$!
-port=""
-for _ in $(seq 1 100); do
-    port=$(sed -n 's/.*"address":"127\.0\.0\.1:\([0-9]*\)".*/\1/p' "$t/certgate.log" 2>/dev/null | head -n 1)
-    [ -n "$port" ] && break
-    sleep 0.1
-done
-[ -n "$port" ] || { echo "profile: certgate did not start" >&2; exit 1; }
+port=$(bench_port "$t/certgate.log") || { echo "profile: certgate did not start" >&2; exit 1; }
 
 # the load runs 2 s longer than the recording, on both sides of it
 "$t/loadgen" --connect "127.0.0.1:$port" --cert "$t/pki/client.pem" --key "$t/pki/client.key" \

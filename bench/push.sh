@@ -49,13 +49,7 @@ bench_push_db "$certgate" "$top" "$t/pki"
 "$certgate" serve --cert "$t/pki/server-fullchain.pem" --key "$t/pki/server.key" \
     --listen 127.0.0.1:0 --durability "${DURABILITY:-full}" --log-file "$t/server.log" ${SERVE_ARGS:-} &
 pid=$!
-port=""
-for _ in $(seq 1 100); do
-    port=$(sed -n 's/.*"address":"127\.0\.0\.1:\([0-9]*\)".*/\1/p' "$t/server.log" 2>/dev/null | head -n 1)
-    [ -n "$port" ] && break
-    sleep 0.1
-done
-[ -n "$port" ] || { echo "bench: server did not start" >&2; exit 1; }
+port=$(bench_port "$t/server.log") || { echo "bench: server did not start" >&2; exit 1; }
 url="https://127.0.0.1:$port/api/acme/inbound/records"
 
 run() {

@@ -257,6 +257,15 @@ unsigned first_head_timeout(const struct serve_config *cfg);
 /* sweeper.c */
 void *sweeper_main(void *arg);
 
+/* linger.c: an epoll set for a thread of its own, with an eventfd in it
+ * (data.ptr NULL) to wake the thread; park.c uses one too. */
+/** Opens both (closed again on failure). @return CG_OK or CG_EIO */
+int wake_set_open(int *ep, int *wake);
+/** Closes what wake_set_open opened (a negative descriptor is skipped). */
+void wake_set_close(int ep, int wake);
+/** Wakes the thread waiting on the set. */
+void wake_set_signal(int wake);
+
 /* linger.c: the lingering close (see there). */
 struct lingerer;
 /** Starts the draining thread. @return CG_OK, CG_ENOMEM or CG_EIO */

@@ -47,12 +47,37 @@ struct lingerer {
 };
 
 /* Ends the thread's wait. */
-static void wake(struct lingerer *l)
+int wake_set_open(int *ep, int *wake)
+{
+    *ep = epoll_create1(EPOLL_CLOEXEC);
+    *wake = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
+    if (*ep >= 0 && *wake >= 0 &&
+        epoll_ctl(*ep, EPOLL_CTL_ADD, *wake,
+                  &(struct epoll_event){.events = EPOLLIN, .data.ptr = NULL}) == 0)
+        return CG_OK;
+    wake_set_close(*ep, *wake);
+    return CG_EIO;
+}
+
+void wake_set_close(int ep, int wake)
+{
+    if (ep >= 0)
+        close(ep);
+    if (wake >= 0)
+        close(wake);
+}
+
+void wake_set_signal(int wake)
 {
     uint64_t one = 1;
 
-    if (write(l->wake, &one, sizeof(one)) < 0)
+    if (write(wake, &one, sizeof(one)) < 0)
         return; /* the counter is full: a wake-up is pending anyway */
+}
+
+static void wake(struct lingerer *l)
+{
+    wake_set_signal(l->wake);
 }
 
 static void unlink_close(struct lingerer *l, struct lingering *s)
@@ -130,23 +155,14 @@ int linger_start(struct lingerer **out)
     *out = NULL;
     if (!l)
         return CG_ENOMEM;
-    l->ep = epoll_create1(EPOLL_CLOEXEC);
-    l->wake = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
-    if (l->ep < 0 || l->wake < 0 ||
-        epoll_ctl(l->ep, EPOLL_CTL_ADD, l->wake,
-                  &(struct epoll_event){.events = EPOLLIN, .data.ptr = NULL}) != 0) {
-        if (l->ep >= 0)
-            close(l->ep);
-        if (l->wake >= 0)
-            close(l->wake);
+    if (wake_set_open(&l->ep, &l->wake)) {
         free(l);
         return CG_EIO;
     }
     pthread_mutex_init(&l->lock, NULL);
     if (pthread_create(&l->thread, NULL, linger_main, l) != 0) {
         pthread_mutex_destroy(&l->lock);
-        close(l->ep);
-        close(l->wake);
+        wake_set_close(l->ep, l->wake);
         free(l);
         return CG_EIO;
     }
@@ -208,7 +224,6 @@ void linger_stop(struct lingerer *l)
     while (l->head)
         unlink_close(l, l->head);
     pthread_mutex_destroy(&l->lock);
-    close(l->ep);
-    close(l->wake);
+    wake_set_close(l->ep, l->wake);
     free(l);
 }

@@ -20,8 +20,6 @@
 #include <errno.h>
 #include <stdlib.h>
 #include <sys/epoll.h>
-#include <sys/eventfd.h>
-#include <unistd.h>
 
 #include "tls/wire.h"
 
@@ -98,23 +96,14 @@ int park_start(struct http_server *srv, struct parker **out)
     if (!p)
         return CG_ENOMEM;
     p->srv = srv;
-    p->ep = epoll_create1(EPOLL_CLOEXEC);
-    p->wake = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
-    if (p->ep < 0 || p->wake < 0 ||
-        epoll_ctl(p->ep, EPOLL_CTL_ADD, p->wake,
-                  &(struct epoll_event){.events = EPOLLIN, .data.ptr = NULL}) != 0) {
-        if (p->ep >= 0)
-            close(p->ep);
-        if (p->wake >= 0)
-            close(p->wake);
+    if (wake_set_open(&p->ep, &p->wake)) {
         free(p);
         return CG_EIO;
     }
     pthread_mutex_init(&p->lock, NULL);
     if (pthread_create(&p->thread, NULL, park_main, p) != 0) {
         pthread_mutex_destroy(&p->lock);
-        close(p->ep);
-        close(p->wake);
+        wake_set_close(p->ep, p->wake);
         free(p);
         return CG_EIO;
     }
@@ -125,8 +114,6 @@ int park_start(struct http_server *srv, struct parker **out)
 
 void park_stop(struct parker *p)
 {
-    uint64_t one = 1;
-
     if (!p)
         return;
     /* No connection is parked after this, and the thread ends; then every
@@ -135,8 +122,7 @@ void park_stop(struct parker *p)
     pthread_mutex_lock(&p->lock);
     p->stopping = true;
     pthread_mutex_unlock(&p->lock);
-    if (write(p->wake, &one, sizeof(one)) < 0)
-        (void)0; /* the counter is full: a wake-up is pending anyway */
+    wake_set_signal(p->wake);
     pthread_join(p->thread, NULL);
     pthread_mutex_lock(&p->srv->conns_lock);
     for (struct conn *c = p->srv->conns; c; c = c->next)
@@ -150,7 +136,6 @@ void park_free(struct parker *p)
         return;
     tls_wire_on_handshake_wait(NULL, NULL);
     pthread_mutex_destroy(&p->lock);
-    close(p->ep);
-    close(p->wake);
+    wake_set_close(p->ep, p->wake);
     free(p);
 }

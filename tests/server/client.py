@@ -234,15 +234,7 @@ def trickle(host, port, ca, cert, key, mode, seconds):
     if mode == "idle":
         s.sendall(ok)
         read_answer(s)
-        start = time.time()
-        s.settimeout(seconds)
-        try:
-            gone = s.recv(1) == b""
-        except socket.timeout:
-            gone = False
-        except (ConnectionError, ssl.SSLError):
-            gone = True
-        print("%s after %d s" % ("closed" if gone else "open", time.time() - start))
+        wait_for_close(s, seconds)
         return
     if mode == "idle-then-head":
         s.sendall(ok)
@@ -264,7 +256,7 @@ def wait_for_close(sock, seconds):
         gone = sock.recv(1) == b""
     except socket.timeout:
         gone = False
-    except ConnectionError:
+    except (ConnectionError, ssl.SSLError):
         gone = True
     print("%s after %d s" % ("closed" if gone else "open", time.time() - start))
 

@@ -25,11 +25,16 @@ else
         fail "--event-loop select: $(cat "$T/out")"
 fi
 
+# serves LOOP: the running server lets a client in and answers a push.
+serves() {
+    req $(as client) "$URL$WHO"
+    expect_status "$1: a client with its certificate gets in" 200
+    req $(as client) -H 'Content-Type: application/json' -d '{"a":1}' "$URL/api/t/in/rec"
+    expect_status "$1: a scripted push is answered" 201
+}
+
 start_server --event-loop epoll --head-timeout 2
-req $(as client) "$URL$WHO"
-expect_status "epoll: a client with its certificate gets in" 200
-req $(as client) -H 'Content-Type: application/json' -d '{"a":1}' "$URL/api/t/in/rec"
-expect_status "epoll: a scripted push is answered" 201
+serves epoll
 out=$(python3 "$CLIENT_PY" keepalive 127.0.0.1 "$PORT" "$PKI/root.pem" "$PKI/client.pem" \
     "$PKI/client.key" "$WHO" -- "$CERTGATE" --db "$DB" user lock integrator1)
 [ "$out" = "200 401 user_locked same-connection" ] &&
@@ -100,10 +105,7 @@ else
 fi
 
 start_server --event-loop poll --head-timeout 2
-req $(as client) "$URL$WHO"
-expect_status "poll: a client with its certificate gets in" 200
-req $(as client) -H 'Content-Type: application/json' -d '{"a":1}' "$URL/api/t/in/rec"
-expect_status "poll: a scripted push is answered" 201
+serves poll
 out=$(python3 "$CLIENT_PY" stall 127.0.0.1 "$PORT" "$PKI/root.pem" "$PKI/client.pem" \
     "$PKI/client.key" 8 2>/dev/null)
 case "$out" in
