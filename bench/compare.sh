@@ -80,9 +80,7 @@ base=${out%.md}
 raw=$base.raw
 : >"$raw"
 
-sh "$top/tests/pki/mkpki.sh" "$t/pki" >/dev/null 2>&1
-export CERTGATE_DB="$t/bench.db"
-bench_push_db "$certgate" "$top" "$t/pki"
+bench_push_setup "$certgate" "$top"
 # shellcheck disable=SC2086 # SERVE_ARGS are words
 "$certgate" serve --cert "$t/pki/server-fullchain.pem" --key "$t/pki/server.key" \
     --listen 127.0.0.1:0 --durability "${DURABILITY:-full}" --log-file "$t/certgate.log" \

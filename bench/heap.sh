@@ -26,9 +26,7 @@ BENCH_PIDS="lg pid"
 bench_tmp heap
 
 bench_loadgen "$top"
-sh "$top/tests/pki/mkpki.sh" "$t/pki" >/dev/null 2>&1
-export CERTGATE_DB="$t/bench.db"
-bench_push_db "$certgate" "$top" "$t/pki"
+bench_push_setup "$certgate" "$top"
 MALLOC_CONF="prof:true,prof_active:true,lg_prof_sample:10,prof_prefix:$t/jeprof" \
     "$certgate" serve --cert "$t/pki/server-fullchain.pem" --key "$t/pki/server.key" \
     --listen 127.0.0.1:0 --log-file "$t/certgate.log" --max-connections-per-ip "$((n + 10))" \

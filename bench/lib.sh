@@ -56,3 +56,12 @@ bench_port() {
     done
     return 1
 }
+
+# bench_push_setup CERTGATE TOP: a test PKI in $t/pki, and in a new SQLite
+# database $t/bench.db (exported as CERTGATE_DB) what bench_push_db adds.
+bench_push_setup() {
+    sh "$2/tests/pki/mkpki.sh" "$t/pki" >/dev/null 2>&1
+    CERTGATE_DB="$t/bench.db"
+    export CERTGATE_DB
+    bench_push_db "$1" "$2" "$t/pki"
+}

@@ -29,9 +29,7 @@ BENCH_PIDS="lg pid"
 bench_tmp prof
 
 bench_loadgen "$top"
-sh "$top/tests/pki/mkpki.sh" "$t/pki" >/dev/null 2>&1
-export CERTGATE_DB="$t/bench.db"
-bench_push_db "$certgate" "$top" "$t/pki"
+bench_push_setup "$certgate" "$top"
 "$certgate" serve --cert "$t/pki/server-fullchain.pem" --key "$t/pki/server.key" \
     --listen 127.0.0.1:0 --log-file "$t/certgate.log" --max-connections-per-ip 1024 \
     ${SERVE_ARGS:-} &
